@@ -1,0 +1,141 @@
+# Shared helpers for demos and benchmarks. Source it; do not run it.
+#
+#   demo_init NAME         fresh git-ignored run folder in $RUN, builds release binaries
+#   start NAME CMD...      runs CMD in the background (stdout $RUN/NAME.out,
+#                          stderr $RUN/NAME.err), waits for its "listening on"
+#                          line and sets ADDR_NAME / PORT_NAME
+#   wait_line FILE ERE [SECS]   waits until FILE has a line matching ERE
+#   step DESC CMD...       runs CMD, prints "ok - DESC" or "FAIL - DESC"
+#   summary                prints the tally; returns non-zero if a step failed
+#
+# Every background process is killed when the sourcing script exits.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${BIN:-$ROOT/target/release}
+PASSED=0
+FAILED=0
+PIDS=()
+
+say() { printf '%s\n' "$*"; }
+note() { printf '\033[1m== %s\033[0m\n' "$*"; }
+
+build_release() {
+    if [ -z "${PEERKIT_SKIP_BUILD:-}" ]; then
+        (cd "$ROOT" && cargo build --release --bins --quiet)
+    fi
+}
+
+# demo_init NAME: creates $RUN=$ROOT/run/NAME-<time>-<pid> and builds.
+demo_init() {
+    RUN="$ROOT/run/$1-$(date +%Y%m%d-%H%M%S)-$$"
+    mkdir -p "$RUN"
+    build_release
+    export PATH="$BIN:$PATH"
+    trap cleanup EXIT
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+# wait_line FILE ERE [SECS]: polls FILE until a line matches, up to SECS (30).
+wait_line() {
+    local file=$1 re=$2 secs=${3:-30} i=0
+    local tries=$((secs * 20))
+    while [ "$i" -lt "$tries" ]; do
+        if [ -f "$file" ] && grep -qE -- "$re" "$file"; then
+            return 0
+        fi
+        sleep 0.05
+        i=$((i + 1))
+    done
+    say "timed out after ${secs}s waiting for /$re/ in $file" >&2
+    return 1
+}
+
+# start NAME CMD...: background daemon; waits for its readiness line.
+start() {
+    local name=$1
+    shift
+    "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    PIDS+=($!)
+    eval "PID_$name=$!"
+    if ! wait_line "$RUN/$name.out" '^listening on ' 30; then
+        say "$name failed to start; stderr:" >&2
+        cat "$RUN/$name.err" >&2
+        return 1
+    fi
+    local addr
+    addr=$(grep -m1 '^listening on ' "$RUN/$name.out" | sed 's/^listening on //')
+    eval "ADDR_$name=\$addr"
+    eval "PORT_$name=\${addr##*:}"
+}
+
+# step DESC CMD...: one checked step of a demo.
+step() {
+    local desc=$1
+    shift
+    if "$@"; then
+        say "ok - $desc"
+        PASSED=$((PASSED + 1))
+    else
+        say "FAIL - $desc"
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+summary() {
+    say "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
+
+# peak_rss_kib PID: the process's peak resident set (VmHWM) in KiB.
+peak_rss_kib() {
+    awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# need CMD PACKAGE: installs a Debian package if CMD is missing.
+need() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        say "installing $2 (for $1)" >&2
+        if [ "$(id -u)" -eq 0 ]; then
+            apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null
+        else
+            sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq "$2" >/dev/null
+        fi
+    fi
+}
+
+# tmux layouts (tmux/NAME.sh):
+#   tmux_open SESSION CMD    new detached session whose first pane runs CMD
+#   tmux_pane CMD            another pane in it running CMD (tiled)
+#   tmux_show                tiles the panes and attaches (or switches)
+# Pane commands run under "bash -lc" and keep the pane open when they end.
+TMUX_SESSION=
+tmux_open() {
+    TMUX_SESSION="$1-$$"
+    tmux new-session -d -s "$TMUX_SESSION" -x 220 -y 60 "bash -c '$2; exec bash'"
+    tmux set-option -t "$TMUX_SESSION" remain-on-exit on >/dev/null
+    tmux set-option -t "$TMUX_SESSION" pane-border-status top >/dev/null
+}
+tmux_pane() {
+    tmux split-window -t "$TMUX_SESSION" "bash -c '$1; exec bash'"
+    tmux select-layout -t "$TMUX_SESSION" tiled >/dev/null
+}
+tmux_show() {
+    tmux select-layout -t "$TMUX_SESSION" tiled >/dev/null
+    tmux select-pane -t "$TMUX_SESSION:0.0"
+    if [ -n "${TMUX:-}" ]; then
+        tmux switch-client -t "$TMUX_SESSION"
+    elif [ -t 1 ]; then
+        tmux attach -t "$TMUX_SESSION"
+    else
+        say "tmux session $TMUX_SESSION started; attach with: tmux attach -t $TMUX_SESSION"
+    fi
+}

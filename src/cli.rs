@@ -1,0 +1,172 @@
+//! What every binary shares: common flags, progress bars on a terminal, and
+//! `run`, which turns a result into a one-line diagnostic and an exit code
+//! (0 success, 1 not there / refused, 2 error; a closed stdout is success).
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::net::Timeouts;
+
+/// Network flags shared by every program.
+#[derive(Debug, Clone, Args)]
+pub struct NetArgs {
+    /// Seconds a connect, read or write may take before giving up
+    #[arg(long, value_name = "SECS", default_value_t = 30, global = true)]
+    pub timeout: u64,
+}
+
+impl NetArgs {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(self.timeout.clamp(1, 10)),
+            io: Duration::from_secs(self.timeout.max(1)),
+        }
+    }
+}
+
+/// Flags shared by every daemon.
+#[derive(Debug, Clone, Args)]
+pub struct DaemonArgs {
+    /// Address to listen on, HOST:PORT (port 0 picks a free port)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+impl DaemonArgs {
+    /// The `--listen` address, or `default` when it was not given.
+    pub fn listen_or(&self, default: &str) -> String {
+        self.listen.clone().unwrap_or_else(|| default.to_string())
+    }
+}
+
+/// An error meaning "the thing asked for is not there, or was refused":
+/// `run` reports it and exits 1 instead of 2.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Runs a program's body and maps the outcome to an exit code, printing
+/// `tool: what failed: why` on stderr for errors.
+pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    match body() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("{tool}: {}", describe(&err));
+            if err.chain().any(|c| c.downcast_ref::<Refused>().is_some()) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe && e.raw_os_error().is_some())
+    })
+}
+
+/// The error chain as one line, `context: cause: cause`.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = match cause.downcast_ref::<io::Error>() {
+            Some(e) => describe_io(e),
+            None => cause.to_string(),
+        };
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// An I/O error without the `(os error N)` noise, in lower case, with read
+/// timeouts called what they are.
+pub fn describe_io(e: &io::Error) -> String {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) && e.raw_os_error().is_some()
+    {
+        return "timed out".to_string();
+    }
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(i) if e.raw_os_error().is_some() => text[..i].to_string(),
+        _ => text,
+    };
+    if e.raw_os_error().is_some() {
+        let mut chars = text.chars();
+        match chars.next() {
+            Some(first) => first.to_lowercase().chain(chars).collect(),
+            None => text,
+        }
+    } else {
+        text
+    }
+}
+
+/// True when stderr is a terminal, i.e. progress bars should be drawn.
+pub fn progress_enabled() -> bool {
+    io::stderr().is_terminal()
+}
+
+/// A byte-counting progress bar on stderr, hidden unless stderr is a terminal.
+pub fn byte_bar(len: u64, label: &str) -> ProgressBar {
+    if !progress_enabled() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    // The template is a constant known to be valid.
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(label.to_string());
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_cleanly() {
+        let e = io::Error::from_raw_os_error(111);
+        assert_eq!(describe_io(&e), "connection refused");
+        let e = io::Error::other("custom text");
+        assert_eq!(describe_io(&e), "custom text");
+    }
+
+    #[test]
+    fn chain_is_one_line() {
+        let err = anyhow::Error::new(io::Error::from_raw_os_error(111))
+            .context("connecting to 127.0.0.1:1");
+        assert_eq!(
+            describe(&err),
+            "connecting to 127.0.0.1:1: connection refused"
+        );
+    }
+}

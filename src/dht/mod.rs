@@ -1,0 +1,1 @@
+//! The supernode DHT: index ring, supernodes, synchronizer and clients.

@@ -1,0 +1,1 @@
+//! Gnutella-like key-value flooding, byte-compatible with the course protocol.

@@ -1,0 +1,34 @@
+//! peerkit: classic peer-to-peer and distributed-systems programs as small,
+//! pipe-friendly command-line tools over one thin shared library.
+//!
+//! # Layout
+//!
+//! Shared layer, used by every system:
+//! - [`error`]: the library's `Error` type and `Result` alias.
+//! - [`frame`]: `[u32 length][postcard]` frames, the buffered `Conn`, the version handshake.
+//! - [`net`]: connecting and binding with timeouts, the `listening on` line, the bounded accept loop.
+//! - [`shutdown`]: the Ctrl-C / SIGTERM flag that stops accept loops and periodic tasks.
+//! - [`name`]: `FileName`, the validated plain file name.
+//! - [`transfer`]: SHA-256 `Digest`, streaming file bodies, atomic verified receive.
+//! - [`cli`]: shared flags, progress bars, error-to-exit-code mapping for binaries.
+//! - [`rng`]: a small random generator for tie breaks and peer choice.
+//!
+//! One module per system; a system never reaches into another:
+//! - [`dht`]: the supernode DHT (`p2p-index`, `p2p-superd`, `p2p-ls`, `p2p-get`, `p2p-put`).
+//! - [`swarm`]: the BitTorrent-like swarm (`bt-tracker`, `bt-peer`).
+//! - [`flood`]: Gnutella-like key-value flooding (`kv-servent`, `kv-query`).
+
+pub mod cli;
+pub mod error;
+pub mod frame;
+pub mod name;
+pub mod net;
+pub mod rng;
+pub mod shutdown;
+pub mod transfer;
+
+pub mod dht;
+pub mod flood;
+pub mod swarm;
+
+pub use error::{Error, Result};

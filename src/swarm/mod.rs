@@ -1,0 +1,1 @@
+//! The BitTorrent-like swarm: manifest, tracker, peers and piece picking.

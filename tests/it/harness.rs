@@ -1,0 +1,541 @@
+//! Test harness shared by every system's integration tests: fresh temp
+//! folders, spawning the real binaries, waiting on readiness lines under a
+//! deadline, killing children on drop, and dumping everything on failure.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Path of one of the crate's binaries: `bin!("p2p-get")`.
+#[macro_export]
+macro_rules! bin {
+    ($name:literal) => {
+        env!(concat!("CARGO_BIN_EXE_", $name))
+    };
+}
+
+/// How long any single wait in a test may take before it fails. Generous:
+/// tests must pass on a busy two-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh folder under the target directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Creates (if needed) and returns a sub-folder.
+    pub fn sub(&self, name: &str) -> PathBuf {
+        let p = self.0.join(name);
+        fs::create_dir_all(&p).expect("create sub dir");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.0);
+        } else {
+            eprintln!("keeping {} for inspection", self.0.display());
+        }
+    }
+}
+
+/// Lines a child printed on one stream, with a condition variable so tests
+/// can wait for a line to appear.
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<(Vec<String>, bool)>,
+    changed: Condvar,
+}
+
+impl Lines {
+    fn collect<R: Read + Send + 'static>(stream: R) -> Arc<Lines> {
+        let lines = Arc::new(Lines::default());
+        let l = lines.clone();
+        thread::spawn(move || {
+            let mut r = BufReader::new(stream);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf)
+                            .trim_end_matches(['\n', '\r'])
+                            .to_string();
+                        let mut g = l.lines.lock().unwrap();
+                        g.0.push(line);
+                        l.changed.notify_all();
+                    }
+                }
+            }
+            l.lines.lock().unwrap().1 = true;
+            l.changed.notify_all();
+        });
+        lines
+    }
+
+    fn snapshot(&self) -> Vec<String> {
+        self.lines.lock().unwrap().0.clone()
+    }
+
+    /// Waits until a line at index >= `from` satisfies `pred`; returns its
+    /// index and text, or None at the deadline or when the stream ends.
+    fn wait(
+        &self,
+        from: usize,
+        deadline: Instant,
+        pred: &dyn Fn(&str) -> bool,
+    ) -> Option<(usize, String)> {
+        let mut g = self.lines.lock().unwrap();
+        let mut next = from;
+        loop {
+            while next < g.0.len() {
+                if pred(&g.0[next]) {
+                    return Some((next, g.0[next].clone()));
+                }
+                next += 1;
+            }
+            let now = Instant::now();
+            if g.1 || now >= deadline {
+                return None;
+            }
+            g = self.changed.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+}
+
+/// A running child process. Killed (SIGKILL) and reaped on drop.
+pub struct Proc {
+    pub name: String,
+    cmdline: String,
+    child: Child,
+    stdout: Arc<Lines>,
+    stderr: Arc<Lines>,
+    /// Index of the first stdout line `wait_stdout` has not yet consumed.
+    cursor: usize,
+    /// The `HOST:PORT` from the readiness line, for daemons.
+    pub addr: String,
+    status: Option<ExitStatus>,
+}
+
+fn command_line(program: &str, args: &[&OsStr]) -> String {
+    let mut s = program.to_string();
+    for a in args {
+        s.push(' ');
+        s.push_str(&shell_quote(&a.to_string_lossy()));
+    }
+    s
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A builder for a child process.
+pub struct Spawn {
+    program: String,
+    args: Vec<std::ffi::OsString>,
+    cwd: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
+}
+
+/// Starts describing a run of `program` (use `bin!`).
+pub fn cmd(program: &str) -> Spawn {
+    Spawn {
+        program: program.to_string(),
+        args: Vec::new(),
+        cwd: None,
+        stdin: None,
+    }
+}
+
+impl Spawn {
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Spawn {
+        self.args.push(a.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Spawn
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        for a in args {
+            self.args.push(a.as_ref().to_owned());
+        }
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Spawn {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Bytes to feed on stdin (then stdin is closed). Without it stdin is null.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Spawn {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    fn name(&self) -> String {
+        Path::new(&self.program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.program.clone())
+    }
+
+    /// Starts the process in the background.
+    pub fn start(self) -> Proc {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        if let Some(d) = &self.cwd {
+            c.current_dir(d);
+        }
+        let args: Vec<&OsStr> = self.args.iter().map(|a| a.as_os_str()).collect();
+        let cmdline = command_line(&self.program, &args);
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmdline}: {e}"));
+        if let Some(input) = self.stdin.clone() {
+            let mut w = child.stdin.take().unwrap();
+            thread::spawn(move || {
+                let _ = w.write_all(&input);
+            });
+        }
+        let stdout = Lines::collect(child.stdout.take().unwrap());
+        let stderr = Lines::collect(child.stderr.take().unwrap());
+        Proc {
+            name: self.name(),
+            cmdline,
+            child,
+            stdout,
+            stderr,
+            cursor: 0,
+            addr: String::new(),
+            status: None,
+        }
+    }
+
+    /// Starts a daemon and waits for its `listening on HOST:PORT` line.
+    pub fn daemon(self) -> Proc {
+        let mut p = self.start();
+        let line = p.wait_stdout(|l| l.starts_with("listening on "));
+        p.addr = line["listening on ".len()..].trim().to_string();
+        p
+    }
+
+    /// Runs to completion (under the deadline) and returns the outcome.
+    pub fn run(self) -> Output {
+        let mut p = self.start();
+        let status = p.wait_exit();
+        // Reader threads finish once the pipes close at exit.
+        let deadline = Instant::now() + DEADLINE;
+        p.stdout.wait(usize::MAX, deadline, &|_| false);
+        p.stderr.wait(usize::MAX, deadline, &|_| false);
+        Output {
+            cmdline: p.cmdline.clone(),
+            status,
+            stdout: p.stdout.snapshot().join("\n"),
+            stderr: p.stderr.snapshot().join("\n"),
+        }
+    }
+}
+
+impl Proc {
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The port of `addr`.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no port in {:?}", self.name, self.addr))
+    }
+
+    /// Everything known about the child, for failure messages.
+    pub fn dump(&self) -> String {
+        format!(
+            "--- {} ---\ncommand: {}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}\n",
+            self.name,
+            self.cmdline,
+            self.status,
+            self.stdout.snapshot().join("\n"),
+            self.stderr.snapshot().join("\n"),
+        )
+    }
+
+    /// All stdout lines so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.snapshot()
+    }
+
+    /// All stderr lines so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.snapshot()
+    }
+
+    /// Waits for the next stdout line (after those already consumed) that
+    /// satisfies `pred`; panics with a dump at the deadline.
+    pub fn wait_stdout(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        match self
+            .stdout
+            .wait(self.cursor, Instant::now() + DEADLINE, &pred)
+        {
+            Some((i, line)) => {
+                self.cursor = i + 1;
+                line
+            }
+            None => panic!("timed out waiting for a stdout line\n{}", self.dump()),
+        }
+    }
+
+    /// Waits for any stdout line (from the start) satisfying `pred`,
+    /// without moving the cursor.
+    pub fn wait_stdout_any(&self, pred: impl Fn(&str) -> bool) -> String {
+        match self.stdout.wait(0, Instant::now() + DEADLINE, &pred) {
+            Some((_, line)) => line,
+            None => panic!("timed out waiting for a stdout line\n{}", self.dump()),
+        }
+    }
+
+    /// Waits for a stderr line (from the start) satisfying `pred`.
+    pub fn wait_stderr(&self, pred: impl Fn(&str) -> bool) -> String {
+        match self.stderr.wait(0, Instant::now() + DEADLINE, &pred) {
+            Some((_, line)) => line,
+            None => panic!("timed out waiting for a stderr line\n{}", self.dump()),
+        }
+    }
+
+    /// Sends SIGTERM (a graceful stop).
+    pub fn terminate(&self) {
+        signal(self.child.id(), "TERM");
+    }
+
+    /// Sends SIGINT (Ctrl-C).
+    pub fn interrupt(&self) {
+        signal(self.child.id(), "INT");
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        self.status = self.child.wait().ok();
+    }
+
+    /// Waits for exit under the deadline; panics with a dump if it does not.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                self.status = Some(st);
+                return st;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("process did not exit in time\n{}", self.dump());
+            }
+            // Poll the child's status until the deadline.
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// The outcome of a finished command.
+pub struct Output {
+    pub cmdline: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn dump(&self) -> String {
+        format!(
+            "command: {}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}\n",
+            self.cmdline, self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// Asserts exit code `code`; returns self for chaining.
+    pub fn code(self, code: i32) -> Output {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "unexpected exit status\n{}",
+            self.dump()
+        );
+        self
+    }
+
+    /// Asserts success.
+    pub fn ok(self) -> Output {
+        self.code(0)
+    }
+
+    /// Asserts stderr contains `needle`.
+    pub fn stderr_has(self, needle: &str) -> Output {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.dump()
+        );
+        self
+    }
+
+    /// Asserts stdout contains `needle`.
+    pub fn stdout_has(self, needle: &str) -> Output {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n{}",
+            self.dump()
+        );
+        self
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lines().map(str::to_string).collect()
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every 20 ms up to the
+/// deadline; panics with `what` and `context()` if it never does.
+pub fn wait_until<T>(
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}\n{}", context());
+        }
+        // Poll period while waiting for the condition, bounded by the deadline.
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Deterministic pseudo-random bytes (for test files without a rand crate).
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes a file of `len` pseudo-random bytes in 1 MiB pieces.
+pub fn write_random_file(path: &Path, len: u64, seed: u64) {
+    let mut f = std::io::BufWriter::new(fs::File::create(path).expect("create"));
+    let mut left = len;
+    let mut s = seed;
+    while left > 0 {
+        let n = left.min(1 << 20) as usize;
+        f.write_all(&pseudo_random_bytes(n, s)).expect("write");
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        left -= n as u64;
+    }
+    f.flush().expect("flush");
+}
+
+/// A queue of raw bytes sent to a TCP address, for bad-input tests.
+pub struct RawClient {
+    pub stream: std::net::TcpStream,
+}
+
+impl RawClient {
+    pub fn connect(addr: &str) -> RawClient {
+        let stream = std::net::TcpStream::connect(addr)
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream.set_write_timeout(Some(DEADLINE)).unwrap();
+        RawClient { stream }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> &mut Self {
+        // The peer may close early on bad input; that is what some tests check.
+        let _ = self.stream.write_all(bytes);
+        self
+    }
+
+    /// Reads until the peer closes (or the deadline); returns what came.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = self.stream.read_to_end(&mut out);
+        out
+    }
+}
+
+/// Lines of a string, as a VecDeque (handy for order checks).
+pub fn lines_of(s: &str) -> VecDeque<String> {
+    s.lines().map(str::to_string).collect()
+}

@@ -1,0 +1,8 @@
+//! The one integration-test binary: every system's tests spawn the real
+//! programs on 127.0.0.1 port 0 through the shared harness.
+
+mod harness;
+
+mod dht;
+mod flood;
+mod swarm;
