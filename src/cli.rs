@@ -79,9 +79,11 @@ pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let broken =
+        |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe && e.raw_os_error().is_some();
     err.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe && e.raw_os_error().is_some())
+        c.downcast_ref::<io::Error>().is_some_and(broken)
+            || matches!(c.downcast_ref::<crate::Error>(), Some(crate::Error::Io(e)) if broken(e))
     })
 }
 
