@@ -79,12 +79,51 @@ pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    let broken =
-        |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe && e.raw_os_error().is_some();
     err.chain().any(|c| {
-        c.downcast_ref::<io::Error>().is_some_and(broken)
-            || matches!(c.downcast_ref::<crate::Error>(), Some(crate::Error::Io(e)) if broken(e))
+        c.is::<StdoutClosed>()
+            || c.downcast_ref::<io::Error>()
+                .and_then(|e| e.get_ref())
+                .is_some_and(|inner| inner.is::<StdoutClosed>())
     })
+}
+
+/// Stdout was closed by the reader (`tool | head`): not a failure.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Buffered standard output for a program's data. A write to a closed pipe
+/// fails with `StdoutClosed` inside, which `run` treats as success, while a
+/// broken pipe on a socket stays an error.
+pub struct Stdout(io::BufWriter<io::Stdout>);
+
+/// The program's data output; flush it (or drop it) when done.
+pub fn stdout() -> Stdout {
+    Stdout(io::BufWriter::with_capacity(64 * 1024, io::stdout()))
+}
+
+fn mark_closed(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        io::Error::new(io::ErrorKind::BrokenPipe, StdoutClosed)
+    } else {
+        e
+    }
+}
+
+impl io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(mark_closed)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(mark_closed)
+    }
 }
 
 /// The error chain as one line, `context: cause: cause`.
@@ -170,5 +209,13 @@ mod tests {
             describe(&err),
             "connecting to 127.0.0.1:1: connection refused"
         );
+    }
+
+    #[test]
+    fn only_a_closed_stdout_counts_as_success() {
+        let stdout = anyhow::Error::new(mark_closed(io::Error::from_raw_os_error(32)));
+        assert!(is_broken_pipe(&stdout.context("writing output")));
+        let socket = anyhow::Error::new(io::Error::from_raw_os_error(32));
+        assert!(!is_broken_pipe(&socket));
     }
 }
