@@ -231,23 +231,27 @@ fn warn(line: fmt::Arguments<'_>) {
 
 /// Waits, with no deadline, for the next message on a long-lived link to
 /// start, then reads the whole of it under the I/O timeout (a peer that
-/// stops half way through a message is cut off; an idle link is not).
-fn next_message(r: &mut BufReader<TcpStream>, io_timeout: Duration) -> Result<Option<Message>> {
-    if r.buffer().is_empty() {
-        r.get_ref().set_read_timeout(None)?;
-        let ready = loop {
-            match r.fill_buf() {
-                Ok(buf) => break !buf.is_empty(),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
+/// stops half way through a message is cut off; an idle link is not). The
+/// socket keeps its read timeout: one that fires before the first byte of a
+/// message has consumed nothing and is simply waited out again.
+fn next_message(r: &mut BufReader<TcpStream>) -> Result<Option<Message>> {
+    loop {
+        match r.fill_buf() {
+            Ok([]) => return Ok(None),
+            Ok(_) => return wire::read_message(r),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
             }
-        };
-        r.get_ref().set_read_timeout(Some(io_timeout))?;
-        if !ready {
-            return Ok(None);
+            Err(e) => return Err(e.into()),
         }
     }
-    wire::read_message(r)
 }
 
 /// `ip:port` of this servent as seen through `stream`: the socket's local
@@ -373,11 +377,11 @@ impl Servent {
         }
     }
 
-    /// An accepted connection: its ID says whether a servent or a client is
-    /// on the other end.
+    /// An accepted connection: its ID, due within the I/O timeout, says
+    /// whether a servent or a client is on the other end.
     fn accepted(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let mut r = BufReader::new(stream);
-        match next_message(&mut r, self.timeouts.io) {
+        match wire::read_message(&mut r) {
             Ok(None) => {}
             Ok(Some(Message::Id { port: 0 })) => match self.open_link(r.get_ref(), peer) {
                 Ok(id) => {
@@ -405,7 +409,7 @@ impl Servent {
     ) {
         let me = own_address(r.get_ref(), self.port);
         loop {
-            match next_message(r, self.timeouts.io) {
+            match next_message(r) {
                 Ok(None) => break,
                 Ok(Some(Message::KeyFlood(f))) => self.on_flood(Query::Key, f, id, peer, &me),
                 Ok(Some(Message::TopoFlood(f))) => self.on_flood(Query::Topo, f, id, peer, &me),
@@ -440,7 +444,7 @@ impl Servent {
         let me = own_address(r.get_ref(), self.port);
         say(format_args!("client {peer} answers to {origin}"));
         loop {
-            match next_message(r, self.timeouts.io) {
+            match next_message(r) {
                 Ok(None) => break,
                 Ok(Some(Message::KeyReq { seq, key })) => {
                     self.on_request(Query::Key, seq, key, origin, &me)
