@@ -1,1 +1,26 @@
 //! Gnutella-like key-value flooding, byte-compatible with the course protocol.
+//!
+//! Servents hold a key-value database each and keep TCP links to their
+//! neighbours. A client sends a query to one servent, which floods it with a
+//! TTL; every servent floods a given query once, and the servents holding
+//! the key answer the client on a new connection. A topology query collects
+//! the path of servents each branch of the flood reached.
+//!
+//! This system speaks its own fixed binary protocol (see [`wire`]), not the
+//! toolkit's postcard frames, so that it mixes with other implementations.
+//!
+//! # Layout
+//! - [`wire`]: the six messages, their exact bytes, the message reader.
+//! - [`kvfile`]: the key-value file format and the loaded database.
+//! - [`servent`]: `kv-servent`: links, the seen set, flooding, answers.
+//! - [`client`]: `kv-query`: one-shot, interactive and pipeline queries.
+
+pub mod client;
+pub mod kvfile;
+pub mod servent;
+pub mod wire;
+
+pub use client::{Client, Command};
+pub use kvfile::KvStore;
+pub use servent::Config;
+pub use wire::{Flood, Message, Text};

@@ -1,1 +1,549 @@
-//! Integration tests of the flood system.
+//! Integration tests of the flood system: real `kv-servent` and `kv-query`
+//! processes on 127.0.0.1, the diamond and chain topologies from testdata,
+//! and raw protocol bytes written out by hand.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+
+use crate::bin;
+use crate::harness::*;
+
+/// Quiet time that ends a query in these tests (seconds).
+const WAIT: &str = "1.5";
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/flood")
+}
+
+/// One servent of a topology file: name, key-value file, neighbour names.
+struct Node {
+    name: String,
+    kv: PathBuf,
+    neighbours: Vec<String>,
+}
+
+fn read_topology(name: &str) -> Vec<Node> {
+    let text = std::fs::read_to_string(testdata().join(format!("{name}.topo"))).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            Node {
+                name: words.next().unwrap().to_string(),
+                kv: testdata().join(words.next().unwrap()),
+                neighbours: words.map(str::to_string).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Running servents by name.
+struct Net {
+    procs: Vec<(String, Proc)>,
+}
+
+impl Net {
+    fn get(&mut self, name: &str) -> &mut Proc {
+        &mut self
+            .procs
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no servent {name}"))
+            .1
+    }
+
+    fn addr(&mut self, name: &str) -> String {
+        self.get(name).addr.clone()
+    }
+
+    fn dump(&self) -> String {
+        self.procs.iter().map(|(_, p)| p.dump()).collect()
+    }
+
+    /// Starts `node` with `extra` flags, connected to its running neighbours,
+    /// and waits until each neighbour has registered the link.
+    fn start(&mut self, node: &Node, extra: &[&str]) {
+        let addrs: Vec<String> = node.neighbours.iter().map(|n| self.addr(n)).collect();
+        let p = servent(&node.kv, &addrs, extra);
+        for n in &node.neighbours {
+            self.get(n).wait_stdout(|l| l.starts_with("link in "));
+        }
+        self.procs.push((node.name.clone(), p));
+    }
+
+    fn remove(&mut self, name: &str) -> Proc {
+        let i = self.procs.iter().position(|(n, _)| n == name).unwrap();
+        self.procs.remove(i).1
+    }
+}
+
+fn servent(kv: &Path, neighbours: &[String], extra: &[&str]) -> Proc {
+    cmd(bin!("kv-servent"))
+        .args(["--bind", "127.0.0.1"])
+        .args(extra)
+        .arg("0")
+        .arg(kv)
+        .args(neighbours)
+        .daemon()
+}
+
+/// Starts a topology from testdata; `extra(name)` gives per-servent flags.
+fn start_topology(name: &str, extra: impl Fn(&str) -> Vec<&'static str>) -> Net {
+    let mut net = Net { procs: Vec::new() };
+    for node in read_topology(name) {
+        net.start(&node, &extra(&node.name));
+    }
+    net
+}
+
+fn ask(addr: &str, query: &str) -> Output {
+    cmd(bin!("kv-query"))
+        .args(["--wait", WAIT, addr, query])
+        .run()
+}
+
+/// The values of `<value> <ip>:<port>` answer lines.
+fn values(out: &Output) -> Vec<String> {
+    out.stdout_lines()
+        .iter()
+        .map(|l| {
+            let (value, from) = l.rsplit_once(' ').expect("answer line");
+            assert!(from.starts_with("127.0.0.1:"), "bad answer line {l:?}");
+            value.to_string()
+        })
+        .collect()
+}
+
+fn value_set(out: &Output) -> BTreeSet<String> {
+    values(out).into_iter().collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The origin (client answer address) a servent logged for its latest client.
+fn latest_origin(p: &Proc) -> String {
+    p.stdout_lines()
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("client ")?.split(" answers to ").nth(1))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no client line\n{}", p.dump()))
+}
+
+#[test]
+fn diamond_answers_exactly_once() {
+    let mut net = start_topology("diamond", |_| vec![]);
+    let s1 = net.addr("s1");
+
+    let out = ask(&s1, "?imap").ok();
+    assert_eq!(
+        values(&out),
+        vec!["143/tcp imap2 # Internet Message Access Protocol"],
+        "{}",
+        net.dump()
+    );
+    // The two copies s1 sends around the cycle meet somewhere: usually at
+    // s4, but s2 or s3 when the copy coming round through s4 wins the race.
+    let origin = latest_origin(net.get("s1"));
+    let dup = format!("duplicate {origin} seq 0 ");
+    wait_until(
+        "a duplicate dropped on the cycle",
+        || {
+            net.procs
+                .iter()
+                .any(|(_, p)| p.stdout_lines().iter().any(|l| l.starts_with(&dup)))
+                .then_some(())
+        },
+        || net.dump(),
+    );
+    let s4 = net.get("s4");
+    let answered = s4
+        .stdout_lines()
+        .iter()
+        .filter(|l| l.starts_with(&format!("answered {origin} seq 0")))
+        .count();
+    assert_eq!(answered, 1, "{}", s4.dump());
+
+    // A key held on both sides is answered by both.
+    let out = ask(&s1, "?http").ok();
+    assert_eq!(
+        value_set(&out),
+        set(&[
+            "80/tcp www # WorldWideWeb HTTP (copy held by s2)",
+            "80/tcp www # WorldWideWeb HTTP (copy held by s3)",
+        ])
+    );
+    assert_eq!(values(&out).len(), 2);
+
+    // Every servent holds "servent": each answers once.
+    let out = ask(&s1, "?servent").ok();
+    assert_eq!(values(&out).len(), 4, "{}", out.dump());
+    assert_eq!(value_set(&out), set(&["s1", "s2", "s3", "s4"]));
+}
+
+#[test]
+fn chain_reach_follows_the_ttl() {
+    let nodes = read_topology("chain");
+    let (entry, rest) = nodes.split_last().unwrap();
+    assert_eq!(entry.name, "s1");
+    let mut net = Net { procs: Vec::new() };
+    for node in rest {
+        net.start(node, &[]);
+    }
+    let names = ["s1", "s2", "s3", "s4", "s5", "s6"];
+    for ttl in 1..=3usize {
+        net.start(entry, &["--ttl", &ttl.to_string()]);
+        let s1 = net.addr("s1");
+
+        let out = ask(&s1, "?servent").ok();
+        assert_eq!(values(&out).len(), ttl + 1, "{}", out.dump());
+        assert_eq!(value_set(&out), set(&names[..=ttl]), "ttl {ttl}");
+
+        // The last servent reached stops the flood; the next never sees it.
+        let origin = latest_origin(net.get("s1"));
+        let last = names[ttl];
+        net.get(last)
+            .wait_stdout_any(|l| l == format!("stopped {origin} seq 0"));
+        let next = net.get(names[ttl + 1]);
+        assert!(
+            !next.stdout_lines().iter().any(|l| l.contains(&origin)),
+            "{} saw the query\n{}",
+            names[ttl + 1],
+            next.dump()
+        );
+
+        // A key held just beyond the reach is not found.
+        let beyond = ["ftp", "ssh", "telnet", "smtp", "domain"][ttl + 1];
+        ask(&s1, &format!("?{beyond}"))
+            .code(1)
+            .stderr_has("no response received");
+
+        let mut old = net.remove("s1");
+        old.terminate();
+        assert!(old.wait_exit().success(), "{}", old.dump());
+        net.get("s2").wait_stdout(|l| l.starts_with("link closed "));
+    }
+}
+
+#[test]
+fn topology_strings_name_each_hop() {
+    let mut net = start_topology("chain", |_| vec![]);
+    let a: Vec<String> = ["s1", "s2", "s3", "s4"]
+        .iter()
+        .map(|n| net.addr(n))
+        .collect();
+    let out = ask(&a[0], "T").ok();
+    // With TTL 3: s1 and three hops, each answer the path so far.
+    let expected: BTreeSet<String> = (1..=4).map(|n| a[..n].join(" ")).collect();
+    assert_eq!(value_set(&out), expected, "{}", net.dump());
+    assert_eq!(values(&out).len(), 4);
+
+    let mut net = start_topology("diamond", |_| vec![]);
+    let [s1, s2, s3, s4] = ["s1", "s2", "s3", "s4"].map(|n| net.addr(n));
+    let out = ask(&s1, "T").ok();
+    let got = values(&out);
+    assert_eq!(got.len(), 4, "{}", out.dump());
+    let got: BTreeSet<String> = got.into_iter().collect();
+    assert!(got.contains(&s1));
+    assert!(got.contains(&format!("{s1} {s2}")));
+    assert!(got.contains(&format!("{s1} {s3}")));
+    // s4 answers once, along whichever side reached it first.
+    let via2 = format!("{s1} {s2} {s4}");
+    let via3 = format!("{s1} {s3} {s4}");
+    assert!(
+        got.contains(&via2) ^ got.contains(&via3),
+        "{got:?}\n{}",
+        net.dump()
+    );
+}
+
+#[test]
+fn a_neighbour_killed_mid_run_is_dropped() {
+    let mut net = start_topology("diamond", |_| vec![]);
+    let s1 = net.addr("s1");
+    assert_eq!(values(&ask(&s1, "?telnet").ok()).len(), 1);
+
+    net.get("s2").kill();
+    net.get("s1").wait_stdout(|l| l.starts_with("link closed "));
+    net.get("s4").wait_stdout(|l| l.starts_with("link closed "));
+
+    // s4 is still reached through s3, and answers once.
+    let out = ask(&s1, "?imap").ok();
+    assert_eq!(values(&out).len(), 1, "{}", net.dump());
+    // s2's keys are gone with it.
+    ask(&s1, "?telnet")
+        .code(1)
+        .stderr_has("no response received");
+    let out = ask(&s1, "?servent").ok();
+    assert_eq!(value_set(&out), set(&["s1", "s3", "s4"]));
+}
+
+#[test]
+fn garbage_on_a_link_closes_only_that_link() {
+    let mut net = start_topology("chain", |_| vec![]);
+    let s1 = net.addr("s1");
+    let s2 = net.addr("s2");
+    let mut bad = |bytes: &[u8], why: &str| {
+        let mut c = RawClient::connect(&s2);
+        c.send(bytes);
+        c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        // The servent closes the link without sending anything.
+        assert!(c.read_to_close().is_empty());
+        net.get("s2").wait_stderr(|l| l.contains(why));
+    };
+    // An unknown type on a servent link.
+    bad(&[0, 4, 0, 0, 0, 99, 1, 2, 3], "unknown message type 99");
+    // Not the protocol at all.
+    bad(b"GET / HTTP/1.0\r\n\r\n", "unknown message type 18245");
+    // A key over 400 bytes.
+    bad(
+        &[
+            0, 4, 0, 0, 0, 7, 0, 3, 0, 0, 0, 1, 127, 0, 0, 1, 0, 80, 0x01, 0x91,
+        ],
+        "exceeds the 400-byte limit",
+    );
+    // A message cut short.
+    bad(
+        &[0, 4, 0, 0, 0, 7, 0, 3, 0, 0],
+        "in the middle of a message",
+    );
+    // A client sending garbage after its ID.
+    bad(
+        &[0, 4, 0x9c, 0x40, 0xff, 0xff],
+        "unknown message type 65535",
+    );
+
+    // Everyone else is still served, through s2.
+    let out = ask(&s1, "?servent").ok();
+    assert_eq!(value_set(&out), set(&["s1", "s2", "s3", "s4"]));
+}
+
+/// Binds a listener on a port above 32767, so its port has the high bit set.
+fn high_port_listener() -> TcpListener {
+    (40_000..60_000)
+        .find_map(|p| TcpListener::bind(("127.0.0.1", p)).ok())
+        .expect("a free port above 32767")
+}
+
+fn read_exact_bytes(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    s.read_exact(&mut buf).expect("read message bytes");
+    buf
+}
+
+/// Accepts one answer connection and returns everything sent on it.
+fn accept_all(l: &TcpListener) -> Vec<u8> {
+    let (mut s, _) = l.accept().unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn raw_protocol_bytes_by_hand() {
+    let dir = TempDir::new("flood-raw");
+    let kv = dir.path().join("s.kv");
+    std::fs::write(&kv, "ssh 22/tcp # SSH\n").unwrap();
+    let mut s = servent(&kv, &[], &[]);
+    let port = s.port();
+
+    // Two servents' links, greeted with ID port 0: 0x0004 0x0000.
+    let mut n1 = RawClient::connect(&s.addr);
+    n1.send(&[0x00, 0x04, 0x00, 0x00]);
+    s.wait_stdout(|l| l.starts_with("link in "));
+    let mut n2 = RawClient::connect(&s.addr);
+    n2.send(&[0x00, 0x04, 0x00, 0x00]);
+    s.wait_stdout(|l| l.starts_with("link in "));
+
+    // A client listening above 32767 sends ID with its port, then
+    // KEYREQ seq 42 "ssh": 0x0005, 0x0000002a, 0x0003, "ssh".
+    let answers = high_port_listener();
+    let cport = answers.local_addr().unwrap().port();
+    assert!(cport > 32767);
+    let [hi, lo] = [(cport >> 8) as u8, (cport & 0xff) as u8];
+    let mut client = RawClient::connect(&s.addr);
+    client.send(&[0x00, 0x04, hi, lo]);
+    client.send(&[
+        0x00, 0x05, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x03, b's', b's', b'h',
+    ]);
+
+    // The servent answers on a new connection: RESP seq 42, 12 bytes, no ID.
+    let got = accept_all(&answers);
+    assert_eq!(
+        got,
+        b"\x00\x09\x00\x00\x00\x2a\x00\x0c22/tcp # SSH".to_vec(),
+        "{}",
+        s.dump()
+    );
+
+    // Both links get KEYFLOOD ttl 3, seq 42, origin 127.0.0.1:cport, "ssh".
+    let flood = [
+        0x00, 0x07, 0x00, 0x03, 0x00, 0x00, 0x00, 0x2a, 127, 0, 0, 1, hi, lo, 0x00, 0x03, b's',
+        b's', b'h',
+    ];
+    assert_eq!(read_exact_bytes(&mut n1.stream, flood.len()), flood);
+    assert_eq!(read_exact_bytes(&mut n2.stream, flood.len()), flood);
+
+    // TOPOFLOOD from n1: ttl 2, seq 7, origin 127.0.0.1:cport, info
+    // "10.9.8.7:6000" (13 bytes).
+    let mut topo = vec![
+        0x00, 0x08, 0x00, 0x02, 0x00, 0x00, 0x00, 0x07, 127, 0, 0, 1, hi, lo, 0x00, 0x0d,
+    ];
+    topo.extend_from_slice(b"10.9.8.7:6000");
+    n1.send(&topo);
+    // The servent appends its own address and answers the client with it ...
+    let path = format!("10.9.8.7:6000 127.0.0.1:{port}");
+    let mut expect = vec![0x00, 0x09, 0x00, 0x00, 0x00, 0x07, 0x00, path.len() as u8];
+    expect.extend_from_slice(path.as_bytes());
+    assert_eq!(accept_all(&answers), expect);
+    // ... and passes it on with ttl 1 to n2 only.
+    let mut fwd = vec![0x00, 0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x07];
+    fwd.extend_from_slice(&[127, 0, 0, 1, hi, lo, 0x00, path.len() as u8]);
+    fwd.extend_from_slice(path.as_bytes());
+    assert_eq!(read_exact_bytes(&mut n2.stream, fwd.len()), fwd);
+
+    // The same flood again is a duplicate: dropped, not forwarded.
+    n2.send(&topo);
+    s.wait_stdout(|l| l.starts_with("duplicate 127.0.0.1:") && l.contains(" seq 7 "));
+    // n1 got nothing after all this: the next thing it reads is our probe
+    // flood (seq 8), forwarded by the servent from n2.
+    let mut probe = topo.clone();
+    probe[7] = 0x08;
+    n2.send(&probe);
+    let got = read_exact_bytes(&mut n1.stream, 8);
+    assert_eq!(got, [0x00, 0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x08]);
+}
+
+#[test]
+fn kv_query_speaks_the_protocol_to_a_servent() {
+    // A stand-in servent written with raw bytes.
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = fake.local_addr().unwrap().to_string();
+    let mut q = cmd(bin!("kv-query"))
+        .args(["--wait", WAIT, &addr, "?  some key"])
+        .start();
+    let (mut link, _) = fake.accept().unwrap();
+    link.set_read_timeout(Some(DEADLINE)).unwrap();
+    let id = read_exact_bytes(&mut link, 4);
+    assert_eq!(id[..2], [0x00, 0x04]);
+    let cport = u16::from_be_bytes([id[2], id[3]]);
+    assert_ne!(cport, 0);
+    // KEYREQ seq 0, "some key" (8 bytes).
+    let mut req = vec![0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08];
+    req.extend_from_slice(b"some key");
+    assert_eq!(read_exact_bytes(&mut link, req.len()), req);
+
+    // An answer with the wrong seq is reported and ignored.
+    let mut c = TcpStream::connect(("127.0.0.1", cport)).unwrap();
+    c.write_all(&[0x00, 0x09, 0x00, 0x00, 0x00, 0x05, 0x00, 0x01, b'x'])
+        .unwrap();
+    drop(c);
+    q.wait_stderr(|l| l.contains("unexpected message from 127.0.0.1:"));
+    // An ID first is accepted, then the answer.
+    let mut c = TcpStream::connect(("127.0.0.1", cport)).unwrap();
+    let from = c.local_addr().unwrap();
+    c.write_all(&[0x00, 0x04, 0x00, 0x00]).unwrap();
+    c.write_all(&[
+        0x00, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, b'v', b' ', b'1',
+    ])
+    .unwrap();
+    drop(c);
+    // And an answer on the link itself.
+    link.write_all(&[0x00, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, b'w'])
+        .unwrap();
+
+    let status = q.wait_exit();
+    assert!(status.success(), "{}", q.dump());
+    let lines: BTreeSet<String> = q.stdout_lines().into_iter().collect();
+    assert_eq!(
+        lines,
+        set(&[&format!("v 1 {from}"), &format!("w {addr}")]),
+        "{}",
+        q.dump()
+    );
+}
+
+#[test]
+fn kv_query_modes_and_exit_codes() {
+    let mut net = start_topology("diamond", |_| vec![]);
+    let s1 = net.addr("s1");
+
+    ask(&s1, "?no-such-key")
+        .code(1)
+        .stderr_has("no response received");
+    ask(&s1, "hello").code(2).stderr_has("unknown command");
+    cmd(bin!("kv-query"))
+        .args(["--wait", "0.1", "127.0.0.1:1", "?k"])
+        .run()
+        .code(2)
+        .stderr_has("connecting to 127.0.0.1:1");
+
+    // A pipeline: one command per line; unknown ones are reported and
+    // skipped; Q ends it before the last line.
+    let out = cmd(bin!("kv-query"))
+        .args(["--wait", WAIT, &s1])
+        .stdin("?ssh\nbogus\n\n?   pop3\nT\n?nothing\nQ\n?ftp\n")
+        .run()
+        .ok()
+        .stderr_has("unknown command")
+        .stderr_has("no response received");
+    let got = values(&out);
+    assert!(got.contains(&"22/tcp # The Secure Shell (SSH) Protocol".to_string()));
+    assert!(got.contains(&"110/tcp pop-3 # Post Office Protocol - Version 3".to_string()));
+    assert!(got.contains(&s1), "{}", out.dump());
+    assert!(
+        !got.iter().any(|v| v.starts_with("21/tcp")),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(got.len(), 2 + 4, "{}", out.dump());
+    // Sequence numbers count queries only: ?ssh 0, ?pop3 1, T 2, ?nothing 3.
+    let origin = latest_origin(net.get("s1"));
+    let s1p = net.get("s1");
+    s1p.wait_stdout_any(|l| l == format!("request topo {origin} seq 2"));
+    s1p.wait_stdout_any(|l| l == format!("request key {origin} seq 3 nothing"));
+}
+
+#[test]
+fn servent_stops_cleanly_and_reports_stats() {
+    let mut net = start_topology("diamond", |_| vec![]);
+    let s1 = net.addr("s1");
+    ask(&s1, "?imap").ok();
+    let mut s4 = net.remove("s4");
+    s4.terminate();
+    assert!(s4.wait_exit().success(), "{}", s4.dump());
+    let stats = s4.wait_stdout_any(|l| l.starts_with("stats "));
+    // s4 is reached once or twice (see the diamond test), answers once.
+    assert!(
+        stats.contains("floods=2 duplicates=1") || stats.contains("floods=1 duplicates=0"),
+        "{stats}"
+    );
+    assert!(stats.contains("requests=0"), "{stats}");
+    assert!(stats.contains("answers=1"), "{stats}");
+
+    // A bad key-value file is refused at start.
+    let dir = TempDir::new("flood-badkv");
+    let kv = dir.path().join("bad.kv");
+    std::fs::write(&kv, format!("k {}\n", "x".repeat(401))).unwrap();
+    cmd(bin!("kv-servent"))
+        .args(["--bind", "127.0.0.1", "0"])
+        .arg(&kv)
+        .run()
+        .code(2)
+        .stderr_has("line 1: value is 401 bytes");
+    // A neighbour that is not running is an error.
+    let good = dir.path().join("good.kv");
+    std::fs::write(&good, "k v\n").unwrap();
+    cmd(bin!("kv-servent"))
+        .args(["--bind", "127.0.0.1", "0"])
+        .arg(&good)
+        .arg("127.0.0.1:1")
+        .run()
+        .code(2)
+        .stderr_has("connecting to neighbour 127.0.0.1:1");
+}
