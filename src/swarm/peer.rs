@@ -783,15 +783,16 @@ impl Node {
         self.changed.notify_all();
         self.log(&format!("piece {i} from {from} (holders {holders})"));
         let done = total - missing;
+        let peers = format!("{peers} peer{}", if peers == 1 { "" } else { "s" });
         if let Some(bar) = &self.bar {
             bar.set_position(received);
             bar.set_message(format!(
-                "{} {done}/{total} pieces, {peers} peers",
+                "{} {done}/{total} pieces, {peers}",
                 self.manifest.name()
             ));
         } else if log_tenth {
             eprintln!(
-                "bt-peer: {}: {}% ({done}/{total} pieces, {peers} peers)",
+                "bt-peer: {}: {}% ({done}/{total} pieces, {peers})",
                 self.manifest.name(),
                 tenth * 10
             );
