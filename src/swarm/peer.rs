@@ -73,6 +73,8 @@ pub struct PeerConfig {
 struct Remote {
     /// Pieces it holds, as last heard (from it, or else from the tracker).
     have: Bitfield,
+    /// Pieces it is fetching, as last heard from it.
+    fetching: Bitfield,
     /// A download worker is talking to it.
     connected: bool,
     /// It served a corrupt piece: never asked again.
@@ -92,6 +94,8 @@ struct State {
     unrequested: u32,
     /// Holders per piece among known, unbanned peers.
     avail: Availability,
+    /// Known, unbanned peers fetching each piece right now.
+    coming: Availability,
     remotes: HashMap<SocketAddr, Remote>,
     /// With a request interval: when the next request may go out.
     next_request: Instant,
@@ -104,8 +108,8 @@ struct State {
 }
 
 impl State {
-    /// Replaces a remote's bitfield, keeping availability counts in step.
-    fn set_remote_have(&mut self, addr: SocketAddr, have: Bitfield) {
+    /// Replaces what a remote holds and fetches, keeping the counts in step.
+    fn set_remote_have(&mut self, addr: SocketAddr, have: Bitfield, fetching: Bitfield) {
         let Some(r) = self.remotes.get_mut(&addr) else {
             return;
         };
@@ -115,17 +119,38 @@ impl State {
                 if old != new {
                     self.avail.adjust(i, new);
                 }
+                let (old, new) = (r.fetching.has(i), fetching.has(i));
+                if old != new {
+                    self.coming.adjust(i, new);
+                }
             }
         }
         r.have = have;
+        r.fetching = fetching;
     }
 
     /// Forgets what a remote holds (it left, failed, or was banned).
     fn clear_remote(&mut self, addr: SocketAddr) {
         if let Some(r) = self.remotes.get(&addr) {
             let empty = Bitfield::new(r.have.len());
-            self.set_remote_have(addr, empty);
+            self.set_remote_have(addr, empty.clone(), empty);
         }
+    }
+
+    /// Rarity for the picker: holders plus peers already fetching.
+    fn rank(&self, i: usize) -> u32 {
+        u32::from(self.avail.holders(i)) + u32::from(self.coming.holders(i))
+    }
+
+    /// Pieces with requests in flight (the `fetching` half of `Have`).
+    fn fetching(&self) -> Bitfield {
+        let mut b = Bitfield::new(self.have.len());
+        for (i, n) in self.in_flight.iter().enumerate() {
+            if *n > 0 && !self.have.has(i) {
+                b.set_bit(i, true);
+            }
+        }
+        b
     }
 
     /// Gives back one request for piece `i`.
@@ -209,6 +234,7 @@ impl Node {
             in_flight: vec![0; n as usize],
             unrequested: missing,
             avail: Availability::new(n as usize),
+            coming: Availability::new(n as usize),
             remotes: HashMap::new(),
             next_request: Instant::now(),
             workers: 0,
@@ -314,7 +340,13 @@ impl Node {
                 }
             };
             let resp = match req {
-                PeerRequest::Have { swarm } if swarm == self.id => PeerResponse::Have(self.have()),
+                PeerRequest::Have { swarm } if swarm == self.id => {
+                    let st = self.lock();
+                    PeerResponse::Have {
+                        have: st.have.clone(),
+                        fetching: st.fetching(),
+                    }
+                }
                 PeerRequest::Piece { swarm, index } if swarm == self.id => {
                     match self.manifest.index(index) {
                         None => PeerResponse::Error(format!(
@@ -507,18 +539,23 @@ impl Node {
             match st.remotes.get(&p.addr) {
                 // A connected remote's own answers are fresher.
                 Some(r) if r.connected || r.banned => {}
-                Some(_) => st.set_remote_have(p.addr, p.have),
+                Some(_) => {
+                    let fetching = self.manifest.empty_bitfield();
+                    st.set_remote_have(p.addr, p.have, fetching);
+                }
                 None => {
                     st.remotes.insert(
                         p.addr,
                         Remote {
                             have: self.manifest.empty_bitfield(),
+                            fetching: self.manifest.empty_bitfield(),
                             connected: false,
                             banned: false,
                             retry_at: None,
                         },
                     );
-                    st.set_remote_have(p.addr, p.have);
+                    let fetching = self.manifest.empty_bitfield();
+                    st.set_remote_have(p.addr, p.have, fetching);
                 }
             }
         }
@@ -668,9 +705,10 @@ impl Node {
             };
             match next {
                 Pending::Have => match conn.expect::<PeerResponse>()? {
-                    PeerResponse::Have(have) => {
+                    PeerResponse::Have { have, fetching } => {
                         have.check_for(&self.manifest)?;
-                        self.lock().set_remote_have(addr, have);
+                        fetching.check_for(&self.manifest)?;
+                        self.lock().set_remote_have(addr, have, fetching);
                     }
                     PeerResponse::UnknownSwarm => {
                         return Err(Error::Protocol("the peer is not in this swarm".into()));
@@ -703,7 +741,8 @@ impl Node {
                             if let Some(r) = st.remotes.get(&addr) {
                                 let mut have = r.have.clone();
                                 have.set_bit(index.slot(), false);
-                                st.set_remote_have(addr, have);
+                                let fetching = r.fetching.clone();
+                                st.set_remote_have(addr, have, fetching);
                             }
                         }
                         other => return Err(unexpected(&other)),
@@ -729,12 +768,16 @@ impl Node {
         let Some(remote) = st.remotes.get(&addr) else {
             return Pick::Wait(TICK);
         };
+        let n = st.avail.len();
         let (have, in_flight, rhave) = (&st.have, &st.in_flight, &remote.have);
         let lacks = |i: usize| !have.has(i) && rhave.has(i);
-        let mut choice = picker::rarest(
-            &st.avail,
+        let mut rng = st.rng.clone();
+        let rank = |i: usize| st.rank(i);
+        let mut choice = picker::rarest_by(
+            n,
+            rank,
             |i| lacks(i) && in_flight.get(i) == Some(&0),
-            &mut st.rng,
+            &mut rng,
         );
         if choice.is_none() && st.unrequested == 0 {
             let mine = |i: usize| {
@@ -742,8 +785,9 @@ impl Node {
                     .iter()
                     .any(|p| matches!(p, Pending::Piece { index, .. } if index.slot() == i))
             };
-            choice = picker::rarest(&st.avail, |i| lacks(i) && !mine(i), &mut st.rng);
+            choice = picker::rarest_by(n, rank, |i| lacks(i) && !mine(i), &mut rng);
         }
+        st.rng = rng;
         let Some(i) = choice.and_then(|i| self.manifest.index(i as u32)) else {
             return Pick::Wait(TICK);
         };

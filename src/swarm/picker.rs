@@ -50,13 +50,25 @@ pub fn rarest(
     eligible: impl Fn(usize) -> bool,
     rng: &mut Rng,
 ) -> Option<usize> {
+    rarest_by(avail.len(), |i| u32::from(avail.holders(i)), eligible, rng)
+}
+
+/// Like `rarest` over pieces `0..n`, with rarity given by `count(i)`
+/// (lower is rarer), e.g. holders plus peers already fetching the piece.
+pub fn rarest_by(
+    n: usize,
+    count: impl Fn(usize) -> u32,
+    eligible: impl Fn(usize) -> bool,
+    rng: &mut Rng,
+) -> Option<usize> {
     let mut best: Option<usize> = None;
-    let mut best_count = u16::MAX;
+    let mut best_count = u32::MAX;
     let mut ties = 0usize;
-    for (i, &count) in avail.0.iter().enumerate() {
+    for i in 0..n {
         if !eligible(i) {
             continue;
         }
+        let count = count(i);
         if best.is_none() || count < best_count {
             best = Some(i);
             best_count = count;
@@ -109,6 +121,18 @@ mod tests {
             } else {
                 assert_eq!(n, 0, "piece {i} is not among the rarest");
             }
+        }
+    }
+
+    #[test]
+    fn rarest_by_ranks_with_the_given_counts() {
+        // Holders 1,1,2 but piece 0 is being fetched by two peers already.
+        let holders = [1u32, 1, 2];
+        let fetching = [2u32, 0, 0];
+        let mut rng = Rng::seeded(3);
+        for _ in 0..20 {
+            let i = rarest_by(3, |i| holders[i] + fetching[i], |_| true, &mut rng);
+            assert_eq!(i, Some(1));
         }
     }
 

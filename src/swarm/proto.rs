@@ -120,8 +120,10 @@ pub enum PeerRequest {
 /// A peer's answer to one `PeerRequest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerResponse {
-    /// The pieces held.
-    Have(Bitfield),
+    /// The pieces held, and those it is fetching right now (requests in
+    /// flight). Downloaders count a piece being fetched as almost held, so
+    /// two of them rarely pull the same piece from a slow seed at once.
+    Have { have: Bitfield, fetching: Bitfield },
     /// Header of a piece; `len` raw bytes follow.
     Piece { index: u32, len: u32 },
     /// The serving peer does not hold that piece (any more).
@@ -205,7 +207,10 @@ mod tests {
             index: 7,
         });
         for r in [
-            PeerResponse::Have(have),
+            PeerResponse::Have {
+                have: have.clone(),
+                fetching: Bitfield::new(2),
+            },
             PeerResponse::Piece { index: 1, len: 5 },
             PeerResponse::Missing { index: 1 },
             PeerResponse::UnknownSwarm,

@@ -475,7 +475,10 @@ fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
     }
     p.send(&PeerRequest::Have { swarm }).unwrap();
     match p.expect::<PeerResponse>().unwrap() {
-        PeerResponse::Have(have) => assert!(have.is_complete()),
+        PeerResponse::Have { have, fetching } => {
+            assert!(have.is_complete());
+            assert_eq!(fetching.count(), 0);
+        }
         other => panic!("{other:?}"),
     }
     let other = SwarmId::from_hex(&"ab".repeat(32)).unwrap();
