@@ -40,6 +40,10 @@ use super::tracker::TrackerClient;
 pub const PIPELINE: usize = 2;
 /// Most remote peers downloaded from at once.
 pub const MAX_WORKERS: usize = 32;
+/// In the end game (every missing piece requested), a second request for a
+/// piece goes to another peer at once, but to a seed only when at most this
+/// many pieces are missing.
+const ENDGAME: u32 = 2;
 /// How often a connection asks its remote which pieces it holds now.
 const HAVE_REFRESH: Duration = Duration::from_millis(250);
 /// Longest pause between peer-list refreshes while downloading.
@@ -90,6 +94,8 @@ struct State {
     missing: u32,
     /// Requests in flight per piece.
     in_flight: Vec<u16>,
+    /// Uploads in progress per piece.
+    sending: Vec<u16>,
     /// Missing pieces with no request in flight.
     unrequested: u32,
     /// Holders per piece among known, unbanned peers.
@@ -142,13 +148,22 @@ impl State {
         u32::from(self.avail.holders(i)) + u32::from(self.coming.holders(i))
     }
 
-    /// Pieces with requests in flight (the `fetching` half of `Have`).
+    /// Pieces with requests in flight (the `fetching` part of `Have`).
     fn fetching(&self) -> Bitfield {
         let mut b = Bitfield::new(self.have.len());
         for (i, n) in self.in_flight.iter().enumerate() {
             if *n > 0 && !self.have.has(i) {
                 b.set_bit(i, true);
             }
+        }
+        b
+    }
+
+    /// Pieces being uploaded (the `sending` part of `Have`).
+    fn sending(&self) -> Bitfield {
+        let mut b = Bitfield::new(self.have.len());
+        for (i, n) in self.sending.iter().enumerate() {
+            b.set_bit(i, *n > 0);
         }
         b
     }
@@ -232,6 +247,7 @@ impl Node {
         let state = State {
             missing,
             in_flight: vec![0; n as usize],
+            sending: vec![0; n as usize],
             unrequested: missing,
             avail: Availability::new(n as usize),
             coming: Availability::new(n as usize),
@@ -345,6 +361,7 @@ impl Node {
                     PeerResponse::Have {
                         have: st.have.clone(),
                         fetching: st.fetching(),
+                        sending: st.sending(),
                     }
                 }
                 PeerRequest::Piece { swarm, index } if swarm == self.id => {
@@ -378,6 +395,14 @@ impl Node {
     /// Sends piece `i`: its header, then its bytes read from disk in chunks,
     /// each paid for from the upload bucket.
     fn send_piece(&self, conn: &mut Conn, i: PieceIndex, buf: &mut [u8]) -> Result<()> {
+        self.lock().sending[i.slot()] += 1;
+        let sent = self.send_piece_body(conn, i, buf);
+        let mut st = self.lock();
+        st.sending[i.slot()] = st.sending[i.slot()].saturating_sub(1);
+        sent
+    }
+
+    fn send_piece_body(&self, conn: &mut Conn, i: PieceIndex, buf: &mut [u8]) -> Result<()> {
         let len = self.manifest.piece_len(i);
         conn.queue(&PeerResponse::Piece {
             index: i.get(),
@@ -705,9 +730,20 @@ impl Node {
             };
             match next {
                 Pending::Have => match conn.expect::<PeerResponse>()? {
-                    PeerResponse::Have { have, fetching } => {
+                    PeerResponse::Have {
+                        have,
+                        mut fetching,
+                        sending,
+                    } => {
                         have.check_for(&self.manifest)?;
                         fetching.check_for(&self.manifest)?;
+                        sending.check_for(&self.manifest)?;
+                        // Either way a copy is on its way somewhere.
+                        for i in 0..sending.len() as usize {
+                            if sending.has(i) {
+                                fetching.set_bit(i, true);
+                            }
+                        }
                         self.lock().set_remote_have(addr, have, fetching);
                     }
                     PeerResponse::UnknownSwarm => {
@@ -773,13 +809,24 @@ impl Node {
         let lacks = |i: usize| !have.has(i) && rhave.has(i);
         let mut rng = st.rng.clone();
         let rank = |i: usize| st.rank(i);
+        // A seed's upload is the swarm's scarcest resource: ask a seed only
+        // for pieces no other peer holds or is fetching, unless nothing at
+        // all is on its way to us.
+        let from_seed = rhave.is_complete();
+        let seeds = st
+            .remotes
+            .values()
+            .filter(|r| !r.banned && r.have.is_complete())
+            .count() as u32;
+        let idle = in_flight.iter().all(|&c| c == 0);
+        let spare_seed = |i: usize| !from_seed || idle || rank(i) <= seeds;
         let mut choice = picker::rarest_by(
             n,
             rank,
-            |i| lacks(i) && in_flight.get(i) == Some(&0),
+            |i| lacks(i) && in_flight.get(i) == Some(&0) && spare_seed(i),
             &mut rng,
         );
-        if choice.is_none() && st.unrequested == 0 {
+        if choice.is_none() && st.unrequested == 0 && (!from_seed || st.missing <= ENDGAME) {
             let mine = |i: usize| {
                 pending
                     .iter()

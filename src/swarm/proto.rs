@@ -120,10 +120,15 @@ pub enum PeerRequest {
 /// A peer's answer to one `PeerRequest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerResponse {
-    /// The pieces held, and those it is fetching right now (requests in
-    /// flight). Downloaders count a piece being fetched as almost held, so
-    /// two of them rarely pull the same piece from a slow seed at once.
-    Have { have: Bitfield, fetching: Bitfield },
+    /// The pieces held, those it is fetching right now (requests in
+    /// flight) and those it is sending right now. Downloaders count a piece
+    /// in transit as almost held, so two of them rarely pull the same piece
+    /// from a slow seed at once.
+    Have {
+        have: Bitfield,
+        fetching: Bitfield,
+        sending: Bitfield,
+    },
     /// Header of a piece; `len` raw bytes follow.
     Piece { index: u32, len: u32 },
     /// The serving peer does not hold that piece (any more).
@@ -210,6 +215,7 @@ mod tests {
             PeerResponse::Have {
                 have: have.clone(),
                 fetching: Bitfield::new(2),
+                sending: Bitfield::new(2),
             },
             PeerResponse::Piece { index: 1, len: 5 },
             PeerResponse::Missing { index: 1 },

@@ -475,7 +475,7 @@ fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
     }
     p.send(&PeerRequest::Have { swarm }).unwrap();
     match p.expect::<PeerResponse>().unwrap() {
-        PeerResponse::Have { have, fetching } => {
+        PeerResponse::Have { have, fetching, .. } => {
             assert!(have.is_complete());
             assert_eq!(fetching.count(), 0);
         }
