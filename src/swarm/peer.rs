@@ -48,7 +48,8 @@ const ENDGAME: u32 = 2;
 const HAVE_REFRESH: Duration = Duration::from_millis(250);
 /// Longest pause between peer-list refreshes while downloading.
 const PEERS_REFRESH: Duration = Duration::from_secs(1);
-/// After a connection to a peer fails, wait this long before trying again.
+/// After a connection to a peer fails, wait this long before trying again
+/// (doubled after each further failure, up to 32 times as long).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Longest a periodic loop sleeps before looking at its clocks again.
 const TICK: Duration = Duration::from_millis(250);
@@ -85,6 +86,8 @@ struct Remote {
     banned: bool,
     /// Earliest time to connect again after a failure.
     retry_at: Option<Instant>,
+    /// Failed connections so far (for the back-off, and to log only the first).
+    failures: u32,
 }
 
 /// The download's shared state, behind `Node::state`.
@@ -577,6 +580,7 @@ impl Node {
                             connected: false,
                             banned: false,
                             retry_at: None,
+                            failures: 0,
                         },
                     );
                     let fetching = self.manifest.empty_bitfield();
@@ -665,12 +669,16 @@ impl Node {
             }
             Err(e) => {
                 st.clear_remote(addr);
+                let mut first = true;
                 if let Some(r) = st.remotes.get_mut(&addr) {
                     r.connected = false;
-                    r.retry_at = Some(Instant::now() + RETRY_AFTER);
+                    first = r.failures == 0;
+                    let backoff = RETRY_AFTER * 2u32.pow(r.failures.min(5));
+                    r.retry_at = Some(Instant::now() + backoff);
+                    r.failures += 1;
                 }
                 drop(st);
-                if !self.shutdown.is_triggered() && !self.is_complete() {
+                if first && !self.shutdown.is_triggered() && !self.is_complete() {
                     self.warn(&format!("{addr}: {e}"));
                 }
                 self.changed.notify_all();
