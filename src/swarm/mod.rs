@@ -1,1 +1,59 @@
 //! The BitTorrent-like swarm: manifest, tracker, peers and piece picking.
+//!
+//! A file is shared as a swarm: its manifest (name, size, piece size, the
+//! SHA-256 of the file and of every piece) identifies it, and the swarm id is
+//! the SHA-256 of the manifest's encoding. The tracker (`bt-tracker`) keeps,
+//! per swarm, the manifest and each member's address and pieces, and never
+//! any file data. Peers (`bt-peer`) register with it, ping and report
+//! periodically, ask it for other members, and fetch pieces directly from
+//! each other, rarest first, checking every piece against the manifest.
+//!
+//! # Layout
+//! - [`manifest`]: `Manifest`, `SwarmId`, `PieceIndex`, `Bitfield`.
+//! - [`proto`]: the tracker and peer-wire request/response enums.
+//! - [`tracker`]: the tracker's state and server, and the client peers use.
+//! - [`picker`]: rarest-first choice with random tie breaks.
+//! - [`bucket`]: the token bucket behind `--upload-limit`.
+//! - [`store`]: piece storage, resume, and the final rename.
+//! - [`peer`]: serving, announcing and the download engine.
+
+pub mod bucket;
+pub mod manifest;
+pub mod peer;
+pub mod picker;
+pub mod proto;
+pub mod store;
+pub mod tracker;
+
+pub use manifest::{Bitfield, Manifest, PieceIndex, SwarmId};
+pub use peer::{PeerConfig, WhenDone};
+pub use tracker::{Tracker, TrackerClient, TrackerConfig};
+
+use std::time::Duration;
+
+/// Parses a period in seconds, fractions allowed (`10`, `0.2`).
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
+        return Err(format!("{s:?}: seconds must be from 0 to 1e9"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_parse_with_fractions() {
+        assert_eq!(parse_secs("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_secs("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_secs("0"), Ok(Duration::ZERO));
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+        assert!(parse_secs("inf").is_err());
+    }
+}

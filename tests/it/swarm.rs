@@ -1,1 +1,508 @@
-//! Integration tests of the swarm system.
+//! Integration tests of the swarm system: the real bt-tracker and bt-peer
+//! on 127.0.0.1 port 0, with shortened periods.
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::Command;
+
+use peerkit::frame::{self, Conn, HelloReply};
+use peerkit::net::Timeouts;
+use peerkit::swarm::proto::{
+    PEER_WIRE, PeerRequest, PeerResponse, Query, TRACKER, TrackerRequest, TrackerResponse,
+};
+use peerkit::swarm::{SwarmId, store};
+
+use crate::bin;
+use crate::harness::*;
+
+/// Peer periods short enough for tests, long enough for a busy machine.
+const FAST: [&str; 4] = ["--ping-interval", "0.2", "--report-interval", "0.5"];
+
+/// `FAST` periods, except those `extra` sets itself.
+fn periods(extra: &[&str]) -> Vec<&'static str> {
+    FAST.chunks(2)
+        .filter(|kv| !extra.contains(&kv[0]))
+        .flatten()
+        .copied()
+        .collect()
+}
+
+fn tracker(extra: &[&str]) -> Proc {
+    cmd(bin!("bt-tracker"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .daemon()
+}
+
+/// Starts `bt-peer share` and returns it with the swarm id it printed.
+fn share(file: &Path, tracker: &str, extra: &[&str]) -> (Proc, String) {
+    let mut p = cmd(bin!("bt-peer"))
+        .arg("share")
+        .arg(file)
+        .args(["--tracker", tracker, "--listen", "127.0.0.1:0"])
+        .args(periods(extra))
+        .args(extra)
+        .daemon();
+    let line = p.wait_stdout(|l| l.starts_with("swarm "));
+    let id = line["swarm ".len()..].trim().to_string();
+    (p, id)
+}
+
+fn fetch(what: &str, out: &Path, tracker: &str, extra: &[&str]) -> Proc {
+    cmd(bin!("bt-peer"))
+        .args([
+            "fetch",
+            what,
+            "--tracker",
+            tracker,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--out")
+        .arg(out)
+        .args(periods(extra))
+        .args(extra)
+        .daemon()
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    fs::read(a).ok() == fs::read(b).ok()
+}
+
+/// Waits for a peer run with `--exit-when-done` to finish successfully with
+/// a copy of `original` in `out`.
+fn finishes_with(p: &mut Proc, out: &Path, original: &Path) {
+    let status = p.wait_exit();
+    assert!(status.success(), "fetch failed\n{}", p.dump());
+    let name = original.file_name().unwrap();
+    assert!(
+        same_file(&out.join(name), original),
+        "{} differs from the original\n{}",
+        out.join(name).display(),
+        p.dump()
+    );
+    assert!(
+        p.stdout_lines().iter().any(|l| l.starts_with("complete: ")),
+        "no completion line\n{}",
+        p.dump()
+    );
+}
+
+fn signal(p: &Proc, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(p.pid().to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} {} failed", p.pid());
+}
+
+/// The index in `line` of `piece N from ADDR (holders H)` style lines.
+fn piece_of(line: &str, prefix: &str) -> u32 {
+    line[prefix.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no piece number in {line:?}"))
+}
+
+#[test]
+fn a_file_spreads_to_every_peer_and_peers_trade_pieces() {
+    let dir = TempDir::new("swarm-basic");
+    let src = dir.sub("seed").join("movie.bin");
+    write_random_file(&src, 3 << 20, 11);
+    let t = tracker(&[]);
+    // A slow seed, so the fetchers must also trade pieces among themselves.
+    let (seed, id) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "64K", "--upload-limit", "1M"],
+    );
+    let outs: Vec<_> = (0..3).map(|i| dir.sub(&format!("peer{i}"))).collect();
+    let mut peers: Vec<Proc> = outs
+        .iter()
+        .enumerate()
+        .map(|(i, out)| {
+            // One fetcher asks by id, the others by name.
+            let what = if i == 0 { id.as_str() } else { "movie.bin" };
+            fetch(what, out, &t.addr, &["--exit-when-done"])
+        })
+        .collect();
+    for (p, out) in peers.iter_mut().zip(&outs) {
+        finishes_with(p, out, &src);
+    }
+    let from_seed = format!("from {} ", seed.addr);
+    let traded = peers.iter().any(|p| {
+        p.stdout_lines()
+            .iter()
+            .any(|l| l.starts_with("piece ") && !l.contains(&from_seed))
+    });
+    assert!(traded, "no piece came from a peer other than the seed");
+    // No temporary file is left behind.
+    for out in &outs {
+        assert_eq!(fs::read_dir(out).unwrap().count(), 1, "{}", out.display());
+    }
+    t.wait_stdout_any(|l| l.starts_with(&format!("registered {}", seed.addr)));
+}
+
+#[test]
+fn fetching_an_unknown_swarm_exits_1() {
+    let dir = TempDir::new("swarm-unknown");
+    let t = tracker(&[]);
+    cmd(bin!("bt-peer"))
+        .args([
+            "fetch",
+            "nothing.bin",
+            "--tracker",
+            &t.addr,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .run()
+        .code(1)
+        .stderr_has("knows no swarm nothing.bin");
+    cmd(bin!("bt-peer"))
+        .args(["fetch", "../x", "--tracker", &t.addr])
+        .run()
+        .code(2)
+        .stderr_has("invalid file name");
+}
+
+#[test]
+fn the_rarest_piece_is_requested_first() {
+    let dir = TempDir::new("swarm-rarest");
+    let src = dir.sub("seed").join("data.bin");
+    let pieces = 40u64;
+    let piece = 16 * 1024u64;
+    write_random_file(&src, pieces * piece, 22);
+    let t = tracker(&[]);
+    // The seed uploads one 16 KiB piece per 8 s: requests to it stay
+    // pending, so the partial peer cannot fill its gaps during the test.
+    let (seed, id) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "16K", "--upload-limit", "2K"],
+    );
+
+    // A partial peer resumes from a file whose pieces 7 and 23 are wrong.
+    let partial_out = dir.sub("partial");
+    let swarm = SwarmId::from_hex(&id).unwrap();
+    let mut bytes = fs::read(&src).unwrap();
+    let rare = [7u32, 23];
+    for r in rare {
+        let at = r as usize * piece as usize;
+        bytes[at..at + piece as usize].fill(0);
+    }
+    fs::write(store::partial_path(&partial_out, swarm), &bytes).unwrap();
+    let mut partial = fetch(&id, &partial_out, &t.addr, &[]);
+    partial.wait_stdout(|l| l == "resumed 38 of 40 pieces from disk");
+    partial.wait_stdout(|l| l.starts_with("registered with "));
+
+    // Pieces 7 and 23 have one holder (the seed), every other piece two.
+    let leecher_out = dir.sub("leecher");
+    let mut leecher = fetch(&id, &leecher_out, &t.addr, &["--verbose"]);
+    let prefix = "request piece ";
+    let to_seed = format!(" from {} ", seed.addr);
+    let line = leecher.wait_stdout(|l| l.starts_with(prefix) && l.contains(&to_seed));
+    let first = piece_of(&line, prefix);
+    assert!(
+        rare.contains(&first) && line.ends_with("(holders 1)"),
+        "first request to the seed was {line:?}, not one of the rarest {rare:?}\n{}",
+        leecher.dump()
+    );
+}
+
+#[test]
+fn a_corrupt_piece_is_refetched_and_its_peer_never_asked_again() {
+    let dir = TempDir::new("swarm-corrupt");
+    let src = dir.sub("seed").join("doc.bin");
+    write_random_file(&src, 512 * 1024, 33);
+    let t = tracker(&[]);
+    let (_seed, _id) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "16K", "--upload-limit", "256K"],
+    );
+
+    // A peer completes, then its copy is damaged on disk: every piece gets
+    // one flipped byte. It keeps serving what it believes it holds.
+    let bad_out = dir.sub("bad");
+    let mut bad = fetch("doc.bin", &bad_out, &t.addr, &[]);
+    bad.wait_stdout(|l| l.starts_with("complete: "));
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(bad_out.join("doc.bin"))
+            .unwrap();
+        for i in 0..32u64 {
+            f.seek(SeekFrom::Start(i * 16 * 1024 + 100)).unwrap();
+            f.write_all(&[0x5a ^ (i as u8)]).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+
+    let out = dir.sub("victim");
+    let mut victim = fetch("doc.bin", &out, &t.addr, &["--verbose", "--exit-when-done"]);
+    finishes_with(&mut victim, &out, &src);
+    let lines = victim.stdout_lines();
+    let banned = format!("failed its check; not asking {} again", bad.addr);
+    let at = lines
+        .iter()
+        .position(|l| l.ends_with(&banned))
+        .unwrap_or_else(|| panic!("the corrupt piece was not caught\n{}", victim.dump()));
+    let failed = piece_of(&lines[at], "piece ");
+    let from_bad = format!(" from {} ", bad.addr);
+    assert!(
+        lines[at + 1..]
+            .iter()
+            .all(|l| !(l.starts_with("request piece ") && l.contains(&from_bad))),
+        "the corrupt peer was asked again\n{}",
+        victim.dump()
+    );
+    // The piece that failed was fetched again, from someone else.
+    assert!(
+        lines[at + 1..]
+            .iter()
+            .any(|l| l.starts_with(&format!("piece {failed} from ")) && !l.contains(&from_bad)),
+        "piece {failed} was not fetched again\n{}",
+        victim.dump()
+    );
+}
+
+#[test]
+fn a_peer_killed_mid_download_does_not_stop_the_others() {
+    let dir = TempDir::new("swarm-kill");
+    let src = dir.sub("seed").join("big.bin");
+    write_random_file(&src, 2 << 20, 44);
+    let t = tracker(&[]);
+    let (_seed, _id) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "16K", "--upload-limit", "768K"],
+    );
+    let outs: Vec<_> = (0..3).map(|i| dir.sub(&format!("p{i}"))).collect();
+    let mut victim = fetch("big.bin", &outs[0], &t.addr, &[]);
+    let mut others: Vec<Proc> = outs[1..]
+        .iter()
+        .map(|o| fetch("big.bin", o, &t.addr, &["--exit-when-done"]))
+        .collect();
+    // Let the victim hold a few pieces (and others start fetching from it).
+    for _ in 0..5 {
+        victim.wait_stdout(|l| l.starts_with("piece "));
+    }
+    victim.kill();
+    assert!(
+        !victim
+            .stdout_lines()
+            .iter()
+            .any(|l| l.starts_with("complete: ")),
+        "the victim finished before it was killed; the test proves nothing\n{}",
+        victim.dump()
+    );
+    for (p, out) in others.iter_mut().zip(&outs[1..]) {
+        finishes_with(p, out, &src);
+    }
+}
+
+#[test]
+fn peers_register_again_with_a_restarted_tracker() {
+    let dir = TempDir::new("swarm-restart");
+    let src = dir.sub("seed").join("set.bin");
+    write_random_file(&src, 1 << 20, 55);
+    let mut t = tracker(&[]);
+    let addr = t.addr.clone();
+    let (seed, id) = share(
+        &src,
+        &addr,
+        &["--piece-size", "16K", "--upload-limit", "512K"],
+    );
+    let a_out = dir.sub("a");
+    let mut a = fetch(&id, &a_out, &addr, &[]);
+    a.wait_stdout(|l| l.starts_with("piece "));
+
+    t.kill();
+    let t2 = cmd(bin!("bt-tracker")).args(["--listen", &addr]).daemon();
+    // Both peers come back within a report period (0.5 s, under load more).
+    t2.wait_stdout_any(|l| l.starts_with(&format!("registered {} ", seed.addr)));
+    t2.wait_stdout_any(|l| l.starts_with(&format!("registered {} ", a.addr)));
+    a.wait_stdout(|l| l.starts_with("complete: "));
+    assert!(same_file(&a_out.join("set.bin"), &src), "{}", a.dump());
+
+    // A newcomer finds the swarm through the new tracker.
+    let b_out = dir.sub("b");
+    let mut b = fetch("set.bin", &b_out, &addr, &["--exit-when-done"]);
+    finishes_with(&mut b, &b_out, &src);
+}
+
+#[test]
+fn a_peer_that_stops_pinging_is_evicted() {
+    let dir = TempDir::new("swarm-evict");
+    let src = dir.sub("seed").join("e.bin");
+    write_random_file(&src, 100_000, 66);
+    let t = tracker(&["--cleanup-interval", "0.5"]);
+    let (seed, _id) = share(&src, &t.addr, &["--ping-interval", "0.1"]);
+    let registered = format!("registered {} ", seed.addr);
+    t.wait_stdout_any(|l| l.starts_with(&registered));
+    signal(&seed, "STOP");
+    t.wait_stdout_any(|l| l.starts_with(&format!("evicted {} ", seed.addr)));
+    signal(&seed, "CONT");
+    // Awake again, its next ping is refused and it registers anew.
+    wait_until(
+        "the peer to register again",
+        || {
+            let n = t
+                .stdout_lines()
+                .iter()
+                .filter(|l| l.starts_with(&registered))
+                .count();
+            (n >= 2).then_some(())
+        },
+        || t.dump(),
+    );
+}
+
+/// Opens a handshaken connection speaking `protocol`.
+fn open(addr: &str, protocol: peerkit::frame::Protocol) -> Conn {
+    Conn::open(addr, &Timeouts::default(), protocol).unwrap()
+}
+
+/// Reads whatever the daemon answers before closing, decoded as `T`.
+fn answer<T: serde::de::DeserializeOwned>(raw: &mut RawClient) -> T {
+    let bytes = raw.read_to_close();
+    let mut r = &bytes[..];
+    frame::read_frame::<_, T>(&mut r)
+        .unwrap_or_else(|e| panic!("undecodable answer {bytes:?}: {e}"))
+        .unwrap_or_else(|| panic!("no answer before close"))
+}
+
+/// A handshake frame for `protocol`, as raw bytes.
+fn hello(protocol: peerkit::frame::Protocol) -> Vec<u8> {
+    frame::encode(&frame::Hello {
+        magic: frame::MAGIC,
+        protocol: protocol.name.to_string(),
+        version: protocol.version,
+    })
+    .unwrap()
+}
+
+/// Garbage instead of a handshake, a valid handshake followed by an
+/// oversized length, and one followed by an unknown variant: each gets a
+/// clear error and the daemon keeps serving.
+fn hostile_clients(
+    addr: &str,
+    protocol: peerkit::frame::Protocol,
+    error_text: fn(&[u8]) -> Option<String>,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut raw = RawClient::connect(addr);
+    raw.send(b"GET / HTTP/1.0\r\n\r\n");
+    match answer::<HelloReply>(&mut raw) {
+        HelloReply::Refused { reason } => errors.push(reason),
+        other => panic!("garbage was welcomed: {other:?}"),
+    }
+    for body in [vec![0xff, 0xff, 0xff, 0xff, 0], vec![0, 0, 0, 1, 200]] {
+        let mut raw = RawClient::connect(addr);
+        let mut bytes = hello(protocol);
+        bytes.extend_from_slice(&body);
+        raw.send(&bytes);
+        let all = raw.read_to_close();
+        let mut r = &all[..];
+        let welcome: HelloReply = frame::read_frame(&mut r).unwrap().unwrap();
+        assert!(matches!(welcome, HelloReply::Welcome { .. }));
+        let payload = frame::read_payload(&mut r, 1 << 20).unwrap().unwrap();
+        let text =
+            error_text(&payload).unwrap_or_else(|| panic!("not an error answer: {payload:?}"));
+        errors.push(text);
+    }
+    errors
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
+    let dir = TempDir::new("swarm-bad");
+    let src = dir.sub("seed").join("b.bin");
+    write_random_file(&src, 100_000, 77);
+    let t = tracker(&[]);
+    let (seed, id) = share(&src, &t.addr, &[]);
+    let swarm = SwarmId::from_hex(&id).unwrap();
+
+    let tracker_error: fn(&[u8]) -> Option<String> = |b| match frame::decode(b) {
+        Ok(TrackerResponse::Error(e)) => Some(e),
+        _ => None,
+    };
+    let peer_error: fn(&[u8]) -> Option<String> = |b| match frame::decode(b) {
+        Ok(PeerResponse::Error(e)) => Some(e),
+        _ => None,
+    };
+    for (addr, protocol, decode) in [
+        (&t.addr, TRACKER, tracker_error),
+        (&seed.addr, PEER_WIRE, peer_error),
+    ] {
+        let errors = hostile_clients(addr, protocol, decode);
+        assert!(errors[0].contains("exceeds"), "{errors:?}");
+        assert!(
+            errors[1].contains("bad request: frame of 4294967295 bytes exceeds"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("bad request: malformed message"),
+            "{errors:?}"
+        );
+    }
+    // Wrong-protocol handshakes are refused by name.
+    let err = Conn::open(&seed.addr, &Timeouts::default(), TRACKER)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("this server speaks peerkit-bt-peer"), "{err}");
+
+    // The tracker still answers, and an out-of-range piece is a typed error
+    // that keeps the peer connection open.
+    let mut c = open(&t.addr, TRACKER);
+    c.send(&TrackerRequest::Lookup(Query::Id(swarm))).unwrap();
+    match c.expect::<TrackerResponse>().unwrap() {
+        TrackerResponse::Manifest(m) => assert_eq!(m.id(), swarm),
+        other => panic!("{other:?}"),
+    }
+    let mut p = open(&seed.addr, PEER_WIRE);
+    p.send(&PeerRequest::Piece { swarm, index: 999 }).unwrap();
+    match p.expect::<PeerResponse>().unwrap() {
+        PeerResponse::Error(e) => assert!(e.contains("no piece 999"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    p.send(&PeerRequest::Have { swarm }).unwrap();
+    match p.expect::<PeerResponse>().unwrap() {
+        PeerResponse::Have { have, fetching, .. } => {
+            assert!(have.is_complete());
+            assert_eq!(fetching.count(), 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    let other = SwarmId::from_hex(&"ab".repeat(32)).unwrap();
+    p.send(&PeerRequest::Have { swarm: other }).unwrap();
+    assert_eq!(
+        p.expect::<PeerResponse>().unwrap(),
+        PeerResponse::UnknownSwarm
+    );
+    seed.wait_stderr(|l| l.contains("bad request"));
+    t.wait_stderr(|l| l.contains("bad request"));
+}
+
+#[test]
+fn daemons_stop_cleanly_on_sigterm() {
+    let dir = TempDir::new("swarm-term");
+    let src = dir.sub("seed").join("t.bin");
+    write_random_file(&src, 10_000, 88);
+    let mut t = tracker(&[]);
+    let (mut seed, _) = share(&src, &t.addr, &[]);
+    seed.terminate();
+    assert!(seed.wait_exit().success(), "{}", seed.dump());
+    // It said goodbye to the tracker.
+    t.wait_stdout_any(|l| l.starts_with(&format!("left {} ", seed.addr)));
+    t.terminate();
+    assert!(t.wait_exit().success(), "{}", t.dump());
+}

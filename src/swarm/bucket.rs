@@ -1,0 +1,139 @@
+//! A token bucket that caps a peer's total upload rate (`--upload-limit`),
+//! shared by every connection the peer serves, and the rate parser.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::shutdown::Shutdown;
+
+/// Upload cap in bytes per second, refilled continuously. Takers reserve
+/// tokens under the lock and sleep outside it, so a taker that goes into
+/// debt waits exactly as long as the rate demands and others queue behind.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    /// A bucket of `rate` bytes per second holding at most a tenth of a
+    /// second of tokens (16 KiB to 1 MiB).
+    pub fn new(rate: u64) -> TokenBucket {
+        let rate = rate.max(1) as f64;
+        let burst = (rate / 10.0).clamp(16.0 * 1024.0, 1024.0 * 1024.0);
+        TokenBucket {
+            rate,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    /// The rate in bytes per second.
+    pub fn rate(&self) -> u64 {
+        self.rate as u64
+    }
+
+    /// Reserves `n` bytes at time `now`; returns how long the caller must
+    /// wait before sending them.
+    pub fn reserve_at(&self, n: usize, now: Instant) -> Duration {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tokens, last) = *st;
+        let elapsed = now.saturating_duration_since(last).as_secs_f64();
+        let tokens = (tokens + elapsed * self.rate).min(self.burst) - n as f64;
+        *st = (tokens, now.max(last));
+        if tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-tokens / self.rate)
+        }
+    }
+
+    /// Blocks until `n` bytes may be sent (or shutdown starts).
+    pub fn take(&self, n: usize, shutdown: &Shutdown) {
+        let wait = self.reserve_at(n, Instant::now());
+        if !wait.is_zero() {
+            shutdown.wait(wait);
+        }
+    }
+}
+
+/// Parses a rate in bytes per second: a number with an optional binary
+/// suffix `K`, `M` or `G` (powers of 1024), optionally followed by `B`,
+/// `/s` or `B/s`: `500K`, `4M`, `1.5MB/s`, `1000000`.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("{s:?}: unknown unit {c:?} (use K, M or G)")),
+            };
+            (&t[..i], mult)
+        }
+        _ => (t, 1),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate like 500K, 4M or 1000000"))?;
+    let bytes = v * mult as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{s:?}: a rate must be at least 1 byte per second"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rate("4M"), Ok(4 << 20));
+        assert_eq!(parse_rate("500K"), Ok(500 << 10));
+        assert_eq!(parse_rate("1.5MB/s"), Ok(3 << 19));
+        assert_eq!(parse_rate("2g"), Ok(2 << 30));
+        assert_eq!(parse_rate("1000000"), Ok(1_000_000));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("-3M").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("3X").is_err());
+        assert!(parse_rate("").is_err());
+    }
+
+    #[test]
+    fn the_burst_is_free_then_the_rate_holds() {
+        let b = TokenBucket::new(1 << 20); // 1 MiB/s, burst 104857.6 bytes
+        let t0 = Instant::now();
+        assert_eq!(b.reserve_at(100_000, t0), Duration::ZERO);
+        // 4857.6 tokens left; 1 MiB more puts us 1043718.4 bytes in debt.
+        let wait = b.reserve_at(1 << 20, t0);
+        let expect = (1_048_576.0 - 4857.6) / 1_048_576.0;
+        assert!((wait.as_secs_f64() - expect).abs() < 1e-6, "{wait:?}");
+        // Sending 10 MiB from an empty bucket takes 10 s of reservations.
+        let b = TokenBucket::new(1 << 20);
+        let mut last = Duration::ZERO;
+        for _ in 0..640 {
+            last = b.reserve_at(16 * 1024, t0);
+        }
+        let expect = 10.0 - 104_857.6 / 1_048_576.0;
+        assert!((last.as_secs_f64() - expect).abs() < 1e-6, "{last:?}");
+    }
+
+    #[test]
+    fn tokens_refill_over_time_up_to_the_burst() {
+        let b = TokenBucket::new(100 * 1024); // burst clamps to 16 KiB
+        let t0 = Instant::now();
+        assert_eq!(b.reserve_at(16 * 1024, t0), Duration::ZERO);
+        let later = t0 + Duration::from_secs(100);
+        // A long idle period refills only the burst.
+        assert_eq!(b.reserve_at(16 * 1024, later), Duration::ZERO);
+        let wait = b.reserve_at(1024, later);
+        assert!((wait.as_secs_f64() - 0.01).abs() < 1e-6, "{wait:?}");
+    }
+}

@@ -1,0 +1,281 @@
+//! The swarm's two wire protocols: peer <-> tracker and peer <-> peer. Both
+//! are `[u32 length][postcard]` frames after the shared handshake; a piece's
+//! bytes follow its `PeerResponse::Piece` header raw, with the length checked
+//! against the manifest before anything is read.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::frame::Protocol;
+use crate::name::FileName;
+
+use super::manifest::{Bitfield, Manifest, SwarmId};
+
+/// Peer <-> tracker.
+pub const TRACKER: Protocol = Protocol {
+    name: "peerkit-bt-tracker",
+    version: 1,
+};
+
+/// Peer <-> peer.
+pub const PEER_WIRE: Protocol = Protocol {
+    name: "peerkit-bt-peer",
+    version: 1,
+};
+
+/// Largest peer-wire request frame; requests are a swarm id and an index.
+pub const MAX_PEER_REQUEST: usize = 256;
+
+/// Most peers one `Peers` answer lists (chosen at random when there are more).
+pub const MAX_PEERS_LISTED: usize = 64;
+
+/// How a swarm is looked up on the tracker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    /// By swarm id.
+    Id(SwarmId),
+    /// By the shared file's name.
+    Name(FileName),
+}
+
+impl Query {
+    /// 64 hex digits are an id; anything else must be a plain file name.
+    pub fn parse(s: &str) -> Result<Query, crate::name::NameError> {
+        match SwarmId::from_hex(s) {
+            Some(id) => Ok(Query::Id(id)),
+            None => FileName::new(s).map(Query::Name),
+        }
+    }
+}
+
+/// A request from a peer to the tracker. `port` is always the sender's
+/// listening port; the tracker pairs it with the IP it sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrackerRequest {
+    /// Joins (or joins again, after a tracker restart) the manifest's swarm,
+    /// holding `have`. The tracker keeps the manifest, never file data.
+    Register {
+        manifest: Manifest,
+        port: u16,
+        have: Bitfield,
+    },
+    /// The periodic liveness message.
+    Ping { swarm: SwarmId, port: u16 },
+    /// The periodic list of pieces held.
+    Report {
+        swarm: SwarmId,
+        port: u16,
+        have: Bitfield,
+    },
+    /// Asks for the other peers of a swarm and the pieces each holds.
+    Peers { swarm: SwarmId, port: u16 },
+    /// Asks for a swarm's manifest by name or id.
+    Lookup(Query),
+    /// Leaves a swarm (a peer shutting down).
+    Leave { swarm: SwarmId, port: u16 },
+}
+
+/// One other member of a swarm, as the tracker last heard of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The IP the tracker saw and the peer's listening port.
+    pub addr: SocketAddr,
+    /// The pieces it last reported.
+    pub have: Bitfield,
+}
+
+/// The tracker's answer to one `TrackerRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrackerResponse {
+    /// `Register` worked; the swarm now has `peers` members.
+    Registered { swarm: SwarmId, peers: u32 },
+    /// `Ping`, `Report` or `Leave` worked.
+    Ok,
+    /// The tracker does not know this peer in this swarm (it restarted, or
+    /// evicted the peer): register again.
+    UnknownPeer,
+    /// The answer to `Peers`: other members, at most `MAX_PEERS_LISTED`.
+    Peers(Vec<PeerInfo>),
+    /// The answer to `Lookup`.
+    Manifest(Manifest),
+    /// No swarm matches the lookup.
+    NotFound,
+    /// Several swarms share the looked-up name; ask by id.
+    Ambiguous(Vec<SwarmId>),
+    /// The request was malformed or made no sense.
+    Error(String),
+}
+
+/// A request from one peer to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// Which pieces of the swarm the serving peer holds now.
+    Have { swarm: SwarmId },
+    /// One piece: answered by `PeerResponse::Piece` and then exactly `len`
+    /// raw bytes, or by `Missing`.
+    Piece { swarm: SwarmId, index: u32 },
+}
+
+/// A peer's answer to one `PeerRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerResponse {
+    /// The pieces held, those it is fetching right now (requests in
+    /// flight) and those it is sending right now. Downloaders count a piece
+    /// in transit as almost held, so two of them rarely pull the same piece
+    /// from a slow seed at once.
+    Have {
+        have: Bitfield,
+        fetching: Bitfield,
+        sending: Bitfield,
+    },
+    /// Header of a piece; `len` raw bytes follow.
+    Piece { index: u32, len: u32 },
+    /// The serving peer does not hold that piece (any more).
+    Missing { index: u32 },
+    /// The serving peer is not in that swarm.
+    UnknownSwarm,
+    /// The request was malformed or made no sense.
+    Error(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{MAX_FRAME_LEN, decode, encode};
+    use crate::transfer::Digest;
+
+    fn manifest() -> Manifest {
+        Manifest::new(
+            FileName::new("a.bin").unwrap(),
+            20_000,
+            16384,
+            Digest::of(b"a"),
+            vec![Digest::of(b"0"), Digest::of(b"1")],
+        )
+        .unwrap()
+    }
+
+    fn roundtrip<T>(m: &T)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let bytes = encode(m).unwrap();
+        assert_eq!(&decode::<T>(&bytes[4..]).unwrap(), m);
+    }
+
+    #[test]
+    fn every_message_roundtrips() {
+        let m = manifest();
+        let id = m.id();
+        let have = Bitfield::full(2);
+        for r in [
+            TrackerRequest::Register {
+                manifest: m.clone(),
+                port: 4001,
+                have: have.clone(),
+            },
+            TrackerRequest::Ping { swarm: id, port: 1 },
+            TrackerRequest::Report {
+                swarm: id,
+                port: 1,
+                have: have.clone(),
+            },
+            TrackerRequest::Peers { swarm: id, port: 1 },
+            TrackerRequest::Lookup(Query::Id(id)),
+            TrackerRequest::Lookup(Query::Name(FileName::new("a.bin").unwrap())),
+            TrackerRequest::Leave { swarm: id, port: 1 },
+        ] {
+            roundtrip(&r);
+        }
+        for r in [
+            TrackerResponse::Registered {
+                swarm: id,
+                peers: 3,
+            },
+            TrackerResponse::Ok,
+            TrackerResponse::UnknownPeer,
+            TrackerResponse::Peers(vec![PeerInfo {
+                addr: "127.0.0.1:4001".parse().unwrap(),
+                have: have.clone(),
+            }]),
+            TrackerResponse::Manifest(m.clone()),
+            TrackerResponse::NotFound,
+            TrackerResponse::Ambiguous(vec![id]),
+            TrackerResponse::Error("no".into()),
+        ] {
+            roundtrip(&r);
+        }
+        roundtrip(&PeerRequest::Have { swarm: id });
+        roundtrip(&PeerRequest::Piece {
+            swarm: id,
+            index: 7,
+        });
+        for r in [
+            PeerResponse::Have {
+                have: have.clone(),
+                fetching: Bitfield::new(2),
+                sending: Bitfield::new(2),
+            },
+            PeerResponse::Piece { index: 1, len: 5 },
+            PeerResponse::Missing { index: 1 },
+            PeerResponse::UnknownSwarm,
+            PeerResponse::Error("x".into()),
+        ] {
+            roundtrip(&r);
+        }
+    }
+
+    #[test]
+    fn peer_requests_fit_their_small_frame() {
+        let r = PeerRequest::Piece {
+            swarm: manifest().id(),
+            index: u32::MAX,
+        };
+        assert!(encode(&r).unwrap().len() - 4 <= MAX_PEER_REQUEST);
+    }
+
+    #[test]
+    fn largest_manifest_and_peer_list_fit_a_frame() {
+        use super::super::manifest::{MAX_PIECE_SIZE, MAX_PIECES};
+        let n = MAX_PIECES as usize;
+        let m = Manifest::new(
+            FileName::new("x".repeat(255)).unwrap(),
+            n as u64 * u64::from(MAX_PIECE_SIZE),
+            MAX_PIECE_SIZE,
+            Digest::of(b""),
+            vec![Digest::of(b""); n],
+        )
+        .unwrap();
+        let reg = TrackerRequest::Register {
+            manifest: m,
+            port: u16::MAX,
+            have: Bitfield::full(MAX_PIECES),
+        };
+        assert!(encode(&reg).unwrap().len() <= MAX_FRAME_LEN);
+        let peers: Vec<PeerInfo> = (0..MAX_PEERS_LISTED)
+            .map(|i| PeerInfo {
+                addr: format!("[::1]:{}", 1000 + i).parse().unwrap(),
+                have: Bitfield::full(MAX_PIECES),
+            })
+            .collect();
+        assert!(encode(&TrackerResponse::Peers(peers)).is_ok());
+    }
+
+    #[test]
+    fn query_parses_ids_and_names() {
+        let id = manifest().id();
+        assert_eq!(Query::parse(&id.to_string()).unwrap(), Query::Id(id));
+        assert_eq!(
+            Query::parse("a.bin").unwrap(),
+            Query::Name(FileName::new("a.bin").unwrap())
+        );
+        assert!(Query::parse("../a").is_err());
+    }
+
+    #[test]
+    fn unknown_variants_do_not_decode() {
+        assert!(decode::<TrackerRequest>(&[200]).is_err());
+        assert!(decode::<PeerRequest>(&[9]).is_err());
+    }
+}

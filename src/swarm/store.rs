@@ -1,0 +1,246 @@
+//! Piece storage: a shared file read in place, or a download written piece by
+//! piece into `DIR/.peerkit-tmp-bt-<swarm id>.part`, which a restarted peer
+//! re-verifies (keeping the good pieces) and which is renamed to `DIR/NAME`
+//! once every piece has passed its check.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::name::TEMP_PREFIX;
+use crate::transfer::Digest;
+
+use super::manifest::{Bitfield, Manifest, PieceIndex, SwarmId};
+
+/// Where a swarm's file lives on disk. Reads and writes are positioned
+/// (`pread`/`pwrite`), so any number of threads share one `Store`, and the
+/// open handle keeps working across the final rename.
+#[derive(Debug)]
+pub struct Store {
+    file: File,
+    manifest: Arc<Manifest>,
+    /// The partial file while downloading; `None` once complete.
+    partial: Option<PathBuf>,
+    dest: PathBuf,
+}
+
+/// The partial-download file of swarm `id` in `dir`.
+pub fn partial_path(dir: &Path, id: SwarmId) -> PathBuf {
+    dir.join(format!("{TEMP_PREFIX}bt-{id}.part"))
+}
+
+impl Store {
+    /// A complete file shared in place, opened read-only.
+    pub fn shared(path: &Path, manifest: Arc<Manifest>) -> Result<Store> {
+        Ok(Store {
+            file: File::open(path)?,
+            manifest,
+            partial: None,
+            dest: path.to_path_buf(),
+        })
+    }
+
+    /// Opens the download of `manifest` into `dir` and returns the pieces
+    /// already there and intact. If `DIR/NAME` exists it must be the
+    /// complete file; otherwise pieces go to the partial file, which is
+    /// created or, if a previous run left it, checked piece by piece.
+    pub fn open(dir: &Path, manifest: Arc<Manifest>) -> Result<(Store, Bitfield)> {
+        let dest = manifest.name().within(dir);
+        if dest.exists() {
+            let file = File::open(&dest)?;
+            let have = verify(&file, &manifest)?;
+            if !have.is_complete() {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists and is not this swarm's file ({} of {} pieces match); move it away",
+                        dest.display(),
+                        have.count(),
+                        have.len()
+                    ),
+                )));
+            }
+            let store = Store {
+                file,
+                manifest,
+                partial: None,
+                dest,
+            };
+            return Ok((store, have));
+        }
+        let partial = partial_path(dir, manifest.id());
+        let existed = partial.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&partial)?;
+        if file.metadata()?.len() != manifest.size() {
+            file.set_len(manifest.size())?;
+        }
+        let have = if existed {
+            verify(&file, &manifest)?
+        } else {
+            manifest.empty_bitfield()
+        };
+        let store = Store {
+            file,
+            manifest,
+            partial: Some(partial),
+            dest,
+        };
+        Ok((store, have))
+    }
+
+    /// Reads `buf.len()` bytes at `offset` in the file.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    /// Writes a verified piece in place.
+    pub fn write_piece(&self, i: PieceIndex, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, self.manifest.offset(i))
+    }
+
+    /// Where the file is now (the partial file until `finish`).
+    pub fn path(&self) -> &Path {
+        self.partial.as_deref().unwrap_or(&self.dest)
+    }
+
+    /// True once the file is under its final name.
+    pub fn is_final(&self) -> bool {
+        self.partial.is_none()
+    }
+
+    /// Renames the partial file to `DIR/NAME` (refusing to replace a file
+    /// that appeared meanwhile) and returns the final path.
+    pub fn finish(&mut self) -> Result<PathBuf> {
+        if let Some(partial) = self.partial.take() {
+            match fs::hard_link(&partial, &self.dest) {
+                Ok(()) => {
+                    let _ = fs::remove_file(&partial);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    self.partial = Some(partial);
+                    return Err(Error::Io(io::Error::new(
+                        e.kind(),
+                        format!("{} appeared during the download", self.dest.display()),
+                    )));
+                }
+                // File systems without hard links: a plain rename.
+                Err(_) => fs::rename(&partial, &self.dest)?,
+            }
+        }
+        Ok(self.dest.clone())
+    }
+
+    /// SHA-256 of the whole file as it is on disk now.
+    pub fn hash_all(&self) -> io::Result<Digest> {
+        let mut hasher = crate::transfer::Hasher::new();
+        let mut buf = vec![0u8; crate::transfer::CHUNK];
+        let mut off = 0u64;
+        let size = self.manifest.size();
+        while off < size {
+            let n = buf
+                .len()
+                .min(usize::try_from(size - off).unwrap_or(usize::MAX));
+            self.file.read_exact_at(&mut buf[..n], off)?;
+            hasher.update(&buf[..n]);
+            off += n as u64;
+        }
+        Ok(hasher.finish())
+    }
+}
+
+/// Checks every piece of `file` against the manifest.
+fn verify(file: &File, m: &Manifest) -> Result<Bitfield> {
+    let mut have = m.empty_bitfield();
+    let len = file.metadata()?.len();
+    let mut buf = vec![0u8; m.piece_size() as usize];
+    for i in m.indices() {
+        let n = m.piece_len(i) as usize;
+        let off = m.offset(i);
+        if off + n as u64 > len {
+            break;
+        }
+        file.read_exact_at(&mut buf[..n], off)?;
+        if Digest::of(&buf[..n]) == m.piece_hash(i) {
+            have.set(i);
+        }
+    }
+    Ok(have)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("peerkit-store-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn data() -> Vec<u8> {
+        (0..50_000u32).map(|i| (i * 7 % 256) as u8).collect()
+    }
+
+    #[test]
+    fn download_resume_and_finish() {
+        let dir = scratch("dl");
+        let src = dir.join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("f.bin"), data()).unwrap();
+        let m = Arc::new(Manifest::from_file(&src.join("f.bin"), Some(16384)).unwrap());
+        let out = dir.join("out");
+        fs::create_dir(&out).unwrap();
+
+        let (store, have) = Store::open(&out, m.clone()).unwrap();
+        assert_eq!(have.count(), 0);
+        let d = data();
+        for i in [0u32, 2] {
+            let i = m.index(i).unwrap();
+            let off = m.offset(i) as usize;
+            store
+                .write_piece(i, &d[off..off + m.piece_len(i) as usize])
+                .unwrap();
+        }
+        drop(store);
+
+        // A restarted peer finds pieces 0 and 2 and nothing else.
+        let (mut store, have) = Store::open(&out, m.clone()).unwrap();
+        assert_eq!(
+            (have.has(0), have.has(1), have.has(2), have.has(3)),
+            (true, false, true, false)
+        );
+        for i in [1u32, 3] {
+            let i = m.index(i).unwrap();
+            let off = m.offset(i) as usize;
+            store
+                .write_piece(i, &d[off..off + m.piece_len(i) as usize])
+                .unwrap();
+        }
+        assert_eq!(store.hash_all().unwrap(), m.file_hash());
+        let path = store.finish().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), d);
+        assert!(!partial_path(&out, m.id()).exists());
+        // Reads still work after the rename.
+        let mut b = [0u8; 4];
+        store.read_at(16384, &mut b).unwrap();
+        assert_eq!(b, d[16384..16388]);
+
+        // A complete file under the final name is taken as is.
+        let (_, have) = Store::open(&out, m.clone()).unwrap();
+        assert!(have.is_complete());
+        // A different file under that name is refused, not overwritten.
+        fs::write(out.join("f.bin"), b"something else").unwrap();
+        assert!(Store::open(&out, m).is_err());
+        assert_eq!(fs::read(out.join("f.bin")).unwrap(), b"something else");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

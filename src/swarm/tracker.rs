@@ -1,0 +1,465 @@
+//! The tracker: for every swarm, its manifest and each member's address (the
+//! IP the tracker sees plus the member's listening port) with the pieces it
+//! last reported; evicts members that stop pinging. It never holds file
+//! data. Also the client side peers use to talk to it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::Conn;
+use crate::net::{self, Timeouts};
+use crate::rng::Rng;
+use crate::shutdown::Shutdown;
+
+use super::manifest::{Bitfield, Manifest, SwarmId};
+use super::proto::{MAX_PEERS_LISTED, PeerInfo, Query, TRACKER, TrackerRequest, TrackerResponse};
+
+/// The tracker's fixed default address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:6969";
+
+/// How the tracker runs.
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// Every this often, members that sent nothing since the previous
+    /// cleanup are evicted.
+    pub cleanup_interval: Duration,
+    pub timeouts: Timeouts,
+}
+
+/// One member of a swarm.
+#[derive(Debug)]
+struct Member {
+    have: Bitfield,
+    last_seen: Instant,
+}
+
+/// One swarm: the manifest its members registered and the members.
+#[derive(Debug)]
+struct Swarm {
+    manifest: Manifest,
+    members: HashMap<SocketAddr, Member>,
+}
+
+/// The tracker's state. One lock; never held during socket I/O.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    swarms: Mutex<HashMap<SwarmId, Swarm>>,
+}
+
+impl Tracker {
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    /// Answers one request from a peer whose connection comes from `ip`.
+    /// Membership changes are logged on stdout.
+    pub fn handle(&self, req: TrackerRequest, ip: IpAddr, now: Instant) -> TrackerResponse {
+        let mut swarms = self.swarms.lock().unwrap_or_else(PoisonError::into_inner);
+        match req {
+            TrackerRequest::Register {
+                manifest,
+                port,
+                have,
+            } => {
+                if let Err(e) = have.check_for(&manifest) {
+                    return TrackerResponse::Error(e.to_string());
+                }
+                let id = manifest.id();
+                let addr = SocketAddr::new(ip, port);
+                let swarm = swarms.entry(id).or_insert_with(|| Swarm {
+                    manifest,
+                    members: HashMap::new(),
+                });
+                let member = Member {
+                    have,
+                    last_seen: now,
+                };
+                if swarm.members.insert(addr, member).is_none() {
+                    println!(
+                        "registered {addr} (swarm {} {})",
+                        id.short(),
+                        swarm.manifest.name()
+                    );
+                }
+                TrackerResponse::Registered {
+                    swarm: id,
+                    peers: swarm.members.len() as u32,
+                }
+            }
+            TrackerRequest::Ping { swarm, port } => {
+                match member(&mut swarms, swarm, SocketAddr::new(ip, port)) {
+                    Some(m) => {
+                        m.last_seen = now;
+                        TrackerResponse::Ok
+                    }
+                    None => TrackerResponse::UnknownPeer,
+                }
+            }
+            TrackerRequest::Report { swarm, port, have } => {
+                let Some(s) = swarms.get_mut(&swarm) else {
+                    return TrackerResponse::UnknownPeer;
+                };
+                if let Err(e) = have.check_for(&s.manifest) {
+                    return TrackerResponse::Error(e.to_string());
+                }
+                match s.members.get_mut(&SocketAddr::new(ip, port)) {
+                    Some(m) => {
+                        m.have = have;
+                        m.last_seen = now;
+                        TrackerResponse::Ok
+                    }
+                    None => TrackerResponse::UnknownPeer,
+                }
+            }
+            TrackerRequest::Peers { swarm, port } => {
+                let me = SocketAddr::new(ip, port);
+                let Some(s) = swarms.get_mut(&swarm) else {
+                    return TrackerResponse::NotFound;
+                };
+                if let Some(m) = s.members.get_mut(&me) {
+                    m.last_seen = now;
+                }
+                let mut others: Vec<PeerInfo> = s
+                    .members
+                    .iter()
+                    .filter(|(a, _)| **a != me)
+                    .map(|(a, m)| PeerInfo {
+                        addr: *a,
+                        have: m.have.clone(),
+                    })
+                    .collect();
+                Rng::new().shuffle(&mut others);
+                others.truncate(MAX_PEERS_LISTED);
+                TrackerResponse::Peers(others)
+            }
+            TrackerRequest::Lookup(Query::Id(id)) => match swarms.get(&id) {
+                Some(s) => TrackerResponse::Manifest(s.manifest.clone()),
+                None => TrackerResponse::NotFound,
+            },
+            TrackerRequest::Lookup(Query::Name(name)) => {
+                let mut found: Vec<&Swarm> = swarms
+                    .values()
+                    .filter(|s| *s.manifest.name() == name)
+                    .collect();
+                match found.len() {
+                    0 => TrackerResponse::NotFound,
+                    1 => TrackerResponse::Manifest(found.remove(0).manifest.clone()),
+                    _ => {
+                        TrackerResponse::Ambiguous(found.iter().map(|s| s.manifest.id()).collect())
+                    }
+                }
+            }
+            TrackerRequest::Leave { swarm, port } => {
+                let addr = SocketAddr::new(ip, port);
+                let Some(s) = swarms.get_mut(&swarm) else {
+                    return TrackerResponse::UnknownPeer;
+                };
+                if s.members.remove(&addr).is_none() {
+                    return TrackerResponse::UnknownPeer;
+                }
+                println!("left {addr} (swarm {})", swarm.short());
+                if s.members.is_empty() {
+                    swarms.remove(&swarm);
+                    println!("forgot swarm {} (no members)", swarm.short());
+                }
+                TrackerResponse::Ok
+            }
+        }
+    }
+
+    /// Evicts members not heard from since `since` (the previous cleanup);
+    /// drops swarms left without members. Returns the evicted addresses.
+    pub fn cleanup(&self, since: Instant) -> Vec<SocketAddr> {
+        let mut swarms = self.swarms.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut evicted = Vec::new();
+        swarms.retain(|id, s| {
+            s.members.retain(|addr, m| {
+                let keep = m.last_seen >= since;
+                if !keep {
+                    println!("evicted {addr} (swarm {})", id.short());
+                    evicted.push(*addr);
+                }
+                keep
+            });
+            if s.members.is_empty() {
+                println!("forgot swarm {} (no members)", id.short());
+            }
+            !s.members.is_empty()
+        });
+        evicted
+    }
+
+    /// Serves peers on `listener` until `shutdown`, with a cleanup thread.
+    pub fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        cfg: &TrackerConfig,
+        shutdown: &Arc<Shutdown>,
+    ) -> Result<()> {
+        let cleaner = {
+            let tracker = self.clone();
+            let shutdown = shutdown.clone();
+            let every = cfg.cleanup_interval;
+            thread::Builder::new()
+                .name("cleanup".into())
+                .spawn(move || {
+                    let mut previous = Instant::now();
+                    while !shutdown.wait(every) {
+                        let now = Instant::now();
+                        tracker.cleanup(previous);
+                        previous = now;
+                    }
+                })?
+        };
+        let tracker = self;
+        net::serve(
+            listener,
+            shutdown,
+            cfg.timeouts,
+            net::DEFAULT_MAX_CONNS,
+            move |stream, peer| serve_conn(&tracker, stream, peer),
+        )?;
+        let _ = cleaner.join();
+        Ok(())
+    }
+}
+
+fn member(
+    swarms: &mut HashMap<SwarmId, Swarm>,
+    swarm: SwarmId,
+    addr: SocketAddr,
+) -> Option<&mut Member> {
+    swarms.get_mut(&swarm)?.members.get_mut(&addr)
+}
+
+/// One peer's connection: handshake, then requests until it closes. A
+/// malformed request gets an `Error` answer and the connection is closed.
+fn serve_conn(tracker: &Tracker, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = match Conn::new(stream) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bt-tracker: {peer}: {}", crate::cli::describe_io(&e));
+            return;
+        }
+    };
+    match conn.server_handshake(TRACKER) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            eprintln!("bt-tracker: {peer}: {e}");
+            return;
+        }
+    }
+    loop {
+        match conn.recv::<TrackerRequest>() {
+            Ok(None) => return,
+            Ok(Some(req)) => {
+                let resp = tracker.handle(req, peer.ip(), Instant::now());
+                if conn.send(&resp).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.is_disconnect() => return,
+            Err(e) => {
+                eprintln!("bt-tracker: {peer}: bad request: {e}");
+                let _ = conn.send(&TrackerResponse::Error(format!("bad request: {e}")));
+                return;
+            }
+        }
+    }
+}
+
+/// Binds, prints the readiness line and serves until Ctrl-C / SIGTERM.
+pub fn run(listen: &str, cfg: &TrackerConfig) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let listener = net::bind(listen)?;
+    net::announce(&listener)?;
+    let shutdown = Shutdown::install()?;
+    Arc::new(Tracker::new())
+        .serve(listener, cfg, &shutdown)
+        .context("serving")?;
+    Ok(())
+}
+
+/// The peer's side: one short connection per request.
+#[derive(Debug, Clone)]
+pub struct TrackerClient {
+    addr: String,
+    timeouts: Timeouts,
+}
+
+impl TrackerClient {
+    pub fn new(addr: &str, timeouts: Timeouts) -> TrackerClient {
+        TrackerClient {
+            addr: addr.to_string(),
+            timeouts,
+        }
+    }
+
+    /// The tracker's address as given.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends one request; an `Error` answer becomes `Error::Remote`.
+    pub fn call(&self, req: &TrackerRequest) -> Result<TrackerResponse> {
+        let mut conn = Conn::open(&self.addr, &self.timeouts, TRACKER)?;
+        conn.send(req)?;
+        match conn.expect::<TrackerResponse>()? {
+            TrackerResponse::Error(why) => Err(Error::Remote(format!("tracker: {why}"))),
+            other => Ok(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::FileName;
+    use crate::transfer::Digest;
+
+    fn manifest(name: &str, size: u64) -> Manifest {
+        let n = size.div_ceil(16384) as usize;
+        Manifest::new(
+            FileName::new(name).unwrap(),
+            size,
+            16384,
+            Digest::of(name.as_bytes()),
+            vec![Digest::of(b"p"); n],
+        )
+        .unwrap()
+    }
+
+    const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn register(t: &Tracker, m: &Manifest, port: u16, now: Instant) {
+        let r = t.handle(
+            TrackerRequest::Register {
+                manifest: m.clone(),
+                port,
+                have: m.empty_bitfield(),
+            },
+            LO,
+            now,
+        );
+        assert!(matches!(r, TrackerResponse::Registered { .. }), "{r:?}");
+    }
+
+    #[test]
+    fn peers_lists_the_others_with_their_pieces() {
+        let t = Tracker::new();
+        let m = manifest("a", 50_000);
+        let now = Instant::now();
+        for port in [4001, 4002, 4003] {
+            register(&t, &m, port, now);
+        }
+        let mut have = m.empty_bitfield();
+        have.set_bit(1, true);
+        let r = t.handle(
+            TrackerRequest::Report {
+                swarm: m.id(),
+                port: 4002,
+                have: have.clone(),
+            },
+            LO,
+            now,
+        );
+        assert_eq!(r, TrackerResponse::Ok);
+        let TrackerResponse::Peers(mut list) = t.handle(
+            TrackerRequest::Peers {
+                swarm: m.id(),
+                port: 4001,
+            },
+            LO,
+            now,
+        ) else {
+            panic!("no peer list")
+        };
+        list.sort_by_key(|p| p.addr);
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].addr, "127.0.0.1:4002".parse().unwrap());
+        assert_eq!(list[0].have, have);
+        assert_eq!(list[1].addr, "127.0.0.1:4003".parse().unwrap());
+    }
+
+    #[test]
+    fn lookup_by_name_and_id() {
+        let t = Tracker::new();
+        let a = manifest("a", 10);
+        let a2 = manifest("a", 20);
+        let b = manifest("b", 10);
+        let now = Instant::now();
+        register(&t, &a, 1, now);
+        register(&t, &b, 1, now);
+        let by_name = |n: &str| {
+            t.handle(
+                TrackerRequest::Lookup(Query::Name(FileName::new(n).unwrap())),
+                LO,
+                now,
+            )
+        };
+        assert_eq!(by_name("a"), TrackerResponse::Manifest(a.clone()));
+        assert_eq!(by_name("zzz"), TrackerResponse::NotFound);
+        register(&t, &a2, 1, now);
+        assert!(matches!(by_name("a"), TrackerResponse::Ambiguous(ids) if ids.len() == 2));
+        assert_eq!(
+            t.handle(TrackerRequest::Lookup(Query::Id(a2.id())), LO, now),
+            TrackerResponse::Manifest(a2)
+        );
+    }
+
+    #[test]
+    fn cleanup_evicts_the_silent_and_pings_keep_members() {
+        let t = Tracker::new();
+        let m = manifest("a", 10);
+        let t0 = Instant::now();
+        register(&t, &m, 1, t0);
+        register(&t, &m, 2, t0);
+        let t1 = t0 + Duration::from_secs(15);
+        let ping = |port, at| {
+            t.handle(
+                TrackerRequest::Ping {
+                    swarm: m.id(),
+                    port,
+                },
+                LO,
+                at,
+            )
+        };
+        assert_eq!(ping(1, t0 + Duration::from_secs(10)), TrackerResponse::Ok);
+        // First cleanup at t1 looks back to t0: both were seen since.
+        assert!(t.cleanup(t0).is_empty());
+        // Second cleanup looks back to t1: peer 1 pinged since, peer 2 did not.
+        assert_eq!(ping(1, t1 + Duration::from_secs(5)), TrackerResponse::Ok);
+        let evicted = t.cleanup(t1);
+        assert_eq!(evicted, vec!["127.0.0.1:2".parse().unwrap()]);
+        assert_eq!(ping(2, t1), TrackerResponse::UnknownPeer);
+        // Once the last member goes, the swarm is forgotten.
+        let evicted = t.cleanup(t1 + Duration::from_secs(30));
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(
+            t.handle(TrackerRequest::Lookup(Query::Id(m.id())), LO, t1),
+            TrackerResponse::NotFound
+        );
+    }
+
+    #[test]
+    fn mismatched_bitfields_are_refused() {
+        let t = Tracker::new();
+        let m = manifest("a", 50_000);
+        let r = t.handle(
+            TrackerRequest::Register {
+                manifest: m.clone(),
+                port: 1,
+                have: Bitfield::new(9),
+            },
+            LO,
+            Instant::now(),
+        );
+        assert!(matches!(r, TrackerResponse::Error(_)));
+    }
+}
