@@ -3,6 +3,14 @@
 //!
 //! - [`proto`]: the index and supernode protocols (requests, responses).
 //! - [`ring`]: the consistent-hash ring with virtual nodes.
+//! - [`index`]: the index server (`p2p-index`).
+//! - [`superd`]: the supernode: server, synchronizer, graceful leave (`p2p-superd`).
+//! - [`client`]: list, download (following redirects), upload.
+//! - [`cmd`]: the programs' bodies, called by `src/bin/p2p-*.rs`.
 
+pub mod client;
+pub mod cmd;
+pub mod index;
 pub mod proto;
 pub mod ring;
+pub mod superd;

@@ -9,10 +9,14 @@
 //! decodes the same payload again with plain `String` names to say exactly
 //! which name was refused and why (postcard drops the reason).
 
+use std::io::Read;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
-use crate::frame::{self, Protocol};
+use crate::error::{Error, Result};
+use crate::frame::{self, MAX_FRAME_LEN, Protocol};
 use crate::name::FileName;
 use crate::transfer::Digest;
 
@@ -27,6 +31,10 @@ pub const SUPER_PROTOCOL: Protocol = Protocol {
     name: "peerkit-dht-super",
     version: 1,
 };
+
+/// How often a supernode says something on an otherwise idle control
+/// connection; the index drops a control connection silent for much longer.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// A request on a supernode's control connection to the index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,7 +154,7 @@ impl Names for SuperRequestOf<String> {
 /// and the name's own error says how.
 pub fn explain_invalid<Lenient>(payload: &[u8], err: &Error) -> String
 where
-    Lenient: serde::de::DeserializeOwned + Names,
+    Lenient: DeserializeOwned + Names,
 {
     if let Ok(req) = frame::decode::<Lenient>(payload) {
         for name in req.names() {
@@ -156,6 +164,42 @@ where
         }
     }
     format!("invalid request: {err}")
+}
+
+/// One request frame as a server sees it.
+#[derive(Debug)]
+pub enum Incoming<R> {
+    /// A well-formed request.
+    Request(R),
+    /// A complete frame that is not a valid request: answer with an error
+    /// and keep serving (the stream is still at a frame boundary).
+    Invalid(String),
+    /// A frame that cannot be read (its announced length is over the
+    /// limit): answer with an error and close the connection.
+    Fatal(String),
+}
+
+/// Reads the next request frame. `Ok(None)` on a clean EOF between frames;
+/// `Err` when the connection failed (EOF mid-frame, timeout, reset).
+/// `L` is `R` with `String` names (see the module docs).
+pub fn read_request<R, L, S>(r: &mut S) -> Result<Option<Incoming<R>>>
+where
+    R: DeserializeOwned,
+    L: DeserializeOwned + Names,
+    S: Read,
+{
+    let payload = match frame::read_payload(r, MAX_FRAME_LEN) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(None),
+        Err(e @ Error::FrameTooLarge { .. }) => {
+            return Ok(Some(Incoming::Fatal(format!("invalid request: {e}"))));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Some(match frame::decode::<R>(&payload) {
+        Ok(req) => Incoming::Request(req),
+        Err(e) => Incoming::Invalid(explain_invalid::<L>(&payload, &e)),
+    }))
 }
 
 #[cfg(test)]
@@ -168,7 +212,7 @@ mod tests {
 
     fn roundtrip<T>(msg: &T)
     where
-        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
     {
         let bytes = frame::encode(msg).unwrap();
         let mut r = &bytes[..];
@@ -226,9 +270,7 @@ mod tests {
             SuperResponse::AlreadyExists,
             SuperResponse::Stored,
             SuperResponse::File { size: 3, sha256: d },
-            SuperResponse::Redirect {
-                addr: "h:1".into(),
-            },
+            SuperResponse::Redirect { addr: "h:1".into() },
             SuperResponse::NotFound,
             SuperResponse::Error {
                 message: "bad".into(),
@@ -274,6 +316,42 @@ mod tests {
             let why = explain_invalid::<IndexRequestOf<String>>(payload, &err);
             assert!(why.contains("invalid file name"), "{bad:?}: {why}");
         }
+    }
+
+    #[test]
+    fn read_request_sorts_frames() {
+        type Req = SuperRequest;
+        type Len = SuperRequestOf<String>;
+        let mut bytes = frame::encode(&SuperRequest::List).unwrap();
+        bytes.extend(
+            frame::encode(&SuperRequestOf::Download {
+                name: "a/b".to_string(),
+            })
+            .unwrap(),
+        );
+        bytes.extend([0, 0, 0, 1, 42]);
+        bytes.extend([0xff, 0xff, 0xff, 0xff]);
+        let mut r = &bytes[..];
+        assert!(matches!(
+            read_request::<Req, Len, _>(&mut r).unwrap(),
+            Some(Incoming::Request(SuperRequest::List))
+        ));
+        assert!(matches!(
+            read_request::<Req, Len, _>(&mut r).unwrap(),
+            Some(Incoming::Invalid(why)) if why.contains("path separator")
+        ));
+        assert!(matches!(
+            read_request::<Req, Len, _>(&mut r).unwrap(),
+            Some(Incoming::Invalid(why)) if why.starts_with("invalid request")
+        ));
+        assert!(matches!(
+            read_request::<Req, Len, _>(&mut r).unwrap(),
+            Some(Incoming::Fatal(why)) if why.contains("exceeds")
+        ));
+        let mut empty: &[u8] = &[];
+        assert!(read_request::<Req, Len, _>(&mut empty).unwrap().is_none());
+        let mut cut: &[u8] = &[0, 0, 0, 5, 1];
+        assert!(read_request::<Req, Len, _>(&mut cut).is_err());
     }
 
     #[test]

@@ -514,8 +514,8 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn connect(addr: &str) -> RawClient {
-        let stream = std::net::TcpStream::connect(addr)
-            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        let stream =
+            std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         stream.set_write_timeout(Some(DEADLINE)).unwrap();
         RawClient { stream }
