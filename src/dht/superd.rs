@@ -449,7 +449,13 @@ pub fn serve(
 /// The graceful exit: leave the ring, let uploads in flight finish, copy
 /// every file to the supernode now responsible for it, disconnect.
 fn leave(node: &Node) -> Result<()> {
-    node.index.leave()?;
+    let via = |e: Error| {
+        Error::Remote(format!(
+            "leaving the ring via index {}: {e}",
+            node.index.addr
+        ))
+    };
+    node.index.leave().map_err(via)?;
     println!("left the ring; final sync");
     if !node.incoming.wait_idle(node.timeouts.io) {
         eprintln!(
@@ -458,7 +464,7 @@ fn leave(node: &Node) -> Result<()> {
         );
     }
     let report = sync_round(node, None);
-    node.index.disconnect()?;
+    node.index.disconnect().map_err(via)?;
     if report.failed > 0 {
         return Err(Error::Remote(format!(
             "final sync: {} file(s) could not be placed on their supernode",
