@@ -2,7 +2,7 @@
 //! redirects to the supernode responsible for it), upload a file.
 
 use std::collections::HashSet;
-use std::fs::File;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::frame::Conn;
 use crate::name::FileName;
 use crate::net::Timeouts;
-use crate::transfer::{self, Overwrite};
+use crate::transfer::{self, Digest, Overwrite};
 
 /// Most redirects a download follows.
 pub const MAX_REDIRECTS: usize = 4;
@@ -43,7 +43,8 @@ pub fn list(addr: &str, timeouts: &Timeouts) -> Result<Vec<FileName>> {
 #[derive(Debug, Clone)]
 pub enum Dest {
     /// A file, written under a temporary name and renamed once verified
-    /// (replacing any file already there).
+    /// (replacing any file already there). A device or a pipe at that path
+    /// (`/dev/null`) is written to directly instead.
     Path(PathBuf),
     /// Standard output, streamed; a bad digest is reported after the fact.
     Stdout,
@@ -80,7 +81,7 @@ pub fn get(
             SuperResponse::File { size, sha256 } => {
                 let bar = progress(size);
                 match dest {
-                    Dest::Path(path) => transfer::receive_file(
+                    Dest::Path(path) if !is_special(path)? => transfer::receive_file(
                         conn.reader(),
                         size,
                         sha256,
@@ -88,16 +89,14 @@ pub fn get(
                         Overwrite::Replace,
                         &bar,
                     )?,
+                    Dest::Path(path) => {
+                        // A device or a pipe (`-o /dev/null`): write into it,
+                        // never rename over it.
+                        let out = OpenOptions::new().write(true).open(path)?;
+                        stream_verified(conn.reader(), size, sha256, out, &bar)?;
+                    }
                     Dest::Stdout => {
-                        let stdout = io::stdout();
-                        let mut out = io::BufWriter::with_capacity(transfer::CHUNK, stdout.lock());
-                        let actual = transfer::receive_body(conn.reader(), size, &mut out, &bar)?;
-                        if actual != sha256 {
-                            return Err(Error::HashMismatch {
-                                expected: sha256,
-                                actual,
-                            });
-                        }
+                        stream_verified(conn.reader(), size, sha256, io::stdout().lock(), &bar)?;
                     }
                 }
                 bar.finish_and_clear();
@@ -114,6 +113,39 @@ pub fn get(
             other => return Err(unexpected("a download", other)),
         }
     }
+}
+
+/// True if `path` exists and is neither a regular file nor a folder (a
+/// device or a pipe); a folder is an error.
+fn is_special(path: &Path) -> Result<bool> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(Error::Io(io::Error::other(format!(
+            "{} is a folder",
+            path.display()
+        )))),
+        Ok(m) => Ok(!m.is_file()),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Streams a body into `out`, then checks its SHA-256 (the bytes are
+/// already out by then: the error says they are bad).
+fn stream_verified<R: io::Read, W: Write>(
+    r: &mut R,
+    size: u64,
+    sha256: Digest,
+    out: W,
+    bar: &ProgressBar,
+) -> Result<()> {
+    let mut out = io::BufWriter::with_capacity(transfer::CHUNK, out);
+    let actual = transfer::receive_body(r, size, &mut out, bar)?;
+    if actual != sha256 {
+        return Err(Error::HashMismatch {
+            expected: sha256,
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// How an upload ended.

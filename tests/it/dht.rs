@@ -206,6 +206,30 @@ fn download_redirects_and_reports_missing_names() {
         .ok()
         .stdout_has("held by b");
 
+    // A pipe (or a device such as /dev/null) is written into, not replaced.
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    cmd(bin!("p2p-get"))
+        .args([&ah, &ap, &name, "-o"])
+        .arg(&fifo)
+        .run()
+        .ok();
+    assert_eq!(reader.join().unwrap(), b"held by b\n");
+    {
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+
     // A name nobody has, whichever supernode is responsible for it.
     for missing in [
         name_owned_by(&ring, &a.addr, "missing"),
