@@ -22,7 +22,7 @@ addr_of() {
 pane_index() {
     title "p2p-index"
     say "\$ p2p-index --listen 127.0.0.1:0"
-    p2p-index --listen 127.0.0.1:0 | tee "$RUN/index.out"
+    p2p-index --listen 127.0.0.1:0 | tee -i "$RUN/index.out"
 }
 
 pane_superd() {
@@ -33,7 +33,7 @@ pane_superd() {
     index=$(addr_of index)
     say "\$ p2p-superd repo$n --index $index --listen 127.0.0.1:0 --sync-interval $SYNC"
     p2p-superd "$RUN/repo$n" --index "$index" --listen 127.0.0.1:0 \
-        --sync-interval "$SYNC" | tee "$RUN/s$n.out"
+        --sync-interval "$SYNC" | tee -i "$RUN/s$n.out"
 }
 
 # run CMD...: shows a client command, then runs it.
