@@ -181,7 +181,7 @@ pub fn put(
     let bar = progress(size);
     if bar.is_hidden() {
         // Straight to the socket, so the kernel copies (sendfile).
-        transfer::send_body(file, size, conn.writer())?;
+        transfer::send_body_to_socket(file, size, conn.writer())?;
     } else {
         let mut counted = Counted {
             inner: conn.writer(),

@@ -576,7 +576,7 @@ fn push(
         }
     }
     log_line!("[balance] sending {name} to {owner}");
-    transfer::send_body(out.file, out.len, conn.writer())?;
+    transfer::send_body_to_socket(out.file, out.len, conn.writer())?;
     match conn.expect::<SuperResponse>()? {
         SuperResponse::Stored | SuperResponse::AlreadyExists => Ok(()),
         SuperResponse::Error { message } => Err(Error::Remote(message)),
@@ -735,7 +735,7 @@ fn download(node: &Node, conn: &mut Conn, name: &FileName) -> Result<()> {
             size: out.len,
             sha256: out.digest,
         })?;
-        return transfer::send_body(out.file, out.len, conn.writer());
+        return transfer::send_body_to_socket(out.file, out.len, conn.writer());
     }
     let reply = match node.index.owner(name) {
         Ok(Some(addr)) if addr != node.index.me() => SuperResponse::Redirect { addr },
