@@ -1,1 +1,33 @@
-//! The supernode DHT: index ring, supernodes, synchronizer and clients.
+//! The supernode DHT: the index's consistent-hash ring, supernodes with
+//! their synchronizer, and the `ls` / `get` / `put` clients.
+//!
+//! - [`proto`]: the index and supernode protocols (requests, responses).
+//! - [`ring`]: the consistent-hash ring with virtual nodes.
+//! - [`index`]: the index server (`p2p-index`).
+//! - [`superd`]: the supernode: server, synchronizer, graceful leave (`p2p-superd`).
+//! - [`client`]: list, download (following redirects), upload.
+//! - [`cmd`]: the programs' bodies, called by `src/bin/p2p-*.rs`.
+
+/// Prints one log line on stdout. A daemon's log going nowhere (stdout
+/// closed) must not stop the daemon, so write errors are ignored.
+macro_rules! log_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Prints one diagnostic line on stderr, ignoring write errors (see `log_line`).
+macro_rules! elog_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+pub mod client;
+pub mod cmd;
+pub mod index;
+pub mod proto;
+pub mod ring;
+pub mod superd;

@@ -1,1 +1,605 @@
-//! Integration tests of the dht system.
+//! Integration tests of the dht system: the real `p2p-*` programs on
+//! 127.0.0.1 port 0, balancing, redirects, uploads, leaving, bad input.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use peerkit::dht::proto::{
+    INDEX_PROTOCOL, IndexRequestOf, IndexResponse, SUPER_PROTOCOL, SuperRequestOf, SuperResponse,
+};
+use peerkit::dht::ring::Ring;
+use peerkit::frame::{self, Conn, HelloReply};
+use peerkit::net::Timeouts;
+use peerkit::transfer::{Digest, hash_file};
+
+use crate::bin;
+use crate::harness::*;
+
+const SYNC: &str = "0.2";
+
+fn start_index() -> Proc {
+    cmd(bin!("p2p-index"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon()
+}
+
+/// A supernode over `repo`; `addr` is its address in the ring.
+fn start_superd(index: &Proc, repo: &Path) -> Proc {
+    let mut p = cmd(bin!("p2p-superd"))
+        .arg(repo)
+        .args(["--index", &index.addr, "--listen", "127.0.0.1:0"])
+        .args(["--sync-interval", SYNC])
+        .daemon();
+    let line = p.wait_stdout(|l| l.starts_with("joined the ring as "));
+    assert_eq!(line["joined the ring as ".len()..], p.addr, "{}", p.dump());
+    p
+}
+
+fn ring_of(nodes: &[&Proc]) -> Ring {
+    let mut r = Ring::new();
+    for n in nodes {
+        r.add(&n.addr);
+    }
+    r
+}
+
+fn copy_repo01(dest: &Path) -> Vec<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/repo01");
+    let mut names = Vec::new();
+    for e in fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        fs::copy(e.path(), dest.join(&name)).unwrap();
+        names.push(name);
+    }
+    names.sort();
+    assert_eq!(names.len(), 6);
+    names
+}
+
+fn dump_all(procs: &[&Proc]) -> String {
+    procs.iter().map(|p| p.dump()).collect()
+}
+
+/// Waits until each name is in the repo of its owner with `src`'s bytes.
+fn wait_balanced(names: &[String], src: &Path, nodes: &[(&Proc, &Path)], procs: &[&Proc]) {
+    let ring = ring_of(&nodes.iter().map(|(p, _)| *p).collect::<Vec<_>>());
+    for name in names {
+        let owner = ring.owner(name).unwrap();
+        let (_, repo) = nodes.iter().find(|(p, _)| p.addr == owner).unwrap();
+        let want = fs::read(src.join(name)).unwrap();
+        wait_until(
+            &format!("{name} on its owner {owner}"),
+            || (fs::read(repo.join(name)).ok()? == want).then_some(()),
+            || dump_all(procs),
+        );
+    }
+}
+
+fn host_port(p: &Proc) -> (String, String) {
+    let (h, port) = p.addr.rsplit_once(':').unwrap();
+    (h.to_string(), port.to_string())
+}
+
+fn ls(p: &Proc) -> Vec<String> {
+    let (h, port) = host_port(p);
+    cmd(bin!("p2p-ls"))
+        .args([&h, &port])
+        .run()
+        .ok()
+        .stdout_lines()
+}
+
+/// A name owned by `owner` in `ring`, from a numbered family.
+fn name_owned_by(ring: &Ring, owner: &str, prefix: &str) -> String {
+    (0..10_000)
+        .map(|i| format!("{prefix}-{i}.txt"))
+        .find(|n| ring.owner(n) == Some(owner))
+        .unwrap()
+}
+
+#[test]
+fn balancing_puts_every_file_on_its_responsible_supernode() {
+    let dir = TempDir::new("dht-balance");
+    let (r1, r2, r3) = (dir.sub("r1"), dir.sub("r2"), dir.sub("r3"));
+    let names = copy_repo01(&r1);
+    let mut index = start_index();
+    let s1 = start_superd(&index, &r1);
+    index.wait_stdout(|l| l == format!("joined {}", s1.addr));
+    let s2 = start_superd(&index, &r2);
+    wait_balanced(&names, &r1, &[(&s1, &r1), (&s2, &r2)], &[&index, &s1, &s2]);
+    let s3 = start_superd(&index, &r3);
+    let all = [&index, &s1, &s2, &s3];
+    wait_balanced(&names, &r1, &[(&s1, &r1), (&s2, &r2), (&s3, &r3)], &all);
+
+    // Sends and receipts are logged; supernode 1 keeps its copies.
+    let ring = ring_of(&[&s1, &s2, &s3]);
+    for name in &names {
+        let owner = ring.owner(name).unwrap();
+        if owner != s1.addr {
+            let s = [&s2, &s3].into_iter().find(|p| p.addr == owner).unwrap();
+            s.wait_stdout_any(|l| l.starts_with(&format!("receiving {name} from 127.0.0.1:")));
+        }
+        assert!(r1.join(name).exists());
+    }
+    s1.wait_stdout_any(|l| l.starts_with("[balance] sending texto0"));
+    assert_eq!(ls(&s1), names);
+
+    // Later rounds do not send again what the owner already has.
+    let sent = |p: &Proc| {
+        p.stdout_lines()
+            .iter()
+            .filter(|l| l.starts_with("[balance] sending"))
+            .count()
+    };
+    let before = sent(&s1) + sent(&s2) + sent(&s3);
+    // A fresh upload to supernode 1 is placed by one of its next rounds;
+    // meanwhile the older files must not be sent again by anyone.
+    let probe = name_owned_by(&ring, &s2.addr, "probe");
+    let local = dir.path().join(&probe);
+    fs::write(&local, b"probe").unwrap();
+    let (h, port) = host_port(&s1);
+    cmd(bin!("p2p-put"))
+        .arg(&h)
+        .arg(&port)
+        .arg(&local)
+        .run()
+        .ok();
+    wait_until(
+        "the probe on supernode 2",
+        || r2.join(&probe).exists().then_some(()),
+        || dump_all(&all),
+    );
+    s1.wait_stdout_any(|l| l == format!("[balance] sending {probe} to {}", s2.addr));
+    assert_eq!(
+        sent(&s1) + sent(&s2) + sent(&s3),
+        before + 1,
+        "{}",
+        dump_all(&all)
+    );
+    let leftovers: Vec<_> = [&r1, &r2, &r3]
+        .iter()
+        .flat_map(|r| fs::read_dir(r).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".peerkit-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn download_redirects_and_reports_missing_names() {
+    let dir = TempDir::new("dht-redirect");
+    let (ra, rb) = (dir.sub("a"), dir.sub("b"));
+    let index = start_index();
+    let a = start_superd(&index, &ra);
+    let b = start_superd(&index, &rb);
+    let ring = ring_of(&[&a, &b]);
+
+    // A file only B has, which B is responsible for: asking A redirects.
+    let name = name_owned_by(&ring, &b.addr, "doc");
+    fs::write(rb.join(&name), b"held by b\n").unwrap();
+    let (ah, ap) = host_port(&a);
+    let out = dir.path().join("out.txt");
+    let run = cmd(bin!("p2p-get"))
+        .args([&ah, &ap, &name, "-o"])
+        .arg(&out)
+        .run()
+        .ok()
+        .stderr_has(&format!(
+            "{name} not found at {}, redirecting to {}",
+            a.addr, b.addr
+        ));
+    assert_eq!(fs::read(&out).unwrap(), b"held by b\n", "{}", run.dump());
+
+    // Default destination is the current folder; `-o -` is stdout.
+    let cwd = dir.sub("cwd");
+    cmd(bin!("p2p-get"))
+        .args([&ah, &ap, &name])
+        .cwd(&cwd)
+        .run()
+        .ok();
+    assert_eq!(fs::read(cwd.join(&name)).unwrap(), b"held by b\n");
+    cmd(bin!("p2p-get"))
+        .args([&ah, &ap, &name, "-o", "-"])
+        .run()
+        .ok()
+        .stdout_has("held by b");
+
+    // A pipe (or a device such as /dev/null) is written into, not replaced.
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    cmd(bin!("p2p-get"))
+        .args([&ah, &ap, &name, "-o"])
+        .arg(&fifo)
+        .run()
+        .ok();
+    assert_eq!(reader.join().unwrap(), b"held by b\n");
+    {
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+
+    // A name nobody has, whichever supernode is responsible for it.
+    for missing in [
+        name_owned_by(&ring, &a.addr, "missing"),
+        name_owned_by(&ring, &b.addr, "missing"),
+    ] {
+        cmd(bin!("p2p-get"))
+            .args([&ah, &ap, &missing])
+            .cwd(&cwd)
+            .run()
+            .code(1)
+            .stderr_has(&format!("{missing} is not available in the network"));
+        assert!(!cwd.join(&missing).exists());
+    }
+
+    // A bad name is refused locally; a dead supernode is a clear error.
+    cmd(bin!("p2p-get"))
+        .args([&ah, &ap, "../x"])
+        .run()
+        .code(2)
+        .stderr_has("invalid file name");
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port().to_string()
+    };
+    cmd(bin!("p2p-get"))
+        .args(["127.0.0.1", &dead, "x"])
+        .run()
+        .code(2)
+        .stderr_has("connection refused");
+}
+
+#[test]
+fn duplicate_upload_is_refused_and_nothing_is_overwritten() {
+    let dir = TempDir::new("dht-dup");
+    let repo = dir.sub("repo");
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let (h, port) = host_port(&s);
+    let local = dir.path().join("notes.txt");
+    fs::write(&local, b"first version\n").unwrap();
+    cmd(bin!("p2p-put"))
+        .arg(&h)
+        .arg(&port)
+        .arg(&local)
+        .run()
+        .ok();
+    assert_eq!(
+        fs::read(repo.join("notes.txt")).unwrap(),
+        b"first version\n"
+    );
+    s.wait_stdout_any(|l| l.starts_with("receiving notes.txt from 127.0.0.1:"));
+
+    fs::write(&local, b"second version, longer\n").unwrap();
+    cmd(bin!("p2p-put"))
+        .arg(&h)
+        .arg(&port)
+        .arg(&local)
+        .run()
+        .code(1)
+        .stderr_has(&format!("notes.txt already exists at {}", s.addr));
+    assert_eq!(
+        fs::read(repo.join("notes.txt")).unwrap(),
+        b"first version\n"
+    );
+    assert_eq!(ls(&s), ["notes.txt"]);
+    let json = cmd(bin!("p2p-ls")).args([&h, &port, "--json"]).run().ok();
+    assert_eq!(json.stdout.trim(), "[\"notes.txt\"]");
+}
+
+#[test]
+fn graceful_leave_loses_no_file() {
+    let dir = TempDir::new("dht-leave");
+    let (ra, rb, rc) = (dir.sub("a"), dir.sub("b"), dir.sub("c"));
+    let mut index = start_index();
+    let a = start_superd(&index, &ra);
+    let mut b = start_superd(&index, &rb);
+    let c = start_superd(&index, &rc);
+    let ring = ring_of(&[&a, &b, &c]);
+
+    // Files only B holds (uploaded to it, and it is their owner).
+    let (bh, bp) = host_port(&b);
+    let mut held = Vec::new();
+    for i in 0..8 {
+        let name = name_owned_by(&ring, &b.addr, &format!("leave{i}"));
+        let local = dir.path().join(&name);
+        fs::write(&local, format!("content of {name}\n")).unwrap();
+        cmd(bin!("p2p-put"))
+            .arg(&bh)
+            .arg(&bp)
+            .arg(&local)
+            .run()
+            .ok();
+        held.push(name);
+    }
+
+    b.terminate();
+    let status = b.wait_exit();
+    assert!(status.success(), "{}", b.dump());
+    index.wait_stdout(|l| l == format!("left {}", b.addr));
+    index.wait_stdout(|l| l == format!("disconnected {}", b.addr));
+    assert!(
+        !index
+            .stdout_lines()
+            .iter()
+            .any(|l| l.contains("connection lost")),
+        "{}",
+        index.dump()
+    );
+
+    // Every file B held is now on the supernode responsible for it.
+    let after = ring_of(&[&a, &c]);
+    for name in &held {
+        let owner = after.owner(name).unwrap();
+        let repo = if owner == a.addr { &ra } else { &rc };
+        assert_eq!(
+            fs::read(repo.join(name)).unwrap_or_default(),
+            format!("content of {name}\n").as_bytes(),
+            "{name} missing at {owner}\n{}",
+            dump_all(&[&index, &a, &b, &c])
+        );
+        assert!(
+            b.stdout_lines()
+                .contains(&format!("[balance] sending {name} to {owner}")),
+            "{}",
+            b.dump()
+        );
+    }
+}
+
+#[test]
+fn killed_supernode_is_removed_from_the_ring_at_once() {
+    let dir = TempDir::new("dht-kill");
+    let (ra, rb) = (dir.sub("a"), dir.sub("b"));
+    let mut index = start_index();
+    let a = start_superd(&index, &ra);
+    let mut b = start_superd(&index, &rb);
+    let ring = ring_of(&[&a, &b]);
+    let owned_by_b: Vec<String> = (0..200)
+        .map(|i| format!("k{i}"))
+        .filter(|n| ring.owner(n) == Some(&b.addr))
+        .collect();
+    assert!(!owned_by_b.is_empty());
+
+    b.kill();
+    index.wait_stdout(|l| l == format!("removed {} (connection lost)", b.addr));
+
+    // The index no longer names B for anything.
+    let t = Timeouts::default();
+    let mut conn = Conn::open(&index.addr, &t, INDEX_PROTOCOL).unwrap();
+    for name in &owned_by_b {
+        conn.send(&IndexRequestOf::Query {
+            name: name.to_string(),
+        })
+        .unwrap();
+        assert_eq!(
+            conn.expect::<IndexResponse>().unwrap(),
+            IndexResponse::Owner {
+                addr: a.addr.clone()
+            }
+        );
+    }
+    // And A answers "not here" itself instead of redirecting to B.
+    let (ah, ap) = host_port(&a);
+    cmd(bin!("p2p-get"))
+        .args([&ah, &ap, &owned_by_b[0]])
+        .cwd(dir.path())
+        .run()
+        .code(1)
+        .stderr_has("is not available in the network");
+}
+
+#[test]
+fn hundred_megabyte_transfer_keeps_its_hash() {
+    let dir = TempDir::new("dht-big");
+    let repo = dir.sub("repo");
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let (h, port) = host_port(&s);
+    let local = dir.path().join("big.bin");
+    write_random_file(&local, 100 << 20, 7);
+    let (want, len) = hash_file(&local).unwrap();
+    assert_eq!(len, 100 << 20);
+    cmd(bin!("p2p-put"))
+        .arg(&h)
+        .arg(&port)
+        .arg(&local)
+        .run()
+        .ok();
+    assert_eq!(hash_file(&repo.join("big.bin")).unwrap(), (want, len));
+    let out = dir.path().join("back.bin");
+    cmd(bin!("p2p-get"))
+        .args([&h, &port, "big.bin", "-o"])
+        .arg(&out)
+        .run()
+        .ok();
+    assert_eq!(hash_file(&out).unwrap(), (want, len));
+}
+
+/// The supernodes' and index's reply to a frame that is not a valid request.
+fn error_text<T: std::fmt::Debug>(reply: T) -> String {
+    let text = format!("{reply:?}");
+    assert!(text.starts_with("Error"), "expected an error reply: {text}");
+    text
+}
+
+const HOSTILE: [&str; 5] = ["../x", "/etc/passwd", "a/b", "", "a\0b"];
+
+fn hostile_names() -> Vec<String> {
+    let mut v: Vec<String> = HOSTILE.iter().map(|s| s.to_string()).collect();
+    v.push("n".repeat(300));
+    v
+}
+
+/// Garbage before the handshake and an oversized length prefix after it:
+/// both end the connection with a clear reply.
+fn check_unreadable_frames(addr: &str, protocol: frame::Protocol, expect_error: impl Fn(&[u8])) {
+    let mut raw = RawClient::connect(addr);
+    raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let reply = raw.read_to_close();
+    let hello: HelloReply = frame::read_frame(&mut &reply[..]).unwrap().unwrap();
+    assert!(
+        matches!(&hello, HelloReply::Refused { reason } if reason.contains("exceeds")),
+        "{hello:?}"
+    );
+
+    let mut conn = Conn::open(addr, &Timeouts::default(), protocol).unwrap();
+    conn.writer()
+        .write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+        .unwrap();
+    conn.flush().unwrap();
+    let payload = frame::read_payload(conn.reader(), frame::MAX_FRAME_LEN)
+        .unwrap()
+        .unwrap();
+    expect_error(&payload);
+    assert!(matches!(conn.recv::<IndexResponse>(), Ok(None) | Err(_)));
+}
+
+#[test]
+fn supernode_refuses_bad_input_and_keeps_serving() {
+    let dir = TempDir::new("dht-bad-super");
+    let repo = dir.sub("repo");
+    fs::write(repo.join("kept.txt"), b"kept").unwrap();
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let t = Timeouts::default();
+
+    let mut conn = Conn::open(&s.addr, &t, SUPER_PROTOCOL).unwrap();
+    for name in hostile_names() {
+        conn.send(&SuperRequestOf::Download { name: name.clone() })
+            .unwrap();
+        let text = error_text(conn.expect::<SuperResponse>().unwrap());
+        assert!(text.contains("invalid file name"), "{name:?}: {text}");
+
+        conn.send(&SuperRequestOf::Upload {
+            name: name.clone(),
+            size: 4,
+            sha256: Digest::of(b"evil"),
+        })
+        .unwrap();
+        let text = error_text(conn.expect::<SuperResponse>().unwrap());
+        assert!(text.contains("invalid file name"), "{name:?}: {text}");
+    }
+    // An unknown request variant, and an empty frame.
+    conn.writer().write_all(&[0, 0, 0, 2, 42, 0]).unwrap();
+    conn.writer().write_all(&[0, 0, 0, 0]).unwrap();
+    conn.flush().unwrap();
+    for _ in 0..2 {
+        let text = error_text(conn.expect::<SuperResponse>().unwrap());
+        assert!(text.contains("invalid request"), "{text}");
+    }
+    // The same connection still works.
+    conn.send(&SuperRequestOf::<String>::List).unwrap();
+    assert_eq!(
+        conn.expect::<SuperResponse>().unwrap(),
+        SuperResponse::Names {
+            names: vec!["kept.txt".parse().unwrap()]
+        }
+    );
+    assert_eq!(
+        conn.expect::<SuperResponse>().unwrap(),
+        SuperResponse::EndOfList
+    );
+
+    check_unreadable_frames(&s.addr, SUPER_PROTOCOL, |payload| {
+        let reply: SuperResponse = frame::decode(payload).unwrap();
+        assert!(error_text(reply).contains("exceeds"));
+    });
+
+    // Still serving, and nothing was written outside the repository.
+    assert_eq!(ls(&s), ["kept.txt"]);
+    let mut around: Vec<PathBuf> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    around.sort();
+    assert_eq!(around, std::slice::from_ref(&repo));
+    assert_eq!(fs::read_dir(&repo).unwrap().count(), 1);
+}
+
+#[test]
+fn index_refuses_bad_input_and_keeps_serving() {
+    let index = start_index();
+    let t = Timeouts::default();
+    let mut conn = Conn::open(&index.addr, &t, INDEX_PROTOCOL).unwrap();
+    for name in hostile_names() {
+        conn.send(&IndexRequestOf::Query { name: name.clone() })
+            .unwrap();
+        let text = error_text(conn.expect::<IndexResponse>().unwrap());
+        assert!(text.contains("invalid file name"), "{name:?}: {text}");
+    }
+    conn.writer().write_all(&[0, 0, 0, 1, 99]).unwrap();
+    conn.flush().unwrap();
+    let text = error_text(conn.expect::<IndexResponse>().unwrap());
+    assert!(text.contains("invalid request"), "{text}");
+    // Requests that make no sense here get a typed error too.
+    conn.send(&IndexRequestOf::<String>::Leave).unwrap();
+    error_text(conn.expect::<IndexResponse>().unwrap());
+    conn.send(&IndexRequestOf::<String>::Join { port: 0 })
+        .unwrap();
+    error_text(conn.expect::<IndexResponse>().unwrap());
+    // Still serving on the same connection.
+    conn.send(&IndexRequestOf::Query {
+        name: "ok.txt".to_string(),
+    })
+    .unwrap();
+    assert_eq!(
+        conn.expect::<IndexResponse>().unwrap(),
+        IndexResponse::NoSupernodes
+    );
+
+    check_unreadable_frames(&index.addr, INDEX_PROTOCOL, |payload| {
+        let reply: IndexResponse = frame::decode(payload).unwrap();
+        assert!(error_text(reply).contains("exceeds"));
+    });
+
+    // A fresh control connection still works.
+    let mut conn = Conn::open(&index.addr, &t, INDEX_PROTOCOL).unwrap();
+    conn.send(&IndexRequestOf::<String>::Ping).unwrap();
+    assert_eq!(conn.expect::<IndexResponse>().unwrap(), IndexResponse::Pong);
+}
+
+#[test]
+fn programs_have_help_and_version_and_clear_errors() {
+    for b in [
+        bin!("p2p-index"),
+        bin!("p2p-superd"),
+        bin!("p2p-ls"),
+        bin!("p2p-get"),
+        bin!("p2p-put"),
+    ] {
+        cmd(b).arg("--help").run().ok().stdout_has("Usage");
+        cmd(b).arg("--version").run().ok().stdout_has("0.1.0");
+    }
+    let dir = TempDir::new("dht-errors");
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    cmd(bin!("p2p-superd"))
+        .arg(dir.path())
+        .args(["--index", &dead, "--listen", "127.0.0.1:0"])
+        .run()
+        .code(2)
+        .stderr_has(&format!(
+            "p2p-superd: connecting to index {dead}: connection refused"
+        ));
+    cmd(bin!("p2p-superd"))
+        .arg(dir.path().join("nope"))
+        .args(["--index", &dead])
+        .run()
+        .code(2)
+        .stderr_has("repository");
+}

@@ -1,0 +1,365 @@
+//! The DHT's two wire protocols: supernode <-> index (`IndexRequest` /
+//! `IndexResponse`) and client or supernode <-> supernode (`SuperRequest` /
+//! `SuperResponse`), plus the helpers that turn an undecodable request into a
+//! clear error reply.
+//!
+//! Requests are generic over the type of the file names they carry so that
+//! one definition serves twice: `IndexRequest` / `SuperRequest` hold a
+//! validated `FileName`, and when such a request fails to decode, the server
+//! decodes the same payload again with plain `String` names to say exactly
+//! which name was refused and why (postcard drops the reason).
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::frame::{self, MAX_FRAME_LEN, Protocol};
+use crate::name::FileName;
+use crate::transfer::Digest;
+
+/// The control protocol spoken on a supernode's connection to the index.
+pub const INDEX_PROTOCOL: Protocol = Protocol {
+    name: "peerkit-dht-index",
+    version: 1,
+};
+
+/// The protocol spoken by clients (and by synchronizers) to a supernode.
+pub const SUPER_PROTOCOL: Protocol = Protocol {
+    name: "peerkit-dht-super",
+    version: 1,
+};
+
+/// How often a supernode says something on an otherwise idle control
+/// connection; the index drops a control connection silent for much longer.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A request on a supernode's control connection to the index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndexRequestOf<N> {
+    /// Add the sender to the ring; it listens on `port` at the host the
+    /// index sees the connection coming from. Answered by `Joined`.
+    Join { port: u16 },
+    /// Take the sender out of the ring but keep the connection open for
+    /// queries (a leaving supernode's last sync). Answered by `Left`.
+    Leave,
+    /// Leave the ring if still in it and close the connection. Answered by `Bye`.
+    Disconnect,
+    /// Which supernode is responsible for `name`? Answered by `Owner` or `NoSupernodes`.
+    Query { name: N },
+    /// Keep-alive on an otherwise idle control connection. Answered by `Pong`.
+    Ping,
+}
+
+/// A request to the index with validated names.
+pub type IndexRequest = IndexRequestOf<FileName>;
+
+/// The index's answer to one `IndexRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndexResponse {
+    /// The sender is in the ring as `addr` (`HOST:PORT`, as others reach it).
+    Joined { addr: String },
+    /// The sender is out of the ring; queries still work on this connection.
+    Left,
+    /// The index is closing this connection.
+    Bye,
+    /// `addr` (`HOST:PORT`) is responsible for the queried name.
+    Owner { addr: String },
+    /// The ring is empty: nobody is responsible for anything.
+    NoSupernodes,
+    /// Answer to `Ping`.
+    Pong,
+    /// The request was malformed or not allowed; `message` says why.
+    Error { message: String },
+}
+
+/// A request to a supernode, from a client or from another supernode's
+/// synchronizer. Several requests may follow each other on one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SuperRequestOf<N> {
+    /// The names in the supernode's repository. Answered by `Names` frames
+    /// (at most `LIST_BATCH` names each) and a final `EndOfList`.
+    List,
+    /// Store a new file. The supernode answers `Ready` or `AlreadyExists`
+    /// before any body byte moves; after `Ready` exactly `size` bytes
+    /// follow, and the supernode answers `Stored` once they hash to `sha256`.
+    Upload { name: N, size: u64, sha256: Digest },
+    /// Fetch a file. Answered by `File` followed by `size` raw bytes, by
+    /// `Redirect` to the supernode responsible for it, or by `NotFound`.
+    Download { name: N },
+}
+
+/// A supernode request with validated names.
+pub type SuperRequest = SuperRequestOf<FileName>;
+
+/// A supernode's answer to one `SuperRequest` (or one part of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SuperResponse {
+    /// Part of a listing.
+    Names { names: Vec<FileName> },
+    /// The listing is complete.
+    EndOfList,
+    /// Send the upload's body now.
+    Ready,
+    /// A file of that name is already here (or arriving); nothing was changed.
+    AlreadyExists,
+    /// The upload's body arrived, matched its SHA-256 and is stored.
+    Stored,
+    /// The requested file: `size` raw bytes with this SHA-256 follow.
+    File { size: u64, sha256: Digest },
+    /// Not here; `addr` (`HOST:PORT`) is the supernode responsible for it.
+    Redirect { addr: String },
+    /// Not here, and this supernode is the one responsible for it (or no
+    /// supernode is known to be).
+    NotFound,
+    /// The request was malformed or failed; `message` says why.
+    Error { message: String },
+}
+
+/// Most names in one `Names` frame: 255-byte names keep a frame well under
+/// `MAX_FRAME_LEN`.
+pub const LIST_BATCH: usize = 1024;
+
+/// Names carried by a request, whatever their type.
+pub trait Names {
+    /// Every name in the request.
+    fn names(&self) -> Vec<&str>;
+}
+
+impl Names for IndexRequestOf<String> {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            IndexRequestOf::Query { name } => vec![name.as_str()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Names for SuperRequestOf<String> {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            SuperRequestOf::Upload { name, .. } | SuperRequestOf::Download { name } => {
+                vec![name.as_str()]
+            }
+            SuperRequestOf::List => Vec::new(),
+        }
+    }
+}
+
+/// Why a request frame's payload does not decode as a `Valid` request, in
+/// words fit for an error reply. `Lenient` is the same request type with
+/// `String` names: if the payload decodes as that, a name must be invalid,
+/// and the name's own error says how.
+pub fn explain_invalid<Lenient>(payload: &[u8], err: &Error) -> String
+where
+    Lenient: DeserializeOwned + Names,
+{
+    if let Ok(req) = frame::decode::<Lenient>(payload) {
+        for name in req.names() {
+            if let Err(why) = FileName::new(name) {
+                return format!("refused name {name:?}: {why}");
+            }
+        }
+    }
+    format!("invalid request: {err}")
+}
+
+/// One request frame as a server sees it.
+#[derive(Debug)]
+pub enum Incoming<R> {
+    /// A well-formed request.
+    Request(R),
+    /// A complete frame that is not a valid request: answer with an error
+    /// and keep serving (the stream is still at a frame boundary).
+    Invalid(String),
+    /// A frame that cannot be read (its announced length is over the
+    /// limit): answer with an error and close the connection.
+    Fatal(String),
+}
+
+/// Reads the next request frame. `Ok(None)` on a clean EOF between frames;
+/// `Err` when the connection failed (EOF mid-frame, timeout, reset).
+/// `L` is `R` with `String` names (see the module docs).
+pub fn read_request<R, L, S>(r: &mut S) -> Result<Option<Incoming<R>>>
+where
+    R: DeserializeOwned,
+    L: DeserializeOwned + Names,
+    S: Read,
+{
+    let payload = match frame::read_payload(r, MAX_FRAME_LEN) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(None),
+        Err(e @ Error::FrameTooLarge { .. }) => {
+            return Ok(Some(Incoming::Fatal(format!("invalid request: {e}"))));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Some(match frame::decode::<R>(&payload) {
+        Ok(req) => Incoming::Request(req),
+        Err(e) => Incoming::Invalid(explain_invalid::<L>(&payload, &e)),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> FileName {
+        FileName::new(s).unwrap()
+    }
+
+    fn roundtrip<T>(msg: &T)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let bytes = frame::encode(msg).unwrap();
+        let mut r = &bytes[..];
+        let back: T = frame::read_frame(&mut r).unwrap().unwrap();
+        assert_eq!(&back, msg);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn every_message_roundtrips() {
+        let d = Digest::of(b"x");
+        for m in [
+            IndexRequest::Join { port: 4000 },
+            IndexRequest::Leave,
+            IndexRequest::Disconnect,
+            IndexRequest::Query { name: name("a b") },
+            IndexRequest::Ping,
+        ] {
+            roundtrip(&m);
+        }
+        for m in [
+            IndexResponse::Joined {
+                addr: "127.0.0.1:1".into(),
+            },
+            IndexResponse::Left,
+            IndexResponse::Bye,
+            IndexResponse::Owner {
+                addr: "[::1]:2".into(),
+            },
+            IndexResponse::NoSupernodes,
+            IndexResponse::Pong,
+            IndexResponse::Error {
+                message: "no".into(),
+            },
+        ] {
+            roundtrip(&m);
+        }
+        for m in [
+            SuperRequest::List,
+            SuperRequest::Upload {
+                name: name("f"),
+                size: u64::MAX,
+                sha256: d,
+            },
+            SuperRequest::Download { name: name("f") },
+        ] {
+            roundtrip(&m);
+        }
+        for m in [
+            SuperResponse::Names {
+                names: vec![name("a"), name("b")],
+            },
+            SuperResponse::EndOfList,
+            SuperResponse::Ready,
+            SuperResponse::AlreadyExists,
+            SuperResponse::Stored,
+            SuperResponse::File { size: 3, sha256: d },
+            SuperResponse::Redirect { addr: "h:1".into() },
+            SuperResponse::NotFound,
+            SuperResponse::Error {
+                message: "bad".into(),
+            },
+        ] {
+            roundtrip(&m);
+        }
+    }
+
+    #[test]
+    fn golden_bytes() {
+        // Variant 3 (Query), then the name as a varint length and bytes.
+        assert_eq!(
+            frame::encode(&IndexRequest::Query { name: name("ab") }).unwrap(),
+            [0, 0, 0, 4, 3, 2, b'a', b'b']
+        );
+        // Variant 0 (Join), port 4000 as a varint.
+        assert_eq!(
+            frame::encode(&IndexRequest::Join { port: 4000 }).unwrap(),
+            [0, 0, 0, 3, 0, 0xa0, 0x1f]
+        );
+    }
+
+    #[test]
+    fn hostile_names_do_not_decode_and_are_explained() {
+        for bad in ["../x", "/etc/passwd", "a/b", "", "a\0b", &"x".repeat(300)] {
+            let lenient = SuperRequestOf::Download {
+                name: bad.to_string(),
+            };
+            let bytes = frame::encode(&lenient).unwrap();
+            let payload = &bytes[4..];
+            let err = frame::decode::<SuperRequest>(payload).unwrap_err();
+            let why = explain_invalid::<SuperRequestOf<String>>(payload, &err);
+            assert!(why.starts_with("refused name"), "{bad:?}: {why}");
+            assert!(why.contains("invalid file name"), "{bad:?}: {why}");
+
+            let lenient = IndexRequestOf::Query {
+                name: bad.to_string(),
+            };
+            let bytes = frame::encode(&lenient).unwrap();
+            let payload = &bytes[4..];
+            let err = frame::decode::<IndexRequest>(payload).unwrap_err();
+            let why = explain_invalid::<IndexRequestOf<String>>(payload, &err);
+            assert!(why.contains("invalid file name"), "{bad:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn read_request_sorts_frames() {
+        type Req = SuperRequest;
+        type Len = SuperRequestOf<String>;
+        let mut bytes = frame::encode(&SuperRequest::List).unwrap();
+        bytes.extend(
+            frame::encode(&SuperRequestOf::Download {
+                name: "a/b".to_string(),
+            })
+            .unwrap(),
+        );
+        bytes.extend([0, 0, 0, 1, 42]);
+        bytes.extend([0xff, 0xff, 0xff, 0xff]);
+        let mut r = &bytes[..];
+        assert!(matches!(
+            read_request::<Req, Len, _>(&mut r).unwrap(),
+            Some(Incoming::Request(SuperRequest::List))
+        ));
+        assert!(matches!(
+            read_request::<Req, Len, _>(&mut r).unwrap(),
+            Some(Incoming::Invalid(why)) if why.contains("path separator")
+        ));
+        assert!(matches!(
+            read_request::<Req, Len, _>(&mut r).unwrap(),
+            Some(Incoming::Invalid(why)) if why.starts_with("invalid request")
+        ));
+        assert!(matches!(
+            read_request::<Req, Len, _>(&mut r).unwrap(),
+            Some(Incoming::Fatal(why)) if why.contains("exceeds")
+        ));
+        let mut empty: &[u8] = &[];
+        assert!(read_request::<Req, Len, _>(&mut empty).unwrap().is_none());
+        let mut cut: &[u8] = &[0, 0, 0, 5, 1];
+        assert!(read_request::<Req, Len, _>(&mut cut).is_err());
+    }
+
+    #[test]
+    fn unknown_variants_and_garbage_are_explained() {
+        for payload in [&[9u8][..], &[200, 1, 2], &[]] {
+            let err = frame::decode::<SuperRequest>(payload).unwrap_err();
+            let why = explain_invalid::<SuperRequestOf<String>>(payload, &err);
+            assert!(why.starts_with("invalid request: "), "{why}");
+        }
+    }
+}
