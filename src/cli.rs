@@ -79,11 +79,11 @@ pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let marked = |e: &io::Error| e.get_ref().is_some_and(|inner| inner.is::<StdoutClosed>());
     err.chain().any(|c| {
         c.is::<StdoutClosed>()
-            || c.downcast_ref::<io::Error>()
-                .and_then(|e| e.get_ref())
-                .is_some_and(|inner| inner.is::<StdoutClosed>())
+            || c.downcast_ref::<io::Error>().is_some_and(marked)
+            || matches!(c.downcast_ref::<crate::Error>(), Some(crate::Error::Io(e)) if marked(e))
     })
 }
 
@@ -215,6 +215,8 @@ mod tests {
     fn only_a_closed_stdout_counts_as_success() {
         let stdout = anyhow::Error::new(mark_closed(io::Error::from_raw_os_error(32)));
         assert!(is_broken_pipe(&stdout.context("writing output")));
+        let wrapped = crate::Error::from(mark_closed(io::Error::from_raw_os_error(32)));
+        assert!(is_broken_pipe(&anyhow::Error::new(wrapped)));
         let socket = anyhow::Error::new(io::Error::from_raw_os_error(32));
         assert!(!is_broken_pipe(&socket));
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 
+use crate::cli;
 use crate::dht::proto::{SUPER_PROTOCOL, SuperRequest, SuperResponse};
 use crate::error::{Error, Result};
 use crate::frame::Conn;
@@ -96,7 +97,7 @@ pub fn get(
                         stream_verified(conn.reader(), size, sha256, out, &bar)?;
                     }
                     Dest::Stdout => {
-                        stream_verified(conn.reader(), size, sha256, io::stdout().lock(), &bar)?;
+                        stream_verified(conn.reader(), size, sha256, cli::stdout(), &bar)?;
                     }
                 }
                 bar.finish_and_clear();

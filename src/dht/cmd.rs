@@ -1,7 +1,7 @@
 //! The DHT programs' bodies, called by the thin binaries: argument
 //! checks, the library call, and what gets printed (anyhow for context).
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub fn superd(
 pub fn ls(host: &str, port: u16, json: bool, timeouts: Timeouts) -> anyhow::Result<()> {
     let addr = net::host_port(host, port);
     let names = client::list(&addr, &timeouts).with_context(|| format!("listing {addr}"))?;
-    let mut out = io::stdout().lock();
+    let mut out = cli::stdout();
     if json {
         let items: Vec<String> = names.iter().map(|n| json_string(n.as_str())).collect();
         writeln!(out, "[{}]", items.join(","))?;

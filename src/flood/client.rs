@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::wire::{self, Message, Text};
-use crate::cli::Refused;
+use crate::cli::{self, Refused};
 use crate::error::Result;
 use crate::net::{self, Timeouts};
 use crate::shutdown::Shutdown;
@@ -313,9 +313,9 @@ pub fn run(opts: Options, query: Option<String>) -> anyhow::Result<()> {
     };
     let mut client =
         Client::connect(&opts).with_context(|| format!("connecting to {}", opts.servent))?;
-    let stdout = io::stdout();
+    let mut stdout = cli::stdout();
     if let Some(cmd) = one_shot {
-        let n = client.query(&cmd, &mut stdout.lock())?;
+        let n = client.query(&cmd, &mut stdout)?;
         if n == 0 {
             return Err(Refused("no response received".into()).into());
         }
@@ -323,7 +323,7 @@ pub fn run(opts: Options, query: Option<String>) -> anyhow::Result<()> {
     }
     let stdin = io::stdin();
     let prompt = stdin.is_terminal();
-    shell(&mut client, stdin.lock(), prompt, &mut stdout.lock())
+    shell(&mut client, stdin.lock(), prompt, &mut stdout)
 }
 
 /// Reads commands from `input` until `Q` or its end, running each query.
