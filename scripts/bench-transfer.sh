@@ -33,10 +33,17 @@ cat "$FILE" >/dev/null
 p2p-get 127.0.0.1 "$PORT_superd" big.bin -o "$RUN/out/warm.bin"
 rm -f "$RUN/out/warm.bin"
 
+# One timed run of each tool. Before each, the previous output is removed
+# and `sync` writes back every dirty page, so neither tool pays for the
+# other's writeback; runs alternate so both see the same machine state.
 get_times=()
+nc_times=()
 get_peak=0
-for i in $(seq "$RUNS"); do
+
+run_get() {
     rm -f "$RUN/out/get.bin"
+    sync
+    local t0 t1 rss
     t0=$(now)
     /usr/bin/time -f '%M' -o "$RUN/get.rss" \
         p2p-get 127.0.0.1 "$PORT_superd" big.bin -o "$RUN/out/get.bin"
@@ -44,17 +51,18 @@ for i in $(seq "$RUNS"); do
     get_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
     rss=$(tail -1 "$RUN/get.rss")
     [ "$rss" -gt "$get_peak" ] && get_peak=$rss
-done
-[ "$(sha256sum "$RUN/out/get.bin" | cut -d' ' -f1)" = "$SHA" ] || {
-    say "p2p-get produced a different file" >&2
-    exit 1
+    [ "$(sha256sum "$RUN/out/get.bin" | cut -d' ' -f1)" = "$SHA" ] || {
+        say "p2p-get produced a different file" >&2
+        exit 1
+    }
+    rm -f "$RUN/out/get.bin"
 }
-rm -f "$RUN/out/get.bin"
 
 # nc: listen on a free port (retrying if taken), send, wait for the receiver.
-nc_times=()
-for i in $(seq "$RUNS"); do
+run_nc() {
     rm -f "$RUN/out/nc.bin"
+    sync
+    local port ncpid t0 t1
     for try in $(seq 20); do
         port=$((20000 + RANDOM % 40000))
         ss -ltn | grep -q ":$port " && continue
@@ -71,13 +79,18 @@ for i in $(seq "$RUNS"); do
     wait "$ncpid"
     t1=$(now)
     nc_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
-done
-[ "$(stat -c %s "$RUN/out/nc.bin")" = "$BYTES" ] || {
-    say "nc moved a different number of bytes" >&2
-    exit 1
+    [ "$(stat -c %s "$RUN/out/nc.bin")" = "$BYTES" ] || {
+        say "nc moved a different number of bytes" >&2
+        exit 1
+    }
+    rm -f "$RUN/out/nc.bin"
 }
-rm -f "$RUN/out/nc.bin"
 
+for i in $(seq "$RUNS"); do
+    run_get
+    run_nc
+    say "run $i: p2p-get $(mibps "${get_times[-1]}") MiB/s, nc $(mibps "${nc_times[-1]}") MiB/s"
+done
 superd_peak=$(peak_rss_kib "$PID_superd")
 get_best=$(best "${get_times[@]}")
 nc_best=$(best "${nc_times[@]}")

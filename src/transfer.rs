@@ -220,9 +220,10 @@ mod sendfile {
 /// On a machine with at least `PIPELINE_CPUS` CPUs, bodies of at least
 /// `PIPELINE_MIN` bytes are hashed on a second thread while the next chunk
 /// is read and written, through `PIPELINE_BUFFERS` recycled `CHUNK`-sized
-/// buffers (memory stays at about 1 MiB). With fewer CPUs the sender, the
-/// receiver and a hasher would compete for them, and measurements showed
-/// the single-threaded loop faster there.
+/// buffers (memory stays at about 1 MiB). On one CPU the threads would only
+/// take turns, so the single-threaded loop runs there. (Alternating runs of
+/// `scripts/bench-transfer.sh` on a quiet 2-CPU machine: 541-657 MiB/s
+/// pipelined against 479-568 MiB/s single-threaded.)
 pub fn receive_body<R: Read, W: Write>(
     r: &mut R,
     len: u64,
@@ -238,7 +239,7 @@ pub fn receive_body<R: Read, W: Write>(
 }
 
 /// Fewest CPUs on which `receive_body` hashes on a second thread.
-pub const PIPELINE_CPUS: usize = 4;
+pub const PIPELINE_CPUS: usize = 2;
 
 /// `receive_body` with hashing on a second thread.
 fn receive_body_pipelined<R: Read, W: Write>(
