@@ -378,7 +378,7 @@ impl Proc {
                 panic!("process did not exit in time\n{}", self.dump());
             }
             // Poll the child's status until the deadline.
-            thread::sleep(Duration::from_millis(10));
+            thread::sleep(Duration::from_millis(10)); // poll until the deadline
         }
     }
 }
@@ -475,7 +475,7 @@ pub fn wait_until<T>(
             panic!("timed out waiting for {what}\n{}", context());
         }
         // Poll period while waiting for the condition, bounded by the deadline.
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(20)); // poll until the deadline
     }
 }
 
