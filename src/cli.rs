@@ -62,6 +62,7 @@ impl std::error::Error for Refused {}
 /// Runs a program's body and maps the outcome to an exit code, printing
 /// `tool: what failed: why` on stderr for errors.
 pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    crate::log::set_tool(tool);
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -10,6 +10,7 @@
 //! - [`shutdown`]: the Ctrl-C / SIGTERM flag that stops accept loops and periodic tasks.
 //! - [`name`]: `FileName`, the validated plain file name.
 //! - [`transfer`]: SHA-256 `Digest`, streaming file bodies, atomic verified receive.
+//! - [`log`]: `event!` lines on stdout and `diag!` lines (`tool: message`) on stderr that never fail.
 //! - [`cli`]: shared flags, progress bars, error-to-exit-code mapping for binaries.
 //! - [`rng`]: a small random generator for tie breaks and peer choice.
 //!
@@ -21,6 +22,7 @@
 pub mod cli;
 pub mod error;
 pub mod frame;
+pub mod log;
 pub mod name;
 pub mod net;
 pub mod rng;

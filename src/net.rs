@@ -175,14 +175,14 @@ where
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                eprintln!("accept on {local}: {}", crate::cli::describe_io(&e));
+                crate::diag!("accept on {local}: {}", crate::cli::describe_io(&e));
                 // Out of descriptors or similar: back off instead of spinning.
                 shutdown.wait(Duration::from_millis(100));
                 continue;
             }
         };
         if let Err(e) = configure(&stream, &timeouts) {
-            eprintln!("{peer}: {}", crate::cli::describe_io(&e));
+            crate::diag!("{peer}: {}", crate::cli::describe_io(&e));
             continue;
         }
         let handler = handler.clone();
@@ -193,7 +193,7 @@ where
                 handler(stream, peer);
             });
         if let Err(e) = spawned {
-            eprintln!("{peer}: cannot start a thread: {e}");
+            crate::diag!("{peer}: cannot start a thread: {e}");
         }
     }
     Ok(())

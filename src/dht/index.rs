@@ -69,7 +69,7 @@ fn handle(index: &Index, stream: TcpStream, peer: SocketAddr, timeouts: Timeouts
     let mut conn = match Conn::new(stream) {
         Ok(c) => c,
         Err(e) => {
-            elog_line!("{peer}: {}", crate::cli::describe_io(&e));
+            crate::diag!("{peer}: {}", crate::cli::describe_io(&e));
             return;
         }
     };
@@ -77,7 +77,7 @@ fn handle(index: &Index, stream: TcpStream, peer: SocketAddr, timeouts: Timeouts
         Ok(true) => {}
         Ok(false) => return,
         Err(e) => {
-            elog_line!("{peer}: {e}");
+            crate::diag!("{peer}: {e}");
             return;
         }
     }
@@ -85,7 +85,7 @@ fn handle(index: &Index, stream: TcpStream, peer: SocketAddr, timeouts: Timeouts
     // heartbeat, so only a much longer silence means the peer is gone.
     let idle = timeouts.io.max(HEARTBEAT * 4);
     if let Err(e) = conn.stream().set_read_timeout(Some(idle)) {
-        elog_line!("{peer}: {}", crate::cli::describe_io(&e));
+        crate::diag!("{peer}: {}", crate::cli::describe_io(&e));
         return;
     }
     let mut session = Session {
@@ -96,15 +96,15 @@ fn handle(index: &Index, stream: TcpStream, peer: SocketAddr, timeouts: Timeouts
     if session.in_ring {
         if let Some(addr) = &session.addr {
             index.ring().remove(addr);
-            log_line!("removed {addr} (connection lost)");
+            crate::event!("removed {addr} (connection lost)");
         }
     } else if let Some(addr) = &session.addr {
-        log_line!("disconnected {addr}");
+        crate::event!("disconnected {addr}");
     }
     if let Err(e) = outcome
         && !e.is_disconnect()
     {
-        elog_line!("{peer}: {e}");
+        crate::diag!("{peer}: {e}");
     }
     net::close(conn.stream());
 }
@@ -124,12 +124,12 @@ fn serve_session(
         let req = match incoming {
             Incoming::Request(r) => r,
             Incoming::Invalid(message) => {
-                elog_line!("{peer}: {message}");
+                crate::diag!("{peer}: {message}");
                 conn.send(&IndexResponse::Error { message })?;
                 continue;
             }
             Incoming::Fatal(message) => {
-                elog_line!("{peer}: {message}");
+                crate::diag!("{peer}: {message}");
                 conn.send(&IndexResponse::Error { message })?;
                 return Ok(());
             }
@@ -140,7 +140,7 @@ fn serve_session(
                 (Some(addr), true) => {
                     index.ring().remove(addr);
                     session.in_ring = false;
-                    log_line!("left {addr}");
+                    crate::event!("left {addr}");
                     IndexResponse::Left
                 }
                 _ => IndexResponse::Error {
@@ -151,7 +151,7 @@ fn serve_session(
                 if let (Some(addr), true) = (&session.addr, session.in_ring) {
                     index.ring().remove(addr);
                     session.in_ring = false;
-                    log_line!("left {addr}");
+                    crate::event!("left {addr}");
                 }
                 conn.send(&IndexResponse::Bye)?;
                 return Ok(());
@@ -190,6 +190,6 @@ fn join(index: &Index, peer: SocketAddr, port: u16, session: &mut Session) -> In
     }
     session.addr = Some(addr.clone());
     session.in_ring = true;
-    log_line!("joined {addr}");
+    crate::event!("joined {addr}");
     IndexResponse::Joined { addr }
 }

@@ -8,23 +8,6 @@
 //! - [`client`]: list, download (following redirects), upload.
 //! - [`cmd`]: the programs' bodies, called by `src/bin/p2p-*.rs`.
 
-/// Prints one log line on stdout. A daemon's log going nowhere (stdout
-/// closed) must not stop the daemon, so write errors are ignored.
-macro_rules! log_line {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
-/// Prints one diagnostic line on stderr, ignoring write errors (see `log_line`).
-macro_rules! elog_line {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
-}
-
 pub mod client;
 pub mod cmd;
 pub mod index;

@@ -168,7 +168,7 @@ impl IndexLink {
                 }
                 Err(e) if retried => return Err(e),
                 Err(e) => {
-                    elog_line!("index connection lost ({e}); reconnecting");
+                    crate::diag!("index connection lost ({e}); reconnecting");
                     retried = true;
                 }
             }
@@ -415,7 +415,7 @@ pub fn serve(
         leaving: AtomicBool::new(false),
         timeouts: opts.timeouts,
     });
-    log_line!("joined the ring as {}", node.index.me());
+    crate::event!("joined the ring as {}", node.index.me());
 
     let syncer = {
         let node = node.clone();
@@ -440,7 +440,7 @@ pub fn serve(
     node.leaving.store(true, Ordering::SeqCst);
     shutdown.trigger();
     if syncer.join().is_err() {
-        elog_line!("the synchronizer stopped abnormally");
+        crate::diag!("the synchronizer stopped abnormally");
     }
     served?;
     leave(&node)
@@ -456,9 +456,9 @@ fn leave(node: &Node) -> Result<()> {
         ))
     };
     node.index.leave().map_err(via)?;
-    log_line!("left the ring; final sync");
+    crate::event!("left the ring; final sync");
     if !node.incoming.wait_idle(node.timeouts.io) {
-        elog_line!(
+        crate::diag!(
             "uploads still arriving after {:?}; syncing anyway",
             node.timeouts.io
         );
@@ -471,7 +471,7 @@ fn leave(node: &Node) -> Result<()> {
             report.failed
         )));
     }
-    log_line!("disconnected");
+    crate::event!("disconnected");
     Ok(())
 }
 
@@ -483,7 +483,7 @@ fn synchronizer(node: &Node, shutdown: &Shutdown, interval: Duration) {
             sync_round(node, Some(shutdown));
             last_sync = Some(Instant::now());
         } else if let Err(e) = node.index.ping_if_idle() {
-            elog_line!("index {}: {e}", node.index.addr);
+            crate::diag!("index {}: {e}", node.index.addr);
         }
         let until_sync = last_sync
             .map(|t| interval.saturating_sub(t.elapsed()))
@@ -507,7 +507,7 @@ fn sync_round(node: &Node, stop: Option<&Shutdown>) -> SyncReport {
     let names = match scan(&node.repo) {
         Ok(n) => n,
         Err(e) => {
-            elog_line!("sync: {e}");
+            crate::diag!("sync: {e}");
             report.failed += 1;
             return report;
         }
@@ -524,7 +524,7 @@ fn sync_round(node: &Node, stop: Option<&Shutdown>) -> SyncReport {
             // Nobody else to give files to (we were the last one).
             Ok(None) => break,
             Err(e) => {
-                elog_line!("sync: asking the index about {name}: {e}");
+                crate::diag!("sync: asking the index about {name}: {e}");
                 report.failed += 1;
                 break;
             }
@@ -533,7 +533,7 @@ fn sync_round(node: &Node, stop: Option<&Shutdown>) -> SyncReport {
             continue;
         }
         if let Err(e) = push(node, &mut peers, &owner, name) {
-            elog_line!("sync: sending {name} to {owner}: {e}");
+            crate::diag!("sync: sending {name} to {owner}: {e}");
             peers.remove(&owner);
             report.failed += 1;
         }
@@ -575,7 +575,7 @@ fn push(
             )));
         }
     }
-    log_line!("[balance] sending {name} to {owner}");
+    crate::event!("[balance] sending {name} to {owner}");
     transfer::send_body_to_socket(out.file, out.len, conn.writer())?;
     match conn.expect::<SuperResponse>()? {
         SuperResponse::Stored | SuperResponse::AlreadyExists => Ok(()),
@@ -595,7 +595,7 @@ fn handle(node: &Node, shutdown: &Shutdown, stream: TcpStream, peer: SocketAddr)
     let mut conn = match Conn::new(stream) {
         Ok(c) => c,
         Err(e) => {
-            elog_line!("{peer}: {}", crate::cli::describe_io(&e));
+            crate::diag!("{peer}: {}", crate::cli::describe_io(&e));
             return;
         }
     };
@@ -607,7 +607,7 @@ fn handle(node: &Node, shutdown: &Shutdown, stream: TcpStream, peer: SocketAddr)
     if let Err(e) = outcome
         && !e.is_disconnect()
     {
-        elog_line!("{peer}: {e}");
+        crate::diag!("{peer}: {e}");
     }
     net::close(conn.stream());
 }
@@ -628,11 +628,11 @@ fn serve_client(node: &Node, conn: &mut Conn, peer: SocketAddr) -> Result<()> {
             }
             Incoming::Request(SuperRequest::Download { name }) => download(node, conn, &name)?,
             Incoming::Invalid(message) => {
-                elog_line!("{peer}: {message}");
+                crate::diag!("{peer}: {message}");
                 conn.send(&SuperResponse::Error { message })?;
             }
             Incoming::Fatal(message) => {
-                elog_line!("{peer}: {message}");
+                crate::diag!("{peer}: {message}");
                 conn.send(&SuperResponse::Error { message })?;
                 return Ok(());
             }
@@ -685,7 +685,7 @@ fn receive(
         return Ok(true);
     };
     conn.send(&SuperResponse::Ready)?;
-    log_line!("receiving {name} from {peer}");
+    crate::event!("receiving {name} from {peer}");
     let bar = ProgressBar::hidden();
     match transfer::receive_file(conn.reader(), size, sha256, &dest, Overwrite::Never, &bar) {
         Ok(()) => {
@@ -699,7 +699,7 @@ fn receive(
         }
         Err(e @ Error::HashMismatch { .. }) => {
             // Every body byte was read: the connection is still in step.
-            elog_line!("{peer}: {name}: {e}");
+            crate::diag!("{peer}: {name}: {e}");
             conn.send(&SuperResponse::Error {
                 message: format!("{name}: {e}"),
             })?;
@@ -711,7 +711,7 @@ fn receive(
         }
         Err(e) if e.is_disconnect() => Err(e),
         Err(e) => {
-            elog_line!("{peer}: receiving {name}: {e}");
+            crate::diag!("{peer}: receiving {name}: {e}");
             // Best effort: the body may be half read, so the connection ends.
             let _ = conn.send(&SuperResponse::Error {
                 message: format!("storing {name}: {e}"),
