@@ -279,7 +279,7 @@ impl ControlLink {
     /// Pings the index, first re-opening (and re-joining over) a lost
     /// connection. A failed ping drops the connection for the next beat.
     fn heartbeat(&mut self) -> Result<()> {
-        let conn = match self.conn.take() {
+        let mut conn = match self.conn.take() {
             Some(c) => c,
             None if self.member => {
                 let (conn, me) = open_control(&self.addr, self.port, &self.timeouts)?;
@@ -289,7 +289,6 @@ impl ControlLink {
             }
             None => Conn::open(&self.addr, &self.timeouts, INDEX_PROTOCOL)?,
         };
-        let mut conn = conn;
         match exchange(&mut conn, &IndexRequest::Ping) {
             Ok(IndexResponse::Pong) => {
                 self.conn = Some(conn);
@@ -640,7 +639,7 @@ fn leave(node: &Node) -> Result<()> {
             node.control.addr
         ))
     };
-    node.incoming.close();
+    // New uploads have been refused since the accept loop stopped.
     node.control.leave().map_err(via)?;
     crate::event!("left the ring; final sync");
     let idle = node.incoming.wait_idle(node.timeouts.io);
