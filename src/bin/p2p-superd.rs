@@ -25,6 +25,11 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     sync_interval: f64,
 
+    /// Seconds between keep-alives on a quiet control connection to the
+    /// index (fractions allowed, at most 10)
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    heartbeat: f64,
+
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -37,6 +42,7 @@ fn main() -> ExitCode {
             a.index,
             a.daemon.listen_or(superd::DEFAULT_LISTEN),
             a.sync_interval,
+            a.heartbeat,
             a.daemon.net.timeouts(),
         )
     })

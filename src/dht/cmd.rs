@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::{self, Refused};
 use crate::dht::client::{self, Dest, Fetched, Put};
+use crate::dht::proto::MAX_HEARTBEAT;
 use crate::dht::{index, superd};
 use crate::name::FileName;
 use crate::net::{self, Timeouts};
@@ -25,16 +26,22 @@ pub fn superd(
     index: String,
     listen: String,
     sync_interval_secs: f64,
+    heartbeat_secs: f64,
     timeouts: Timeouts,
 ) -> anyhow::Result<()> {
     if !(sync_interval_secs.is_finite() && sync_interval_secs > 0.0 && sync_interval_secs < 1e6) {
         bail!("--sync-interval must be a positive number of seconds");
+    }
+    let max_beat = MAX_HEARTBEAT.as_secs_f64();
+    if !(heartbeat_secs.is_finite() && heartbeat_secs > 0.0 && heartbeat_secs <= max_beat) {
+        bail!("--heartbeat must be a positive number of seconds, at most {max_beat}");
     }
     superd::run(superd::Options {
         repo,
         index,
         listen,
         sync_interval: Duration::from_secs_f64(sync_interval_secs),
+        heartbeat: Duration::from_secs_f64(heartbeat_secs),
         timeouts,
     })?;
     Ok(())

@@ -36,6 +36,10 @@ pub const SUPER_PROTOCOL: Protocol = Protocol {
 /// connection; the index drops a control connection silent for much longer.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// The longest heartbeat period a supernode may choose: half the shortest
+/// silence after which the index drops a control connection (4 x `HEARTBEAT`).
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(10);
+
 /// A request on a supernode's control connection to the index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IndexRequestOf<N> {

@@ -3,9 +3,14 @@
 //! clients, runs the synchronizer that copies each file to the supernode
 //! responsible for it, and leaves gracefully (leave, last sync, disconnect).
 //!
-//! Locks: `IndexLink::state` guards the control connection itself and is
-//! held for exactly one request/response exchange on it; `Node::digests`
-//! and `Node::incoming` guard maps and are never held across I/O. No code
+//! Threads: the accept loop and its connection handlers, the synchronizer,
+//! and the "index-link" thread that alone owns the control connection
+//! (join, heartbeats, leave, disconnect). Queries to the index go over
+//! short-lived connections of their own, so a slow index delays only the
+//! request that asked.
+//!
+//! Locks: `Control::me`, `DigestCache::map` and `Arrivals::state` guard
+//! small values and are never held across I/O or while logging. No code
 //! holds two of them at once.
 
 use std::collections::{HashMap, HashSet};
@@ -13,15 +18,14 @@ use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::ProgressBar;
 
 use crate::dht::proto::{
-    HEARTBEAT, INDEX_PROTOCOL, Incoming, IndexRequest, IndexResponse, LIST_BATCH, SUPER_PROTOCOL,
+    INDEX_PROTOCOL, Incoming, IndexRequest, IndexResponse, LIST_BATCH, SUPER_PROTOCOL,
     SuperRequest, SuperRequestOf, SuperResponse, read_request,
 };
 use crate::error::{Error, Result};
@@ -53,6 +57,8 @@ pub struct Options {
     pub listen: String,
     /// Time between synchronizer rounds.
     pub sync_interval: Duration,
+    /// Time between keep-alives on a quiet control connection.
+    pub heartbeat: Duration,
     pub timeouts: Timeouts,
 }
 
@@ -87,102 +93,48 @@ pub fn scan(repo: &Path) -> Result<Vec<FileName>> {
     Ok(names)
 }
 
-/// The supernode's side of its control connection: requests on it are
-/// serialized, and a lost connection is re-opened (and the ring re-joined)
-/// on the next request.
-struct IndexLink {
-    addr: String,
-    port: u16,
-    timeouts: Timeouts,
-    state: Mutex<LinkState>,
+/// Joins the ring over a fresh control connection; returns it and our
+/// address in the ring as the index sees it.
+fn open_control(addr: &str, port: u16, timeouts: &Timeouts) -> Result<(Conn, String)> {
+    let mut conn = Conn::open(addr, timeouts, INDEX_PROTOCOL)?;
+    conn.send(&IndexRequest::Join { port })?;
+    match conn.expect::<IndexResponse>()? {
+        IndexResponse::Joined { addr } => Ok((conn, addr)),
+        IndexResponse::Error { message } => Err(Error::Remote(message)),
+        other => Err(Error::Protocol(format!(
+            "unexpected answer to join: {other:?}"
+        ))),
+    }
 }
 
-struct LinkState {
-    conn: Option<Conn>,
-    /// Whether we want to be in the ring (between join and leave).
-    member: bool,
-    /// Our address as the index sees it (from `Joined`).
-    me: String,
-    last_used: Instant,
+/// One request/response exchange on an index connection; an `Error` reply
+/// becomes `Error::Remote`.
+fn exchange(conn: &mut Conn, req: &IndexRequest) -> Result<IndexResponse> {
+    conn.send(req)?;
+    match conn.expect::<IndexResponse>()? {
+        IndexResponse::Error { message } => Err(Error::Remote(message)),
+        resp => Ok(resp),
+    }
 }
 
-impl IndexLink {
-    /// Connects to the index and joins the ring.
-    fn join(addr: &str, port: u16, timeouts: Timeouts) -> Result<IndexLink> {
-        let link = IndexLink {
-            addr: addr.to_string(),
-            port,
-            timeouts,
-            state: Mutex::new(LinkState {
-                conn: None,
-                member: true,
-                me: String::new(),
-                last_used: Instant::now(),
-            }),
-        };
-        {
-            let mut st = lock(&link.state);
-            let conn = link.connect(&mut st)?;
-            st.conn = Some(conn);
-        }
-        Ok(link)
-    }
+/// A short-lived query connection to the index. It never joins, so it can
+/// be opened by anyone at any time (a client handler, a sync round) without
+/// waiting for the control connection, and closing it changes nothing in
+/// the ring.
+struct Lookup {
+    conn: Conn,
+}
 
-    /// Opens the control connection and, if we want to be a member, joins.
-    fn connect(&self, st: &mut LinkState) -> Result<Conn> {
-        let mut conn = Conn::open(&self.addr, &self.timeouts, INDEX_PROTOCOL)?;
-        if st.member {
-            conn.send(&IndexRequest::Join { port: self.port })?;
-            match conn.expect::<IndexResponse>()? {
-                IndexResponse::Joined { addr } => st.me = addr,
-                IndexResponse::Error { message } => return Err(Error::Remote(message)),
-                other => {
-                    return Err(Error::Protocol(format!(
-                        "unexpected answer to join: {other:?}"
-                    )));
-                }
-            }
-        }
-        st.last_used = Instant::now();
-        Ok(conn)
-    }
-
-    /// One request/response exchange, re-opening a lost connection once.
-    fn request(&self, req: &IndexRequest) -> Result<IndexResponse> {
-        let mut st = lock(&self.state);
-        let mut retried = false;
-        loop {
-            let mut conn = match st.conn.take() {
-                Some(c) => c,
-                None => self.connect(&mut st)?,
-            };
-            let result = conn.send(req).and_then(|()| conn.expect::<IndexResponse>());
-            st.last_used = Instant::now();
-            match result {
-                Ok(resp) => {
-                    st.conn = Some(conn);
-                    return match resp {
-                        IndexResponse::Error { message } => Err(Error::Remote(message)),
-                        resp => Ok(resp),
-                    };
-                }
-                Err(e) if retried => return Err(e),
-                Err(e) => {
-                    crate::diag!("index connection lost ({e}); reconnecting");
-                    retried = true;
-                }
-            }
-        }
-    }
-
-    /// Our address in the ring.
-    fn me(&self) -> String {
-        lock(&self.state).me.clone()
+impl Lookup {
+    fn open(addr: &str, timeouts: &Timeouts) -> Result<Lookup> {
+        Ok(Lookup {
+            conn: Conn::open(addr, timeouts, INDEX_PROTOCOL)?,
+        })
     }
 
     /// The supernode responsible for `name`, `None` if the ring is empty.
-    fn owner(&self, name: &FileName) -> Result<Option<String>> {
-        match self.request(&IndexRequest::Query { name: name.clone() })? {
+    fn owner(&mut self, name: &FileName) -> Result<Option<String>> {
+        match exchange(&mut self.conn, &IndexRequest::Query { name: name.clone() })? {
             IndexResponse::Owner { addr } => Ok(Some(addr)),
             IndexResponse::NoSupernodes => Ok(None),
             other => Err(Error::Protocol(format!(
@@ -190,37 +142,203 @@ impl IndexLink {
             ))),
         }
     }
+}
 
-    /// Keeps an idle control connection alive.
-    fn ping_if_idle(&self) -> Result<()> {
-        let idle = lock(&self.state).last_used.elapsed();
-        if idle >= HEARTBEAT {
-            self.request(&IndexRequest::Ping)?;
-        }
-        Ok(())
+/// What the control thread is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// Leave the ring, keep the connection (and the heartbeats) going.
+    Leave,
+    /// Say goodbye, close the connection and stop.
+    Disconnect,
+}
+
+/// A command and where its outcome goes.
+struct Order {
+    command: Command,
+    reply: mpsc::SyncSender<Result<()>>,
+}
+
+/// The supernode's side of its control connection to the index. One thread
+/// ("index-link") owns the connection: it sends a heartbeat whenever the
+/// connection has been quiet for `heartbeat` (whatever the synchronizer is
+/// doing), re-opens a lost connection and re-joins the ring while we are a
+/// member, and carries out the `Command`s sent through a bounded channel.
+/// Callers wait for each outcome with a deadline. Queries do not go over
+/// this connection (see `Lookup`).
+struct Control {
+    /// The index, `HOST:PORT`.
+    addr: String,
+    orders: mpsc::SyncSender<Order>,
+    /// Our address in the ring, as the index sees it (from `Joined`).
+    me: Arc<Mutex<String>>,
+    /// How long a caller waits for the control thread's answer.
+    deadline: Duration,
+}
+
+/// The control thread's own state.
+struct ControlLink {
+    addr: String,
+    port: u16,
+    timeouts: Timeouts,
+    heartbeat: Duration,
+    conn: Option<Conn>,
+    /// Whether we want to be in the ring (between join and leave).
+    member: bool,
+    me: Arc<Mutex<String>>,
+}
+
+impl Control {
+    /// Connects to the index, joins the ring and starts the control thread.
+    fn join(addr: &str, port: u16, timeouts: Timeouts, heartbeat: Duration) -> Result<Control> {
+        let (conn, me) = open_control(addr, port, &timeouts)?;
+        let me = Arc::new(Mutex::new(me));
+        let (orders, inbox) = mpsc::sync_channel(4);
+        let mut link = ControlLink {
+            addr: addr.to_string(),
+            port,
+            timeouts,
+            heartbeat,
+            conn: Some(conn),
+            member: true,
+            me: me.clone(),
+        };
+        thread::Builder::new()
+            .name("index-link".into())
+            .spawn(move || link.run(&inbox))?;
+        Ok(Control {
+            addr: addr.to_string(),
+            orders,
+            me,
+            // Room for one exchange after a reconnect and re-join.
+            deadline: (timeouts.connect + timeouts.io * 2) * 2,
+        })
     }
 
-    /// Leaves the ring; the connection stays open for queries.
+    /// Our address in the ring.
+    fn me(&self) -> String {
+        lock(&self.me).clone()
+    }
+
+    /// Has the control thread carry out `command`; waits up to `deadline`.
+    fn order(&self, command: Command) -> Result<()> {
+        let (reply, outcome) = mpsc::sync_channel(1);
+        self.orders
+            .send(Order { command, reply })
+            .map_err(|_| Error::Io(io::Error::other("the index link has stopped")))?;
+        match outcome.recv_timeout(self.deadline) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer from the index within {:?}", self.deadline),
+            ))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(Error::Io(io::Error::other("the index link has stopped")))
+            }
+        }
+    }
+
+    /// Leaves the ring; the control connection stays open.
     fn leave(&self) -> Result<()> {
-        let resp = self.request(&IndexRequest::Leave);
-        lock(&self.state).member = false;
-        match resp? {
-            IndexResponse::Left => Ok(()),
-            other => Err(Error::Protocol(format!(
-                "unexpected answer to leave: {other:?}"
-            ))),
+        self.order(Command::Leave)
+    }
+
+    /// Says goodbye and closes the control connection.
+    fn disconnect(&self) -> Result<()> {
+        self.order(Command::Disconnect)
+    }
+}
+
+impl ControlLink {
+    fn run(&mut self, inbox: &mpsc::Receiver<Order>) {
+        let mut quiet_since = Instant::now();
+        loop {
+            let wait = self.heartbeat.saturating_sub(quiet_since.elapsed());
+            match inbox.recv_timeout(wait) {
+                Ok(Order { command, reply }) => {
+                    let result = self.carry_out(command);
+                    quiet_since = Instant::now();
+                    // The caller may have stopped waiting; that is its call.
+                    let _ = reply.send(result);
+                    if command == Command::Disconnect {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.heartbeat() {
+                        crate::diag!("index {}: {e}", self.addr);
+                    }
+                    quiet_since = Instant::now();
+                }
+                // The supernode is gone; dropping the connection ends it.
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
         }
     }
 
-    /// Says goodbye and closes the connection.
-    fn disconnect(&self) -> Result<()> {
-        let resp = self.request(&IndexRequest::Disconnect);
-        lock(&self.state).conn = None;
-        match resp? {
-            IndexResponse::Bye => Ok(()),
-            other => Err(Error::Protocol(format!(
-                "unexpected answer to disconnect: {other:?}"
+    /// Pings the index, first re-opening (and re-joining over) a lost
+    /// connection. A failed ping drops the connection for the next beat.
+    fn heartbeat(&mut self) -> Result<()> {
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None if self.member => {
+                let (conn, me) = open_control(&self.addr, self.port, &self.timeouts)?;
+                crate::diag!("index connection re-opened; rejoined the ring as {me}");
+                *lock(&self.me) = me;
+                conn
+            }
+            None => Conn::open(&self.addr, &self.timeouts, INDEX_PROTOCOL)?,
+        };
+        match exchange(&mut conn, &IndexRequest::Ping) {
+            Ok(IndexResponse::Pong) => {
+                self.conn = Some(conn);
+                Ok(())
+            }
+            Ok(other) => Err(Error::Protocol(format!(
+                "unexpected answer to a ping: {other:?}"
             ))),
+            Err(e) => Err(Error::Io(io::Error::other(format!(
+                "control connection lost ({e}); re-opening it at the next heartbeat"
+            )))),
+        }
+    }
+
+    fn carry_out(&mut self, command: Command) -> Result<()> {
+        match command {
+            Command::Leave => {
+                self.member = false;
+                let Some(conn) = self.conn.as_mut() else {
+                    // The index dropped us with the connection already.
+                    return Ok(());
+                };
+                match exchange(conn, &IndexRequest::Leave) {
+                    Ok(IndexResponse::Left) => Ok(()),
+                    Ok(other) => Err(Error::Protocol(format!(
+                        "unexpected answer to leave: {other:?}"
+                    ))),
+                    Err(e @ Error::Remote(_)) => Err(e),
+                    Err(e) => {
+                        // A lost control connection takes us out of the
+                        // ring all the same.
+                        crate::diag!("index {}: leaving: {e}", self.addr);
+                        self.conn = None;
+                        Ok(())
+                    }
+                }
+            }
+            Command::Disconnect => {
+                let Some(mut conn) = self.conn.take() else {
+                    return Ok(());
+                };
+                let result = exchange(&mut conn, &IndexRequest::Disconnect);
+                net::close(conn.stream());
+                match result? {
+                    IndexResponse::Bye => Ok(()),
+                    other => Err(Error::Protocol(format!(
+                        "unexpected answer to disconnect: {other:?}"
+                    ))),
+                }
+            }
         }
     }
 }
@@ -258,11 +376,41 @@ struct Outgoing {
     digest: Digest,
 }
 
-/// Names being received right now, so two uploads of one name cannot race.
+/// Uploads being received right now, so two uploads of one name cannot
+/// race, and the supernode's leave cannot miss one.
 #[derive(Default)]
 struct Arrivals {
-    names: Mutex<HashSet<FileName>>,
+    state: Mutex<ArrivalState>,
     done: Condvar,
+}
+
+#[derive(Default)]
+struct ArrivalState {
+    names: HashSet<FileName>,
+    phase: Phase,
+}
+
+/// Where the supernode's leave is, as far as uploads are concerned.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// New uploads are welcome.
+    #[default]
+    Open,
+    /// Leaving: new uploads are refused; those in flight may still finish
+    /// and be answered `Stored` (the final sync has not scanned yet).
+    Closed,
+    /// The final sync is about to scan: an upload finishing now would not be
+    /// passed on, so it gets an error reply instead of `Stored`.
+    Sealed,
+}
+
+/// Why an upload cannot start.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// The same name is arriving on another connection.
+    Busy,
+    /// The supernode is leaving the network.
+    Leaving,
 }
 
 /// Holds a name in `Arrivals` until dropped.
@@ -271,37 +419,68 @@ struct Reservation<'a> {
     name: FileName,
 }
 
+impl Reservation<'_> {
+    /// Whether the file, now in the repository, may be answered `Stored`:
+    /// true unless the final sync has already begun (it will then not be
+    /// passed on by us). Call after the file is in place.
+    fn may_confirm(&self) -> bool {
+        lock(&self.set.state).phase != Phase::Sealed
+    }
+}
+
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        lock(&self.set.names).remove(&self.name);
+        lock(&self.set.state).names.remove(&self.name);
         self.set.done.notify_all();
     }
 }
 
 impl Arrivals {
-    fn reserve(&self, name: &FileName) -> Option<Reservation<'_>> {
-        if lock(&self.names).insert(name.clone()) {
-            Some(Reservation {
-                set: self,
-                name: name.clone(),
-            })
-        } else {
-            None
+    /// Reserves `name` for one upload, unless it is arriving already or the
+    /// supernode is leaving (checked under the same lock as `close`).
+    fn reserve(&self, name: &FileName) -> std::result::Result<Reservation<'_>, Refusal> {
+        let mut st = lock(&self.state);
+        if st.phase != Phase::Open {
+            return Err(Refusal::Leaving);
         }
+        if !st.names.insert(name.clone()) {
+            return Err(Refusal::Busy);
+        }
+        Ok(Reservation {
+            set: self,
+            name: name.clone(),
+        })
+    }
+
+    /// Refuses new uploads from now on.
+    fn close(&self) {
+        let mut st = lock(&self.state);
+        if st.phase == Phase::Open {
+            st.phase = Phase::Closed;
+        }
+    }
+
+    /// Uploads that finish from now on are refused; returns how many are
+    /// still in flight. Called just before the final sync scans, so every
+    /// upload answered `Stored` is in the repository when it does.
+    fn seal(&self) -> usize {
+        let mut st = lock(&self.state);
+        st.phase = Phase::Sealed;
+        st.names.len()
     }
 
     /// Waits until nothing is being received, up to `limit`.
     fn wait_idle(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
-        let mut names = lock(&self.names);
-        while !names.is_empty() {
+        let mut st = lock(&self.state);
+        while !st.names.is_empty() {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            names = self
+            st = self
                 .done
-                .wait_timeout(names, deadline - now)
+                .wait_timeout(st, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -312,11 +491,9 @@ impl Arrivals {
 /// A running supernode's shared state.
 struct Node {
     repo: PathBuf,
-    index: IndexLink,
+    control: Control,
     digests: DigestCache,
     incoming: Arrivals,
-    /// Set when shutdown starts: uploads are refused from then on.
-    leaving: AtomicBool,
     timeouts: Timeouts,
 }
 
@@ -354,6 +531,11 @@ impl Node {
             }
         };
         Ok(Some(Outgoing { file, len, digest }))
+    }
+
+    /// A fresh query connection to the index.
+    fn lookup(&self) -> Result<Lookup> {
+        Lookup::open(&self.control.addr, &self.timeouts)
     }
 }
 
@@ -393,29 +575,29 @@ pub fn serve(
         }
     }
     let port = listener.local_addr()?.port();
-    let index = IndexLink::join(&opts.index, port, opts.timeouts).map_err(|e| match e {
-        Error::Io(io) => Error::Io(io::Error::new(
-            io.kind(),
-            format!(
-                "connecting to index {}: {}",
-                opts.index,
-                crate::cli::describe_io(&io)
-            ),
-        )),
-        other => Error::Remote(format!("joining index {}: {other}", opts.index)),
-    })?;
+    let control =
+        Control::join(&opts.index, port, opts.timeouts, opts.heartbeat).map_err(|e| match e {
+            Error::Io(io) => Error::Io(io::Error::new(
+                io.kind(),
+                format!(
+                    "connecting to index {}: {}",
+                    opts.index,
+                    crate::cli::describe_io(&io)
+                ),
+            )),
+            other => Error::Remote(format!("joining index {}: {other}", opts.index)),
+        })?;
     if announce {
         net::announce(&listener)?;
     }
     let node = Arc::new(Node {
         repo: opts.repo.clone(),
-        index,
+        control,
         digests: DigestCache::default(),
         incoming: Arrivals::default(),
-        leaving: AtomicBool::new(false),
         timeouts: opts.timeouts,
     });
-    crate::event!("joined the ring as {}", node.index.me());
+    crate::event!("joined the ring as {}", node.control.me());
 
     let syncer = {
         let node = node.clone();
@@ -437,7 +619,7 @@ pub fn serve(
             move |stream, peer| handle(&node, &shutdown2, stream, peer),
         )
     };
-    node.leaving.store(true, Ordering::SeqCst);
+    node.incoming.close();
     shutdown.trigger();
     if syncer.join().is_err() {
         crate::diag!("the synchronizer stopped abnormally");
@@ -447,24 +629,29 @@ pub fn serve(
 }
 
 /// The graceful exit: leave the ring, let uploads in flight finish, copy
-/// every file to the supernode now responsible for it, disconnect.
+/// every file to the supernode now responsible for it, disconnect. An
+/// upload still arriving when the final sync starts is answered with an
+/// error, never `Stored`.
 fn leave(node: &Node) -> Result<()> {
     let via = |e: Error| {
         Error::Remote(format!(
             "leaving the ring via index {}: {e}",
-            node.index.addr
+            node.control.addr
         ))
     };
-    node.index.leave().map_err(via)?;
+    // New uploads have been refused since the accept loop stopped.
+    node.control.leave().map_err(via)?;
     crate::event!("left the ring; final sync");
-    if !node.incoming.wait_idle(node.timeouts.io) {
+    let idle = node.incoming.wait_idle(node.timeouts.io);
+    let late = node.incoming.seal();
+    if !idle && late > 0 {
         crate::diag!(
-            "uploads still arriving after {:?}; syncing anyway",
+            "{late} upload(s) still arriving after {:?} will be refused",
             node.timeouts.io
         );
     }
     let report = sync_round(node, None);
-    node.index.disconnect().map_err(via)?;
+    node.control.disconnect().map_err(via)?;
     if report.failed > 0 {
         return Err(Error::Remote(format!(
             "final sync: {} file(s) could not be placed on their supernode",
@@ -475,20 +662,12 @@ fn leave(node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// Runs a sync round every `interval` until shutdown. Heartbeats to the
+/// index are the control thread's business, so a long round is harmless.
 fn synchronizer(node: &Node, shutdown: &Shutdown, interval: Duration) {
-    let tick = interval.min(HEARTBEAT);
-    let mut last_sync: Option<Instant> = None;
     loop {
-        if last_sync.is_none_or(|t| t.elapsed() >= interval) {
-            sync_round(node, Some(shutdown));
-            last_sync = Some(Instant::now());
-        } else if let Err(e) = node.index.ping_if_idle() {
-            crate::diag!("index {}: {e}", node.index.addr);
-        }
-        let until_sync = last_sync
-            .map(|t| interval.saturating_sub(t.elapsed()))
-            .unwrap_or_default();
-        if shutdown.wait(tick.min(until_sync).max(Duration::from_millis(10))) {
+        sync_round(node, Some(shutdown));
+        if shutdown.wait(interval) {
             return;
         }
     }
@@ -513,13 +692,18 @@ fn sync_round(node: &Node, stop: Option<&Shutdown>) -> SyncReport {
         }
     };
     node.digests.retain(&names);
-    let me = node.index.me();
+    let me = node.control.me();
     let mut peers: HashMap<String, Conn> = HashMap::new();
+    let mut lookup: Option<Lookup> = None;
     for name in &names {
         if stop.is_some_and(Shutdown::is_triggered) {
             break;
         }
-        let owner = match node.index.owner(name) {
+        let asked = match lookup.as_mut() {
+            Some(l) => l.owner(name),
+            None => node.lookup().and_then(|l| lookup.insert(l).owner(name)),
+        };
+        let owner = match asked {
             Ok(Some(addr)) => addr,
             // Nobody else to give files to (we were the last one).
             Ok(None) => break,
@@ -667,27 +851,38 @@ fn receive(
     size: u64,
     sha256: Digest,
 ) -> Result<bool> {
-    if node.leaving.load(Ordering::SeqCst) {
-        conn.send(&SuperResponse::Error {
-            message: "this supernode is leaving the network".to_string(),
-        })?;
-        return Ok(true);
-    }
     let dest = name.within(&node.repo);
-    let exists = fs::symlink_metadata(&dest).is_ok();
-    let reservation = if exists {
-        None
-    } else {
-        node.incoming.reserve(name)
-    };
-    let Some(_reservation) = reservation else {
+    if fs::symlink_metadata(&dest).is_ok() {
         conn.send(&SuperResponse::AlreadyExists)?;
         return Ok(true);
+    }
+    let reservation = match node.incoming.reserve(name) {
+        Ok(r) => r,
+        Err(Refusal::Busy) => {
+            conn.send(&SuperResponse::AlreadyExists)?;
+            return Ok(true);
+        }
+        Err(Refusal::Leaving) => {
+            conn.send(&SuperResponse::Error {
+                message: "this supernode is leaving the network".to_string(),
+            })?;
+            return Ok(true);
+        }
     };
     conn.send(&SuperResponse::Ready)?;
     crate::event!("receiving {name} from {peer}");
     let bar = ProgressBar::hidden();
     match transfer::receive_file(conn.reader(), size, sha256, &dest, Overwrite::Never, &bar) {
+        Ok(()) if !reservation.may_confirm() => {
+            crate::diag!("{peer}: {name} arrived after the final sync began; not confirmed");
+            conn.send(&SuperResponse::Error {
+                message: format!(
+                    "{name} arrived after this supernode began its final sync and will not \
+                     be passed on; upload it to another supernode"
+                ),
+            })?;
+            Ok(true)
+        }
         Ok(()) => {
             if let Ok(meta) = fs::metadata(&dest)
                 && let Ok(mtime) = meta.modified()
@@ -737,12 +932,66 @@ fn download(node: &Node, conn: &mut Conn, name: &FileName) -> Result<()> {
         })?;
         return transfer::send_body_to_socket(out.file, out.len, conn.writer());
     }
-    let reply = match node.index.owner(name) {
-        Ok(Some(addr)) if addr != node.index.me() => SuperResponse::Redirect { addr },
+    // A query connection of its own: the control connection and the
+    // synchronizer's queries never hold this up.
+    let reply = match node.lookup().and_then(|mut l| l.owner(name)) {
+        Ok(Some(addr)) if addr != node.control.me() => SuperResponse::Redirect { addr },
         Ok(_) => SuperResponse::NotFound,
         Err(e) => SuperResponse::Error {
             message: format!("{name} is not here and the index cannot be asked: {e}"),
         },
     };
     conn.send(&reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> FileName {
+        FileName::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_name_arrives_once_at_a_time() {
+        let arrivals = Arrivals::default();
+        let first = arrivals.reserve(&name("a")).unwrap();
+        assert_eq!(arrivals.reserve(&name("a")).err(), Some(Refusal::Busy));
+        assert!(arrivals.reserve(&name("b")).is_ok());
+        drop(first);
+        assert!(arrivals.reserve(&name("a")).is_ok());
+    }
+
+    #[test]
+    fn leaving_refuses_new_uploads_under_the_same_lock() {
+        let arrivals = Arrivals::default();
+        let inflight = arrivals.reserve(&name("a")).unwrap();
+        arrivals.close();
+        assert_eq!(arrivals.reserve(&name("b")).err(), Some(Refusal::Leaving));
+        // One already arriving may still be confirmed until the seal.
+        assert!(inflight.may_confirm());
+        assert!(!arrivals.wait_idle(Duration::from_millis(10)));
+        assert_eq!(arrivals.seal(), 1);
+        assert!(!inflight.may_confirm());
+        drop(inflight);
+        assert!(arrivals.wait_idle(Duration::ZERO));
+        assert_eq!(arrivals.reserve(&name("c")).err(), Some(Refusal::Leaving));
+    }
+
+    #[test]
+    fn wait_idle_returns_when_the_last_upload_ends() {
+        let arrivals = Arc::new(Arrivals::default());
+        let (held, release) = mpsc::channel::<()>();
+        let (reserved, is_reserved) = mpsc::channel::<()>();
+        let a = arrivals.clone();
+        let t = thread::spawn(move || {
+            let _r = a.reserve(&name("a")).unwrap();
+            reserved.send(()).unwrap();
+            let _ = release.recv();
+        });
+        is_reserved.recv().unwrap();
+        drop(held);
+        assert!(arrivals.wait_idle(Duration::from_secs(30)));
+        t.join().unwrap();
+    }
 }

@@ -3,7 +3,12 @@
 
 use std::fs;
 use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use peerkit::dht::proto::{
     INDEX_PROTOCOL, IndexRequestOf, IndexResponse, SUPER_PROTOCOL, SuperRequestOf, SuperResponse,
@@ -250,15 +255,35 @@ fn download_redirects_and_reports_missing_names() {
         .run()
         .code(2)
         .stderr_has("invalid file name");
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port().to_string()
-    };
-    cmd(bin!("p2p-get"))
-        .args(["127.0.0.1", &dead, "x"])
-        .run()
-        .code(2)
-        .stderr_has("connection refused");
+    let (_, out) = run_against_dead_port(|port| {
+        cmd(bin!("p2p-get"))
+            .args(["127.0.0.1", &port.to_string(), "x"])
+            .run()
+    });
+    out.code(2).stderr_has("connection refused");
+}
+
+/// Runs `run(port)` against a local port that nothing listens on, for tests
+/// of the "connection refused" error. The port is found by binding port 0
+/// and closing the listener, so a test running in parallel may take it
+/// before `run` connects. A run that saw no refusal is retried on a fresh
+/// port only if something now listens on the old one; otherwise it is
+/// returned as it is, for the caller's assertions to fail on.
+fn run_against_dead_port(run: impl Fn(u16) -> Output) -> (u16, Output) {
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = run(port);
+        let taken = !out.stderr.contains("connection refused")
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if !taken {
+            return (port, out);
+        }
+    }
+    panic!("five closed ports in a row were taken by someone else");
 }
 
 #[test]
@@ -584,22 +609,238 @@ fn programs_have_help_and_version_and_clear_errors() {
         cmd(b).arg("--version").run().ok().stdout_has("0.1.0");
     }
     let dir = TempDir::new("dht-errors");
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let (port, out) = run_against_dead_port(|port| {
+        cmd(bin!("p2p-superd"))
+            .arg(dir.path())
+            .args(["--index", &format!("127.0.0.1:{port}")])
+            .args(["--listen", "127.0.0.1:0"])
+            .run()
+    });
+    let dead = format!("127.0.0.1:{port}");
+    out.code(2).stderr_has(&format!(
+        "p2p-superd: connecting to index {dead}: connection refused"
+    ));
     cmd(bin!("p2p-superd"))
         .arg(dir.path())
-        .args(["--index", &dead, "--listen", "127.0.0.1:0"])
+        .args(["--index", &dead, "--heartbeat", "11"])
         .run()
         .code(2)
-        .stderr_has(&format!(
-            "p2p-superd: connecting to index {dead}: connection refused"
-        ));
+        .stderr_has("--heartbeat must be a positive number of seconds, at most 10");
     cmd(bin!("p2p-superd"))
         .arg(dir.path().join("nope"))
         .args(["--index", &dead])
         .run()
         .code(2)
         .stderr_has("repository");
+}
+
+/// One request as a scripted index saw it: the connection's number (from 0,
+/// in accept order) and the request.
+type Seen = (usize, IndexRequestOf<String>);
+
+/// A scripted index: each request is reported on `seen`, then answered with
+/// `script(connection number, request)`, or never if that is `None`. The
+/// script may block to hold a reply back.
+struct FakeIndex {
+    addr: String,
+    seen: mpsc::Receiver<Seen>,
+}
+
+impl FakeIndex {
+    fn start<F>(script: F) -> FakeIndex
+    where
+        F: Fn(usize, &IndexRequestOf<String>) -> Option<IndexResponse> + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, seen) = mpsc::channel::<Seen>();
+        let script = Arc::new(script);
+        thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(stream) = stream else { return };
+                let (tx, script) = (tx.clone(), script.clone());
+                thread::spawn(move || {
+                    let Ok(mut conn) = Conn::new(stream) else {
+                        return;
+                    };
+                    if !conn.server_handshake(INDEX_PROTOCOL).unwrap_or(false) {
+                        return;
+                    }
+                    while let Ok(Some(req)) = conn.recv::<IndexRequestOf<String>>() {
+                        if tx.send((n, req.clone())).is_err() {
+                            return;
+                        }
+                        if let Some(reply) = script(n, &req)
+                            && conn.send(&reply).is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FakeIndex { addr, seen }
+    }
+
+    /// The next request (skipping others) for which `pred` holds.
+    fn wait(&self, what: &str, pred: impl Fn(usize, &IndexRequestOf<String>) -> bool) -> usize {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.seen.recv_timeout(left) {
+                Ok((n, req)) if pred(n, &req) => return n,
+                Ok(_) => {}
+                Err(e) => panic!("the index never saw {what}: {e}"),
+            }
+        }
+    }
+}
+
+/// The answers of a well-behaved index that names no other supernode.
+fn plain_answer(req: &IndexRequestOf<String>) -> Option<IndexResponse> {
+    Some(match req {
+        IndexRequestOf::Join { port } => IndexResponse::Joined {
+            addr: format!("127.0.0.1:{port}"),
+        },
+        IndexRequestOf::Leave => IndexResponse::Left,
+        IndexRequestOf::Disconnect => IndexResponse::Bye,
+        IndexRequestOf::Query { .. } => IndexResponse::NoSupernodes,
+        IndexRequestOf::Ping => IndexResponse::Pong,
+    })
+}
+
+fn start_superd_at(index: &str, repo: &Path, extra: &[&str]) -> Proc {
+    let mut p = cmd(bin!("p2p-superd"))
+        .arg(repo)
+        .args(["--index", index, "--listen", "127.0.0.1:0"])
+        .args(["--sync-interval", SYNC])
+        .args(extra)
+        .daemon();
+    p.wait_stdout(|l| l.starts_with("joined the ring as "));
+    p
+}
+
+#[test]
+fn a_stuck_index_query_holds_up_neither_downloads_nor_heartbeats() {
+    let dir = TempDir::new("dht-stuck-query");
+    let repo = dir.sub("repo");
+    fs::write(repo.join("held.txt"), b"held").unwrap();
+    // The first query (the synchronizer's, for held.txt) is never answered;
+    // any later one names a supernode elsewhere.
+    let first = AtomicBool::new(true);
+    let index = FakeIndex::start(move |_, req| match req {
+        IndexRequestOf::Query { .. } if first.swap(false, Ordering::SeqCst) => None,
+        IndexRequestOf::Query { .. } => Some(IndexResponse::Owner {
+            addr: "127.0.0.1:9".to_string(),
+        }),
+        other => plain_answer(other),
+    });
+    let s = start_superd_at(&index.addr, &repo, &["--heartbeat", "0.2"]);
+    let control = index.wait("a join", |_, r| matches!(r, IndexRequestOf::Join { .. }));
+    index.wait(
+        "the synchronizer's query",
+        |_, r| matches!(r, IndexRequestOf::Query { name } if name == "held.txt"),
+    );
+
+    // While the synchronizer waits, heartbeats go on over the control
+    // connection...
+    for _ in 0..2 {
+        index.wait("a heartbeat", |n, r| {
+            n == control && *r == IndexRequestOf::Ping
+        });
+    }
+    // ...and a download of a name not held here is redirected at once
+    // (well within this client's 10 s, while the stuck query has 30 s).
+    let t = Timeouts {
+        connect: Duration::from_secs(10),
+        io: Duration::from_secs(10),
+    };
+    let mut conn = Conn::open(&s.addr, &t, SUPER_PROTOCOL).unwrap();
+    conn.send(&SuperRequestOf::Download {
+        name: "elsewhere.txt".to_string(),
+    })
+    .unwrap();
+    let reply = conn.expect::<SuperResponse>();
+    assert!(
+        matches!(&reply, Ok(SuperResponse::Redirect { addr }) if addr == "127.0.0.1:9"),
+        "{reply:?}\n{}",
+        s.dump()
+    );
+}
+
+#[test]
+fn an_upload_finishing_after_the_final_sync_began_is_not_confirmed() {
+    let dir = TempDir::new("dht-late-upload");
+    let repo = dir.sub("repo");
+    // The index holds its answer to Disconnect until the test releases it,
+    // so the supernode sits between its final scan and its exit.
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let index = FakeIndex::start(move |_, req| {
+        if *req == IndexRequestOf::Disconnect {
+            let _ = released.lock().unwrap().recv_timeout(DEADLINE);
+        }
+        plain_answer(req)
+    });
+    let mut s = start_superd_at(&index.addr, &repo, &["--timeout", "3"]);
+    let t = Timeouts::default();
+    let mut uploader = Conn::open(&s.addr, &t, SUPER_PROTOCOL).unwrap();
+    let mut second = Conn::open(&s.addr, &t, SUPER_PROTOCOL).unwrap();
+    let body = pseudo_random_bytes(1000, 3);
+    uploader
+        .send(&SuperRequestOf::Upload {
+            name: "late.txt".to_string(),
+            size: body.len() as u64,
+            sha256: Digest::of(&body),
+        })
+        .unwrap();
+    assert_eq!(
+        uploader.expect::<SuperResponse>().unwrap(),
+        SuperResponse::Ready
+    );
+    uploader.writer().write_all(&body[..10]).unwrap();
+    uploader.flush().unwrap();
+
+    s.terminate();
+    index.wait("the supernode leaving", |_, r| *r == IndexRequestOf::Leave);
+    // A new upload is refused from then on, even on an open connection.
+    second
+        .send(&SuperRequestOf::Upload {
+            name: "new.txt".to_string(),
+            size: 1,
+            sha256: Digest::of(b"x"),
+        })
+        .unwrap();
+    let text = error_text(second.expect::<SuperResponse>().unwrap());
+    assert!(text.contains("leaving"), "{text}");
+
+    // Keep the first upload alive, a byte at a time, past the supernode's
+    // wait for uploads in flight (its 3 s timeout) until it disconnects.
+    let mut sent = 10;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match index.seen.recv_timeout(Duration::from_millis(100)) {
+            Ok((_, IndexRequestOf::Disconnect)) => break,
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(e) => panic!("{e}\n{}", s.dump()),
+        }
+        assert!(
+            sent < body.len() - 1 && Instant::now() < deadline,
+            "no disconnect\n{}",
+            s.dump()
+        );
+        uploader.writer().write_all(&body[sent..sent + 1]).unwrap();
+        uploader.flush().unwrap();
+        sent += 1;
+    }
+    // The final scan is over: the upload must not be answered Stored.
+    uploader.writer().write_all(&body[sent..]).unwrap();
+    uploader.flush().unwrap();
+    let reply = uploader.expect::<SuperResponse>().unwrap();
+    release.send(()).unwrap();
+    let text = error_text(reply);
+    assert!(text.contains("final sync"), "{text}");
+    assert!(s.wait_exit().success(), "{}", s.dump());
+    s.wait_stderr(|l| l.contains("late.txt arrived after the final sync began"));
 }
