@@ -1196,3 +1196,91 @@ pub fn fetch(
     let _ = server.join();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node fetching a 4-piece file that it holds none of.
+    fn fetching_node(tag: &str) -> (Arc<Node>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("peerkit-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f.bin");
+        std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
+        let manifest = Arc::new(Manifest::from_file(&file, Some(16 * 1024)).unwrap());
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let (store, have) = Store::open(&out, manifest.clone()).unwrap();
+        let cfg = PeerConfig {
+            tracker: "127.0.0.1:1".into(),
+            timeouts: Timeouts::default(),
+            ping_interval: TICK,
+            report_interval: TICK,
+            request_interval: Duration::ZERO,
+            upload_limit: None,
+            verbose: false,
+        };
+        let local = "127.0.0.1:1".parse().unwrap();
+        let node = Node::new(manifest, store, have, cfg, Shutdown::new(), local);
+        (node, dir)
+    }
+
+    #[test]
+    fn a_panicking_worker_gives_back_its_pieces_and_its_place() {
+        let (node, dir) = fetching_node("worker-panic");
+        let addr: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        {
+            let mut st = node.lock();
+            let full = Bitfield::full(4);
+            st.remotes.insert(
+                addr,
+                Remote {
+                    have: Bitfield::new(4),
+                    fetching: Bitfield::new(4),
+                    connected: true,
+                    banned: false,
+                    retry_at: None,
+                    failures: 0,
+                },
+            );
+            st.set_remote_have(addr, full, Bitfield::new(4));
+            st.workers = 1;
+        }
+        let n = node.clone();
+        let result = thread::spawn(move || {
+            let mut slot = Slot {
+                node: &n,
+                addr,
+                pending: VecDeque::new(),
+                outcome: Outcome::Panicked,
+            };
+            // One request still pipelined, one whose answer is being read.
+            let Pick::Piece(queued, holders) = n.pick(addr, &slot.pending) else {
+                panic!("nothing to pick");
+            };
+            slot.pending.push_back(Pending::Piece {
+                index: queued,
+                holders,
+            });
+            let Pick::Piece(reading, _) = n.pick(addr, &slot.pending) else {
+                panic!("nothing more to pick");
+            };
+            let _claim = Claim::new(&n, reading);
+            {
+                let st = n.lock();
+                assert_eq!((st.unrequested, st.in_flight.iter().sum::<u16>()), (2, 2));
+            }
+            panic!("a bug while reading the answer");
+        })
+        .join();
+        assert!(result.is_err());
+        let st = node.lock();
+        assert_eq!(st.in_flight, vec![0; 4]);
+        assert_eq!(st.unrequested, 4);
+        assert_eq!(st.workers, 0);
+        let r = &st.remotes[&addr];
+        assert!(!r.connected && r.retry_at.is_some());
+        drop(st);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
