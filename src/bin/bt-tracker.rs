@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         let cfg = TrackerConfig {
             cleanup_interval: a.cleanup_interval.max(Duration::from_millis(10)),
             timeouts: a.daemon.net.timeouts(),
+            limits: tracker::Limits::default(),
         };
         tracker::run(&a.daemon.listen_or(tracker::DEFAULT_LISTEN), &cfg)
     })

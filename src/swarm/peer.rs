@@ -198,6 +198,118 @@ enum Pending {
     Piece { index: PieceIndex, holders: u16 },
 }
 
+/// A piece request taken off the pipeline while its answer is read. Unless
+/// the answer settles it, dropping it gives the piece back: an error, a
+/// wrong answer or a panic can never leave the piece counted as in flight
+/// (it would then never be asked for again outside the end game).
+///
+/// Dropping a live claim locks `Node::state`: never drop one while holding
+/// that lock (`release` and `settle` take care of it).
+struct Claim<'a> {
+    node: &'a Node,
+    index: PieceIndex,
+    live: bool,
+}
+
+impl<'a> Claim<'a> {
+    fn new(node: &'a Node, index: PieceIndex) -> Claim<'a> {
+        Claim {
+            node,
+            index,
+            live: true,
+        }
+    }
+
+    /// Gives the piece back now and returns the state, still locked.
+    fn release(mut self) -> MutexGuard<'a, State> {
+        self.live = false;
+        let mut st = self.node.lock();
+        st.release(self.index);
+        st
+    }
+
+    /// The caller accounts for the request itself.
+    fn settle(mut self) {
+        self.live = false;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.live {
+            self.node.lock().release(self.index);
+            self.node.changed.notify_all();
+        }
+    }
+}
+
+/// How a download worker ended, as its `Slot` sees it when dropped.
+enum Outcome {
+    Ended(End),
+    Failed(Error),
+    /// Still the value when the worker panicked.
+    Panicked,
+}
+
+/// A running download worker's hold on the shared state. Dropped however
+/// the worker ends, it gives back the requests still in the pipeline and
+/// stops counting the worker as running and its remote as connected.
+struct Slot<'a> {
+    node: &'a Node,
+    addr: SocketAddr,
+    pending: VecDeque<Pending>,
+    outcome: Outcome,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let addr = self.addr;
+        let mut st = self.node.lock();
+        for p in self.pending.drain(..) {
+            if let Pending::Piece { index, .. } = p {
+                st.release(index);
+            }
+        }
+        st.workers = st.workers.saturating_sub(1);
+        let mut warning = None;
+        match std::mem::replace(&mut self.outcome, Outcome::Panicked) {
+            Outcome::Ended(End::Finished) => {
+                if let Some(r) = st.remotes.get_mut(&addr) {
+                    r.connected = false;
+                }
+            }
+            Outcome::Ended(End::Banned) => {
+                st.clear_remote(addr);
+                if let Some(r) = st.remotes.get_mut(&addr) {
+                    r.connected = false;
+                    r.banned = true;
+                }
+            }
+            failed => {
+                st.clear_remote(addr);
+                let downloading = st.missing > 0;
+                if let Some(r) = st.remotes.get_mut(&addr) {
+                    r.connected = false;
+                    let backoff = RETRY_AFTER * 2u32.pow(r.failures.min(5));
+                    r.retry_at = Some(Instant::now() + backoff);
+                    if r.failures == 0 && downloading {
+                        warning = Some(match failed {
+                            Outcome::Failed(e) => format!("{addr}: {e}"),
+                            _ => format!("{addr}: the download thread failed"),
+                        });
+                    }
+                    r.failures += 1;
+                }
+            }
+        }
+        drop(st);
+        self.node.changed.notify_all();
+        if let Some(w) = warning.filter(|_| !self.node.shutdown.is_triggered()) {
+            self.node.warn(&w);
+        }
+    }
+}
+
 /// The outcome of trying to pick a piece for one remote.
 enum Pick {
     Piece(PieceIndex, u16),
@@ -280,19 +392,20 @@ impl Node {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Prints one log line on stdout (above the progress bar, if any).
+    /// Prints one event line on stdout (above the progress bar, if any).
+    /// Never call it with `state` or `store` locked.
     fn log(&self, line: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| println!("{line}")),
-            None => println!("{line}"),
+            Some(bar) => bar.suspend(|| crate::event!("{line}")),
+            None => crate::event!("{line}"),
         }
     }
 
-    /// Prints a diagnostic on stderr.
+    /// Prints a diagnostic on stderr. Never call it with a lock held.
     fn warn(&self, line: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("bt-peer: {line}")),
-            None => eprintln!("bt-peer: {line}"),
+            Some(bar) => bar.suspend(|| crate::diag!("{line}")),
+            None => crate::diag!("{line}"),
         }
     }
 
@@ -633,11 +746,12 @@ impl Node {
         }
     }
 
+    /// Whether the tracker listed this very peer. The tracker leaves the
+    /// asker out of its answer by the address it sees, so this is only a
+    /// second check for an exact match: a peer elsewhere that happens to use
+    /// the same port is someone else, whatever address this one listens on.
     fn is_me(&self, addr: SocketAddr) -> bool {
-        addr.port() == self.local.port()
-            && (addr.ip() == self.local.ip()
-                || self.local.ip().is_unspecified()
-                || (addr.ip().is_loopback() && self.local.ip().is_loopback()))
+        addr == self.local
     }
 
     // ---- downloading ---------------------------------------------------
@@ -645,48 +759,16 @@ impl Node {
     /// A download worker: talks to one remote until the download is done,
     /// the remote fails, or it is banned.
     fn worker(self: Arc<Self>, addr: SocketAddr) {
-        let mut pending = VecDeque::new();
-        let outcome = self.download_from(addr, &mut pending);
-        let mut st = self.lock();
-        for p in pending {
-            if let Pending::Piece { index, .. } = p {
-                st.release(index);
-            }
-        }
-        st.workers = st.workers.saturating_sub(1);
-        match outcome {
-            Ok(End::Finished) => {
-                if let Some(r) = st.remotes.get_mut(&addr) {
-                    r.connected = false;
-                }
-            }
-            Ok(End::Banned) => {
-                st.clear_remote(addr);
-                if let Some(r) = st.remotes.get_mut(&addr) {
-                    r.connected = false;
-                    r.banned = true;
-                }
-            }
-            Err(e) => {
-                st.clear_remote(addr);
-                let mut first = true;
-                if let Some(r) = st.remotes.get_mut(&addr) {
-                    r.connected = false;
-                    first = r.failures == 0;
-                    let backoff = RETRY_AFTER * 2u32.pow(r.failures.min(5));
-                    r.retry_at = Some(Instant::now() + backoff);
-                    r.failures += 1;
-                }
-                drop(st);
-                if first && !self.shutdown.is_triggered() && !self.is_complete() {
-                    self.warn(&format!("{addr}: {e}"));
-                }
-                self.changed.notify_all();
-                return;
-            }
-        }
-        drop(st);
-        self.changed.notify_all();
+        let mut slot = Slot {
+            node: &self,
+            addr,
+            pending: VecDeque::new(),
+            outcome: Outcome::Panicked,
+        };
+        slot.outcome = match self.download_from(addr, &mut slot.pending) {
+            Ok(end) => Outcome::Ended(end),
+            Err(e) => Outcome::Failed(e),
+        };
     }
 
     fn download_from(&self, addr: SocketAddr, pending: &mut VecDeque<Pending>) -> Result<End> {
@@ -760,6 +842,9 @@ impl Node {
                     other => return Err(unexpected(&other)),
                 },
                 Pending::Piece { index, holders } => {
+                    // From here until the answer settles it, every way out
+                    // (`?`, a wrong answer, a panic) gives the piece back.
+                    let claim = Claim::new(self, index);
                     let want = self.manifest.piece_len(index);
                     match conn.expect::<PeerResponse>()? {
                         PeerResponse::Piece { index: got, len } if got == index.get() => {
@@ -771,17 +856,16 @@ impl Node {
                             buf.resize(want as usize, 0);
                             conn.reader().read_exact(&mut buf)?;
                             if Digest::of(&buf) != self.manifest.piece_hash(index) {
-                                self.lock().release(index);
+                                drop(claim.release());
                                 self.log(&format!(
                                     "piece {index} from {addr} failed its check; not asking {addr} again"
                                 ));
                                 return Ok(End::Banned);
                             }
-                            self.piece_done(index, &buf, addr, holders)?;
+                            self.piece_done(claim, &buf, addr, holders)?;
                         }
                         PeerResponse::Missing { index: got } if got == index.get() => {
-                            let mut st = self.lock();
-                            st.release(index);
+                            let mut st = claim.release();
                             if let Some(r) = st.remotes.get(&addr) {
                                 let mut have = r.have.clone();
                                 have.set_bit(index.slot(), false);
@@ -855,12 +939,21 @@ impl Node {
         Pick::Piece(i, st.avail.holders(slot))
     }
 
-    /// Stores a verified piece and counts it.
-    fn piece_done(&self, i: PieceIndex, data: &[u8], from: SocketAddr, holders: u16) -> Result<()> {
+    /// Stores a verified piece and counts it. If storing fails, the claim
+    /// gives the piece back.
+    fn piece_done(
+        &self,
+        claim: Claim<'_>,
+        data: &[u8],
+        from: SocketAddr,
+        holders: u16,
+    ) -> Result<()> {
+        let i = claim.index;
         self.store
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .write_piece(i, data)?;
+        claim.settle();
         let mut st = self.lock();
         let slot = i.slot();
         st.in_flight[slot] = st.in_flight[slot].saturating_sub(1);
@@ -879,8 +972,10 @@ impl Node {
             st.logged_tenth = tenth;
         }
         drop(st);
-        self.changed.notify_all();
+        // Logged before waking the waiters, so that `complete:` comes after
+        // the last piece's line.
         self.log(&format!("piece {i} from {from} (holders {holders})"));
+        self.changed.notify_all();
         let done = total - missing;
         let peers = format!("{peers} peer{}", if peers == 1 { "" } else { "s" });
         if let Some(bar) = &self.bar {
@@ -890,11 +985,11 @@ impl Node {
                 self.manifest.name()
             ));
         } else if log_tenth {
-            eprintln!(
-                "bt-peer: {}: {}% ({done}/{total} pieces, {peers})",
+            self.warn(&format!(
+                "{}: {}% ({done}/{total} pieces, {peers})",
                 self.manifest.name(),
                 tenth * 10
-            );
+            ));
         }
         Ok(())
     }
@@ -966,9 +1061,11 @@ pub fn share(
     listen: &str,
     cfg: PeerConfig,
 ) -> anyhow::Result<()> {
+    // The handler goes in before the readiness line, so a SIGTERM sent as
+    // soon as that line appears still stops the peer cleanly.
+    let shutdown = Shutdown::install()?;
     let listener = net::bind(listen)?;
     let local = net::announce(&listener)?;
-    let shutdown = Shutdown::install()?;
     let manifest = Manifest::from_file(path, piece_size)
         .with_context(|| format!("reading {}", path.display()))?;
     let manifest = Arc::new(manifest);
@@ -989,14 +1086,14 @@ pub fn share(
             false
         }
     };
-    println!("swarm {}", manifest.id());
-    println!(
+    node.log(&format!("swarm {}", manifest.id()));
+    node.log(&format!(
         "sharing {}: {} bytes in {} pieces of {} bytes",
         manifest.name(),
         manifest.size(),
         manifest.piece_count(),
         manifest.piece_size()
-    );
+    ));
     node.announce_loop(&client, registered);
     let _ = server.join();
     Ok(())
@@ -1022,9 +1119,11 @@ pub fn fetch(
 ) -> anyhow::Result<()> {
     let query = Query::parse(what)
         .with_context(|| format!("{what:?} is neither a swarm id nor a file name"))?;
+    // The handler goes in before the readiness line, so a SIGTERM sent as
+    // soon as that line appears still stops the peer cleanly.
+    let shutdown = Shutdown::install()?;
     let listener = net::bind(listen)?;
     let local = net::announce(&listener)?;
-    let shutdown = Shutdown::install()?;
     let client = TrackerClient::new(&cfg.tracker, cfg.timeouts);
     let lookup = client
         .call(&TrackerRequest::Lookup(query.clone()))
@@ -1087,14 +1186,101 @@ pub fn fetch(
             shutdown.trigger();
         }
     } else {
-        let st = node.lock();
+        let held = node.have().count();
         node.warn(&format!(
-            "stopped with {} of {} pieces; run again with the same --out to resume",
-            st.have.count(),
+            "stopped with {held} of {} pieces; run again with the same --out to resume",
             manifest.piece_count()
         ));
     }
     let _ = announcer.join();
     let _ = server.join();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node fetching a 4-piece file that it holds none of.
+    fn fetching_node(tag: &str) -> (Arc<Node>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("peerkit-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f.bin");
+        std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
+        let manifest = Arc::new(Manifest::from_file(&file, Some(16 * 1024)).unwrap());
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let (store, have) = Store::open(&out, manifest.clone()).unwrap();
+        let cfg = PeerConfig {
+            tracker: "127.0.0.1:1".into(),
+            timeouts: Timeouts::default(),
+            ping_interval: TICK,
+            report_interval: TICK,
+            request_interval: Duration::ZERO,
+            upload_limit: None,
+            verbose: false,
+        };
+        let local = "127.0.0.1:1".parse().unwrap();
+        let node = Node::new(manifest, store, have, cfg, Shutdown::new(), local);
+        (node, dir)
+    }
+
+    #[test]
+    fn a_panicking_worker_gives_back_its_pieces_and_its_place() {
+        let (node, dir) = fetching_node("worker-panic");
+        let addr: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        {
+            let mut st = node.lock();
+            let full = Bitfield::full(4);
+            st.remotes.insert(
+                addr,
+                Remote {
+                    have: Bitfield::new(4),
+                    fetching: Bitfield::new(4),
+                    connected: true,
+                    banned: false,
+                    retry_at: None,
+                    failures: 0,
+                },
+            );
+            st.set_remote_have(addr, full, Bitfield::new(4));
+            st.workers = 1;
+        }
+        let n = node.clone();
+        let result = thread::spawn(move || {
+            let mut slot = Slot {
+                node: &n,
+                addr,
+                pending: VecDeque::new(),
+                outcome: Outcome::Panicked,
+            };
+            // One request still pipelined, one whose answer is being read.
+            let Pick::Piece(queued, holders) = n.pick(addr, &slot.pending) else {
+                panic!("nothing to pick");
+            };
+            slot.pending.push_back(Pending::Piece {
+                index: queued,
+                holders,
+            });
+            let Pick::Piece(reading, _) = n.pick(addr, &slot.pending) else {
+                panic!("nothing more to pick");
+            };
+            let _claim = Claim::new(&n, reading);
+            {
+                let st = n.lock();
+                assert_eq!((st.unrequested, st.in_flight.iter().sum::<u16>()), (2, 2));
+            }
+            panic!("a bug while reading the answer");
+        })
+        .join();
+        assert!(result.is_err());
+        let st = node.lock();
+        assert_eq!(st.in_flight, vec![0; 4]);
+        assert_eq!(st.unrequested, 4);
+        assert_eq!(st.workers, 0);
+        let r = &st.remotes[&addr];
+        assert!(!r.connected && r.retry_at.is_some());
+        drop(st);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,30 @@ pub struct TrackerConfig {
     /// cleanup are evicted.
     pub cleanup_interval: Duration,
     pub timeouts: Timeouts,
+    pub limits: Limits,
+}
+
+/// Caps on what the tracker keeps, so its memory stays bounded whatever
+/// peers send. A registration past a cap gets an `Error` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Swarms at once (each holds a manifest of up to about 0.5 MiB).
+    pub swarms: usize,
+    /// Members of one swarm.
+    pub members: usize,
+    /// Memberships, across all swarms, of addresses with one IP (many
+    /// peers may share a host or a NAT).
+    pub per_ip: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            swarms: 1024,
+            members: 4096,
+            per_ip: 256,
+        }
+    }
 }
 
 /// One member of a swarm.
@@ -44,10 +68,32 @@ struct Swarm {
     members: HashMap<SocketAddr, Member>,
 }
 
-/// The tracker's state. One lock; never held during socket I/O.
+/// Everything behind the tracker's lock.
+#[derive(Debug, Default)]
+struct Swarms {
+    swarms: HashMap<SwarmId, Swarm>,
+    /// Memberships per member IP, across all swarms.
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Swarms {
+    /// Counts a membership of `addr` out.
+    fn forget(&mut self, addr: SocketAddr) {
+        if let Some(n) = self.per_ip.get_mut(&addr.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&addr.ip());
+            }
+        }
+    }
+}
+
+/// The tracker's state. One lock, never held during socket I/O nor while
+/// logging: handlers collect their log lines and print them after.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    swarms: Mutex<HashMap<SwarmId, Swarm>>,
+    state: Mutex<Swarms>,
+    limits: Limits,
 }
 
 impl Tracker {
@@ -55,10 +101,39 @@ impl Tracker {
         Tracker::default()
     }
 
+    /// A tracker with the given caps.
+    pub fn with_limits(limits: Limits) -> Tracker {
+        Tracker {
+            state: Mutex::default(),
+            limits,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Swarms> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Answers one request from a peer whose connection comes from `ip`.
     /// Membership changes are logged on stdout.
     pub fn handle(&self, req: TrackerRequest, ip: IpAddr, now: Instant) -> TrackerResponse {
-        let mut swarms = self.swarms.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut events = Vec::new();
+        let resp = self.answer(&mut self.lock(), req, ip, now, &mut events);
+        for e in events {
+            crate::event!("{e}");
+        }
+        resp
+    }
+
+    /// `handle` with the lock held; log lines go to `events`.
+    fn answer(
+        &self,
+        state: &mut Swarms,
+        req: TrackerRequest,
+        ip: IpAddr,
+        now: Instant,
+        events: &mut Vec<String>,
+    ) -> TrackerResponse {
+        let swarms = &mut state.swarms;
         match req {
             TrackerRequest::Register {
                 manifest,
@@ -70,7 +145,33 @@ impl Tracker {
                 }
                 let id = manifest.id();
                 let addr = SocketAddr::new(ip, port);
-                let swarm = swarms.entry(id).or_insert_with(|| Swarm {
+                let known = swarms.get(&id);
+                let is_member = known.is_some_and(|s| s.members.contains_key(&addr));
+                if !is_member {
+                    let limits = &self.limits;
+                    let full = match known {
+                        None if swarms.len() >= limits.swarms => Some(format!(
+                            "tracker full: it keeps at most {} swarms",
+                            limits.swarms
+                        )),
+                        Some(s) if s.members.len() >= limits.members => Some(format!(
+                            "swarm full: the tracker keeps at most {} members per swarm",
+                            limits.members
+                        )),
+                        _ if state.per_ip.get(&ip).copied().unwrap_or(0) >= limits.per_ip => {
+                            Some(format!(
+                                "too many registrations from {ip}: at most {} across all swarms",
+                                limits.per_ip
+                            ))
+                        }
+                        _ => None,
+                    };
+                    if let Some(why) = full {
+                        return TrackerResponse::Error(why);
+                    }
+                    *state.per_ip.entry(ip).or_default() += 1;
+                }
+                let swarm = state.swarms.entry(id).or_insert_with(|| Swarm {
                     manifest,
                     members: HashMap::new(),
                 });
@@ -79,11 +180,11 @@ impl Tracker {
                     last_seen: now,
                 };
                 if swarm.members.insert(addr, member).is_none() {
-                    println!(
+                    events.push(format!(
                         "registered {addr} (swarm {} {})",
                         id.short(),
                         swarm.manifest.name()
-                    );
+                    ));
                 }
                 TrackerResponse::Registered {
                     swarm: id,
@@ -91,7 +192,7 @@ impl Tracker {
                 }
             }
             TrackerRequest::Ping { swarm, port } => {
-                match member(&mut swarms, swarm, SocketAddr::new(ip, port)) {
+                match member(swarms, swarm, SocketAddr::new(ip, port)) {
                     Some(m) => {
                         m.last_seen = now;
                         TrackerResponse::Ok
@@ -123,18 +224,23 @@ impl Tracker {
                 if let Some(m) = s.members.get_mut(&me) {
                     m.last_seen = now;
                 }
-                let mut others: Vec<PeerInfo> = s
-                    .members
+                // Choose first, then copy only the chosen bitfields.
+                let mut others: Vec<(&SocketAddr, &Member)> =
+                    s.members.iter().filter(|(a, _)| **a != me).collect();
+                let chosen = others.len().min(MAX_PEERS_LISTED);
+                let mut rng = Rng::new();
+                for k in 0..chosen {
+                    let j = k + rng.below(others.len() - k);
+                    others.swap(k, j);
+                }
+                let list = others[..chosen]
                     .iter()
-                    .filter(|(a, _)| **a != me)
                     .map(|(a, m)| PeerInfo {
-                        addr: *a,
+                        addr: **a,
                         have: m.have.clone(),
                     })
                     .collect();
-                Rng::new().shuffle(&mut others);
-                others.truncate(MAX_PEERS_LISTED);
-                TrackerResponse::Peers(others)
+                TrackerResponse::Peers(list)
             }
             TrackerRequest::Lookup(Query::Id(id)) => match swarms.get(&id) {
                 Some(s) => TrackerResponse::Manifest(s.manifest.clone()),
@@ -161,11 +267,12 @@ impl Tracker {
                 if s.members.remove(&addr).is_none() {
                     return TrackerResponse::UnknownPeer;
                 }
-                println!("left {addr} (swarm {})", swarm.short());
+                events.push(format!("left {addr} (swarm {})", swarm.short()));
                 if s.members.is_empty() {
                     swarms.remove(&swarm);
-                    println!("forgot swarm {} (no members)", swarm.short());
+                    events.push(format!("forgot swarm {} (no members)", swarm.short()));
                 }
+                state.forget(addr);
                 TrackerResponse::Ok
             }
         }
@@ -174,22 +281,31 @@ impl Tracker {
     /// Evicts members not heard from since `since` (the previous cleanup);
     /// drops swarms left without members. Returns the evicted addresses.
     pub fn cleanup(&self, since: Instant) -> Vec<SocketAddr> {
-        let mut swarms = self.swarms.lock().unwrap_or_else(PoisonError::into_inner);
         let mut evicted = Vec::new();
-        swarms.retain(|id, s| {
-            s.members.retain(|addr, m| {
-                let keep = m.last_seen >= since;
-                if !keep {
-                    println!("evicted {addr} (swarm {})", id.short());
-                    evicted.push(*addr);
+        let mut events = Vec::new();
+        {
+            let mut state = self.lock();
+            state.swarms.retain(|id, s| {
+                s.members.retain(|addr, m| {
+                    let keep = m.last_seen >= since;
+                    if !keep {
+                        events.push(format!("evicted {addr} (swarm {})", id.short()));
+                        evicted.push(*addr);
+                    }
+                    keep
+                });
+                if s.members.is_empty() {
+                    events.push(format!("forgot swarm {} (no members)", id.short()));
                 }
-                keep
+                !s.members.is_empty()
             });
-            if s.members.is_empty() {
-                println!("forgot swarm {} (no members)", id.short());
+            for a in &evicted {
+                state.forget(*a);
             }
-            !s.members.is_empty()
-        });
+        }
+        for e in events {
+            crate::event!("{e}");
+        }
         evicted
     }
 
@@ -242,7 +358,7 @@ fn serve_conn(tracker: &Tracker, stream: TcpStream, peer: SocketAddr) {
     let mut conn = match Conn::new(stream) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("bt-tracker: {peer}: {}", crate::cli::describe_io(&e));
+            crate::diag!("{peer}: {}", crate::cli::describe_io(&e));
             return;
         }
     };
@@ -250,7 +366,7 @@ fn serve_conn(tracker: &Tracker, stream: TcpStream, peer: SocketAddr) {
         Ok(true) => {}
         Ok(false) => return,
         Err(e) => {
-            eprintln!("bt-tracker: {peer}: {e}");
+            crate::diag!("{peer}: {e}");
             return;
         }
     }
@@ -265,7 +381,7 @@ fn serve_conn(tracker: &Tracker, stream: TcpStream, peer: SocketAddr) {
             }
             Err(e) if e.is_disconnect() => return,
             Err(e) => {
-                eprintln!("bt-tracker: {peer}: bad request: {e}");
+                crate::diag!("{peer}: bad request: {e}");
                 let _ = conn.send(&TrackerResponse::Error(format!("bad request: {e}")));
                 return;
             }
@@ -276,10 +392,12 @@ fn serve_conn(tracker: &Tracker, stream: TcpStream, peer: SocketAddr) {
 /// Binds, prints the readiness line and serves until Ctrl-C / SIGTERM.
 pub fn run(listen: &str, cfg: &TrackerConfig) -> anyhow::Result<()> {
     use anyhow::Context;
+    // The handler goes in before the readiness line, so a SIGTERM sent as
+    // soon as that line appears still stops the tracker cleanly.
+    let shutdown = Shutdown::install()?;
     let listener = net::bind(listen)?;
     net::announce(&listener)?;
-    let shutdown = Shutdown::install()?;
-    Arc::new(Tracker::new())
+    Arc::new(Tracker::with_limits(cfg.limits))
         .serve(listener, cfg, &shutdown)
         .context("serving")?;
     Ok(())
@@ -445,6 +563,89 @@ mod tests {
             t.handle(TrackerRequest::Lookup(Query::Id(m.id())), LO, t1),
             TrackerResponse::NotFound
         );
+    }
+
+    fn register_from(t: &Tracker, m: &Manifest, ip: IpAddr, port: u16) -> TrackerResponse {
+        t.handle(
+            TrackerRequest::Register {
+                manifest: m.clone(),
+                port,
+                have: m.empty_bitfield(),
+            },
+            ip,
+            Instant::now(),
+        )
+    }
+
+    fn refused_with(r: TrackerResponse, text: &str) {
+        match r {
+            TrackerResponse::Error(e) => assert!(e.contains(text), "{e}"),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn swarms_members_and_registrations_per_ip_are_capped() {
+        let t = Tracker::with_limits(Limits {
+            swarms: 2,
+            members: 2,
+            per_ip: 3,
+        });
+        let other: IpAddr = "10.0.0.1".parse().unwrap();
+        let (a, b, c) = (manifest("a", 10), manifest("b", 10), manifest("c", 10));
+        let ok =
+            |r: TrackerResponse| assert!(matches!(r, TrackerResponse::Registered { .. }), "{r:?}");
+        ok(register_from(&t, &a, LO, 1));
+        ok(register_from(&t, &a, LO, 2));
+        refused_with(
+            register_from(&t, &a, other, 3),
+            "at most 2 members per swarm",
+        );
+        // A member registering again is not a new one.
+        ok(register_from(&t, &a, LO, 1));
+        ok(register_from(&t, &b, LO, 1));
+        refused_with(register_from(&t, &c, other, 1), "at most 2 swarms");
+        refused_with(
+            register_from(&t, &b, LO, 2),
+            "too many registrations from 127.0.0.1",
+        );
+        ok(register_from(&t, &b, other, 2));
+        // Leaving frees a place for the IP.
+        let leave = TrackerRequest::Leave {
+            swarm: a.id(),
+            port: 1,
+        };
+        assert_eq!(t.handle(leave, LO, Instant::now()), TrackerResponse::Ok);
+        ok(register_from(&t, &a, LO, 3));
+        // So does eviction: everyone goes, and all places are free again.
+        assert_eq!(t.cleanup(Instant::now() + Duration::from_secs(1)).len(), 4);
+        assert!(t.lock().per_ip.is_empty());
+        ok(register_from(&t, &c, LO, 1));
+    }
+
+    #[test]
+    fn peers_lists_at_most_the_cap_and_never_the_asker() {
+        let t = Tracker::new();
+        let m = manifest("a", 10);
+        let now = Instant::now();
+        for port in 1..=200 {
+            register(&t, &m, port, now);
+        }
+        let TrackerResponse::Peers(list) = t.handle(
+            TrackerRequest::Peers {
+                swarm: m.id(),
+                port: 7,
+            },
+            LO,
+            now,
+        ) else {
+            panic!("no peer list")
+        };
+        let mut ports: Vec<u16> = list.iter().map(|p| p.addr.port()).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), MAX_PEERS_LISTED);
+        assert!(!ports.contains(&7));
     }
 
     #[test]

@@ -3,15 +3,19 @@
 
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
 
 use peerkit::frame::{self, Conn, HelloReply};
 use peerkit::net::Timeouts;
 use peerkit::swarm::proto::{
     PEER_WIRE, PeerRequest, PeerResponse, Query, TRACKER, TrackerRequest, TrackerResponse,
 };
-use peerkit::swarm::{SwarmId, store};
+use peerkit::swarm::{Bitfield, SwarmId, store};
 
 use crate::bin;
 use crate::harness::*;
@@ -325,7 +329,32 @@ fn peers_register_again_with_a_restarted_tracker() {
     a.wait_stdout(|l| l.starts_with("piece "));
 
     t.kill();
-    let t2 = cmd(bin!("bt-tracker")).args(["--listen", &addr]).daemon();
+    // The restart reuses the port on purpose (peers know only that
+    // address). Should another process have taken it meanwhile, say so
+    // instead of waiting for peers that can never come back.
+    let mut t2 = cmd(bin!("bt-tracker")).args(["--listen", &addr]).start();
+    let listening = wait_until(
+        "the restarted tracker to listen or fail",
+        || {
+            if let Some(l) = t2
+                .stdout_lines()
+                .into_iter()
+                .find(|l| l.starts_with("listening on "))
+            {
+                return Some(Some(l["listening on ".len()..].to_string()));
+            }
+            // Anything on stderr before the readiness line is a failure.
+            (!t2.stderr_lines().is_empty()).then_some(None)
+        },
+        || t2.dump(),
+    );
+    let Some(listening) = listening else {
+        panic!(
+            "cannot restart the tracker on {addr}: the port was taken while it was down\n{}",
+            t2.dump()
+        );
+    };
+    t2.addr = listening;
     // Both peers come back within a report period (0.5 s, under load more).
     t2.wait_stdout_any(|l| l.starts_with(&format!("registered {} ", seed.addr)));
     t2.wait_stdout_any(|l| l.starts_with(&format!("registered {} ", a.addr)));
@@ -336,6 +365,177 @@ fn peers_register_again_with_a_restarted_tracker() {
     let b_out = dir.sub("b");
     let mut b = fetch("set.bin", &b_out, &addr, &["--exit-when-done"]);
     finishes_with(&mut b, &b_out, &src);
+}
+
+/// A fake member of a swarm: registered with the tracker as holding every
+/// piece, it answers `Have` truthfully about that claim but closes the
+/// connection whenever a piece is asked for.
+struct Liar {
+    addr: SocketAddr,
+    /// Piece requests it has hung up on.
+    hangups: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Liar {
+    fn start(tracker: &str, swarm: SwarmId) -> Liar {
+        let mut c = open(tracker, TRACKER);
+        c.send(&TrackerRequest::Lookup(Query::Id(swarm))).unwrap();
+        let manifest = match c.expect::<TrackerResponse>().unwrap() {
+            TrackerResponse::Manifest(m) => m,
+            other => panic!("lookup: {other:?}"),
+        };
+        let full = Bitfield::full(manifest.piece_count());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (hangups, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let accept = {
+            let (hangups, stop, full) = (hangups.clone(), stop.clone(), full.clone());
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (hangups, full) = (hangups.clone(), full.clone());
+                    thread::spawn(move || liar_conn(stream, swarm, &full, &hangups));
+                }
+            })
+        };
+        c.send(&TrackerRequest::Register {
+            manifest,
+            port: addr.port(),
+            have: full,
+        })
+        .unwrap();
+        let r = c.expect::<TrackerResponse>().unwrap();
+        assert!(matches!(r, TrackerResponse::Registered { .. }), "{r:?}");
+        Liar {
+            addr,
+            hangups,
+            stop,
+            accept: Some(accept),
+        }
+    }
+}
+
+fn liar_conn(stream: TcpStream, swarm: SwarmId, full: &Bitfield, hangups: &AtomicUsize) {
+    let _ = stream.set_read_timeout(Some(DEADLINE));
+    let _ = stream.set_write_timeout(Some(DEADLINE));
+    let Ok(mut conn) = Conn::new(stream) else {
+        return;
+    };
+    if !matches!(conn.server_handshake(PEER_WIRE), Ok(true)) {
+        return;
+    }
+    while let Ok(Some(req)) = conn.recv::<PeerRequest>() {
+        match req {
+            PeerRequest::Have { .. } => {
+                let empty = Bitfield::new(full.len());
+                let answer = PeerResponse::Have {
+                    have: full.clone(),
+                    fetching: empty.clone(),
+                    sending: empty,
+                };
+                if conn.send(&answer).is_err() {
+                    return;
+                }
+            }
+            PeerRequest::Piece { swarm: s, .. } => {
+                assert_eq!(s, swarm);
+                hangups.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Liar {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Unblocks accept(); the thread then sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn peers_that_hang_up_on_piece_requests_do_not_stall_the_download() {
+    let dir = TempDir::new("swarm-hangup");
+    let src = dir.sub("seed").join("h.bin");
+    write_random_file(&src, 48 * 16 * 1024, 99);
+    let t = tracker(&[]);
+    // A slow honest seed, so the download is still running when the liars
+    // hang up (each on a piece it was asked for).
+    let (_seed, id) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "16K", "--upload-limit", "256K"],
+    );
+    let swarm = SwarmId::from_hex(&id).unwrap();
+    // More liars than the end-game allowance for seeds: a piece lost with
+    // each of them would stop the download for good.
+    let liars: Vec<Liar> = (0..4).map(|_| Liar::start(&t.addr, swarm)).collect();
+    let out = dir.sub("out");
+    let mut p = fetch(&id, &out, &t.addr, &["--verbose", "--exit-when-done"]);
+    finishes_with(&mut p, &out, &src);
+    let hangups: usize = liars.iter().map(|l| l.hangups.load(Ordering::SeqCst)).sum();
+    assert!(
+        hangups > 0,
+        "no liar was asked for a piece; the test proves nothing\n{}",
+        p.dump()
+    );
+}
+
+/// With IPv6 loopback, two "hosts" on one machine: the tracker sees the
+/// seed as [::1] and the fetcher as 127.0.0.1 (v4-mapped), both on the same
+/// port. The fetcher listens on 0.0.0.0.
+#[test]
+fn a_peer_on_another_address_with_the_same_port_is_not_taken_for_oneself() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let dir = TempDir::new("swarm-sameport");
+    let src = dir.sub("seed").join("s.bin");
+    write_random_file(&src, 200_000, 12);
+    let t = cmd(bin!("bt-tracker"))
+        .args(["--listen", "[::]:0"])
+        .daemon();
+    let port = t.port();
+    let mut seed = cmd(bin!("bt-peer"))
+        .arg("share")
+        .arg(&src)
+        .args(["--tracker", &format!("[::1]:{port}"), "--listen", "[::1]:0"])
+        .args(periods(&[]))
+        .daemon();
+    let id = seed.wait_stdout(|l| l.starts_with("swarm "))["swarm ".len()..].to_string();
+    let out = dir.sub("out");
+    let mut p = cmd(bin!("bt-peer"))
+        .args(["fetch", &id, "--exit-when-done", "--tracker"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--listen")
+        .arg(format!("0.0.0.0:{}", seed.port()))
+        .arg("--out")
+        .arg(&out)
+        .args(periods(&[]))
+        .start();
+    let status = p.wait_exit();
+    assert!(
+        status.success(),
+        "fetch from [::1]:{} while listening on 0.0.0.0:{} failed\n{}\n{}",
+        seed.port(),
+        seed.port(),
+        p.dump(),
+        t.dump()
+    );
+    assert!(same_file(&out.join("s.bin"), &src), "{}", p.dump());
 }
 
 #[test]
@@ -505,4 +705,23 @@ fn daemons_stop_cleanly_on_sigterm() {
     t.wait_stdout_any(|l| l.starts_with(&format!("left {} ", seed.addr)));
     t.terminate();
     assert!(t.wait_exit().success(), "{}", t.dump());
+
+    // A SIGTERM as soon as the readiness line appears also exits 0.
+    let mut quick = vec![tracker(&[])];
+    let t = tracker(&[]);
+    let (_seed, _) = share(&src, &t.addr, &[]);
+    quick.push(
+        cmd(bin!("bt-peer"))
+            .arg("share")
+            .arg(&src)
+            .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
+            .daemon(),
+    );
+    quick.push(fetch("t.bin", &dir.sub("quick"), &t.addr, &[]));
+    for p in &quick {
+        p.terminate();
+    }
+    for mut p in quick {
+        assert!(p.wait_exit().success(), "{}", p.dump());
+    }
 }
