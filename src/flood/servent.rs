@@ -2,11 +2,16 @@
 //! seen, flooding with a TTL, and answers sent straight to the client.
 //!
 //! Threads: the accept loop runs each incoming connection on its own thread
-//! (bounded by [`net::serve`]); each outgoing neighbour link has a reader
-//! thread; every neighbour link has one writer thread fed by a bounded
-//! channel, so floods from many readers never interleave on a socket and no
-//! reader blocks on a slow neighbour. Each answer is sent from a short-lived
-//! thread (at most [`MAX_ANSWERS_IN_FLIGHT`] at once).
+//! (bounded by [`net::serve`]). Connections still owing their ID, clients
+//! and accepted neighbour links each have a cap ([`MAX_HANDSHAKES`],
+//! `--max-clients`, `--max-links`); one over its cap is closed at once with
+//! a line on stderr, and the accept loop keeps spare threads for that, so
+//! idle connections never leave it waiting. Each outgoing neighbour link
+//! has a reader thread; every neighbour link has one writer thread fed by a
+//! bounded channel, so floods from many readers never interleave on a socket
+//! and no reader blocks on a slow neighbour. Each answer is sent from a
+//! short-lived thread (at most [`MAX_ANSWERS_IN_FLIGHT`] at once, each giving
+//! up after [`ANSWER_TIMEOUT`]).
 //!
 //! Shared state sits behind two mutexes, `links` and `seen`; no code path
 //! holds both, and neither is held during socket I/O.
