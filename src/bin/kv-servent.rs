@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::Parser;
 use peerkit::cli::{self, NetArgs};
 use peerkit::flood::KvStore;
-use peerkit::flood::servent::{self, Config, DEFAULT_SEEN_FOR, DEFAULT_TTL};
+use peerkit::flood::servent::{
+    self, Config, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_LINKS, DEFAULT_SEEN_FOR, DEFAULT_TTL,
+};
 use peerkit::shutdown::Shutdown;
 
 /// A servent of the key-value flooding network: answers from its key-value
@@ -33,11 +35,24 @@ struct Args {
     /// Seconds a query is remembered, to drop its duplicates
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SEEN_FOR.as_secs())]
     seen_secs: u64,
+    /// Client connections open at once; more are closed with a line on stderr
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS, value_parser = at_least_one)]
+    max_clients: usize,
+    /// Neighbour links accepted at once; more are closed with a line on stderr
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LINKS, value_parser = at_least_one)]
+    max_links: usize,
     /// Print only link changes and the final stats, not every query
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]
     net: NetArgs,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=65_536).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 1 to 65536")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -51,6 +66,8 @@ fn main() -> ExitCode {
             ttl: a.ttl,
             seen_for: Duration::from_secs(a.seen_secs),
             timeouts: a.net.timeouts(),
+            max_clients: a.max_clients,
+            max_links: a.max_links,
             quiet: a.quiet,
         };
         servent::run(config, &Shutdown::install()?)

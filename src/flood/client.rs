@@ -6,6 +6,7 @@ use std::fmt;
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -105,10 +106,9 @@ enum Event {
     Bad { from: SocketAddr, why: String },
     /// The servent closed our link.
     LinkClosed,
-}
-
-fn warn(line: fmt::Arguments<'_>) {
-    let _ = writeln!(io::stderr().lock(), "kv-query: {line}");
+    /// Ctrl-C or SIGTERM came while the client waited for the answers to
+    /// the query numbered `waiting` (see [`Client::waiting`]).
+    Interrupted { waiting: u64 },
 }
 
 /// A client connected to its servent.
@@ -120,6 +120,10 @@ pub struct Client {
     events: Receiver<Event>,
     link_closed: bool,
     stop: Arc<Shutdown>,
+    /// Feeds `events`; kept for the signal handler.
+    tx: Sender<Event>,
+    /// While answers to a query are awaited, its `seq + 1`; else 0.
+    waiting: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -132,6 +136,7 @@ impl Client {
         (&link).write_all(&Message::Id { port }.encode())?;
 
         let (tx, events) = channel();
+        let handler_tx = tx.clone();
         let stop = Shutdown::new();
         {
             let (tx, stop) = (tx.clone(), stop.clone());
@@ -147,7 +152,7 @@ impl Client {
                         move |stream, peer| read_answers(stream, peer, &tx),
                     );
                     if let Err(e) = res {
-                        warn(format_args!("answer listener: {e}"));
+                        crate::diag!("answer listener: {e}");
                     }
                 })?;
         }
@@ -165,7 +170,27 @@ impl Client {
             events,
             link_closed: false,
             stop,
+            tx: handler_tx,
+            waiting: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Lets Ctrl-C (SIGINT) and SIGTERM end the wait for answers early, as
+    /// if the quiet time had passed: a one-shot query then ends, a shell
+    /// goes on with its next command. Outside a wait the signal ends the
+    /// program (status 130) as usual. Call at most once per process.
+    pub fn stop_waiting_on_signal(&self) -> Result<()> {
+        let tx = std::sync::Mutex::new(self.tx.clone());
+        let waiting = self.waiting.clone();
+        ctrlc::set_handler(move || match waiting.load(Ordering::SeqCst) {
+            0 => std::process::exit(130),
+            n => {
+                let tx = tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _ = tx.send(Event::Interrupted { waiting: n });
+            }
+        })
+        .map_err(|e| io::Error::other(format!("signal handler: {e}")))?;
+        Ok(())
     }
 
     /// Sends one query and prints its answers as `<value> <ip>:<port>` on
@@ -181,6 +206,24 @@ impl Client {
             Command::Quit => return Ok(0),
         };
         self.seq = self.seq.wrapping_add(1);
+        // Waiting starts before the request leaves, so a signal sent once
+        // the servent has it always ends this wait.
+        let waiting = u64::from(seq) + 1;
+        self.waiting.store(waiting, Ordering::SeqCst);
+        let res = self.collect(seq, waiting, &msg, out);
+        self.waiting.store(0, Ordering::SeqCst);
+        res
+    }
+
+    /// Sends `msg` and prints the answers to `seq` until the quiet time
+    /// passes or a signal ends the wait numbered `waiting`.
+    fn collect(
+        &mut self,
+        seq: u32,
+        waiting: u64,
+        msg: &Message,
+        out: &mut impl Write,
+    ) -> Result<usize> {
         (&self.link).write_all(&msg.encode())?;
         let mut deadline = Instant::now() + self.wait;
         let mut answers = 0;
@@ -200,24 +243,24 @@ impl Client {
                     answers += 1;
                     deadline = Instant::now() + self.wait;
                 }
-                Ok(Event::Answer { seq: s, from, .. }) => warn(format_args!(
-                    "unexpected message from {from} (RESP seq {s})"
-                )),
+                Ok(Event::Answer { seq: s, from, .. }) => {
+                    crate::diag!("unexpected message from {from} (RESP seq {s})")
+                }
                 Ok(Event::Unexpected { from, what }) => {
-                    warn(format_args!("unexpected message from {from} ({what})"))
+                    crate::diag!("unexpected message from {from} ({what})")
                 }
                 Ok(Event::Bad { from, why }) => {
-                    warn(format_args!("bad message from {from}: {why}"))
+                    crate::diag!("bad message from {from}: {why}")
                 }
                 Ok(Event::LinkClosed) => {
                     if !self.link_closed {
-                        warn(format_args!(
-                            "servent {} closed the connection",
-                            self.servent
-                        ));
+                        crate::diag!("servent {} closed the connection", self.servent);
                     }
                     self.link_closed = true;
                 }
+                Ok(Event::Interrupted { waiting: w }) if w == waiting => break,
+                // Meant for an earlier wait that had already ended.
+                Ok(Event::Interrupted { .. }) => {}
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
@@ -313,6 +356,7 @@ pub fn run(opts: Options, query: Option<String>) -> anyhow::Result<()> {
     };
     let mut client =
         Client::connect(&opts).with_context(|| format!("connecting to {}", opts.servent))?;
+    client.stop_waiting_on_signal()?;
     let mut stdout = cli::stdout();
     if let Some(cmd) = one_shot {
         let n = client.query(&cmd, &mut stdout)?;
@@ -351,10 +395,10 @@ pub fn shell(
             Ok(Some(Command::Quit)) => return Ok(()),
             Ok(Some(cmd)) => {
                 if client.query(&cmd, out)? == 0 {
-                    warn(format_args!("no response received"));
+                    crate::diag!("no response received");
                 }
             }
-            Err(e) => warn(format_args!("{e}")),
+            Err(e) => crate::diag!("{e}"),
         }
     }
 }

@@ -2,11 +2,16 @@
 //! seen, flooding with a TTL, and answers sent straight to the client.
 //!
 //! Threads: the accept loop runs each incoming connection on its own thread
-//! (bounded by [`net::serve`]); each outgoing neighbour link has a reader
-//! thread; every neighbour link has one writer thread fed by a bounded
-//! channel, so floods from many readers never interleave on a socket and no
-//! reader blocks on a slow neighbour. Each answer is sent from a short-lived
-//! thread (at most [`MAX_ANSWERS_IN_FLIGHT`] at once).
+//! (bounded by [`net::serve`]). Connections still owing their ID, clients
+//! and accepted neighbour links each have a cap ([`MAX_HANDSHAKES`],
+//! `--max-clients`, `--max-links`); one over its cap is closed at once with
+//! a line on stderr, and the accept loop keeps spare threads for that, so
+//! idle connections never leave it waiting. Each outgoing neighbour link
+//! has a reader thread; every neighbour link has one writer thread fed by a
+//! bounded channel, so floods from many readers never interleave on a socket
+//! and no reader blocks on a slow neighbour. Each answer is sent from a
+//! short-lived thread (at most [`MAX_ANSWERS_IN_FLIGHT`] at once, each giving
+//! up after [`ANSWER_TIMEOUT`]).
 //!
 //! Shared state sits behind two mutexes, `links` and `seen`; no code path
 //! holds both, and neither is held during socket I/O.
@@ -65,6 +70,28 @@ pub const LINK_QUEUE: usize = 1024;
 /// Answers being sent at once; beyond this an answer is dropped with a log line.
 pub const MAX_ANSWERS_IN_FLIGHT: usize = 64;
 
+/// How long an answer may take to connect to its client, and then to be
+/// written. An answer is a few hundred bytes to a client that is waiting for
+/// it; an origin that does not take it this fast is not waiting, and must not
+/// hold one of the [`MAX_ANSWERS_IN_FLIGHT`] slots for long.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Client connections open at once, unless told otherwise.
+pub const DEFAULT_MAX_CLIENTS: usize = 256;
+
+/// Neighbour links accepted at once, unless told otherwise (the links this
+/// servent opens itself are not counted).
+pub const DEFAULT_MAX_LINKS: usize = 64;
+
+/// Accepted connections that have not sent their ID yet. Each is closed if
+/// its ID does not come within the I/O timeout.
+pub const MAX_HANDSHAKES: usize = 64;
+
+/// Accept-loop threads beyond the three caps above: a connection over a cap
+/// is accepted and closed at once on one of these, so a full servent says
+/// so instead of leaving new connections waiting in the listen backlog.
+const REJECT_SLOTS: usize = 16;
+
 /// How a servent runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -81,6 +108,10 @@ pub struct Config {
     /// How long a query is remembered.
     pub seen_for: Duration,
     pub timeouts: Timeouts,
+    /// Client connections open at once; more are closed at once.
+    pub max_clients: usize,
+    /// Neighbour links accepted at once; more are closed at once.
+    pub max_links: usize,
     /// Print only link changes and the final stats.
     pub quiet: bool,
 }
@@ -185,6 +216,50 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Open connections of one kind, at most `max` at once.
+struct Cap {
+    what: &'static str,
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl Cap {
+    fn new(what: &'static str, max: usize) -> Cap {
+        Cap {
+            what,
+            open: AtomicUsize::new(0),
+            max: max.max(1),
+        }
+    }
+
+    /// A place for one more connection, held until the guard drops; None
+    /// (and a line on stderr naming `peer`) when all are taken.
+    fn take(&self, peer: SocketAddr) -> Option<CapGuard<'_>> {
+        let taken = self
+            .open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max).then_some(n + 1)
+            });
+        if taken.is_err() {
+            crate::diag!(
+                "{peer}: already {} {} open; closing the connection",
+                self.max,
+                self.what
+            );
+            return None;
+        }
+        Some(CapGuard(&self.open))
+    }
+}
+
+struct CapGuard<'a>(&'a AtomicUsize);
+
+impl Drop for CapGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 type LinkId = u64;
 
 /// The sending side of one neighbour link.
@@ -210,23 +285,16 @@ struct Servent {
     seen: Mutex<Seen>,
     stats: Stats,
     answering: AtomicUsize,
+    /// Accepted connections waiting for their ID.
+    handshakes: Cap,
+    /// Client connections.
+    clients: Cap,
+    /// Neighbour links accepted.
+    links_in: Cap,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// One line on stdout; a closed stdout is not worth dying for.
-fn say(line: fmt::Arguments<'_>) {
-    let mut out = io::stdout().lock();
-    let _ = out.write_fmt(line);
-    let _ = out.write_all(b"\n");
-    let _ = out.flush();
-}
-
-/// One diagnostic line on stderr.
-fn warn(line: fmt::Arguments<'_>) {
-    let _ = writeln!(io::stderr().lock(), "kv-servent: {line}");
 }
 
 /// Waits, with no deadline, for the next message on a long-lived link to
@@ -280,6 +348,9 @@ pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> anyhow::Result<()> {
         seen: Mutex::new(Seen::new(config.seen_for, SEEN_CAP)),
         stats: Stats::default(),
         answering: AtomicUsize::new(0),
+        handshakes: Cap::new("connections without an ID", MAX_HANDSHAKES),
+        clients: Cap::new("client connections", config.max_clients),
+        links_in: Cap::new("neighbour links", config.max_links),
     });
 
     // Links to the listed neighbours are up (and registered for flooding)
@@ -299,7 +370,7 @@ pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> anyhow::Result<()> {
     }
     net::announce(&listener)?;
     for (stream, peer, id) in outgoing {
-        say(format_args!("link out {peer}"));
+        crate::event!("link out {peer}");
         let s = servent.clone();
         thread::Builder::new()
             .name(format!("link {peer}"))
@@ -307,22 +378,26 @@ pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> anyhow::Result<()> {
             .context("starting a link thread")?;
     }
 
+    // Every long-lived connection is counted against one of the caps, so
+    // the accept loop always has a spare thread to turn the next one away.
+    let threads = servent.handshakes.max + servent.clients.max + servent.links_in.max;
     let s = servent.clone();
     net::serve(
         listener,
         shutdown,
         config.timeouts,
-        net::DEFAULT_MAX_CONNS,
+        threads + REJECT_SLOTS,
         move |stream, peer| s.accepted(stream, peer),
     )?;
-    say(format_args!("{}", servent.stats));
+    crate::event!("{}", servent.stats);
     Ok(())
 }
 
 impl Servent {
+    /// An event line, unless `--quiet`.
     fn event(&self, line: fmt::Arguments<'_>) {
         if !self.quiet {
-            say(line);
+            crate::log::write_event(line);
         }
     }
 
@@ -365,10 +440,10 @@ impl Servent {
                 }
             }
             if let Err(e) = res.and_then(|()| w.flush()) {
-                warn(format_args!(
+                crate::diag!(
                     "link {peer}: sending failed: {}; closing it",
                     crate::cli::describe_io(&e)
-                ));
+                );
                 // The reader notices, logs and unregisters the link.
                 net::close(&stream);
                 return;
@@ -378,24 +453,37 @@ impl Servent {
     }
 
     /// An accepted connection: its ID, due within the I/O timeout, says
-    /// whether a servent or a client is on the other end.
+    /// whether a servent or a client is on the other end. A connection over
+    /// the cap of its kind is closed at once.
     fn accepted(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let mut r = BufReader::new(stream);
-        match wire::read_message(&mut r) {
+        let id = match self.handshakes.take(peer) {
+            Some(_waiting) => wire::read_message(&mut r),
+            None => Ok(None),
+        };
+        match id {
             Ok(None) => {}
-            Ok(Some(Message::Id { port: 0 })) => match self.open_link(r.get_ref(), peer) {
-                Ok(id) => {
-                    say(format_args!("link in {peer}"));
-                    self.neighbour_link(&mut r, peer, id);
+            Ok(Some(Message::Id { port: 0 })) => {
+                if let Some(_open) = self.links_in.take(peer) {
+                    match self.open_link(r.get_ref(), peer) {
+                        Ok(id) => {
+                            crate::event!("link in {peer}");
+                            self.neighbour_link(&mut r, peer, id);
+                        }
+                        Err(e) => crate::diag!("link {peer}: cannot start it: {e}"),
+                    }
                 }
-                Err(e) => warn(format_args!("link {peer}: cannot start it: {e}")),
-            },
-            Ok(Some(Message::Id { port })) => self.client_link(&mut r, peer, port),
-            Ok(Some(other)) => warn(format_args!(
+            }
+            Ok(Some(Message::Id { port })) => {
+                if let Some(_open) = self.clients.take(peer) {
+                    self.client_link(&mut r, peer, port);
+                }
+            }
+            Ok(Some(other)) => crate::diag!(
                 "{peer}: expected ID, got {}; closing the connection",
                 other.name()
-            )),
-            Err(e) => warn(format_args!("{peer}: {e}; closing the connection")),
+            ),
+            Err(e) => crate::diag!("{peer}: {e}; closing the connection"),
         }
         net::close(r.get_ref());
     }
@@ -413,19 +501,19 @@ impl Servent {
                 Ok(None) => break,
                 Ok(Some(Message::KeyFlood(f))) => self.on_flood(Query::Key, f, id, peer, &me),
                 Ok(Some(Message::TopoFlood(f))) => self.on_flood(Query::Topo, f, id, peer, &me),
-                Ok(Some(other)) => warn(format_args!(
+                Ok(Some(other)) => crate::diag!(
                     "link {peer}: unexpected {} from a servent, ignored",
                     other.name()
-                )),
+                ),
                 Err(e) => {
-                    warn(format_args!("link {peer}: {e}; closing it"));
+                    crate::diag!("link {peer}: {e}; closing it");
                     break;
                 }
             }
         }
         lock(&self.links).map.remove(&id);
         net::close(r.get_ref());
-        say(format_args!("link closed {peer}"));
+        crate::event!("link closed {peer}");
     }
 
     /// Reads a client's requests; `port` is where it listens for answers.
@@ -435,14 +523,14 @@ impl Servent {
             IpAddr::V6(ip) => ip.to_ipv4_mapped(),
         };
         let Some(ip) = ip else {
-            warn(format_args!(
+            crate::diag!(
                 "client {peer}: not IPv4, answers cannot reach it; closing the connection"
-            ));
+            );
             return;
         };
         let origin = SocketAddrV4::new(ip, port);
         let me = own_address(r.get_ref(), self.port);
-        say(format_args!("client {peer} answers to {origin}"));
+        crate::event!("client {peer} answers to {origin}");
         loop {
             match next_message(r) {
                 Ok(None) => break,
@@ -453,17 +541,17 @@ impl Servent {
                     // The path starts with this servent; `info` is replaced.
                     self.on_request(Query::Topo, seq, Text::default(), origin, &me)
                 }
-                Ok(Some(other)) => warn(format_args!(
+                Ok(Some(other)) => crate::diag!(
                     "client {peer}: unexpected {} from a client, ignored",
                     other.name()
-                )),
+                ),
                 Err(e) => {
-                    warn(format_args!("client {peer}: {e}; closing the connection"));
+                    crate::diag!("client {peer}: {e}; closing the connection");
                     break;
                 }
             }
         }
-        say(format_args!("client closed {peer}"));
+        crate::event!("client closed {peer}");
     }
 
     /// Remembers a query; false (and a log line) if it was seen before.
@@ -519,11 +607,11 @@ impl Servent {
         match me.as_ref().map(|m| Text::new(m)) {
             Ok(Ok(t)) => Some(t),
             Ok(Err(e)) => {
-                warn(format_args!("own address cannot be sent: {e}"));
+                crate::diag!("own address cannot be sent: {e}");
                 None
             }
             Err(e) => {
-                warn(format_args!("own address unknown: {e}"));
+                crate::diag!("own address unknown: {e}");
                 None
             }
         }
@@ -562,10 +650,10 @@ impl Servent {
                 };
                 let Some(path) = path else {
                     bump(&self.stats.dropped, 1);
-                    warn(format_args!(
+                    crate::diag!(
                         "topology query {origin} seq {seq}: path too long or own address unknown; \
                          not answered or forwarded"
-                    ));
+                    );
                     return;
                 };
                 flood.info = path;
@@ -600,9 +688,7 @@ impl Servent {
                 Ok(()) => queued += 1,
                 Err(TrySendError::Full(_)) => {
                     bump(&self.stats.dropped, 1);
-                    warn(format_args!(
-                        "link {peer}: queue full, flood {origin} seq {seq} dropped"
-                    ));
+                    crate::diag!("link {peer}: queue full, flood {origin} seq {seq} dropped");
                 }
                 // The link is going away.
                 Err(TrySendError::Disconnected(_)) => {}
@@ -618,9 +704,7 @@ impl Servent {
         if self.answering.fetch_add(1, Ordering::SeqCst) >= MAX_ANSWERS_IN_FLIGHT {
             self.answering.fetch_sub(1, Ordering::SeqCst);
             bump(&self.stats.dropped, 1);
-            warn(format_args!(
-                "too many answers in flight; answer to {origin} seq {seq} dropped"
-            ));
+            crate::diag!("too many answers in flight; answer to {origin} seq {seq} dropped");
             return;
         }
         let s = self.clone();
@@ -634,22 +718,32 @@ impl Servent {
                         bump(&s.stats.answers, 1);
                         s.event(format_args!("answered {origin} seq {seq}"));
                     }
-                    Err(e) => warn(format_args!("answer to {origin} seq {seq}: {e}")),
+                    Err(e) => crate::diag!("answer to {origin} seq {seq}: {e}"),
                 }
             });
         if let Err(e) = spawned {
             self.answering.fetch_sub(1, Ordering::SeqCst);
-            warn(format_args!("answer to {origin} seq {seq}: no thread: {e}"));
+            crate::diag!("answer to {origin} seq {seq}: no thread: {e}");
         }
     }
 
     fn send_answer(&self, origin: SocketAddrV4, seq: u32, value: Text) -> Result<()> {
-        let stream = net::connect_addr(SocketAddr::V4(origin), &self.timeouts)?;
+        let timeouts = answer_timeouts(&self.timeouts);
+        let stream = net::connect_addr(SocketAddr::V4(origin), &timeouts)?;
         (&stream).write_all(&Message::Resp { seq, value }.encode())?;
         // Half-close so the client sees the end of the answer; it may already
         // have closed its side, which is fine.
         let _ = stream.shutdown(std::net::Shutdown::Write);
         Ok(())
+    }
+}
+
+/// The timeouts of an answer's connection: [`ANSWER_TIMEOUT`], or less if
+/// the servent's own are shorter.
+fn answer_timeouts(t: &Timeouts) -> Timeouts {
+    Timeouts {
+        connect: t.connect.min(ANSWER_TIMEOUT),
+        io: t.io.min(ANSWER_TIMEOUT),
     }
 }
 
@@ -660,6 +754,27 @@ mod tests {
 
     fn id(port: u16, seq: u32) -> QueryId {
         (SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), seq)
+    }
+
+    #[test]
+    fn answers_give_up_sooner_than_links() {
+        let t = answer_timeouts(&Timeouts::default());
+        assert_eq!((t.connect, t.io), (ANSWER_TIMEOUT, ANSWER_TIMEOUT));
+        let short = Timeouts::secs(1);
+        assert_eq!(answer_timeouts(&short), short);
+    }
+
+    #[test]
+    fn caps_turn_away_the_one_too_many() {
+        let cap = Cap::new("test connections", 2);
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let a = cap.take(peer);
+        let b = cap.take(peer);
+        assert!(a.is_some() && b.is_some());
+        assert!(cap.take(peer).is_none());
+        drop(a);
+        assert!(cap.take(peer).is_some());
+        assert_eq!(cap.open.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use crate::bin;
 use crate::harness::*;
 
-/// Quiet time that ends a query in these tests (seconds).
-const WAIT: &str = "1.5";
+/// The quiet time given to kv-query here (seconds): longer than any test.
+/// A query ends when the test ends its wait with SIGTERM, once the servents'
+/// own lines show the flood is over, so a slow machine only makes these
+/// tests slower.
+const NEVER: &str = "3600";
 
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/flood")
@@ -73,6 +76,51 @@ impl Net {
         self.procs.push((node.name.clone(), p));
     }
 
+    /// Asks servent `entry` one `query`; returns the answers' values and the
+    /// query's origin once every servent in `reached` has forwarded or
+    /// stopped it and each in `answerers` has answered it. The client must
+    /// then have exactly one answer per answerer.
+    fn query(
+        &mut self,
+        entry: &str,
+        query: &str,
+        reached: &[&str],
+        answerers: &[&str],
+    ) -> (Vec<String>, String) {
+        assert!(reached.contains(&entry), "the entry servent handles it");
+        let before = client_lines(self.get(entry)).len();
+        let addr = self.addr(entry);
+        let q = Query::start(&addr, query);
+        let origin = self.next_origin(entry, before);
+        self.settled(&origin, 0, reached, answerers);
+        (values(&q.finish_after(answerers.len())), origin)
+    }
+
+    /// The origin of the first client of `entry` after its first `before`.
+    fn next_origin(&mut self, entry: &str, before: usize) -> String {
+        let p = self.get(entry);
+        wait_until(
+            "the servent logs its new client",
+            || client_lines(p).get(before).cloned(),
+            || p.dump(),
+        )
+    }
+
+    /// Waits until query (`origin`, `seq`) was forwarded or stopped by every
+    /// servent in `reached` and answered by every one in `answerers`.
+    fn settled(&mut self, origin: &str, seq: u32, reached: &[&str], answerers: &[&str]) {
+        let forwarded = format!("forwarded {origin} seq {seq} ");
+        let stopped = format!("stopped {origin} seq {seq}");
+        for n in reached {
+            self.get(n)
+                .wait_stdout_any(|l| l.starts_with(&forwarded) || l == stopped);
+        }
+        let answered = format!("answered {origin} seq {seq}");
+        for n in answerers {
+            self.get(n).wait_stdout_any(|l| l == answered);
+        }
+    }
+
     fn remove(&mut self, name: &str) -> Proc {
         let i = self.procs.iter().position(|(n, _)| n == name).unwrap();
         self.procs.remove(i).1
@@ -98,15 +146,58 @@ fn start_topology(name: &str, extra: impl Fn(&str) -> Vec<&'static str>) -> Net 
     net
 }
 
-fn ask(addr: &str, query: &str) -> Output {
-    cmd(bin!("kv-query"))
-        .args(["--wait", WAIT, addr, query])
-        .run()
+/// A running kv-query whose waits end only when the test says so.
+struct Query {
+    p: Proc,
+}
+
+impl Query {
+    /// `kv-query ADDR QUERY`, one-shot.
+    fn start(addr: &str, query: &str) -> Query {
+        Query::with(cmd(bin!("kv-query")).args(["--wait", NEVER, addr, query]))
+    }
+
+    fn with(spawn: Spawn) -> Query {
+        Query { p: spawn.start() }
+    }
+
+    /// Waits until `n` answer lines have come in all.
+    fn wait_answers(&mut self, n: usize) {
+        let p = &self.p;
+        wait_until(
+            &format!("{n} answer lines"),
+            || (p.stdout_lines().len() >= n).then_some(()),
+            || p.dump(),
+        );
+    }
+
+    /// Ends the wait in progress (SIGTERM), as a quiet time would.
+    fn end_wait(&self) {
+        self.p.terminate();
+    }
+
+    /// Waits for `n` answers in all, ends the wait and returns the answer
+    /// lines; kv-query must exit 0, or 1 with `no response received` if
+    /// `n` is 0.
+    fn finish_after(mut self, n: usize) -> Vec<String> {
+        self.wait_answers(n);
+        self.end_wait();
+        let status = self.p.wait_exit();
+        if n == 0 {
+            assert_eq!(status.code(), Some(1), "{}", self.p.dump());
+            self.p.wait_stderr(|l| l.contains("no response received"));
+        } else {
+            assert!(status.success(), "{}", self.p.dump());
+        }
+        let lines = self.p.stdout_lines();
+        assert_eq!(lines.len(), n, "{}", self.p.dump());
+        lines
+    }
 }
 
 /// The values of `<value> <ip>:<port>` answer lines.
-fn values(out: &Output) -> Vec<String> {
-    out.stdout_lines()
+fn values(lines: &[String]) -> Vec<String> {
+    lines
         .iter()
         .map(|l| {
             let (value, from) = l.rsplit_once(' ').expect("answer line");
@@ -116,39 +207,38 @@ fn values(out: &Output) -> Vec<String> {
         .collect()
 }
 
-fn value_set(out: &Output) -> BTreeSet<String> {
-    values(out).into_iter().collect()
+fn value_set(values: &[String]) -> BTreeSet<String> {
+    values.iter().cloned().collect()
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-/// The origin (client answer address) a servent logged for its latest client.
-fn latest_origin(p: &Proc) -> String {
+/// The origins (client answer addresses) a servent logged for its clients.
+fn client_lines(p: &Proc) -> Vec<String> {
     p.stdout_lines()
         .iter()
-        .rev()
-        .find_map(|l| l.strip_prefix("client ")?.split(" answers to ").nth(1))
+        .filter_map(|l| l.strip_prefix("client ")?.split(" answers to ").nth(1))
         .map(str::to_string)
-        .unwrap_or_else(|| panic!("no client line\n{}", p.dump()))
+        .collect()
 }
+
+const DIAMOND: [&str; 4] = ["s1", "s2", "s3", "s4"];
 
 #[test]
 fn diamond_answers_exactly_once() {
     let mut net = start_topology("diamond", |_| vec![]);
-    let s1 = net.addr("s1");
 
-    let out = ask(&s1, "?imap").ok();
+    let (got, origin) = net.query("s1", "?imap", &DIAMOND, &["s4"]);
     assert_eq!(
-        values(&out),
+        got,
         vec!["143/tcp imap2 # Internet Message Access Protocol"],
         "{}",
         net.dump()
     );
     // The two copies s1 sends around the cycle meet somewhere: usually at
     // s4, but s2 or s3 when the copy coming round through s4 wins the race.
-    let origin = latest_origin(net.get("s1"));
     let dup = format!("duplicate {origin} seq 0 ");
     wait_until(
         "a duplicate dropped on the cycle",
@@ -169,20 +259,18 @@ fn diamond_answers_exactly_once() {
     assert_eq!(answered, 1, "{}", s4.dump());
 
     // A key held on both sides is answered by both.
-    let out = ask(&s1, "?http").ok();
+    let (got, _) = net.query("s1", "?http", &DIAMOND, &["s2", "s3"]);
     assert_eq!(
-        value_set(&out),
+        value_set(&got),
         set(&[
             "80/tcp www # WorldWideWeb HTTP (copy held by s2)",
             "80/tcp www # WorldWideWeb HTTP (copy held by s3)",
         ])
     );
-    assert_eq!(values(&out).len(), 2);
 
     // Every servent holds "servent": each answers once.
-    let out = ask(&s1, "?servent").ok();
-    assert_eq!(values(&out).len(), 4, "{}", out.dump());
-    assert_eq!(value_set(&out), set(&["s1", "s2", "s3", "s4"]));
+    let (got, _) = net.query("s1", "?servent", &DIAMOND, &DIAMOND);
+    assert_eq!(value_set(&got), set(&DIAMOND));
 }
 
 #[test]
@@ -197,14 +285,12 @@ fn chain_reach_follows_the_ttl() {
     let names = ["s1", "s2", "s3", "s4", "s5", "s6"];
     for ttl in 1..=3usize {
         net.start(entry, &["--ttl", &ttl.to_string()]);
-        let s1 = net.addr("s1");
+        let reach = &names[..=ttl];
 
-        let out = ask(&s1, "?servent").ok();
-        assert_eq!(values(&out).len(), ttl + 1, "{}", out.dump());
-        assert_eq!(value_set(&out), set(&names[..=ttl]), "ttl {ttl}");
+        let (got, origin) = net.query("s1", "?servent", reach, reach);
+        assert_eq!(value_set(&got), set(reach), "ttl {ttl}");
 
         // The last servent reached stops the flood; the next never sees it.
-        let origin = latest_origin(net.get("s1"));
         let last = names[ttl];
         net.get(last)
             .wait_stdout_any(|l| l == format!("stopped {origin} seq 0"));
@@ -218,9 +304,7 @@ fn chain_reach_follows_the_ttl() {
 
         // A key held just beyond the reach is not found.
         let beyond = ["ftp", "ssh", "telnet", "smtp", "domain"][ttl + 1];
-        ask(&s1, &format!("?{beyond}"))
-            .code(1)
-            .stderr_has("no response received");
+        net.query("s1", &format!("?{beyond}"), reach, &[]);
 
         let mut old = net.remove("s1");
         old.terminate();
@@ -232,60 +316,64 @@ fn chain_reach_follows_the_ttl() {
 #[test]
 fn topology_strings_name_each_hop() {
     let mut net = start_topology("chain", |_| vec![]);
-    let a: Vec<String> = ["s1", "s2", "s3", "s4"]
-        .iter()
-        .map(|n| net.addr(n))
-        .collect();
-    let out = ask(&a[0], "T").ok();
+    let reach = ["s1", "s2", "s3", "s4"];
+    let a: Vec<String> = reach.iter().map(|n| net.addr(n)).collect();
+    let (got, _) = net.query("s1", "T", &reach, &reach);
     // With TTL 3: s1 and three hops, each answer the path so far.
     let expected: BTreeSet<String> = (1..=4).map(|n| a[..n].join(" ")).collect();
-    assert_eq!(value_set(&out), expected, "{}", net.dump());
-    assert_eq!(values(&out).len(), 4);
+    assert_eq!(value_set(&got), expected, "{}", net.dump());
 
+    // In the diamond the paths form a tree rooted at s1: each servent
+    // answers once, with the path its first copy took, which is the path
+    // of the servent it came from plus itself. Usually s2 and s3 get theirs
+    // from s1, but on a busy machine one may first hear it through s4.
     let mut net = start_topology("diamond", |_| vec![]);
-    let [s1, s2, s3, s4] = ["s1", "s2", "s3", "s4"].map(|n| net.addr(n));
-    let out = ask(&s1, "T").ok();
-    let got = values(&out);
-    assert_eq!(got.len(), 4, "{}", out.dump());
-    let got: BTreeSet<String> = got.into_iter().collect();
-    assert!(got.contains(&s1));
-    assert!(got.contains(&format!("{s1} {s2}")));
-    assert!(got.contains(&format!("{s1} {s3}")));
-    // s4 answers once, along whichever side reached it first.
-    let via2 = format!("{s1} {s2} {s4}");
-    let via3 = format!("{s1} {s3} {s4}");
-    assert!(
-        got.contains(&via2) ^ got.contains(&via3),
-        "{got:?}\n{}",
-        net.dump()
-    );
+    let addr: Vec<String> = DIAMOND.iter().map(|n| net.addr(n)).collect();
+    let edges = [(0, 1), (0, 2), (1, 3), (2, 3)];
+    let linked = |x: &str, y: &str| {
+        edges.iter().any(|&(i, j)| {
+            (x, y) == (addr[i].as_str(), addr[j].as_str())
+                || (y, x) == (addr[i].as_str(), addr[j].as_str())
+        })
+    };
+    let (got, _) = net.query("s1", "T", &DIAMOND, &DIAMOND);
+    let paths = value_set(&got);
+    let ends: BTreeSet<&str> = paths
+        .iter()
+        .filter_map(|p| p.split(' ').next_back())
+        .collect();
+    assert_eq!(ends.len(), 4, "one answer each: {paths:?}");
+    for p in &paths {
+        let hops: Vec<&str> = p.split(' ').collect();
+        assert_eq!(hops[0], addr[0], "{p}");
+        assert!(hops.windows(2).all(|w| linked(w[0], w[1])), "{p}");
+        if let Some((_, before)) = hops.split_last().filter(|(_, b)| !b.is_empty()) {
+            assert!(paths.contains(&before.join(" ")), "{p}: {paths:?}");
+        }
+    }
 }
 
 #[test]
 fn a_neighbour_killed_mid_run_is_dropped() {
     let mut net = start_topology("diamond", |_| vec![]);
-    let s1 = net.addr("s1");
-    assert_eq!(values(&ask(&s1, "?telnet").ok()).len(), 1);
+    net.query("s1", "?telnet", &DIAMOND, &["s2"]);
 
     net.get("s2").kill();
     net.get("s1").wait_stdout(|l| l.starts_with("link closed "));
     net.get("s4").wait_stdout(|l| l.starts_with("link closed "));
 
     // s4 is still reached through s3, and answers once.
-    let out = ask(&s1, "?imap").ok();
-    assert_eq!(values(&out).len(), 1, "{}", net.dump());
+    let left = ["s1", "s3", "s4"];
+    net.query("s1", "?imap", &left, &["s4"]);
     // s2's keys are gone with it.
-    ask(&s1, "?telnet")
-        .code(1)
-        .stderr_has("no response received");
-    let out = ask(&s1, "?servent").ok();
-    assert_eq!(value_set(&out), set(&["s1", "s3", "s4"]));
+    net.query("s1", "?telnet", &left, &[]);
+    let (got, _) = net.query("s1", "?servent", &left, &left);
+    assert_eq!(value_set(&got), set(&left));
 }
 
 #[test]
 fn garbage_on_a_link_closes_only_that_link() {
     let mut net = start_topology("chain", |_| vec![]);
-    let s1 = net.addr("s1");
     let s2 = net.addr("s2");
     let mut bad = |bytes: &[u8], why: &str| {
         let mut c = RawClient::connect(&s2);
@@ -318,8 +406,9 @@ fn garbage_on_a_link_closes_only_that_link() {
     );
 
     // Everyone else is still served, through s2.
-    let out = ask(&s1, "?servent").ok();
-    assert_eq!(value_set(&out), set(&["s1", "s2", "s3", "s4"]));
+    let reach = ["s1", "s2", "s3", "s4"];
+    let (got, _) = net.query("s1", "?servent", &reach, &reach);
+    assert_eq!(value_set(&got), set(&reach));
 }
 
 /// Binds a listener on a port above 32767, so its port has the high bit set.
@@ -424,9 +513,7 @@ fn kv_query_speaks_the_protocol_to_a_servent() {
     // A stand-in servent written with raw bytes.
     let fake = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = fake.local_addr().unwrap().to_string();
-    let mut q = cmd(bin!("kv-query"))
-        .args(["--wait", WAIT, &addr, "?  some key"])
-        .start();
+    let q = Query::start(&addr, "?  some key");
     let (mut link, _) = fake.accept().unwrap();
     link.set_read_timeout(Some(DEADLINE)).unwrap();
     let id = read_exact_bytes(&mut link, 4);
@@ -443,7 +530,7 @@ fn kv_query_speaks_the_protocol_to_a_servent() {
     c.write_all(&[0x00, 0x09, 0x00, 0x00, 0x00, 0x05, 0x00, 0x01, b'x'])
         .unwrap();
     drop(c);
-    q.wait_stderr(|l| l.contains("unexpected message from 127.0.0.1:"));
+    q.p.wait_stderr(|l| l.contains("unexpected message from 127.0.0.1:"));
     // An ID first is accepted, then the answer.
     let mut c = TcpStream::connect(("127.0.0.1", cport)).unwrap();
     let from = c.local_addr().unwrap();
@@ -457,14 +544,10 @@ fn kv_query_speaks_the_protocol_to_a_servent() {
     link.write_all(&[0x00, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, b'w'])
         .unwrap();
 
-    let status = q.wait_exit();
-    assert!(status.success(), "{}", q.dump());
-    let lines: BTreeSet<String> = q.stdout_lines().into_iter().collect();
+    let lines = q.finish_after(2);
     assert_eq!(
-        lines,
+        value_set(&lines),
         set(&[&format!("v 1 {from}"), &format!("w {addr}")]),
-        "{}",
-        q.dump()
     );
 }
 
@@ -473,10 +556,12 @@ fn kv_query_modes_and_exit_codes() {
     let mut net = start_topology("diamond", |_| vec![]);
     let s1 = net.addr("s1");
 
-    ask(&s1, "?no-such-key")
-        .code(1)
-        .stderr_has("no response received");
-    ask(&s1, "hello").code(2).stderr_has("unknown command");
+    net.query("s1", "?no-such-key", &DIAMOND, &[]);
+    cmd(bin!("kv-query"))
+        .args([&s1, "hello"])
+        .run()
+        .code(2)
+        .stderr_has("unknown command");
     cmd(bin!("kv-query"))
         .args(["--wait", "0.1", "127.0.0.1:1", "?k"])
         .run()
@@ -484,36 +569,51 @@ fn kv_query_modes_and_exit_codes() {
         .stderr_has("connecting to 127.0.0.1:1");
 
     // A pipeline: one command per line; unknown ones are reported and
-    // skipped; Q ends it before the last line.
-    let out = cmd(bin!("kv-query"))
-        .args(["--wait", WAIT, &s1])
-        .stdin("?ssh\nbogus\n\n?   pop3\nT\n?nothing\nQ\n?ftp\n")
-        .run()
-        .ok()
-        .stderr_has("unknown command")
-        .stderr_has("no response received");
-    let got = values(&out);
-    assert!(got.contains(&"22/tcp # The Secure Shell (SSH) Protocol".to_string()));
-    assert!(got.contains(&"110/tcp pop-3 # Post Office Protocol - Version 3".to_string()));
-    assert!(got.contains(&s1), "{}", out.dump());
-    assert!(
-        !got.iter().any(|v| v.starts_with("21/tcp")),
-        "{}",
-        out.dump()
+    // skipped; Q ends it before the last line. Each wait is ended by the
+    // test once the flood is over.
+    let before = client_lines(net.get("s1")).len();
+    let mut q = Query::with(
+        cmd(bin!("kv-query"))
+            .args(["--wait", NEVER, &s1])
+            .stdin("?ssh\nbogus\n\n?   pop3\nT\n?nothing\nQ\n?ftp\n"),
     );
-    assert_eq!(got.len(), 2 + 4, "{}", out.dump());
+    let origin = net.next_origin("s1", before);
     // Sequence numbers count queries only: ?ssh 0, ?pop3 1, T 2, ?nothing 3.
-    let origin = latest_origin(net.get("s1"));
+    for (seq, answerers, total) in [
+        (0, &["s1"][..], 1),
+        (1, &["s4"], 2),
+        (2, &DIAMOND, 6),
+        (3, &[], 6),
+    ] {
+        net.settled(&origin, seq, &DIAMOND, answerers);
+        q.wait_answers(total);
+        q.end_wait();
+        if seq == 3 {
+            q.p.wait_stderr(|l| l.contains("no response received"));
+        }
+    }
+    assert!(q.p.wait_exit().success(), "{}", q.p.dump());
+    q.p.wait_stderr(|l| l.contains("unknown command"));
+    let lines = q.p.stdout_lines();
+    assert_eq!(lines.len(), 6, "{}", q.p.dump());
+    let got = values(&lines);
+    assert_eq!(got[0], "22/tcp # The Secure Shell (SSH) Protocol");
+    assert_eq!(got[1], "110/tcp pop-3 # Post Office Protocol - Version 3");
+    assert!(got[2..].contains(&s1), "{}", q.p.dump());
     let s1p = net.get("s1");
     s1p.wait_stdout_any(|l| l == format!("request topo {origin} seq 2"));
     s1p.wait_stdout_any(|l| l == format!("request key {origin} seq 3 nothing"));
+    assert!(
+        !s1p.stdout_lines().iter().any(|l| l.contains(" seq 4")),
+        "{}",
+        s1p.dump()
+    );
 }
 
 #[test]
 fn servent_stops_cleanly_and_reports_stats() {
     let mut net = start_topology("diamond", |_| vec![]);
-    let s1 = net.addr("s1");
-    ask(&s1, "?imap").ok();
+    net.query("s1", "?imap", &DIAMOND, &["s4"]);
     let mut s4 = net.remove("s4");
     s4.terminate();
     assert!(s4.wait_exit().success(), "{}", s4.dump());
@@ -546,4 +646,61 @@ fn servent_stops_cleanly_and_reports_stats() {
         .run()
         .code(2)
         .stderr_has("connecting to neighbour 127.0.0.1:1");
+}
+
+/// ID with `port` (0: a servent, else a client's answer port).
+fn id_bytes(port: u16) -> [u8; 4] {
+    let [hi, lo] = port.to_be_bytes();
+    [0x00, 0x04, hi, lo]
+}
+
+#[test]
+fn idle_connections_do_not_lock_out_a_servent() {
+    let dir = TempDir::new("flood-caps");
+    let kv = dir.path().join("s.kv");
+    std::fs::write(&kv, "ssh 22/tcp # SSH\n").unwrap();
+    let mut s = servent(&kv, &[], &["--max-clients", "2", "--max-links", "1"]);
+
+    // Two clients that say who they are, then nothing more, fill the
+    // client places; the third is closed at once, with a line on stderr.
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut c = RawClient::connect(&s.addr);
+        c.send(&id_bytes(40_000));
+        s.wait_stdout(|l| l.starts_with("client "));
+        idle.push(c);
+    }
+    let mut third = RawClient::connect(&s.addr);
+    third.send(&id_bytes(40_000));
+    assert!(third.read_to_close().is_empty());
+    s.wait_stderr(|l| l.contains("already 2 client connections open; closing"));
+
+    // Neighbour links have their own places: one is taken, the next refused.
+    let mut n1 = RawClient::connect(&s.addr);
+    n1.send(&id_bytes(0));
+    s.wait_stdout(|l| l.starts_with("link in "));
+    let mut n2 = RawClient::connect(&s.addr);
+    n2.send(&id_bytes(0));
+    assert!(n2.read_to_close().is_empty());
+    s.wait_stderr(|l| l.contains("already 1 neighbour links open; closing"));
+
+    // When an idle client leaves, a real one is served again.
+    drop(idle.pop());
+    s.wait_stdout(|l| l.starts_with("client closed "));
+    let q = Query::start(&s.addr, "?ssh");
+    s.wait_stdout(|l| l.starts_with("client "));
+    let out = q.finish_after(1);
+    assert_eq!(values(&out), ["22/tcp # SSH"], "{}", s.dump());
+    drop(n1);
+}
+
+#[test]
+fn a_connection_without_an_id_is_closed() {
+    let dir = TempDir::new("flood-noid");
+    let kv = dir.path().join("s.kv");
+    std::fs::write(&kv, "k v\n").unwrap();
+    let s = servent(&kv, &[], &["--timeout", "1"]);
+    let mut silent = RawClient::connect(&s.addr);
+    assert!(silent.read_to_close().is_empty());
+    s.wait_stderr(|l| l.contains("closing the connection"));
 }
