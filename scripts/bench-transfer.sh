@@ -27,6 +27,7 @@ now() { date +%s.%N; }
 # mibps SECONDS: throughput of BYTES in that time.
 mibps() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.0f", b / 1048576 / s }'; }
 best() { printf '%s\n' "$@" | sort -g | head -1; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # Warm up: the file in the page cache, its digest in the supernode's cache.
 cat "$FILE" >/dev/null
@@ -99,7 +100,11 @@ nc_rate=$(mibps "$nc_best")
 note "results (${SIZE_MIB} MiB over loopback, best of $RUNS, to a file)"
 printf '%-34s %8s MiB/s  (%.2f s)\n' "p2p-get (SHA-256 verified)" "$get_rate" "$get_best"
 printf '%-34s %8s MiB/s  (%.2f s)\n' "nc" "$nc_rate" "$nc_best"
-awk -v a="$nc_best" -v b="$get_best" 'BEGIN { printf "%-34s %8.2f  (>= 1 means p2p-get is at least as fast)\n", "ratio p2p-get / nc", a / b }'
+awk -v a="$nc_best" -v b="$get_best" 'BEGIN { printf "%-34s %8.2f  (>= 1 means p2p-get is at least as fast)\n", "ratio p2p-get / nc, best", a / b }'
+get_med=$(median "${get_times[@]}")
+nc_med=$(median "${nc_times[@]}")
+printf '%-34s %8s MiB/s p2p-get, %s MiB/s nc, ratio %s\n' "medians" "$(mibps "$get_med")" "$(mibps "$nc_med")" \
+    "$(awk -v a="$nc_med" -v b="$get_med" 'BEGIN { printf "%.2f", a / b }')"
 printf '%-34s %8.1f MiB\n' "peak memory p2p-superd (VmHWM)" "$(awk -v k="$superd_peak" 'BEGIN { print k / 1024 }')"
 printf '%-34s %8.1f MiB\n' "peak memory p2p-get (max RSS)" "$(awk -v k="$get_peak" 'BEGIN { print k / 1024 }')"
 rm -f "$FILE"
