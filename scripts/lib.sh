@@ -5,6 +5,7 @@
 #                          stderr $RUN/NAME.err), waits for its "listening on"
 #                          line and sets ADDR_NAME / PORT_NAME
 #   wait_line FILE ERE [SECS]   waits until FILE has a line matching ERE
+#   wait_count FILE ERE N [SECS]  waits until FILE has N lines matching ERE
 #   step DESC CMD...       runs CMD, prints "ok - DESC" or "FAIL - DESC"
 #   summary                prints the tally; returns non-zero if a step failed
 #
@@ -56,6 +57,20 @@ wait_line() {
         i=$((i + 1))
     done
     say "timed out after ${secs}s waiting for /$re/ in $file" >&2
+    return 1
+}
+
+# wait_count FILE ERE N [SECS]: polls FILE until N lines match, up to SECS (30).
+wait_count() {
+    local file=$1 re=$2 n=$3 secs=${4:-30} i=0
+    while [ "$i" -lt $((secs * 20)) ]; do
+        if [ "$(grep -cE -- "$re" "$file" 2>/dev/null || true)" -ge "$n" ]; then
+            return 0
+        fi
+        sleep 0.05
+        i=$((i + 1))
+    done
+    say "timed out waiting for $n lines /$re/ in $file" >&2
     return 1
 }
 

@@ -8,47 +8,12 @@
 #            s5's key is not found; T returns the growing path.
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
+. "$ROOT/scripts/flood-topology.sh"
 demo_init flood
-TD=$ROOT/testdata/flood
 # kv-query's quiet time (seconds), longer than the demo: each wait for
 # answers is ended with SIGTERM once the servents' own lines show the flood
 # is over, so a slow machine makes the demo slower, never wrong.
 NEVER=3600
-
-# wait_count FILE ERE N [SECS]: waits until FILE has N lines matching ERE.
-wait_count() {
-    local file=$1 re=$2 n=$3 secs=${4:-30} i=0
-    while [ "$i" -lt $((secs * 20)) ]; do
-        if [ "$(grep -cE -- "$re" "$file" 2>/dev/null || true)" -ge "$n" ]; then
-            return 0
-        fi
-        sleep 0.05
-        i=$((i + 1))
-    done
-    say "timed out waiting for $n lines /$re/ in $file" >&2
-    return 1
-}
-
-# start_topology TOPO PREFIX: starts the servents of testdata/flood/TOPO.topo
-# in file order as PREFIX_<name>, each linked to the named running
-# neighbours, and waits until every neighbour has registered its link.
-declare -A LINKS_IN
-start_topology() {
-    local topo=$1 prefix=$2 name kv neighbours n v
-    while read -r name kv neighbours; do
-        case "$name" in "" | \#*) continue ;; esac
-        local addrs=()
-        for n in $neighbours; do
-            v="ADDR_${prefix}_$n"
-            addrs+=("${!v}")
-        done
-        start "${prefix}_$name" kv-servent --bind 127.0.0.1 0 "$TD/$kv" "${addrs[@]}" || return 1
-        for n in $neighbours; do
-            LINKS_IN[${prefix}_$n]=$((${LINKS_IN[${prefix}_$n]:-0} + 1))
-            wait_count "$RUN/${prefix}_$n.out" '^link in ' "${LINKS_IN[${prefix}_$n]}" || return 1
-        done
-    done <"$TD/$topo.topo"
-}
 
 # ere TEXT: TEXT as an ERE matching itself (addresses have dots).
 ere() { printf '%s' "$1" | sed 's/[.[\*^$()+?{}|]/\\&/g'; }

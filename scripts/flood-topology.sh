@@ -1,0 +1,27 @@
+# Starting a flooding topology from testdata/flood/NAME.topo; sourced by the
+# flood demo and its tmux layout after scripts/lib.sh.
+TD=$ROOT/testdata/flood
+
+# start_topology TOPO PREFIX: starts the servents of testdata/flood/TOPO.topo
+# in file order as PREFIX_<name>, each linked to the named running
+# neighbours, and waits until every neighbour has registered its link.
+# The names, in start order, end up in TOPO_NAMES.
+declare -A LINKS_IN
+start_topology() {
+    local topo=$1 prefix=$2 name kv neighbours n v
+    TOPO_NAMES=()
+    while read -r name kv neighbours; do
+        case "$name" in "" | \#*) continue ;; esac
+        local addrs=()
+        for n in $neighbours; do
+            v="ADDR_${prefix}_$n"
+            addrs+=("${!v}")
+        done
+        start "${prefix}_$name" kv-servent --bind 127.0.0.1 0 "$TD/$kv" "${addrs[@]}" || return 1
+        for n in $neighbours; do
+            LINKS_IN[${prefix}_$n]=$((${LINKS_IN[${prefix}_$n]:-0} + 1))
+            wait_count "$RUN/${prefix}_$n.out" '^link in ' "${LINKS_IN[${prefix}_$n]}" || return 1
+        done
+        TOPO_NAMES+=("$name")
+    done <"$TD/$topo.topo"
+}
