@@ -141,6 +141,14 @@ impl Conn {
         })
     }
 
+    /// Server side of opening a connection: wraps an accepted stream and
+    /// runs the handshake for `protocol`. `Ok(None)` if the peer closed
+    /// before saying hello.
+    pub fn accept(stream: TcpStream, protocol: Protocol) -> Result<Option<Conn>> {
+        let mut conn = Conn::new(stream)?;
+        Ok(conn.server_handshake(protocol)?.then_some(conn))
+    }
+
     /// Connects to `addr` (`host:port`) with timeouts, without a handshake.
     pub fn connect(addr: &str, timeouts: &Timeouts) -> Result<Conn> {
         Ok(Conn::new(net::connect(addr, timeouts)?)?)

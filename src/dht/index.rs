@@ -66,21 +66,14 @@ struct Session {
 }
 
 fn handle(index: &Index, stream: TcpStream, peer: SocketAddr, timeouts: Timeouts) {
-    let mut conn = match Conn::new(stream) {
-        Ok(c) => c,
-        Err(e) => {
-            crate::diag!("{peer}: {}", crate::cli::describe_io(&e));
-            return;
-        }
-    };
-    match conn.server_handshake(INDEX_PROTOCOL) {
-        Ok(true) => {}
-        Ok(false) => return,
+    let mut conn = match Conn::accept(stream, INDEX_PROTOCOL) {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
         Err(e) => {
             crate::diag!("{peer}: {e}");
             return;
         }
-    }
+    };
     // A control connection may sit idle between syncs; supernodes send a
     // heartbeat, so only a much longer silence means the peer is gone.
     let idle = timeouts.io.max(HEARTBEAT * 4);

@@ -776,19 +776,17 @@ fn handle(node: &Node, shutdown: &Shutdown, stream: TcpStream, peer: SocketAddr)
         // The wake-up connection of the accept loop, or a late client.
         return;
     }
-    let mut conn = match Conn::new(stream) {
-        Ok(c) => c,
+    let mut conn = match Conn::accept(stream, SUPER_PROTOCOL) {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
         Err(e) => {
-            crate::diag!("{peer}: {}", crate::cli::describe_io(&e));
+            if !e.is_disconnect() {
+                crate::diag!("{peer}: {e}");
+            }
             return;
         }
     };
-    let outcome = match conn.server_handshake(SUPER_PROTOCOL) {
-        Ok(true) => serve_client(node, &mut conn, peer),
-        Ok(false) => Ok(()),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = outcome
+    if let Err(e) = serve_client(node, &mut conn, peer)
         && !e.is_disconnect()
     {
         crate::diag!("{peer}: {e}");

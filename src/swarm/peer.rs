@@ -442,21 +442,14 @@ impl Node {
     /// One downloader's connection: handshake, then requests until it
     /// closes. A malformed request gets an `Error` answer and a close.
     fn serve_conn(&self, stream: TcpStream, peer: SocketAddr) {
-        let mut conn = match Conn::new(stream) {
-            Ok(c) => c,
-            Err(e) => {
-                self.warn(&format!("{peer}: {}", cli::describe_io(&e)));
-                return;
-            }
-        };
-        match conn.server_handshake(PEER_WIRE) {
-            Ok(true) => {}
-            Ok(false) => return,
+        let mut conn = match Conn::accept(stream, PEER_WIRE) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
             Err(e) => {
                 self.warn(&format!("{peer}: {e}"));
                 return;
             }
-        }
+        };
         let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
         let mut buf = vec![0u8; chunk];
         loop {

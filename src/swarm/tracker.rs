@@ -355,21 +355,14 @@ fn member(
 /// One peer's connection: handshake, then requests until it closes. A
 /// malformed request gets an `Error` answer and the connection is closed.
 fn serve_conn(tracker: &Tracker, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = match Conn::new(stream) {
-        Ok(c) => c,
-        Err(e) => {
-            crate::diag!("{peer}: {}", crate::cli::describe_io(&e));
-            return;
-        }
-    };
-    match conn.server_handshake(TRACKER) {
-        Ok(true) => {}
-        Ok(false) => return,
+    let mut conn = match Conn::accept(stream, TRACKER) {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
         Err(e) => {
             crate::diag!("{peer}: {e}");
             return;
         }
-    }
+    };
     loop {
         match conn.recv::<TrackerRequest>() {
             Ok(None) => return,
