@@ -291,15 +291,7 @@ fn read_answers(stream: TcpStream, peer: SocketAddr, tx: &Sender<Event>) {
                 first = false;
                 continue;
             }
-            Ok(Some(Message::Resp { seq, value })) => Event::Answer {
-                seq,
-                value,
-                from: peer,
-            },
-            Ok(Some(other)) => Event::Unexpected {
-                from: peer,
-                what: other.name().to_string(),
-            },
+            Ok(Some(msg)) => answer_event(msg, peer),
             Err(e) => {
                 let _ = tx.send(Event::Bad {
                     from: peer,
@@ -316,21 +308,24 @@ fn read_answers(stream: TcpStream, peer: SocketAddr, tx: &Sender<Event>) {
     net::close(r.get_ref());
 }
 
+/// A message where an answer is expected: a RESP, or something unexpected.
+fn answer_event(msg: Message, from: SocketAddr) -> Event {
+    match msg {
+        Message::Resp { seq, value } => Event::Answer { seq, value, from },
+        other => Event::Unexpected {
+            from,
+            what: other.name().to_string(),
+        },
+    }
+}
+
 /// The servent link: a servent may answer on it too; its end is reported.
 fn read_link(stream: TcpStream, servent: SocketAddr, tx: &Sender<Event>) {
     let mut r = BufReader::new(stream);
     loop {
         let event = match wire::read_message(&mut r) {
             Ok(None) => Event::LinkClosed,
-            Ok(Some(Message::Resp { seq, value })) => Event::Answer {
-                seq,
-                value,
-                from: servent,
-            },
-            Ok(Some(other)) => Event::Unexpected {
-                from: servent,
-                what: other.name().to_string(),
-            },
+            Ok(Some(msg)) => answer_event(msg, servent),
             Err(e) => {
                 let _ = tx.send(Event::Bad {
                     from: servent,
