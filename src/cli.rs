@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::error::describe_io;
 use crate::net::Timeouts;
+use crate::server::{self, Limits};
 
 /// Network flags shared by every program.
 #[derive(Debug, Clone, Args)]
@@ -28,12 +30,47 @@ impl NetArgs {
     }
 }
 
-/// Flags shared by every daemon.
+/// The server core's limits, as flags (every daemon has them).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Connections served at once; when all are taken, the one idle longest
+    /// is dropped for a newcomer
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNS,
+          value_parser = parse_count)]
+    pub max_conns: usize,
+
+    /// Seconds a whole request (handshake, frame, ID) may take to arrive
+    #[arg(long, value_name = "SECS", default_value_t = server::DEFAULT_REQUEST_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
+
+    /// Seconds a connection may sit idle between requests
+    #[arg(long, value_name = "SECS", default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+}
+
+impl LimitArgs {
+    /// The server core's limits from these flags and the socket timeouts.
+    pub fn limits(&self, net: &NetArgs) -> Limits {
+        Limits {
+            max_conns: self.max_conns,
+            request_timeout: Duration::from_secs(self.request_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            io: net.timeouts(),
+        }
+    }
+}
+
+/// Flags shared by every daemon: where to listen, and the server core's limits.
 #[derive(Debug, Clone, Args)]
 pub struct DaemonArgs {
     /// Address to listen on, HOST:PORT (port 0 picks a free port)
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     #[command(flatten)]
     pub net: NetArgs,
@@ -43,6 +80,19 @@ impl DaemonArgs {
     /// The `--listen` address, or `default` when it was not given.
     pub fn listen_or(&self, default: &str) -> String {
         self.listen.clone().unwrap_or_else(|| default.to_string())
+    }
+
+    /// The server core's limits from these flags.
+    pub fn limits(&self) -> Limits {
+        self.limits.limits(&self.net)
+    }
+}
+
+/// Parses a count from 1 to 65536 (connection caps, worker counts).
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=65_536).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 1 to 65536")),
     }
 }
 
@@ -142,32 +192,6 @@ pub fn describe(err: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
-/// An I/O error without the `(os error N)` noise, in lower case, with read
-/// timeouts called what they are.
-pub fn describe_io(e: &io::Error) -> String {
-    if matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    ) && e.raw_os_error().is_some()
-    {
-        return "timed out".to_string();
-    }
-    let text = e.to_string();
-    let text = match text.find(" (os error ") {
-        Some(i) if e.raw_os_error().is_some() => text[..i].to_string(),
-        _ => text,
-    };
-    if e.raw_os_error().is_some() {
-        let mut chars = text.chars();
-        match chars.next() {
-            Some(first) => first.to_lowercase().chain(chars).collect(),
-            None => text,
-        }
-    } else {
-        text
-    }
-}
-
 /// True when stderr is a terminal, i.e. progress bars should be drawn.
 pub fn progress_enabled() -> bool {
     io::stderr().is_terminal()
@@ -193,14 +217,6 @@ pub fn byte_bar(len: u64, label: &str) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn io_errors_read_cleanly() {
-        let e = io::Error::from_raw_os_error(111);
-        assert_eq!(describe_io(&e), "connection refused");
-        let e = io::Error::other("custom text");
-        assert_eq!(describe_io(&e), "custom text");
-    }
 
     #[test]
     fn chain_is_one_line() {

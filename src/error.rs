@@ -3,8 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::digest::Digest;
 use crate::name::NameError;
-use crate::transfer::Digest;
 
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -34,12 +34,21 @@ pub enum Error {
     Protocol(String),
     /// The peer answered with an error of its own.
     Remote(String),
+    /// Something did not finish within its deadline (not one socket read:
+    /// those are `Io` errors of kind `TimedOut`).
+    TimedOut(String),
+    /// A part of this program that the operation needs has stopped.
+    Stopped(String),
+    /// A local resource (a folder, a file) is not what it must be.
+    Local(String),
+    /// `source` happened while doing `what` (`binding 0.0.0.0:80`).
+    Context { what: String, source: Box<Error> },
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io(e) => write!(f, "{}", crate::cli::describe_io(e)),
+            Error::Io(e) => write!(f, "{}", describe_io(e)),
             Error::FrameTooLarge { len, max } => {
                 write!(f, "frame of {len} bytes exceeds the {max}-byte limit")
             }
@@ -54,6 +63,10 @@ impl fmt::Display for Error {
             Error::Handshake(why) => write!(f, "handshake failed: {why}"),
             Error::Protocol(why) => write!(f, "protocol error: {why}"),
             Error::Remote(why) => write!(f, "{why}"),
+            Error::TimedOut(what) => write!(f, "{what}: timed out"),
+            Error::Stopped(what) => write!(f, "{what} has stopped"),
+            Error::Local(why) => write!(f, "{why}"),
+            Error::Context { what, source } => write!(f, "{what}: {source}"),
         }
     }
 }
@@ -63,6 +76,8 @@ impl std::error::Error for Error {
         match self {
             Error::Io(e) => e.source(),
             Error::Name(e) => Some(e),
+            // The source is part of this error's own text; go past it.
+            Error::Context { source, .. } => source.source(),
             _ => None,
         }
     }
@@ -84,10 +99,26 @@ impl From<NameError> for Error {
 }
 
 impl Error {
+    /// Wraps the error with what was being done when it happened.
+    pub fn doing(self, what: impl Into<String>) -> Error {
+        Error::Context {
+            what: what.into(),
+            source: Box::new(self),
+        }
+    }
+
+    /// The innermost error, past any `Context` wrappers.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Context { source, .. } => source.root(),
+            e => e,
+        }
+    }
+
     /// True when the error is the peer going away or timing out, as opposed
     /// to the peer sending something wrong. Daemons log these more quietly.
     pub fn is_disconnect(&self) -> bool {
-        match self {
+        match self.root() {
             Error::Closed | Error::Truncated => true,
             Error::Io(e) => matches!(
                 e.kind(),
@@ -99,5 +130,66 @@ impl Error {
             ),
             _ => false,
         }
+    }
+}
+
+/// Adds `doing` to results: `bind(addr).doing(|| format!("binding {addr}"))`.
+pub trait ResultExt<T> {
+    /// Wraps an error with what was being done when it happened.
+    fn doing<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
+    fn doing<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| e.into().doing(what()))
+    }
+}
+
+/// An I/O error without the `(os error N)` noise, in lower case, with read
+/// timeouts called what they are.
+pub fn describe_io(e: &io::Error) -> String {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) && e.raw_os_error().is_some()
+    {
+        return "timed out".to_string();
+    }
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(i) if e.raw_os_error().is_some() => text[..i].to_string(),
+        _ => text,
+    };
+    if e.raw_os_error().is_some() {
+        let mut chars = text.chars();
+        match chars.next() {
+            Some(first) => first.to_lowercase().chain(chars).collect(),
+            None => text,
+        }
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_cleanly() {
+        let e = io::Error::from_raw_os_error(111);
+        assert_eq!(describe_io(&e), "connection refused");
+        let e = io::Error::other("custom text");
+        assert_eq!(describe_io(&e), "custom text");
+    }
+
+    #[test]
+    fn context_reads_outside_in_and_keeps_the_cause() {
+        let e = Error::from(io::Error::from_raw_os_error(104)).doing("reading x");
+        assert_eq!(e.to_string(), "reading x: connection reset by peer");
+        assert!(e.is_disconnect());
+        let r: std::result::Result<(), io::Error> = Err(io::Error::from_raw_os_error(98));
+        let e = r.doing(|| "binding 0.0.0.0:1").unwrap_err();
+        assert_eq!(e.to_string(), "binding 0.0.0.0:1: address already in use");
     }
 }

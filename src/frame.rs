@@ -1,18 +1,26 @@
 //! Length-prefixed postcard frames: `[u32 big-endian length][postcard message]`,
-//! the codec, a buffered `Conn` over a `TcpStream`, and the version handshake.
+//! the codec, a buffered `Conn` over a `TcpStream`, the version handshake,
+//! and the one policy every framed server follows for requests.
 //!
 //! A frame's length is checked against a maximum before anything is allocated;
 //! a clean EOF at a frame boundary reads as `Ok(None)`, an EOF inside a frame
 //! is `Error::Truncated`, and bytes left after the message are an error.
+//!
+//! **Request policy** ([`Conn::next_request`]): a complete frame that is not
+//! a valid request gets the protocol's typed error reply and the connection
+//! keeps serving; a frame over the size limit gets the same reply and the
+//! connection is closed (the stream is no longer at a frame boundary).
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::net::{self, Timeouts};
+use crate::net::{self, SharedStream, Timeouts};
+use crate::server::Session;
 
 /// Largest frame payload our control protocols accept (1 MiB). File bytes are
 /// streamed raw after a header frame and never count against it.
@@ -118,35 +126,110 @@ pub enum HelloReply {
     Refused { reason: String },
 }
 
-/// A framed connection: buffered reader and writer halves of one `TcpStream`.
+/// A protocol's request type, as a server reads it.
+pub trait Request: DeserializeOwned {
+    /// Largest request frame the server reads.
+    const MAX_LEN: usize = MAX_FRAME_LEN;
+
+    /// Why `payload` is not a valid request, in words fit for an error reply.
+    fn explain(payload: &[u8], err: &Error) -> String {
+        let _ = payload;
+        format!("invalid request: {err}")
+    }
+}
+
+/// A protocol's response type: it can carry an error message.
+pub trait Response: Serialize {
+    /// The error reply to an invalid request.
+    fn error(message: String) -> Self;
+}
+
+/// A framed connection: buffered reader and writer halves of one socket,
+/// and on the server side the core's [`Session`] for it.
 pub struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
+    reader: BufReader<SharedStream>,
+    writer: BufWriter<SharedStream>,
     peer: SocketAddr,
+    session: Option<Session>,
 }
 
 /// Buffer size of each half of a `Conn`.
 const CONN_BUF: usize = 64 * 1024;
 
 impl Conn {
-    /// Wraps an accepted or connected stream (its timeouts must already be set).
+    /// Wraps a connected stream (its timeouts must already be set).
     pub fn new(stream: TcpStream) -> io::Result<Conn> {
         let peer = stream.peer_addr()?;
-        let reader = BufReader::with_capacity(CONN_BUF, stream.try_clone()?);
-        let writer = BufWriter::with_capacity(CONN_BUF, stream);
-        Ok(Conn {
-            reader,
-            writer,
-            peer,
-        })
+        Ok(Conn::over(Arc::new(stream), peer, None))
     }
 
-    /// Server side of opening a connection: wraps an accepted stream and
-    /// runs the handshake for `protocol`. `Ok(None)` if the peer closed
-    /// before saying hello.
-    pub fn accept(stream: TcpStream, protocol: Protocol) -> Result<Option<Conn>> {
-        let mut conn = Conn::new(stream)?;
+    fn over(stream: Arc<TcpStream>, peer: SocketAddr, session: Option<Session>) -> Conn {
+        Conn {
+            reader: BufReader::with_capacity(CONN_BUF, SharedStream::new(stream.clone())),
+            writer: BufWriter::with_capacity(CONN_BUF, SharedStream::new(stream)),
+            peer,
+            session,
+        }
+    }
+
+    /// Server side, without a handshake: frames over a served connection.
+    pub fn serve(session: Session) -> Conn {
+        let (stream, peer) = (session.shared_stream(), session.peer());
+        Conn::over(stream, peer, Some(session))
+    }
+
+    /// Server side of opening a connection: runs the handshake for
+    /// `protocol`, all of which must arrive within the request deadline.
+    /// `Ok(None)` if the peer closed before saying hello.
+    pub fn accept(session: Session, protocol: Protocol) -> Result<Option<Conn>> {
+        let mut conn = Conn::serve(session);
         Ok(conn.server_handshake(protocol)?.then_some(conn))
+    }
+
+    /// The core's session of a served connection.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// Server side: the next request, under the core's deadlines (idle
+    /// between requests, the whole frame within the request timeout). An
+    /// invalid request is answered with `R::error` and skipped; an
+    /// oversized one is answered and ends the connection. `Ok(None)` when
+    /// the peer closed between requests or the core closed the connection.
+    pub fn next_request<Q: Request, R: Response>(&mut self) -> Result<Option<Q>> {
+        loop {
+            if let Some(s) = &self.session {
+                s.idle();
+            }
+            if self.reader.fill_buf()?.is_empty() {
+                return Ok(None);
+            }
+            if let Some(s) = &self.session {
+                s.request();
+            }
+            let payload = match read_payload(&mut self.reader, Q::MAX_LEN) {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(None),
+                Err(e @ Error::FrameTooLarge { .. }) => {
+                    let message = format!("invalid request: {e}");
+                    crate::diag!("{}: {message}", self.peer);
+                    self.send(&R::error(message))?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(s) = &self.session {
+                s.busy();
+            }
+            match decode::<Q>(&payload) {
+                Ok(req) => return Ok(Some(req)),
+                Err(e) => {
+                    let message = Q::explain(&payload, &e);
+                    crate::diag!("{}: {message}", self.peer);
+                    self.send(&R::error(message))?;
+                }
+            }
+        }
     }
 
     /// Connects to `addr` (`host:port`) with timeouts, without a handshake.
@@ -168,12 +251,12 @@ impl Conn {
 
     /// The local address of the socket.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.writer.get_ref().local_addr()
+        self.stream().local_addr()
     }
 
     /// The underlying stream, e.g. to change its timeouts.
     pub fn stream(&self) -> &TcpStream {
-        self.writer.get_ref()
+        self.writer.get_ref().tcp()
     }
 
     /// Sends one message and flushes.
@@ -205,12 +288,12 @@ impl Conn {
     }
 
     /// The buffered reader, for raw bytes that follow a header frame.
-    pub fn reader(&mut self) -> &mut BufReader<TcpStream> {
+    pub fn reader(&mut self) -> &mut BufReader<SharedStream> {
         &mut self.reader
     }
 
     /// The buffered writer, for raw bytes that follow a header frame.
-    pub fn writer(&mut self) -> &mut BufWriter<TcpStream> {
+    pub fn writer(&mut self) -> &mut BufWriter<SharedStream> {
         &mut self.writer
     }
 

@@ -20,12 +20,14 @@
 //! - [`flood`]: Gnutella-like key-value flooding (`kv-servent`, `kv-query`).
 
 pub mod cli;
+pub mod digest;
 pub mod error;
 pub mod frame;
 pub mod log;
 pub mod name;
 pub mod net;
 pub mod rng;
+pub mod server;
 pub mod shutdown;
 pub mod transfer;
 

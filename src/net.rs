@@ -1,15 +1,12 @@
-//! Sockets: connecting and binding with timeouts, the `listening on` readiness
-//! line, and `serve`, a bounded accept loop that runs each connection on its
-//! own thread while at most `limit` run at once.
+//! Sockets: connecting and binding with timeouts, and `SharedStream`, one
+//! socket shared by a buffered reader and writer without a second descriptor.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown as SockShutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::shutdown::Shutdown;
+use crate::error::{Error, Result, ResultExt};
 
 /// Connect and I/O timeouts applied to every socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,19 +47,19 @@ pub fn configure(stream: &TcpStream, timeouts: &Timeouts) -> io::Result<()> {
 pub fn connect(addr: &str, timeouts: &Timeouts) -> Result<TcpStream> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
-        .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("resolving {addr}: {e}"))))?
+        .doing(|| format!("resolving {addr}"))?
         .collect();
-    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address"));
+    let mut last = Error::Local(format!("{addr}: no address"));
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeouts.connect) {
             Ok(s) => {
                 configure(&s, timeouts)?;
                 return Ok(s);
             }
-            Err(e) => last = e,
+            Err(e) => last = Error::Io(e),
         }
     }
-    Err(Error::Io(last))
+    Err(last)
 }
 
 /// Connects to an already-resolved address.
@@ -83,120 +80,42 @@ pub fn host_port(host: &str, port: u16) -> String {
 
 /// Binds a listener on `addr` (`host:port`, port 0 picks a free one).
 pub fn bind(addr: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("binding {addr}: {e}"))))
+    TcpListener::bind(addr).doing(|| format!("binding {addr}"))
 }
 
-/// Prints the readiness line `listening on HOST:PORT` as the first line of
-/// stdout and flushes it; scripts and tests wait on it.
-pub fn announce(listener: &TcpListener) -> Result<SocketAddr> {
-    let addr = listener.local_addr()?;
-    let mut out = io::stdout().lock();
-    writeln!(out, "listening on {addr}")?;
-    out.flush()?;
-    Ok(addr)
-}
+/// One socket shared by the halves of a buffered connection (and by the
+/// server core, which may shut it down): reads and writes go through
+/// `&TcpStream`, so no descriptor is duplicated.
+#[derive(Debug, Clone)]
+pub struct SharedStream(Arc<TcpStream>);
 
-/// Counts running connection threads and blocks new ones at the limit.
-struct Slots {
-    used: Mutex<usize>,
-    freed: Condvar,
-    limit: usize,
-}
-
-impl Slots {
-    /// Waits for a free slot; gives up (returning false) once shutdown starts.
-    fn acquire(&self, shutdown: &Shutdown) -> bool {
-        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-        while *used >= self.limit {
-            if shutdown.is_triggered() {
-                return false;
-            }
-            used = self
-                .freed
-                .wait_timeout(used, Duration::from_millis(200))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        *used += 1;
-        true
+impl SharedStream {
+    pub fn new(stream: Arc<TcpStream>) -> SharedStream {
+        SharedStream(stream)
     }
 
-    fn release(&self) {
-        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-        *used = used.saturating_sub(1);
-        self.freed.notify_one();
+    /// The socket itself (for sendfile, timeouts, addresses).
+    pub fn tcp(&self) -> &TcpStream {
+        &self.0
     }
 }
 
-/// Releases a slot when the connection thread ends, even by panic.
-struct SlotGuard(Arc<Slots>);
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        self.0.release();
+impl io::Read for SharedStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
     }
 }
 
-/// Default cap on simultaneous connections per daemon.
-pub const DEFAULT_MAX_CONNS: usize = 256;
-
-/// Accepts connections until `shutdown` triggers, running `handler` for
-/// each on its own thread, with at most `limit` handlers at once (further
-/// clients wait in the listen backlog). Each accepted stream is configured
-/// with `timeouts` first. A handler only ever loses its own connection.
-pub fn serve<F>(
-    listener: TcpListener,
-    shutdown: &Arc<Shutdown>,
-    timeouts: Timeouts,
-    limit: usize,
-    handler: F,
-) -> Result<()>
-where
-    F: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
-{
-    let local = listener.local_addr()?;
-    shutdown.wake_on(local);
-    let slots = Arc::new(Slots {
-        used: Mutex::new(0),
-        freed: Condvar::new(),
-        limit: limit.max(1),
-    });
-    let handler = Arc::new(handler);
-    loop {
-        if !slots.acquire(shutdown) {
-            break;
-        }
-        let guard = SlotGuard(slots.clone());
-        let accepted = listener.accept();
-        if shutdown.is_triggered() {
-            break;
-        }
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                crate::diag!("accept on {local}: {}", crate::cli::describe_io(&e));
-                // Out of descriptors or similar: back off instead of spinning.
-                shutdown.wait(Duration::from_millis(100));
-                continue;
-            }
-        };
-        if let Err(e) = configure(&stream, &timeouts) {
-            crate::diag!("{peer}: {}", crate::cli::describe_io(&e));
-            continue;
-        }
-        let handler = handler.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("conn {peer}"))
-            .spawn(move || {
-                let _guard = guard;
-                handler(stream, peer);
-            });
-        if let Err(e) = spawned {
-            crate::diag!("{peer}: cannot start a thread: {e}");
-        }
+impl io::Write for SharedStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
     }
-    Ok(())
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self.0).write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Closes both directions of a stream, ignoring errors (it may be gone).
@@ -207,32 +126,6 @@ pub fn close(stream: &TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
-
-    #[test]
-    fn serve_runs_handlers_and_stops_on_shutdown() {
-        let listener = bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = Shutdown::new();
-        let s2 = shutdown.clone();
-        let server = thread::spawn(move || {
-            serve(listener, &s2, Timeouts::default(), 2, |mut s, _| {
-                let mut b = [0u8; 1];
-                if s.read_exact(&mut b).is_ok() {
-                    let _ = s.write_all(&[b[0] + 1]);
-                }
-            })
-        });
-        for i in 0..5u8 {
-            let mut c = connect(&addr.to_string(), &Timeouts::default()).unwrap();
-            c.write_all(&[i]).unwrap();
-            let mut b = [0u8; 1];
-            c.read_exact(&mut b).unwrap();
-            assert_eq!(b[0], i + 1);
-        }
-        shutdown.trigger();
-        server.join().unwrap().unwrap();
-    }
 
     #[test]
     fn host_port_brackets_ipv6() {

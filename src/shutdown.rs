@@ -28,7 +28,7 @@ impl Shutdown {
         let shutdown = Shutdown::new();
         let s = shutdown.clone();
         ctrlc::set_handler(move || s.trigger())
-            .map_err(|e| Error::Io(std::io::Error::other(format!("signal handler: {e}"))))?;
+            .map_err(|e| Error::Local(format!("installing the signal handler: {e}")))?;
         Ok(shutdown)
     }
 

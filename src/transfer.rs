@@ -1,119 +1,30 @@
-//! File transfer with integrity: the `Digest` type, hashing, streaming a
-//! file body after a header, and receiving one into a temporary file that is
-//! renamed into place only after its SHA-256 matches.
+//! File transfer with integrity: streaming a file body after a header, and
+//! receiving one into a temporary file that is renamed into place only after
+//! its SHA-256 matches.
 
-use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
-use indicatif::ProgressBar;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::name::TEMP_PREFIX;
-
-/// A SHA-256 digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Digest(pub [u8; 32]);
-
-impl Digest {
-    /// The digest of a byte slice.
-    pub fn of(bytes: &[u8]) -> Digest {
-        Digest(Sha256::digest(bytes).into())
-    }
-
-    /// Lower-case hexadecimal, 64 characters.
-    pub fn to_hex(&self) -> String {
-        self.to_string()
-    }
-
-    /// Parses 64 hexadecimal characters.
-    pub fn from_hex(s: &str) -> Option<Digest> {
-        let s = s.as_bytes();
-        if s.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in s.chunks_exact(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            out[i] = (hi * 16 + lo) as u8;
-        }
-        Some(Digest(out))
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({self})")
-    }
-}
-
-/// Streaming SHA-256.
-#[derive(Default, Clone)]
-pub struct Hasher(Sha256);
-
-impl Hasher {
-    pub fn new() -> Hasher {
-        Hasher::default()
-    }
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-    pub fn finish(self) -> Digest {
-        Digest(self.0.finalize().into())
-    }
-}
+use crate::net::SharedStream;
+use indicatif::ProgressBar;
 
 /// Size of the buffer used to move file bytes.
 pub const CHUNK: usize = 256 * 1024;
-
-/// Hashes everything `r` yields; returns the digest and the byte count.
-pub fn hash_reader<R: Read>(mut r: R) -> io::Result<(Digest, u64)> {
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((hasher.finish(), total))
-}
-
-/// Hashes a file; returns the digest and its length.
-pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
-    hash_reader(File::open(path)?)
-}
 
 /// Streams exactly `len` bytes of `file` to `w` (sendfile on Linux when `w`
 /// is a socket) and flushes. A file that shrank meanwhile is an error.
 pub fn send_body<W: Write>(file: File, len: u64, w: &mut W) -> Result<()> {
     let sent = io::copy(&mut file.take(len), w)?;
     if sent != len {
-        return Err(Error::Io(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("file shrank while sending: {sent} of {len} bytes"),
+        return Err(Error::Local(format!(
+            "file shrank while sending: {sent} of {len} bytes"
         )));
     }
     w.flush()?;
@@ -126,17 +37,21 @@ pub fn send_body<W: Write>(file: File, len: u64, w: &mut W) -> Result<()> {
 /// our memory. (std's `io::copy` does not use sendfile towards sockets: it
 /// reads and writes 8 KiB at a time.) Falls back to a `CHUNK`-sized copy
 /// loop where sendfile is unavailable.
-pub fn send_body_to_socket(mut file: File, len: u64, w: &mut BufWriter<TcpStream>) -> Result<()> {
+pub fn send_body_to_socket(
+    mut file: File,
+    len: u64,
+    w: &mut BufWriter<SharedStream>,
+) -> Result<()> {
     w.flush()?;
-    let sock = w.get_mut();
+    let mut sock = w.get_ref().tcp();
     let mut left = len;
     #[cfg(target_os = "linux")]
     while left > 0 {
         match sendfile::send(&file, sock, left) {
             Ok(0) => {
-                return Err(Error::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("file shrank while sending: {} of {len} bytes", len - left),
+                return Err(Error::Local(format!(
+                    "file shrank while sending: {} of {len} bytes",
+                    len - left
                 )));
             }
             Ok(n) => left -= n as u64,
@@ -152,9 +67,9 @@ pub fn send_body_to_socket(mut file: File, len: u64, w: &mut BufWriter<TcpStream
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             let n = match file.read(&mut buf[..want]) {
                 Ok(0) => {
-                    return Err(Error::Io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("file shrank while sending: {} of {len} bytes", len - left),
+                    return Err(Error::Local(format!(
+                        "file shrank while sending: {} of {len} bytes",
+                        len - left
                     )));
                 }
                 Ok(n) => n,
@@ -268,7 +183,7 @@ fn receive_body_pipelined<R: Read, W: Write>(
         drop(full_tx);
         let digest = hasher
             .join()
-            .map_err(|_| Error::Io(io::Error::other("the hashing thread panicked")))?;
+            .map_err(|_| Error::Stopped("the hashing thread".into()))?;
         moved?;
         out.flush()?;
         Ok(digest)
@@ -295,7 +210,7 @@ fn move_chunks<R: Read, W: Write>(
     while left > 0 {
         let mut buf = free
             .recv()
-            .map_err(|_| Error::Io(io::Error::other("the hashing thread stopped")))?;
+            .map_err(|_| Error::Stopped("the hashing thread".into()))?;
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let mut n = 0;
         while n < want {
@@ -310,7 +225,7 @@ fn move_chunks<R: Read, W: Write>(
         left -= n as u64;
         progress.inc(n as u64);
         full.send((buf, n))
-            .map_err(|_| Error::Io(io::Error::other("the hashing thread stopped")))?;
+            .map_err(|_| Error::Stopped("the hashing thread".into()))?;
     }
     Ok(())
 }
@@ -524,7 +439,8 @@ mod tests {
             s.read_to_end(&mut got).unwrap();
             got
         });
-        let mut w = BufWriter::new(TcpStream::connect(addr).unwrap());
+        let stream = std::sync::Arc::new(std::net::TcpStream::connect(addr).unwrap());
+        let mut w = BufWriter::new(SharedStream::new(stream));
         w.write_all(b"head").unwrap();
         send_body_to_socket(File::open(&path).unwrap(), 1_000_000, &mut w).unwrap();
         let err = send_body_to_socket(File::open(&path).unwrap(), 4_000_000, &mut w).unwrap_err();

@@ -74,7 +74,7 @@ impl Common {
         let floor = Duration::from_millis(10);
         PeerConfig {
             tracker: self.tracker.clone(),
-            timeouts: self.daemon.net.timeouts(),
+            limits: self.daemon.limits(),
             ping_interval: self.ping_interval.max(floor),
             report_interval: self.report_interval.max(floor),
             request_interval,

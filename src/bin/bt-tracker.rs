@@ -26,9 +26,12 @@ fn main() -> ExitCode {
     cli::run(env!("CARGO_BIN_NAME"), || {
         let cfg = TrackerConfig {
             cleanup_interval: a.cleanup_interval.max(Duration::from_millis(10)),
-            timeouts: a.daemon.net.timeouts(),
+            server: a.daemon.limits(),
             limits: tracker::Limits::default(),
         };
-        tracker::run(&a.daemon.listen_or(tracker::DEFAULT_LISTEN), &cfg)
+        Ok(tracker::run(
+            &a.daemon.listen_or(tracker::DEFAULT_LISTEN),
+            &cfg,
+        )?)
     })
 }

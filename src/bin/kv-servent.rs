@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use peerkit::cli::{self, NetArgs};
+use peerkit::cli::{self, LimitArgs, NetArgs};
 use peerkit::flood::KvStore;
 use peerkit::flood::servent::{
     self, Config, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_LINKS, DEFAULT_SEEN_FOR, DEFAULT_TTL,
@@ -45,6 +45,8 @@ struct Args {
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
     net: NetArgs,
 }
 
@@ -65,7 +67,7 @@ fn main() -> ExitCode {
             neighbours: a.neighbours,
             ttl: a.ttl,
             seen_for: Duration::from_secs(a.seen_secs),
-            timeouts: a.net.timeouts(),
+            limits: a.limits.limits(&a.net),
             max_clients: a.max_clients,
             max_links: a.max_links,
             quiet: a.quiet,

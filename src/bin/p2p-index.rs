@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     cli::run(env!("CARGO_BIN_NAME"), || {
         cmd::index(
             &a.daemon.listen_or(index::DEFAULT_LISTEN),
-            a.daemon.net.timeouts(),
+            a.daemon.limits(),
         )
     })
 }

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             a.daemon.listen_or(superd::DEFAULT_LISTEN),
             a.sync_interval,
             a.heartbeat,
-            a.daemon.net.timeouts(),
+            a.daemon.limits(),
         )
     })
 }

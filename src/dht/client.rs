@@ -10,11 +10,12 @@ use indicatif::ProgressBar;
 
 use crate::cli;
 use crate::dht::proto::{SUPER_PROTOCOL, SuperRequest, SuperResponse};
+use crate::digest::{self, Digest};
 use crate::error::{Error, Result};
 use crate::frame::Conn;
 use crate::name::FileName;
 use crate::net::Timeouts;
-use crate::transfer::{self, Digest, Overwrite};
+use crate::transfer::{self, Overwrite};
 
 /// Most redirects a download follows.
 pub const MAX_REDIRECTS: usize = 4;
@@ -170,7 +171,7 @@ pub fn put(
     if !file.metadata()?.is_file() {
         return Err(Error::Io(io::Error::other("not a regular file")));
     }
-    let (sha256, size) = transfer::hash_reader(&mut file)?;
+    let (sha256, size) = digest::hash_reader(&mut file)?;
     let file = File::open(path)?;
     let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL)?;
     conn.send(&SuperRequest::Upload { name, size, sha256 })?;

@@ -13,10 +13,11 @@ use crate::dht::proto::MAX_HEARTBEAT;
 use crate::dht::{index, superd};
 use crate::name::FileName;
 use crate::net::{self, Timeouts};
+use crate::server::Limits;
 
 /// `p2p-index`: serves the ring until Ctrl-C or SIGTERM.
-pub fn index(listen: &str, timeouts: Timeouts) -> anyhow::Result<()> {
-    index::run(listen, timeouts)?;
+pub fn index(listen: &str, limits: Limits) -> anyhow::Result<()> {
+    index::run(listen, limits)?;
     Ok(())
 }
 
@@ -27,7 +28,7 @@ pub fn superd(
     listen: String,
     sync_interval_secs: f64,
     heartbeat_secs: f64,
-    timeouts: Timeouts,
+    limits: Limits,
 ) -> anyhow::Result<()> {
     if !(sync_interval_secs.is_finite() && sync_interval_secs > 0.0 && sync_interval_secs < 1e6) {
         bail!("--sync-interval must be a positive number of seconds");
@@ -42,7 +43,7 @@ pub fn superd(
         listen,
         sync_interval: Duration::from_secs_f64(sync_interval_secs),
         heartbeat: Duration::from_secs_f64(heartbeat_secs),
-        timeouts,
+        limits,
     })?;
     Ok(())
 }

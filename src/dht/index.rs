@@ -4,84 +4,60 @@
 //! `joined ADDR`, `left ADDR`, `disconnected ADDR`,
 //! `removed ADDR (connection lost)`.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::dht::proto::{
-    HEARTBEAT, INDEX_PROTOCOL, Incoming, IndexRequest, IndexRequestOf, IndexResponse, read_request,
-};
+use crate::dht::proto::{HEARTBEAT, INDEX_PROTOCOL, IndexRequest, IndexResponse};
 use crate::dht::ring::Ring;
 use crate::error::Result;
 use crate::frame::Conn;
-use crate::net::{self, DEFAULT_MAX_CONNS, Timeouts};
-use crate::shutdown::Shutdown;
+use crate::net;
+use crate::server::{Limits, Server, Session};
 
 /// Default listening address of `p2p-index`.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:6110";
 
 /// The index's shared state: the ring, behind its only lock.
 #[derive(Default)]
-pub struct Index {
+struct Index {
     ring: Mutex<Ring>,
 }
 
 impl Index {
-    pub fn new() -> Arc<Index> {
-        Arc::new(Index::default())
-    }
-
     fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
         self.ring.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Binds `listen`, prints the readiness line and serves until Ctrl-C or SIGTERM.
-pub fn run(listen: &str, timeouts: Timeouts) -> Result<()> {
-    let shutdown = Shutdown::install()?;
-    let listener = net::bind(listen)?;
-    net::announce(&listener)?;
-    serve(listener, &shutdown, timeouts)
-}
-
-/// Serves control connections on `listener` until `shutdown` triggers.
-pub fn serve(listener: TcpListener, shutdown: &Arc<Shutdown>, timeouts: Timeouts) -> Result<()> {
-    let index = Index::new();
-    net::serve(
-        listener,
-        shutdown,
-        timeouts,
-        DEFAULT_MAX_CONNS,
-        move |stream, peer| {
-            handle(&index, stream, peer, timeouts);
-        },
-    )
+pub fn run(listen: &str, limits: Limits) -> Result<()> {
+    let server = Server::start(listen, limits)?;
+    server.announce()?;
+    let index = Arc::new(Index::default());
+    server.serve(move |session| handle(&index, session))
 }
 
 /// What one control connection has done to the ring.
-struct Session {
+struct Membership {
     /// The address this connection joined as, once it has.
     addr: Option<String>,
     /// Whether that address is in the ring now (joined and not left).
     in_ring: bool,
 }
 
-fn handle(index: &Index, stream: TcpStream, peer: SocketAddr, timeouts: Timeouts) {
-    let mut conn = match Conn::accept(stream, INDEX_PROTOCOL) {
+fn handle(index: &Index, session: Session) {
+    let peer = session.peer();
+    let mut conn = match Conn::accept(session, INDEX_PROTOCOL) {
         Ok(Some(c)) => c,
         Ok(None) => return,
         Err(e) => {
-            crate::diag!("{peer}: {e}");
+            if !e.is_disconnect() {
+                crate::diag!("{peer}: {e}");
+            }
             return;
         }
     };
-    // A control connection may sit idle between syncs; supernodes send a
-    // heartbeat, so only a much longer silence means the peer is gone.
-    let idle = timeouts.io.max(HEARTBEAT * 4);
-    if let Err(e) = conn.stream().set_read_timeout(Some(idle)) {
-        crate::diag!("{peer}: {}", crate::cli::describe_io(&e));
-        return;
-    }
-    let mut session = Session {
+    let mut session = Membership {
         addr: None,
         in_ring: false,
     };
@@ -99,36 +75,26 @@ fn handle(index: &Index, stream: TcpStream, peer: SocketAddr, timeouts: Timeouts
     {
         crate::diag!("{peer}: {e}");
     }
-    net::close(conn.stream());
 }
 
 fn serve_session(
     index: &Index,
     conn: &mut Conn,
     peer: SocketAddr,
-    session: &mut Session,
+    session: &mut Membership,
 ) -> Result<()> {
-    loop {
-        let incoming = match read_request::<IndexRequest, IndexRequestOf<String>, _>(conn.reader())?
-        {
-            None => return Ok(()),
-            Some(i) => i,
-        };
-        let req = match incoming {
-            Incoming::Request(r) => r,
-            Incoming::Invalid(message) => {
-                crate::diag!("{peer}: {message}");
-                conn.send(&IndexResponse::Error { message })?;
-                continue;
-            }
-            Incoming::Fatal(message) => {
-                crate::diag!("{peer}: {message}");
-                conn.send(&IndexResponse::Error { message })?;
-                return Ok(());
-            }
-        };
+    while let Some(req) = conn.next_request::<IndexRequest, IndexResponse>()? {
         let reply = match req {
-            IndexRequest::Join { port } => join(index, peer, port, session),
+            IndexRequest::Join { port } => {
+                let reply = join(index, peer, port, session);
+                if let (IndexResponse::Joined { .. }, Some(s)) = (&reply, conn.session()) {
+                    // A member's control connection: kept over clients,
+                    // and quiet between heartbeats.
+                    s.protect();
+                    s.set_idle_timeout(s.limits().idle_timeout.max(HEARTBEAT * 4));
+                }
+                reply
+            }
             IndexRequest::Leave => match (&session.addr, session.in_ring) {
                 (Some(addr), true) => {
                     index.ring().remove(addr);
@@ -159,9 +125,10 @@ fn serve_session(
         };
         conn.send(&reply)?;
     }
+    Ok(())
 }
 
-fn join(index: &Index, peer: SocketAddr, port: u16, session: &mut Session) -> IndexResponse {
+fn join(index: &Index, peer: SocketAddr, port: u16, session: &mut Membership) -> IndexResponse {
     if session.in_ring {
         return IndexResponse::Error {
             message: format!(

@@ -9,16 +9,15 @@
 //! decodes the same payload again with plain `String` names to say exactly
 //! which name was refused and why (postcard drops the reason).
 
-use std::io::Read;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::frame::{self, MAX_FRAME_LEN, Protocol};
+use crate::digest::Digest;
+use crate::error::Error;
+use crate::frame::{self, Protocol, Request, Response};
 use crate::name::FileName;
-use crate::transfer::Digest;
 
 /// The control protocol spoken on a supernode's connection to the index.
 pub const INDEX_PROTOCOL: Protocol = Protocol {
@@ -170,40 +169,28 @@ where
     format!("invalid request: {err}")
 }
 
-/// One request frame as a server sees it.
-#[derive(Debug)]
-pub enum Incoming<R> {
-    /// A well-formed request.
-    Request(R),
-    /// A complete frame that is not a valid request: answer with an error
-    /// and keep serving (the stream is still at a frame boundary).
-    Invalid(String),
-    /// A frame that cannot be read (its announced length is over the
-    /// limit): answer with an error and close the connection.
-    Fatal(String),
+impl Request for IndexRequest {
+    fn explain(payload: &[u8], err: &Error) -> String {
+        explain_invalid::<IndexRequestOf<String>>(payload, err)
+    }
 }
 
-/// Reads the next request frame. `Ok(None)` on a clean EOF between frames;
-/// `Err` when the connection failed (EOF mid-frame, timeout, reset).
-/// `L` is `R` with `String` names (see the module docs).
-pub fn read_request<R, L, S>(r: &mut S) -> Result<Option<Incoming<R>>>
-where
-    R: DeserializeOwned,
-    L: DeserializeOwned + Names,
-    S: Read,
-{
-    let payload = match frame::read_payload(r, MAX_FRAME_LEN) {
-        Ok(Some(p)) => p,
-        Ok(None) => return Ok(None),
-        Err(e @ Error::FrameTooLarge { .. }) => {
-            return Ok(Some(Incoming::Fatal(format!("invalid request: {e}"))));
-        }
-        Err(e) => return Err(e),
-    };
-    Ok(Some(match frame::decode::<R>(&payload) {
-        Ok(req) => Incoming::Request(req),
-        Err(e) => Incoming::Invalid(explain_invalid::<L>(&payload, &e)),
-    }))
+impl Request for SuperRequest {
+    fn explain(payload: &[u8], err: &Error) -> String {
+        explain_invalid::<SuperRequestOf<String>>(payload, err)
+    }
+}
+
+impl Response for IndexResponse {
+    fn error(message: String) -> Self {
+        IndexResponse::Error { message }
+    }
+}
+
+impl Response for SuperResponse {
+    fn error(message: String) -> Self {
+        SuperResponse::Error { message }
+    }
 }
 
 #[cfg(test)]
@@ -323,39 +310,19 @@ mod tests {
     }
 
     #[test]
-    fn read_request_sorts_frames() {
-        type Req = SuperRequest;
-        type Len = SuperRequestOf<String>;
-        let mut bytes = frame::encode(&SuperRequest::List).unwrap();
-        bytes.extend(
-            frame::encode(&SuperRequestOf::Download {
-                name: "a/b".to_string(),
-            })
-            .unwrap(),
+    fn a_refused_name_is_named_in_the_explanation() {
+        let payload = postcard::to_stdvec(&SuperRequestOf::Download {
+            name: "a/b".to_string(),
+        })
+        .unwrap();
+        let err = frame::decode::<SuperRequest>(&payload).unwrap_err();
+        let why = SuperRequest::explain(&payload, &err);
+        assert!(
+            why.contains("\"a/b\"") && why.contains("path separator"),
+            "{why}"
         );
-        bytes.extend([0, 0, 0, 1, 42]);
-        bytes.extend([0xff, 0xff, 0xff, 0xff]);
-        let mut r = &bytes[..];
-        assert!(matches!(
-            read_request::<Req, Len, _>(&mut r).unwrap(),
-            Some(Incoming::Request(SuperRequest::List))
-        ));
-        assert!(matches!(
-            read_request::<Req, Len, _>(&mut r).unwrap(),
-            Some(Incoming::Invalid(why)) if why.contains("path separator")
-        ));
-        assert!(matches!(
-            read_request::<Req, Len, _>(&mut r).unwrap(),
-            Some(Incoming::Invalid(why)) if why.starts_with("invalid request")
-        ));
-        assert!(matches!(
-            read_request::<Req, Len, _>(&mut r).unwrap(),
-            Some(Incoming::Fatal(why)) if why.contains("exceeds")
-        ));
-        let mut empty: &[u8] = &[];
-        assert!(read_request::<Req, Len, _>(&mut empty).unwrap().is_none());
-        let mut cut: &[u8] = &[0, 0, 0, 5, 1];
-        assert!(read_request::<Req, Len, _>(&mut cut).is_err());
+        let err = frame::decode::<IndexRequest>(&[42]).unwrap_err();
+        assert!(IndexRequest::explain(&[42], &err).starts_with("invalid request"));
     }
 
     #[test]

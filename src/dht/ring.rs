@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::transfer::Digest;
+use crate::digest::Digest;
 
 /// Points each member places on the ring. Enough that, with 10 members and
 /// 10,000 names, the busiest member holds well under 1.25x the mean.

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread;
@@ -25,15 +25,17 @@ use std::time::{Duration, Instant, SystemTime};
 use indicatif::ProgressBar;
 
 use crate::dht::proto::{
-    INDEX_PROTOCOL, Incoming, IndexRequest, IndexResponse, LIST_BATCH, SUPER_PROTOCOL,
-    SuperRequest, SuperRequestOf, SuperResponse, read_request,
+    INDEX_PROTOCOL, IndexRequest, IndexResponse, LIST_BATCH, SUPER_PROTOCOL, SuperRequest,
+    SuperResponse,
 };
+use crate::digest::{self, Digest};
 use crate::error::{Error, Result};
 use crate::frame::Conn;
 use crate::name::FileName;
-use crate::net::{self, DEFAULT_MAX_CONNS, Timeouts};
+use crate::net::{self, Timeouts};
+use crate::server::{Limits, Server, Session};
 use crate::shutdown::Shutdown;
-use crate::transfer::{self, Digest, Overwrite};
+use crate::transfer::{self, Overwrite};
 
 /// Default index address of `p2p-superd`.
 pub const DEFAULT_INDEX: &str = "localhost:6110";
@@ -59,7 +61,8 @@ pub struct Options {
     pub sync_interval: Duration,
     /// Time between keep-alives on a quiet control connection.
     pub heartbeat: Duration,
-    pub timeouts: Timeouts,
+    /// The server core's limits; `limits.io` also times outgoing connections.
+    pub limits: Limits,
 }
 
 /// The names in `repo` that are plain, valid file names of regular files
@@ -519,7 +522,7 @@ impl Node {
         let digest = match self.digests.get(name, len, mtime) {
             Some(d) => d,
             None => {
-                let (d, n) = transfer::hash_reader(&mut file)?;
+                let (d, n) = digest::hash_reader(&mut file)?;
                 file.seek(SeekFrom::Start(0))?;
                 if n != len {
                     return Err(Error::Io(io::Error::other(format!(
@@ -541,64 +544,41 @@ impl Node {
 
 /// Runs a supernode until Ctrl-C or SIGTERM, then leaves gracefully.
 pub fn run(opts: Options) -> Result<()> {
-    let shutdown = Shutdown::install()?;
-    let listener = net::bind(&opts.listen)?;
-    serve(listener, opts, &shutdown, true)
+    let server = Server::start(&opts.listen, opts.limits)?;
+    serve(server, opts)
 }
 
-/// Joins the ring, announces `listener`, serves and synchronizes until
-/// `shutdown` triggers, then leaves: leave the ring, last sync, disconnect.
-/// `announce` prints the readiness line.
-pub fn serve(
-    listener: TcpListener,
-    opts: Options,
-    shutdown: &Arc<Shutdown>,
-    announce: bool,
-) -> Result<()> {
+/// Joins the ring, announces the server, serves and synchronizes until
+/// shutdown, then leaves: leave the ring, last sync, disconnect.
+fn serve(server: Server, opts: Options) -> Result<()> {
     match fs::metadata(&opts.repo) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
-            return Err(Error::Io(io::Error::other(format!(
+            return Err(Error::Local(format!(
                 "repository {}: not a folder",
                 opts.repo.display()
-            ))));
-        }
-        Err(e) => {
-            return Err(Error::Io(io::Error::new(
-                e.kind(),
-                format!(
-                    "repository {}: {}",
-                    opts.repo.display(),
-                    crate::cli::describe_io(&e)
-                ),
             )));
         }
+        Err(e) => return Err(Error::from(e).doing(format!("repository {}", opts.repo.display()))),
     }
-    let port = listener.local_addr()?.port();
+    let timeouts = opts.limits.io;
+    let port = server.local_addr().port();
     let control =
-        Control::join(&opts.index, port, opts.timeouts, opts.heartbeat).map_err(|e| match e {
-            Error::Io(io) => Error::Io(io::Error::new(
-                io.kind(),
-                format!(
-                    "connecting to index {}: {}",
-                    opts.index,
-                    crate::cli::describe_io(&io)
-                ),
-            )),
-            other => Error::Remote(format!("joining index {}: {other}", opts.index)),
+        Control::join(&opts.index, port, timeouts, opts.heartbeat).map_err(|e| match e.root() {
+            Error::Io(_) => e.doing(format!("connecting to index {}", opts.index)),
+            _ => e.doing(format!("joining index {}", opts.index)),
         })?;
-    if announce {
-        net::announce(&listener)?;
-    }
+    server.announce()?;
     let node = Arc::new(Node {
         repo: opts.repo.clone(),
         control,
         digests: DigestCache::default(),
         incoming: Arrivals::default(),
-        timeouts: opts.timeouts,
+        timeouts,
     });
     crate::event!("joined the ring as {}", node.control.me());
 
+    let shutdown = server.shutdown().clone();
     let syncer = {
         let node = node.clone();
         let shutdown = shutdown.clone();
@@ -610,14 +590,8 @@ pub fn serve(
 
     let served = {
         let node = node.clone();
-        let shutdown2 = shutdown.clone();
-        net::serve(
-            listener,
-            shutdown,
-            opts.timeouts,
-            DEFAULT_MAX_CONNS,
-            move |stream, peer| handle(&node, &shutdown2, stream, peer),
-        )
+        let shutdown = shutdown.clone();
+        server.serve(move |session| handle(&node, &shutdown, session))
     };
     node.incoming.close();
     shutdown.trigger();
@@ -771,12 +745,13 @@ fn push(
 }
 
 /// Serves one client connection: any number of requests, one after another.
-fn handle(node: &Node, shutdown: &Shutdown, stream: TcpStream, peer: SocketAddr) {
+fn handle(node: &Node, shutdown: &Shutdown, session: Session) {
     if shutdown.is_triggered() {
-        // The wake-up connection of the accept loop, or a late client.
+        // A late client: the supernode is leaving.
         return;
     }
-    let mut conn = match Conn::accept(stream, SUPER_PROTOCOL) {
+    let peer = session.peer();
+    let mut conn = match Conn::accept(session, SUPER_PROTOCOL) {
         Ok(Some(c)) => c,
         Ok(None) => return,
         Err(e) => {
@@ -791,35 +766,21 @@ fn handle(node: &Node, shutdown: &Shutdown, stream: TcpStream, peer: SocketAddr)
     {
         crate::diag!("{peer}: {e}");
     }
-    net::close(conn.stream());
 }
 
 fn serve_client(node: &Node, conn: &mut Conn, peer: SocketAddr) -> Result<()> {
-    loop {
-        let incoming = match read_request::<SuperRequest, SuperRequestOf<String>, _>(conn.reader())?
-        {
-            None => return Ok(()),
-            Some(i) => i,
-        };
-        match incoming {
-            Incoming::Request(SuperRequest::List) => list(node, conn)?,
-            Incoming::Request(SuperRequest::Upload { name, size, sha256 }) => {
+    while let Some(req) = conn.next_request::<SuperRequest, SuperResponse>()? {
+        match req {
+            SuperRequest::List => list(node, conn)?,
+            SuperRequest::Upload { name, size, sha256 } => {
                 if !receive(node, conn, peer, &name, size, sha256)? {
                     return Ok(());
                 }
             }
-            Incoming::Request(SuperRequest::Download { name }) => download(node, conn, &name)?,
-            Incoming::Invalid(message) => {
-                crate::diag!("{peer}: {message}");
-                conn.send(&SuperResponse::Error { message })?;
-            }
-            Incoming::Fatal(message) => {
-                crate::diag!("{peer}: {message}");
-                conn.send(&SuperResponse::Error { message })?;
-                return Ok(());
-            }
+            SuperRequest::Download { name } => download(node, conn, &name)?,
         }
     }
+    Ok(())
 }
 
 fn list(node: &Node, conn: &mut Conn) -> Result<()> {

@@ -17,6 +17,7 @@ use super::wire::{self, Message, Text};
 use crate::cli::{self, Refused};
 use crate::error::Result;
 use crate::net::{self, Timeouts};
+use crate::server::{Limits, Server, Session};
 use crate::shutdown::Shutdown;
 
 /// How long the client waits after a query or its latest answer, unless told.
@@ -129,28 +130,30 @@ pub struct Client {
 impl Client {
     /// Listens for answers, connects to the servent and sends ID.
     pub fn connect(opts: &Options) -> Result<Client> {
-        let listener = net::bind(&format!("0.0.0.0:{}", opts.local_port))?;
-        let port = listener.local_addr()?.port();
+        let stop = Shutdown::new();
+        let limits = Limits {
+            max_conns: MAX_ANSWER_CONNS,
+            io: opts.timeouts,
+            ..Limits::default()
+        };
+        let answers = Server::bind(
+            &format!("0.0.0.0:{}", opts.local_port),
+            limits,
+            stop.clone(),
+        )?;
+        let port = answers.local_addr().port();
         let link = net::connect(&opts.servent, &opts.timeouts)?;
         let servent = link.peer_addr()?;
         (&link).write_all(&Message::Id { port }.encode())?;
 
         let (tx, events) = channel();
         let handler_tx = tx.clone();
-        let stop = Shutdown::new();
         {
-            let (tx, stop) = (tx.clone(), stop.clone());
-            let timeouts = opts.timeouts;
+            let tx = tx.clone();
             thread::Builder::new()
                 .name("answers".into())
                 .spawn(move || {
-                    let res = net::serve(
-                        listener,
-                        &stop,
-                        timeouts,
-                        MAX_ANSWER_CONNS,
-                        move |stream, peer| read_answers(stream, peer, &tx),
-                    );
+                    let res = answers.serve(move |session| read_answers(session, &tx));
                     if let Err(e) = res {
                         crate::diag!("answer listener: {e}");
                     }
@@ -281,10 +284,12 @@ impl Drop for Client {
 }
 
 /// One incoming answer connection: an optional ID, then RESPs.
-fn read_answers(stream: TcpStream, peer: SocketAddr, tx: &Sender<Event>) {
-    let mut r = BufReader::new(stream);
+fn read_answers(session: Session, tx: &Sender<Event>) {
+    let peer = session.peer();
+    let mut r = BufReader::new(session.stream());
     let mut first = true;
     loop {
+        session.request();
         let event = match wire::read_message(&mut r) {
             Ok(None) => break,
             Ok(Some(Message::Id { .. })) if first => {
@@ -305,7 +310,6 @@ fn read_answers(stream: TcpStream, peer: SocketAddr, tx: &Sender<Event>) {
             break;
         }
     }
-    net::close(r.get_ref());
 }
 
 /// A message where an answer is expected: a RESP, or something unexpected.

@@ -50,7 +50,8 @@ use anyhow::Context;
 use super::kvfile::KvStore;
 use super::wire::{self, Flood, Message, Text};
 use crate::error::Result;
-use crate::net::{self, Timeouts};
+use crate::net::{self, SharedStream, Timeouts};
+use crate::server::{Limits, Server, Session};
 use crate::shutdown::Shutdown;
 
 /// The TTL a servent gives the floods it starts, unless told otherwise.
@@ -87,11 +88,6 @@ pub const DEFAULT_MAX_LINKS: usize = 64;
 /// its ID does not come within the I/O timeout.
 pub const MAX_HANDSHAKES: usize = 64;
 
-/// Accept-loop threads beyond the three caps above: a connection over a cap
-/// is accepted and closed at once on one of these, so a full servent says
-/// so instead of leaving new connections waiting in the listen backlog.
-const REJECT_SLOTS: usize = 16;
-
 /// How a servent runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -107,7 +103,8 @@ pub struct Config {
     pub ttl: u16,
     /// How long a query is remembered.
     pub seen_for: Duration,
-    pub timeouts: Timeouts,
+    /// The server core's limits; `limits.io` also times outgoing connections.
+    pub limits: Limits,
     /// Client connections open at once; more are closed at once.
     pub max_clients: usize,
     /// Neighbour links accepted at once; more are closed at once.
@@ -302,7 +299,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// stops half way through a message is cut off; an idle link is not). The
 /// socket keeps its read timeout: one that fires before the first byte of a
 /// message has consumed nothing and is simply waited out again.
-fn next_message(r: &mut BufReader<TcpStream>) -> Result<Option<Message>> {
+fn next_message(r: &mut BufReader<SharedStream>) -> Result<Option<Message>> {
     loop {
         match r.fill_buf() {
             Ok([]) => return Ok(None),
@@ -336,13 +333,13 @@ fn own_address(stream: &TcpStream, port: u16) -> io::Result<String> {
 /// Runs a servent until `shutdown` triggers, then prints the stats line.
 pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> anyhow::Result<()> {
     let listen = SocketAddr::new(config.bind, config.port);
-    let listener = net::bind(&listen.to_string())?;
-    let port = listener.local_addr()?.port();
+    let server = Server::bind(&listen.to_string(), config.limits, shutdown.clone())?;
+    let port = server.local_addr().port();
     let servent = Arc::new(Servent {
         kv: config.kv,
         port,
         ttl: config.ttl,
-        timeouts: config.timeouts,
+        timeouts: config.limits.io,
         quiet: config.quiet,
         links: Mutex::new(Links::default()),
         seen: Mutex::new(Seen::new(config.seen_for, SEEN_CAP)),
@@ -357,7 +354,7 @@ pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> anyhow::Result<()> {
     // before the readiness line, so a query sent right after it floods.
     let mut outgoing = Vec::new();
     for addr in &config.neighbours {
-        let stream = net::connect(addr, &config.timeouts)
+        let stream = net::connect(addr, &config.limits.io)
             .with_context(|| format!("connecting to neighbour {addr}"))?;
         (&stream)
             .write_all(&Message::Id { port: 0 }.encode())
@@ -368,27 +365,21 @@ pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> anyhow::Result<()> {
             .with_context(|| format!("starting the link to {addr}"))?;
         outgoing.push((stream, peer, id));
     }
-    net::announce(&listener)?;
+    server.announce()?;
     for (stream, peer, id) in outgoing {
         crate::event!("link out {peer}");
         let s = servent.clone();
         thread::Builder::new()
             .name(format!("link {peer}"))
-            .spawn(move || s.neighbour_link(&mut BufReader::new(stream), peer, id))
+            .spawn(move || {
+                let stream = SharedStream::new(Arc::new(stream));
+                s.neighbour_link(&mut BufReader::new(stream), peer, id)
+            })
             .context("starting a link thread")?;
     }
 
-    // Every long-lived connection is counted against one of the caps, so
-    // the accept loop always has a spare thread to turn the next one away.
-    let threads = servent.handshakes.max + servent.clients.max + servent.links_in.max;
     let s = servent.clone();
-    net::serve(
-        listener,
-        shutdown,
-        config.timeouts,
-        threads + REJECT_SLOTS,
-        move |stream, peer| s.accepted(stream, peer),
-    )?;
+    server.serve(move |session| s.accepted(session))?;
     crate::event!("{}", servent.stats);
     Ok(())
 }
@@ -442,7 +433,7 @@ impl Servent {
             if let Err(e) = res.and_then(|()| w.flush()) {
                 crate::diag!(
                     "link {peer}: sending failed: {}; closing it",
-                    crate::cli::describe_io(&e)
+                    crate::error::describe_io(&e)
                 );
                 // The reader notices, logs and unregisters the link.
                 net::close(&stream);
@@ -455,17 +446,21 @@ impl Servent {
     /// An accepted connection: its ID, due within the I/O timeout, says
     /// whether a servent or a client is on the other end. A connection over
     /// the cap of its kind is closed at once.
-    fn accepted(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let mut r = BufReader::new(stream);
+    fn accepted(self: &Arc<Self>, session: Session) {
+        let peer = session.peer();
+        let mut r = BufReader::new(SharedStream::new(session.shared_stream()));
         let id = match self.handshakes.take(peer) {
             Some(_waiting) => wire::read_message(&mut r),
             None => Ok(None),
         };
+        // Links and clients stay open between messages for as long as
+        // their peers keep them.
+        session.busy();
         match id {
             Ok(None) => {}
             Ok(Some(Message::Id { port: 0 })) => {
                 if let Some(_open) = self.links_in.take(peer) {
-                    match self.open_link(r.get_ref(), peer) {
+                    match self.open_link(r.get_ref().tcp(), peer) {
                         Ok(id) => {
                             crate::event!("link in {peer}");
                             self.neighbour_link(&mut r, peer, id);
@@ -485,17 +480,17 @@ impl Servent {
             ),
             Err(e) => crate::diag!("{peer}: {e}; closing the connection"),
         }
-        net::close(r.get_ref());
+        net::close(r.get_ref().tcp());
     }
 
     /// Reads floods from a neighbour until it leaves or misbehaves.
     fn neighbour_link(
         self: &Arc<Self>,
-        r: &mut BufReader<TcpStream>,
+        r: &mut BufReader<SharedStream>,
         peer: SocketAddr,
         id: LinkId,
     ) {
-        let me = own_address(r.get_ref(), self.port);
+        let me = own_address(r.get_ref().tcp(), self.port);
         loop {
             match next_message(r) {
                 Ok(None) => break,
@@ -512,12 +507,12 @@ impl Servent {
             }
         }
         lock(&self.links).map.remove(&id);
-        net::close(r.get_ref());
+        net::close(r.get_ref().tcp());
         crate::event!("link closed {peer}");
     }
 
     /// Reads a client's requests; `port` is where it listens for answers.
-    fn client_link(self: &Arc<Self>, r: &mut BufReader<TcpStream>, peer: SocketAddr, port: u16) {
+    fn client_link(self: &Arc<Self>, r: &mut BufReader<SharedStream>, peer: SocketAddr, port: u16) {
         let ip = match peer.ip() {
             IpAddr::V4(ip) => Some(ip),
             IpAddr::V6(ip) => ip.to_ipv4_mapped(),
@@ -529,7 +524,7 @@ impl Servent {
             return;
         };
         let origin = SocketAddrV4::new(ip, port);
-        let me = own_address(r.get_ref(), self.port);
+        let me = own_address(r.get_ref().tcp(), self.port);
         crate::event!("client {peer} answers to {origin}");
         loop {
             match next_message(r) {

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::name::FileName;
-use crate::transfer::{Digest, Hasher};
 
 /// Smallest piece size a manifest may use (16 KiB).
 pub const MIN_PIECE_SIZE: u32 = 16 * 1024;

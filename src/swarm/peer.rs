@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
@@ -19,19 +19,19 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{self, Refused};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::frame::{self, Conn};
-use crate::net::{self, Timeouts};
+use crate::frame::Conn;
+use crate::net;
 use crate::rng::Rng;
+use crate::server::{Limits, Server, Session};
 use crate::shutdown::Shutdown;
-use crate::transfer::Digest;
 
 use super::bucket::TokenBucket;
 use super::manifest::{Bitfield, Manifest, PieceIndex, SwarmId};
 use super::picker::{self, Availability};
 use super::proto::{
-    MAX_PEER_REQUEST, PEER_WIRE, PeerInfo, PeerRequest, PeerResponse, Query, TrackerRequest,
-    TrackerResponse,
+    PEER_WIRE, PeerInfo, PeerRequest, PeerResponse, Query, TrackerRequest, TrackerResponse,
 };
 use super::store::Store;
 use super::tracker::TrackerClient;
@@ -59,7 +59,8 @@ const TICK: Duration = Duration::from_millis(250);
 pub struct PeerConfig {
     /// The tracker's `HOST:PORT`.
     pub tracker: String,
-    pub timeouts: Timeouts,
+    /// The server core's limits; `limits.io` also times outgoing connections.
+    pub limits: Limits,
     /// Period of pings to the tracker.
     pub ping_interval: Duration,
     /// Period of piece-list reports to the tracker.
@@ -419,20 +420,12 @@ impl Node {
 
     // ---- serving -------------------------------------------------------
 
-    /// Serves other peers on `listener` until shutdown, on its own thread.
-    fn spawn_server(self: &Arc<Self>, listener: TcpListener) -> Result<JoinHandle<()>> {
+    /// Serves other peers until shutdown, on its own thread.
+    fn spawn_server(self: &Arc<Self>, server: Server) -> Result<JoinHandle<()>> {
         let node = self.clone();
         let handle = thread::Builder::new().name("serve".into()).spawn(move || {
-            let shutdown = node.shutdown.clone();
-            let timeouts = node.cfg.timeouts;
             let n = node.clone();
-            if let Err(e) = net::serve(
-                listener,
-                &shutdown,
-                timeouts,
-                net::DEFAULT_MAX_CONNS,
-                move |stream, peer| n.serve_conn(stream, peer),
-            ) {
+            if let Err(e) = server.serve(move |session| n.serve_conn(session)) {
                 node.warn(&format!("serving: {e}"));
             }
         })?;
@@ -440,27 +433,29 @@ impl Node {
     }
 
     /// One downloader's connection: handshake, then requests until it
-    /// closes. A malformed request gets an `Error` answer and a close.
-    fn serve_conn(&self, stream: TcpStream, peer: SocketAddr) {
-        let mut conn = match Conn::accept(stream, PEER_WIRE) {
+    /// closes.
+    fn serve_conn(&self, session: Session) {
+        let peer = session.peer();
+        let mut conn = match Conn::accept(session, PEER_WIRE) {
             Ok(Some(c)) => c,
             Ok(None) => return,
             Err(e) => {
-                self.warn(&format!("{peer}: {e}"));
+                if !e.is_disconnect() {
+                    self.warn(&format!("{peer}: {e}"));
+                }
                 return;
             }
         };
         let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
         let mut buf = vec![0u8; chunk];
         loop {
-            let req = match frame::read_frame_max::<_, PeerRequest>(conn.reader(), MAX_PEER_REQUEST)
-            {
+            let req = match conn.next_request::<PeerRequest, PeerResponse>() {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
-                Err(e) if e.is_disconnect() => return,
                 Err(e) => {
-                    self.warn(&format!("{peer}: bad request: {e}"));
-                    let _ = conn.send(&PeerResponse::Error(format!("bad request: {e}")));
+                    if !e.is_disconnect() {
+                        self.warn(&format!("{peer}: {e}"));
+                    }
                     return;
                 }
             };
@@ -765,7 +760,7 @@ impl Node {
     }
 
     fn download_from(&self, addr: SocketAddr, pending: &mut VecDeque<Pending>) -> Result<End> {
-        let stream = net::connect_addr(addr, &self.cfg.timeouts)?;
+        let stream = net::connect_addr(addr, &self.cfg.limits.io)?;
         let mut conn = Conn::new(stream)?;
         conn.client_handshake(PEER_WIRE)?;
         let mut last_have_ask: Option<Instant> = None;
@@ -1056,17 +1051,17 @@ pub fn share(
 ) -> anyhow::Result<()> {
     // The handler goes in before the readiness line, so a SIGTERM sent as
     // soon as that line appears still stops the peer cleanly.
-    let shutdown = Shutdown::install()?;
-    let listener = net::bind(listen)?;
-    let local = net::announce(&listener)?;
+    let server = Server::start(listen, cfg.limits)?;
+    let shutdown = server.shutdown().clone();
+    let local = server.announce()?;
     let manifest = Manifest::from_file(path, piece_size)
         .with_context(|| format!("reading {}", path.display()))?;
     let manifest = Arc::new(manifest);
     let store = Store::shared(path, manifest.clone())?;
     let have = Bitfield::full(manifest.piece_count());
-    let client = TrackerClient::new(&cfg.tracker, cfg.timeouts);
+    let client = TrackerClient::new(&cfg.tracker, cfg.limits.io);
     let node = Node::new(manifest.clone(), store, have, cfg, shutdown.clone(), local);
-    let server = node.spawn_server(listener)?;
+    let server = node.spawn_server(server)?;
     // Register once before printing the id, so a script that waits for the
     // id can fetch at once; if the tracker is down, the loop retries.
     let registered = match node.register(&client) {
@@ -1114,10 +1109,10 @@ pub fn fetch(
         .with_context(|| format!("{what:?} is neither a swarm id nor a file name"))?;
     // The handler goes in before the readiness line, so a SIGTERM sent as
     // soon as that line appears still stops the peer cleanly.
-    let shutdown = Shutdown::install()?;
-    let listener = net::bind(listen)?;
-    let local = net::announce(&listener)?;
-    let client = TrackerClient::new(&cfg.tracker, cfg.timeouts);
+    let server = Server::start(listen, cfg.limits)?;
+    let shutdown = server.shutdown().clone();
+    let local = server.announce()?;
+    let client = TrackerClient::new(&cfg.tracker, cfg.limits.io);
     let lookup = client
         .call(&TrackerRequest::Lookup(query.clone()))
         .with_context(|| format!("asking tracker {} for {what}", client.addr()))?;
@@ -1162,7 +1157,7 @@ pub fn fetch(
             manifest.piece_count()
         ));
     }
-    let server = node.spawn_server(listener)?;
+    let server = node.spawn_server(server)?;
     let announcer = {
         let node = node.clone();
         thread::Builder::new()
@@ -1206,7 +1201,7 @@ mod tests {
         let (store, have) = Store::open(&out, manifest.clone()).unwrap();
         let cfg = PeerConfig {
             tracker: "127.0.0.1:1".into(),
-            timeouts: Timeouts::default(),
+            limits: Limits::default(),
             ping_interval: TICK,
             report_interval: TICK,
             request_interval: Duration::ZERO,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::Protocol;
+use crate::frame::{Protocol, Request, Response};
 use crate::name::FileName;
 
 use super::manifest::{Bitfield, Manifest, SwarmId};
@@ -139,11 +139,29 @@ pub enum PeerResponse {
     Error(String),
 }
 
+impl Request for TrackerRequest {}
+
+impl Response for TrackerResponse {
+    fn error(message: String) -> Self {
+        TrackerResponse::Error(message)
+    }
+}
+
+impl Request for PeerRequest {
+    const MAX_LEN: usize = MAX_PEER_REQUEST;
+}
+
+impl Response for PeerResponse {
+    fn error(message: String) -> Self {
+        PeerResponse::Error(message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Digest;
     use crate::frame::{MAX_FRAME_LEN, decode, encode};
-    use crate::transfer::Digest;
 
     fn manifest() -> Manifest {
         Manifest::new(

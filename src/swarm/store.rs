@@ -9,9 +9,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::name::TEMP_PREFIX;
-use crate::transfer::Digest;
 
 use super::manifest::{Bitfield, Manifest, PieceIndex, SwarmId};
 
@@ -140,7 +140,7 @@ impl Store {
 
     /// SHA-256 of the whole file as it is on disk now.
     pub fn hash_all(&self) -> io::Result<Digest> {
-        let mut hasher = crate::transfer::Hasher::new();
+        let mut hasher = crate::digest::Hasher::new();
         let mut buf = vec![0u8; crate::transfer::CHUNK];
         let mut off = 0u64;
         let size = self.manifest.size();

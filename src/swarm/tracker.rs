@@ -4,16 +4,16 @@
 //! data. Also the client side peers use to talk to it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::frame::Conn;
-use crate::net::{self, Timeouts};
+use crate::net::Timeouts;
 use crate::rng::Rng;
-use crate::shutdown::Shutdown;
+use crate::server::{Limits as ServerLimits, Server, Session};
 
 use super::manifest::{Bitfield, Manifest, SwarmId};
 use super::proto::{MAX_PEERS_LISTED, PeerInfo, Query, TRACKER, TrackerRequest, TrackerResponse};
@@ -27,7 +27,9 @@ pub struct TrackerConfig {
     /// Every this often, members that sent nothing since the previous
     /// cleanup are evicted.
     pub cleanup_interval: Duration,
-    pub timeouts: Timeouts,
+    /// The server core's limits.
+    pub server: ServerLimits,
+    /// Caps on what the tracker keeps.
     pub limits: Limits,
 }
 
@@ -309,16 +311,11 @@ impl Tracker {
         evicted
     }
 
-    /// Serves peers on `listener` until `shutdown`, with a cleanup thread.
-    pub fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        cfg: &TrackerConfig,
-        shutdown: &Arc<Shutdown>,
-    ) -> Result<()> {
+    /// Serves peers until shutdown, with a cleanup thread.
+    pub fn serve(self: Arc<Self>, server: Server, cfg: &TrackerConfig) -> Result<()> {
         let cleaner = {
             let tracker = self.clone();
-            let shutdown = shutdown.clone();
+            let shutdown = server.shutdown().clone();
             let every = cfg.cleanup_interval;
             thread::Builder::new()
                 .name("cleanup".into())
@@ -332,13 +329,7 @@ impl Tracker {
                 })?
         };
         let tracker = self;
-        net::serve(
-            listener,
-            shutdown,
-            cfg.timeouts,
-            net::DEFAULT_MAX_CONNS,
-            move |stream, peer| serve_conn(&tracker, stream, peer),
-        )?;
+        server.serve(move |session| serve_conn(&tracker, session))?;
         let _ = cleaner.join();
         Ok(())
     }
@@ -352,30 +343,32 @@ fn member(
     swarms.get_mut(&swarm)?.members.get_mut(&addr)
 }
 
-/// One peer's connection: handshake, then requests until it closes. A
-/// malformed request gets an `Error` answer and the connection is closed.
-fn serve_conn(tracker: &Tracker, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = match Conn::accept(stream, TRACKER) {
+/// One peer's connection: handshake, then requests until it closes.
+fn serve_conn(tracker: &Tracker, session: Session) {
+    let peer = session.peer();
+    let mut conn = match Conn::accept(session, TRACKER) {
         Ok(Some(c)) => c,
         Ok(None) => return,
         Err(e) => {
-            crate::diag!("{peer}: {e}");
+            if !e.is_disconnect() {
+                crate::diag!("{peer}: {e}");
+            }
             return;
         }
     };
     loop {
-        match conn.recv::<TrackerRequest>() {
-            Ok(None) => return,
+        match conn.next_request::<TrackerRequest, TrackerResponse>() {
             Ok(Some(req)) => {
                 let resp = tracker.handle(req, peer.ip(), Instant::now());
                 if conn.send(&resp).is_err() {
                     return;
                 }
             }
-            Err(e) if e.is_disconnect() => return,
+            Ok(None) => return,
             Err(e) => {
-                crate::diag!("{peer}: bad request: {e}");
-                let _ = conn.send(&TrackerResponse::Error(format!("bad request: {e}")));
+                if !e.is_disconnect() {
+                    crate::diag!("{peer}: {e}");
+                }
                 return;
             }
         }
@@ -383,17 +376,12 @@ fn serve_conn(tracker: &Tracker, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Binds, prints the readiness line and serves until Ctrl-C / SIGTERM.
-pub fn run(listen: &str, cfg: &TrackerConfig) -> anyhow::Result<()> {
-    use anyhow::Context;
+pub fn run(listen: &str, cfg: &TrackerConfig) -> Result<()> {
     // The handler goes in before the readiness line, so a SIGTERM sent as
     // soon as that line appears still stops the tracker cleanly.
-    let shutdown = Shutdown::install()?;
-    let listener = net::bind(listen)?;
-    net::announce(&listener)?;
-    Arc::new(Tracker::with_limits(cfg.limits))
-        .serve(listener, cfg, &shutdown)
-        .context("serving")?;
-    Ok(())
+    let server = Server::start(listen, cfg.server)?;
+    server.announce()?;
+    Arc::new(Tracker::with_limits(cfg.limits)).serve(server, cfg)
 }
 
 /// The peer's side: one short connection per request.
@@ -430,8 +418,8 @@ impl TrackerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Digest;
     use crate::name::FileName;
-    use crate::transfer::Digest;
 
     fn manifest(name: &str, size: u64) -> Manifest {
         let n = size.div_ceil(16384) as usize;

@@ -14,9 +14,9 @@ use peerkit::dht::proto::{
     INDEX_PROTOCOL, IndexRequestOf, IndexResponse, SUPER_PROTOCOL, SuperRequestOf, SuperResponse,
 };
 use peerkit::dht::ring::Ring;
+use peerkit::digest::{Digest, hash_file};
 use peerkit::frame::{self, Conn, HelloReply};
 use peerkit::net::Timeouts;
-use peerkit::transfer::{Digest, hash_file};
 
 use crate::bin;
 use crate::harness::*;
@@ -843,4 +843,53 @@ fn an_upload_finishing_after_the_final_sync_began_is_not_confirmed() {
     assert!(text.contains("final sync"), "{text}");
     assert!(s.wait_exit().success(), "{}", s.dump());
     s.wait_stderr(|l| l.contains("late.txt arrived after the final sync began"));
+}
+
+/// A `p2p-ls` style probe: handshake, list, under `SERVED_WITHIN`.
+fn list_probe(addr: &str) -> impl Fn() + '_ {
+    move || {
+        let t = Timeouts {
+            connect: SERVED_WITHIN,
+            io: SERVED_WITHIN,
+        };
+        let names = peerkit::dht::client::list(addr, &t)
+            .unwrap_or_else(|e| panic!("a real client was not served: {e}"));
+        assert!(names.iter().all(|n| !n.as_str().is_empty()));
+    }
+}
+
+#[test]
+fn the_index_serves_real_clients_through_idle_and_trickling_floods() {
+    let index = start_index();
+    let addr = index.addr.clone();
+    let probe = move || {
+        let t = Timeouts {
+            connect: SERVED_WITHIN,
+            io: SERVED_WITHIN,
+        };
+        let mut c = Conn::open(&addr, &t, INDEX_PROTOCOL)
+            .unwrap_or_else(|e| panic!("a real client was not served: {e}"));
+        c.send(&IndexRequestOf::<String>::Ping).unwrap();
+        assert_eq!(c.expect::<IndexResponse>().unwrap(), IndexResponse::Pong);
+    };
+    exhaustion("p2p-index", &index, 0x41, probe);
+    framed_battery(&index.addr, INDEX_PROTOCOL, |b| {
+        match frame::decode::<IndexResponse>(b) {
+            Ok(IndexResponse::Error { message }) => Some(message),
+            _ => None,
+        }
+    });
+    // A member's control connection outlives the floods.
+    let dir = TempDir::new("dht-exhaust");
+    let s = start_superd(&index, &dir.sub("repo"));
+    let _idle = idle_sockets(&index.addr, ATTACKERS);
+    exhaustion("p2p-superd", &s, 0x41, list_probe(&s.addr));
+    assert!(
+        !index
+            .stdout_lines()
+            .iter()
+            .any(|l| l.starts_with("removed")),
+        "{}",
+        index.dump()
+    );
 }

@@ -539,3 +539,211 @@ impl RawClient {
 pub fn lines_of(s: &str) -> VecDeque<String> {
     s.lines().map(str::to_string).collect()
 }
+
+/// Descriptors and threads a process holds now, read from /proc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub fds: usize,
+    pub threads: usize,
+}
+
+pub fn usage(pid: u32) -> Usage {
+    let count = |what: &str| {
+        fs::read_dir(format!("/proc/{pid}/{what}"))
+            .map(|d| d.count())
+            .unwrap_or_else(|e| panic!("/proc/{pid}/{what}: {e}"))
+    };
+    Usage {
+        fds: count("fd"),
+        threads: count("task"),
+    }
+}
+
+/// Waits until the process is back to `baseline` descriptors and threads.
+pub fn wait_for_baseline(p: &Proc, baseline: Usage, what: &str) {
+    wait_until(
+        &format!("{what}: fds and threads back to {baseline:?}"),
+        || {
+            let now = usage(p.pid());
+            (now.fds <= baseline.fds && now.threads <= baseline.threads).then_some(())
+        },
+        || format!("now {:?}\n{}", usage(p.pid()), p.dump()),
+    );
+}
+
+/// Number of attackers in each exhaustion attack.
+pub const ATTACKERS: usize = 300;
+
+/// How long a real client may wait for an answer while a daemon is under
+/// attack. The probe's own socket timeouts are set to it, so a locked-out
+/// daemon fails the probe, it does not just slow the test.
+pub const SERVED_WITHIN: Duration = Duration::from_secs(2);
+
+/// `n` connections that stay silent until dropped.
+pub fn idle_sockets(addr: &str, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}")))
+        .collect()
+}
+
+/// `n` connections each sending one byte a second (the byte `fill`) until
+/// dropped: never a whole request, always a little progress.
+pub struct Trickle {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Trickle {
+    pub fn start(addr: &str, n: usize, fill: u8) -> Trickle {
+        let socks = idle_sockets(addr, n);
+        for s in &socks {
+            s.set_nonblocking(true).unwrap();
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut socks = socks;
+            while !flag.load(Ordering::Relaxed) {
+                for s in &mut socks {
+                    // A full or closed socket is the daemon's business.
+                    let _ = s.write(&[fill]);
+                }
+                let until = Instant::now() + Duration::from_secs(1);
+                while Instant::now() < until && !flag.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(20));
+                }
+            }
+        });
+        Trickle {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Trickle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What a daemon went through in `exhaustion`, printed for the record.
+#[derive(Debug)]
+pub struct Exhaustion {
+    pub idle_wait: Duration,
+    pub trickle_wait: Duration,
+    pub peak: Usage,
+    pub baseline: Usage,
+}
+
+/// The server core's exhaustion checks against one daemon: `ATTACKERS`
+/// idle connections, then `ATTACKERS` trickling ones (one byte a second of
+/// `fill`), and each time a real client (`probe`, which must use
+/// `SERVED_WITHIN` as its socket timeouts and panic if not served) is
+/// served. After the attackers close, the daemon's descriptors and threads
+/// return to what they were before.
+pub fn exhaustion(name: &str, p: &Proc, fill: u8, probe: impl Fn()) -> Exhaustion {
+    probe();
+    let baseline = usage(p.pid());
+    let mut peak = baseline;
+    let mut note = |u: Usage| {
+        peak.fds = peak.fds.max(u.fds);
+        peak.threads = peak.threads.max(u.threads);
+    };
+
+    let idle = idle_sockets(&p.addr, ATTACKERS);
+    note(usage(p.pid()));
+    let started = Instant::now();
+    probe();
+    let idle_wait = started.elapsed();
+    note(usage(p.pid()));
+    drop(idle);
+    wait_for_baseline(p, baseline, &format!("{name} after idle connections"));
+
+    let trickle = Trickle::start(&p.addr, ATTACKERS, fill);
+    // Let every attacker send a few bytes first.
+    thread::sleep(Duration::from_millis(2500)); // an attack's duration, not a wait for readiness
+    note(usage(p.pid()));
+    let started = Instant::now();
+    probe();
+    let trickle_wait = started.elapsed();
+    note(usage(p.pid()));
+    drop(trickle);
+    wait_for_baseline(p, baseline, &format!("{name} after trickling connections"));
+    probe();
+
+    let report = Exhaustion {
+        idle_wait,
+        trickle_wait,
+        peak,
+        baseline,
+    };
+    eprintln!(
+        "exhaustion {name}: real client waited {:?} (idle attack), {:?} (trickle attack); \
+         fds {} -> peak {}, threads {} -> peak {}",
+        report.idle_wait,
+        report.trickle_wait,
+        baseline.fds,
+        peak.fds,
+        baseline.threads,
+        peak.threads
+    );
+    report
+}
+
+/// The hostile-input battery for a daemon speaking one of our framed
+/// protocols: garbage instead of a handshake, then after a good handshake
+/// an unknown request variant and an empty frame (each answered with the
+/// protocol's typed error, the connection still open), and an oversized
+/// length prefix (answered, then closed). `error_text` pulls the message
+/// out of an error reply (`None`: not an error reply). Returns the replies
+/// in that order: refusal, unknown, empty, oversized.
+pub fn framed_battery(
+    addr: &str,
+    protocol: peerkit::frame::Protocol,
+    error_text: impl Fn(&[u8]) -> Option<String>,
+) -> Vec<String> {
+    use peerkit::frame::{self, Conn, HelloReply};
+    let mut replies = Vec::new();
+
+    let mut raw = RawClient::connect(addr);
+    raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let reply = raw.read_to_close();
+    match frame::read_frame::<_, HelloReply>(&mut &reply[..]) {
+        Ok(Some(HelloReply::Refused { reason })) => replies.push(reason),
+        other => panic!("{addr}: garbage handshake answered {other:?}"),
+    }
+
+    let timeouts = peerkit::net::Timeouts::secs(60);
+    let mut conn = Conn::open(addr, &timeouts, protocol).unwrap();
+    let next_error = |conn: &mut Conn| {
+        let payload = frame::read_payload(conn.reader(), frame::MAX_FRAME_LEN)
+            .unwrap_or_else(|e| panic!("{addr}: no reply: {e}"))
+            .unwrap_or_else(|| panic!("{addr}: closed instead of replying"));
+        error_text(&payload).unwrap_or_else(|| panic!("{addr}: not an error reply: {payload:?}"))
+    };
+    // An unknown variant, then an empty frame: each a typed error.
+    conn.writer().write_all(&[0, 0, 0, 2, 0xfe, 0x7f]).unwrap();
+    conn.writer().write_all(&[0, 0, 0, 0]).unwrap();
+    conn.flush().unwrap();
+    replies.push(next_error(&mut conn));
+    replies.push(next_error(&mut conn));
+    // Oversized: answered, then the connection ends.
+    conn.writer()
+        .write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+        .unwrap();
+    conn.flush().unwrap();
+    replies.push(next_error(&mut conn));
+    assert!(
+        matches!(frame::read_payload(conn.reader(), 16), Ok(None) | Err(_)),
+        "{addr}: still open after an oversized frame"
+    );
+    for r in &replies[1..] {
+        assert!(r.starts_with("invalid request"), "{addr}: {replies:?}");
+    }
+    assert!(replies[3].contains("exceeds"), "{addr}: {replies:?}");
+    replies
+}

@@ -645,11 +645,11 @@ fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
         let errors = hostile_clients(addr, protocol, decode);
         assert!(errors[0].contains("exceeds"), "{errors:?}");
         assert!(
-            errors[1].contains("bad request: frame of 4294967295 bytes exceeds"),
+            errors[1].contains("invalid request: frame of 4294967295 bytes exceeds"),
             "{errors:?}"
         );
         assert!(
-            errors[2].contains("bad request: malformed message"),
+            errors[2].contains("invalid request: malformed message"),
             "{errors:?}"
         );
     }
@@ -688,8 +688,8 @@ fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
         p.expect::<PeerResponse>().unwrap(),
         PeerResponse::UnknownSwarm
     );
-    seed.wait_stderr(|l| l.contains("bad request"));
-    t.wait_stderr(|l| l.contains("bad request"));
+    seed.wait_stderr(|l| l.contains("invalid request"));
+    t.wait_stderr(|l| l.contains("invalid request"));
 }
 
 #[test]
