@@ -7,7 +7,8 @@
 #   wait_line FILE ERE [SECS]   waits until FILE has a line matching ERE
 #   wait_count FILE ERE N [SECS]  waits until FILE has N lines matching ERE
 #   step DESC CMD...       runs CMD, prints "ok - DESC" or "FAIL - DESC"
-#   summary                prints the tally; returns non-zero if a step failed
+#   summary                prints the tally; returns non-zero if a step failed;
+#                          removes $RUN after a passing run unless KEEP=1
 #
 # Every background process is killed when the sourcing script exits.
 
@@ -105,9 +106,21 @@ step() {
     fi
 }
 
+# summary: the tally. A passing run's folder is removed (KEEP=1 keeps it);
+# a failing run's folder is kept for inspection.
 summary() {
     say "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
+    if [ "$FAILED" -eq 0 ]; then
+        if [ -z "${KEEP:-}" ] && [ -n "${RUN:-}" ]; then
+            cleanup
+            rm -rf "$RUN"
+        else
+            say "kept $RUN"
+        fi
+        return 0
+    fi
+    say "kept $RUN for inspection"
+    return 1
 }
 
 # peak_rss_kib PID: the process's peak resident set (VmHWM) in KiB.
@@ -128,19 +141,29 @@ need() {
 }
 
 # tmux layouts (tmux/NAME.sh):
-#   tmux_open SESSION CMD    new detached session whose first pane runs CMD
-#   tmux_pane CMD            another pane in it running CMD (tiled)
-#   tmux_show                tiles the panes and attaches (or switches)
-# Pane commands run under "bash -lc" and keep the pane open when they end.
+#   tmux_open SESSION TITLE CMD   new detached session whose first pane runs CMD
+#   tmux_pane TITLE CMD           another pane in it running CMD (tiled)
+#   tmux_show                     tiles the panes and attaches (or switches)
+# Every pane shows its TITLE (`index`, `supernode 1 (repo01)`, `peer 3`) in
+# its top border; the status line says how to end the demo. Pane commands
+# run under "bash -c" and keep the pane open when they end.
 TMUX_SESSION=
 tmux_open() {
     TMUX_SESSION="$1-$$"
-    tmux new-session -d -s "$TMUX_SESSION" -x 220 -y 60 "bash -c '$2; exec bash'"
+    tmux new-session -d -s "$TMUX_SESSION" -x 220 -y 60 "bash -c '$3; exec bash'"
     tmux set-option -t "$TMUX_SESSION" remain-on-exit on >/dev/null
     tmux set-option -t "$TMUX_SESSION" pane-border-status top >/dev/null
+    tmux set-option -t "$TMUX_SESSION" pane-border-format ' #{pane_index}: #{pane_title} ' >/dev/null
+    tmux set-option -t "$TMUX_SESSION" status-left-length 40 >/dev/null
+    tmux set-option -t "$TMUX_SESSION" status-right-length 120 >/dev/null
+    tmux set-option -t "$TMUX_SESSION" status-left " demo $1 " >/dev/null
+    tmux set-option -t "$TMUX_SESSION" status-right \
+        " end the demo: Ctrl-b : kill-session   (or: tmux kill-session -t $TMUX_SESSION) " >/dev/null
+    tmux select-pane -t "$TMUX_SESSION:0.0" -T "$2"
 }
 tmux_pane() {
-    tmux split-window -t "$TMUX_SESSION" "bash -c '$1; exec bash'"
+    tmux split-window -t "$TMUX_SESSION" "bash -c '$2; exec bash'"
+    tmux select-pane -t "$TMUX_SESSION" -T "$1"
     tmux select-layout -t "$TMUX_SESSION" tiled >/dev/null
 }
 tmux_show() {

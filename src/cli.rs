@@ -30,6 +30,37 @@ impl NetArgs {
     }
 }
 
+/// How much a program says: `-q` and `-v` mean the same in every program.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Verbosity {
+    /// Quiet: print only the data asked for, warnings and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Verbose: also print one line per step (piece, request, message)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// The three levels of `Verbosity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+impl Verbosity {
+    pub fn level(&self) -> Level {
+        if self.quiet {
+            Level::Quiet
+        } else if self.verbose {
+            Level::Verbose
+        } else {
+            Level::Normal
+        }
+    }
+}
+
 /// The server core's limits, as flags (every daemon has them).
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {

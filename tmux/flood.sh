@@ -13,10 +13,10 @@ TOPO=${FLOOD_TOPO:-diamond}
 start_topology "$TOPO" t || exit 1
 
 query="echo \"kv-query on s1 ($ADDR_t_s1), $TOPO topology. Try: ?imap  ?http  ?servent  T  Q\"; $BIN/kv-query --wait 2 $ADDR_t_s1"
-tmux_open "flood" "$query"
+tmux_open "flood" "kv-query" "$query"
 for name in "${TOPO_NAMES[@]}"; do
     v="ADDR_t_$name"
-    tmux_pane "echo \"servent $name on ${!v}: $(grep -v '^#' "$TD/$TOPO.topo" | awk -v n="$name" '$1 == n { s = "holds " $2; if (NF > 2) { s = s ", linked to"; for (i = 3; i <= NF; i++) s = s " " $i }; print s }')\"; tail -n +1 -f $RUN/t_$name.out $RUN/t_$name.err"
+    tmux_pane "servent $name" "echo \"servent $name on ${!v}: $(grep -v '^#' "$TD/$TOPO.topo" | awk -v n="$name" '$1 == n { s = "holds " $2; if (NF > 2) { s = s ", linked to"; for (i = 3; i <= NF; i++) s = s " " $i }; print s }')\"; tail -n +1 -f $RUN/t_$name.out $RUN/t_$name.err"
 done
 tmux_show
 # Keep the servents alive as long as the session exists.

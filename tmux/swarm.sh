@@ -13,16 +13,16 @@ demo_init swarm-tmux
 mkdir -p "$RUN/seed"
 head -c "$((SIZE_MIB << 20))" /dev/urandom >"$RUN/seed/movie.bin"
 
-tmux_open swarm "echo tracker; bt-tracker --listen 127.0.0.1:0 --cleanup-interval 6 | tee $RUN/tracker.out"
+tmux_open swarm "tracker" "echo tracker; bt-tracker --listen 127.0.0.1:0 --cleanup-interval 6 | tee $RUN/tracker.out"
 wait_line "$RUN/tracker.out" '^listening on ' 30 || exit 2
 TRACKER=$(grep -m1 '^listening on ' "$RUN/tracker.out" | sed 's/^listening on //')
 
-tmux_pane "echo seed; bt-peer share $RUN/seed/movie.bin --tracker $TRACKER --listen 127.0.0.1:0 --piece-size 128K --upload-limit 1M $PERIODS | tee $RUN/seed.out"
+tmux_pane "seed" "echo seed; bt-peer share $RUN/seed/movie.bin --tracker $TRACKER --listen 127.0.0.1:0 --piece-size 128K --upload-limit 1M $PERIODS | tee $RUN/seed.out"
 wait_line "$RUN/seed.out" '^swarm ' 60 || exit 2
 
 for i in 1 2 3 4; do
     mkdir -p "$RUN/peer$i"
-    tmux_pane "echo peer$i; bt-peer fetch movie.bin --tracker $TRACKER --out $RUN/peer$i --listen 127.0.0.1:0 --request-interval $INTERVAL $PERIODS; echo; cmp $RUN/seed/movie.bin $RUN/peer$i/movie.bin && echo identical to the original"
+    tmux_pane "peer $i" "echo peer$i; bt-peer fetch movie.bin --tracker $TRACKER --out $RUN/peer$i --listen 127.0.0.1:0 --request-interval $INTERVAL $PERIODS; echo; cmp $RUN/seed/movie.bin $RUN/peer$i/movie.bin && echo identical to the original"
 done
 say "folder: $RUN"
 tmux_show
