@@ -121,10 +121,7 @@ pub fn get(
 /// device or a pipe); a folder is an error.
 fn is_special(path: &Path) -> Result<bool> {
     match fs::metadata(path) {
-        Ok(m) if m.is_dir() => Err(Error::Io(io::Error::other(format!(
-            "{} is a folder",
-            path.display()
-        )))),
+        Ok(m) if m.is_dir() => Err(Error::Local(format!("{} is a folder", path.display()))),
         Ok(m) => Ok(!m.is_file()),
         Err(_) => Ok(false),
     }
@@ -169,7 +166,10 @@ pub fn put(
     let name = FileName::from_path(path)?;
     let mut file = File::open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(Error::Io(io::Error::other("not a regular file")));
+        return Err(Error::Local(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
     }
     let (sha256, size) = digest::hash_reader(&mut file)?;
     let file = File::open(path)?;

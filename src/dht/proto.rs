@@ -126,7 +126,7 @@ pub enum SuperResponse {
 pub const LIST_BATCH: usize = 1024;
 
 /// Names carried by a request, whatever their type.
-pub trait Names {
+trait Names {
     /// Every name in the request.
     fn names(&self) -> Vec<&str>;
 }
@@ -155,7 +155,7 @@ impl Names for SuperRequestOf<String> {
 /// words fit for an error reply. `Lenient` is the same request type with
 /// `String` names: if the payload decodes as that, a name must be invalid,
 /// and the name's own error says how.
-pub fn explain_invalid<Lenient>(payload: &[u8], err: &Error) -> String
+fn explain_invalid<Lenient>(payload: &[u8], err: &Error) -> String
 where
     Lenient: DeserializeOwned + Names,
 {
