@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use crate::cli::Level;
 use crate::error::{Error, Result, ResultExt};
 use crate::net::Timeouts;
 use crate::server::{Limits, Server};
@@ -62,6 +63,9 @@ pub struct Options {
     pub heartbeat: Duration,
     /// The server core's limits; `limits.io` also times outgoing connections.
     pub limits: Limits,
+    /// What to log: joins, transfers and leaves unless quiet; each request
+    /// and sync round if verbose.
+    pub level: Level,
 }
 
 /// A running supernode's shared state.
@@ -70,9 +74,24 @@ struct Node {
     control: Control,
     incoming: Arrivals,
     timeouts: Timeouts,
+    level: Level,
 }
 
 impl Node {
+    /// Logs an event (a join, a transfer, a leave), unless quiet.
+    fn note(&self, line: std::fmt::Arguments<'_>) {
+        if self.level >= Level::Normal {
+            crate::event!("{line}");
+        }
+    }
+
+    /// Logs one step (a request, a sync round), if verbose.
+    fn detail(&self, line: std::fmt::Arguments<'_>) {
+        if self.level == Level::Verbose {
+            crate::event!("{line}");
+        }
+    }
+
     /// A fresh query connection to the index.
     fn lookup(&self) -> Result<Lookup> {
         Lookup::open(&self.control.addr, &self.timeouts)
@@ -98,8 +117,9 @@ pub fn run(opts: Options) -> Result<()> {
         control,
         incoming: Arrivals::default(),
         timeouts,
+        level: opts.level,
     });
-    crate::event!("joined the ring as {}", node.control.me());
+    node.note(format_args!("joined the ring as {}", node.control.me()));
 
     let shutdown = server.shutdown().clone();
     let syncer = {
@@ -134,7 +154,7 @@ fn leave(node: &Node) -> Result<()> {
     let via = || format!("leaving the ring via index {}", node.control.addr);
     // New uploads have been refused since the accept loop stopped.
     node.control.leave().doing(via)?;
-    crate::event!("left the ring; final sync");
+    node.note(format_args!("left the ring; final sync"));
     let idle = node.incoming.wait_idle(node.timeouts.io);
     let late = node.incoming.seal();
     if !idle && late > 0 {
@@ -151,6 +171,6 @@ fn leave(node: &Node) -> Result<()> {
             report.failed
         )));
     }
-    crate::event!("disconnected");
+    node.note(format_args!("disconnected"));
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! synchronizer): `List`, `Upload` (received into a temporary file, renamed
 //! once verified) and `Download` (the file, or a redirect to its owner).
 
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::net::SocketAddr;
 
 use indicatif::ProgressBar;
@@ -46,13 +46,23 @@ pub(super) fn handle(node: &Node, shutdown: &Shutdown, session: Session) {
 fn serve_client(node: &Node, conn: &mut Conn, peer: SocketAddr) -> Result<()> {
     while let Some(req) = conn.next_request::<SuperRequest, SuperResponse>()? {
         match req {
-            SuperRequest::List => list(node, conn)?,
+            SuperRequest::List => {
+                node.detail(format_args!("{peer}: list"));
+                list(node, conn)?;
+            }
             SuperRequest::Upload { name, size, sha256 } => {
                 if !receive(node, conn, peer, &name, size, sha256)? {
                     return Ok(());
                 }
             }
-            SuperRequest::Download { name } => download(node, conn, &name)?,
+            SuperRequest::Download { name } => {
+                node.detail(format_args!("{peer}: download {name}"));
+                download(node, conn, &name, 0)?;
+            }
+            SuperRequest::DownloadFrom { name, offset } => {
+                node.detail(format_args!("{peer}: download {name} from byte {offset}"));
+                download(node, conn, &name, offset)?;
+            }
         }
     }
     Ok(())
@@ -113,7 +123,7 @@ fn receive(
         }
     };
     conn.send(&SuperResponse::Ready)?;
-    crate::event!("receiving {name} from {peer}");
+    node.note(format_args!("receiving {name} from {peer}"));
     let bar = ProgressBar::hidden();
     match transfer::receive_file(conn.reader(), size, sha256, &dest, Overwrite::Never, &bar) {
         Ok(()) if !reservation.may_confirm() => {
@@ -155,7 +165,8 @@ fn receive(
     }
 }
 
-fn download(node: &Node, conn: &mut Conn, name: &FileName) -> Result<()> {
+/// Sends `name` from byte `offset` on, or says where it is.
+fn download(node: &Node, conn: &mut Conn, name: &FileName, offset: u64) -> Result<()> {
     let out = match node.repo.open_file(name) {
         Ok(o) => o,
         Err(e) => {
@@ -164,12 +175,23 @@ fn download(node: &Node, conn: &mut Conn, name: &FileName) -> Result<()> {
             });
         }
     };
-    if let Some(out) = out {
+    if let Some(mut out) = out {
+        if offset > out.len {
+            return conn.send(&SuperResponse::Error {
+                message: format!(
+                    "cannot resume {name} at byte {offset}: it has {} bytes",
+                    out.len
+                ),
+            });
+        }
+        if offset > 0 {
+            out.file.seek(SeekFrom::Start(offset))?;
+        }
         conn.queue(&SuperResponse::File {
             size: out.len,
             sha256: out.digest,
         })?;
-        return transfer::send_body_to_socket(out.file, out.len, conn.writer());
+        return transfer::send_body_to_socket(out.file, out.len - offset, conn.writer());
     }
     if is_hidden(name) {
         // Never shared anywhere: no supernode to send the client to.

@@ -47,6 +47,7 @@ pub(super) fn sync_round(node: &Node, stop: Option<&Shutdown>) -> SyncReport {
     let me = node.control.me();
     let mut peers: HashMap<String, Conn> = HashMap::new();
     let mut lookup: Option<Lookup> = None;
+    let mut elsewhere = 0;
     for name in &names {
         if stop.is_some_and(Shutdown::is_triggered) {
             break;
@@ -68,12 +69,18 @@ pub(super) fn sync_round(node: &Node, stop: Option<&Shutdown>) -> SyncReport {
         if owner == me {
             continue;
         }
+        elsewhere += 1;
         if let Err(e) = push(node, &mut peers, &owner, name) {
             crate::diag!("sync: sending {name} to {owner}: {e}");
             peers.remove(&owner);
             report.failed += 1;
         }
     }
+    node.detail(format_args!(
+        "sync: {} file(s), {elsewhere} owned by other supernodes, {} failed",
+        names.len(),
+        report.failed
+    ));
     report
 }
 
@@ -111,7 +118,7 @@ fn push(
             )));
         }
     }
-    crate::event!("[balance] sending {name} to {owner}");
+    node.note(format_args!("[balance] sending {name} to {owner}"));
     transfer::send_body_to_socket(out.file, out.len, conn.writer())?;
     match conn.expect::<SuperResponse>()? {
         SuperResponse::Stored | SuperResponse::AlreadyExists => Ok(()),
