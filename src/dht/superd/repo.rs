@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use super::lock;
 use crate::digest::{self, Digest};
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, Result};
 use crate::name::FileName;
 
 /// True for a name a supernode never lists, serves, syncs or accepts: a
@@ -65,8 +65,12 @@ impl Repo {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) if e.depth() == 0 => {
-                    return Err(io::Error::from(e))
-                        .doing(|| format!("reading {}", self.dir.display()));
+                    let what = format!("reading {}", self.dir.display());
+                    let text = e.to_string();
+                    return Err(match e.into_io_error() {
+                        Some(io) => Error::from(io).doing(what),
+                        None => Error::Local(format!("{what}: {text}")),
+                    });
                 }
                 // An entry that vanished or cannot be read is not listed.
                 Err(_) => continue,
