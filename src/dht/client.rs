@@ -18,7 +18,7 @@ use crate::net::Timeouts;
 use crate::transfer::{self, Overwrite};
 
 /// Most redirects a download follows.
-pub const MAX_REDIRECTS: usize = 4;
+pub(crate) const MAX_REDIRECTS: usize = 4;
 
 fn unexpected(what: &str, resp: SuperResponse) -> Error {
     match resp {
@@ -43,7 +43,7 @@ pub fn list(addr: &str, timeouts: &Timeouts) -> Result<Vec<FileName>> {
 
 /// Where a download goes.
 #[derive(Debug, Clone)]
-pub enum Dest {
+pub(crate) enum Dest {
     /// A file, written to its partial file (`partial_path`) and renamed
     /// once verified. A device or a pipe at that path (`/dev/null`) is
     /// written to directly instead.
@@ -54,7 +54,7 @@ pub enum Dest {
 
 /// How a download is done.
 #[derive(Debug, Clone)]
-pub struct GetOptions {
+pub(crate) struct GetOptions {
     /// Where the file goes.
     pub dest: Dest,
     /// Whether an existing file at the destination may be replaced.
@@ -68,7 +68,7 @@ pub struct GetOptions {
 
 /// How a download ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetched {
+pub(crate) enum Fetched {
     /// The file arrived from `from`, `size` bytes, SHA-256 verified.
     Got { from: String, size: u64 },
     /// No supernode has it: the responsible one (`at`) said not found, or
@@ -80,7 +80,7 @@ pub enum Fetched {
 
 /// What a download is doing, for the caller to report as it sees fit.
 #[derive(Debug, Clone, Copy)]
-pub enum Step<'a> {
+pub(crate) enum Step<'a> {
     /// Asking the supernode at this address.
     Asking(&'a str),
     /// Not at `from`; `to` is responsible for it.
@@ -101,7 +101,7 @@ pub enum Step<'a> {
 
 /// Where a download to `dest` is written until it is verified: a hidden
 /// file beside it, `.NAME.part`, which a resumed download continues.
-pub fn partial_path(dest: &Path) -> PathBuf {
+pub(crate) fn partial_path(dest: &Path) -> PathBuf {
     let name = dest
         .file_name()
         .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
@@ -120,7 +120,7 @@ enum Target {
 /// redirects (never to a supernode already asked). `step` hears what is
 /// going on; `progress(len)` makes the progress bar. Errors name the local
 /// path (`writing PATH: ...`) or the supernode (`getting NAME from ADDR: ...`).
-pub fn get(
+pub(crate) fn get(
     addr: &str,
     name: &FileName,
     opts: &GetOptions,
@@ -451,7 +451,7 @@ impl<W: Write> Write for Marked<W> {
 
 /// How an upload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Put {
+pub(crate) enum Put {
     /// The supernode stored the file (`size` bytes).
     Stored { size: u64 },
     /// The supernode already has a file of that name; nothing changed.
@@ -461,7 +461,7 @@ pub enum Put {
 /// Uploads the local file `path` under its own name to the supernode at
 /// `addr`. `note` hears one line per step. Errors name the local path
 /// (`reading PATH: ...`) or the supernode (`uploading NAME to ADDR: ...`).
-pub fn put(
+pub(crate) fn put(
     addr: &str,
     path: &Path,
     timeouts: &Timeouts,

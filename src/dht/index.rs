@@ -39,7 +39,7 @@ impl Index {
 }
 
 /// Binds `listen`, prints the readiness line and serves until Ctrl-C or SIGTERM.
-pub fn run(listen: &str, limits: Limits, level: Level) -> Result<()> {
+pub(crate) fn run(listen: &str, limits: Limits, level: Level) -> Result<()> {
     let server = Server::start(listen, limits)?;
     server.announce()?;
     let index = Arc::new(Index {

@@ -50,7 +50,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// How a supernode runs.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// The repository folder.
     pub repo: PathBuf,
     /// The index, `HOST:PORT`.
@@ -101,7 +101,7 @@ impl Node {
 /// Runs a supernode until Ctrl-C or SIGTERM, then leaves gracefully:
 /// joins the ring, announces the server, serves and synchronizes until
 /// shutdown, then leaves the ring, makes a last sync and disconnects.
-pub fn run(opts: Options) -> Result<()> {
+pub(crate) fn run(opts: Options) -> Result<()> {
     let server = Server::start(&opts.listen, opts.limits)?;
     let repo = Repo::open(&opts.repo)?;
     let timeouts = opts.limits.io;
