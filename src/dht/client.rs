@@ -160,6 +160,9 @@ pub(crate) fn get(
         }
     }
     let offset = prefix.as_ref().map_or(0, |(len, _)| *len);
+    if offset > 0 {
+        step(Step::Resuming { offset });
+    }
     let mut at = addr.to_string();
     let mut asked: HashSet<String> = HashSet::new();
     loop {
@@ -168,7 +171,6 @@ pub(crate) fn get(
         let remote = |e: Error| e.doing(format!("getting {name} from {at}"));
         let mut conn = Conn::open(&at, &opts.timeouts, SUPER_PROTOCOL).map_err(remote)?;
         let request = if offset > 0 {
-            step(Step::Resuming { offset });
             SuperRequest::DownloadFrom {
                 name: name.clone(),
                 offset,

@@ -585,9 +585,27 @@ fn programs_have_help_and_version_and_clear_errors() {
         bin!("p2p-get"),
         bin!("p2p-put"),
     ] {
-        cmd(b).arg("--help").run().ok().stdout_has("Usage");
+        cmd(b)
+            .arg("--help")
+            .run()
+            .ok()
+            .stdout_has("Usage")
+            .stdout_has("Example:")
+            .stdout_has("--quiet")
+            .stdout_has("--verbose");
         cmd(b).arg("--version").run().ok().stdout_has("0.1.0");
     }
+    // The defaults: where the daemons listen, what the supernode shares.
+    cmd(bin!("p2p-index"))
+        .arg("--help")
+        .run()
+        .stdout_has("0.0.0.0:6110");
+    cmd(bin!("p2p-superd"))
+        .arg("--help")
+        .run()
+        .stdout_has("[default: localhost:6110]")
+        .stdout_has("(0.0.0.0)")
+        .stdout_has("Hidden");
     let dir = TempDir::new("dht-errors");
     let (port, out) = run_against_dead_port(|port| {
         cmd(bin!("p2p-superd"))
