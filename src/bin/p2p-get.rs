@@ -24,7 +24,8 @@ struct Args {
     /// HOST:PORT NAME, or HOST PORT NAME
     #[arg(value_name = "ARGS", required = true, num_args = 2..=3)]
     operands: Vec<String>,
-    /// Where to write it (default: NAME in the current folder; `-` for stdout)
+    /// Where to write it: a file, a folder to put NAME in, or `-` for
+    /// stdout (default: NAME in the current folder)
     #[arg(short, long, value_name = "PATH")]
     output: Option<PathBuf>,
     /// Replace a file already at the destination (default: refuse, exit 1)

@@ -127,6 +127,7 @@ pub fn get(
     let name = FileName::new(rest[0].as_str())?;
     let dest = match &args.output {
         Some(p) if p == Path::new("-") => Dest::Stdout,
+        Some(p) if p.is_dir() => Dest::Path(p.join(name.as_str())),
         Some(p) => Dest::Path(p.clone()),
         None => Dest::Path(PathBuf::from(name.as_str())),
     };

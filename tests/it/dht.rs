@@ -1114,6 +1114,14 @@ fn p2p_get_never_overwrites_without_force_and_names_local_paths() {
         .ok();
     assert_eq!(fs::read(work.join("x.txt")).unwrap(), b"remote\n");
     assert_eq!(names_in(&work), ["x.txt"]);
+    // A folder as the destination: NAME goes into it.
+    let into = dir.sub("into");
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, "x.txt", "-o"])
+        .arg(&into)
+        .run()
+        .ok();
+    assert_eq!(fs::read(into.join("x.txt")).unwrap(), b"remote\n");
 
     cmd(bin!("p2p-get"))
         .args([&s.addr, "x.txt", "-o", "nodir/x.txt"])
