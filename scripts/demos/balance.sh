@@ -31,7 +31,7 @@ on_owner() {
         fi
     done
     [ -z "$lacking" ] && return 0
-    p2p-get "${lacking%:*}" "${lacking##*:}" "$file" -o "$RUN/locate.out" 2>"$RUN/locate.err" &&
+    p2p-get --force "${lacking%:*}" "${lacking##*:}" "$file" -o "$RUN/locate.out" 2>"$RUN/locate.err" &&
         grep -q "redirecting to" "$RUN/locate.err"
 }
 

@@ -3,16 +3,23 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use peerkit::cli::{self, DaemonArgs};
+use peerkit::cli::{self, DaemonArgs, Verbosity};
 use peerkit::dht::{cmd, index};
 
 /// Keeps the consistent-hash ring of supernodes and tells them which one is
 /// responsible for a file name. Logs joins and departures on stdout.
 #[derive(Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Listens on 0.0.0.0:6110 (every interface) unless --listen is given; \
+                  the first line on stdout is `listening on HOST:PORT`.\n\n\
+                  Example:\n  p2p-index --listen 127.0.0.1:6110"
+)]
 struct Args {
     #[command(flatten)]
     daemon: DaemonArgs,
+    #[command(flatten)]
+    verbosity: Verbosity,
 }
 
 fn main() -> ExitCode {
@@ -21,6 +28,7 @@ fn main() -> ExitCode {
         cmd::index(
             &a.daemon.listen_or(index::DEFAULT_LISTEN),
             a.daemon.limits(),
+            a.verbosity.level(),
         )
     })
 }

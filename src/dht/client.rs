@@ -3,22 +3,22 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 
 use crate::cli;
 use crate::dht::proto::{SUPER_PROTOCOL, SuperRequest, SuperResponse};
-use crate::digest::{self, Digest};
-use crate::error::{Error, Result};
+use crate::digest::{self, Digest, Hasher};
+use crate::error::{Error, Result, ResultExt};
 use crate::frame::Conn;
 use crate::name::FileName;
 use crate::net::Timeouts;
 use crate::transfer::{self, Overwrite};
 
 /// Most redirects a download follows.
-pub const MAX_REDIRECTS: usize = 4;
+pub(crate) const MAX_REDIRECTS: usize = 4;
 
 fn unexpected(what: &str, resp: SuperResponse) -> Error {
     match resp {
@@ -43,90 +43,365 @@ pub fn list(addr: &str, timeouts: &Timeouts) -> Result<Vec<FileName>> {
 
 /// Where a download goes.
 #[derive(Debug, Clone)]
-pub enum Dest {
-    /// A file, written under a temporary name and renamed once verified
-    /// (replacing any file already there). A device or a pipe at that path
-    /// (`/dev/null`) is written to directly instead.
+pub(crate) enum Dest {
+    /// A file, written to its partial file (`partial_path`) and renamed
+    /// once verified. A device or a pipe at that path (`/dev/null`) is
+    /// written to directly instead.
     Path(PathBuf),
     /// Standard output, streamed; a bad digest is reported after the fact.
     Stdout,
 }
 
+/// How a download is done.
+#[derive(Debug, Clone)]
+pub(crate) struct GetOptions {
+    /// Where the file goes.
+    pub dest: Dest,
+    /// Whether an existing file at the destination may be replaced.
+    pub overwrite: Overwrite,
+    /// Resume from the partial file of an earlier, interrupted download.
+    pub resume: bool,
+    /// Keep the partial file when the download fails, for a later `resume`.
+    pub keep_partial: bool,
+    pub timeouts: Timeouts,
+}
+
 /// How a download ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetched {
+pub(crate) enum Fetched {
     /// The file arrived from `from`, `size` bytes, SHA-256 verified.
     Got { from: String, size: u64 },
     /// No supernode has it: the responsible one (`at`) said not found, or
     /// the redirects went in a circle or too far.
     NotAvailable { at: String },
+    /// A file is already at the destination and may not be replaced.
+    Exists { path: PathBuf },
+}
+
+/// What a download is doing, for the caller to report as it sees fit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step<'a> {
+    /// Asking the supernode at this address.
+    Asking(&'a str),
+    /// Not at `from`; `to` is responsible for it.
+    Redirect { from: &'a str, to: &'a str },
+    /// Resuming after the `offset` bytes already in the partial file.
+    Resuming { offset: u64 },
+    /// The file is coming from `from`: `size` bytes in all, with this SHA-256.
+    Receiving {
+        from: &'a str,
+        size: u64,
+        sha256: Digest,
+    },
+    /// The whole file matched its SHA-256.
+    Verified,
+    /// The download failed; what arrived is kept here for a later resume.
+    KeptPartial(&'a Path),
+}
+
+/// Where a download to `dest` is written until it is verified: a hidden
+/// file beside it, `.NAME.part`, which a resumed download continues.
+pub(crate) fn partial_path(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
+    dest.with_file_name(format!(".{name}.part"))
+}
+
+/// What is at a download's destination path.
+enum Target {
+    /// Nothing, or a regular file we may replace: write through the partial file.
+    File,
+    /// A device or a pipe: write into it.
+    Special,
 }
 
 /// Downloads `name` starting at `addr`, following up to `MAX_REDIRECTS`
-/// redirects (never to a supernode already asked). `on_redirect(from, to)`
-/// is called before each hop; `progress(len)` makes the progress bar.
-pub fn get(
+/// redirects (never to a supernode already asked). `step` hears what is
+/// going on; `progress(len)` makes the progress bar. Errors name the local
+/// path (`writing PATH: ...`) or the supernode (`getting NAME from ADDR: ...`).
+pub(crate) fn get(
     addr: &str,
     name: &FileName,
-    dest: &Dest,
-    timeouts: &Timeouts,
-    mut on_redirect: impl FnMut(&str, &str),
+    opts: &GetOptions,
+    mut step: impl FnMut(Step<'_>),
     progress: impl Fn(u64) -> ProgressBar,
 ) -> Result<Fetched> {
+    let target = match &opts.dest {
+        Dest::Stdout => None,
+        Dest::Path(path) => match fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                return Err(Error::Local(format!("{} is a folder", path.display())));
+            }
+            Ok(m) if !m.is_file() => Some((path, Target::Special)),
+            Ok(_) if opts.overwrite == Overwrite::Never => {
+                return Ok(Fetched::Exists { path: path.clone() });
+            }
+            _ => Some((path, Target::File)),
+        },
+    };
+    // Resuming: the bytes already here, and their hash so far.
+    let mut prefix: Option<(u64, Hasher)> = None;
+    if opts.resume {
+        let Some((path, Target::File)) = target else {
+            return Err(Error::Local(
+                "only a download into a regular file can be resumed".into(),
+            ));
+        };
+        let partial = partial_path(path);
+        match File::open(&partial) {
+            Ok(f) => {
+                let (hasher, len) =
+                    hash_prefix(f).doing(|| format!("reading {}", partial.display()))?;
+                prefix = Some((len, hasher));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::from(e).doing(format!("reading {}", partial.display()))),
+        }
+    }
+    let offset = prefix.as_ref().map_or(0, |(len, _)| *len);
+    if offset > 0 {
+        step(Step::Resuming { offset });
+    }
     let mut at = addr.to_string();
     let mut asked: HashSet<String> = HashSet::new();
     loop {
         asked.insert(at.clone());
-        let mut conn = Conn::open(&at, timeouts, SUPER_PROTOCOL)?;
-        conn.send(&SuperRequest::Download { name: name.clone() })?;
-        match conn.expect::<SuperResponse>()? {
+        step(Step::Asking(&at));
+        let remote = |e: Error| e.doing(format!("getting {name} from {at}"));
+        let mut conn = Conn::open(&at, &opts.timeouts, SUPER_PROTOCOL).map_err(remote)?;
+        let request = if offset > 0 {
+            SuperRequest::DownloadFrom {
+                name: name.clone(),
+                offset,
+            }
+        } else {
+            SuperRequest::Download { name: name.clone() }
+        };
+        conn.send(&request).map_err(remote)?;
+        match conn.expect::<SuperResponse>().map_err(remote)? {
             SuperResponse::File { size, sha256 } => {
+                step(Step::Receiving {
+                    from: &at,
+                    size,
+                    sha256,
+                });
                 let bar = progress(size);
-                match dest {
-                    Dest::Path(path) if !is_special(path)? => transfer::receive_file(
-                        conn.reader(),
-                        size,
-                        sha256,
-                        path,
-                        Overwrite::Replace,
-                        &bar,
-                    )?,
-                    Dest::Path(path) => {
+                bar.set_position(offset.min(size));
+                let body = size.saturating_sub(offset);
+                match target {
+                    Some((path, Target::File)) => {
+                        let got = receive_to_file(
+                            &mut conn,
+                            body,
+                            sha256,
+                            path,
+                            prefix.take(),
+                            opts,
+                            &bar,
+                            &mut step,
+                        );
+                        bar.finish_and_clear();
+                        return match got {
+                            Ok(true) => {
+                                step(Step::Verified);
+                                Ok(Fetched::Got { from: at, size })
+                            }
+                            Ok(false) => Ok(Fetched::Exists { path: path.clone() }),
+                            Err(Failure::Local(e)) => {
+                                Err(e.doing(format!("writing {}", path.display())))
+                            }
+                            Err(Failure::Remote(e)) => Err(remote(e)),
+                        };
+                    }
+                    Some((path, Target::Special)) => {
                         // A device or a pipe (`-o /dev/null`): write into it,
                         // never rename over it.
-                        let out = OpenOptions::new().write(true).open(path)?;
-                        stream_verified(conn.reader(), size, sha256, out, &bar)?;
+                        let out = OpenOptions::new()
+                            .write(true)
+                            .open(path)
+                            .doing(|| format!("writing {}", path.display()))?;
+                        stream_verified(conn.reader(), body, sha256, out, &bar)
+                            .map_err(|f| f.doing_on(path, &at, name))?;
                     }
-                    Dest::Stdout => {
-                        stream_verified(conn.reader(), size, sha256, cli::stdout(), &bar)?;
+                    None => {
+                        stream_verified(conn.reader(), body, sha256, cli::stdout(), &bar)
+                            .map_err(|f| f.doing_on(Path::new("standard output"), &at, name))?;
                     }
                 }
                 bar.finish_and_clear();
+                step(Step::Verified);
                 return Ok(Fetched::Got { from: at, size });
             }
             SuperResponse::Redirect { addr: next } => {
                 if asked.contains(&next) || asked.len() > MAX_REDIRECTS {
                     return Ok(Fetched::NotAvailable { at });
                 }
-                on_redirect(&at, &next);
+                step(Step::Redirect {
+                    from: &at,
+                    to: &next,
+                });
                 at = next;
             }
             SuperResponse::NotFound => return Ok(Fetched::NotAvailable { at }),
-            other => return Err(unexpected("a download", other)),
+            other => return Err(remote(unexpected("a download", other))),
         }
     }
 }
 
-/// True if `path` exists and is neither a regular file nor a folder (a
-/// device or a pipe); a folder is an error.
-fn is_special(path: &Path) -> Result<bool> {
-    match fs::metadata(path) {
-        Ok(m) if m.is_dir() => Err(Error::Io(io::Error::other(format!(
-            "{} is a folder",
-            path.display()
-        )))),
-        Ok(m) => Ok(!m.is_file()),
-        Err(_) => Ok(false),
+/// A download failure, on our side or the supernode's.
+enum Failure {
+    /// Writing or reading a local file failed.
+    Local(Error),
+    /// The connection failed, or the bytes were not the announced ones.
+    Remote(Error),
+}
+
+impl Failure {
+    /// The error, saying which side failed.
+    fn doing_on(self, path: &Path, at: &str, name: &FileName) -> Error {
+        match self {
+            Failure::Local(e) => e.doing(format!("writing {}", path.display())),
+            Failure::Remote(e) => e.doing(format!("getting {name} from {at}")),
+        }
+    }
+}
+
+/// Hashes an open file from its start; the hasher so far and the length.
+fn hash_prefix(mut file: File) -> io::Result<(Hasher, u64)> {
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; transfer::CHUNK];
+    let mut len = 0u64;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok((hasher, len)),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Receives `body` bytes into `path`'s partial file (after the `prefix`
+/// already there, if resuming) and renames it to `path` once the whole file
+/// hashes to `sha256`. `Ok(false)`: a file appeared at `path` meanwhile and
+/// may not be replaced. A failed download's partial file is removed, unless
+/// the caller asked to keep it; one that did not match its hash always is.
+#[allow(clippy::too_many_arguments)]
+fn receive_to_file(
+    conn: &mut Conn,
+    body: u64,
+    sha256: Digest,
+    path: &Path,
+    prefix: Option<(u64, Hasher)>,
+    opts: &GetOptions,
+    bar: &ProgressBar,
+    step: &mut impl FnMut(Step<'_>),
+) -> std::result::Result<bool, Failure> {
+    let partial = partial_path(path);
+    let resuming = prefix.is_some();
+    let file = if let Some((len, _)) = &prefix {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(&partial)
+            .map_err(|e| Failure::Local(e.into()))?;
+        // Exactly the hashed prefix, whatever happened to the file since.
+        f.set_len(*len).map_err(|e| Failure::Local(e.into()))?;
+        f.seek(SeekFrom::Start(*len))
+            .map_err(|e| Failure::Local(e.into()))?;
+        f
+    } else {
+        File::create(&partial).map_err(|e| Failure::Local(e.into()))?
+    };
+    let mut out = LocalOut {
+        inner: io::BufWriter::with_capacity(transfer::CHUNK, file),
+        hasher: prefix.map(|(_, h)| h),
+        failed: false,
+    };
+    let received = transfer::receive_body(conn.reader(), body, &mut out, bar);
+    let failed_here = out.failed;
+    let hasher = out.hasher.take();
+    drop(out);
+    let discard = |keep: bool, step: &mut dyn FnMut(Step<'_>)| {
+        if keep {
+            step(Step::KeptPartial(&partial));
+        } else {
+            // Best effort: nothing useful can be done if this fails too.
+            let _ = fs::remove_file(&partial);
+        }
+    };
+    let body_digest = match received {
+        Ok(d) => d,
+        Err(e) => {
+            discard(opts.keep_partial || opts.resume, step);
+            return Err(if failed_here {
+                Failure::Local(e)
+            } else {
+                Failure::Remote(e)
+            });
+        }
+    };
+    let actual = hasher.map_or(body_digest, Hasher::finish);
+    if actual != sha256 {
+        discard(false, step);
+        let e = Error::HashMismatch {
+            expected: sha256,
+            actual,
+        };
+        return Err(Failure::Remote(if resuming {
+            e.doing("the resumed file (its partial file was removed; download it again)")
+        } else {
+            e
+        }));
+    }
+    let placed = match opts.overwrite {
+        Overwrite::Replace => fs::rename(&partial, path),
+        Overwrite::Never => fs::hard_link(&partial, path).and_then(|()| fs::remove_file(&partial)),
+    };
+    match placed {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(&partial);
+            Ok(false)
+        }
+        Err(e) => {
+            discard(opts.keep_partial, step);
+            Err(Failure::Local(e.into()))
+        }
+    }
+}
+
+/// The local side of a download: a buffered file that also hashes what it
+/// is given (when resuming, the hash of the prefix is already in it), and
+/// remembers whether a write failed, so the error can name the local path.
+struct LocalOut {
+    inner: io::BufWriter<File>,
+    hasher: Option<Hasher>,
+    failed: bool,
+}
+
+impl LocalOut {
+    fn mark<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        self.failed |= r.is_err();
+        r
+    }
+}
+
+impl Write for LocalOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        let n = self.mark(r)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.mark(r)
     }
 }
 
@@ -138,64 +413,108 @@ fn stream_verified<R: io::Read, W: Write>(
     sha256: Digest,
     out: W,
     bar: &ProgressBar,
-) -> Result<()> {
-    let mut out = io::BufWriter::with_capacity(transfer::CHUNK, out);
-    let actual = transfer::receive_body(r, size, &mut out, bar)?;
+) -> std::result::Result<(), Failure> {
+    let mut out = Marked {
+        inner: io::BufWriter::with_capacity(transfer::CHUNK, out),
+        failed: false,
+    };
+    let actual = match transfer::receive_body(r, size, &mut out, bar) {
+        Ok(d) => d,
+        Err(e) if out.failed => return Err(Failure::Local(e)),
+        Err(e) => return Err(Failure::Remote(e)),
+    };
     if actual != sha256 {
-        return Err(Error::HashMismatch {
+        return Err(Failure::Remote(Error::HashMismatch {
             expected: sha256,
             actual,
-        });
+        }));
     }
     Ok(())
 }
 
+/// A writer that remembers whether a write failed.
+struct Marked<W: Write> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: Write> Write for Marked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.failed |= r.is_err();
+        r
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.failed |= r.is_err();
+        r
+    }
+}
+
 /// How an upload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Put {
+pub(crate) enum Put {
     /// The supernode stored the file (`size` bytes).
     Stored { size: u64 },
     /// The supernode already has a file of that name; nothing changed.
     AlreadyExists,
 }
 
-/// Uploads the local file `path` under its own name to the supernode at `addr`.
-pub fn put(
+/// Uploads the local file `path` under its own name to the supernode at
+/// `addr`. `note` hears one line per step. Errors name the local path
+/// (`reading PATH: ...`) or the supernode (`uploading NAME to ADDR: ...`).
+pub(crate) fn put(
     addr: &str,
     path: &Path,
     timeouts: &Timeouts,
+    mut note: impl FnMut(&str),
     progress: impl Fn(u64) -> ProgressBar,
 ) -> Result<Put> {
-    let name = FileName::from_path(path)?;
-    let mut file = File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(Error::Io(io::Error::other("not a regular file")));
+    let name = FileName::from_path(path).doing(|| path.display().to_string())?;
+    let local = || format!("reading {}", path.display());
+    let mut file = File::open(path).doing(local)?;
+    if !file.metadata().doing(local)?.is_file() {
+        return Err(Error::Local(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
     }
-    let (sha256, size) = digest::hash_reader(&mut file)?;
-    let file = File::open(path)?;
-    let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL)?;
-    conn.send(&SuperRequest::Upload { name, size, sha256 })?;
-    match conn.expect::<SuperResponse>()? {
+    note(&format!("hashing {}", path.display()));
+    let (sha256, size) = digest::hash_reader(&mut file).doing(local)?;
+    let file = File::open(path).doing(local)?;
+    let remote = |e: Error| e.doing(format!("uploading {name} to {addr}"));
+    note(&format!(
+        "offering {name} ({size} bytes, SHA-256 {sha256}) to {addr}"
+    ));
+    let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL).map_err(remote)?;
+    conn.send(&SuperRequest::Upload {
+        name: name.clone(),
+        size,
+        sha256,
+    })
+    .map_err(remote)?;
+    match conn.expect::<SuperResponse>().map_err(remote)? {
         SuperResponse::Ready => {}
         SuperResponse::AlreadyExists => return Ok(Put::AlreadyExists),
-        other => return Err(unexpected("an upload", other)),
+        other => return Err(remote(unexpected("an upload", other))),
     }
+    note("sending the body");
     let bar = progress(size);
     if bar.is_hidden() {
         // Straight to the socket, so the kernel copies (sendfile).
-        transfer::send_body_to_socket(file, size, conn.writer())?;
+        transfer::send_body_to_socket(file, size, conn.writer()).map_err(remote)?;
     } else {
         let mut counted = Counted {
             inner: conn.writer(),
             bar: &bar,
         };
-        transfer::send_body(file, size, &mut counted)?;
+        transfer::send_body(file, size, &mut counted).map_err(remote)?;
         bar.finish_and_clear();
     }
-    match conn.expect::<SuperResponse>()? {
+    match conn.expect::<SuperResponse>().map_err(remote)? {
         SuperResponse::Stored => Ok(Put::Stored { size }),
         SuperResponse::AlreadyExists => Ok(Put::AlreadyExists),
-        other => Err(unexpected("an upload", other)),
+        other => Err(remote(unexpected("an upload", other))),
     }
 }
 

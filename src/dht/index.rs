@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::cli::Level;
 use crate::dht::proto::{HEARTBEAT, INDEX_PROTOCOL, IndexRequest, IndexResponse};
 use crate::dht::ring::Ring;
 use crate::error::Result;
@@ -18,22 +19,33 @@ use crate::server::{Limits, Server, Session};
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:6110";
 
 /// The index's shared state: the ring, behind its only lock.
-#[derive(Default)]
 struct Index {
     ring: Mutex<Ring>,
+    /// How much to log: membership changes unless quiet, queries if verbose.
+    level: Level,
 }
 
 impl Index {
+    /// Logs a membership change, unless quiet.
+    fn note(&self, line: std::fmt::Arguments<'_>) {
+        if self.level >= Level::Normal {
+            crate::event!("{line}");
+        }
+    }
+
     fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
         self.ring.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Binds `listen`, prints the readiness line and serves until Ctrl-C or SIGTERM.
-pub fn run(listen: &str, limits: Limits) -> Result<()> {
+pub(crate) fn run(listen: &str, limits: Limits, level: Level) -> Result<()> {
     let server = Server::start(listen, limits)?;
     server.announce()?;
-    let index = Arc::new(Index::default());
+    let index = Arc::new(Index {
+        ring: Mutex::new(Ring::new()),
+        level,
+    });
     server.serve(move |session| handle(&index, session))
 }
 
@@ -65,10 +77,10 @@ fn handle(index: &Index, session: Session) {
     if session.in_ring {
         if let Some(addr) = &session.addr {
             index.ring().remove(addr);
-            crate::event!("removed {addr} (connection lost)");
+            index.note(format_args!("removed {addr} (connection lost)"));
         }
     } else if let Some(addr) = &session.addr {
-        crate::event!("disconnected {addr}");
+        index.note(format_args!("disconnected {addr}"));
     }
     if let Err(e) = outcome
         && !e.is_disconnect()
@@ -99,7 +111,7 @@ fn serve_session(
                 (Some(addr), true) => {
                     index.ring().remove(addr);
                     session.in_ring = false;
-                    crate::event!("left {addr}");
+                    index.note(format_args!("left {addr}"));
                     IndexResponse::Left
                 }
                 _ => IndexResponse::Error {
@@ -110,17 +122,21 @@ fn serve_session(
                 if let (Some(addr), true) = (&session.addr, session.in_ring) {
                     index.ring().remove(addr);
                     session.in_ring = false;
-                    crate::event!("left {addr}");
+                    index.note(format_args!("left {addr}"));
                 }
                 conn.send(&IndexResponse::Bye)?;
                 return Ok(());
             }
-            IndexRequest::Query { name } => match index.ring().owner(name.as_str()) {
-                Some(addr) => IndexResponse::Owner {
-                    addr: addr.to_string(),
-                },
-                None => IndexResponse::NoSupernodes,
-            },
+            IndexRequest::Query { name } => {
+                let owner = index.ring().owner(name.as_str()).map(str::to_string);
+                if index.level == Level::Verbose {
+                    crate::event!("{peer}: {name} -> {}", owner.as_deref().unwrap_or("nobody"));
+                }
+                match owner {
+                    Some(addr) => IndexResponse::Owner { addr },
+                    None => IndexResponse::NoSupernodes,
+                }
+            }
             IndexRequest::Ping => IndexResponse::Pong,
         };
         conn.send(&reply)?;
@@ -150,6 +166,6 @@ fn join(index: &Index, peer: SocketAddr, port: u16, session: &mut Membership) ->
     }
     session.addr = Some(addr.clone());
     session.in_ring = true;
-    crate::event!("joined {addr}");
+    index.note(format_args!("joined {addr}"));
     IndexResponse::Joined { addr }
 }

@@ -4,9 +4,12 @@
 //! - [`proto`]: the index and supernode protocols (requests, responses).
 //! - [`ring`]: the consistent-hash ring with virtual nodes.
 //! - [`index`]: the index server (`p2p-index`).
-//! - [`superd`]: the supernode: server, synchronizer, graceful leave (`p2p-superd`).
-//! - [`client`]: list, download (following redirects), upload.
-//! - [`cmd`]: the programs' bodies, called by `src/bin/p2p-*.rs`.
+//! - [`superd`]: the supernode (`p2p-superd`), one file per thread: index
+//!   link, synchronizer, connection serving, plus uploads in flight and the
+//!   repository folder.
+//! - [`client`]: list, download (following redirects, resuming), upload.
+//! - [`cmd`]: the programs' bodies, called by `src/bin/p2p-*.rs`; the only
+//!   file of this system that uses `anyhow`.
 
 pub mod client;
 pub mod cmd;

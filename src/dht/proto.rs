@@ -92,6 +92,10 @@ pub enum SuperRequestOf<N> {
     /// Fetch a file. Answered by `File` followed by `size` raw bytes, by
     /// `Redirect` to the supernode responsible for it, or by `NotFound`.
     Download { name: N },
+    /// Resume a fetch: answered as `Download`, except that after `File`
+    /// (whose `size` and `sha256` are still the whole file's) only the bytes
+    /// from `offset` to the end follow. An `offset` past the end is an `Error`.
+    DownloadFrom { name: N, offset: u64 },
 }
 
 /// A supernode request with validated names.
@@ -126,7 +130,7 @@ pub enum SuperResponse {
 pub const LIST_BATCH: usize = 1024;
 
 /// Names carried by a request, whatever their type.
-pub trait Names {
+trait Names {
     /// Every name in the request.
     fn names(&self) -> Vec<&str>;
 }
@@ -143,7 +147,9 @@ impl Names for IndexRequestOf<String> {
 impl Names for SuperRequestOf<String> {
     fn names(&self) -> Vec<&str> {
         match self {
-            SuperRequestOf::Upload { name, .. } | SuperRequestOf::Download { name } => {
+            SuperRequestOf::Upload { name, .. }
+            | SuperRequestOf::Download { name }
+            | SuperRequestOf::DownloadFrom { name, .. } => {
                 vec![name.as_str()]
             }
             SuperRequestOf::List => Vec::new(),
@@ -155,7 +161,7 @@ impl Names for SuperRequestOf<String> {
 /// words fit for an error reply. `Lenient` is the same request type with
 /// `String` names: if the payload decodes as that, a name must be invalid,
 /// and the name's own error says how.
-pub fn explain_invalid<Lenient>(payload: &[u8], err: &Error) -> String
+fn explain_invalid<Lenient>(payload: &[u8], err: &Error) -> String
 where
     Lenient: DeserializeOwned + Names,
 {
@@ -249,6 +255,10 @@ mod tests {
                 sha256: d,
             },
             SuperRequest::Download { name: name("f") },
+            SuperRequest::DownloadFrom {
+                name: name("f"),
+                offset: 7,
+            },
         ] {
             roundtrip(&m);
         }

@@ -8,13 +8,13 @@ use crate::digest::Digest;
 
 /// Points each member places on the ring. Enough that, with 10 members and
 /// 10,000 names, the busiest member holds well under 1.25x the mean.
-pub const VNODES: u32 = 256;
+const VNODES: u32 = 256;
 
 /// A position on the ring.
-pub type Point = u64;
+type Point = u64;
 
 /// The first 64 bits (big-endian) of the SHA-256 of `bytes`.
-pub fn point_of(bytes: &[u8]) -> Point {
+fn point_of(bytes: &[u8]) -> Point {
     let d = Digest::of(bytes);
     let mut first = [0u8; 8];
     first.copy_from_slice(&d.0[..8]);
@@ -22,7 +22,7 @@ pub fn point_of(bytes: &[u8]) -> Point {
 }
 
 /// The ring position of a file name.
-pub fn key_of(name: &str) -> Point {
+fn key_of(name: &str) -> Point {
     point_of(name.as_bytes())
 }
 
@@ -83,26 +83,6 @@ impl Ring {
         true
     }
 
-    /// Whether `member` is in the ring.
-    pub fn contains(&self, member: &str) -> bool {
-        self.members.contains(member)
-    }
-
-    /// The members, sorted.
-    pub fn members(&self) -> impl Iterator<Item = &str> {
-        self.members.iter().map(String::as_str)
-    }
-
-    /// Number of members.
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    /// True when nobody is in the ring.
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
     /// The member responsible for `name`, `None` when the ring is empty.
     pub fn owner(&self, name: &str) -> Option<&str> {
         let key = key_of(name);
@@ -111,6 +91,29 @@ impl Ring {
             .next()
             .or_else(|| self.points.iter().next())
             .map(|(_, m)| m.as_str())
+    }
+}
+
+#[cfg(test)]
+impl Ring {
+    /// Whether `member` is in the ring.
+    fn contains(&self, member: &str) -> bool {
+        self.members.contains(member)
+    }
+
+    /// The members, sorted.
+    fn members(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(String::as_str)
+    }
+
+    /// Number of members.
+    fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True when nobody is in the ring.
+    fn is_empty(&self) -> bool {
+        self.members.is_empty()
     }
 }
 

@@ -15,7 +15,7 @@ use peerkit::dht::proto::{
 };
 use peerkit::dht::ring::Ring;
 use peerkit::digest::{Digest, hash_file};
-use peerkit::frame::{self, Conn, HelloReply};
+use peerkit::frame::{self, Conn};
 use peerkit::net::Timeouts;
 
 use crate::bin;
@@ -468,28 +468,24 @@ fn hostile_names() -> Vec<String> {
     v
 }
 
-/// Garbage before the handshake and an oversized length prefix after it:
-/// both end the connection with a clear reply.
-fn check_unreadable_frames(addr: &str, protocol: frame::Protocol, expect_error: impl Fn(&[u8])) {
-    let mut raw = RawClient::connect(addr);
-    raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let reply = raw.read_to_close();
-    let hello: HelloReply = frame::read_frame(&mut &reply[..]).unwrap().unwrap();
-    assert!(
-        matches!(&hello, HelloReply::Refused { reason } if reason.contains("exceeds")),
-        "{hello:?}"
-    );
+/// The shared hostile-input battery against a supernode.
+fn super_battery(addr: &str) -> Vec<String> {
+    framed_battery(addr, SUPER_PROTOCOL, |b| {
+        match frame::decode::<SuperResponse>(b) {
+            Ok(SuperResponse::Error { message }) => Some(message),
+            _ => None,
+        }
+    })
+}
 
-    let mut conn = Conn::open(addr, &Timeouts::default(), protocol).unwrap();
-    conn.writer()
-        .write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
-        .unwrap();
-    conn.flush().unwrap();
-    let payload = frame::read_payload(conn.reader(), frame::MAX_FRAME_LEN)
-        .unwrap()
-        .unwrap();
-    expect_error(&payload);
-    assert!(matches!(conn.recv::<IndexResponse>(), Ok(None) | Err(_)));
+/// The shared hostile-input battery against the index.
+fn index_battery(addr: &str) -> Vec<String> {
+    framed_battery(addr, INDEX_PROTOCOL, |b| {
+        match frame::decode::<IndexResponse>(b) {
+            Ok(IndexResponse::Error { message }) => Some(message),
+            _ => None,
+        }
+    })
 }
 
 #[test]
@@ -517,14 +513,6 @@ fn supernode_refuses_bad_input_and_keeps_serving() {
         let text = error_text(conn.expect::<SuperResponse>().unwrap());
         assert!(text.contains("invalid file name"), "{name:?}: {text}");
     }
-    // An unknown request variant, and an empty frame.
-    conn.writer().write_all(&[0, 0, 0, 2, 42, 0]).unwrap();
-    conn.writer().write_all(&[0, 0, 0, 0]).unwrap();
-    conn.flush().unwrap();
-    for _ in 0..2 {
-        let text = error_text(conn.expect::<SuperResponse>().unwrap());
-        assert!(text.contains("invalid request"), "{text}");
-    }
     // The same connection still works.
     conn.send(&SuperRequestOf::<String>::List).unwrap();
     assert_eq!(
@@ -538,10 +526,8 @@ fn supernode_refuses_bad_input_and_keeps_serving() {
         SuperResponse::EndOfList
     );
 
-    check_unreadable_frames(&s.addr, SUPER_PROTOCOL, |payload| {
-        let reply: SuperResponse = frame::decode(payload).unwrap();
-        assert!(error_text(reply).contains("exceeds"));
-    });
+    // Garbage, unknown requests, empty and oversized frames.
+    super_battery(&s.addr);
 
     // Still serving, and nothing was written outside the repository.
     assert_eq!(ls(&s), ["kept.txt"]);
@@ -565,10 +551,6 @@ fn index_refuses_bad_input_and_keeps_serving() {
         let text = error_text(conn.expect::<IndexResponse>().unwrap());
         assert!(text.contains("invalid file name"), "{name:?}: {text}");
     }
-    conn.writer().write_all(&[0, 0, 0, 1, 99]).unwrap();
-    conn.flush().unwrap();
-    let text = error_text(conn.expect::<IndexResponse>().unwrap());
-    assert!(text.contains("invalid request"), "{text}");
     // Requests that make no sense here get a typed error too.
     conn.send(&IndexRequestOf::<String>::Leave).unwrap();
     error_text(conn.expect::<IndexResponse>().unwrap());
@@ -585,10 +567,8 @@ fn index_refuses_bad_input_and_keeps_serving() {
         IndexResponse::NoSupernodes
     );
 
-    check_unreadable_frames(&index.addr, INDEX_PROTOCOL, |payload| {
-        let reply: IndexResponse = frame::decode(payload).unwrap();
-        assert!(error_text(reply).contains("exceeds"));
-    });
+    // Garbage, unknown requests, empty and oversized frames.
+    index_battery(&index.addr);
 
     // A fresh control connection still works.
     let mut conn = Conn::open(&index.addr, &t, INDEX_PROTOCOL).unwrap();
@@ -605,9 +585,27 @@ fn programs_have_help_and_version_and_clear_errors() {
         bin!("p2p-get"),
         bin!("p2p-put"),
     ] {
-        cmd(b).arg("--help").run().ok().stdout_has("Usage");
+        cmd(b)
+            .arg("--help")
+            .run()
+            .ok()
+            .stdout_has("Usage")
+            .stdout_has("Example:")
+            .stdout_has("--quiet")
+            .stdout_has("--verbose");
         cmd(b).arg("--version").run().ok().stdout_has("0.1.0");
     }
+    // The defaults: where the daemons listen, what the supernode shares.
+    cmd(bin!("p2p-index"))
+        .arg("--help")
+        .run()
+        .stdout_has("0.0.0.0:6110");
+    cmd(bin!("p2p-superd"))
+        .arg("--help")
+        .run()
+        .stdout_has("[default: localhost:6110]")
+        .stdout_has("(0.0.0.0)")
+        .stdout_has("Hidden");
     let dir = TempDir::new("dht-errors");
     let (port, out) = run_against_dead_port(|port| {
         cmd(bin!("p2p-superd"))
@@ -873,17 +871,13 @@ fn the_index_serves_real_clients_through_idle_and_trickling_floods() {
         assert_eq!(c.expect::<IndexResponse>().unwrap(), IndexResponse::Pong);
     };
     exhaustion("p2p-index", &index, 0x41, probe);
-    framed_battery(&index.addr, INDEX_PROTOCOL, |b| {
-        match frame::decode::<IndexResponse>(b) {
-            Ok(IndexResponse::Error { message }) => Some(message),
-            _ => None,
-        }
-    });
+    index_battery(&index.addr);
     // A member's control connection outlives the floods.
     let dir = TempDir::new("dht-exhaust");
     let s = start_superd(&index, &dir.sub("repo"));
     let _idle = idle_sockets(&index.addr, ATTACKERS);
     exhaustion("p2p-superd", &s, 0x41, list_probe(&s.addr));
+    super_battery(&s.addr);
     assert!(
         !index
             .stdout_lines()
@@ -892,4 +886,383 @@ fn the_index_serves_real_clients_through_idle_and_trickling_floods() {
         "{}",
         index.dump()
     );
+}
+
+/// A supernode stand-in for one download: it answers `File` for `body`,
+/// sends the first `cut` bytes, then holds the connection open until the
+/// returned sender is dropped (or, with `hold` false, closes it at once).
+fn cutting_supernode(body: Vec<u8>, cut: usize, hold: bool) -> (String, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (release, held) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut conn = Conn::new(stream).unwrap();
+        if !conn.server_handshake(SUPER_PROTOCOL).unwrap_or(false) {
+            return;
+        }
+        let Ok(Some(_)) = conn.recv::<SuperRequestOf<String>>() else {
+            return;
+        };
+        let _ = conn.queue(&SuperResponse::File {
+            size: body.len() as u64,
+            sha256: Digest::of(&body),
+        });
+        let _ = conn.writer().write_all(&body[..cut]);
+        let _ = conn.flush();
+        if hold {
+            // Until the test is done with it.
+            let _ = held.recv_timeout(DEADLINE);
+        }
+    });
+    (addr, release)
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn hidden_files_are_never_listed_served_synced_or_accepted() {
+    let dir = TempDir::new("dht-hidden");
+    let (ra, rb) = (dir.sub("a"), dir.sub("b"));
+    let index = start_index();
+    let a = start_superd(&index, &ra);
+    let b = start_superd(&index, &rb);
+    let ring = ring_of(&[&a, &b]);
+    // Hidden files A holds that B is responsible for, and one visible file
+    // whose arrival at B proves a sync round has run.
+    let hidden: Vec<String> = (0..200)
+        .map(|i| format!(".secret{i}"))
+        .filter(|n| ring.owner(n) == Some(&b.addr))
+        .take(3)
+        .collect();
+    for n in hidden.iter().chain([&".netrc".to_string()]) {
+        fs::write(ra.join(n), b"password").unwrap();
+    }
+    let visible = name_owned_by(&ring, &b.addr, "shown");
+    fs::write(ra.join(&visible), b"shown").unwrap();
+    wait_until(
+        "the visible file on B",
+        || rb.join(&visible).exists().then_some(()),
+        || dump_all(&[&index, &a, &b]),
+    );
+    assert_eq!(ls(&a), std::slice::from_ref(&visible));
+    assert_eq!(
+        names_in(&rb),
+        std::slice::from_ref(&visible),
+        "{}",
+        a.dump()
+    );
+
+    let t = Timeouts::default();
+    let mut conn = Conn::open(&a.addr, &t, SUPER_PROTOCOL).unwrap();
+    for n in [".netrc", &hidden[0]] {
+        conn.send(&SuperRequestOf::Download {
+            name: n.to_string(),
+        })
+        .unwrap();
+        assert_eq!(
+            conn.expect::<SuperResponse>().unwrap(),
+            SuperResponse::NotFound
+        );
+    }
+    conn.send(&SuperRequestOf::Upload {
+        name: ".evil".to_string(),
+        size: 4,
+        sha256: Digest::of(b"evil"),
+    })
+    .unwrap();
+    let text = error_text(conn.expect::<SuperResponse>().unwrap());
+    assert!(text.contains("hidden"), "{text}");
+    assert!(!ra.join(".evil").exists());
+    let (h, p) = host_port(&a);
+    cmd(bin!("p2p-get"))
+        .args([&h, &p, ".netrc"])
+        .cwd(dir.path())
+        .run()
+        .code(1)
+        .stderr_has(".netrc is not available");
+    assert!(!dir.path().join(".netrc").exists());
+}
+
+#[test]
+fn ctrl_c_or_sigterm_during_p2p_get_leaves_nothing_behind() {
+    let body = pseudo_random_bytes(4 << 20, 11);
+    for (signal, keep) in [("INT", false), ("TERM", false), ("INT", true)] {
+        let dir = TempDir::new("dht-interrupt");
+        let (addr, release) = cutting_supernode(body.clone(), 1 << 20, true);
+        let out = dir.path().join("big.bin");
+        let mut get = cmd(bin!("p2p-get"))
+            .args([&addr, "big.bin", "-o"])
+            .arg(&out)
+            .args(keep.then_some("--keep-partial"))
+            .start();
+        let partial = dir.path().join(".big.bin.part");
+        wait_until(
+            "the partial file to fill",
+            || (fs::metadata(&partial).ok()?.len() > 0).then_some(()),
+            || get.dump(),
+        );
+        if signal == "INT" {
+            get.interrupt();
+        } else {
+            get.terminate();
+        }
+        let status = get.wait_exit();
+        assert_eq!(status.code(), Some(130), "{}", get.dump());
+        let left = names_in(dir.path());
+        if keep {
+            assert_eq!(left, [".big.bin.part"], "{}", get.dump());
+            assert!(get.stderr_lines().iter().any(|l| l.contains("--continue")));
+        } else {
+            assert!(left.is_empty(), "SIG{signal} left {left:?}\n{}", get.dump());
+        }
+        drop(release);
+    }
+}
+
+#[test]
+fn continue_after_a_cut_transfer_gives_an_identical_file() {
+    let dir = TempDir::new("dht-continue");
+    let repo = dir.sub("repo");
+    let body = pseudo_random_bytes(3 << 20, 5);
+    fs::write(repo.join("big.bin"), &body).unwrap();
+    let work = dir.sub("work");
+
+    // A cut transfer without --keep-partial leaves nothing.
+    let (addr, _r) = cutting_supernode(body.clone(), (1 << 20) + 12_345, false);
+    cmd(bin!("p2p-get"))
+        .args([&addr, "big.bin"])
+        .cwd(&work)
+        .run()
+        .code(2);
+    assert!(names_in(&work).is_empty());
+
+    // With it, what arrived stays for --continue.
+    let (addr, _r) = cutting_supernode(body.clone(), (1 << 20) + 12_345, false);
+    cmd(bin!("p2p-get"))
+        .args([&addr, "big.bin", "--keep-partial"])
+        .cwd(&work)
+        .run()
+        .code(2)
+        .stderr_has(&format!("getting big.bin from {addr}"))
+        .stderr_has("partial download kept in .big.bin.part");
+    let kept = fs::read(work.join(".big.bin.part")).unwrap();
+    assert!(!kept.is_empty() && kept.len() < body.len());
+    assert_eq!(kept[..], body[..kept.len()]);
+
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, "big.bin", "--continue", "-v"])
+        .cwd(&work)
+        .run()
+        .ok()
+        .stderr_has(&format!("resuming big.bin after byte {}", kept.len()))
+        .stderr_has("SHA-256 verified");
+    assert!(fs::read(work.join("big.bin")).unwrap() == body);
+    assert_eq!(names_in(&work), ["big.bin"]);
+
+    // A partial file that does not match is caught by the whole-file hash
+    // and removed; a plain run then succeeds.
+    fs::write(work.join(".other.bin.part"), b"not the start of it").unwrap();
+    fs::write(repo.join("other.bin"), &body[..100_000]).unwrap();
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, "other.bin", "-c"])
+        .cwd(&work)
+        .run()
+        .code(2)
+        .stderr_has("SHA-256 mismatch");
+    assert_eq!(names_in(&work), ["big.bin"]);
+    // --continue without a partial file is a plain download.
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, "other.bin", "-c"])
+        .cwd(&work)
+        .run()
+        .ok();
+    assert!(fs::read(work.join("other.bin")).unwrap() == body[..100_000]);
+}
+
+#[test]
+fn p2p_get_never_overwrites_without_force_and_names_local_paths() {
+    let dir = TempDir::new("dht-clobber");
+    let repo = dir.sub("repo");
+    fs::write(repo.join("x.txt"), b"remote\n").unwrap();
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let work = dir.sub("work");
+    fs::write(work.join("x.txt"), b"mine\n").unwrap();
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, "x.txt"])
+        .cwd(&work)
+        .run()
+        .code(1)
+        .stderr_has("p2p-get: x.txt: already exists (use --force to replace it)");
+    assert_eq!(fs::read(work.join("x.txt")).unwrap(), b"mine\n");
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, "x.txt", "--force"])
+        .cwd(&work)
+        .run()
+        .ok();
+    assert_eq!(fs::read(work.join("x.txt")).unwrap(), b"remote\n");
+    assert_eq!(names_in(&work), ["x.txt"]);
+    // A folder as the destination: NAME goes into it.
+    let into = dir.sub("into");
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, "x.txt", "-o"])
+        .arg(&into)
+        .run()
+        .ok();
+    assert_eq!(fs::read(into.join("x.txt")).unwrap(), b"remote\n");
+
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, "x.txt", "-o", "nodir/x.txt"])
+        .cwd(&work)
+        .run()
+        .code(2)
+        .stderr_has("p2p-get: writing nodir/x.txt: no such file or directory");
+    cmd(bin!("p2p-put"))
+        .args([&s.addr, "nodir/y.txt"])
+        .cwd(&work)
+        .run()
+        .code(2)
+        .stderr_has("p2p-put: reading nodir/y.txt: no such file or directory");
+}
+
+#[test]
+fn clients_take_host_colon_port_or_host_and_port() {
+    let dir = TempDir::new("dht-addr");
+    let repo = dir.sub("repo");
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let (h, p) = host_port(&s);
+    let work = dir.sub("work");
+    fs::write(work.join("one.txt"), b"1").unwrap();
+    fs::write(work.join("two.txt"), b"2").unwrap();
+    cmd(bin!("p2p-put"))
+        .args([&s.addr, "one.txt"])
+        .cwd(&work)
+        .run()
+        .ok();
+    cmd(bin!("p2p-put"))
+        .args([&h, &p, "two.txt"])
+        .cwd(&work)
+        .run()
+        .ok();
+    for args in [vec![s.addr.clone()], vec![h.clone(), p.clone()]] {
+        let out = cmd(bin!("p2p-ls")).args(&args).run().ok();
+        assert_eq!(out.stdout_lines(), ["one.txt", "two.txt"]);
+    }
+    let get = dir.sub("get");
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, "one.txt"])
+        .cwd(&get)
+        .run()
+        .ok();
+    cmd(bin!("p2p-get"))
+        .args([&h, &p, "two.txt"])
+        .cwd(&get)
+        .run()
+        .ok();
+    assert_eq!(names_in(&get), ["one.txt", "two.txt"]);
+    cmd(bin!("p2p-ls"))
+        .arg(format!("{h}:port"))
+        .run()
+        .code(2)
+        .stderr_has("is not HOST:PORT");
+    cmd(bin!("p2p-ls"))
+        .args([&h, "port"])
+        .run()
+        .code(2)
+        .stderr_has("is not a port number");
+}
+
+#[test]
+fn p2p_ls_escapes_control_characters_and_json_stays_exact() {
+    let dir = TempDir::new("dht-escape");
+    let repo = dir.sub("repo");
+    for n in ["a\nb", "x y", "tab\there", "plain.txt"] {
+        fs::write(repo.join(n), n).unwrap();
+    }
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let out = cmd(bin!("p2p-ls")).arg(&s.addr).run().ok();
+    assert_eq!(
+        out.stdout_lines(),
+        ["'a'$'\\n''b'", "plain.txt", "'tab'$'\\t''here'", "x y"],
+        "{}",
+        out.dump()
+    );
+    let json = cmd(bin!("p2p-ls")).args([&s.addr, "--json"]).run().ok();
+    assert_eq!(
+        json.stdout.trim(),
+        r#"["a\nb","plain.txt","tab\there","x y"]"#
+    );
+}
+
+#[test]
+fn quiet_and_verbose_mean_the_same_in_every_dht_program() {
+    let dir = TempDir::new("dht-verbosity");
+    let (ra, rb) = (dir.sub("a"), dir.sub("b"));
+    let index = cmd(bin!("p2p-index"))
+        .args(["--listen", "127.0.0.1:0", "-v"])
+        .daemon();
+    let a = start_superd(&index, &ra);
+    let mut quiet = cmd(bin!("p2p-superd"))
+        .arg(&rb)
+        .args(["--index", &index.addr, "--listen", "127.0.0.1:0", "-q"])
+        .args(["--sync-interval", SYNC])
+        .daemon();
+    let ring = ring_of(&[&a, &quiet]);
+    let name = name_owned_by(&ring, &quiet.addr, "q");
+    fs::write(ra.join(&name), b"q").unwrap();
+    wait_until(
+        "the file on the quiet supernode",
+        || rb.join(&name).exists().then_some(()),
+        || dump_all(&[&index, &a, &quiet]),
+    );
+    // Asked about by A's synchronizer: the verbose index says so.
+    index.wait_stdout_any(|l| l.contains(&format!("{name} -> {}", quiet.addr)));
+
+    // Asking A for a file only the quiet one has redirects there: said
+    // normally, not with -q; -v tells each step.
+    let only_there = name_owned_by(&ring, &quiet.addr, "r");
+    fs::write(rb.join(&only_there), b"r").unwrap();
+    let get = |flag: Option<&str>| {
+        cmd(bin!("p2p-get"))
+            .args([&a.addr, &only_there, "-o", "-"])
+            .args(flag)
+            .run()
+            .ok()
+            .stdout_has("r")
+    };
+    let normal = get(None);
+    assert_eq!(normal.stderr.lines().count(), 1, "{}", normal.dump());
+    assert!(normal.stderr.contains("redirecting"), "{}", normal.dump());
+    let quiet_get = get(Some("-q"));
+    assert_eq!(quiet_get.stderr, "", "{}", quiet_get.dump());
+    let verbose = get(Some("--verbose"))
+        .stderr_has(&format!("asking {} for {only_there}", a.addr))
+        .stderr_has("SHA-256 verified");
+    assert!(verbose.stderr.lines().count() > 3, "{}", verbose.dump());
+
+    // A quiet daemon prints its readiness line and nothing else.
+    quiet.terminate();
+    assert!(quiet.wait_exit().success(), "{}", quiet.dump());
+    assert_eq!(quiet.stdout_lines().len(), 1, "{}", quiet.dump());
+    // Errors still show when quiet.
+    cmd(bin!("p2p-get"))
+        .args([&a.addr, "nowhere.txt", "-q"])
+        .cwd(dir.path())
+        .run()
+        .code(1)
+        .stderr_has("nowhere.txt is not available");
 }

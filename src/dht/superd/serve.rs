@@ -1,0 +1,210 @@
+//! Serving one connection (a client's or another supernode's
+//! synchronizer): `List`, `Upload` (received into a temporary file, renamed
+//! once verified) and `Download` (the file, or a redirect to its owner).
+
+use std::io::{self, Seek, SeekFrom};
+use std::net::SocketAddr;
+
+use indicatif::ProgressBar;
+
+use super::Node;
+use super::arrivals::Refusal;
+use super::repo::is_hidden;
+use crate::dht::proto::{LIST_BATCH, SUPER_PROTOCOL, SuperRequest, SuperResponse};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::frame::Conn;
+use crate::name::FileName;
+use crate::server::Session;
+use crate::shutdown::Shutdown;
+use crate::transfer::{self, Overwrite};
+
+/// Serves one connection: any number of requests, one after another.
+pub(super) fn handle(node: &Node, shutdown: &Shutdown, session: Session) {
+    if shutdown.is_triggered() {
+        // A late client: the supernode is leaving.
+        return;
+    }
+    let peer = session.peer();
+    let mut conn = match Conn::accept(session, SUPER_PROTOCOL) {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => {
+            if !e.is_disconnect() {
+                crate::diag!("{peer}: {e}");
+            }
+            return;
+        }
+    };
+    if let Err(e) = serve_client(node, &mut conn, peer)
+        && !e.is_disconnect()
+    {
+        crate::diag!("{peer}: {e}");
+    }
+}
+
+fn serve_client(node: &Node, conn: &mut Conn, peer: SocketAddr) -> Result<()> {
+    while let Some(req) = conn.next_request::<SuperRequest, SuperResponse>()? {
+        match req {
+            SuperRequest::List => {
+                node.detail(format_args!("{peer}: list"));
+                list(node, conn)?;
+            }
+            SuperRequest::Upload { name, size, sha256 } => {
+                if !receive(node, conn, peer, &name, size, sha256)? {
+                    return Ok(());
+                }
+            }
+            SuperRequest::Download { name } => {
+                node.detail(format_args!("{peer}: download {name}"));
+                download(node, conn, &name, 0)?;
+            }
+            SuperRequest::DownloadFrom { name, offset } => {
+                node.detail(format_args!("{peer}: download {name} from byte {offset}"));
+                download(node, conn, &name, offset)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn list(node: &Node, conn: &mut Conn) -> Result<()> {
+    let names = match node.repo.scan() {
+        Ok(n) => n,
+        Err(e) => {
+            return conn.send(&SuperResponse::Error {
+                message: e.to_string(),
+            });
+        }
+    };
+    for batch in names.chunks(LIST_BATCH) {
+        conn.queue(&SuperResponse::Names {
+            names: batch.to_vec(),
+        })?;
+    }
+    conn.send(&SuperResponse::EndOfList)
+}
+
+/// Receives one upload. Returns false when the connection cannot go on
+/// (the body was not fully read).
+fn receive(
+    node: &Node,
+    conn: &mut Conn,
+    peer: SocketAddr,
+    name: &FileName,
+    size: u64,
+    sha256: Digest,
+) -> Result<bool> {
+    if is_hidden(name) {
+        conn.send(&SuperResponse::Error {
+            message: format!(
+                "refused name {:?}: hidden files are not shared",
+                name.as_str()
+            ),
+        })?;
+        return Ok(true);
+    }
+    let dest = node.repo.path_of(name);
+    if std::fs::symlink_metadata(&dest).is_ok() {
+        conn.send(&SuperResponse::AlreadyExists)?;
+        return Ok(true);
+    }
+    let reservation = match node.incoming.reserve(name) {
+        Ok(r) => r,
+        Err(Refusal::Busy) => {
+            conn.send(&SuperResponse::AlreadyExists)?;
+            return Ok(true);
+        }
+        Err(Refusal::Leaving) => {
+            conn.send(&SuperResponse::Error {
+                message: "this supernode is leaving the network".to_string(),
+            })?;
+            return Ok(true);
+        }
+    };
+    conn.send(&SuperResponse::Ready)?;
+    node.note(format_args!("receiving {name} from {peer}"));
+    let bar = ProgressBar::hidden();
+    match transfer::receive_file(conn.reader(), size, sha256, &dest, Overwrite::Never, &bar) {
+        Ok(()) if !reservation.may_confirm() => {
+            crate::diag!("{peer}: {name} arrived after the final sync began; not confirmed");
+            conn.send(&SuperResponse::Error {
+                message: format!(
+                    "{name} arrived after this supernode began its final sync and will not \
+                     be passed on; upload it to another supernode"
+                ),
+            })?;
+            Ok(true)
+        }
+        Ok(()) => {
+            node.repo.remember(name, sha256);
+            conn.send(&SuperResponse::Stored)?;
+            Ok(true)
+        }
+        Err(e @ Error::HashMismatch { .. }) => {
+            // Every body byte was read: the connection is still in step.
+            crate::diag!("{peer}: {name}: {e}");
+            conn.send(&SuperResponse::Error {
+                message: format!("{name}: {e}"),
+            })?;
+            Ok(true)
+        }
+        Err(Error::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
+            conn.send(&SuperResponse::AlreadyExists)?;
+            Ok(true)
+        }
+        Err(e) if e.is_disconnect() => Err(e),
+        Err(e) => {
+            crate::diag!("{peer}: receiving {name}: {e}");
+            // Best effort: the body may be half read, so the connection ends.
+            let _ = conn.send(&SuperResponse::Error {
+                message: format!("storing {name}: {e}"),
+            });
+            Ok(false)
+        }
+    }
+}
+
+/// Sends `name` from byte `offset` on, or says where it is.
+fn download(node: &Node, conn: &mut Conn, name: &FileName, offset: u64) -> Result<()> {
+    let out = match node.repo.open_file(name) {
+        Ok(o) => o,
+        Err(e) => {
+            return conn.send(&SuperResponse::Error {
+                message: format!("reading {name}: {e}"),
+            });
+        }
+    };
+    if let Some(mut out) = out {
+        if offset > out.len {
+            return conn.send(&SuperResponse::Error {
+                message: format!(
+                    "cannot resume {name} at byte {offset}: it has {} bytes",
+                    out.len
+                ),
+            });
+        }
+        if offset > 0 {
+            out.file.seek(SeekFrom::Start(offset))?;
+        }
+        conn.queue(&SuperResponse::File {
+            size: out.len,
+            sha256: out.digest,
+        })?;
+        return transfer::send_body_to_socket(out.file, out.len - offset, conn.writer());
+    }
+    if is_hidden(name) {
+        // Never shared anywhere: no supernode to send the client to.
+        return conn.send(&SuperResponse::NotFound);
+    }
+    // A query connection of its own: the control connection and the
+    // synchronizer's queries never hold this up.
+    let reply = match node.lookup().and_then(|mut l| l.owner(name)) {
+        Ok(Some(addr)) if addr != node.control.me() => SuperResponse::Redirect { addr },
+        Ok(_) => SuperResponse::NotFound,
+        Err(e) => SuperResponse::Error {
+            message: format!("{name} is not here and the index cannot be asked: {e}"),
+        },
+    };
+    conn.send(&reply)
+}

@@ -1,0 +1,130 @@
+//! The synchronizer: every round, each shared file whose responsible
+//! supernode is another one is pushed to it (unless it has it already),
+//! one connection per peer per round. The leave's last sync is one more round.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::Node;
+use super::control::Lookup;
+use crate::dht::proto::{SUPER_PROTOCOL, SuperRequest, SuperResponse};
+use crate::error::{Error, Result};
+use crate::frame::Conn;
+use crate::name::FileName;
+use crate::shutdown::Shutdown;
+use crate::transfer;
+
+/// Runs a sync round every `interval` until shutdown. Heartbeats to the
+/// index are the control thread's business, so a long round is harmless.
+pub(super) fn synchronizer(node: &Node, shutdown: &Shutdown, interval: Duration) {
+    loop {
+        sync_round(node, Some(shutdown));
+        if shutdown.wait(interval) {
+            return;
+        }
+    }
+}
+
+/// What a sync round did.
+#[derive(Debug, Default)]
+pub(super) struct SyncReport {
+    /// Files that could not be placed (or the round could not run).
+    pub(super) failed: usize,
+}
+
+/// Copies every file whose responsible supernode is another one to it.
+/// Stops early when `stop` (the shutdown flag) is set.
+pub(super) fn sync_round(node: &Node, stop: Option<&Shutdown>) -> SyncReport {
+    let mut report = SyncReport::default();
+    let names = match node.repo.scan() {
+        Ok(n) => n,
+        Err(e) => {
+            crate::diag!("sync: {e}");
+            report.failed += 1;
+            return report;
+        }
+    };
+    let me = node.control.me();
+    let mut peers: HashMap<String, Conn> = HashMap::new();
+    let mut lookup: Option<Lookup> = None;
+    let mut elsewhere = 0;
+    for name in &names {
+        if stop.is_some_and(Shutdown::is_triggered) {
+            break;
+        }
+        let asked = match lookup.as_mut() {
+            Some(l) => l.owner(name),
+            None => node.lookup().and_then(|l| lookup.insert(l).owner(name)),
+        };
+        let owner = match asked {
+            Ok(Some(addr)) => addr,
+            // Nobody else to give files to (we were the last one).
+            Ok(None) => break,
+            Err(e) => {
+                crate::diag!("sync: asking the index about {name}: {e}");
+                report.failed += 1;
+                break;
+            }
+        };
+        if owner == me {
+            continue;
+        }
+        elsewhere += 1;
+        if let Err(e) = push(node, &mut peers, &owner, name) {
+            crate::diag!("sync: sending {name} to {owner}: {e}");
+            peers.remove(&owner);
+            report.failed += 1;
+        }
+    }
+    node.detail(format_args!(
+        "sync: {} file(s), {elsewhere} owned by other supernodes, {} failed",
+        names.len(),
+        report.failed
+    ));
+    report
+}
+
+/// Uploads `name` to `owner` unless it already has it, reusing one
+/// connection per peer within a round.
+fn push(
+    node: &Node,
+    peers: &mut HashMap<String, Conn>,
+    owner: &str,
+    name: &FileName,
+) -> Result<()> {
+    let Some(out) = node.repo.open_file(name)? else {
+        // Deleted since the scan: nothing to place.
+        return Ok(());
+    };
+    if !peers.contains_key(owner) {
+        let conn = Conn::open(owner, &node.timeouts, SUPER_PROTOCOL)?;
+        peers.insert(owner.to_string(), conn);
+    }
+    let Some(conn) = peers.get_mut(owner) else {
+        return Ok(());
+    };
+    conn.send(&SuperRequest::Upload {
+        name: name.clone(),
+        size: out.len,
+        sha256: out.digest,
+    })?;
+    match conn.expect::<SuperResponse>()? {
+        SuperResponse::Ready => {}
+        SuperResponse::AlreadyExists => return Ok(()),
+        SuperResponse::Error { message } => return Err(Error::Remote(message)),
+        other => {
+            return Err(Error::Protocol(format!(
+                "unexpected answer to an upload: {other:?}"
+            )));
+        }
+    }
+    node.note(format_args!("[balance] sending {name} to {owner}"));
+    transfer::send_body_to_socket(out.file, out.len, conn.writer())?;
+    match conn.expect::<SuperResponse>()? {
+        SuperResponse::Stored | SuperResponse::AlreadyExists => Ok(()),
+        SuperResponse::Error { message } => Err(Error::Remote(message)),
+        other => Err(Error::Protocol(format!(
+            "unexpected answer after an upload: {other:?}"
+        ))),
+    }
+}
