@@ -29,11 +29,6 @@ impl TokenBucket {
         }
     }
 
-    /// The rate in bytes per second.
-    pub fn rate(&self) -> u64 {
-        self.rate as u64
-    }
-
     /// Reserves `n` bytes at time `now`; returns how long the caller must
     /// wait before sending them.
     pub fn reserve_at(&self, n: usize, now: Instant) -> Duration {

@@ -53,14 +53,11 @@ impl Store {
             let file = File::open(&dest)?;
             let have = verify(&file, &manifest)?;
             if !have.is_complete() {
-                return Err(Error::Io(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!(
-                        "{} exists and is not this swarm's file ({} of {} pieces match); move it away",
-                        dest.display(),
-                        have.count(),
-                        have.len()
-                    ),
+                return Err(Error::Local(format!(
+                    "{} exists and is not this swarm's file ({} of {} pieces match); move it away",
+                    dest.display(),
+                    have.count(),
+                    have.len()
                 )));
             }
             let store = Store {
@@ -106,16 +103,6 @@ impl Store {
         self.file.write_all_at(data, self.manifest.offset(i))
     }
 
-    /// Where the file is now (the partial file until `finish`).
-    pub fn path(&self) -> &Path {
-        self.partial.as_deref().unwrap_or(&self.dest)
-    }
-
-    /// True once the file is under its final name.
-    pub fn is_final(&self) -> bool {
-        self.partial.is_none()
-    }
-
     /// Renames the partial file to `DIR/NAME` (refusing to replace a file
     /// that appeared meanwhile) and returns the final path.
     pub fn finish(&mut self) -> Result<PathBuf> {
@@ -126,9 +113,9 @@ impl Store {
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     self.partial = Some(partial);
-                    return Err(Error::Io(io::Error::new(
-                        e.kind(),
-                        format!("{} appeared during the download", self.dest.display()),
+                    return Err(Error::Local(format!(
+                        "{} appeared during the download",
+                        self.dest.display()
                     )));
                 }
                 // File systems without hard links: a plain rename.
