@@ -47,7 +47,7 @@ run_swarm() {
     for i in $(seq 1 "$n"); do
         mkdir -p "$dir/p$i"
         "$BIN/bt-peer" fetch "$(basename "$file")" --tracker "$ADDR_tracker" --out "$dir/p$i" \
-            --listen 127.0.0.1:0 "${limit[@]}" "${PERIODS[@]}" >"$dir/p$i.out" 2>"$dir/p$i.err" &
+            --listen 127.0.0.1:0 "${limit[@]}" "${PERIODS[@]}" ${FETCH_FLAGS:-} >"$dir/p$i.out" 2>"$dir/p$i.err" &
         PIDS+=($!)
         RUN_PIDS+=($!)
         PEER_PIDS+=($!)

@@ -23,7 +23,10 @@ use crate::swarm::picker;
 use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
 use super::state::State;
-use super::{ENDGAME, HAVE_REFRESH, Node, PIPELINE, RETRY_AFTER, TICK, unexpected};
+use super::{
+    ENDGAME, HAVE_REFRESH, IDLE_HAVE_REFRESH, Node, PIPELINE, RETRY_AFTER, SEED_PATIENCE, TICK,
+    unexpected,
+};
 
 /// What a download connection ended with.
 enum End {
@@ -186,7 +189,15 @@ impl Node {
                 return Ok(End::Finished);
             }
             let asking_have = pending.iter().any(|p| matches!(p, Pending::Have));
-            if !asking_have && last_have_ask.is_none_or(|t| t.elapsed() >= HAVE_REFRESH) {
+            // With nothing to ask this remote for, ask more often what it
+            // holds: a piece it just got is passed on sooner.
+            let asking_pieces = pending.iter().any(|p| matches!(p, Pending::Piece { .. }));
+            let refresh = if asking_pieces {
+                HAVE_REFRESH
+            } else {
+                IDLE_HAVE_REFRESH
+            };
+            if !asking_have && last_have_ask.is_none_or(|t| t.elapsed() >= refresh) {
                 conn.queue(&PeerRequest::Have { swarm: self.id })?;
                 pending.push_back(Pending::Have);
                 last_have_ask = Some(Instant::now());
@@ -217,7 +228,7 @@ impl Node {
             }
             conn.flush()?;
             let Some(next) = pending.pop_front() else {
-                self.wait_change(idle);
+                self.wait_change(idle.min(IDLE_HAVE_REFRESH));
                 continue;
             };
             match next {
@@ -236,7 +247,11 @@ impl Node {
                                 fetching.set_bit(i, true);
                             }
                         }
-                        self.lock().set_remote_have(addr, have, fetching);
+                        let mut st = self.lock();
+                        if let Some(r) = st.remotes.get_mut(&addr) {
+                            r.busy = self.manifest.empty_bitfield();
+                        }
+                        st.set_remote_have(addr, have, fetching);
                     }
                     PeerResponse::UnknownSwarm => {
                         return Err(Error::Protocol("the peer is not in this swarm".into()));
@@ -275,6 +290,18 @@ impl Node {
                                 st.set_remote_have(addr, have, fetching);
                             }
                         }
+                        PeerResponse::Busy { index: got } if got == index.get() => {
+                            // Counted as on its way elsewhere until the
+                            // next `Have` answer says otherwise.
+                            let mut st = claim.release();
+                            if let Some(r) = st.remotes.get_mut(&addr) {
+                                r.busy.set_bit(index.slot(), true);
+                                let have = r.have.clone();
+                                let mut fetching = r.fetching.clone();
+                                fetching.set_bit(index.slot(), true);
+                                st.set_remote_have(addr, have, fetching);
+                            }
+                        }
                         other => return Err(unexpected(&other)),
                     }
                 }
@@ -300,26 +327,41 @@ impl Node {
         };
         let n = st.avail.len();
         let (have, in_flight, rhave) = (&st.have, &st.in_flight, &remote.have);
-        let lacks = |i: usize| !have.has(i) && rhave.has(i);
+        let busy = &remote.busy;
+        let lacks = |i: usize| !have.has(i) && rhave.has(i) && !busy.has(i);
         let mut rng = st.rng.clone();
         let rank = |i: usize| st.rank(i);
         // A seed's upload is the swarm's scarcest resource: ask a seed only
-        // for pieces no other peer holds or is fetching, unless nothing at
-        // all is on its way to us.
+        // for pieces no other peer holds or is fetching; a piece others
+        // hold but nobody is fetching also when nothing has been on its
+        // way to us for a while.
         let from_seed = rhave.is_complete();
         let seeds = st
             .remotes
             .values()
             .filter(|r| !r.banned && r.have.is_complete())
             .count() as u32;
-        let idle = in_flight.iter().all(|&c| c == 0);
-        let spare_seed = |i: usize| !from_seed || idle || rank(i) <= seeds;
-        let mut choice = picker::rarest_by(
-            n,
-            rank,
-            |i| lacks(i) && in_flight.get(i) == Some(&0) && spare_seed(i),
-            &mut rng,
-        );
+        let idle = in_flight.iter().all(|&c| c == 0) && st.last_piece.elapsed() >= SEED_PATIENCE;
+        let coming = &st.coming;
+        let spare_seed =
+            |i: usize| !from_seed || rank(i) <= seeds || (idle && coming.holders(i) == 0);
+        let first = |i: usize| lacks(i) && in_flight.get(i) == Some(&0) && spare_seed(i);
+        let mut choice = if from_seed {
+            // Among equally rare pieces, the first from this peer's own
+            // place in the file onward: peers start at random places, so
+            // two of them rarely ask a seed for the same piece before they
+            // hear of each other's requests (a duplicate costs the seed's
+            // upload, the swarm's bottleneck).
+            let start = st.seed_offset;
+            let n32 = n as u32;
+            let order = |i: usize| {
+                let dist = (i as u32 + n32 - start % n32.max(1)) % n32.max(1);
+                rank(i).saturating_mul(n32).saturating_add(dist)
+            };
+            picker::rarest_by(n, order, first, &mut rng)
+        } else {
+            picker::rarest_by(n, rank, first, &mut rng)
+        };
         if choice.is_none() && st.unrequested == 0 && (!from_seed || st.missing <= ENDGAME) {
             let mine = |i: usize| {
                 pending
@@ -364,6 +406,7 @@ impl Node {
             return Ok(());
         }
         st.have.set(i);
+        st.last_piece = Instant::now();
         st.missing -= 1;
         st.received += data.len() as u64;
         let (missing, received, peers) = (st.missing, st.received, st.workers);
@@ -446,6 +489,7 @@ mod tests {
                 Remote {
                     have: Bitfield::new(4),
                     fetching: Bitfield::new(4),
+                    busy: Bitfield::new(4),
                     connected: true,
                     banned: false,
                     retry_at: None,

@@ -46,6 +46,12 @@ const MAX_WORKERS: usize = 32;
 const ENDGAME: u32 = 2;
 /// How often a connection asks its remote which pieces it holds now.
 const HAVE_REFRESH: Duration = Duration::from_millis(250);
+/// How often a connection with no request in flight asks its remote which
+/// pieces it holds now.
+const IDLE_HAVE_REFRESH: Duration = Duration::from_millis(100);
+/// A peer asks a seed for a piece others are already fetching only after
+/// this long without receiving any piece.
+const SEED_PATIENCE: Duration = Duration::from_secs(1);
 /// Longest pause between peer-list refreshes while downloading.
 const PEERS_REFRESH: Duration = Duration::from_secs(1);
 /// After a connection to a peer fails, wait this long before trying again

@@ -1,6 +1,6 @@
 //! Serving other peers: `Have` (what this peer holds, fetches and sends)
-//! and `Piece` (a header, then the bytes read from disk in chunks, each paid
-//! for from the upload bucket).
+//! and `Piece` (a header, then the bytes read from disk in chunks, paced by
+//! the upload bucket).
 
 use std::io::Write;
 use std::sync::{Arc, PoisonError};
@@ -69,17 +69,17 @@ impl Node {
                             "no piece {index}: the swarm has {} pieces",
                             self.manifest.piece_count()
                         )),
-                        Some(i) if !self.lock().have.has(i.slot()) => {
-                            PeerResponse::Missing { index }
-                        }
-                        Some(i) => match self.send_piece(&mut conn, i, &mut buf) {
-                            Ok(()) => continue,
-                            Err(e) => {
-                                if !e.is_disconnect() {
-                                    self.warn(&format!("{peer}: sending piece {i}: {e}"));
+                        Some(i) => match self.start_upload(i) {
+                            Err(refusal) => refusal,
+                            Ok(()) => match self.send_piece(&mut conn, i, &mut buf) {
+                                Ok(()) => continue,
+                                Err(e) => {
+                                    if !e.is_disconnect() {
+                                        self.warn(&format!("{peer}: sending piece {i}: {e}"));
+                                    }
+                                    return;
                                 }
-                                return;
-                            }
+                            },
                         },
                     }
                 }
@@ -92,9 +92,27 @@ impl Node {
     }
 
     /// Sends piece `i`: its header, then its bytes read from disk in chunks,
-    /// each paid for from the upload bucket.
+    /// paced by the upload bucket.
+    /// Counts an upload of piece `i` in, or says why there is none: the
+    /// piece is not held, or (upload capped) it is already on its way to
+    /// another peer, who can pass it on; the cap is better spent on a piece
+    /// nobody else is getting.
+    fn start_upload(&self, i: PieceIndex) -> std::result::Result<(), PeerResponse> {
+        let index = i.get();
+        let mut st = self.lock();
+        let slot = i.slot();
+        if !st.have.has(slot) {
+            return Err(PeerResponse::Missing { index });
+        }
+        if self.bucket.is_some() && st.sending[slot] > 0 {
+            return Err(PeerResponse::Busy { index });
+        }
+        st.sending[slot] += 1;
+        Ok(())
+    }
+
+    /// Sends piece `i` (counted in by `start_upload`), then counts it out.
     fn send_piece(&self, conn: &mut Conn, i: PieceIndex, buf: &mut [u8]) -> Result<()> {
-        self.lock().sending[i.slot()] += 1;
         let sent = self.send_piece_body(conn, i, buf);
         let mut st = self.lock();
         st.sending[i.slot()] = st.sending[i.slot()].saturating_sub(1);
@@ -109,10 +127,14 @@ impl Node {
         })?;
         let mut off = self.manifest.offset(i);
         let mut left = len as usize;
+        // The whole piece is paid for at once, behind the pieces reserved
+        // before it, so a capped peer completes its uploads one after
+        // another: each piece can be passed on as soon as possible.
+        let paid = self.bucket.as_ref().map(|b| b.reserve(left));
         while left > 0 {
             let n = left.min(buf.len());
-            if let Some(bucket) = &self.bucket {
-                bucket.take(n, &self.shutdown);
+            if let Some(paid) = &paid {
+                paid.wait(left - n, &self.shutdown);
                 if self.shutdown.is_triggered() {
                     return Err(Error::Closed);
                 }

@@ -17,6 +17,9 @@ pub(super) struct Remote {
     pub(super) have: Bitfield,
     /// Pieces it is fetching, as last heard from it.
     pub(super) fetching: Bitfield,
+    /// Pieces it answered `Busy` for since its last `Have` answer: not
+    /// asked for again until then.
+    pub(super) busy: Bitfield,
     /// A download worker is talking to it.
     pub(super) connected: bool,
     /// It served a corrupt piece: never asked again.
@@ -32,7 +35,8 @@ impl Remote {
     pub(super) fn new(empty: Bitfield) -> Remote {
         Remote {
             have: empty.clone(),
-            fetching: empty,
+            fetching: empty.clone(),
+            busy: empty,
             connected: false,
             banned: false,
             retry_at: None,
@@ -62,6 +66,11 @@ pub(super) struct State {
     /// Download workers running.
     pub(super) workers: usize,
     pub(super) rng: Rng,
+    /// Where in the file this peer starts looking for pieces to ask seeds
+    /// for (random, so peers spread their seed requests).
+    pub(super) seed_offset: u32,
+    /// When the last piece was received (or the download started).
+    pub(super) last_piece: Instant,
     /// Bytes of verified pieces received.
     pub(super) received: u64,
     /// Last tenth of progress logged (when no bar is drawn).
@@ -73,7 +82,9 @@ impl State {
     /// `received` bytes of pieces already held.
     pub(super) fn new(have: Bitfield, missing: u32, received: u64) -> State {
         let n = have.len() as usize;
+        let mut rng = Rng::new();
         State {
+            seed_offset: rng.below(n.max(1)) as u32,
             missing,
             in_flight: vec![0; n],
             sending: vec![0; n],
@@ -82,8 +93,9 @@ impl State {
             coming: Availability::new(n),
             remotes: HashMap::new(),
             next_request: Instant::now(),
+            last_piece: Instant::now(),
             workers: 0,
-            rng: Rng::new(),
+            rng,
             received,
             logged_tenth: 0,
             have,
