@@ -124,23 +124,6 @@ impl Store {
         }
         Ok(self.dest.clone())
     }
-
-    /// SHA-256 of the whole file as it is on disk now.
-    pub fn hash_all(&self) -> io::Result<Digest> {
-        let mut hasher = crate::digest::Hasher::new();
-        let mut buf = vec![0u8; crate::transfer::CHUNK];
-        let mut off = 0u64;
-        let size = self.manifest.size();
-        while off < size {
-            let n = buf
-                .len()
-                .min(usize::try_from(size - off).unwrap_or(usize::MAX));
-            self.file.read_exact_at(&mut buf[..n], off)?;
-            hasher.update(&buf[..n]);
-            off += n as u64;
-        }
-        Ok(hasher.finish())
-    }
 }
 
 /// Checks every piece of `file` against the manifest.
@@ -212,7 +195,6 @@ mod tests {
                 .write_piece(i, &d[off..off + m.piece_len(i) as usize])
                 .unwrap();
         }
-        assert_eq!(store.hash_all().unwrap(), m.file_hash());
         let path = store.finish().unwrap();
         assert_eq!(fs::read(&path).unwrap(), d);
         assert!(!partial_path(&out, m.id()).exists());
