@@ -354,7 +354,7 @@ impl Bitfield {
     }
 
     /// Whether piece `i` is held (false past the end).
-    pub(crate) fn has(&self, i: usize) -> bool {
+    pub fn has(&self, i: usize) -> bool {
         self.bits
             .get(i / 8)
             .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)

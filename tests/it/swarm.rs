@@ -871,3 +871,44 @@ fn the_progress_bar_leaves_no_stray_lines() {
         run.dump()
     );
 }
+
+#[test]
+fn a_capped_peer_says_busy_for_a_piece_it_is_already_sending() {
+    let dir = TempDir::new("swarm-busy");
+    let src = dir.sub("seed").join("b.bin");
+    write_random_file(&src, 256 << 10, 15);
+    let t = tracker(&[]);
+    // 64 KiB pieces at 16 KiB/s: one piece takes about 3 s to send.
+    let (seed, id) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "64K", "--upload-limit", "16K"],
+    );
+    let swarm = SwarmId::from_hex(&id).unwrap();
+    let mut a = open(&seed.addr, PEER_WIRE);
+    a.send(&PeerRequest::Piece { swarm, index: 0 }).unwrap();
+    // While piece 0 is on its way to a, the seed says so in its `sending`
+    // set, and b asking for it is told Busy.
+    let mut b = open(&seed.addr, PEER_WIRE);
+    wait_until(
+        "the seed to start sending piece 0",
+        || {
+            b.send(&PeerRequest::Have { swarm }).unwrap();
+            match b.expect::<PeerResponse>().unwrap() {
+                PeerResponse::Have { sending, .. } => sending.has(0).then_some(()),
+                other => panic!("{other:?}"),
+            }
+        },
+        || seed.dump(),
+    );
+    b.send(&PeerRequest::Piece { swarm, index: 0 }).unwrap();
+    assert_eq!(
+        b.expect::<PeerResponse>().unwrap(),
+        PeerResponse::Busy { index: 0 }
+    );
+    // a still gets the whole piece.
+    match a.expect::<PeerResponse>().unwrap() {
+        PeerResponse::Piece { index: 0, len } => assert_eq!(len, 64 << 10),
+        other => panic!("{other:?}"),
+    }
+}
