@@ -912,3 +912,23 @@ fn a_capped_peer_says_busy_for_a_piece_it_is_already_sending() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn help_shows_defaults_and_an_example() {
+    let out = cmd(bin!("bt-tracker")).arg("--help").run().ok();
+    assert!(out.stdout.contains("0.0.0.0:6969"), "{}", out.dump());
+    assert!(out.stdout.contains("Example:"), "{}", out.dump());
+    for sub in ["share", "fetch"] {
+        let out = cmd(bin!("bt-peer")).args([sub, "--help"]).run().ok();
+        for needle in ["[default: 127.0.0.1:6969]", "[default: 10]", "Example:"] {
+            assert!(
+                out.stdout.contains(needle),
+                "{sub}: {needle}\n{}",
+                out.dump()
+            );
+        }
+    }
+    let out = cmd(bin!("bt-peer")).args(["fetch", "--help"]).run().ok();
+    assert!(out.stdout.contains("--exit-when-done"), "{}", out.dump());
+    assert!(out.stdout.contains("Exit status:"), "{}", out.dump());
+}
