@@ -255,7 +255,7 @@ bench() {
             MEM_NOTES+=("$sys peak memory (VmHWM, MiB): $mem")
         fi
         stop_all
-        rm -f "$RUN/$sys-$tag"/p*/"$(basename "$file")"
+        rm -f "$RUN/$sys-$tag"/p*/"$(basename "$file")" "$RUN/$sys-$tag/seed/$(basename "$file")"
         if [ "$ok" -ne 0 ]; then
             say "$label: $sys failed; logs in $RUN/$sys-$tag" >&2
             exit 2
