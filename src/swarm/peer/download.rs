@@ -2,7 +2,9 @@
 //! requests in flight, asks now and then which pieces the remote holds,
 //! checks every piece against the manifest and stores it. Pieces are picked
 //! rarest first; a seed is asked only for what nobody else can give; the
-//! end game asks a second peer for the last pieces.
+//! end game asks a second peer for the last pieces. A piece a remote
+//! answers `Busy` for is counted as on its way and not asked of that remote
+//! again until its next `Have` answer.
 //!
 //! However a worker ends (an error, a ban, a panic), its `Slot` and `Claim`
 //! guards give its pieces back to the pool.

@@ -1,6 +1,7 @@
 //! Serving other peers: `Have` (what this peer holds, fetches and sends)
 //! and `Piece` (a header, then the bytes read from disk in chunks, paced by
-//! the upload bucket).
+//! the upload bucket, whole piece by whole piece). A capped peer answers
+//! `Busy` for a piece it is already sending to someone else.
 
 use std::io::Write;
 use std::sync::{Arc, PoisonError};
