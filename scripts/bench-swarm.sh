@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Swarm benchmark.
+# Swarm benchmark: peerkit (bt-tracker, bt-peer) against the BitTorrent
+# client a user would pick instead (aria2c as seeder and leechers,
+# opentracker as tracker, mktorrent for the torrent), in the same run, with
+# the same file, piece size, peer count and upload caps. aria2c runs with
+# DHT, local peer discovery, peer exchange and encryption off; everything
+# is on 127.0.0.1.
 #
-# 1. Capped runs: one seeder and N leechers (N = 4 and 16), every peer's
-#    upload capped at RATE by --upload-limit. Prints how long the last
-#    leecher took, the lower bound max(F/u_s, N*F/(u_s + sum u_i)) for that
-#    setup, and their ratio (goal: at most 1.25).
-# 2. An uncapped run: BIG from one seeder to 4 leechers over loopback; prints
-#    the wall time and each peer's peak memory (VmHWM).
+# Cases (the time is from the first leecher's start to the last leecher's
+# completion; every copy is compared with the original):
+# 1. Capped: one seeder and N leechers (N = 4 and 16), every peer's upload
+#    capped at RATE. Lower bound: max(F/u_s, N*F/(u_s + sum u_i)).
+# 2. Uncapped: BIG from one seeder to 4 leechers. Lower bound: the time
+#    nc takes to copy the file once over loopback into a file (u_s = u_i =
+#    one TCP stream's rate, so the formula above gives F/u).
+# Each line prints both systems' times and their ratios to the bound.
 #
-#   scripts/bench-swarm.sh                 defaults: F=32M, RATE=4M, BIG=1024M
-#   F_MIB=16 RATE_MIB=2 NS="4" BIG_MIB=0 scripts/bench-swarm.sh   (quicker; BIG_MIB=0 skips run 2)
+#   scripts/bench-swarm.sh                 defaults: F=32M, RATE=4M, BIG=1024M, pieces 256K
+#   F_MIB=16 RATE_MIB=2 NS="4" BIG_MIB=0 scripts/bench-swarm.sh   (quicker; BIG_MIB=0 skips case 2)
+#   SYSTEMS=peerkit scripts/bench-swarm.sh                        (peerkit only)
+#   FETCH_FLAGS=-v scripts/bench-swarm.sh                         (per-piece lines in the logs)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -17,18 +26,60 @@ F_MIB=${F_MIB:-32}
 RATE_MIB=${RATE_MIB:-4}
 NS=${NS:-4 16}
 BIG_MIB=${BIG_MIB:-1024}
-PIECE=${PIECE:-64K}
+PIECE_KIB=${PIECE_KIB:-256}
+SYSTEMS=${SYSTEMS:-peerkit aria2c}
 PERIODS=(--ping-interval 1 --report-interval 2)
 
 demo_init bench-swarm
 note "swarm benchmark in $RUN ($(nproc) cores; $(uptime | sed 's/.*load average/load average/'))"
 
+need bc bc
+need nc netcat-openbsd
+case " $SYSTEMS " in *" aria2c "*)
+    need aria2c aria2
+    need opentracker opentracker
+    need mktorrent mktorrent
+    need curl curl
+    ;;
+esac
+
 now() { date +%s.%N; }
 
-# run_swarm NAME FILE N [CAP]: tracker, seeder, N leechers; waits until
-# every leecher completes; sets ELAPSED (first leecher start to last
-# completion) and leaves PEER_PIDS / SEED_PID for the caller to inspect.
-run_swarm() {
+# free_port: a port no TCP or UDP socket uses now.
+free_port() {
+    local p
+    while :; do
+        # Below the kernel's ephemeral range, so no outgoing socket has it.
+        p=$((10000 + RANDOM % 20000))
+        if ! ss -antuH "sport = :$p" 2>/dev/null | grep -q .; then
+            echo "$p"
+            return
+        fi
+    done
+}
+
+# copies_match DIR N NAME ORIGINAL: every leecher's copy is the original.
+copies_match() {
+    local dir=$1 n=$2 name=$3 orig=$4 i
+    for i in $(seq 1 "$n"); do
+        if ! cmp -s "$orig" "$dir/p$i/$name"; then
+            say "p$i's copy differs from the original" >&2
+            return 1
+        fi
+    done
+}
+
+RUN_PIDS=()
+stop_all() {
+    local pid
+    for pid in "${RUN_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${RUN_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    RUN_PIDS=()
+}
+
+# run_peerkit NAME FILE N [CAP]: bt-tracker, a seeder, N leechers; waits
+# until every leecher completes; sets ELAPSED, SEED_PID, PEER_PIDS.
+run_peerkit() {
     local name=$1 file=$2 n=$3 cap=${4:-} limit=() i
     [ -n "$cap" ] && limit=(--upload-limit "$cap")
     local dir="$RUN/$name"
@@ -37,17 +88,20 @@ run_swarm() {
     RUN=$dir
     start tracker bt-tracker --listen 127.0.0.1:0 || return 1
     start seed bt-peer share "$file" --tracker "$ADDR_tracker" --listen 127.0.0.1:0 \
-        "${limit[@]}" --piece-size "$PIECE" "${PERIODS[@]}" || return 1
+        "${limit[@]}" --piece-size "${PIECE_KIB}K" "${PERIODS[@]}" || return 1
+    RUN=$save
+    RUN_PIDS=("$PID_tracker" "$PID_seed")
     wait_line "$dir/seed.out" '^swarm ' 600 || return 1
     SEED_PID=$PID_seed
-    RUN_PIDS=("$PID_tracker" "$PID_seed")
     PEER_PIDS=()
     local t0
     t0=$(now)
     for i in $(seq 1 "$n"); do
         mkdir -p "$dir/p$i"
+        # shellcheck disable=SC2086 # FETCH_FLAGS is a list of flags
         "$BIN/bt-peer" fetch "$(basename "$file")" --tracker "$ADDR_tracker" --out "$dir/p$i" \
-            --listen 127.0.0.1:0 "${limit[@]}" "${PERIODS[@]}" >"$dir/p$i.out" 2>"$dir/p$i.err" &
+            --listen 127.0.0.1:0 "${limit[@]}" "${PERIODS[@]}" ${FETCH_FLAGS:-} \
+            >"$dir/p$i.out" 2>"$dir/p$i.err" &
         PIDS+=($!)
         RUN_PIDS+=($!)
         PEER_PIDS+=($!)
@@ -65,59 +119,172 @@ run_swarm() {
         [ "$left" -gt 0 ] && sleep 0.05
     done
     ELAPSED=$(echo "$(now) - $t0" | bc -l)
-    RUN=$save
+    copies_match "$dir" "$n" "$(basename "$file")" "$file"
+}
+
+# run_aria NAME FILE N [CAP]: opentracker, an aria2c seeder and N aria2c
+# leechers (which keep seeding, as bt-peer fetch does); sets ELAPSED, the
+# latest completion time (each leecher's completion hook writes it).
+run_aria() {
+    local name=$1 file=$2 n=$3 cap=${4:-} i
+    local dir="$RUN/$name" base
+    base=$(basename "$file")
+    mkdir -p "$dir/seed"
+    # The tracker: Debian's opentracker serves only torrents on its
+    # whitelist. A port taken between the check and the bind: another one.
+    local port announce attempt tries
+    for attempt in 1 2 3 4 5; do
+        port=$(free_port)
+        announce="http://127.0.0.1:$port/announce"
+        rm -f "$dir/$base.torrent"
+        mktorrent -l "$(echo "l($PIECE_KIB * 1024) / l(2)" | bc -l | xargs printf '%.0f')" \
+            -a "$announce" -o "$dir/$base.torrent" "$file" >"$dir/mktorrent.out" 2>&1 || return 1
+        aria2c -S "$dir/$base.torrent" | sed -n 's/^Info Hash: //p' >"$dir/whitelist"
+        printf 'access.whitelist %s\n' "$dir/whitelist" >"$dir/opentracker.conf"
+        (cd "$dir" && exec opentracker -i 127.0.0.1 -p "$port" -P "$port" -A 127.0.0.1 \
+            -f "$dir/opentracker.conf") >"$dir/tracker.out" 2>&1 &
+        PIDS+=($!)
+        RUN_PIDS=($!)
+        tries=0
+        until nc -z 127.0.0.1 "$port" 2>/dev/null; do
+            tries=$((tries + 1))
+            kill -0 "${RUN_PIDS[0]}" 2>/dev/null || break
+            [ "$tries" -gt 200 ] && break
+            sleep 0.05
+        done
+        nc -z 127.0.0.1 "$port" 2>/dev/null && break
+        say "opentracker on port $port: $(cat "$dir/tracker.out")" >&2
+        stop_all
+        [ "$attempt" -eq 5 ] && return 1
+    done
+    local common=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false
+        --enable-peer-exchange=false --bt-require-crypto=false --bt-min-crypto-level=plain
+        --disable-ipv6=true --seed-ratio=0.0 --file-allocation=none
+        --summary-interval=0 --console-log-level=warn --bt-max-peers=0
+        --listen-port=40000-49999)
+    [ -n "$cap" ] && common+=(--max-overall-upload-limit="$cap")
+    ln -f "$file" "$dir/seed/$base" 2>/dev/null || cp "$file" "$dir/seed/$base"
+    aria2c "${common[@]}" --dir="$dir/seed" --check-integrity=true --bt-seed-unverified=true \
+        "$dir/$base.torrent" >"$dir/seed.out" 2>&1 &
+    PIDS+=($!)
+    RUN_PIDS+=($!)
+    SEED_PID=$!
+    # Ready once the tracker counts it as a seeder.
+    tries=0
+    until [ "$(curl -s "http://127.0.0.1:$port/stats?mode=peer" | sed -n 2p)" = 1 ]; do
+        tries=$((tries + 1))
+        [ "$tries" -gt 600 ] && { say "the aria2c seeder never announced" >&2; return 1; }
+        sleep 0.05
+    done
+    PEER_PIDS=()
+    local t0
+    t0=$(now)
     for i in $(seq 1 "$n"); do
-        if ! cmp -s "$file" "$dir/p$i/$(basename "$file")"; then
-            say "p$i's copy differs from the original" >&2
+        mkdir -p "$dir/p$i"
+        printf '#!/bin/sh\ndate +%%s.%%N >"%s"\n' "$dir/p$i.done" >"$dir/p$i.hook"
+        chmod +x "$dir/p$i.hook"
+        aria2c "${common[@]}" --dir="$dir/p$i" --on-bt-download-complete="$dir/p$i.hook" \
+            "$dir/$base.torrent" >"$dir/p$i.out" 2>&1 &
+        PIDS+=($!)
+        RUN_PIDS+=($!)
+        PEER_PIDS+=($!)
+    done
+    local left=$n deadline=$(($(date +%s) + 1800))
+    while [ "$left" -gt 0 ]; do
+        left=0
+        for i in $(seq 1 "$n"); do
+            [ -s "$dir/p$i.done" ] || left=$((left + 1))
+        done
+        if [ "$(date +%s)" -gt "$deadline" ]; then
+            say "timed out with $left aria2c leechers unfinished" >&2
             return 1
         fi
+        [ "$left" -gt 0 ] && sleep 0.05
     done
+    local last
+    last=$(cat "$dir"/p*.done | sort -n | tail -1)
+    ELAPSED=$(echo "$last - $t0" | bc -l)
+    copies_match "$dir" "$n" "$base" "$file"
 }
 
-stop_swarm() {
-    local pid
-    for pid in "${RUN_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-    for pid in "${RUN_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+# nc_copy FILE: sets ELAPSED to the time nc takes to copy FILE over
+# loopback into a file.
+nc_copy() {
+    local file=$1 port out="$RUN/nc.bin"
+    port=$(free_port)
+    rm -f "$out"
+    nc -l 127.0.0.1 "$port" >"$out" &
+    local rx=$!
+    local tries=0
+    until ss -ltnH "sport = :$port" | grep -q .; do
+        tries=$((tries + 1))
+        [ "$tries" -gt 200 ] && return 1
+        sleep 0.02
+    done
+    local t0
+    t0=$(now)
+    nc -N 127.0.0.1 "$port" <"$file"
+    wait "$rx"
+    ELAPSED=$(echo "$(now) - $t0" | bc -l)
+    cmp -s "$file" "$out" || return 1
+    rm -f "$out"
 }
 
-need bc bc
+# bench CASE FILE N CAP BOUND: runs each system; prints one row.
+bench() {
+    local label=$1 file=$2 n=$3 cap=$4 bound=$5 sys t row
+    row=$(printf '%-22s %8.2f' "$label" "$bound")
+    for sys in peerkit aria2c; do
+        case " $SYSTEMS " in *" $sys "*) ;; *)
+            row+=$(printf ' %10s %7s' - -)
+            continue
+            ;;
+        esac
+        local tag=${label// /-}
+        tag=${tag//=/}
+        if [ "$sys" = peerkit ]; then
+            run_peerkit "peerkit-$tag" "$file" "$n" "$cap"
+        else
+            run_aria "aria2c-$tag" "$file" "$n" "$cap"
+        fi
+        local ok=$?
+        if [ "$label" = "uncapped 4 leechers" ] && [ "$ok" -eq 0 ]; then
+            local mem="seeder $(($(peak_rss_kib "$SEED_PID") / 1024))"
+            local pid
+            for pid in "${PEER_PIDS[@]}"; do mem+=" $(($(peak_rss_kib "$pid") / 1024))"; done
+            MEM_NOTES+=("$sys peak memory (VmHWM, MiB): $mem")
+        fi
+        stop_all
+        rm -f "$RUN/$sys-$tag"/p*/"$(basename "$file")" "$RUN/$sys-$tag/seed/$(basename "$file")"
+        if [ "$ok" -ne 0 ]; then
+            say "$label: $sys failed; logs in $RUN/$sys-$tag" >&2
+            exit 2
+        fi
+        t=$ELAPSED
+        row+=$(printf ' %10.2f %7.3f' "$t" "$(echo "$t / $bound" | bc -l)")
+    done
+    say "$row"
+}
+
+MEM_NOTES=()
 mkdir -p "$RUN/src"
-head -c "$((F_MIB << 20))" /dev/urandom >"$RUN/src/capped.bin"
 F=$((F_MIB << 20))
 U=$((RATE_MIB << 20))
-
-note "capped: F = $F_MIB MiB, every peer's upload capped at $RATE_MIB MiB/s, pieces of $PIECE"
-printf '%-4s %12s %10s %7s\n' N "last (s)" "bound (s)" ratio
+note "pieces of $PIECE_KIB KiB; capped: F = $F_MIB MiB, every peer's upload capped at $RATE_MIB MiB/s"
+printf '%-22s %8s %10s %7s %10s %7s\n' case "bound" "peerkit" ratio "aria2c" ratio
+head -c "$F" /dev/urandom >"$RUN/src/capped.bin"
 for n in $NS; do
-    if ! run_swarm "cap$n" "$RUN/src/capped.bin" "$n" "${RATE_MIB}M"; then
-        stop_swarm
-        say "N=$n: run failed; logs in $RUN/cap$n" >&2
-        exit 2
-    fi
-    stop_swarm
     bound=$(echo "a = $F / $U; b = $n * $F / ($U + $n * $U); if (a > b) a else b" | bc -l)
-    ratio=$(echo "$ELAPSED / $bound" | bc -l)
-    printf '%-4s %12.2f %10.2f %7.3f\n' "$n" "$ELAPSED" "$bound" "$ratio"
-    rm -f "$RUN"/cap"$n"/p*/capped.bin
+    bench "capped N=$n" "$RUN/src/capped.bin" "$n" "${RATE_MIB}M" "$bound"
 done
+rm -f "$RUN/src/capped.bin"
 
 if [ "$BIG_MIB" -gt 0 ]; then
-    note "uncapped: $BIG_MIB MiB from one seeder to 4 leechers over loopback"
     head -c "$((BIG_MIB << 20))" /dev/urandom >"$RUN/src/big.bin"
-    if ! run_swarm big "$RUN/src/big.bin" 4; then
-        stop_swarm
-        say "uncapped run failed; logs in $RUN/big" >&2
-        exit 2
-    fi
-    printf 'wall time %.2f s (%.0f MiB/s per leecher)\n' "$ELAPSED" "$(echo "$BIG_MIB / $ELAPSED" | bc -l)"
-    say "peak memory (VmHWM): seeder $(($(peak_rss_kib "$SEED_PID") / 1024)) MiB"
-    i=1
-    for pid in "${PEER_PIDS[@]}"; do
-        say "                     leecher $i $(($(peak_rss_kib "$pid") / 1024)) MiB"
-        i=$((i + 1))
-    done
-    stop_swarm
-    rm -f "$RUN"/big/p*/big.bin "$RUN/src/big.bin"
+    nc_copy "$RUN/src/big.bin" || { say "nc copy failed" >&2; exit 2; }
+    bench "uncapped 4 leechers" "$RUN/src/big.bin" 4 "" "$ELAPSED"
+    say "(uncapped: $BIG_MIB MiB; bound = one nc copy over loopback into a file)"
+    for m in "${MEM_NOTES[@]}"; do say "$m"; done
+    rm -f "$RUN/src/big.bin"
 fi
-rm -f "$RUN/src/capped.bin"
 say "logs: $RUN"

@@ -22,7 +22,7 @@ wait_line "$RUN/seed.out" '^swarm ' 60 || exit 2
 
 for i in 1 2 3 4; do
     mkdir -p "$RUN/peer$i"
-    tmux_pane "peer $i" "echo peer$i; bt-peer fetch movie.bin --tracker $TRACKER --out $RUN/peer$i --listen 127.0.0.1:0 --request-interval $INTERVAL $PERIODS; echo; cmp $RUN/seed/movie.bin $RUN/peer$i/movie.bin && echo identical to the original"
+    tmux_pane "peer $i" "echo peer$i; bt-peer fetch movie.bin -v --tracker $TRACKER --out $RUN/peer$i --listen 127.0.0.1:0 --request-interval $INTERVAL $PERIODS; echo; cmp $RUN/seed/movie.bin $RUN/peer$i/movie.bin && echo identical to the original"
 done
 say "folder: $RUN"
 tmux_show

@@ -31,7 +31,7 @@ say "$(grep -m1 '^swarm ' "$RUN/seed.out")"
 for i in $(seq 1 $PEERS); do
     mkdir -p "$RUN/peer$i"
     start "peer$i" bt-peer fetch movie.bin --tracker "$ADDR_tracker" --out "$RUN/peer$i" \
-        --listen 127.0.0.1:0 "${PERIODS[@]}" || exit 2
+        -v --listen 127.0.0.1:0 "${PERIODS[@]}" || exit 2
     addr_var="ADDR_peer$i"
     say "peer$i on ${!addr_var}"
 done

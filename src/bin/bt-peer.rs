@@ -5,13 +5,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use peerkit::cli::{self, DaemonArgs};
-use peerkit::swarm::{self, PeerConfig, WhenDone, bucket, manifest, peer};
+use peerkit::cli::{self, DaemonArgs, Verbosity};
+use peerkit::swarm::{self, PeerConfig, WhenDone, cmd};
 
 /// A peer of a BitTorrent-like swarm: fetches pieces rarest first from
 /// other peers, checks each one, and serves what it holds.
+///
+/// A peer listens on 0.0.0.0 (every interface) at a free port unless
+/// --listen says otherwise; the tracker learns the port and tells others.
 #[derive(Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Example:\n  bt-tracker --listen 127.0.0.1:6969 &\n  \
+                  bt-peer share movie.mkv --tracker 127.0.0.1:6969 &\n  \
+                  bt-peer fetch movie.mkv --tracker 127.0.0.1:6969 --out downloads --exit-when-done"
+)]
 struct Args {
     #[command(subcommand)]
     cmd: Cmd,
@@ -20,21 +28,30 @@ struct Args {
 #[derive(Subcommand)]
 enum Cmd {
     /// Share FILE: build its manifest, print the swarm id, serve until Ctrl-C
+    #[command(
+        after_help = "Example:\n  bt-peer share movie.mkv --tracker 127.0.0.1:6969 --upload-limit 4M"
+    )]
     Share {
         /// The file to share
         file: PathBuf,
-        /// Piece size in bytes, a power of two from 16K to 16M (default: 256K,
-        /// larger for files over 1 GiB)
+        /// Piece size in bytes, a power of two from 16K to 16M [default: 256K,
+        /// larger for files over 1 GiB]
         #[arg(long, value_name = "SIZE", value_parser = piece_size)]
         piece_size: Option<u32>,
         #[command(flatten)]
         common: Common,
     },
-    /// Fetch a swarm's file by name or id into --out, then seed it
+    /// Fetch a swarm's file by name or id into --out, then seed it until
+    /// Ctrl-C (or exit with --exit-when-done)
+    #[command(
+        after_help = "Exit status: 0 complete (or seeding stopped by Ctrl-C), 1 no such swarm, \
+                      2 error, or interrupted before complete with --exit-when-done.\n\n\
+                      Example:\n  bt-peer fetch movie.mkv --tracker 127.0.0.1:6969 --out downloads --exit-when-done"
+    )]
     Fetch {
         /// The file name, or the 64-hex-digit swarm id
         what: String,
-        /// Folder to download into
+        /// Folder to download into (a partial download there is resumed)
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
         /// Exit once the file is complete instead of seeding
@@ -59,12 +76,12 @@ struct Common {
     /// Seconds between piece-list reports to the tracker
     #[arg(long, value_name = "SECS", default_value = "20", value_parser = swarm::parse_secs)]
     report_interval: Duration,
-    /// Cap on total upload, bytes per second (K, M, G = 1024 multiples): 4M
-    #[arg(long, value_name = "RATE", value_parser = bucket::parse_rate)]
+    /// Cap on total upload, bytes per second (K, M, G = 1024 multiples), e.g. 4M
+    /// [default: no cap]
+    #[arg(long, value_name = "RATE", value_parser = swarm::parse_rate)]
     upload_limit: Option<u64>,
-    /// Also log every piece request
-    #[arg(short, long)]
-    verbose: bool,
+    #[command(flatten)]
+    verbosity: Verbosity,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -79,7 +96,7 @@ impl Common {
             report_interval: self.report_interval.max(floor),
             request_interval,
             upload_limit: self.upload_limit,
-            verbose: self.verbose,
+            level: self.verbosity.level(),
         }
     }
 
@@ -89,9 +106,9 @@ impl Common {
 }
 
 fn piece_size(s: &str) -> Result<u32, String> {
-    let v = bucket::parse_rate(s)?;
+    let v = swarm::parse_rate(s)?;
     let v = u32::try_from(v).map_err(|_| format!("{s:?} is too large"))?;
-    manifest::check_piece_size(v)?;
+    swarm::check_piece_size(v)?;
     Ok(v)
 }
 
@@ -102,7 +119,7 @@ fn main() -> ExitCode {
             file,
             piece_size,
             common,
-        } => peer::share(
+        } => cmd::share(
             &file,
             piece_size,
             &common.listen(),
@@ -120,7 +137,7 @@ fn main() -> ExitCode {
             } else {
                 WhenDone::Seed
             };
-            peer::fetch(
+            cmd::fetch(
                 &what,
                 &out,
                 when_done,

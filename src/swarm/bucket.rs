@@ -29,11 +29,6 @@ impl TokenBucket {
         }
     }
 
-    /// The rate in bytes per second.
-    pub fn rate(&self) -> u64 {
-        self.rate as u64
-    }
-
     /// Reserves `n` bytes at time `now`; returns how long the caller must
     /// wait before sending them.
     pub fn reserve_at(&self, n: usize, now: Instant) -> Duration {
@@ -49,9 +44,38 @@ impl TokenBucket {
         }
     }
 
-    /// Blocks until `n` bytes may be sent (or shutdown starts).
-    pub fn take(&self, n: usize, shutdown: &Shutdown) {
-        let wait = self.reserve_at(n, Instant::now());
+    /// Reserves `n` bytes to be sent as one run, after everything reserved
+    /// before: the run gets the whole rate until it is paid for, so runs
+    /// (pieces) complete one after another instead of all together.
+    pub fn reserve(&self, n: usize) -> Reservation {
+        let now = Instant::now();
+        Reservation {
+            end: now + self.reserve_at(n, now),
+            rate: self.rate,
+        }
+    }
+}
+
+/// A run of bytes paid for by `TokenBucket::reserve`, sent in chunks each
+/// at its due time.
+#[derive(Debug, Clone, Copy)]
+pub struct Reservation {
+    /// When the last byte is paid for.
+    end: Instant,
+    rate: f64,
+}
+
+impl Reservation {
+    /// When the run may have sent all but `left` of its bytes.
+    pub fn due(&self, left: usize) -> Instant {
+        let ahead = Duration::from_secs_f64(left as f64 / self.rate);
+        self.end.checked_sub(ahead).unwrap_or(self.end)
+    }
+
+    /// Blocks until the run may have sent all but `left` of its bytes (or
+    /// shutdown starts).
+    pub fn wait(&self, left: usize, shutdown: &Shutdown) {
+        let wait = self.due(left).saturating_duration_since(Instant::now());
         if !wait.is_zero() {
             shutdown.wait(wait);
         }
@@ -135,5 +159,27 @@ mod tests {
         assert_eq!(b.reserve_at(16 * 1024, later), Duration::ZERO);
         let wait = b.reserve_at(1024, later);
         assert!((wait.as_secs_f64() - 0.01).abs() < 1e-6, "{wait:?}");
+    }
+
+    #[test]
+    fn runs_reserved_one_after_another_complete_in_turn() {
+        // 1 MiB/s, so a burst of 100 KiB; two runs of 1 MiB.
+        let b = TokenBucket::new(1 << 20);
+        let first = b.reserve(1 << 20);
+        let second = b.reserve(1 << 20);
+        let ms = |r: &Reservation, left: usize| r.due(left).duration_since(Instant::now());
+        // The first run's last byte is due after ~0.9 s, the second's
+        // after ~1.9 s, and the second may not start before the first ends.
+        assert!(
+            ms(&first, 0) > Duration::from_millis(800),
+            "{:?}",
+            ms(&first, 0)
+        );
+        assert!(ms(&first, 0) < Duration::from_millis(1000));
+        assert!(second.due(1 << 20) >= first.due(0) - Duration::from_millis(5));
+        assert!(ms(&second, 0) > Duration::from_millis(1800));
+        // Halfway through a run is due halfway through its time.
+        let half = first.due(1 << 19);
+        assert!(first.due(0) - half >= Duration::from_millis(490));
     }
 }

@@ -14,16 +14,16 @@ use crate::error::{Error, Result};
 use crate::name::FileName;
 
 /// Smallest piece size a manifest may use (16 KiB).
-pub const MIN_PIECE_SIZE: u32 = 16 * 1024;
+pub(crate) const MIN_PIECE_SIZE: u32 = 16 * 1024;
 /// Piece size for files small enough to stay under `TARGET_PIECES` (256 KiB).
-pub const DEFAULT_PIECE_SIZE: u32 = 256 * 1024;
+pub(crate) const DEFAULT_PIECE_SIZE: u32 = 256 * 1024;
 /// Largest piece size a manifest may use (16 MiB).
-pub const MAX_PIECE_SIZE: u32 = 16 * 1024 * 1024;
+pub(crate) const MAX_PIECE_SIZE: u32 = 16 * 1024 * 1024;
 /// The automatic piece size doubles until the file has at most this many pieces.
-pub const TARGET_PIECES: u64 = 4096;
+pub(crate) const TARGET_PIECES: u64 = 4096;
 /// Most pieces a manifest may list; keeps a manifest well under one frame
 /// (16384 * 32 bytes = 512 KiB) and a bitfield at 2 KiB.
-pub const MAX_PIECES: u32 = 16384;
+pub(crate) const MAX_PIECES: u32 = 16384;
 
 /// A swarm's id: the SHA-256 of its manifest's postcard encoding.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -60,12 +60,12 @@ impl fmt::Debug for SwarmId {
 pub struct PieceIndex(u32);
 
 impl PieceIndex {
-    pub fn get(self) -> u32 {
+    pub(crate) fn get(self) -> u32 {
         self.0
     }
 
     /// The index as a `usize`, for slices sized by the piece count.
-    pub fn slot(self) -> usize {
+    pub(crate) fn slot(self) -> usize {
         self.0 as usize
     }
 }
@@ -116,7 +116,7 @@ fn count_pieces(size: u64, piece_size: u32) -> u64 {
 
 /// The automatic piece size: 256 KiB, doubled while the file would have more
 /// than `TARGET_PIECES` pieces, up to 16 MiB.
-pub fn auto_piece_size(size: u64) -> u32 {
+pub(crate) fn auto_piece_size(size: u64) -> u32 {
     let mut ps = DEFAULT_PIECE_SIZE;
     while count_pieces(size, ps) > TARGET_PIECES && ps < MAX_PIECE_SIZE {
         ps *= 2;
@@ -136,7 +136,7 @@ pub fn check_piece_size(ps: u32) -> std::result::Result<(), String> {
 
 impl Manifest {
     /// Builds a manifest from its parts, checking that they agree.
-    pub fn new(
+    pub(crate) fn new(
         name: FileName,
         size: u64,
         piece_size: u32,
@@ -171,7 +171,7 @@ impl Manifest {
 
     /// Reads `path` once, hashing the whole file and every piece. `piece_size`
     /// `None` picks `auto_piece_size`.
-    pub fn from_file(path: &Path, piece_size: Option<u32>) -> Result<Manifest> {
+    pub(crate) fn from_file(path: &Path, piece_size: Option<u32>) -> Result<Manifest> {
         let name = FileName::from_path(path)?;
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
@@ -200,12 +200,12 @@ impl Manifest {
             }
         }
         if total != size {
-            return Err(Error::Io(io::Error::other(format!(
+            return Err(Error::Local(format!(
                 "{} changed size while being hashed",
                 path.display()
-            ))));
+            )));
         }
-        Manifest::new(name, size, piece_size, whole.finish(), pieces).map_err(Error::Protocol)
+        Manifest::new(name, size, piece_size, whole.finish(), pieces).map_err(Error::Local)
     }
 
     /// The swarm id: SHA-256 of the manifest's encoding.
@@ -213,20 +213,20 @@ impl Manifest {
         self.id
     }
 
-    pub fn name(&self) -> &FileName {
+    pub(crate) fn name(&self) -> &FileName {
         &self.name
     }
 
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
-    pub fn piece_size(&self) -> u32 {
+    pub(crate) fn piece_size(&self) -> u32 {
         self.piece_size
     }
 
     /// SHA-256 of the whole file.
-    pub fn file_hash(&self) -> Digest {
+    pub(crate) fn file_hash(&self) -> Digest {
         self.file_hash
     }
 
@@ -237,34 +237,34 @@ impl Manifest {
     }
 
     /// Validates a piece number from the network.
-    pub fn index(&self, i: u32) -> Option<PieceIndex> {
+    pub(crate) fn index(&self, i: u32) -> Option<PieceIndex> {
         (i < self.piece_count()).then_some(PieceIndex(i))
     }
 
     /// Every piece index, in order.
-    pub fn indices(&self) -> impl Iterator<Item = PieceIndex> + use<> {
+    pub(crate) fn indices(&self) -> impl Iterator<Item = PieceIndex> + use<> {
         (0..self.piece_count()).map(PieceIndex)
     }
 
     /// Where piece `i` starts in the file.
-    pub fn offset(&self, i: PieceIndex) -> u64 {
+    pub(crate) fn offset(&self, i: PieceIndex) -> u64 {
         u64::from(i.0) * u64::from(self.piece_size)
     }
 
     /// The length of piece `i` (the last one may be short).
-    pub fn piece_len(&self, i: PieceIndex) -> u32 {
+    pub(crate) fn piece_len(&self, i: PieceIndex) -> u32 {
         let left = self.size - self.offset(i);
         // At most piece_size, which is a u32.
         left.min(u64::from(self.piece_size)) as u32
     }
 
     /// The expected SHA-256 of piece `i`.
-    pub fn piece_hash(&self, i: PieceIndex) -> Digest {
+    pub(crate) fn piece_hash(&self, i: PieceIndex) -> Digest {
         self.pieces[i.slot()]
     }
 
     /// An empty bitfield sized for this manifest.
-    pub fn empty_bitfield(&self) -> Bitfield {
+    pub(crate) fn empty_bitfield(&self) -> Bitfield {
         Bitfield::new(self.piece_count())
     }
 }
@@ -361,7 +361,7 @@ impl Bitfield {
     }
 
     /// Sets or clears piece `i` (ignored past the end).
-    pub fn set_bit(&mut self, i: usize, on: bool) {
+    pub(crate) fn set_bit(&mut self, i: usize, on: bool) {
         if i >= self.len as usize {
             return;
         }
@@ -375,7 +375,7 @@ impl Bitfield {
     }
 
     /// Marks piece `i` held.
-    pub fn set(&mut self, i: PieceIndex) {
+    pub(crate) fn set(&mut self, i: PieceIndex) {
         self.set_bit(i.slot(), true);
     }
 
@@ -390,7 +390,7 @@ impl Bitfield {
     }
 
     /// Checks that this bitfield describes `m`'s pieces.
-    pub fn check_for(&self, m: &Manifest) -> Result<()> {
+    pub(crate) fn check_for(&self, m: &Manifest) -> Result<()> {
         if self.len != m.piece_count() {
             return Err(Error::Protocol(format!(
                 "bitfield of {} pieces for a swarm of {}",

@@ -9,28 +9,34 @@
 //! each other, rarest first, checking every piece against the manifest.
 //!
 //! # Layout
-//! - [`manifest`]: `Manifest`, `SwarmId`, `PieceIndex`, `Bitfield`.
 //! - [`proto`]: the tracker and peer-wire request/response enums.
-//! - [`tracker`]: the tracker's state and server, and the client peers use.
-//! - [`picker`]: rarest-first choice with random tie breaks.
-//! - [`bucket`]: the token bucket behind `--upload-limit`.
-//! - [`store`]: piece storage, resume, and the final rename.
-//! - [`peer`]: serving, announcing and the download engine.
+//! - `manifest`: `Manifest`, `SwarmId`, `PieceIndex`, `Bitfield`.
+//! - `tracker`: the tracker's state and server.
+//! - `client`: the tracker client peers use.
+//! - `peer`: one peer: its state, serving, announcing and downloading.
+//! - `picker`: rarest-first choice with random tie breaks.
+//! - `bucket`: the token bucket behind `--upload-limit`.
+//! - `store`: piece storage, resume, and the final rename.
+//! - [`cmd`]: the bodies of `bt-tracker` and `bt-peer`.
 
-pub mod bucket;
-pub mod manifest;
-pub mod peer;
-pub mod picker;
+mod bucket;
+mod client;
+pub mod cmd;
+mod manifest;
+mod peer;
+mod picker;
 pub mod proto;
-pub mod store;
-pub mod tracker;
+mod store;
+mod tracker;
 
-pub use manifest::{Bitfield, Manifest, PieceIndex, SwarmId};
-pub use peer::{PeerConfig, WhenDone};
-pub use tracker::{Tracker, TrackerClient, TrackerConfig};
+pub use bucket::parse_rate;
+pub use cmd::WhenDone;
+pub use manifest::{Bitfield, Manifest, SwarmId, check_piece_size};
+pub use peer::PeerConfig;
+pub use store::partial_path;
+pub use tracker::{Limits as TrackerLimits, TrackerConfig};
 
 use std::time::Duration;
-
 /// Parses a period in seconds, fractions allowed (`10`, `0.2`).
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
     let v: f64 = s

@@ -13,11 +13,6 @@ impl Availability {
         Availability(vec![0; n])
     }
 
-    /// From given counts (tests and tools).
-    pub fn from_counts(counts: Vec<u16>) -> Availability {
-        Availability(counts)
-    }
-
     /// Holders of piece `i` (0 past the end).
     pub fn holders(&self, i: usize) -> u16 {
         self.0.get(i).copied().unwrap_or(0)
@@ -37,24 +32,12 @@ impl Availability {
     pub fn len(&self) -> usize {
         self.0.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
-/// The rarest piece `i` for which `eligible(i)` holds, with a uniformly
-/// random choice among equally rare ones; `None` if nothing is eligible.
-pub fn rarest(
-    avail: &Availability,
-    eligible: impl Fn(usize) -> bool,
-    rng: &mut Rng,
-) -> Option<usize> {
-    rarest_by(avail.len(), |i| u32::from(avail.holders(i)), eligible, rng)
-}
-
-/// Like `rarest` over pieces `0..n`, with rarity given by `count(i)`
-/// (lower is rarer), e.g. holders plus peers already fetching the piece.
+/// The rarest piece `i` of `0..n` for which `eligible(i)` holds, rarity
+/// given by `count(i)` (lower is rarer, e.g. holders plus peers already
+/// fetching the piece), with a uniformly random choice among equally rare
+/// ones; `None` if nothing is eligible.
 pub fn rarest_by(
     n: usize,
     count: impl Fn(usize) -> u32,
@@ -88,6 +71,22 @@ pub fn rarest_by(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Availability {
+        fn from_counts(counts: Vec<u16>) -> Availability {
+            Availability(counts)
+        }
+    }
+
+    /// The rarest piece `i` for which `eligible(i)` holds, with a uniformly
+    /// random choice among equally rare ones; `None` if nothing is eligible.
+    fn rarest(
+        avail: &Availability,
+        eligible: impl Fn(usize) -> bool,
+        rng: &mut Rng,
+    ) -> Option<usize> {
+        rarest_by(avail.len(), |i| u32::from(avail.holders(i)), eligible, rng)
+    }
 
     #[test]
     fn picks_the_rarest_piece() {

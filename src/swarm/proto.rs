@@ -21,7 +21,7 @@ pub const TRACKER: Protocol = Protocol {
 /// Peer <-> peer.
 pub const PEER_WIRE: Protocol = Protocol {
     name: "peerkit-bt-peer",
-    version: 1,
+    version: 2,
 };
 
 /// Largest peer-wire request frame; requests are a swarm id and an index.
@@ -133,6 +133,9 @@ pub enum PeerResponse {
     Piece { index: u32, len: u32 },
     /// The serving peer does not hold that piece (any more).
     Missing { index: u32 },
+    /// The serving peer's upload is capped and it is already sending that
+    /// piece to another peer: get it from that one, or ask again later.
+    Busy { index: u32 },
     /// The serving peer is not in that swarm.
     UnknownSwarm,
     /// The request was malformed or made no sense.
@@ -237,6 +240,7 @@ mod tests {
             },
             PeerResponse::Piece { index: 1, len: 5 },
             PeerResponse::Missing { index: 1 },
+            PeerResponse::Busy { index: 1 },
             PeerResponse::UnknownSwarm,
             PeerResponse::Error("x".into()),
         ] {

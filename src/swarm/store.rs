@@ -53,14 +53,11 @@ impl Store {
             let file = File::open(&dest)?;
             let have = verify(&file, &manifest)?;
             if !have.is_complete() {
-                return Err(Error::Io(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!(
-                        "{} exists and is not this swarm's file ({} of {} pieces match); move it away",
-                        dest.display(),
-                        have.count(),
-                        have.len()
-                    ),
+                return Err(Error::Local(format!(
+                    "{} exists and is not this swarm's file ({} of {} pieces match); move it away",
+                    dest.display(),
+                    have.count(),
+                    have.len()
                 )));
             }
             let store = Store {
@@ -106,16 +103,6 @@ impl Store {
         self.file.write_all_at(data, self.manifest.offset(i))
     }
 
-    /// Where the file is now (the partial file until `finish`).
-    pub fn path(&self) -> &Path {
-        self.partial.as_deref().unwrap_or(&self.dest)
-    }
-
-    /// True once the file is under its final name.
-    pub fn is_final(&self) -> bool {
-        self.partial.is_none()
-    }
-
     /// Renames the partial file to `DIR/NAME` (refusing to replace a file
     /// that appeared meanwhile) and returns the final path.
     pub fn finish(&mut self) -> Result<PathBuf> {
@@ -126,9 +113,9 @@ impl Store {
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     self.partial = Some(partial);
-                    return Err(Error::Io(io::Error::new(
-                        e.kind(),
-                        format!("{} appeared during the download", self.dest.display()),
+                    return Err(Error::Local(format!(
+                        "{} appeared during the download",
+                        self.dest.display()
                     )));
                 }
                 // File systems without hard links: a plain rename.
@@ -136,23 +123,6 @@ impl Store {
             }
         }
         Ok(self.dest.clone())
-    }
-
-    /// SHA-256 of the whole file as it is on disk now.
-    pub fn hash_all(&self) -> io::Result<Digest> {
-        let mut hasher = crate::digest::Hasher::new();
-        let mut buf = vec![0u8; crate::transfer::CHUNK];
-        let mut off = 0u64;
-        let size = self.manifest.size();
-        while off < size {
-            let n = buf
-                .len()
-                .min(usize::try_from(size - off).unwrap_or(usize::MAX));
-            self.file.read_exact_at(&mut buf[..n], off)?;
-            hasher.update(&buf[..n]);
-            off += n as u64;
-        }
-        Ok(hasher.finish())
     }
 }
 
@@ -225,7 +195,6 @@ mod tests {
                 .write_piece(i, &d[off..off + m.piece_len(i) as usize])
                 .unwrap();
         }
-        assert_eq!(store.hash_all().unwrap(), m.file_hash());
         let path = store.finish().unwrap();
         assert_eq!(fs::read(&path).unwrap(), d);
         assert!(!partial_path(&out, m.id()).exists());

@@ -1,7 +1,7 @@
 //! The tracker: for every swarm, its manifest and each member's address (the
 //! IP the tracker sees plus the member's listening port) with the pieces it
 //! last reported; evicts members that stop pinging. It never holds file
-//! data. Also the client side peers use to talk to it.
+//! data.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -9,17 +9,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::frame::Conn;
-use crate::net::Timeouts;
 use crate::rng::Rng;
 use crate::server::{Limits as ServerLimits, Server, Session};
 
 use super::manifest::{Bitfield, Manifest, SwarmId};
 use super::proto::{MAX_PEERS_LISTED, PeerInfo, Query, TRACKER, TrackerRequest, TrackerResponse};
-
-/// The tracker's fixed default address.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:6969";
 
 /// How the tracker runs.
 #[derive(Debug, Clone)]
@@ -31,6 +27,8 @@ pub struct TrackerConfig {
     pub server: ServerLimits,
     /// Caps on what the tracker keeps.
     pub limits: Limits,
+    /// Quiet: no membership lines (registered, left, evicted) on stdout.
+    pub quiet: bool,
 }
 
 /// Caps on what the tracker keeps, so its memory stays bounded whatever
@@ -96,18 +94,32 @@ impl Swarms {
 pub struct Tracker {
     state: Mutex<Swarms>,
     limits: Limits,
+    /// No membership lines on stdout.
+    quiet: bool,
 }
 
 impl Tracker {
-    pub fn new() -> Tracker {
+    #[cfg(test)]
+    fn new() -> Tracker {
         Tracker::default()
     }
 
-    /// A tracker with the given caps.
-    pub fn with_limits(limits: Limits) -> Tracker {
+    /// A tracker with the given caps; `quiet`: no membership lines.
+    pub fn with_limits(limits: Limits, quiet: bool) -> Tracker {
         Tracker {
             state: Mutex::default(),
             limits,
+            quiet,
+        }
+    }
+
+    /// Prints membership lines on stdout, unless quiet. Never call it with
+    /// the lock held.
+    fn log(&self, events: Vec<String>) {
+        if !self.quiet {
+            for e in events {
+                crate::event!("{e}");
+            }
         }
     }
 
@@ -120,9 +132,7 @@ impl Tracker {
     pub fn handle(&self, req: TrackerRequest, ip: IpAddr, now: Instant) -> TrackerResponse {
         let mut events = Vec::new();
         let resp = self.answer(&mut self.lock(), req, ip, now, &mut events);
-        for e in events {
-            crate::event!("{e}");
-        }
+        self.log(events);
         resp
     }
 
@@ -305,9 +315,7 @@ impl Tracker {
                 state.forget(*a);
             }
         }
-        for e in events {
-            crate::event!("{e}");
-        }
+        self.log(events);
         evicted
     }
 
@@ -371,46 +379,6 @@ fn serve_conn(tracker: &Tracker, session: Session) {
                 }
                 return;
             }
-        }
-    }
-}
-
-/// Binds, prints the readiness line and serves until Ctrl-C / SIGTERM.
-pub fn run(listen: &str, cfg: &TrackerConfig) -> Result<()> {
-    // The handler goes in before the readiness line, so a SIGTERM sent as
-    // soon as that line appears still stops the tracker cleanly.
-    let server = Server::start(listen, cfg.server)?;
-    server.announce()?;
-    Arc::new(Tracker::with_limits(cfg.limits)).serve(server, cfg)
-}
-
-/// The peer's side: one short connection per request.
-#[derive(Debug, Clone)]
-pub struct TrackerClient {
-    addr: String,
-    timeouts: Timeouts,
-}
-
-impl TrackerClient {
-    pub fn new(addr: &str, timeouts: Timeouts) -> TrackerClient {
-        TrackerClient {
-            addr: addr.to_string(),
-            timeouts,
-        }
-    }
-
-    /// The tracker's address as given.
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-
-    /// Sends one request; an `Error` answer becomes `Error::Remote`.
-    pub fn call(&self, req: &TrackerRequest) -> Result<TrackerResponse> {
-        let mut conn = Conn::open(&self.addr, &self.timeouts, TRACKER)?;
-        conn.send(req)?;
-        match conn.expect::<TrackerResponse>()? {
-            TrackerResponse::Error(why) => Err(Error::Remote(format!("tracker: {why}"))),
-            other => Ok(other),
         }
     }
 }
@@ -567,11 +535,14 @@ mod tests {
 
     #[test]
     fn swarms_members_and_registrations_per_ip_are_capped() {
-        let t = Tracker::with_limits(Limits {
-            swarms: 2,
-            members: 2,
-            per_ip: 3,
-        });
+        let t = Tracker::with_limits(
+            Limits {
+                swarms: 2,
+                members: 2,
+                per_ip: 3,
+            },
+            false,
+        );
         let other: IpAddr = "10.0.0.1".parse().unwrap();
         let (a, b, c) = (manifest("a", 10), manifest("b", 10), manifest("c", 10));
         let ok =

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 
-use peerkit::frame::{self, Conn, HelloReply};
+use peerkit::frame::{self, Conn};
 use peerkit::net::Timeouts;
 use peerkit::swarm::proto::{
     PEER_WIRE, PeerRequest, PeerResponse, Query, TRACKER, TrackerRequest, TrackerResponse,
 };
-use peerkit::swarm::{Bitfield, SwarmId, store};
+use peerkit::swarm::{Bitfield, SwarmId, partial_path};
 
 use crate::bin;
 use crate::harness::*;
@@ -131,7 +131,7 @@ fn a_file_spreads_to_every_peer_and_peers_trade_pieces() {
         .map(|(i, out)| {
             // One fetcher asks by id, the others by name.
             let what = if i == 0 { id.as_str() } else { "movie.bin" };
-            fetch(what, out, &t.addr, &["--exit-when-done"])
+            fetch(what, out, &t.addr, &["-v", "--exit-when-done"])
         })
         .collect();
     for (p, out) in peers.iter_mut().zip(&outs) {
@@ -201,7 +201,7 @@ fn the_rarest_piece_is_requested_first() {
         let at = r as usize * piece as usize;
         bytes[at..at + piece as usize].fill(0);
     }
-    fs::write(store::partial_path(&partial_out, swarm), &bytes).unwrap();
+    fs::write(partial_path(&partial_out, swarm), &bytes).unwrap();
     let mut partial = fetch(&id, &partial_out, &t.addr, &[]);
     partial.wait_stdout(|l| l == "resumed 38 of 40 pieces from disk");
     partial.wait_stdout(|l| l.starts_with("registered with "));
@@ -289,7 +289,7 @@ fn a_peer_killed_mid_download_does_not_stop_the_others() {
         &["--piece-size", "16K", "--upload-limit", "768K"],
     );
     let outs: Vec<_> = (0..3).map(|i| dir.sub(&format!("p{i}"))).collect();
-    let mut victim = fetch("big.bin", &outs[0], &t.addr, &[]);
+    let mut victim = fetch("big.bin", &outs[0], &t.addr, &["-v"]);
     let mut others: Vec<Proc> = outs[1..]
         .iter()
         .map(|o| fetch("big.bin", o, &t.addr, &["--exit-when-done"]))
@@ -325,7 +325,7 @@ fn peers_register_again_with_a_restarted_tracker() {
         &["--piece-size", "16K", "--upload-limit", "512K"],
     );
     let a_out = dir.sub("a");
-    let mut a = fetch(&id, &a_out, &addr, &[]);
+    let mut a = fetch(&id, &a_out, &addr, &["-v"]);
     a.wait_stdout(|l| l.starts_with("piece "));
 
     t.kill();
@@ -570,57 +570,6 @@ fn open(addr: &str, protocol: peerkit::frame::Protocol) -> Conn {
     Conn::open(addr, &Timeouts::default(), protocol).unwrap()
 }
 
-/// Reads whatever the daemon answers before closing, decoded as `T`.
-fn answer<T: serde::de::DeserializeOwned>(raw: &mut RawClient) -> T {
-    let bytes = raw.read_to_close();
-    let mut r = &bytes[..];
-    frame::read_frame::<_, T>(&mut r)
-        .unwrap_or_else(|e| panic!("undecodable answer {bytes:?}: {e}"))
-        .unwrap_or_else(|| panic!("no answer before close"))
-}
-
-/// A handshake frame for `protocol`, as raw bytes.
-fn hello(protocol: peerkit::frame::Protocol) -> Vec<u8> {
-    frame::encode(&frame::Hello {
-        magic: frame::MAGIC,
-        protocol: protocol.name.to_string(),
-        version: protocol.version,
-    })
-    .unwrap()
-}
-
-/// Garbage instead of a handshake, a valid handshake followed by an
-/// oversized length, and one followed by an unknown variant: each gets a
-/// clear error and the daemon keeps serving.
-fn hostile_clients(
-    addr: &str,
-    protocol: peerkit::frame::Protocol,
-    error_text: fn(&[u8]) -> Option<String>,
-) -> Vec<String> {
-    let mut errors = Vec::new();
-    let mut raw = RawClient::connect(addr);
-    raw.send(b"GET / HTTP/1.0\r\n\r\n");
-    match answer::<HelloReply>(&mut raw) {
-        HelloReply::Refused { reason } => errors.push(reason),
-        other => panic!("garbage was welcomed: {other:?}"),
-    }
-    for body in [vec![0xff, 0xff, 0xff, 0xff, 0], vec![0, 0, 0, 1, 200]] {
-        let mut raw = RawClient::connect(addr);
-        let mut bytes = hello(protocol);
-        bytes.extend_from_slice(&body);
-        raw.send(&bytes);
-        let all = raw.read_to_close();
-        let mut r = &all[..];
-        let welcome: HelloReply = frame::read_frame(&mut r).unwrap().unwrap();
-        assert!(matches!(welcome, HelloReply::Welcome { .. }));
-        let payload = frame::read_payload(&mut r, 1 << 20).unwrap().unwrap();
-        let text =
-            error_text(&payload).unwrap_or_else(|| panic!("not an error answer: {payload:?}"));
-        errors.push(text);
-    }
-    errors
-}
-
 #[test]
 fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
     let dir = TempDir::new("swarm-bad");
@@ -630,29 +579,14 @@ fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
     let (seed, id) = share(&src, &t.addr, &[]);
     let swarm = SwarmId::from_hex(&id).unwrap();
 
-    let tracker_error: fn(&[u8]) -> Option<String> = |b| match frame::decode(b) {
+    framed_battery(&t.addr, TRACKER, |b| match frame::decode(b) {
         Ok(TrackerResponse::Error(e)) => Some(e),
         _ => None,
-    };
-    let peer_error: fn(&[u8]) -> Option<String> = |b| match frame::decode(b) {
+    });
+    framed_battery(&seed.addr, PEER_WIRE, |b| match frame::decode(b) {
         Ok(PeerResponse::Error(e)) => Some(e),
         _ => None,
-    };
-    for (addr, protocol, decode) in [
-        (&t.addr, TRACKER, tracker_error),
-        (&seed.addr, PEER_WIRE, peer_error),
-    ] {
-        let errors = hostile_clients(addr, protocol, decode);
-        assert!(errors[0].contains("exceeds"), "{errors:?}");
-        assert!(
-            errors[1].contains("invalid request: frame of 4294967295 bytes exceeds"),
-            "{errors:?}"
-        );
-        assert!(
-            errors[2].contains("invalid request: malformed message"),
-            "{errors:?}"
-        );
-    }
+    });
     // Wrong-protocol handshakes are refused by name.
     let err = Conn::open(&seed.addr, &Timeouts::default(), TRACKER)
         .err()
@@ -724,4 +658,277 @@ fn daemons_stop_cleanly_on_sigterm() {
     for mut p in quick {
         assert!(p.wait_exit().success(), "{}", p.dump());
     }
+}
+
+/// Socket timeouts for a real client probing a daemon under attack.
+fn probe_timeouts() -> Timeouts {
+    Timeouts {
+        connect: SERVED_WITHIN,
+        io: SERVED_WITHIN,
+    }
+}
+
+#[test]
+fn the_tracker_and_a_seed_serve_real_clients_through_idle_and_trickling_floods() {
+    let dir = TempDir::new("swarm-exhaust");
+    let src = dir.sub("seed").join("x.bin");
+    write_random_file(&src, 200_000, 99);
+    let t = tracker(&[]);
+    // Long periods: the seed's own tracker connections stay out of the
+    // descriptor counts.
+    let (seed, id) = share(
+        &src,
+        &t.addr,
+        &["--ping-interval", "30", "--report-interval", "30"],
+    );
+    let swarm = SwarmId::from_hex(&id).unwrap();
+
+    let addr = t.addr.clone();
+    exhaustion("bt-tracker", &t, 0x41, move || {
+        let mut c = Conn::open(&addr, &probe_timeouts(), TRACKER)
+            .unwrap_or_else(|e| panic!("a real client was not served: {e}"));
+        c.send(&TrackerRequest::Lookup(Query::Id(swarm))).unwrap();
+        match c.expect::<TrackerResponse>().unwrap() {
+            TrackerResponse::Manifest(m) => assert_eq!(m.id(), swarm),
+            other => panic!("lookup answered {other:?}"),
+        }
+    });
+
+    let addr = seed.addr.clone();
+    exhaustion("bt-peer", &seed, 0x41, move || {
+        let mut c = Conn::open(&addr, &probe_timeouts(), PEER_WIRE)
+            .unwrap_or_else(|e| panic!("a real client was not served: {e}"));
+        c.send(&PeerRequest::Have { swarm }).unwrap();
+        match c.expect::<PeerResponse>().unwrap() {
+            PeerResponse::Have { have, .. } => assert!(have.is_complete()),
+            other => panic!("have answered {other:?}"),
+        }
+    });
+
+    // After both floods the swarm still works end to end.
+    let out = dir.sub("after");
+    let mut p = fetch(&id, &out, &t.addr, &["--exit-when-done"]);
+    finishes_with(&mut p, &out, &src);
+}
+
+#[test]
+fn fetch_prints_piece_lines_only_with_v_and_only_data_with_q() {
+    let dir = TempDir::new("swarm-verbosity");
+    let src = dir.sub("seed").join("v.bin");
+    write_random_file(&src, 256 << 10, 12);
+    let t = tracker(&[]);
+    let (_seed, _) = share(&src, &t.addr, &["--piece-size", "16K"]);
+    let is_step = |l: &String| l.starts_with("piece ") || l.starts_with("request piece ");
+
+    let out = dir.sub("normal");
+    let mut p = fetch("v.bin", &out, &t.addr, &["--exit-when-done"]);
+    finishes_with(&mut p, &out, &src);
+    let lines = p.stdout_lines();
+    assert!(!lines.iter().any(is_step), "{}", p.dump());
+    assert!(
+        lines.iter().any(|l| l.starts_with("fetching v.bin")),
+        "{}",
+        p.dump()
+    );
+
+    let out = dir.sub("verbose");
+    let mut p = fetch("v.bin", &out, &t.addr, &["-v", "--exit-when-done"]);
+    finishes_with(&mut p, &out, &src);
+    let lines = p.stdout_lines();
+    let received = lines.iter().filter(|l| l.starts_with("piece ")).count();
+    assert_eq!(received, 16, "{}", p.dump());
+    assert!(
+        lines.iter().any(|l| l.starts_with("request piece ")),
+        "{}",
+        p.dump()
+    );
+
+    let out = dir.sub("quiet");
+    let mut p = fetch("v.bin", &out, &t.addr, &["-q", "--exit-when-done"]);
+    finishes_with(&mut p, &out, &src);
+    let lines = p.stdout_lines();
+    assert_eq!(lines.len(), 2, "{}", p.dump());
+    assert!(lines[0].starts_with("listening on "), "{}", p.dump());
+    assert!(lines[1].starts_with("complete: v.bin "), "{}", p.dump());
+    assert!(p.stderr_lines().is_empty(), "{}", p.dump());
+}
+
+#[test]
+fn an_interrupted_exit_when_done_fetch_exits_non_zero() {
+    let dir = TempDir::new("swarm-interrupt");
+    let src = dir.sub("seed").join("i.bin");
+    write_random_file(&src, 1 << 20, 13);
+    let t = tracker(&[]);
+    // 16 s at this rate: the signals always come first.
+    let (_seed, _) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "16K", "--upload-limit", "64K"],
+    );
+    for (sig, how) in [("INT", "Ctrl-C"), ("TERM", "SIGTERM")] {
+        let out = dir.sub(sig);
+        let mut p = fetch("i.bin", &out, &t.addr, &["-v", "--exit-when-done"]);
+        p.wait_stdout(|l| l.starts_with("piece "));
+        signal(&p, sig);
+        let status = p.wait_exit();
+        assert_eq!(status.code(), Some(2), "{how}\n{}", p.dump());
+        p.wait_stderr(|l| l.contains("interrupted: stopped with "));
+        assert!(
+            !p.stdout_lines().iter().any(|l| l.starts_with("complete: ")),
+            "{how}\n{}",
+            p.dump()
+        );
+    }
+    // Without --exit-when-done, a fetch seeds until stopped: a stop is
+    // what was asked for, even before the file is complete.
+    let out = dir.sub("seeding");
+    let mut p = fetch("i.bin", &out, &t.addr, &["-v"]);
+    p.wait_stdout(|l| l.starts_with("piece "));
+    p.terminate();
+    assert!(p.wait_exit().success(), "{}", p.dump());
+}
+
+/// What a terminal shows of `transcript`, line by line, roughly: a carriage
+/// return or an erase-line sequence starts the line over, other escape
+/// sequences draw nothing.
+fn screen_lines(transcript: &str) -> Vec<String> {
+    transcript
+        .split('\n')
+        .map(|line| {
+            let mut shown = String::new();
+            let mut chars = line.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\r' => shown.clear(),
+                    '\u{1b}' => {
+                        let mut seq = String::new();
+                        if chars.peek() == Some(&'[') {
+                            chars.next();
+                            while let Some(&n) = chars.peek() {
+                                chars.next();
+                                seq.push(n);
+                                if n.is_ascii_alphabetic() {
+                                    break;
+                                }
+                            }
+                        }
+                        if seq.ends_with('K') {
+                            shown.clear();
+                        }
+                    }
+                    c => shown.push(c),
+                }
+            }
+            shown
+        })
+        .collect()
+}
+
+#[test]
+fn the_progress_bar_leaves_no_stray_lines() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no script(1) to give bt-peer a terminal");
+        return;
+    }
+    let dir = TempDir::new("swarm-bar");
+    let src = dir.sub("seed").join("p.bin");
+    write_random_file(&src, 1 << 20, 14);
+    let t = tracker(&[]);
+    // About 2 s: the bar is drawn several times.
+    let (_seed, _) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "16K", "--upload-limit", "512K"],
+    );
+    let out = dir.sub("out");
+    let fetch_cmd = format!(
+        "TERM=xterm {} fetch p.bin --tracker {} --listen 127.0.0.1:0 --out {} --exit-when-done",
+        bin!("bt-peer"),
+        t.addr,
+        out.display()
+    );
+    let run = cmd("script")
+        .args(["-qfec", &fetch_cmd, "/dev/null"])
+        .run()
+        .ok();
+    assert!(same_file(&out.join("p.bin"), &src), "{}", run.dump());
+    let transcript = run.stdout.replace("\r\n", "\n");
+    assert!(
+        transcript.contains("eta "),
+        "no bar was drawn\n{}",
+        run.dump()
+    );
+    let screen = screen_lines(&transcript);
+    let stray: Vec<&String> = screen.iter().filter(|l| l.contains("eta ")).collect();
+    assert!(
+        stray.is_empty(),
+        "bar left behind: {stray:?}\n{}",
+        run.dump()
+    );
+    assert!(
+        screen.iter().any(|l| l.starts_with("complete: p.bin ")),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn a_capped_peer_says_busy_for_a_piece_it_is_already_sending() {
+    let dir = TempDir::new("swarm-busy");
+    let src = dir.sub("seed").join("b.bin");
+    write_random_file(&src, 256 << 10, 15);
+    let t = tracker(&[]);
+    // 64 KiB pieces at 16 KiB/s: one piece takes about 3 s to send.
+    let (seed, id) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "64K", "--upload-limit", "16K"],
+    );
+    let swarm = SwarmId::from_hex(&id).unwrap();
+    let mut a = open(&seed.addr, PEER_WIRE);
+    a.send(&PeerRequest::Piece { swarm, index: 0 }).unwrap();
+    // While piece 0 is on its way to a, the seed says so in its `sending`
+    // set, and b asking for it is told Busy.
+    let mut b = open(&seed.addr, PEER_WIRE);
+    wait_until(
+        "the seed to start sending piece 0",
+        || {
+            b.send(&PeerRequest::Have { swarm }).unwrap();
+            match b.expect::<PeerResponse>().unwrap() {
+                PeerResponse::Have { sending, .. } => sending.has(0).then_some(()),
+                other => panic!("{other:?}"),
+            }
+        },
+        || seed.dump(),
+    );
+    b.send(&PeerRequest::Piece { swarm, index: 0 }).unwrap();
+    assert_eq!(
+        b.expect::<PeerResponse>().unwrap(),
+        PeerResponse::Busy { index: 0 }
+    );
+    // a still gets the whole piece.
+    match a.expect::<PeerResponse>().unwrap() {
+        PeerResponse::Piece { index: 0, len } => assert_eq!(len, 64 << 10),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn help_shows_defaults_and_an_example() {
+    let out = cmd(bin!("bt-tracker")).arg("--help").run().ok();
+    assert!(out.stdout.contains("0.0.0.0:6969"), "{}", out.dump());
+    assert!(out.stdout.contains("Example:"), "{}", out.dump());
+    for sub in ["share", "fetch"] {
+        let out = cmd(bin!("bt-peer")).args([sub, "--help"]).run().ok();
+        for needle in ["[default: 127.0.0.1:6969]", "[default: 10]", "Example:"] {
+            assert!(
+                out.stdout.contains(needle),
+                "{sub}: {needle}\n{}",
+                out.dump()
+            );
+        }
+    }
+    let out = cmd(bin!("bt-peer")).args(["fetch", "--help"]).run().ok();
+    assert!(out.stdout.contains("--exit-when-done"), "{}", out.dump());
+    assert!(out.stdout.contains("Exit status:"), "{}", out.dump());
 }

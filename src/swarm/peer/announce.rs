@@ -1,0 +1,216 @@
+//! The tracker loop: registers, pings and reports on their periods,
+//! refreshes the peer list while downloading (starting a download worker
+//! per new peer), registers again after a tracker restart, and leaves the
+//! swarm at shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::swarm::client::TrackerClient;
+use crate::swarm::proto::{PeerInfo, TrackerRequest, TrackerResponse};
+
+use super::state::Remote;
+use super::{MAX_WORKERS, Node, PEERS_REFRESH, TICK};
+
+impl Node {
+    pub(crate) fn register(&self, client: &TrackerClient) -> Result<u32> {
+        let req = TrackerRequest::Register {
+            manifest: (*self.manifest).clone(),
+            port: self.local.port(),
+            have: self.have(),
+        };
+        match client.call(&req)? {
+            TrackerResponse::Registered { peers, .. } => Ok(peers),
+            other => Err(Error::Protocol(format!(
+                "unexpected answer to register: {other:?}"
+            ))),
+        }
+    }
+
+    /// Keeps the tracker informed until shutdown, then leaves the swarm.
+    /// While downloading it also refreshes the peer list and starts
+    /// download workers.
+    pub(crate) fn announce_loop(self: &Arc<Self>, client: &TrackerClient, mut registered: bool) {
+        let ping_every = self.cfg.ping_interval;
+        let report_every = self.cfg.report_interval;
+        let peers_every = ping_every.min(PEERS_REFRESH);
+        let now = Instant::now();
+        let mut next_ping = if registered { now + ping_every } else { now };
+        let mut next_report = now + report_every;
+        let mut next_peers = now;
+        let mut reported_complete = self.is_complete();
+        let mut tracker_ok = registered;
+        loop {
+            let now = Instant::now();
+            let complete = self.is_complete();
+            if now >= next_ping {
+                next_ping = now + ping_every;
+                if registered {
+                    let req = TrackerRequest::Ping {
+                        swarm: self.id,
+                        port: self.local.port(),
+                    };
+                    match client.call(&req) {
+                        Ok(TrackerResponse::UnknownPeer) => registered = false,
+                        Ok(_) => {}
+                        Err(e) => self.tracker_trouble(&mut tracker_ok, client, &e),
+                    }
+                }
+                if !registered {
+                    match self.register(client) {
+                        Ok(peers) => {
+                            registered = true;
+                            tracker_ok = true;
+                            reported_complete = complete;
+                            self.log(&format!(
+                                "registered with {} (swarm {}, {peers} peers)",
+                                client.addr(),
+                                self.id.short()
+                            ));
+                        }
+                        Err(e) => self.tracker_trouble(&mut tracker_ok, client, &e),
+                    }
+                }
+            }
+            if registered && (now >= next_report || complete != reported_complete) {
+                next_report = now + report_every;
+                reported_complete = complete;
+                let req = TrackerRequest::Report {
+                    swarm: self.id,
+                    port: self.local.port(),
+                    have: self.have(),
+                };
+                match client.call(&req) {
+                    Ok(TrackerResponse::UnknownPeer) => {
+                        registered = false;
+                        next_ping = now;
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.tracker_trouble(&mut tracker_ok, client, &e),
+                }
+            }
+            if !complete && now >= next_peers {
+                next_peers = now + peers_every;
+                let req = TrackerRequest::Peers {
+                    swarm: self.id,
+                    port: self.local.port(),
+                };
+                match client.call(&req) {
+                    Ok(TrackerResponse::Peers(list)) => self.update_peers(list),
+                    Ok(TrackerResponse::NotFound) => {
+                        registered = false;
+                        next_ping = now;
+                    }
+                    Ok(other) => self.warn(&format!("tracker: unexpected answer {other:?}")),
+                    Err(e) => self.tracker_trouble(&mut tracker_ok, client, &e),
+                }
+            }
+            let mut next = next_ping.min(next_report);
+            if !complete {
+                next = next.min(next_peers);
+            }
+            let pause = next.saturating_duration_since(Instant::now()).min(TICK);
+            if self.shutdown.wait(pause) {
+                break;
+            }
+        }
+        if registered {
+            let req = TrackerRequest::Leave {
+                swarm: self.id,
+                port: self.local.port(),
+            };
+            let _ = client.call(&req);
+        }
+    }
+
+    /// Reports a tracker failure once per outage.
+    fn tracker_trouble(&self, ok: &mut bool, client: &TrackerClient, e: &Error) {
+        if *ok {
+            self.warn(&format!(
+                "tracker {}: {e} (retrying every {:?})",
+                client.addr(),
+                self.cfg.ping_interval
+            ));
+        }
+        *ok = false;
+    }
+
+    /// Merges the tracker's peer list and starts workers for new peers.
+    fn update_peers(self: &Arc<Self>, list: Vec<PeerInfo>) {
+        let mut st = self.lock();
+        let listed: Vec<SocketAddr> = list.iter().map(|p| p.addr).collect();
+        for p in list {
+            if p.have.check_for(&self.manifest).is_err() || self.is_me(p.addr) {
+                continue;
+            }
+            match st.remotes.get(&p.addr) {
+                // A connected remote's own answers are fresher.
+                Some(r) if r.connected || r.banned => {}
+                Some(_) => {
+                    let fetching = self.manifest.empty_bitfield();
+                    st.set_remote_have(p.addr, p.have, fetching);
+                }
+                None => {
+                    st.remotes
+                        .insert(p.addr, Remote::new(self.manifest.empty_bitfield()));
+                    let fetching = self.manifest.empty_bitfield();
+                    st.set_remote_have(p.addr, p.have, fetching);
+                }
+            }
+        }
+        // Forget idle peers the tracker no longer lists (banned ones stay banned).
+        let gone: Vec<SocketAddr> = st
+            .remotes
+            .iter()
+            .filter(|(a, r)| !r.connected && !r.banned && !listed.contains(a))
+            .map(|(a, _)| *a)
+            .collect();
+        for a in gone {
+            st.clear_remote(a);
+            st.remotes.remove(&a);
+        }
+        if st.missing == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut start = Vec::new();
+        let running = st.workers;
+        for (addr, r) in st.remotes.iter_mut() {
+            if r.connected || r.banned || r.retry_at.is_some_and(|t| now < t) {
+                continue;
+            }
+            if start.len() + running >= MAX_WORKERS {
+                break;
+            }
+            r.connected = true;
+            start.push(*addr);
+        }
+        st.workers += start.len();
+        drop(st);
+        for addr in start {
+            let node = self.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("fetch {addr}"))
+                .spawn(move || node.worker(addr));
+            if let Err(e) = spawned {
+                self.warn(&format!("cannot start a download thread: {e}"));
+                let mut st = self.lock();
+                st.workers -= 1;
+                if let Some(r) = st.remotes.get_mut(&addr) {
+                    r.connected = false;
+                }
+            }
+        }
+    }
+
+    /// Whether the tracker listed this very peer. The tracker leaves the
+    /// asker out of its answer by the address it sees, so this is only a
+    /// second check for an exact match: a peer elsewhere that happens to use
+    /// the same port is someone else, whatever address this one listens on.
+    fn is_me(&self, addr: SocketAddr) -> bool {
+        addr == self.local
+    }
+}

@@ -1,0 +1,541 @@
+//! Downloading: one worker thread per remote peer keeps `PIPELINE` piece
+//! requests in flight, asks now and then which pieces the remote holds,
+//! checks every piece against the manifest and stores it. Pieces are picked
+//! rarest first; a seed is asked only for what nobody else can give; the
+//! end game asks a second peer for the last pieces. A piece a remote
+//! answers `Busy` for is counted as on its way and not asked of that remote
+//! again until its next `Have` answer.
+//!
+//! However a worker ends (an error, a ban, a panic), its `Slot` and `Claim`
+//! guards give its pieces back to the pool.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::cli::Level;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::frame::Conn;
+use crate::net;
+use crate::swarm::manifest::PieceIndex;
+use crate::swarm::picker;
+use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
+
+use super::state::State;
+use super::{
+    ENDGAME, HAVE_REFRESH, IDLE_HAVE_REFRESH, Node, PIPELINE, RETRY_AFTER, SEED_PATIENCE, TICK,
+    unexpected,
+};
+
+/// What a download connection ended with.
+enum End {
+    /// The download finished or the peer is shutting down.
+    Finished,
+    /// The remote served a corrupt piece.
+    Banned,
+}
+
+/// A request this side sent and whose answer has not been read yet.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    Have,
+    Piece { index: PieceIndex, holders: u16 },
+}
+
+/// A piece request taken off the pipeline while its answer is read. Unless
+/// the answer settles it, dropping it gives the piece back: an error, a
+/// wrong answer or a panic can never leave the piece counted as in flight
+/// (it would then never be asked for again outside the end game).
+///
+/// Dropping a live claim locks `Node::state`: never drop one while holding
+/// that lock (`release` and `settle` take care of it).
+struct Claim<'a> {
+    node: &'a Node,
+    index: PieceIndex,
+    live: bool,
+}
+
+impl<'a> Claim<'a> {
+    fn new(node: &'a Node, index: PieceIndex) -> Claim<'a> {
+        Claim {
+            node,
+            index,
+            live: true,
+        }
+    }
+
+    /// Gives the piece back now and returns the state, still locked.
+    fn release(mut self) -> MutexGuard<'a, State> {
+        self.live = false;
+        let mut st = self.node.lock();
+        st.release(self.index);
+        st
+    }
+
+    /// The caller accounts for the request itself.
+    fn settle(mut self) {
+        self.live = false;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.live {
+            self.node.lock().release(self.index);
+            self.node.changed.notify_all();
+        }
+    }
+}
+
+/// How a download worker ended, as its `Slot` sees it when dropped.
+enum Outcome {
+    Ended(End),
+    Failed(Error),
+    /// Still the value when the worker panicked.
+    Panicked,
+}
+
+/// A running download worker's hold on the shared state. Dropped however
+/// the worker ends, it gives back the requests still in the pipeline and
+/// stops counting the worker as running and its remote as connected.
+struct Slot<'a> {
+    node: &'a Node,
+    addr: SocketAddr,
+    pending: VecDeque<Pending>,
+    outcome: Outcome,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let addr = self.addr;
+        let mut st = self.node.lock();
+        for p in self.pending.drain(..) {
+            if let Pending::Piece { index, .. } = p {
+                st.release(index);
+            }
+        }
+        st.workers = st.workers.saturating_sub(1);
+        let mut warning = None;
+        match std::mem::replace(&mut self.outcome, Outcome::Panicked) {
+            Outcome::Ended(End::Finished) => {
+                if let Some(r) = st.remotes.get_mut(&addr) {
+                    r.connected = false;
+                }
+            }
+            Outcome::Ended(End::Banned) => {
+                st.clear_remote(addr);
+                if let Some(r) = st.remotes.get_mut(&addr) {
+                    r.connected = false;
+                    r.banned = true;
+                }
+            }
+            failed => {
+                st.clear_remote(addr);
+                let downloading = st.missing > 0;
+                if let Some(r) = st.remotes.get_mut(&addr) {
+                    r.connected = false;
+                    let backoff = RETRY_AFTER * 2u32.pow(r.failures.min(5));
+                    r.retry_at = Some(Instant::now() + backoff);
+                    if r.failures == 0 && downloading {
+                        warning = Some(match failed {
+                            Outcome::Failed(e) => format!("{addr}: {e}"),
+                            _ => format!("{addr}: the download thread failed"),
+                        });
+                    }
+                    r.failures += 1;
+                }
+            }
+        }
+        drop(st);
+        self.node.changed.notify_all();
+        if let Some(w) = warning.filter(|_| !self.node.shutdown.is_triggered()) {
+            self.node.warn(&w);
+        }
+    }
+}
+
+/// The outcome of trying to pick a piece for one remote.
+enum Pick {
+    Piece(PieceIndex, u16),
+    /// Nothing to ask for now; look again after this long at the latest.
+    Wait(Duration),
+}
+
+impl Node {
+    /// A download worker: talks to one remote until the download is done,
+    /// the remote fails, or it is banned.
+    pub(super) fn worker(self: Arc<Self>, addr: SocketAddr) {
+        let mut slot = Slot {
+            node: &self,
+            addr,
+            pending: VecDeque::new(),
+            outcome: Outcome::Panicked,
+        };
+        slot.outcome = match self.download_from(addr, &mut slot.pending) {
+            Ok(end) => Outcome::Ended(end),
+            Err(e) => Outcome::Failed(e),
+        };
+    }
+
+    fn download_from(&self, addr: SocketAddr, pending: &mut VecDeque<Pending>) -> Result<End> {
+        let stream = net::connect_addr(addr, &self.cfg.limits.io)?;
+        let mut conn = Conn::new(stream)?;
+        conn.client_handshake(PEER_WIRE)?;
+        let mut last_have_ask: Option<Instant> = None;
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            if self.shutdown.is_triggered() || self.is_complete() {
+                return Ok(End::Finished);
+            }
+            let asking_have = pending.iter().any(|p| matches!(p, Pending::Have));
+            // With nothing to ask this remote for, ask more often what it
+            // holds: a piece it just got is passed on sooner.
+            let asking_pieces = pending.iter().any(|p| matches!(p, Pending::Piece { .. }));
+            let refresh = if asking_pieces {
+                HAVE_REFRESH
+            } else {
+                IDLE_HAVE_REFRESH
+            };
+            if !asking_have && last_have_ask.is_none_or(|t| t.elapsed() >= refresh) {
+                conn.queue(&PeerRequest::Have { swarm: self.id })?;
+                pending.push_back(Pending::Have);
+                last_have_ask = Some(Instant::now());
+            }
+            let mut idle = TICK;
+            while pending
+                .iter()
+                .filter(|p| matches!(p, Pending::Piece { .. }))
+                .count()
+                < PIPELINE
+            {
+                match self.pick(addr, pending) {
+                    Pick::Piece(index, holders) => {
+                        conn.queue(&PeerRequest::Piece {
+                            swarm: self.id,
+                            index: index.get(),
+                        })?;
+                        pending.push_back(Pending::Piece { index, holders });
+                        self.detail(&format!(
+                            "request piece {index} from {addr} (holders {holders})"
+                        ));
+                    }
+                    Pick::Wait(d) => {
+                        idle = d;
+                        break;
+                    }
+                }
+            }
+            conn.flush()?;
+            let Some(next) = pending.pop_front() else {
+                self.wait_change(idle.min(IDLE_HAVE_REFRESH));
+                continue;
+            };
+            match next {
+                Pending::Have => match conn.expect::<PeerResponse>()? {
+                    PeerResponse::Have {
+                        have,
+                        mut fetching,
+                        sending,
+                    } => {
+                        have.check_for(&self.manifest)?;
+                        fetching.check_for(&self.manifest)?;
+                        sending.check_for(&self.manifest)?;
+                        // Either way a copy is on its way somewhere.
+                        for i in 0..sending.len() as usize {
+                            if sending.has(i) {
+                                fetching.set_bit(i, true);
+                            }
+                        }
+                        let mut st = self.lock();
+                        if let Some(r) = st.remotes.get_mut(&addr) {
+                            r.busy = self.manifest.empty_bitfield();
+                        }
+                        st.set_remote_have(addr, have, fetching);
+                    }
+                    PeerResponse::UnknownSwarm => {
+                        return Err(Error::Protocol("the peer is not in this swarm".into()));
+                    }
+                    other => return Err(unexpected(&other)),
+                },
+                Pending::Piece { index, holders } => {
+                    // From here until the answer settles it, every way out
+                    // (`?`, a wrong answer, a panic) gives the piece back.
+                    let claim = Claim::new(self, index);
+                    let want = self.manifest.piece_len(index);
+                    match conn.expect::<PeerResponse>()? {
+                        PeerResponse::Piece { index: got, len } if got == index.get() => {
+                            if len != want {
+                                return Err(Error::Protocol(format!(
+                                    "piece {index} announced as {len} bytes, it has {want}"
+                                )));
+                            }
+                            buf.resize(want as usize, 0);
+                            conn.reader().read_exact(&mut buf)?;
+                            if Digest::of(&buf) != self.manifest.piece_hash(index) {
+                                drop(claim.release());
+                                self.log(&format!(
+                                    "piece {index} from {addr} failed its check; not asking {addr} again"
+                                ));
+                                return Ok(End::Banned);
+                            }
+                            self.piece_done(claim, &buf, addr, holders)?;
+                        }
+                        PeerResponse::Missing { index: got } if got == index.get() => {
+                            let mut st = claim.release();
+                            if let Some(r) = st.remotes.get(&addr) {
+                                let mut have = r.have.clone();
+                                have.set_bit(index.slot(), false);
+                                let fetching = r.fetching.clone();
+                                st.set_remote_have(addr, have, fetching);
+                            }
+                        }
+                        PeerResponse::Busy { index: got } if got == index.get() => {
+                            // Counted as on its way elsewhere until the
+                            // next `Have` answer says otherwise.
+                            let mut st = claim.release();
+                            if let Some(r) = st.remotes.get_mut(&addr) {
+                                r.busy.set_bit(index.slot(), true);
+                                let have = r.have.clone();
+                                let mut fetching = r.fetching.clone();
+                                fetching.set_bit(index.slot(), true);
+                                st.set_remote_have(addr, have, fetching);
+                            }
+                        }
+                        other => return Err(unexpected(&other)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Chooses the next piece to ask `addr` for: the rarest piece it holds
+    /// that we lack and nobody is fetching; once every missing piece is
+    /// being fetched (the end game), one being fetched from someone else.
+    fn pick(&self, addr: SocketAddr, pending: &VecDeque<Pending>) -> Pick {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if st.missing == 0 {
+            return Pick::Wait(TICK);
+        }
+        let now = Instant::now();
+        if !self.cfg.request_interval.is_zero() && now < st.next_request {
+            return Pick::Wait((st.next_request - now).min(TICK));
+        }
+        let Some(remote) = st.remotes.get(&addr) else {
+            return Pick::Wait(TICK);
+        };
+        let n = st.avail.len();
+        let (have, in_flight, rhave) = (&st.have, &st.in_flight, &remote.have);
+        let busy = &remote.busy;
+        let lacks = |i: usize| !have.has(i) && rhave.has(i) && !busy.has(i);
+        let mut rng = st.rng.clone();
+        let rank = |i: usize| st.rank(i);
+        // A seed's upload is the swarm's scarcest resource: ask a seed only
+        // for pieces no other peer holds or is fetching; a piece others
+        // hold but nobody is fetching also when nothing has been on its
+        // way to us for a while.
+        let from_seed = rhave.is_complete();
+        let seeds = st
+            .remotes
+            .values()
+            .filter(|r| !r.banned && r.have.is_complete())
+            .count() as u32;
+        let idle = in_flight.iter().all(|&c| c == 0) && st.last_piece.elapsed() >= SEED_PATIENCE;
+        let coming = &st.coming;
+        let spare_seed =
+            |i: usize| !from_seed || rank(i) <= seeds || (idle && coming.holders(i) == 0);
+        let first = |i: usize| lacks(i) && in_flight.get(i) == Some(&0) && spare_seed(i);
+        let mut choice = if from_seed {
+            // Among equally rare pieces, the first from this peer's own
+            // place in the file onward: peers start at random places, so
+            // two of them rarely ask a seed for the same piece before they
+            // hear of each other's requests (a duplicate costs the seed's
+            // upload, the swarm's bottleneck).
+            let start = st.seed_offset;
+            let n32 = n as u32;
+            let order = |i: usize| {
+                let dist = (i as u32 + n32 - start % n32.max(1)) % n32.max(1);
+                rank(i).saturating_mul(n32).saturating_add(dist)
+            };
+            picker::rarest_by(n, order, first, &mut rng)
+        } else {
+            picker::rarest_by(n, rank, first, &mut rng)
+        };
+        if choice.is_none() && st.unrequested == 0 && (!from_seed || st.missing <= ENDGAME) {
+            let mine = |i: usize| {
+                pending
+                    .iter()
+                    .any(|p| matches!(p, Pending::Piece { index, .. } if index.slot() == i))
+            };
+            choice = picker::rarest_by(n, rank, |i| lacks(i) && !mine(i), &mut rng);
+        }
+        st.rng = rng;
+        let Some(i) = choice.and_then(|i| self.manifest.index(i as u32)) else {
+            return Pick::Wait(TICK);
+        };
+        let slot = i.slot();
+        if st.in_flight[slot] == 0 {
+            st.unrequested -= 1;
+        }
+        st.in_flight[slot] += 1;
+        st.next_request = now + self.cfg.request_interval;
+        Pick::Piece(i, st.avail.holders(slot))
+    }
+
+    /// Stores a verified piece and counts it. If storing fails, the claim
+    /// gives the piece back.
+    fn piece_done(
+        &self,
+        claim: Claim<'_>,
+        data: &[u8],
+        from: SocketAddr,
+        holders: u16,
+    ) -> Result<()> {
+        let i = claim.index;
+        self.store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .write_piece(i, data)?;
+        claim.settle();
+        let mut st = self.lock();
+        let slot = i.slot();
+        st.in_flight[slot] = st.in_flight[slot].saturating_sub(1);
+        if st.have.has(slot) {
+            // A duplicate from the end game.
+            return Ok(());
+        }
+        st.have.set(i);
+        st.last_piece = Instant::now();
+        st.missing -= 1;
+        st.received += data.len() as u64;
+        let (missing, received, peers) = (st.missing, st.received, st.workers);
+        let total = self.manifest.piece_count();
+        let tenth = (total - missing) * 10 / total.max(1);
+        let log_tenth =
+            self.bar.is_none() && self.cfg.level >= Level::Normal && tenth > st.logged_tenth;
+        if log_tenth {
+            st.logged_tenth = tenth;
+        }
+        drop(st);
+        // Logged before waking the waiters, so that `complete:` comes after
+        // the last piece's line.
+        self.detail(&format!("piece {i} from {from} (holders {holders})"));
+        self.changed.notify_all();
+        let done = total - missing;
+        let peers = format!("{peers} peer{}", if peers == 1 { "" } else { "s" });
+        if let Some(bar) = &self.bar {
+            bar.set_position(received);
+            bar.set_message(format!(
+                "{} {done}/{total} pieces, {peers}",
+                self.manifest.name()
+            ));
+        } else if log_tenth {
+            self.warn(&format!(
+                "{}: {}% ({done}/{total} pieces, {peers})",
+                self.manifest.name(),
+                tenth * 10
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+
+    use super::*;
+    use crate::server::Limits;
+    use crate::shutdown::Shutdown;
+    use crate::swarm::manifest::{Bitfield, Manifest};
+    use crate::swarm::peer::PeerConfig;
+    use crate::swarm::peer::state::Remote;
+    use crate::swarm::store::Store;
+
+    /// A node fetching a 4-piece file that it holds none of.
+    fn fetching_node(tag: &str) -> (Arc<Node>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("peerkit-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f.bin");
+        std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
+        let manifest = Arc::new(Manifest::from_file(&file, Some(16 * 1024)).unwrap());
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let (store, have) = Store::open(&out, manifest.clone()).unwrap();
+        let cfg = PeerConfig {
+            tracker: "127.0.0.1:1".into(),
+            limits: Limits::default(),
+            ping_interval: TICK,
+            report_interval: TICK,
+            request_interval: Duration::ZERO,
+            upload_limit: None,
+            level: Level::Normal,
+        };
+        let local = "127.0.0.1:1".parse().unwrap();
+        let node = Node::new(manifest, store, have, cfg, Shutdown::new(), local);
+        (node, dir)
+    }
+
+    #[test]
+    fn a_panicking_worker_gives_back_its_pieces_and_its_place() {
+        let (node, dir) = fetching_node("worker-panic");
+        let addr: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        {
+            let mut st = node.lock();
+            let full = Bitfield::full(4);
+            st.remotes.insert(
+                addr,
+                Remote {
+                    have: Bitfield::new(4),
+                    fetching: Bitfield::new(4),
+                    busy: Bitfield::new(4),
+                    connected: true,
+                    banned: false,
+                    retry_at: None,
+                    failures: 0,
+                },
+            );
+            st.set_remote_have(addr, full, Bitfield::new(4));
+            st.workers = 1;
+        }
+        let n = node.clone();
+        let result = thread::spawn(move || {
+            let mut slot = Slot {
+                node: &n,
+                addr,
+                pending: VecDeque::new(),
+                outcome: Outcome::Panicked,
+            };
+            // One request still pipelined, one whose answer is being read.
+            let Pick::Piece(queued, holders) = n.pick(addr, &slot.pending) else {
+                panic!("nothing to pick");
+            };
+            slot.pending.push_back(Pending::Piece {
+                index: queued,
+                holders,
+            });
+            let Pick::Piece(reading, _) = n.pick(addr, &slot.pending) else {
+                panic!("nothing more to pick");
+            };
+            let _claim = Claim::new(&n, reading);
+            {
+                let st = n.lock();
+                assert_eq!((st.unrequested, st.in_flight.iter().sum::<u16>()), (2, 2));
+            }
+            panic!("a bug while reading the answer");
+        })
+        .join();
+        assert!(result.is_err());
+        let st = node.lock();
+        assert_eq!(st.in_flight, vec![0; 4]);
+        assert_eq!(st.unrequested, 4);
+        assert_eq!(st.workers, 0);
+        let r = &st.remotes[&addr];
+        assert!(!r.connected && r.retry_at.is_some());
+        drop(st);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

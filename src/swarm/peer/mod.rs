@@ -1,0 +1,253 @@
+//! A swarm peer: serves the pieces it holds to other peers (under the upload
+//! cap), keeps the tracker informed (register, ping, report, leave), and,
+//! while incomplete, downloads rarest-first from every peer it knows, with
+//! several requests in flight per connection. A peer that serves a piece
+//! failing its check is banned for the rest of the run.
+//!
+//! - [`state`]: what the peer knows about its pieces and the other peers.
+//! - [`serve`]: answering other peers' `Have` and `Piece` requests.
+//! - [`announce`]: the tracker loop (register, ping, report, peer lists,
+//!   leave), which also starts download workers.
+//! - [`download`]: one worker per remote, piece picking, verification.
+//!
+//! Locks: `Node::state` and `Node::store` are never held together, and
+//! neither is held during socket I/O nor while logging.
+
+mod announce;
+mod download;
+mod serve;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{self, Level};
+use crate::error::{Error, Result};
+use crate::server::Limits;
+use crate::shutdown::Shutdown;
+
+use super::bucket::TokenBucket;
+use super::manifest::{Bitfield, Manifest, SwarmId};
+use super::proto::PeerResponse;
+use super::store::Store;
+
+use state::State;
+
+/// Piece requests kept in flight on one connection.
+const PIPELINE: usize = 2;
+/// Most remote peers downloaded from at once.
+const MAX_WORKERS: usize = 32;
+/// In the end game (every missing piece requested), a second request for a
+/// piece goes to another peer at once, but to a seed only when at most this
+/// many pieces are missing.
+const ENDGAME: u32 = 2;
+/// How often a connection asks its remote which pieces it holds now.
+const HAVE_REFRESH: Duration = Duration::from_millis(250);
+/// How often a connection with no request in flight asks its remote which
+/// pieces it holds now.
+const IDLE_HAVE_REFRESH: Duration = Duration::from_millis(100);
+/// A peer asks a seed for a piece others are already fetching only after
+/// this long without receiving any piece.
+const SEED_PATIENCE: Duration = Duration::from_secs(1);
+/// Longest pause between peer-list refreshes while downloading.
+const PEERS_REFRESH: Duration = Duration::from_secs(1);
+/// After a connection to a peer fails, wait this long before trying again
+/// (doubled after each further failure, up to 32 times as long).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Longest a periodic loop sleeps before looking at its clocks again.
+const TICK: Duration = Duration::from_millis(250);
+
+/// How a peer runs.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// The tracker's `HOST:PORT`.
+    pub tracker: String,
+    /// The server core's limits; `limits.io` also times outgoing connections.
+    pub limits: Limits,
+    /// Period of pings to the tracker.
+    pub ping_interval: Duration,
+    /// Period of piece-list reports to the tracker.
+    pub report_interval: Duration,
+    /// Zero: request as fast as peers answer. Otherwise at most one piece
+    /// request per interval, across all peers.
+    pub request_interval: Duration,
+    /// Total upload cap in bytes per second.
+    pub upload_limit: Option<u64>,
+    /// Quiet: only data lines (`swarm`, `complete:`), warnings and errors.
+    /// Verbose: also a line per piece received and per request sent.
+    pub level: Level,
+}
+
+/// One running peer in one swarm.
+pub(crate) struct Node {
+    manifest: Arc<Manifest>,
+    id: SwarmId,
+    store: RwLock<Store>,
+    state: Mutex<State>,
+    changed: Condvar,
+    bucket: Option<TokenBucket>,
+    cfg: PeerConfig,
+    shutdown: Arc<Shutdown>,
+    /// Our listening address (the port is what the tracker is told).
+    local: SocketAddr,
+    bar: Option<ProgressBar>,
+}
+
+impl Node {
+    pub(crate) fn new(
+        manifest: Arc<Manifest>,
+        store: Store,
+        have: Bitfield,
+        cfg: PeerConfig,
+        shutdown: Arc<Shutdown>,
+        local: SocketAddr,
+    ) -> Arc<Node> {
+        let n = manifest.piece_count();
+        let missing = n - have.count();
+        let received: u64 = manifest
+            .indices()
+            .filter(|i| have.has(i.slot()))
+            .map(|i| u64::from(manifest.piece_len(i)))
+            .sum();
+        let draw = missing > 0 && cfg.level != Level::Quiet && cli::progress_enabled();
+        let bar = draw.then(|| {
+            let bar = ProgressBar::new(manifest.size());
+            // The template is a constant known to be valid.
+            let style = ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_position(received);
+            bar
+        });
+        let state = State::new(have, missing, received);
+        Arc::new(Node {
+            id: manifest.id(),
+            manifest,
+            store: RwLock::new(store),
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            bucket: cfg.upload_limit.map(TokenBucket::new),
+            cfg,
+            shutdown,
+            local,
+            bar,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Prints a data line on stdout whatever the verbosity (`swarm ID`,
+    /// `complete: NAME`), above the progress bar if any. Never call it with
+    /// `state` or `store` locked; nor `log`, `detail` or `warn`.
+    pub(crate) fn data(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| crate::event!("{line}")),
+            None => crate::event!("{line}"),
+        }
+    }
+
+    /// Prints an event line on stdout unless quiet.
+    pub(crate) fn log(&self, line: &str) {
+        if self.cfg.level >= Level::Normal {
+            self.data(line);
+        }
+    }
+
+    /// Prints a per-step line (a piece, a request) on stdout with `-v` only.
+    fn detail(&self, line: &str) {
+        if self.cfg.level >= Level::Verbose {
+            self.data(line);
+        }
+    }
+
+    /// Prints a diagnostic on stderr.
+    pub(crate) fn warn(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| crate::diag!("{line}")),
+            None => crate::diag!("{line}"),
+        }
+    }
+
+    /// Removes the progress bar, if any, leaving no line of it behind.
+    pub(crate) fn clear_bar(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    pub(crate) fn have(&self) -> Bitfield {
+        self.lock().have.clone()
+    }
+
+    fn is_complete(&self) -> bool {
+        self.lock().missing == 0
+    }
+
+    /// Sleeps until a piece completes or is given back, at most `d`.
+    fn wait_change(&self, d: Duration) {
+        let st = self.lock();
+        let _ = self
+            .changed
+            .wait_timeout(st, d)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    /// Blocks until every piece is held (true) or shutdown starts (false).
+    pub(crate) fn wait_complete(&self) -> bool {
+        let mut st = self.lock();
+        loop {
+            if st.missing == 0 {
+                return true;
+            }
+            if self.shutdown.is_triggered() {
+                return false;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, TICK)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Moves the finished file into place. Every piece was checked against
+    /// its SHA-256 in the manifest (which the swarm id pins) before it was
+    /// written, or when a resumed download read it back, so the file's
+    /// SHA-256 is the manifest's: it is not read and hashed once more.
+    pub(crate) fn finish(&self) -> Result<()> {
+        self.clear_bar();
+        let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        let path = store.finish()?;
+        drop(store);
+        self.data(&format!(
+            "complete: {} (sha256 {}, {} pieces checked)",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            self.manifest.file_hash(),
+            self.manifest.piece_count()
+        ));
+        Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.clear_bar();
+    }
+}
+
+fn unexpected(resp: &PeerResponse) -> Error {
+    match resp {
+        PeerResponse::Error(why) => Error::Remote(why.clone()),
+        other => Error::Protocol(format!("unexpected answer {other:?}")),
+    }
+}

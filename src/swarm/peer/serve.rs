@@ -1,0 +1,153 @@
+//! Serving other peers: `Have` (what this peer holds, fetches and sends)
+//! and `Piece` (a header, then the bytes read from disk in chunks, paced by
+//! the upload bucket, whole piece by whole piece). A capped peer answers
+//! `Busy` for a piece it is already sending to someone else.
+
+use std::io::Write;
+use std::sync::{Arc, PoisonError};
+use std::thread::{self, JoinHandle};
+
+use crate::error::{Error, Result};
+use crate::frame::Conn;
+use crate::server::{Server, Session};
+use crate::swarm::manifest::PieceIndex;
+use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
+
+use super::Node;
+
+impl Node {
+    /// Serves other peers until shutdown, on its own thread.
+    pub(crate) fn spawn_server(self: &Arc<Self>, server: Server) -> Result<JoinHandle<()>> {
+        let node = self.clone();
+        let handle = thread::Builder::new().name("serve".into()).spawn(move || {
+            let n = node.clone();
+            if let Err(e) = server.serve(move |session| n.serve_conn(session)) {
+                node.warn(&format!("serving: {e}"));
+            }
+        })?;
+        Ok(handle)
+    }
+
+    /// One downloader's connection: handshake, then requests until it
+    /// closes.
+    fn serve_conn(&self, session: Session) {
+        let peer = session.peer();
+        let mut conn = match Conn::accept(session, PEER_WIRE) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                if !e.is_disconnect() {
+                    self.warn(&format!("{peer}: {e}"));
+                }
+                return;
+            }
+        };
+        let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
+        let mut buf = vec![0u8; chunk];
+        loop {
+            let req = match conn.next_request::<PeerRequest, PeerResponse>() {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    if !e.is_disconnect() {
+                        self.warn(&format!("{peer}: {e}"));
+                    }
+                    return;
+                }
+            };
+            let resp = match req {
+                PeerRequest::Have { swarm } if swarm == self.id => {
+                    let st = self.lock();
+                    PeerResponse::Have {
+                        have: st.have.clone(),
+                        fetching: st.fetching(),
+                        sending: st.sending(),
+                    }
+                }
+                PeerRequest::Piece { swarm, index } if swarm == self.id => {
+                    match self.manifest.index(index) {
+                        None => PeerResponse::Error(format!(
+                            "no piece {index}: the swarm has {} pieces",
+                            self.manifest.piece_count()
+                        )),
+                        Some(i) => match self.start_upload(i) {
+                            Err(refusal) => refusal,
+                            Ok(()) => match self.send_piece(&mut conn, i, &mut buf) {
+                                Ok(()) => continue,
+                                Err(e) => {
+                                    if !e.is_disconnect() {
+                                        self.warn(&format!("{peer}: sending piece {i}: {e}"));
+                                    }
+                                    return;
+                                }
+                            },
+                        },
+                    }
+                }
+                _ => PeerResponse::UnknownSwarm,
+            };
+            if conn.send(&resp).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends piece `i`: its header, then its bytes read from disk in chunks,
+    /// paced by the upload bucket.
+    /// Counts an upload of piece `i` in, or says why there is none: the
+    /// piece is not held, or (upload capped) it is already on its way to
+    /// another peer, who can pass it on; the cap is better spent on a piece
+    /// nobody else is getting.
+    fn start_upload(&self, i: PieceIndex) -> std::result::Result<(), PeerResponse> {
+        let index = i.get();
+        let mut st = self.lock();
+        let slot = i.slot();
+        if !st.have.has(slot) {
+            return Err(PeerResponse::Missing { index });
+        }
+        if self.bucket.is_some() && st.sending[slot] > 0 {
+            return Err(PeerResponse::Busy { index });
+        }
+        st.sending[slot] += 1;
+        Ok(())
+    }
+
+    /// Sends piece `i` (counted in by `start_upload`), then counts it out.
+    fn send_piece(&self, conn: &mut Conn, i: PieceIndex, buf: &mut [u8]) -> Result<()> {
+        let sent = self.send_piece_body(conn, i, buf);
+        let mut st = self.lock();
+        st.sending[i.slot()] = st.sending[i.slot()].saturating_sub(1);
+        sent
+    }
+
+    fn send_piece_body(&self, conn: &mut Conn, i: PieceIndex, buf: &mut [u8]) -> Result<()> {
+        let len = self.manifest.piece_len(i);
+        conn.queue(&PeerResponse::Piece {
+            index: i.get(),
+            len,
+        })?;
+        let mut off = self.manifest.offset(i);
+        let mut left = len as usize;
+        // The whole piece is paid for at once, behind the pieces reserved
+        // before it, so a capped peer completes its uploads one after
+        // another: each piece can be passed on as soon as possible.
+        let paid = self.bucket.as_ref().map(|b| b.reserve(left));
+        while left > 0 {
+            let n = left.min(buf.len());
+            if let Some(paid) = &paid {
+                paid.wait(left - n, &self.shutdown);
+                if self.shutdown.is_triggered() {
+                    return Err(Error::Closed);
+                }
+            }
+            self.store
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .read_at(off, &mut buf[..n])?;
+            conn.writer().write_all(&buf[..n])?;
+            off += n as u64;
+            left -= n;
+        }
+        conn.flush()
+    }
+}

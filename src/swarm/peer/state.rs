@@ -1,0 +1,169 @@
+//! What a peer knows: the pieces it holds and fetches, and, per remote peer,
+//! what that peer holds and fetches, with the counts the picker ranks by.
+//! All of it sits behind `Node::state`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::rng::Rng;
+use crate::swarm::manifest::{Bitfield, PieceIndex};
+use crate::swarm::picker::Availability;
+
+/// What this peer knows about another one.
+#[derive(Debug)]
+pub(super) struct Remote {
+    /// Pieces it holds, as last heard (from it, or else from the tracker).
+    pub(super) have: Bitfield,
+    /// Pieces it is fetching, as last heard from it.
+    pub(super) fetching: Bitfield,
+    /// Pieces it answered `Busy` for since its last `Have` answer: not
+    /// asked for again until then.
+    pub(super) busy: Bitfield,
+    /// A download worker is talking to it.
+    pub(super) connected: bool,
+    /// It served a corrupt piece: never asked again.
+    pub(super) banned: bool,
+    /// Earliest time to connect again after a failure.
+    pub(super) retry_at: Option<Instant>,
+    /// Failed connections so far (for the back-off, and to log only the first).
+    pub(super) failures: u32,
+}
+
+impl Remote {
+    /// A remote not heard from yet; `empty` is the swarm's empty bitfield.
+    pub(super) fn new(empty: Bitfield) -> Remote {
+        Remote {
+            have: empty.clone(),
+            fetching: empty.clone(),
+            busy: empty,
+            connected: false,
+            banned: false,
+            retry_at: None,
+            failures: 0,
+        }
+    }
+}
+
+/// The download's shared state, behind `Node::state`.
+pub(super) struct State {
+    pub(super) have: Bitfield,
+    /// Pieces not held yet.
+    pub(super) missing: u32,
+    /// Requests in flight per piece.
+    pub(super) in_flight: Vec<u16>,
+    /// Uploads in progress per piece.
+    pub(super) sending: Vec<u16>,
+    /// Missing pieces with no request in flight.
+    pub(super) unrequested: u32,
+    /// Holders per piece among known, unbanned peers.
+    pub(super) avail: Availability,
+    /// Known, unbanned peers fetching each piece right now.
+    pub(super) coming: Availability,
+    pub(super) remotes: HashMap<SocketAddr, Remote>,
+    /// With a request interval: when the next request may go out.
+    pub(super) next_request: Instant,
+    /// Download workers running.
+    pub(super) workers: usize,
+    pub(super) rng: Rng,
+    /// Where in the file this peer starts looking for pieces to ask seeds
+    /// for (random, so peers spread their seed requests).
+    pub(super) seed_offset: u32,
+    /// When the last piece was received (or the download started).
+    pub(super) last_piece: Instant,
+    /// Bytes of verified pieces received.
+    pub(super) received: u64,
+    /// Last tenth of progress logged (when no bar is drawn).
+    pub(super) logged_tenth: u32,
+}
+
+impl State {
+    /// The state of a peer holding `have`, `missing` pieces short, with
+    /// `received` bytes of pieces already held.
+    pub(super) fn new(have: Bitfield, missing: u32, received: u64) -> State {
+        let n = have.len() as usize;
+        let mut rng = Rng::new();
+        State {
+            seed_offset: rng.below(n.max(1)) as u32,
+            missing,
+            in_flight: vec![0; n],
+            sending: vec![0; n],
+            unrequested: missing,
+            avail: Availability::new(n),
+            coming: Availability::new(n),
+            remotes: HashMap::new(),
+            next_request: Instant::now(),
+            last_piece: Instant::now(),
+            workers: 0,
+            rng,
+            received,
+            logged_tenth: 0,
+            have,
+        }
+    }
+
+    /// Replaces what a remote holds and fetches, keeping the counts in step.
+    pub(super) fn set_remote_have(&mut self, addr: SocketAddr, have: Bitfield, fetching: Bitfield) {
+        let Some(r) = self.remotes.get_mut(&addr) else {
+            return;
+        };
+        if !r.banned {
+            for i in 0..have.len() as usize {
+                let (old, new) = (r.have.has(i), have.has(i));
+                if old != new {
+                    self.avail.adjust(i, new);
+                }
+                let (old, new) = (r.fetching.has(i), fetching.has(i));
+                if old != new {
+                    self.coming.adjust(i, new);
+                }
+            }
+        }
+        r.have = have;
+        r.fetching = fetching;
+    }
+
+    /// Forgets what a remote holds (it left, failed, or was banned).
+    pub(super) fn clear_remote(&mut self, addr: SocketAddr) {
+        if let Some(r) = self.remotes.get(&addr) {
+            let empty = Bitfield::new(r.have.len());
+            self.set_remote_have(addr, empty.clone(), empty);
+        }
+    }
+
+    /// Rarity for the picker: holders plus peers already fetching.
+    pub(super) fn rank(&self, i: usize) -> u32 {
+        u32::from(self.avail.holders(i)) + u32::from(self.coming.holders(i))
+    }
+
+    /// Pieces with requests in flight (the `fetching` part of `Have`).
+    pub(super) fn fetching(&self) -> Bitfield {
+        let mut b = Bitfield::new(self.have.len());
+        for (i, n) in self.in_flight.iter().enumerate() {
+            if *n > 0 && !self.have.has(i) {
+                b.set_bit(i, true);
+            }
+        }
+        b
+    }
+
+    /// Pieces being uploaded (the `sending` part of `Have`).
+    pub(super) fn sending(&self) -> Bitfield {
+        let mut b = Bitfield::new(self.have.len());
+        for (i, n) in self.sending.iter().enumerate() {
+            b.set_bit(i, *n > 0);
+        }
+        b
+    }
+
+    /// Gives back one request for piece `i`.
+    pub(super) fn release(&mut self, i: PieceIndex) {
+        let slot = i.slot();
+        if let Some(n) = self.in_flight.get_mut(slot) {
+            *n = n.saturating_sub(1);
+            if *n == 0 && !self.have.has(slot) {
+                self.unrequested += 1;
+            }
+        }
+    }
+}
