@@ -295,7 +295,8 @@ impl Client {
         self.waiting.store(0, Ordering::SeqCst);
         if let (Level::Verbose, Ok(n)) = (self.opts.level, &res) {
             crate::diag!(
-                "seq {seq}: {cmd}: {n} answers; waited {:.1}s",
+                "seq {seq}: {cmd}: {n} answer{} in {:.1}s",
+                if *n == 1 { "" } else { "s" },
                 started.elapsed().as_secs_f64()
             );
         }

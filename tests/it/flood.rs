@@ -1018,7 +1018,7 @@ fn kv_query_help_and_exit_codes() {
     assert!(q.p.wait_exit().success(), "{}", q.p.dump());
     q.p.wait_stderr(|l| l.ends_with("unknown command \"bogus\" (help lists the commands)"));
     q.p.wait_stderr(|l| l.contains("answers come to port"));
-    q.p.wait_stderr(|l| l.contains("seq 0: ?ftp: 1 answers"));
+    q.p.wait_stderr(|l| l.contains("seq 0: ?ftp: 1 answer in "));
     let lines = q.p.stdout_lines();
     assert_eq!(lines[0], "commands:", "{}", q.p.dump());
     assert!(lines[HELP_LINES].starts_with("21/tcp"), "{}", q.p.dump());
