@@ -25,7 +25,7 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(4);
 const MAX_ANSWER_CONNS: usize = 64;
 
 /// The shell's commands, as `help` prints them.
-pub const HELP: &str = "\
+pub(super) const HELP: &str = "\
 commands:
   ?KEY    look KEY up; every servent holding it answers (spaces after ? allowed)
   T       ask for the topology; every servent reached answers its path

@@ -22,9 +22,8 @@
 //! slow neighbour.
 //!
 //! **Answers.** Each answer is sent from a short-lived thread on a new
-//! connection to the query's origin, within [`ANSWER_TIMEOUT`] all told. At
-//! most [`MAX_ANSWERS_IN_FLIGHT`] are in flight, at most
-//! [`MAX_ANSWERS_PER_ORIGIN`] of them to one origin `IP:PORT`, so an origin
+//! connection to the query's origin, within 2 s all told. At most 64 are
+//! in flight, at most 4 of them to one origin `IP:PORT`, so an origin
 //! that never accepts (a black hole) holds a few slots for a short while and
 //! answers to everyone else still go out. Answers over either bound are
 //! dropped and counted.
@@ -99,18 +98,18 @@ const SEEN_CAP: usize = 65_536;
 const LINK_QUEUE: usize = 1024;
 
 /// Answers being sent at once; beyond this an answer is dropped.
-pub const MAX_ANSWERS_IN_FLIGHT: usize = 64;
+const MAX_ANSWERS_IN_FLIGHT: usize = 64;
 
 /// Answers being sent at once to one origin `IP:PORT`; beyond this an
 /// answer to it is dropped. A client waiting for its answers accepts them as
 /// fast as they come, so a few at a time is plenty; an origin that does not
 /// accept holds no more than these.
-pub const MAX_ANSWERS_PER_ORIGIN: usize = 4;
+const MAX_ANSWERS_PER_ORIGIN: usize = 4;
 
 /// How long one answer may take, connecting and writing together. An answer
 /// is a few hundred bytes to a client that is waiting for it; an origin that
 /// does not take it this fast is not waiting.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Lines a second about dropped answers or evicted connections; the rest
 /// are counted and summed up in the next line that gets through (`-v` logs
@@ -505,7 +504,7 @@ fn own_address(stream: &TcpStream, port: u16) -> io::Result<String> {
 }
 
 /// Runs a servent until `shutdown` triggers, then prints the stats line.
-pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
+pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
     let kv = KvStore::load(&config.kv_file)?;
     let listen = SocketAddr::new(config.bind, config.port);
     let server = Server::bind(&listen.to_string(), config.limits, shutdown.clone())?;
