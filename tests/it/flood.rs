@@ -805,7 +805,7 @@ fn ssh_servent(dir: &TempDir, extra: &[&str]) -> Proc {
 const SSH: &str = "22/tcp # SSH";
 
 #[test]
-fn the_servent_serves_real_clients_through_idle_trickling_and_id_floods() {
+fn the_servent_serves_real_clients_through_idle_trickling_and_client_floods() {
     let dir = TempDir::new("flood-exhaust");
     let mut s = ssh_servent(&dir, &["-q"]);
     let probe = key_probe(&s.addr, "ssh", SSH);
@@ -855,8 +855,85 @@ fn the_servent_serves_real_clients_through_idle_trickling_and_id_floods() {
     wait_for_baseline(&s, baseline, "kv-servent after idle clients");
     s.wait_stderr(|l| l.contains("client connections open and"));
     probe();
+
+    // Clients that send their ID, then begin a KEYREQ and trickle it, one
+    // byte a second: always in the middle of a message.
+    let before = client_lines(&s).len();
+    let trickle = TrickleAfter::start(
+        &s.addr,
+        ATTACKERS,
+        &[&id_bytes(40_001)[..], &[0x00, 0x05]].concat(),
+    );
+    let s_ref = &s;
+    wait_until(
+        "the trickling clients to fill the client places",
+        || (client_lines(s_ref).len() >= before + 256).then_some(()),
+        || s_ref.dump(),
+    );
+    let peak = usage(s.pid());
+    let waited = timed(&probe);
+    let by_kv_query = kv_query_timed(&s.addr, "ssh", SSH);
+    eprintln!(
+        "kv-servent, {ATTACKERS} clients trickling a KEYREQ after their ID: probe served in \
+         {waited:?}, kv-query answered in {by_kv_query:?}; fds {} threads {}",
+        peak.fds, peak.threads
+    );
+    drop(trickle);
+    wait_for_baseline(&s, baseline, "kv-servent after trickling clients");
+    s.wait_stderr(|l| l.contains("(in the middle of a message)"));
+    probe();
     s.terminate();
     assert!(s.wait_exit().success(), "{}", s.dump());
+}
+
+/// `n` connections that each send `first`, then one byte (0x01) a second
+/// until dropped. After an ID and a KEYREQ's type, the bytes make a key of
+/// 257 bytes: never a whole message, always a little progress.
+struct TrickleAfter {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TrickleAfter {
+    fn start(addr: &str, n: usize, first: &[u8]) -> TrickleAfter {
+        let socks: Vec<TcpStream> = (0..n)
+            .map(|_| {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.write_all(first).unwrap();
+                c.set_nonblocking(true).unwrap();
+                c
+            })
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut socks = socks;
+            while !flag.load(Ordering::Relaxed) {
+                for s in &mut socks {
+                    // A full or closed socket is the servent's business.
+                    let _ = s.write(&[0x01]);
+                }
+                let until = Instant::now() + Duration::from_secs(1);
+                while Instant::now() < until && !flag.load(Ordering::Relaxed) {
+                    // The attack's pace: one byte a second.
+                    thread::sleep(Duration::from_millis(20));
+                }
+            }
+        });
+        TrickleAfter {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TrickleAfter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A listener that never accepts, with its accept queue already full, so
