@@ -49,8 +49,10 @@
 //! stats requests=.. floods=.. duplicates=.. sent=.. answers=.. dropped=..   (at exit)
 //! ```
 //!
-//! `-q` keeps only the link lines and the final stats; `-v` also logs every
-//! dropped answer and eviction instead of at most a few lines a second.
+//! `-q` keeps only the link lines and the final stats. Lines on stderr that
+//! come in bursts under attack (dropped or failed answers, evictions, bad
+//! connections from clients) are at most five a second of each sort, the
+//! rest counted into the next; `-v` logs every one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -445,6 +447,9 @@ struct Servent {
     failures: Throttle,
     /// Evicted clients and links.
     evictions: Throttle,
+    /// Connections without a valid ID, clients sending garbage or vanishing
+    /// in the middle of a message.
+    conn_errors: Throttle,
 }
 
 /// Waits, with no deadline, for the next message on a link this servent
@@ -526,6 +531,7 @@ pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
         drops: Throttle::new(verbose),
         failures: Throttle::new(verbose),
         evictions: Throttle::new(verbose),
+        conn_errors: Throttle::new(verbose),
     });
 
     // Links to the listed neighbours are up (and registered for flooding)
@@ -658,13 +664,16 @@ impl Servent {
                 session.busy();
                 self.client(&session, &mut r, port);
             }
-            Ok(Some(other)) => crate::diag!(
-                "{peer}: expected ID, got {}; closing the connection",
-                other.name()
-            ),
+            Ok(Some(other)) => self.conn_errors.diag(|| {
+                format!(
+                    "{peer}: expected ID, got {}; closing the connection",
+                    other.name()
+                )
+            }),
             Err(e) => {
                 if !session.is_closed() {
-                    crate::diag!("{peer}: {e}; closing the connection");
+                    self.conn_errors
+                        .diag(|| format!("{peer}: {e}; closing the connection"));
                 }
             }
         }
@@ -740,7 +749,8 @@ impl Servent {
                 ),
                 Err(e) => {
                     if !session.is_closed() {
-                        crate::diag!("client {peer}: {e}; closing the connection");
+                        self.conn_errors
+                            .diag(|| format!("client {peer}: {e}; closing the connection"));
                     }
                     break;
                 }
@@ -992,6 +1002,24 @@ mod tests {
         let t = lock(&a.table);
         assert_eq!(t.0, 0);
         assert!(t.1.is_empty(), "no origin left behind");
+    }
+
+    #[test]
+    fn bursts_of_lines_are_counted_not_printed() {
+        let t = Throttle::new(false);
+        for _ in 0..12 {
+            t.diag(|| "test line from the throttle".into());
+        }
+        let st = lock(&t.state);
+        assert_eq!(
+            (st.1, st.2),
+            (LOG_LINES_PER_SEC, 12 - u64::from(LOG_LINES_PER_SEC))
+        );
+        let all = Throttle::new(true);
+        for _ in 0..12 {
+            all.diag(|| "test line from the throttle".into());
+        }
+        assert_eq!(lock(&all.state).2, 0);
     }
 
     #[test]
