@@ -637,28 +637,7 @@ impl Servent {
                 session.protect();
                 session.set_idle_timeout(self.link_idle_timeout);
                 session.busy();
-                let member = self.links_in.join(&session, &self.evictions);
-                match self.open_link(r.get_ref().tcp(), peer) {
-                    Ok(id) => {
-                        crate::event!("link in {peer}");
-                        let me = own_address(session.stream(), self.port);
-                        loop {
-                            match next_request(&session, &member, &mut r) {
-                                Ok(Some(msg)) => self.on_link_message(msg, id, peer, &me),
-                                Ok(None) => break,
-                                Err(e) => {
-                                    if !session.is_closed() {
-                                        crate::diag!("link {peer}: {e}; closing it");
-                                    }
-                                    break;
-                                }
-                            }
-                        }
-                        lock(&self.links).map.remove(&id);
-                        crate::event!("link closed {peer}");
-                    }
-                    Err(e) => crate::diag!("link {peer}: cannot start it: {e}"),
-                }
+                self.link_in(&session, &mut r);
             }
             Ok(Some(Message::Id { port })) => {
                 session.busy();
@@ -677,6 +656,36 @@ impl Servent {
                 }
             }
         }
+    }
+
+    /// Reads floods from a neighbour that connected to us until it leaves,
+    /// misbehaves or is dropped for a newcomer.
+    fn link_in(self: &Arc<Self>, session: &Session, r: &mut BufReader<SharedStream>) {
+        let peer = session.peer();
+        let member = self.links_in.join(session, &self.evictions);
+        let id = match self.open_link(session.stream(), peer) {
+            Ok(id) => id,
+            Err(e) => {
+                crate::diag!("link {peer}: cannot start it: {e}");
+                return;
+            }
+        };
+        crate::event!("link in {peer}");
+        let me = own_address(session.stream(), self.port);
+        loop {
+            match next_request(session, &member, r) {
+                Ok(Some(msg)) => self.on_link_message(msg, id, peer, &me),
+                Ok(None) => break,
+                Err(e) => {
+                    if !session.is_closed() {
+                        crate::diag!("link {peer}: {e}; closing it");
+                    }
+                    break;
+                }
+            }
+        }
+        lock(&self.links).map.remove(&id);
+        crate::event!("link closed {peer}");
     }
 
     /// Reads floods from a link this servent opened until it closes.
