@@ -5,8 +5,11 @@ TD=$ROOT/testdata/flood
 # start_topology TOPO PREFIX: starts the servents of testdata/flood/TOPO.topo
 # in file order as PREFIX_<name>, each linked to the named running
 # neighbours, and waits until every neighbour has registered its link.
-# The names, in start order, end up in TOPO_NAMES.
-declare -A LINKS_IN
+# The names, in start order, end up in TOPO_NAMES; LINK_FROM[PREFIX_n]
+# lists, for servent n, "ADDR=NAME" for each link it accepted: the
+# address its "link in ADDR" line shows (the neighbour's ephemeral port)
+# and the servent on the other end.
+declare -A LINKS_IN LINK_FROM
 start_topology() {
     local topo=$1 prefix=$2 name kv neighbours n v
     TOPO_NAMES=()
@@ -21,6 +24,8 @@ start_topology() {
         for n in $neighbours; do
             LINKS_IN[${prefix}_$n]=$((${LINKS_IN[${prefix}_$n]:-0} + 1))
             wait_count "$RUN/${prefix}_$n.out" '^link in ' "${LINKS_IN[${prefix}_$n]}" || return 1
+            v=$(grep '^link in ' "$RUN/${prefix}_$n.out" | sed -n "${LINKS_IN[${prefix}_$n]}s/^link in //p")
+            LINK_FROM[${prefix}_$n]+="$v=$name "
         done
         TOPO_NAMES+=("$name")
     done <"$TD/$topo.topo"

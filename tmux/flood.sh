@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Key-value flooding in tmux: the diamond topology (testdata/flood/diamond.topo,
 # or FLOOD_TOPO=chain for the chain), one pane per servent showing its event
-# log, and an interactive kv-query on s1. Try ?imap, ?http, ?servent, T, Q.
+# log, and an interactive kv-query on s1. Try ?imap, ?http, ?servent, T, help, Q.
 # The servents stop when the tmux session ends.
+#
+# Every pane title carries the address its process listens on; each servent
+# pane starts with the addresses its links show up as in its log (a link it
+# accepted shows the neighbour's ephemeral port), and kv-query (-v) prints
+# the port answers come to, which servents log as "answers to".
 set -uo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 demo_init flood-tmux
@@ -12,14 +17,34 @@ TOPO=${FLOOD_TOPO:-diamond}
 # Start the servents in file order, each linked to its running neighbours.
 start_topology "$TOPO" t || exit 1
 
-query="echo \"kv-query on s1 ($ADDR_t_s1), $TOPO topology. Try: ?imap  ?http  ?servent  T  Q\"; $BIN/kv-query --wait 2 $ADDR_t_s1"
-tmux_open "flood" "kv-query" "$query"
+# banner NAME: what servent NAME holds, and who is behind each link address.
+banner() {
+    local name=$1 kv neighbours n v pair
+    read -r kv neighbours < <(awk -v n="$name" '$1 == n { $1 = ""; print }' <(grep -v '^#' "$TD/$TOPO.topo"))
+    v="ADDR_t_$name"
+    say "servent $name on ${!v}, holds $kv"
+    for n in $neighbours; do
+        v="ADDR_t_$n"
+        say "  link out ${!v} is servent $n"
+    done
+    for pair in ${LINK_FROM[t_$name]:-}; do
+        v="ADDR_t_${pair#*=}"
+        say "  link in ${pair%=*} is servent ${pair#*=} (${!v})"
+    done
+}
+
+query="echo \"kv-query on s1 ($ADDR_t_s1), $TOPO topology\"; $BIN/kv-query -v --wait 2 $ADDR_t_s1"
+tmux_open "flood" "kv-query -> s1 ($ADDR_t_s1)" "$query"
 for name in "${TOPO_NAMES[@]}"; do
     v="ADDR_t_$name"
-    tmux_pane "servent $name" "echo \"servent $name on ${!v}: $(grep -v '^#' "$TD/$TOPO.topo" | awk -v n="$name" '$1 == n { s = "holds " $2; if (NF > 2) { s = s ", linked to"; for (i = 3; i <= NF; i++) s = s " " $i }; print s }')\"; tail -n +1 -f $RUN/t_$name.out $RUN/t_$name.err"
+    banner "$name" >"$RUN/t_$name.banner"
+    tmux_pane "servent $name (${!v})" "cat $RUN/t_$name.banner; tail -n +1 -f $RUN/t_$name.out $RUN/t_$name.err"
 done
 tmux_show
 # Keep the servents alive as long as the session exists.
 while tmux has-session -t "$TMUX_SESSION" 2>/dev/null; do
     sleep 1
 done
+# The session is over: stop the servents and drop the run folder (KEEP=1 keeps it).
+cleanup
+[ -n "${KEEP:-}" ] || rm -rf "$RUN"

@@ -159,6 +159,6 @@ wait "$QPID"
 echo $? >"$RUN/pipe.rc"
 sed 's/^/    /' "$RUN/pipe.ans" "$RUN/pipe.qerr"
 step "chain: a pipeline runs each line until Q" \
-    test "$(rc pipe):$(values pipe | cut -d/ -f1 | tr '\n' ' '):$(cat "$RUN/pipe.qerr")" = "0:21 22 23 :kv-query: unknown command"
+    test "$(rc pipe):$(values pipe | cut -d/ -f1 | tr '\n' ' '):$(cat "$RUN/pipe.qerr")" = '0:21 22 23 :kv-query: unknown command "bogus" (help lists the commands)'
 
 summary

@@ -1,21 +1,19 @@
 //! The client (`kv-query`): one link to a servent for requests, a listening
-//! socket for the answers servents send straight back, and the one-shot,
-//! interactive and pipeline modes over them.
+//! socket for the answers servents send straight back, and the shell's
+//! commands. The program body (one-shot, shell, pipeline) is in `cmd`.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use super::wire::{self, Message, Text};
-use crate::cli::{self, Refused};
-use crate::error::Result;
+use crate::cli::Level;
+use crate::error::{Error, Result, ResultExt};
 use crate::net::{self, Timeouts};
 use crate::server::{Limits, Server, Session};
 use crate::shutdown::Shutdown;
@@ -25,6 +23,15 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(4);
 
 /// Answer connections handled at once.
 const MAX_ANSWER_CONNS: usize = 64;
+
+/// The shell's commands, as `help` prints them.
+pub(super) const HELP: &str = "\
+commands:
+  ?KEY    look KEY up; every servent holding it answers (spaces after ? allowed)
+  T       ask for the topology; every servent reached answers its path
+  help    this list (also: ? alone)
+  Q       quit (also: the end of the input)
+each answer is printed as `<value> <ip>:<port>`";
 
 /// How a client runs.
 #[derive(Debug, Clone)]
@@ -36,30 +43,49 @@ pub struct Options {
     /// Quiet time that ends a query.
     pub wait: Duration,
     pub timeouts: Timeouts,
+    /// `-v`: a line on stderr per query sent, per wait ended, per reconnect.
+    pub level: Level,
 }
 
 /// One shell command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(super) enum Command {
     /// `?key`: look a key up.
     Key(Text),
     /// `T`: ask for the topology.
     Topo,
+    /// `help` or `?` alone: list the commands.
+    Help,
     /// `Q`: leave the shell.
     Quit,
 }
 
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Key(k) => write!(f, "?{k}"),
+            Command::Topo => f.write_str("T"),
+            Command::Help => f.write_str("help"),
+            Command::Quit => f.write_str("Q"),
+        }
+    }
+}
+
 /// A line that is not a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandError {
-    Unknown,
+pub(super) enum CommandError {
+    /// Not a command; the line as typed.
+    Unknown(String),
+    /// `?` followed by a key that cannot be sent.
     BadKey(String),
 }
 
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CommandError::Unknown => f.write_str("unknown command"),
+            CommandError::Unknown(line) => {
+                write!(f, "unknown command {line:?} (help lists the commands)")
+            }
             CommandError::BadKey(why) => write!(f, "bad key: {why}"),
         }
     }
@@ -69,9 +95,9 @@ impl std::error::Error for CommandError {}
 
 /// Parses one command line; `Ok(None)` for a blank line.
 ///
-/// `?key` (spaces after `?` allowed), `T`, `Q`; surrounding whitespace is
-/// ignored.
-pub fn parse_command(line: &str) -> std::result::Result<Option<Command>, CommandError> {
+/// `?key` (spaces after `?` allowed), `T`, `help` or `?` alone, `Q`;
+/// surrounding whitespace is ignored.
+pub(super) fn parse_command(line: &str) -> std::result::Result<Option<Command>, CommandError> {
     let line = line.trim();
     if line.is_empty() {
         return Ok(None);
@@ -79,7 +105,7 @@ pub fn parse_command(line: &str) -> std::result::Result<Option<Command>, Command
     if let Some(rest) = line.strip_prefix('?') {
         let key = rest.trim_start();
         if key.is_empty() {
-            return Err(CommandError::BadKey("missing after ?".into()));
+            return Ok(Some(Command::Help));
         }
         return Text::new(key)
             .map(|k| Some(Command::Key(k)))
@@ -88,7 +114,8 @@ pub fn parse_command(line: &str) -> std::result::Result<Option<Command>, Command
     match line {
         "T" => Ok(Some(Command::Topo)),
         "Q" => Ok(Some(Command::Quit)),
-        _ => Err(CommandError::Unknown),
+        "help" => Ok(Some(Command::Help)),
+        _ => Err(CommandError::Unknown(line.to_string())),
     }
 }
 
@@ -105,23 +132,63 @@ enum Event {
     Unexpected { from: SocketAddr, what: String },
     /// Bytes that are not a message.
     Bad { from: SocketAddr, why: String },
-    /// The servent closed our link.
-    LinkClosed,
+    /// The servent closed our link number `link`.
+    LinkClosed { link: u64 },
     /// Ctrl-C or SIGTERM came while the client waited for the answers to
     /// the query numbered `waiting` (see [`Client::waiting`]).
     Interrupted { waiting: u64 },
 }
 
-/// A client connected to its servent.
-pub struct Client {
-    link: TcpStream,
+/// The link to the servent: requests go out on it, and a servent may
+/// answer on it too.
+struct Link {
+    stream: TcpStream,
     servent: SocketAddr,
+    /// Counts the links this client has opened; events name theirs.
+    number: u64,
+    /// Cleared by the link's reader when the servent closes it.
+    open: Arc<AtomicBool>,
+    /// The servent's closing was reported.
+    reported: bool,
+}
+
+impl Link {
+    /// Connects to the servent, sends ID with our answer port and starts
+    /// the reader that reports what comes on the link.
+    fn open(opts: &Options, port: u16, number: u64, tx: &Sender<Event>) -> Result<Link> {
+        let stream = net::connect(&opts.servent, &opts.timeouts)?;
+        let servent = stream.peer_addr()?;
+        (&stream)
+            .write_all(&Message::Id { port }.encode())
+            .doing(|| "sending ID")?;
+        // The link may sit idle between commands; no read timeout on it.
+        let reader = stream.try_clone()?;
+        reader.set_read_timeout(None)?;
+        let open = Arc::new(AtomicBool::new(true));
+        let (flag, tx) = (open.clone(), tx.clone());
+        thread::Builder::new()
+            .name("link".into())
+            .spawn(move || read_link(reader, servent, number, &flag, &tx))?;
+        Ok(Link {
+            stream,
+            servent,
+            number,
+            open,
+            reported: false,
+        })
+    }
+}
+
+/// A client connected to its servent.
+pub(super) struct Client {
+    opts: Options,
+    link: Link,
+    /// Where answers come to.
+    port: u16,
     seq: u32,
-    wait: Duration,
     events: Receiver<Event>,
-    link_closed: bool,
     stop: Arc<Shutdown>,
-    /// Feeds `events`; kept for the signal handler.
+    /// Feeds `events`; kept for the signal handler and new links.
     tx: Sender<Event>,
     /// While answers to a query are awaited, its `seq + 1`; else 0.
     waiting: Arc<AtomicU64>,
@@ -129,7 +196,7 @@ pub struct Client {
 
 impl Client {
     /// Listens for answers, connects to the servent and sends ID.
-    pub fn connect(opts: &Options) -> Result<Client> {
+    pub(super) fn connect(opts: &Options) -> Result<Client> {
         let stop = Shutdown::new();
         let limits = Limits {
             max_conns: MAX_ANSWER_CONNS,
@@ -142,12 +209,8 @@ impl Client {
             stop.clone(),
         )?;
         let port = answers.local_addr().port();
-        let link = net::connect(&opts.servent, &opts.timeouts)?;
-        let servent = link.peer_addr()?;
-        (&link).write_all(&Message::Id { port }.encode())?;
-
         let (tx, events) = channel();
-        let handler_tx = tx.clone();
+        let link = Link::open(opts, port, 1, &tx)?;
         {
             let tx = tx.clone();
             thread::Builder::new()
@@ -159,21 +222,20 @@ impl Client {
                     }
                 })?;
         }
-        // The link may sit idle between commands; no read timeout on it.
-        let reader = link.try_clone()?;
-        reader.set_read_timeout(None)?;
-        thread::Builder::new()
-            .name("link".into())
-            .spawn(move || read_link(reader, servent, &tx))?;
+        if opts.level == Level::Verbose {
+            crate::diag!(
+                "asking {} (ID sent); answers come to port {port}",
+                link.servent
+            );
+        }
         Ok(Client {
+            opts: opts.clone(),
             link,
-            servent,
+            port,
             seq: 0,
-            wait: opts.wait,
             events,
-            link_closed: false,
             stop,
-            tx: handler_tx,
+            tx,
             waiting: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -182,7 +244,7 @@ impl Client {
     /// if the quiet time had passed: a one-shot query then ends, a shell
     /// goes on with its next command. Outside a wait the signal ends the
     /// program (status 130) as usual. Call at most once per process.
-    pub fn stop_waiting_on_signal(&self) -> Result<()> {
+    pub(super) fn stop_waiting_on_signal(&self) -> Result<()> {
         let tx = std::sync::Mutex::new(self.tx.clone());
         let waiting = self.waiting.clone();
         ctrlc::set_handler(move || match waiting.load(Ordering::SeqCst) {
@@ -192,13 +254,25 @@ impl Client {
                 let _ = tx.send(Event::Interrupted { waiting: n });
             }
         })
-        .map_err(|e| io::Error::other(format!("signal handler: {e}")))?;
+        .map_err(|e| Error::Local(format!("installing the signal handler: {e}")))
+    }
+
+    /// A new link when the servent has closed ours (it closes clients idle
+    /// longer than its idle timeout), so a shell left alone keeps working.
+    fn relink(&mut self) -> Result<()> {
+        let number = self.link.number + 1;
+        net::close(&self.link.stream);
+        self.link = Link::open(&self.opts, self.port, number, &self.tx)
+            .doing(|| format!("reconnecting to {}", self.opts.servent))?;
+        if self.opts.level == Level::Verbose {
+            crate::diag!("the servent had closed the link; reconnected");
+        }
         Ok(())
     }
 
     /// Sends one query and prints its answers as `<value> <ip>:<port>` on
     /// `out` until `wait` passes with nothing new; returns how many came.
-    pub fn query(&mut self, cmd: &Command, out: &mut impl Write) -> Result<usize> {
+    pub(super) fn query(&mut self, cmd: &Command, out: &mut impl Write) -> Result<usize> {
         let seq = self.seq;
         let msg = match cmd {
             Command::Key(key) => Message::KeyReq {
@@ -206,15 +280,26 @@ impl Client {
                 key: key.clone(),
             },
             Command::Topo => Message::TopoReq { seq },
-            Command::Quit => return Ok(0),
+            Command::Help | Command::Quit => return Ok(0),
         };
+        if !self.link.open.load(Ordering::SeqCst) {
+            self.relink()?;
+        }
         self.seq = self.seq.wrapping_add(1);
         // Waiting starts before the request leaves, so a signal sent once
         // the servent has it always ends this wait.
         let waiting = u64::from(seq) + 1;
         self.waiting.store(waiting, Ordering::SeqCst);
+        let started = Instant::now();
         let res = self.collect(seq, waiting, &msg, out);
         self.waiting.store(0, Ordering::SeqCst);
+        if let (Level::Verbose, Ok(n)) = (self.opts.level, &res) {
+            crate::diag!(
+                "seq {seq}: {cmd}: {n} answer{} in {:.1}s",
+                if *n == 1 { "" } else { "s" },
+                started.elapsed().as_secs_f64()
+            );
+        }
         res
     }
 
@@ -227,8 +312,15 @@ impl Client {
         msg: &Message,
         out: &mut impl Write,
     ) -> Result<usize> {
-        (&self.link).write_all(&msg.encode())?;
-        let mut deadline = Instant::now() + self.wait;
+        let bytes = msg.encode();
+        if (&self.link.stream).write_all(&bytes).is_err() {
+            // Closed under us since the last look: one more try.
+            self.relink()?;
+            (&self.link.stream)
+                .write_all(&bytes)
+                .doing(|| format!("sending to {}", self.link.servent))?;
+        }
+        let mut deadline = Instant::now() + self.opts.wait;
         let mut answers = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -244,7 +336,7 @@ impl Client {
                     writeln!(out, "{value} {from}")?;
                     out.flush()?;
                     answers += 1;
-                    deadline = Instant::now() + self.wait;
+                    deadline = Instant::now() + self.opts.wait;
                 }
                 Ok(Event::Answer { seq: s, from, .. }) => {
                     crate::diag!("unexpected message from {from} (RESP seq {s})")
@@ -255,11 +347,11 @@ impl Client {
                 Ok(Event::Bad { from, why }) => {
                     crate::diag!("bad message from {from}: {why}")
                 }
-                Ok(Event::LinkClosed) => {
-                    if !self.link_closed {
-                        crate::diag!("servent {} closed the connection", self.servent);
+                Ok(Event::LinkClosed { link }) => {
+                    if link == self.link.number && !self.link.reported {
+                        crate::diag!("servent {} closed the connection", self.link.servent);
+                        self.link.reported = true;
                     }
-                    self.link_closed = true;
                 }
                 Ok(Event::Interrupted { waiting: w }) if w == waiting => break,
                 // Meant for an earlier wait that had already ended.
@@ -269,17 +361,12 @@ impl Client {
         }
         Ok(answers)
     }
-
-    /// The sequence number the next query will carry.
-    pub fn next_seq(&self) -> u32 {
-        self.seq
-    }
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
         self.stop.trigger();
-        net::close(&self.link);
+        net::close(&self.link.stream);
     }
 }
 
@@ -323,81 +410,35 @@ fn answer_event(msg: Message, from: SocketAddr) -> Event {
     }
 }
 
-/// The servent link: a servent may answer on it too; its end is reported.
-fn read_link(stream: TcpStream, servent: SocketAddr, tx: &Sender<Event>) {
+/// The servent link number `link`: a servent may answer on it too; its end
+/// clears `open` and is reported.
+fn read_link(
+    stream: TcpStream,
+    servent: SocketAddr,
+    link: u64,
+    open: &AtomicBool,
+    tx: &Sender<Event>,
+) {
     let mut r = BufReader::new(stream);
     loop {
         let event = match wire::read_message(&mut r) {
-            Ok(None) => Event::LinkClosed,
-            Ok(Some(msg)) => answer_event(msg, servent),
+            Ok(None) => None,
+            Ok(Some(msg)) => Some(answer_event(msg, servent)),
             Err(e) => {
                 let _ = tx.send(Event::Bad {
                     from: servent,
                     why: e.to_string(),
                 });
-                Event::LinkClosed
+                None
             }
         };
-        let closed = matches!(event, Event::LinkClosed);
-        if tx.send(event).is_err() || closed {
-            break;
-        }
-    }
-}
-
-/// `kv-query`: one query if `query` is given, else commands from stdin.
-pub fn run(opts: Options, query: Option<String>) -> anyhow::Result<()> {
-    let one_shot = match query.as_deref().map(parse_command) {
-        None => None,
-        Some(Ok(Some(cmd @ (Command::Key(_) | Command::Topo)))) => Some(cmd),
-        Some(Ok(_)) => anyhow::bail!("nothing to ask: give ?KEY or T"),
-        Some(Err(e)) => return Err(e).context(format!("{:?}", query.unwrap_or_default())),
-    };
-    let mut client =
-        Client::connect(&opts).with_context(|| format!("connecting to {}", opts.servent))?;
-    client.stop_waiting_on_signal()?;
-    let mut stdout = cli::stdout();
-    if let Some(cmd) = one_shot {
-        let n = client.query(&cmd, &mut stdout)?;
-        if n == 0 {
-            return Err(Refused("no response received".into()).into());
-        }
-        return Ok(());
-    }
-    let stdin = io::stdin();
-    let prompt = stdin.is_terminal();
-    shell(&mut client, stdin.lock(), prompt, &mut stdout)
-}
-
-/// Reads commands from `input` until `Q` or its end, running each query.
-pub fn shell(
-    client: &mut Client,
-    mut input: impl BufRead,
-    prompt: bool,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    let mut line = String::new();
-    loop {
-        if prompt {
-            write!(out, "kv> ")?;
-            out.flush()?;
-        }
-        line.clear();
-        if input.read_line(&mut line)? == 0 {
-            if prompt {
-                writeln!(out)?;
-            }
-            return Ok(());
-        }
-        match parse_command(&line) {
-            Ok(None) => {}
-            Ok(Some(Command::Quit)) => return Ok(()),
-            Ok(Some(cmd)) => {
-                if client.query(&cmd, out)? == 0 {
-                    crate::diag!("no response received");
-                }
-            }
-            Err(e) => crate::diag!("{e}"),
+        let Some(event) = event else {
+            open.store(false, Ordering::SeqCst);
+            let _ = tx.send(Event::LinkClosed { link });
+            return;
+        };
+        if tx.send(event).is_err() {
+            return;
         }
     }
 }
@@ -418,18 +459,25 @@ mod tests {
         assert_eq!(parse_command("T\n"), Ok(Some(Command::Topo)));
         assert_eq!(parse_command(" Q "), Ok(Some(Command::Quit)));
         assert_eq!(parse_command("  \n"), Ok(None));
+        assert_eq!(parse_command("help"), Ok(Some(Command::Help)));
+        assert_eq!(parse_command(" ? \n"), Ok(Some(Command::Help)));
+        assert_eq!(key("a b").to_string(), "?a b");
     }
 
     #[test]
     fn bad_commands_are_reported() {
-        assert_eq!(parse_command("hello"), Err(CommandError::Unknown));
-        assert_eq!(parse_command("t"), Err(CommandError::Unknown));
-        assert_eq!(parse_command("TQ"), Err(CommandError::Unknown));
-        assert!(matches!(parse_command("?"), Err(CommandError::BadKey(_))));
+        let unknown = |s: &str| Err(CommandError::Unknown(s.into()));
+        assert_eq!(parse_command("hello"), unknown("hello"));
+        assert_eq!(parse_command("t\n"), unknown("t"));
+        assert_eq!(parse_command("TQ"), unknown("TQ"));
+        assert_eq!(parse_command("Help"), unknown("Help"));
         assert!(matches!(
             parse_command(&format!("?{}", "k".repeat(401))),
             Err(CommandError::BadKey(_))
         ));
-        assert_eq!(CommandError::Unknown.to_string(), "unknown command");
+        assert_eq!(
+            parse_command("bogus").unwrap_err().to_string(),
+            "unknown command \"bogus\" (help lists the commands)"
+        );
     }
 }

@@ -16,6 +16,7 @@ use std::fs;
 use std::path::Path;
 
 use super::wire::Text;
+use crate::error::{Error, Result, ResultExt};
 
 /// A loaded database: key to value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,7 +42,7 @@ impl std::error::Error for KvError {}
 
 impl KvStore {
     /// Parses the text of a key-value file.
-    pub fn parse(text: &str) -> Result<KvStore, KvError> {
+    pub fn parse(text: &str) -> std::result::Result<KvStore, KvError> {
         let mut map = HashMap::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim_end();
@@ -67,24 +68,14 @@ impl KvStore {
     }
 
     /// Reads and parses a key-value file.
-    pub fn load(path: &Path) -> anyhow::Result<KvStore> {
-        use anyhow::Context;
-        let text =
-            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        KvStore::parse(&text).with_context(|| format!("in {}", path.display()))
+    pub fn load(path: &Path) -> Result<KvStore> {
+        let text = fs::read_to_string(path).doing(|| format!("reading {}", path.display()))?;
+        KvStore::parse(&text).map_err(|e| Error::Local(format!("in {}: {e}", path.display())))
     }
 
     /// The value held for `key`.
     pub fn get(&self, key: &Text) -> Option<&Text> {
         self.map.get(key)
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 
@@ -107,7 +98,7 @@ mod tests {
     #[test]
     fn comments_and_blank_lines_are_skipped() {
         let kv = KvStore::parse("# a comment\n\n   \n  # indented comment\nk v\n\t\n").unwrap();
-        assert_eq!(kv.len(), 1);
+        assert_eq!(kv.map.len(), 1);
         assert_eq!(get(&kv, "k").as_deref(), Some("v"));
         assert_eq!(get(&kv, "#"), None);
     }
@@ -125,7 +116,7 @@ mod tests {
     fn last_duplicate_wins() {
         let kv = KvStore::parse("k first\nother x\nk second\n").unwrap();
         assert_eq!(get(&kv, "k").as_deref(), Some("second"));
-        assert_eq!(kv.len(), 2);
+        assert_eq!(kv.map.len(), 2);
     }
 
     #[test]

@@ -6,21 +6,19 @@
 //! the key answer the client on a new connection. A topology query collects
 //! the path of servents each branch of the flood reached.
 //!
-//! This system speaks its own fixed binary protocol (see [`wire`]), not the
+//! This system speaks its own fixed binary protocol (see `wire`), not the
 //! toolkit's postcard frames, so that it mixes with other implementations.
 //!
 //! # Layout
-//! - [`wire`]: the six messages, their exact bytes, the message reader.
-//! - [`kvfile`]: the key-value file format and the loaded database.
+//! - `wire`: the six messages, their exact bytes, the message reader.
+//! - `kvfile`: the key-value file format and the loaded database.
 //! - [`servent`]: `kv-servent`: links, the seen set, flooding, answers.
-//! - [`client`]: `kv-query`: one-shot, interactive and pipeline queries.
+//! - [`client`]: `kv-query`'s link, answer listener and commands.
+//! - [`cmd`]: the programs' bodies: `kv-servent`, and `kv-query`'s
+//!   one-shot, shell and pipeline modes.
 
 pub mod client;
-pub mod kvfile;
+pub mod cmd;
+mod kvfile;
 pub mod servent;
-pub mod wire;
-
-pub use client::{Client, Command};
-pub use kvfile::KvStore;
-pub use servent::Config;
-pub use wire::{Flood, Message, Text};
+mod wire;

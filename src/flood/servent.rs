@@ -1,20 +1,36 @@
 //! The servent (`kv-servent`): neighbour links, the set of queries already
 //! seen, flooding with a TTL, and answers sent straight to the client.
 //!
-//! Threads: the accept loop runs each incoming connection on its own thread
-//! (bounded by [`net::serve`]). Connections still owing their ID, clients
-//! and accepted neighbour links each have a cap ([`MAX_HANDSHAKES`],
-//! `--max-clients`, `--max-links`); one over its cap is closed at once with
-//! a line on stderr, and the accept loop keeps spare threads for that, so
-//! idle connections never leave it waiting. Each outgoing neighbour link
-//! has a reader thread; every neighbour link has one writer thread fed by a
-//! bounded channel, so floods from many readers never interleave on a socket
-//! and no reader blocks on a slow neighbour. Each answer is sent from a
-//! short-lived thread (at most [`MAX_ANSWERS_IN_FLIGHT`] at once, each giving
-//! up after [`ANSWER_TIMEOUT`]).
+//! **Connections.** Accepted connections run on the server core, one thread
+//! each. A new connection is in the core's request phase: its ID must arrive
+//! within `--request-timeout`, or the core closes it; when every slot is
+//! taken the core drops the connection idle or stalled longest. The ID says
+//! what is on the other end:
+//! - a client (ID with its answer port): between messages it is idle
+//!   (closed after `--idle-timeout`, evicted first), a message in progress
+//!   must arrive whole within the request deadline;
+//! - a neighbour (ID port 0): a protected link (evicted last) with the long
+//!   `--link-idle-timeout`, since the protocol has no keep-alive.
 //!
-//! Shared state sits behind two mutexes, `links` and `seen`; no code path
-//! holds both, and neither is held during socket I/O.
+//! Each kind has a cap (`--max-clients`, `--max-links`); when a kind is
+//! full, its member idle longest is dropped for the newcomer, with a line on
+//! stderr, so N silent sockets never lock a real client out.
+//!
+//! **Links.** Each outgoing neighbour link has a reader thread; every
+//! neighbour link has one writer thread fed by a bounded channel, so floods
+//! from many readers never interleave on a socket and no reader blocks on a
+//! slow neighbour.
+//!
+//! **Answers.** Each answer is sent from a short-lived thread on a new
+//! connection to the query's origin, within 2 s all told. At most 64 are
+//! in flight, at most 4 of them to one origin `IP:PORT`, so an origin
+//! that never accepts (a black hole) holds a few slots for a short while and
+//! answers to everyone else still go out. Answers over either bound are
+//! dropped and counted.
+//!
+//! **Locks.** `links`, `seen`, `answers` and each kind's table are separate
+//! mutexes; no code path holds two, and none is held during socket I/O or
+//! logging.
 //!
 //! Events go to stdout, one line each (tests and demos wait on them):
 //!
@@ -33,23 +49,26 @@
 //! stats requests=.. floods=.. duplicates=.. sent=.. answers=.. dropped=..   (at exit)
 //! ```
 //!
-//! `--quiet` keeps only the link lines and the final stats.
+//! `-q` keeps only the link lines and the final stats. Lines on stderr that
+//! come in bursts under attack (dropped or failed answers, evictions, bad
+//! connections from clients) are at most five a second of each sort, the
+//! rest counted into the next; `-v` logs every one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use super::kvfile::KvStore;
 use super::wire::{self, Flood, Message, Text};
-use crate::error::Result;
+use crate::cli::Level;
+use crate::error::{Result, ResultExt};
 use crate::net::{self, SharedStream, Timeouts};
 use crate::server::{Limits, Server, Session};
 use crate::shutdown::Shutdown;
@@ -62,21 +81,6 @@ pub const DEFAULT_TTL: u16 = 3;
 /// letting a client that restarts on the same port reuse its sequence numbers.
 pub const DEFAULT_SEEN_FOR: Duration = Duration::from_secs(10);
 
-/// At most this many queries are remembered at once, whatever their age.
-pub const SEEN_CAP: usize = 65_536;
-
-/// Floods queued for one neighbour before new ones are dropped for it.
-pub const LINK_QUEUE: usize = 1024;
-
-/// Answers being sent at once; beyond this an answer is dropped with a log line.
-pub const MAX_ANSWERS_IN_FLIGHT: usize = 64;
-
-/// How long an answer may take to connect to its client, and then to be
-/// written. An answer is a few hundred bytes to a client that is waiting for
-/// it; an origin that does not take it this fast is not waiting, and must not
-/// hold one of the [`MAX_ANSWERS_IN_FLIGHT`] slots for long.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Client connections open at once, unless told otherwise.
 pub const DEFAULT_MAX_CLIENTS: usize = 256;
 
@@ -84,9 +88,35 @@ pub const DEFAULT_MAX_CLIENTS: usize = 256;
 /// servent opens itself are not counted).
 pub const DEFAULT_MAX_LINKS: usize = 64;
 
-/// Accepted connections that have not sent their ID yet. Each is closed if
-/// its ID does not come within the I/O timeout.
-pub const MAX_HANDSHAKES: usize = 64;
+/// How long an accepted neighbour link may stay silent, unless told
+/// otherwise. The protocol has no keep-alive, and a quiet network is not a
+/// broken one: a day.
+pub const DEFAULT_LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// At most this many queries are remembered at once, whatever their age.
+const SEEN_CAP: usize = 65_536;
+
+/// Floods queued for one neighbour before new ones are dropped for it.
+const LINK_QUEUE: usize = 1024;
+
+/// Answers being sent at once; beyond this an answer is dropped.
+const MAX_ANSWERS_IN_FLIGHT: usize = 64;
+
+/// Answers being sent at once to one origin `IP:PORT`; beyond this an
+/// answer to it is dropped. A client waiting for its answers accepts them as
+/// fast as they come, so a few at a time is plenty; an origin that does not
+/// accept holds no more than these.
+const MAX_ANSWERS_PER_ORIGIN: usize = 4;
+
+/// How long one answer may take, connecting and writing together. An answer
+/// is a few hundred bytes to a client that is waiting for it; an origin that
+/// does not take it this fast is not waiting.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Lines a second about dropped answers or evicted connections; the rest
+/// are counted and summed up in the next line that gets through (`-v` logs
+/// them all).
+const LOG_LINES_PER_SEC: u32 = 5;
 
 /// How a servent runs.
 #[derive(Debug, Clone)]
@@ -95,8 +125,8 @@ pub struct Config {
     pub bind: IpAddr,
     /// Port to listen on; 0 picks a free one.
     pub port: u16,
-    /// The key-value database.
-    pub kv: KvStore,
+    /// The key-value file.
+    pub kv_file: PathBuf,
     /// `IP:PORT` of neighbours to connect to; they must be running.
     pub neighbours: Vec<String>,
     /// TTL of the floods this servent starts.
@@ -105,12 +135,14 @@ pub struct Config {
     pub seen_for: Duration,
     /// The server core's limits; `limits.io` also times outgoing connections.
     pub limits: Limits,
-    /// Client connections open at once; more are closed at once.
+    /// Client connections open at once; when full, the idlest is dropped.
     pub max_clients: usize,
-    /// Neighbour links accepted at once; more are closed at once.
+    /// Neighbour links accepted at once; when full, the idlest is dropped.
     pub max_links: usize,
-    /// Print only link changes and the final stats.
-    pub quiet: bool,
+    /// How long an accepted neighbour link may stay silent.
+    pub link_idle_timeout: Duration,
+    /// `-q`: only link changes and the final stats; `-v`: every drop.
+    pub level: Level,
 }
 
 /// Which of the two queries a request or a flood carries.
@@ -134,7 +166,7 @@ type QueryId = (SocketAddrV4, u32);
 
 /// The queries already seen, forgotten after a while or when too many.
 #[derive(Debug)]
-pub struct Seen {
+struct Seen {
     set: HashSet<QueryId>,
     order: VecDeque<(Instant, QueryId)>,
     keep: Duration,
@@ -142,7 +174,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn new(keep: Duration, cap: usize) -> Seen {
+    fn new(keep: Duration, cap: usize) -> Seen {
         Seen {
             set: HashSet::new(),
             order: VecDeque::new(),
@@ -152,7 +184,7 @@ impl Seen {
     }
 
     /// Records `id` as seen at `now`; false if it was already seen.
-    pub fn insert(&mut self, id: QueryId, now: Instant) -> bool {
+    fn insert(&mut self, id: QueryId, now: Instant) -> bool {
         while let Some(&(at, old)) = self.order.front() {
             if now.saturating_duration_since(at) < self.keep && self.order.len() < self.cap {
                 break;
@@ -166,31 +198,24 @@ impl Seen {
         self.order.push_back((now, id));
         true
     }
-
-    pub fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-    }
 }
 
 /// Counters printed as the `stats` line at exit.
 #[derive(Debug, Default)]
-pub struct Stats {
+struct Stats {
     /// Queries received from clients.
-    pub requests: AtomicU64,
+    requests: AtomicU64,
     /// Floods received from neighbours.
-    pub floods: AtomicU64,
+    floods: AtomicU64,
     /// Of those, the ones dropped as already seen.
-    pub duplicates: AtomicU64,
+    duplicates: AtomicU64,
     /// Floods written to neighbours.
-    pub sent: AtomicU64,
+    sent: AtomicU64,
     /// Answers delivered to clients.
-    pub answers: AtomicU64,
-    /// Floods or answers dropped because a queue was full or a path too long.
-    pub dropped: AtomicU64,
+    answers: AtomicU64,
+    /// Floods or answers dropped: a queue full, too many answers in flight,
+    /// a path too long.
+    dropped: AtomicU64,
 }
 
 impl fmt::Display for Stats {
@@ -213,47 +238,178 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-/// Open connections of one kind, at most `max` at once.
-struct Cap {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Diagnostics that may come in bursts (an attack): at most
+/// [`LOG_LINES_PER_SEC`] a second, the rest counted into the next line.
+struct Throttle {
+    all: bool,
+    state: Mutex<(Instant, u32, u64)>,
+}
+
+impl Throttle {
+    fn new(all: bool) -> Throttle {
+        Throttle {
+            all,
+            state: Mutex::new((Instant::now(), 0, 0)),
+        }
+    }
+
+    fn diag(&self, line: impl FnOnce() -> String) {
+        let suppressed = {
+            let mut st = lock(&self.state);
+            let now = Instant::now();
+            if now.duration_since(st.0) >= Duration::from_secs(1) {
+                *st = (now, 0, st.2);
+            }
+            if !self.all && st.1 >= LOG_LINES_PER_SEC {
+                st.2 += 1;
+                return;
+            }
+            st.1 += 1;
+            std::mem::take(&mut st.2)
+        };
+        match suppressed {
+            0 => crate::diag!("{}", line()),
+            n => crate::diag!("{} (and {n} more like it)", line()),
+        }
+    }
+}
+
+/// One member of a kind, as its kind's table sees it.
+struct MemberState {
+    peer: SocketAddr,
+    stream: Arc<TcpStream>,
+    /// Since when it has been waiting for its next message; None while a
+    /// message is coming in or being handled.
+    idle_since: Option<Instant>,
+}
+
+/// The connections of one kind (clients, accepted neighbour links), at
+/// most `max` at once.
+struct Kind {
     what: &'static str,
-    open: AtomicUsize,
     max: usize,
+    table: Mutex<(u64, HashMap<u64, MemberState>)>,
 }
 
-impl Cap {
-    fn new(what: &'static str, max: usize) -> Cap {
-        Cap {
+impl Kind {
+    fn new(what: &'static str, max: usize) -> Kind {
+        Kind {
             what,
-            open: AtomicUsize::new(0),
             max: max.max(1),
+            table: Mutex::new((0, HashMap::new())),
         }
     }
 
-    /// A place for one more connection, held until the guard drops; None
-    /// (and a line on stderr naming `peer`) when all are taken.
-    fn take(&self, peer: SocketAddr) -> Option<CapGuard<'_>> {
-        let taken = self
-            .open
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < self.max).then_some(n + 1)
-            });
-        if taken.is_err() {
-            crate::diag!(
-                "{peer}: already {} {} open; closing the connection",
-                self.max,
-                self.what
+    /// Adds a connection, first dropping the member idle longest (or, if
+    /// none is idle, one in the middle of a message) when the kind is full.
+    fn join(&self, session: &Session, log: &Throttle) -> Member<'_> {
+        let peer = session.peer();
+        let now = Instant::now();
+        let (id, victim) = {
+            let mut table = lock(&self.table);
+            let mut victim = None;
+            if table.1.len() >= self.max {
+                let chosen = table
+                    .1
+                    .iter()
+                    .min_by_key(|(_, m)| (m.idle_since.is_none(), m.idle_since))
+                    .map(|(&id, _)| id);
+                victim = chosen.and_then(|id| table.1.remove(&id));
+            }
+            table.0 += 1;
+            let id = table.0;
+            table.1.insert(
+                id,
+                MemberState {
+                    peer,
+                    stream: session.shared_stream(),
+                    idle_since: None,
+                },
             );
-            return None;
+            (id, victim)
+        };
+        if let Some(v) = victim {
+            net::close(&v.stream);
+            let what = match v.idle_since {
+                Some(t) => format!("idle for {:.1}s", now.duration_since(t).as_secs_f64()),
+                None => "in the middle of a message".to_string(),
+            };
+            log.diag(|| {
+                format!(
+                    "{}: dropped ({what}): already {} {} open and {peer} is new",
+                    v.peer, self.max, self.what
+                )
+            });
         }
-        Some(CapGuard(&self.open))
+        Member { kind: self, id }
     }
 }
 
-struct CapGuard<'a>(&'a AtomicUsize);
+/// A place in a kind, given back on drop.
+struct Member<'a> {
+    kind: &'a Kind,
+    id: u64,
+}
 
-impl Drop for CapGuard<'_> {
+impl Member<'_> {
+    /// Marks the member waiting for its next message (true) or in one.
+    fn waiting(&self, idle: bool) {
+        if let Some(m) = lock(&self.kind.table).1.get_mut(&self.id) {
+            m.idle_since = idle.then(Instant::now);
+        }
+    }
+}
+
+impl Drop for Member<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        lock(&self.kind.table).1.remove(&self.id);
+    }
+}
+
+/// Why an answer was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    /// [`MAX_ANSWERS_IN_FLIGHT`] are being sent.
+    All,
+    /// [`MAX_ANSWERS_PER_ORIGIN`] are being sent to this origin.
+    Origin,
+}
+
+/// Answers in flight, in all and per origin.
+#[derive(Debug, Default)]
+struct Answers {
+    table: Mutex<(usize, HashMap<SocketAddrV4, usize>)>,
+}
+
+impl Answers {
+    /// Takes a slot for an answer to `origin`; give it back with `done`.
+    fn take(&self, origin: SocketAddrV4) -> std::result::Result<(), Busy> {
+        let mut t = lock(&self.table);
+        if t.0 >= MAX_ANSWERS_IN_FLIGHT {
+            return Err(Busy::All);
+        }
+        let n = t.1.entry(origin).or_insert(0);
+        if *n >= MAX_ANSWERS_PER_ORIGIN {
+            return Err(Busy::Origin);
+        }
+        *n += 1;
+        t.0 += 1;
+        Ok(())
+    }
+
+    fn done(&self, origin: SocketAddrV4) {
+        let mut t = lock(&self.table);
+        t.0 = t.0.saturating_sub(1);
+        if let Some(n) = t.1.get_mut(&origin) {
+            *n -= 1;
+            if *n == 0 {
+                t.1.remove(&origin);
+            }
+        }
     }
 }
 
@@ -277,28 +433,30 @@ struct Servent {
     port: u16,
     ttl: u16,
     timeouts: Timeouts,
-    quiet: bool,
+    level: Level,
+    link_idle_timeout: Duration,
     links: Mutex<Links>,
     seen: Mutex<Seen>,
     stats: Stats,
-    answering: AtomicUsize,
-    /// Accepted connections waiting for their ID.
-    handshakes: Cap,
-    /// Client connections.
-    clients: Cap,
-    /// Neighbour links accepted.
-    links_in: Cap,
+    answers: Answers,
+    clients: Kind,
+    links_in: Kind,
+    /// Dropped answers.
+    drops: Throttle,
+    /// Answers that failed.
+    failures: Throttle,
+    /// Evicted clients and links.
+    evictions: Throttle,
+    /// Connections without a valid ID, clients sending garbage or vanishing
+    /// in the middle of a message.
+    conn_errors: Throttle,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Waits, with no deadline, for the next message on a long-lived link to
-/// start, then reads the whole of it under the I/O timeout (a peer that
-/// stops half way through a message is cut off; an idle link is not). The
-/// socket keeps its read timeout: one that fires before the first byte of a
-/// message has consumed nothing and is simply waited out again.
+/// Waits, with no deadline, for the next message on a link this servent
+/// opened, then reads the whole of it under the I/O timeout (a peer that
+/// stops half way through a message is cut off; an idle link is not). A
+/// read timeout before the first byte has consumed nothing and is simply
+/// waited out again.
 fn next_message(r: &mut BufReader<SharedStream>) -> Result<Option<Message>> {
     loop {
         match r.fill_buf() {
@@ -319,6 +477,26 @@ fn next_message(r: &mut BufReader<SharedStream>) -> Result<Option<Message>> {
     }
 }
 
+/// The next message on an accepted connection: idle until its first byte,
+/// then the whole of it within the request deadline, then busy while it is
+/// handled.
+fn next_request(
+    session: &Session,
+    member: &Member<'_>,
+    r: &mut BufReader<SharedStream>,
+) -> Result<Option<Message>> {
+    session.idle();
+    member.waiting(true);
+    if r.fill_buf()?.is_empty() {
+        return Ok(None);
+    }
+    session.request();
+    member.waiting(false);
+    let msg = wire::read_message(r);
+    session.busy();
+    msg
+}
+
 /// `ip:port` of this servent as seen through `stream`: the socket's local
 /// IP and the listening port.
 fn own_address(stream: &TcpStream, port: u16) -> io::Result<String> {
@@ -331,23 +509,29 @@ fn own_address(stream: &TcpStream, port: u16) -> io::Result<String> {
 }
 
 /// Runs a servent until `shutdown` triggers, then prints the stats line.
-pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> anyhow::Result<()> {
+pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
+    let kv = KvStore::load(&config.kv_file)?;
     let listen = SocketAddr::new(config.bind, config.port);
     let server = Server::bind(&listen.to_string(), config.limits, shutdown.clone())?;
     let port = server.local_addr().port();
+    let verbose = config.level == Level::Verbose;
     let servent = Arc::new(Servent {
-        kv: config.kv,
+        kv,
         port,
         ttl: config.ttl,
         timeouts: config.limits.io,
-        quiet: config.quiet,
+        level: config.level,
+        link_idle_timeout: config.link_idle_timeout,
         links: Mutex::new(Links::default()),
         seen: Mutex::new(Seen::new(config.seen_for, SEEN_CAP)),
         stats: Stats::default(),
-        answering: AtomicUsize::new(0),
-        handshakes: Cap::new("connections without an ID", MAX_HANDSHAKES),
-        clients: Cap::new("client connections", config.max_clients),
-        links_in: Cap::new("neighbour links", config.max_links),
+        answers: Answers::default(),
+        clients: Kind::new("client connections", config.max_clients),
+        links_in: Kind::new("neighbour links", config.max_links),
+        drops: Throttle::new(verbose),
+        failures: Throttle::new(verbose),
+        evictions: Throttle::new(verbose),
+        conn_errors: Throttle::new(verbose),
     });
 
     // Links to the listed neighbours are up (and registered for flooding)
@@ -355,14 +539,14 @@ pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> anyhow::Result<()> {
     let mut outgoing = Vec::new();
     for addr in &config.neighbours {
         let stream = net::connect(addr, &config.limits.io)
-            .with_context(|| format!("connecting to neighbour {addr}"))?;
+            .doing(|| format!("connecting to neighbour {addr}"))?;
         (&stream)
             .write_all(&Message::Id { port: 0 }.encode())
-            .with_context(|| format!("greeting neighbour {addr}"))?;
+            .doing(|| format!("greeting neighbour {addr}"))?;
         let peer = stream.peer_addr()?;
         let id = servent
             .open_link(&stream, peer)
-            .with_context(|| format!("starting the link to {addr}"))?;
+            .doing(|| format!("starting the link to {addr}"))?;
         outgoing.push((stream, peer, id));
     }
     server.announce()?;
@@ -371,11 +555,8 @@ pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> anyhow::Result<()> {
         let s = servent.clone();
         thread::Builder::new()
             .name(format!("link {peer}"))
-            .spawn(move || {
-                let stream = SharedStream::new(Arc::new(stream));
-                s.neighbour_link(&mut BufReader::new(stream), peer, id)
-            })
-            .context("starting a link thread")?;
+            .spawn(move || s.outgoing_link(stream, peer, id))
+            .doing(|| "starting a link thread")?;
     }
 
     let s = servent.clone();
@@ -385,9 +566,9 @@ pub fn run(config: Config, shutdown: &Arc<Shutdown>) -> anyhow::Result<()> {
 }
 
 impl Servent {
-    /// An event line, unless `--quiet`.
+    /// An event line, unless `-q`.
     fn event(&self, line: fmt::Arguments<'_>) {
-        if !self.quiet {
+        if self.level > Level::Quiet {
             crate::log::write_event(line);
         }
     }
@@ -443,63 +624,78 @@ impl Servent {
         }
     }
 
-    /// An accepted connection: its ID, due within the I/O timeout, says
-    /// whether a servent or a client is on the other end. A connection over
-    /// the cap of its kind is closed at once.
+    /// An accepted connection: its ID, due within the request deadline,
+    /// says whether a servent or a client is on the other end.
     fn accepted(self: &Arc<Self>, session: Session) {
         let peer = session.peer();
         let mut r = BufReader::new(SharedStream::new(session.shared_stream()));
-        let id = match self.handshakes.take(peer) {
-            Some(_waiting) => wire::read_message(&mut r),
-            None => Ok(None),
-        };
-        // Links and clients stay open between messages for as long as
-        // their peers keep them.
-        session.busy();
+        let id = wire::read_message(&mut r);
         match id {
+            // Closed, by the peer or by the core at the deadline (it logged).
             Ok(None) => {}
             Ok(Some(Message::Id { port: 0 })) => {
-                if let Some(_open) = self.links_in.take(peer) {
-                    match self.open_link(r.get_ref().tcp(), peer) {
-                        Ok(id) => {
-                            crate::event!("link in {peer}");
-                            self.neighbour_link(&mut r, peer, id);
-                        }
-                        Err(e) => crate::diag!("link {peer}: cannot start it: {e}"),
-                    }
-                }
+                session.protect();
+                session.set_idle_timeout(self.link_idle_timeout);
+                session.busy();
+                self.link_in(&session, &mut r);
             }
             Ok(Some(Message::Id { port })) => {
-                if let Some(_open) = self.clients.take(peer) {
-                    self.client_link(&mut r, peer, port);
+                session.busy();
+                self.client(&session, &mut r, port);
+            }
+            Ok(Some(other)) => self.conn_errors.diag(|| {
+                format!(
+                    "{peer}: expected ID, got {}; closing the connection",
+                    other.name()
+                )
+            }),
+            Err(e) => {
+                if !session.is_closed() {
+                    self.conn_errors
+                        .diag(|| format!("{peer}: {e}; closing the connection"));
                 }
             }
-            Ok(Some(other)) => crate::diag!(
-                "{peer}: expected ID, got {}; closing the connection",
-                other.name()
-            ),
-            Err(e) => crate::diag!("{peer}: {e}; closing the connection"),
         }
-        net::close(r.get_ref().tcp());
     }
 
-    /// Reads floods from a neighbour until it leaves or misbehaves.
-    fn neighbour_link(
-        self: &Arc<Self>,
-        r: &mut BufReader<SharedStream>,
-        peer: SocketAddr,
-        id: LinkId,
-    ) {
-        let me = own_address(r.get_ref().tcp(), self.port);
+    /// Reads floods from a neighbour that connected to us until it leaves,
+    /// misbehaves or is dropped for a newcomer.
+    fn link_in(self: &Arc<Self>, session: &Session, r: &mut BufReader<SharedStream>) {
+        let peer = session.peer();
+        let member = self.links_in.join(session, &self.evictions);
+        let id = match self.open_link(session.stream(), peer) {
+            Ok(id) => id,
+            Err(e) => {
+                crate::diag!("link {peer}: cannot start it: {e}");
+                return;
+            }
+        };
+        crate::event!("link in {peer}");
+        let me = own_address(session.stream(), self.port);
         loop {
-            match next_message(r) {
+            match next_request(session, &member, r) {
+                Ok(Some(msg)) => self.on_link_message(msg, id, peer, &me),
                 Ok(None) => break,
-                Ok(Some(Message::KeyFlood(f))) => self.on_flood(Query::Key, f, id, peer, &me),
-                Ok(Some(Message::TopoFlood(f))) => self.on_flood(Query::Topo, f, id, peer, &me),
-                Ok(Some(other)) => crate::diag!(
-                    "link {peer}: unexpected {} from a servent, ignored",
-                    other.name()
-                ),
+                Err(e) => {
+                    if !session.is_closed() {
+                        crate::diag!("link {peer}: {e}; closing it");
+                    }
+                    break;
+                }
+            }
+        }
+        lock(&self.links).map.remove(&id);
+        crate::event!("link closed {peer}");
+    }
+
+    /// Reads floods from a link this servent opened until it closes.
+    fn outgoing_link(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, id: LinkId) {
+        let me = own_address(&stream, self.port);
+        let mut r = BufReader::new(SharedStream::new(Arc::new(stream)));
+        loop {
+            match next_message(&mut r) {
+                Ok(Some(msg)) => self.on_link_message(msg, id, peer, &me),
+                Ok(None) => break,
                 Err(e) => {
                     crate::diag!("link {peer}: {e}; closing it");
                     break;
@@ -511,8 +707,27 @@ impl Servent {
         crate::event!("link closed {peer}");
     }
 
+    /// One message from a neighbour.
+    fn on_link_message(
+        self: &Arc<Self>,
+        msg: Message,
+        id: LinkId,
+        peer: SocketAddr,
+        me: &io::Result<String>,
+    ) {
+        match msg {
+            Message::KeyFlood(f) => self.on_flood(Query::Key, f, id, peer, me),
+            Message::TopoFlood(f) => self.on_flood(Query::Topo, f, id, peer, me),
+            other => crate::diag!(
+                "link {peer}: unexpected {} from a servent, ignored",
+                other.name()
+            ),
+        }
+    }
+
     /// Reads a client's requests; `port` is where it listens for answers.
-    fn client_link(self: &Arc<Self>, r: &mut BufReader<SharedStream>, peer: SocketAddr, port: u16) {
+    fn client(self: &Arc<Self>, session: &Session, r: &mut BufReader<SharedStream>, port: u16) {
+        let peer = session.peer();
         let ip = match peer.ip() {
             IpAddr::V4(ip) => Some(ip),
             IpAddr::V6(ip) => ip.to_ipv4_mapped(),
@@ -523,11 +738,12 @@ impl Servent {
             );
             return;
         };
+        let member = self.clients.join(session, &self.evictions);
         let origin = SocketAddrV4::new(ip, port);
-        let me = own_address(r.get_ref().tcp(), self.port);
+        let me = own_address(session.stream(), self.port);
         crate::event!("client {peer} answers to {origin}");
         loop {
-            match next_message(r) {
+            match next_request(session, &member, r) {
                 Ok(None) => break,
                 Ok(Some(Message::KeyReq { seq, key })) => {
                     self.on_request(Query::Key, seq, key, origin, &me)
@@ -541,7 +757,10 @@ impl Servent {
                     other.name()
                 ),
                 Err(e) => {
-                    crate::diag!("client {peer}: {e}; closing the connection");
+                    if !session.is_closed() {
+                        self.conn_errors
+                            .diag(|| format!("client {peer}: {e}; closing the connection"));
+                    }
                     break;
                 }
             }
@@ -581,7 +800,7 @@ impl Servent {
             }
             Query::Topo => {
                 self.event(format_args!("request topo {origin} seq {seq}"));
-                let Some(path) = self.path_start(me) else {
+                let Some(path) = path_start(me) else {
                     return;
                 };
                 self.answer(origin, seq, path.clone());
@@ -595,21 +814,6 @@ impl Servent {
             info,
         };
         self.forward(query, flood, None);
-    }
-
-    /// This servent's address as the first entry of a topology path.
-    fn path_start(&self, me: &io::Result<String>) -> Option<Text> {
-        match me.as_ref().map(|m| Text::new(m)) {
-            Ok(Ok(t)) => Some(t),
-            Ok(Err(e)) => {
-                crate::diag!("own address cannot be sent: {e}");
-                None
-            }
-            Err(e) => {
-                crate::diag!("own address unknown: {e}");
-                None
-            }
-        }
     }
 
     /// A flood from a neighbour: drop it if seen, else answer if we can and
@@ -694,52 +898,80 @@ impl Servent {
         ));
     }
 
-    /// Sends one RESP to the client on a new connection, from its own thread.
+    /// Sends one RESP to the client on a new connection, from its own
+    /// thread, if the answer bounds allow; else drops it with a counted line.
     fn answer(self: &Arc<Self>, origin: SocketAddrV4, seq: u32, value: Text) {
-        if self.answering.fetch_add(1, Ordering::SeqCst) >= MAX_ANSWERS_IN_FLIGHT {
-            self.answering.fetch_sub(1, Ordering::SeqCst);
+        if let Err(busy) = self.answers.take(origin) {
             bump(&self.stats.dropped, 1);
-            crate::diag!("too many answers in flight; answer to {origin} seq {seq} dropped");
+            let why = match busy {
+                Busy::All => format!("{MAX_ANSWERS_IN_FLIGHT} answers already in flight"),
+                Busy::Origin => {
+                    format!("{MAX_ANSWERS_PER_ORIGIN} answers to it already in flight")
+                }
+            };
+            let total = self.stats.dropped.load(Ordering::Relaxed);
+            self.drops.diag(|| {
+                format!("answer to {origin} seq {seq} dropped: {why} ({total} dropped so far)")
+            });
             return;
         }
         let s = self.clone();
         let spawned = thread::Builder::new()
             .name(format!("answer {origin}"))
             .spawn(move || {
-                let res = s.send_answer(origin, seq, value);
-                s.answering.fetch_sub(1, Ordering::SeqCst);
+                let res = send_answer(origin, seq, value, &s.timeouts);
+                s.answers.done(origin);
                 match res {
                     Ok(()) => {
                         bump(&s.stats.answers, 1);
                         s.event(format_args!("answered {origin} seq {seq}"));
                     }
-                    Err(e) => crate::diag!("answer to {origin} seq {seq}: {e}"),
+                    Err(e) => s
+                        .failures
+                        .diag(|| format!("answer to {origin} seq {seq}: {e}")),
                 }
             });
         if let Err(e) = spawned {
-            self.answering.fetch_sub(1, Ordering::SeqCst);
+            self.answers.done(origin);
             crate::diag!("answer to {origin} seq {seq}: no thread: {e}");
         }
     }
+}
 
-    fn send_answer(&self, origin: SocketAddrV4, seq: u32, value: Text) -> Result<()> {
-        let timeouts = answer_timeouts(&self.timeouts);
-        let stream = net::connect_addr(SocketAddr::V4(origin), &timeouts)?;
-        (&stream).write_all(&Message::Resp { seq, value }.encode())?;
-        // Half-close so the client sees the end of the answer; it may already
-        // have closed its side, which is fine.
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        Ok(())
+/// This servent's address as the first entry of a topology path.
+fn path_start(me: &io::Result<String>) -> Option<Text> {
+    match me.as_ref().map(|m| Text::new(m)) {
+        Ok(Ok(t)) => Some(t),
+        Ok(Err(e)) => {
+            crate::diag!("own address cannot be sent: {e}");
+            None
+        }
+        Err(e) => {
+            crate::diag!("own address unknown: {e}");
+            None
+        }
     }
 }
 
-/// The timeouts of an answer's connection: [`ANSWER_TIMEOUT`], or less if
-/// the servent's own are shorter.
-fn answer_timeouts(t: &Timeouts) -> Timeouts {
-    Timeouts {
-        connect: t.connect.min(ANSWER_TIMEOUT),
-        io: t.io.min(ANSWER_TIMEOUT),
-    }
+/// Connects to `origin` and writes one RESP, all within [`ANSWER_TIMEOUT`]
+/// (or the servent's own timeouts, if shorter).
+fn send_answer(origin: SocketAddrV4, seq: u32, value: Text, t: &Timeouts) -> Result<()> {
+    let deadline = Instant::now() + ANSWER_TIMEOUT.min(t.io);
+    let connect = t.connect.min(ANSWER_TIMEOUT);
+    let stream =
+        TcpStream::connect_timeout(&SocketAddr::V4(origin), connect).doing(|| "connecting")?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(10));
+    stream.set_write_timeout(Some(left))?;
+    let _ = stream.set_nodelay(true);
+    (&stream)
+        .write_all(&Message::Resp { seq, value }.encode())
+        .doing(|| "sending")?;
+    // Half-close so the client sees the end of the answer; it may already
+    // have closed its side, which is fine.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -752,24 +984,51 @@ mod tests {
     }
 
     #[test]
-    fn answers_give_up_sooner_than_links() {
-        let t = answer_timeouts(&Timeouts::default());
-        assert_eq!((t.connect, t.io), (ANSWER_TIMEOUT, ANSWER_TIMEOUT));
-        let short = Timeouts::secs(1);
-        assert_eq!(answer_timeouts(&short), short);
+    fn answers_are_bounded_per_origin_and_in_all() {
+        let a = Answers::default();
+        let o = |port| SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        for _ in 0..MAX_ANSWERS_PER_ORIGIN {
+            assert_eq!(a.take(o(1)), Ok(()));
+        }
+        assert_eq!(a.take(o(1)), Err(Busy::Origin));
+        // Another origin still gets its answers.
+        assert_eq!(a.take(o(2)), Ok(()));
+        a.done(o(1));
+        assert_eq!(a.take(o(1)), Ok(()));
+        let mut port = 3;
+        while a.take(o(port)).is_ok() {
+            port += 1;
+        }
+        assert_eq!(a.take(o(port + 1)), Err(Busy::All));
+        assert_eq!(lock(&a.table).0, MAX_ANSWERS_IN_FLIGHT);
+        for p in 3..port {
+            a.done(o(p));
+        }
+        a.done(o(2));
+        for _ in 0..MAX_ANSWERS_PER_ORIGIN {
+            a.done(o(1));
+        }
+        let t = lock(&a.table);
+        assert_eq!(t.0, 0);
+        assert!(t.1.is_empty(), "no origin left behind");
     }
 
     #[test]
-    fn caps_turn_away_the_one_too_many() {
-        let cap = Cap::new("test connections", 2);
-        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let a = cap.take(peer);
-        let b = cap.take(peer);
-        assert!(a.is_some() && b.is_some());
-        assert!(cap.take(peer).is_none());
-        drop(a);
-        assert!(cap.take(peer).is_some());
-        assert_eq!(cap.open.load(Ordering::SeqCst), 1);
+    fn bursts_of_lines_are_counted_not_printed() {
+        let t = Throttle::new(false);
+        for _ in 0..12 {
+            t.diag(|| "test line from the throttle".into());
+        }
+        let st = lock(&t.state);
+        assert_eq!(
+            (st.1, st.2),
+            (LOG_LINES_PER_SEC, 12 - u64::from(LOG_LINES_PER_SEC))
+        );
+        let all = Throttle::new(true);
+        for _ in 0..12 {
+            all.diag(|| "test line from the throttle".into());
+        }
+        assert_eq!(lock(&all.state).2, 0);
     }
 
     #[test]
@@ -780,7 +1039,7 @@ mod tests {
         assert!(!s.insert(id(1, 0), t));
         assert!(s.insert(id(1, 1), t));
         assert!(s.insert(id(2, 0), t));
-        assert_eq!(s.len(), 3);
+        assert_eq!(s.set.len(), 3);
     }
 
     #[test]
@@ -790,7 +1049,7 @@ mod tests {
         assert!(s.insert(id(1, 0), t));
         assert!(!s.insert(id(1, 0), t + Duration::from_secs(9)));
         assert!(s.insert(id(1, 0), t + Duration::from_secs(10)));
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.set.len(), 1);
     }
 
     #[test]
@@ -799,7 +1058,7 @@ mod tests {
         let t = Instant::now();
         for seq in 0..10_000 {
             assert!(s.insert(id(9, seq), t));
-            assert!(s.len() <= 50);
+            assert!(s.set.len() <= 50);
         }
         // The oldest were evicted, the newest remembered.
         assert!(!s.insert(id(9, 9_999), t));

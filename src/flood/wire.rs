@@ -24,9 +24,6 @@ use crate::error::{Error, Result};
 /// The longest string (key, value, topology info) a message may carry.
 pub const MAX_TEXT: usize = 400;
 
-/// The longest encoded message: a flood header plus a full string.
-pub const MAX_MESSAGE_LEN: usize = 2 + 2 + 4 + 4 + 2 + 2 + MAX_TEXT;
-
 /// Message type numbers.
 pub mod kind {
     pub const ID: u16 = 4;
@@ -84,10 +81,6 @@ impl Text {
 
     pub fn len(&self) -> usize {
         self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// `self + " " + tail`, if the result still fits in a message.
