@@ -19,6 +19,7 @@
 //! - [`dht`]: the supernode DHT (`p2p-index`, `p2p-superd`, `p2p-ls`, `p2p-get`, `p2p-put`).
 //! - [`swarm`]: the BitTorrent-like swarm (`bt-tracker`, `bt-peer`).
 //! - [`flood`]: Gnutella-like key-value flooding (`kv-servent`, `kv-query`).
+//! - [`rdir`]: remote directory reading, stateful, stateless and ONC RPC (`rdird`, `rls`).
 
 pub mod cli;
 pub mod digest;
@@ -35,6 +36,7 @@ pub mod transfer;
 
 pub mod dht;
 pub mod flood;
+pub mod rdir;
 pub mod swarm;
 
 pub use error::{Error, Result};
