@@ -23,7 +23,7 @@ struct Args {
     #[arg(long, value_name = "DIR", default_value = ".")]
     root: PathBuf,
     /// RPC program number (rpc mode)
-    #[arg(long, value_name = "N", default_value_t = rpc::NUMPROG, value_parser = parse_prog)]
+    #[arg(long, value_name = "N", default_value_t = rpc::NUMPROG, value_parser = cmd::parse_prog)]
     prog: u32,
     /// Directories open at once (stateful mode)
     #[arg(long, value_name = "N", default_value_t = stateful::DEFAULT_MAX_OPEN,
@@ -37,14 +37,6 @@ struct Args {
     daemon: DaemonArgs,
     #[command(flatten)]
     verbosity: Verbosity,
-}
-
-fn parse_prog(s: &str) -> Result<u32, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|_| format!("{s:?} is not a program number"))
 }
 
 fn main() -> ExitCode {

@@ -38,16 +38,28 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// RPC program number
-    #[arg(long, value_name = "N", default_value_t = rpc::NUMPROG)]
+    #[arg(long, value_name = "N", default_value_t = rpc::NUMPROG, value_parser = cmd::parse_prog)]
     prog: u32,
     /// Milliseconds to wait before each request after the first (demos)
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pause_ms: u64,
+    /// Stateful: read with this handle (hex) instead of opening, to see the
+    /// server refuse a handle it did not give (after a restart, made up)
+    #[arg(long, value_name = "HEX", value_parser = parse_handle)]
+    handle: Option<u64>,
     #[command(flatten)]
     net: NetArgs,
     /// Remote directories (relative to the server's root, or absolute in it)
     #[arg(required = true, value_name = "DIR")]
     dirs: Vec<OsString>,
+}
+
+fn parse_handle(s: &str) -> Result<u64, String> {
+    let hex = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    u64::from_str_radix(hex, 16).map_err(|_| format!("{s:?} is not a hexadecimal handle"))
 }
 
 fn main() -> ExitCode {
@@ -64,6 +76,7 @@ fn main() -> ExitCode {
                 json: a.json,
                 pause: Duration::from_millis(a.pause_ms),
                 timeouts: a.net.timeouts(),
+                handle: a.handle,
             },
             &a.dirs,
         )

@@ -142,6 +142,7 @@ pub fn open(ep: &Endpoint, mode: Mode, path: &[u8], opts: Options) -> Result<Box
 /// Stateful: the server holds the open directory behind a handle.
 pub struct StatefulDir {
     conn: Conn,
+    ep: Endpoint,
     path: Vec<u8>,
     handle: u64,
     opts: Options,
@@ -158,16 +159,9 @@ impl StatefulDir {
             path: path.to_vec(),
         })?;
         match conn.expect::<StatefulResponse>()? {
-            StatefulResponse::Opened { handle } => Ok(StatefulDir {
-                conn,
-                path: path.to_vec(),
-                handle,
-                opts,
-                buf: VecDeque::new(),
-                eof: false,
-                closed: false,
-                asked: false,
-            }),
+            StatefulResponse::Opened { handle } => {
+                Ok(StatefulDir::with(ep, conn, path, handle, opts))
+            }
             StatefulResponse::Error { status, message } => Err(refused(path, status, &message)),
             other => Err(Error::Protocol(format!(
                 "unexpected answer to open: {other:?}"
@@ -175,9 +169,61 @@ impl StatefulDir {
         }
     }
 
+    /// Reads with a handle this client did not get from `open` (one from
+    /// another connection, from before a restart, or made up): the server
+    /// must refuse it.
+    pub fn adopt(ep: &Endpoint, path: &[u8], handle: u64, opts: Options) -> Result<StatefulDir> {
+        let conn = Conn::open(&ep.addr(), &ep.timeouts, STATEFUL)?;
+        Ok(StatefulDir::with(ep, conn, path, handle, opts))
+    }
+
+    fn with(ep: &Endpoint, conn: Conn, path: &[u8], handle: u64, opts: Options) -> StatefulDir {
+        StatefulDir {
+            conn,
+            ep: ep.clone(),
+            path: path.to_vec(),
+            handle,
+            opts,
+            buf: VecDeque::new(),
+            eof: false,
+            closed: false,
+            asked: false,
+        }
+    }
+
     /// The server's handle (opaque).
     pub fn handle(&self) -> u64 {
         self.handle
+    }
+
+    /// One read; if the connection broke (the server restarted), connects
+    /// again within the connect timeout and presents the same handle,
+    /// which a restarted server refuses: the stateful design's weakness.
+    fn read(&mut self) -> Result<StatefulResponse> {
+        let req = StatefulRequest::Read {
+            handle: self.handle,
+            max: self.opts.batch,
+        };
+        let first = self
+            .conn
+            .send(&req)
+            .and_then(|()| self.conn.expect::<StatefulResponse>());
+        let e = match first {
+            Err(e) if e.is_disconnect() => e,
+            other => return other,
+        };
+        let deadline = Instant::now() + self.ep.timeouts.connect;
+        loop {
+            match Conn::open(&self.ep.addr(), &self.ep.timeouts, STATEFUL) {
+                Ok(c) => {
+                    self.conn = c;
+                    self.conn.send(&req)?;
+                    return self.conn.expect();
+                }
+                Err(_) if Instant::now() < deadline => thread::sleep(RETRY_EVERY),
+                Err(_) => return Err(e),
+            }
+        }
     }
 }
 
@@ -192,16 +238,16 @@ impl RemoteDir for StatefulDir {
                 thread::sleep(self.opts.pause);
             }
             self.asked = true;
-            self.conn.send(&StatefulRequest::Read {
-                handle: self.handle,
-                max: self.opts.batch,
-            })?;
-            match self.conn.expect::<StatefulResponse>()? {
+            match self.read()? {
                 StatefulResponse::Entries { names, eof } => {
                     self.buf.extend(names);
                     self.eof = eof;
                 }
                 StatefulResponse::Error { status, message } => {
+                    if status == super::dir::status::BADF {
+                        // Nothing to close on the server.
+                        self.closed = true;
+                    }
                     return Err(refused(&self.path, status, &message));
                 }
                 other => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::client::{self, Endpoint, Options, RemoteDir};
+use super::client::{self, Endpoint, Options, RemoteDir, StatefulDir};
 use super::dir::Root;
 use super::rpc::{RDIRVERS, RdirProgram};
 use super::stateful::{self, Stateful};
@@ -70,6 +70,15 @@ pub fn rdird(listen: &str, limits: Limits, opts: DaemonOptions) -> Result<()> {
     Ok(())
 }
 
+/// Parses an RPC program number, decimal or 0x-hexadecimal.
+pub fn parse_prog(s: &str) -> Result<u32, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("{s:?} is not a program number"))
+}
+
 /// How `rls` lists.
 #[derive(Debug, Clone)]
 pub struct LsOptions {
@@ -84,6 +93,9 @@ pub struct LsOptions {
     pub json: bool,
     pub pause: Duration,
     pub timeouts: Timeouts,
+    /// Stateful: read with this handle instead of opening (the server must
+    /// refuse a handle it did not give this connection).
+    pub handle: Option<u64>,
 }
 
 fn endpoint(o: &LsOptions) -> Result<Endpoint> {
@@ -171,6 +183,15 @@ pub fn rls(o: &LsOptions, dirs: &[OsString]) -> Result<()> {
         batch: o.batch,
         pause: o.pause,
     };
+    if o.handle.is_some() && o.mode != Mode::Stateful {
+        bail!("--handle is for --mode stateful");
+    }
+    let open_dir = |path: &[u8]| -> crate::Result<Box<dyn RemoteDir>> {
+        match o.handle {
+            Some(h) => Ok(Box::new(StatefulDir::adopt(&ep, path, h, opts)?)),
+            None => client::open(&ep, o.mode, path, opts),
+        }
+    };
     let mut out = cli::stdout();
     let mut failed = 0usize;
     let report = |e: crate::Error, failed: &mut usize| -> Result<()> {
@@ -185,7 +206,7 @@ pub fn rls(o: &LsOptions, dirs: &[OsString]) -> Result<()> {
     if o.mix {
         let mut open: Vec<Box<dyn RemoteDir>> = Vec::new();
         for d in dirs {
-            match client::open(&ep, o.mode, d.as_bytes(), opts) {
+            match open_dir(d.as_bytes()) {
                 Ok(dir) => open.push(dir),
                 Err(e) => report(e, &mut failed)?,
             }
@@ -214,7 +235,7 @@ pub fn rls(o: &LsOptions, dirs: &[OsString]) -> Result<()> {
         let headers = dirs.len() > 1 && !o.json;
         for (n, d) in dirs.iter().enumerate() {
             let path = d.as_bytes();
-            let mut dir = match client::open(&ep, o.mode, path, opts) {
+            let mut dir = match open_dir(path) {
                 Ok(dir) => dir,
                 Err(e) => {
                     report(e, &mut failed)?;
@@ -231,7 +252,13 @@ pub fn rls(o: &LsOptions, dirs: &[OsString]) -> Result<()> {
             let mut result = Ok(());
             for name in dir.entries() {
                 match name {
-                    Ok(name) => entry_line(&mut out, o.json, path, &name)?,
+                    Ok(name) => {
+                        entry_line(&mut out, o.json, path, &name)?;
+                        if !o.pause.is_zero() {
+                            // A slowed listing shows its progress.
+                            out.flush()?;
+                        }
+                    }
                     Err(e) => {
                         result = Err(e);
                         break;
