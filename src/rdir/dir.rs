@@ -120,8 +120,9 @@ pub struct Dir {
     raw: NonNull<RawDir>,
 }
 
-// A DIR stream may move between threads; `&mut self` on every use keeps it
-// to one thread at a time.
+// SAFETY: a DIR stream has no thread affinity; it may move between threads
+// as long as one thread uses it at a time, which `&mut self` on every use
+// (and `Dir` not being `Sync`) guarantees.
 unsafe impl Send for Dir {}
 
 impl Dir {

@@ -7,8 +7,9 @@
 //! bounded by a cap and an idle timeout, and a connection's handles are
 //! released when it ends.
 //!
-//! **Locks.** `Stateful::table` is taken before an entry's `OpenDir` lock,
-//! never the other way round; neither is held during socket I/O.
+//! **Locks.** `Stateful::table` is taken before an entry's `OpenDir` lock
+//! and before `Stateful::rng`, never the other way round; none is held
+//! during socket I/O.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -183,7 +184,7 @@ impl Stateful {
         };
         match req {
             Req::Open { path } => {
-                let what = format!("open {}", String::from_utf8_lossy(&path));
+                let what = format!("open {}", path.escape_ascii());
                 match self.open(conn, &path) {
                     Ok(handle) => (Resp::Opened { handle }, format!("{what} -> {handle:#018x}")),
                     Err(r) => (

@@ -25,7 +25,7 @@ pub fn log_line(
 ) -> String {
     let what = format!(
         "readdir {} cookie {cookie:#x} max {max}",
-        String::from_utf8_lossy(path)
+        path.escape_ascii()
     );
     match outcome {
         Ok(b) => format!(

@@ -31,22 +31,54 @@ fn prog(n: u32) -> u32 {
     0x4000_0000 | ((std::process::id() & 0xffff) << 8) | n
 }
 
-fn rdird(mode: Mode, root: &Path, prog_n: u32, extra: &[&str]) -> Proc {
+/// A running rdird, stopped with SIGTERM on drop so an RPC server takes
+/// its registration out of rpcbind.
+struct Rdird(Proc);
+
+impl std::ops::Deref for Rdird {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Rdird {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.0
+    }
+}
+
+impl Drop for Rdird {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            // It may have been killed already (restart tests).
+            let _ = Command::new("kill")
+                .arg(self.0.pid().to_string())
+                .stderr(std::process::Stdio::null())
+                .status();
+            self.0.wait_exit();
+        }
+    }
+}
+
+fn rdird(mode: Mode, root: &Path, prog_n: u32, extra: &[&str]) -> Rdird {
     rdird_on(mode, root, prog_n, "127.0.0.1:0", extra)
 }
 
-fn rdird_on(mode: Mode, root: &Path, prog_n: u32, listen: &str, extra: &[&str]) -> Proc {
-    cmd(bin!("rdird"))
-        .arg("--mode")
-        .arg(mode.to_string())
-        .arg("--root")
-        .arg(root)
-        .arg("--listen")
-        .arg(listen)
-        .arg("--prog")
-        .arg(prog(prog_n).to_string())
-        .args(extra)
-        .daemon()
+fn rdird_on(mode: Mode, root: &Path, prog_n: u32, listen: &str, extra: &[&str]) -> Rdird {
+    Rdird(
+        cmd(bin!("rdird"))
+            .arg("--mode")
+            .arg(mode.to_string())
+            .arg("--root")
+            .arg(root)
+            .arg("--listen")
+            .arg(listen)
+            .arg("--prog")
+            .arg(prog(prog_n).to_string())
+            .args(extra)
+            .daemon(),
+    )
 }
 
 /// Runs rls against `d` and returns (exit code, stdout bytes, stderr).
