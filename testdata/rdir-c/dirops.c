@@ -6,8 +6,9 @@
 #include "rdir.h"
 #include "dirops.h"
 
-/* Entries asked for per call (at most RDIR_MAXBATCH). */
-#define BATCH 256
+/* Entries asked for per call: a full batch of long names makes a reply
+ * over 64 KiB, which the server sends in several fragments. */
+#define BATCH RDIR_MAXBATCH
 
 struct r_dir {
     CLIENT *clnt;

@@ -761,8 +761,10 @@ fn the_rpcgen_built_c_client_lists_through_rpcbind() {
     let t = TempDir::new("rdir-c");
     let root = t.sub("root");
     let dir = t.sub("root/d");
-    for i in 0..600 {
-        fs::File::create(dir.join(format!("c file {i}"))).unwrap();
+    // Long names: a batch of 1024 makes a reply of about 200 KiB, sent in
+    // several record fragments that libtirpc must reassemble.
+    for i in 0..3000 {
+        fs::File::create(dir.join(format!("c file {i} {}", "x".repeat(180)))).unwrap();
     }
     fs::File::create(dir.join(OsStr::from_bytes(b"\xff odd"))).unwrap();
     let build = Command::new("bash")
