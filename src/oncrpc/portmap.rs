@@ -127,7 +127,12 @@ impl Portmapper {
 
     /// The portmapper on `host`, port 111, over TCP.
     pub fn on_host(host: &str) -> Result<Portmapper> {
-        let at = net::host_port(host, PMAP_PORT);
+        Portmapper::at_addr(&net::host_port(host, PMAP_PORT))
+    }
+
+    /// A portmapper at `addr` (`host:port`), over TCP.
+    pub fn at_addr(addr: &str) -> Result<Portmapper> {
+        let at = addr.to_string();
         let t = Timeouts {
             connect: RPCBIND_TIMEOUT,
             io: RPCBIND_TIMEOUT,
@@ -212,24 +217,49 @@ pub fn getport(host: &str, prog: u32, vers: u32) -> Result<u16> {
     })
 }
 
+/// Which portmapper a registration talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// The local rpcbind (its local socket, else 127.0.0.1:111).
+    Local,
+    /// A portmapper at this `host:port` over TCP.
+    Tcp(String),
+}
+
+impl Via {
+    fn connect(&self) -> Result<Portmapper> {
+        match self {
+            Via::Local => Portmapper::local(),
+            Via::Tcp(addr) => Portmapper::at_addr(addr),
+        }
+    }
+}
+
 /// A TCP service registered with the local rpcbind; unregistered on drop.
 #[derive(Debug)]
 pub struct Registration {
     pub mapping: Mapping,
+    via: Via,
 }
 
 impl Registration {
-    /// Registers (prog, vers, TCP, port): UNSET, then SET. If SET returns
-    /// FALSE the error says who holds the registration.
+    /// Registers (prog, vers, TCP, port) with the local rpcbind: UNSET,
+    /// then SET. If SET returns FALSE the error says who holds the
+    /// registration.
     pub fn register(prog: u32, vers: u32, port: u16) -> Result<Registration> {
+        Registration::register_via(Via::Local, prog, vers, port)
+    }
+
+    /// Registers with the portmapper `via`.
+    pub fn register_via(via: Via, prog: u32, vers: u32, port: u16) -> Result<Registration> {
         let mapping = Mapping::tcp(prog, vers, port);
-        let mut pm = Portmapper::local()?;
+        let mut pm = via.connect()?;
         // FALSE only means there was nothing to remove.
         pm.unset(prog, vers)?;
         if pm.set(&mapping)? {
-            return Ok(Registration { mapping });
+            return Ok(Registration { mapping, via });
         }
-        let holder = match Portmapper::local().and_then(|mut pm| pm.dump()) {
+        let holder = match pm.dump() {
             Ok(list) => list
                 .iter()
                 .filter(|m| m.prog == prog && m.vers == vers)
@@ -251,7 +281,8 @@ impl Registration {
             holder
         };
         Err(Error::Rpcbind(format!(
-            "refused to register program {prog} version {vers}: already held by {holder}"
+            "{} refused to register program {prog} version {vers}: already held by {holder}",
+            pm.at
         )))
     }
 
@@ -272,7 +303,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         // Best effort: rpcbind may be gone by now.
-        if let Ok(mut pm) = Portmapper::local() {
+        if let Ok(mut pm) = self.via.connect() {
             let _ = pm.unset(self.mapping.prog, self.mapping.vers);
         }
     }
@@ -281,6 +312,73 @@ impl Drop for Registration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oncrpc::server::{self, Call, Fault, Program};
+    use crate::oncrpc::{Decoder, Encoder};
+    use crate::server::{Limits, Server};
+    use crate::shutdown::Shutdown;
+    use std::sync::Arc;
+
+    /// A portmapper whose SET always fails: program 7 v1 is held on 4242.
+    struct Stubborn;
+
+    impl Program for Stubborn {
+        fn prog(&self) -> u32 {
+            PMAP_PROG
+        }
+        fn vers(&self) -> u32 {
+            PMAP_VERS
+        }
+        fn dispatch(&self, call: &mut Call<'_>, r: &mut Encoder) -> Result<(), Fault> {
+            let mapping = |d: &mut Decoder<'_>| {
+                for what in ["prog", "vers", "prot", "port"] {
+                    d.u32(what)?;
+                }
+                Ok(())
+            };
+            match call.proc_ {
+                PROC_SET => {
+                    call.args(mapping)?;
+                    r.bool(false);
+                }
+                PROC_UNSET => {
+                    call.args(mapping)?;
+                    r.bool(true);
+                }
+                PROC_DUMP => {
+                    call.args(|_| Ok(()))?;
+                    for m in [Mapping::tcp(7, 1, 4242), Mapping::tcp(8, 1, 1)] {
+                        r.bool(true);
+                        m.encode(r);
+                    }
+                    r.bool(false);
+                }
+                _ => return Err(Fault::ProcUnavail),
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_refused_set_names_the_holder() {
+        let shutdown = Shutdown::new();
+        let srv = Server::bind("127.0.0.1:0", Limits::default(), shutdown.clone()).unwrap();
+        let addr = srv.local_addr().to_string();
+        let t = std::thread::spawn(move || server::serve(srv, Arc::new(Stubborn), 1 << 16));
+        let err = Registration::register_via(Via::Tcp(addr), 7, 1, 5555).unwrap_err();
+        assert!(
+            err.to_string().contains("already held by tcp port 4242"),
+            "{err}"
+        );
+        // No portmapper at all: a clear error, no panic, no wait.
+        let err =
+            Registration::register_via(Via::Tcp("127.0.0.1:1".into()), 7, 1, 5555).unwrap_err();
+        assert!(
+            err.to_string().contains("not reachable at 127.0.0.1:1"),
+            "{err}"
+        );
+        shutdown.trigger();
+        t.join().unwrap().unwrap();
+    }
 
     #[test]
     fn register_getport_unset_with_the_local_rpcbind() {

@@ -529,6 +529,12 @@ fn the_fd_count_stays_constant_over_ten_thousand_stateless_requests() {
         other => panic!("{other:?}"),
     }
     assert_eq!(usage(d.pid()).fds, before);
+    harness::framed_battery(&d.addr, STATELESS, |p| {
+        match peerkit::frame::decode::<StatelessResponse>(p) {
+            Ok(StatelessResponse::Error { message, .. }) => Some(message),
+            _ => None,
+        }
+    });
 }
 
 #[test]
