@@ -8,6 +8,8 @@
 #
 # Groups:
 #   demo    tmux (the multi-pane demos)
+#   rpc     gcc, rpcgen (rpcsvc-proto), libtirpc-dev and rpcbind for the rdir
+#           C client built from rdir.x; starts `rpcbind -w` if none runs
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
@@ -16,9 +18,48 @@ group_demo() {
     need tmux tmux
 }
 
+# need_file FILE PACKAGE: installs PACKAGE if FILE is missing.
+need_file() {
+    if [ ! -e "$1" ]; then
+        need "/nonexistent/$(basename "$1")" "$2"
+    fi
+    [ -e "$1" ]
+}
+
+rpcbind_path() {
+    command -v rpcbind 2>/dev/null || ls /usr/sbin/rpcbind /sbin/rpcbind 2>/dev/null | head -n1
+}
+
+group_rpc() {
+    local ok=0
+    need gcc gcc || ok=1
+    need rpcgen rpcsvc-proto || ok=1
+    need pkg-config pkg-config || true
+    need_file /usr/include/tirpc/rpc/rpc.h libtirpc-dev || ok=1
+    if [ -z "$(rpcbind_path)" ]; then
+        need /nonexistent/rpcbind rpcbind || true
+    fi
+    local rpcbind
+    rpcbind=$(rpcbind_path)
+    if [ -z "$rpcbind" ]; then
+        say "rpcbind could not be installed" >&2
+        return 1
+    fi
+    # Running already? (rpcinfo comes with rpcbind.)
+    if ! rpcinfo -p 127.0.0.1 >/dev/null 2>&1; then
+        say "starting rpcbind -w" >&2
+        if [ "$(id -u)" -eq 0 ]; then
+            "$rpcbind" -w || ok=1
+        else
+            sudo "$rpcbind" -w || ok=1
+        fi
+    fi
+    return "$ok"
+}
+
 groups=("$@")
 if [ ${#groups[@]} -eq 0 ]; then
-    groups=(demo)
+    groups=(demo rpc)
 fi
 status=0
 for g in "${groups[@]}"; do

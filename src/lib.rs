@@ -13,11 +13,13 @@
 //! - [`log`]: `event!` lines on stdout and `diag!` lines (`tool: message`) on stderr that never fail.
 //! - [`cli`]: shared flags, progress bars, error-to-exit-code mapping for binaries.
 //! - [`rng`]: a small random generator for tie breaks and peer choice.
+//! - [`oncrpc`]: ONC RPC v2 over TCP: XDR, record marking, call/reply headers, a `Program` server on the core, a client, the rpcbind client.
 //!
 //! One module per system; a system never reaches into another:
 //! - [`dht`]: the supernode DHT (`p2p-index`, `p2p-superd`, `p2p-ls`, `p2p-get`, `p2p-put`).
 //! - [`swarm`]: the BitTorrent-like swarm (`bt-tracker`, `bt-peer`).
 //! - [`flood`]: Gnutella-like key-value flooding (`kv-servent`, `kv-query`).
+//! - [`rdir`]: remote directory reading, stateful, stateless and ONC RPC (`rdird`, `rls`).
 
 pub mod cli;
 pub mod digest;
@@ -26,6 +28,7 @@ pub mod frame;
 pub mod log;
 pub mod name;
 pub mod net;
+pub mod oncrpc;
 pub mod rng;
 pub mod server;
 pub mod shutdown;
@@ -33,6 +36,7 @@ pub mod transfer;
 
 pub mod dht;
 pub mod flood;
+pub mod rdir;
 pub mod swarm;
 
 pub use error::{Error, Result};

@@ -1,0 +1,501 @@
+//! The course's `dirops.h` in Rust: [`open`] a remote directory in one of
+//! the three designs, iterate its entry names (raw bytes), `close` it.
+//! One implementation per design behind the [`RemoteDir`] trait.
+//!
+//! The stateless designs keep the cookie on the client and send it with
+//! every request; if the connection breaks after a listing has begun (the
+//! server restarted), they reconnect and go on from the same cookie.
+
+use std::collections::VecDeque;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::dir::{Batch, status_text};
+use super::proto::{
+    STATEFUL, STATELESS, StatefulRequest, StatefulResponse, StatelessRequest, StatelessResponse,
+};
+use super::rpc::{self, Args, RDIR_READDIR, RDIRVERS};
+use super::{DEFAULT_PORT, Mode};
+use crate::error::{Error, Result};
+use crate::frame::Conn;
+use crate::net::{self, Timeouts};
+use crate::oncrpc::{self, Client, portmap};
+
+/// Where the server is.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    /// The port; `None`: the default port, or for RPC the port rpcbind gives.
+    pub port: Option<u16>,
+    /// The RPC program number.
+    pub prog: u32,
+    pub timeouts: Timeouts,
+}
+
+impl Endpoint {
+    pub fn new(host: &str, port: Option<u16>) -> Endpoint {
+        Endpoint {
+            host: host.to_string(),
+            port,
+            prog: rpc::NUMPROG,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    fn addr(&self) -> String {
+        net::host_port(&self.host, self.port.unwrap_or(DEFAULT_PORT))
+    }
+}
+
+/// How a listing proceeds.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Entries asked for per request (1 to 1024).
+    pub batch: u32,
+    /// A pause before each request after the first (demos use it to
+    /// restart a server in the middle of a listing).
+    pub pause: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            batch: super::MAX_BATCH,
+            pause: Duration::ZERO,
+        }
+    }
+}
+
+/// An open remote directory.
+pub trait RemoteDir {
+    /// The path it was opened with.
+    fn path(&self) -> &[u8];
+    /// The next entry name, in the server's readdir order; `None` at the end.
+    fn next_name(&mut self) -> Result<Option<Vec<u8>>>;
+    /// Releases the directory (the stateful server's handle).
+    fn close(&mut self) -> Result<()>;
+}
+
+/// The entry names of a `RemoteDir`; stops after the first error.
+pub struct Entries<'a> {
+    dir: &'a mut dyn RemoteDir,
+    done: bool,
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = self.dir.next_name().transpose();
+        if !matches!(next, Some(Ok(_))) {
+            self.done = true;
+        }
+        next
+    }
+}
+
+impl dyn RemoteDir + '_ {
+    /// Iterates the entry names.
+    pub fn entries(&mut self) -> Entries<'_> {
+        Entries {
+            dir: self,
+            done: false,
+        }
+    }
+}
+
+/// A refusal from the server as the library's error.
+pub fn refused(path: &[u8], code: u32, message: &str) -> Error {
+    Error::Remote(format!(
+        "{}: {message} (status {code})",
+        String::from_utf8_lossy(path)
+    ))
+}
+
+/// Opens `path` on the server in `mode`.
+pub fn open(ep: &Endpoint, mode: Mode, path: &[u8], opts: Options) -> Result<Box<dyn RemoteDir>> {
+    Ok(match mode {
+        Mode::Stateful => Box::new(StatefulDir::open(ep, path, opts)?),
+        Mode::Stateless => Box::new(StatelessDir::open(
+            SocketFetch {
+                addr: ep.addr(),
+                timeouts: ep.timeouts,
+                conn: None,
+            },
+            path,
+            opts,
+        )?),
+        Mode::Rpc => Box::new(StatelessDir::open(
+            RpcFetch {
+                ep: ep.clone(),
+                client: None,
+            },
+            path,
+            opts,
+        )?),
+    })
+}
+
+/// Stateful: the server holds the open directory behind a handle.
+pub struct StatefulDir {
+    conn: Conn,
+    ep: Endpoint,
+    path: Vec<u8>,
+    handle: u64,
+    opts: Options,
+    buf: VecDeque<Vec<u8>>,
+    eof: bool,
+    closed: bool,
+    asked: bool,
+}
+
+impl StatefulDir {
+    pub fn open(ep: &Endpoint, path: &[u8], opts: Options) -> Result<StatefulDir> {
+        let mut conn = Conn::open(&ep.addr(), &ep.timeouts, STATEFUL)?;
+        conn.send(&StatefulRequest::Open {
+            path: path.to_vec(),
+        })?;
+        match conn.expect::<StatefulResponse>()? {
+            StatefulResponse::Opened { handle } => {
+                Ok(StatefulDir::with(ep, conn, path, handle, opts))
+            }
+            StatefulResponse::Error { status, message } => Err(refused(path, status, &message)),
+            other => Err(Error::Protocol(format!(
+                "unexpected answer to open: {other:?}"
+            ))),
+        }
+    }
+
+    /// Reads with a handle this client did not get from `open` (one from
+    /// another connection, from before a restart, or made up): the server
+    /// must refuse it.
+    pub fn adopt(ep: &Endpoint, path: &[u8], handle: u64, opts: Options) -> Result<StatefulDir> {
+        let conn = Conn::open(&ep.addr(), &ep.timeouts, STATEFUL)?;
+        Ok(StatefulDir::with(ep, conn, path, handle, opts))
+    }
+
+    fn with(ep: &Endpoint, conn: Conn, path: &[u8], handle: u64, opts: Options) -> StatefulDir {
+        StatefulDir {
+            conn,
+            ep: ep.clone(),
+            path: path.to_vec(),
+            handle,
+            opts,
+            buf: VecDeque::new(),
+            eof: false,
+            closed: false,
+            asked: false,
+        }
+    }
+
+    /// The server's handle (opaque).
+    pub fn handle(&self) -> u64 {
+        self.handle
+    }
+
+    /// One read; if the connection broke (the server restarted), connects
+    /// again within the connect timeout and presents the same handle,
+    /// which a restarted server refuses: the stateful design's weakness.
+    fn read(&mut self) -> Result<StatefulResponse> {
+        let req = StatefulRequest::Read {
+            handle: self.handle,
+            max: self.opts.batch,
+        };
+        let first = self
+            .conn
+            .send(&req)
+            .and_then(|()| self.conn.expect::<StatefulResponse>());
+        let e = match first {
+            Err(e) if e.is_disconnect() => e,
+            other => return other,
+        };
+        let deadline = Instant::now() + self.ep.timeouts.connect;
+        loop {
+            match Conn::open(&self.ep.addr(), &self.ep.timeouts, STATEFUL) {
+                Ok(c) => {
+                    self.conn = c;
+                    self.conn.send(&req)?;
+                    return self.conn.expect();
+                }
+                Err(_) if Instant::now() < deadline => thread::sleep(RETRY_EVERY),
+                Err(_) => return Err(e),
+            }
+        }
+    }
+}
+
+impl RemoteDir for StatefulDir {
+    fn path(&self) -> &[u8] {
+        &self.path
+    }
+
+    fn next_name(&mut self) -> Result<Option<Vec<u8>>> {
+        while self.buf.is_empty() && !self.eof {
+            if self.asked && !self.opts.pause.is_zero() {
+                thread::sleep(self.opts.pause);
+            }
+            self.asked = true;
+            match self.read()? {
+                StatefulResponse::Entries { names, eof } => {
+                    self.buf.extend(names);
+                    self.eof = eof;
+                }
+                StatefulResponse::Error { status, message } => {
+                    if status == super::dir::status::BADF {
+                        // Nothing to close on the server.
+                        self.closed = true;
+                    }
+                    return Err(refused(&self.path, status, &message));
+                }
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "unexpected answer to read: {other:?}"
+                    )));
+                }
+            }
+        }
+        Ok(self.buf.pop_front())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        self.conn.send(&StatefulRequest::Close {
+            handle: self.handle,
+        })?;
+        match self.conn.expect::<StatefulResponse>()? {
+            StatefulResponse::Closed => Ok(()),
+            StatefulResponse::Error { status, message } => {
+                Err(refused(&self.path, status, &message))
+            }
+            other => Err(Error::Protocol(format!(
+                "unexpected answer to close: {other:?}"
+            ))),
+        }
+    }
+}
+
+impl Drop for StatefulDir {
+    fn drop(&mut self) {
+        // Best effort; the server also releases handles when we disconnect.
+        let _ = self.close();
+    }
+}
+
+/// A failed stateless request: worth reconnecting and retrying, or not.
+enum Failure {
+    Retry(Error),
+    Fatal(Error),
+}
+
+/// One stateless request over some transport.
+trait Fetch {
+    fn fetch(
+        &mut self,
+        path: &[u8],
+        cookie: u64,
+        max: u32,
+    ) -> Result<Result<Batch, (u32, String)>, Failure>;
+    /// Drops the connection; the next fetch connects anew.
+    fn reset(&mut self);
+    fn timeouts(&self) -> Timeouts;
+}
+
+struct SocketFetch {
+    addr: String,
+    timeouts: Timeouts,
+    conn: Option<Conn>,
+}
+
+impl Fetch for SocketFetch {
+    fn fetch(
+        &mut self,
+        path: &[u8],
+        cookie: u64,
+        max: u32,
+    ) -> Result<Result<Batch, (u32, String)>, Failure> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self
+                .conn
+                .insert(Conn::open(&self.addr, &self.timeouts, STATELESS).map_err(Failure::Retry)?),
+        };
+        let req = StatelessRequest::ReadDir {
+            path: path.to_vec(),
+            cookie,
+            max,
+        };
+        let on_link = |e: Error| {
+            if e.is_disconnect() {
+                Failure::Retry(e)
+            } else {
+                Failure::Fatal(e)
+            }
+        };
+        conn.send(&req).map_err(on_link)?;
+        match conn.expect::<StatelessResponse>().map_err(on_link)? {
+            StatelessResponse::Batch { names, cookie, eof } => Ok(Ok(Batch { names, cookie, eof })),
+            StatelessResponse::Error { status, message } => Ok(Err((status, message))),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.conn = None;
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+}
+
+struct RpcFetch {
+    ep: Endpoint,
+    client: Option<Client>,
+}
+
+impl RpcFetch {
+    fn connect(&self) -> Result<Client> {
+        let port = match self.ep.port {
+            Some(p) => p,
+            None => portmap::getport(&self.ep.host, self.ep.prog, RDIRVERS)?,
+        };
+        let addr = net::host_port(&self.ep.host, port);
+        Client::connect(&addr, &self.ep.timeouts, self.ep.prog, RDIRVERS)
+    }
+}
+
+impl Fetch for RpcFetch {
+    fn fetch(
+        &mut self,
+        path: &[u8],
+        cookie: u64,
+        max: u32,
+    ) -> Result<Result<Batch, (u32, String)>, Failure> {
+        let client = match &mut self.client {
+            Some(c) => c,
+            None => self.client.insert(self.connect().map_err(Failure::Retry)?),
+        };
+        let args = Args {
+            dirname: path.to_vec(),
+            cookie,
+            max_entries: max,
+        };
+        let res = client.call_with(RDIR_READDIR, |e| args.encode(e), rpc::decode_res);
+        match res {
+            Ok(Ok(b)) => Ok(Ok(b)),
+            Ok(Err(code)) => Ok(Err((code, status_text(code).to_string()))),
+            Err(e @ (oncrpc::Error::Io(_) | oncrpc::Error::Closed)) => {
+                let e = Error::from(e);
+                if e.is_disconnect() {
+                    Err(Failure::Retry(e))
+                } else {
+                    Err(Failure::Fatal(e))
+                }
+            }
+            Err(e) => Err(Failure::Fatal(e.into())),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.client = None;
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        self.ep.timeouts
+    }
+}
+
+/// Stateless: the client keeps the cookie.
+struct StatelessDir<F> {
+    fetch: F,
+    path: Vec<u8>,
+    cookie: u64,
+    opts: Options,
+    buf: VecDeque<Vec<u8>>,
+    eof: bool,
+    started: bool,
+}
+
+/// How long to wait between attempts to reach a restarting server.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+
+impl<F: Fetch> StatelessDir<F> {
+    fn open(fetch: F, path: &[u8], opts: Options) -> Result<StatelessDir<F>> {
+        let mut d = StatelessDir {
+            fetch,
+            path: path.to_vec(),
+            cookie: 0,
+            opts,
+            buf: VecDeque::new(),
+            eof: false,
+            started: false,
+        };
+        // opendir's errors belong to open: ask for the first batch now.
+        d.fill()?;
+        Ok(d)
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        if self.started && !self.opts.pause.is_zero() {
+            thread::sleep(self.opts.pause);
+        }
+        // Once a listing has begun, a broken connection is a server
+        // restarting: retry within the connect timeout.
+        let deadline = Instant::now() + self.fetch.timeouts().connect;
+        let answer = loop {
+            match self.fetch.fetch(&self.path, self.cookie, self.opts.batch) {
+                Ok(a) => break a,
+                Err(Failure::Retry(e)) => {
+                    self.fetch.reset();
+                    if !self.started || Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    thread::sleep(RETRY_EVERY);
+                }
+                Err(Failure::Fatal(e)) => {
+                    self.fetch.reset();
+                    return Err(e);
+                }
+            }
+        };
+        self.started = true;
+        match answer {
+            Ok(b) => {
+                self.buf.extend(b.names);
+                self.cookie = b.cookie;
+                self.eof = b.eof;
+                Ok(())
+            }
+            Err((code, message)) => Err(refused(&self.path, code, &message)),
+        }
+    }
+}
+
+impl<F: Fetch> RemoteDir for StatelessDir<F> {
+    fn path(&self) -> &[u8] {
+        &self.path
+    }
+
+    fn next_name(&mut self) -> Result<Option<Vec<u8>>> {
+        while self.buf.is_empty() && !self.eof {
+            self.fill()?;
+        }
+        Ok(self.buf.pop_front())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        // Nothing is held on the server.
+        Ok(())
+    }
+}
+
+/// True when a listing error means the directory is not there or was
+/// refused (exit status 1), as opposed to a failure to talk (2).
+pub fn is_refusal(e: &Error) -> bool {
+    matches!(e.root(), Error::Remote(_))
+}

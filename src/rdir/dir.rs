@@ -1,0 +1,431 @@
+//! The server's side of a directory: `Dir`, a safe wrapper over libc's
+//! opendir/readdir/telldir/seekdir (std's `read_dir` cannot seek); `Root`,
+//! which confines requests to the served folder; the status codes every
+//! design answers with; and `read_batch`, one stateless request.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::raw::{c_char, c_int, c_long};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::ptr::NonNull;
+
+use crate::error::{Error, Result, ResultExt};
+
+/// Status codes: 0 or a Linux errno value, and NFS's bad-cookie code.
+pub mod status {
+    pub const OK: u32 = 0;
+    /// The path leads outside the root.
+    pub const OUTSIDE: u32 = 1;
+    /// No such directory.
+    pub const NOENT: u32 = 2;
+    /// Any other failure.
+    pub const IO: u32 = 5;
+    /// A stateful handle that is not open on this connection.
+    pub const BADF: u32 = 9;
+    /// Permission denied.
+    pub const ACCES: u32 = 13;
+    /// Not a directory.
+    pub const NOTDIR: u32 = 20;
+    /// `max_entries` is 0 (or over 1024).
+    pub const INVAL: u32 = 22;
+    /// The stateful server's cap on open directories is reached.
+    pub const MFILE: u32 = 24;
+    /// Name too long.
+    pub const NAMETOOLONG: u32 = 36;
+    /// The cookie is no longer valid (`RDIR_EBADCOOKIE`).
+    pub const BADCOOKIE: u32 = 10003;
+}
+
+/// What a status means, in words.
+pub fn status_text(code: u32) -> &'static str {
+    match code {
+        status::OK => "ok",
+        status::OUTSIDE => "outside the served folder",
+        status::NOENT => "no such directory",
+        status::BADF => "bad handle",
+        status::ACCES => "permission denied",
+        status::NOTDIR => "not a directory",
+        status::INVAL => "batch size must be 1 to 1024",
+        status::MFILE => "too many open directories on the server",
+        status::NAMETOOLONG => "name too long",
+        status::BADCOOKIE => "stale cookie",
+        _ => "server failure",
+    }
+}
+
+/// A refusal: a status code and its explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u32,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(status: u32, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The refusal with the standard text for its status.
+    pub fn plain(status: u32) -> Refusal {
+        Refusal::new(status, status_text(status))
+    }
+
+    fn from_io(e: &io::Error) -> Refusal {
+        let code = match e.raw_os_error() {
+            Some(2) => status::NOENT,
+            Some(13) | Some(1) => status::ACCES,
+            Some(20) => status::NOTDIR,
+            Some(36) => status::NAMETOOLONG,
+            _ => status::IO,
+        };
+        Refusal::new(code, crate::error::describe_io(e))
+    }
+}
+
+#[repr(C)]
+struct RawDir {
+    _opaque: [u8; 0],
+}
+
+/// glibc's and musl's `struct dirent` on 64-bit Linux.
+#[repr(C)]
+struct Dirent {
+    d_ino: u64,
+    d_off: i64,
+    d_reclen: u16,
+    d_type: u8,
+    d_name: [c_char; 256],
+}
+
+unsafe extern "C" {
+    fn opendir(name: *const c_char) -> *mut RawDir;
+    fn readdir(dir: *mut RawDir) -> *mut Dirent;
+    fn telldir(dir: *mut RawDir) -> c_long;
+    fn seekdir(dir: *mut RawDir, loc: c_long);
+    fn closedir(dir: *mut RawDir) -> c_int;
+    fn dirfd(dir: *mut RawDir) -> c_int;
+    fn lseek(fd: c_int, offset: i64, whence: c_int) -> i64;
+    fn __errno_location() -> *mut c_int;
+}
+
+const SEEK_SET: c_int = 0;
+
+/// An open directory stream. Its descriptor is closed on drop.
+#[derive(Debug)]
+pub struct Dir {
+    raw: NonNull<RawDir>,
+}
+
+// SAFETY: a DIR stream has no thread affinity; it may move between threads
+// as long as one thread uses it at a time, which `&mut self` on every use
+// (and `Dir` not being `Sync`) guarantees.
+unsafe impl Send for Dir {}
+
+impl Dir {
+    /// opendir(3). The descriptor is opened close-on-exec by libc.
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(2))?;
+        // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+        let raw = unsafe { opendir(c.as_ptr()) };
+        NonNull::new(raw)
+            .map(|raw| Dir { raw })
+            .ok_or_else(io::Error::last_os_error)
+    }
+
+    /// readdir(3): the next entry's name, `None` at the end.
+    pub fn next_name(&mut self) -> io::Result<Option<Vec<u8>>> {
+        // SAFETY: errno is thread-local; clearing it tells the end of the
+        // directory (NULL, errno 0) from an error (NULL, errno set).
+        unsafe { *__errno_location() = 0 };
+        // SAFETY: `raw` is an open DIR stream owned by `self`.
+        let ent = unsafe { readdir(self.raw.as_ptr()) };
+        if ent.is_null() {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(0) | None => Ok(None),
+                Some(_) => Err(e),
+            };
+        }
+        // SAFETY: a non-NULL entry is valid until the next readdir on this
+        // stream; d_name is NUL-terminated within its 256 bytes. We copy
+        // the name out before returning.
+        let name = unsafe {
+            let p = std::ptr::addr_of!((*ent).d_name) as *const c_char;
+            std::ffi::CStr::from_ptr(p).to_bytes().to_vec()
+        };
+        Ok(Some(name))
+    }
+
+    /// telldir(3): the position of the next entry, as a cookie.
+    pub fn tell(&mut self) -> u64 {
+        // SAFETY: `raw` is an open DIR stream owned by `self`.
+        let pos = unsafe { telldir(self.raw.as_ptr()) };
+        pos as u64
+    }
+
+    /// seekdir(3) to a cookie from `tell`. A cookie no position of this
+    /// directory can have (negative as an offset, or one the filesystem
+    /// refuses) is `false`.
+    pub fn seek(&mut self, cookie: u64) -> bool {
+        let Ok(pos) = i64::try_from(cookie) else {
+            return false;
+        };
+        // SAFETY: `raw` is an open DIR stream owned by `self`; the
+        // descriptor stays open while we lseek it, and seekdir below
+        // repositions the stream (dropping its buffer) to the same offset.
+        unsafe {
+            let fd = dirfd(self.raw.as_ptr());
+            if lseek(fd, pos, SEEK_SET) < 0 {
+                return false;
+            }
+            seekdir(self.raw.as_ptr(), pos as c_long);
+        }
+        true
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // SAFETY: `raw` is open and owned by `self`; it is not used again.
+        unsafe { closedir(self.raw.as_ptr()) };
+    }
+}
+
+/// The served folder: every request resolves inside it.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// Absolute, symlinks resolved.
+    canonical: PathBuf,
+    /// Absolute, as given (lexically normalised).
+    given: PathBuf,
+}
+
+/// Removes `.` and `..` lexically; `None` if `..` climbs above the start.
+fn normalise(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    let mut depth = 0usize;
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => out.push(c.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth == 0 {
+                    return None;
+                }
+                depth -= 1;
+                out.pop();
+            }
+            Component::Normal(n) => {
+                depth += 1;
+                out.push(n);
+            }
+        }
+    }
+    Some(out)
+}
+
+impl Root {
+    /// The folder `dir` (which must exist) as a root.
+    pub fn new(dir: &Path) -> Result<Root> {
+        let canonical = dir
+            .canonicalize()
+            .doing(|| format!("root folder {}", dir.display()))?;
+        if !canonical.is_dir() {
+            return Err(Error::Local(format!(
+                "root folder {}: not a directory",
+                dir.display()
+            )));
+        }
+        let abs = std::env::current_dir()
+            .map(|cwd| cwd.join(dir))
+            .unwrap_or_else(|_| canonical.clone());
+        let given = normalise(&abs).unwrap_or_else(|| canonical.clone());
+        Ok(Root { canonical, given })
+    }
+
+    /// The folder served.
+    pub fn path(&self) -> &Path {
+        &self.canonical
+    }
+
+    /// The directory a request names: relative to the root, or absolute
+    /// inside it. `..` above the root, absolute paths elsewhere and
+    /// symlinks leading out are refused with status 1.
+    pub fn resolve(&self, requested: &[u8]) -> Result<PathBuf, Refusal> {
+        if requested.len() > MAX_PATH_LEN {
+            return Err(Refusal::plain(status::NAMETOOLONG));
+        }
+        if requested.contains(&0) {
+            return Err(Refusal::new(
+                status::NOENT,
+                "no such directory (NUL in path)",
+            ));
+        }
+        let p = Path::new(OsStr::from_bytes(requested));
+        let outside = || Refusal::new(status::OUTSIDE, "outside the served folder");
+        let lexical = if p.is_absolute() {
+            let n = normalise(p).ok_or_else(outside)?;
+            if !(n.starts_with(&self.canonical) || n.starts_with(&self.given)) {
+                return Err(outside());
+            }
+            n
+        } else {
+            self.canonical.join(normalise(p).ok_or_else(outside)?)
+        };
+        let real = lexical.canonicalize().map_err(|e| Refusal::from_io(&e))?;
+        if !real.starts_with(&self.canonical) {
+            return Err(outside());
+        }
+        Ok(real)
+    }
+
+    /// Opens the directory a request names.
+    pub fn open(&self, requested: &[u8]) -> Result<Dir, Refusal> {
+        let path = self.resolve(requested)?;
+        Dir::open(&path).map_err(|e| Refusal::from_io(&e))
+    }
+}
+
+const MAX_PATH_LEN: usize = super::MAX_PATH as usize;
+
+/// One stateless answer: entries, the cookie to continue from, and whether
+/// the directory is finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub names: Vec<Vec<u8>>,
+    pub cookie: u64,
+    pub eof: bool,
+}
+
+/// Checks a requested batch size.
+pub fn check_max(max: u32) -> Result<usize, Refusal> {
+    if max == 0 || max > super::MAX_BATCH {
+        return Err(Refusal::plain(status::INVAL));
+    }
+    Ok(max as usize)
+}
+
+/// Reads up to `max` entries from `dir`'s current position. Reads one
+/// entry past a full batch to know whether the directory is finished; the
+/// cookie is the position before that entry, so nothing is skipped. The
+/// entry read ahead is returned for a caller that keeps the stream open.
+pub fn read_from(dir: &mut Dir, max: usize) -> io::Result<(Batch, Option<Vec<u8>>)> {
+    let mut names = Vec::with_capacity(max.min(64));
+    let mut cookie = dir.tell();
+    while names.len() < max {
+        match dir.next_name()? {
+            Some(n) => names.push(n),
+            None => {
+                return Ok((
+                    Batch {
+                        names,
+                        cookie: dir.tell(),
+                        eof: true,
+                    },
+                    None,
+                ));
+            }
+        }
+        cookie = dir.tell();
+    }
+    let ahead = dir.next_name()?;
+    let eof = ahead.is_none();
+    Ok((Batch { names, cookie, eof }, ahead))
+}
+
+/// One stateless request: open, position at `cookie`, read, close.
+pub fn read_batch(root: &Root, path: &[u8], cookie: u64, max: u32) -> Result<Batch, Refusal> {
+    let max = check_max(max)?;
+    let mut dir = root.open(path)?;
+    if cookie != 0 && !dir.seek(cookie) {
+        return Err(Refusal::plain(status::BADCOOKIE));
+    }
+    read_from(&mut dir, max)
+        .map(|(b, _)| b)
+        .map_err(|e| Refusal::from_io(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn tmp(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("rdir-unit-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    #[test]
+    fn batches_cover_the_directory_exactly_once() {
+        let d = tmp("batches");
+        for i in 0..250 {
+            fs::write(d.join(format!("f{i}")), b"").unwrap();
+        }
+        let root = Root::new(&d).unwrap();
+        let mut all = Vec::new();
+        let mut cookie = 0;
+        loop {
+            let b = read_batch(&root, b".", cookie, 7).unwrap();
+            all.extend(b.names);
+            cookie = b.cookie;
+            if b.eof {
+                break;
+            }
+        }
+        all.sort();
+        let mut want: Vec<Vec<u8>> = (0..250).map(|i| format!("f{i}").into_bytes()).collect();
+        want.push(b".".to_vec());
+        want.push(b"..".to_vec());
+        want.sort();
+        assert_eq!(all, want);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn confinement() {
+        let d = tmp("confine");
+        fs::create_dir_all(d.join("root/sub")).unwrap();
+        fs::write(d.join("root/file"), b"").unwrap();
+        std::os::unix::fs::symlink(&d, d.join("root/out")).unwrap();
+        std::os::unix::fs::symlink("sub", d.join("root/in")).unwrap();
+        let root = Root::new(&d.join("root")).unwrap();
+        for ok in [&b""[..], b".", b"sub", b"sub/..", b"in", b"./sub/../in"] {
+            assert!(root.resolve(ok).is_ok(), "{ok:?}");
+        }
+        let abs = d.join("root/sub");
+        assert!(root.resolve(abs.as_os_str().as_bytes()).is_ok());
+        for bad in [
+            &b".."[..],
+            b"../root",
+            b"sub/../..",
+            b"out",
+            b"out/.",
+            b"/etc",
+            b"/",
+        ] {
+            assert_eq!(
+                root.resolve(bad).unwrap_err().status,
+                status::OUTSIDE,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(root.open(b"missing").unwrap_err().status, status::NOENT);
+        assert_eq!(root.open(b"file").unwrap_err().status, status::NOTDIR);
+        assert_eq!(
+            read_batch(&root, b".", 0, 0).unwrap_err().status,
+            status::INVAL
+        );
+        assert_eq!(
+            read_batch(&root, b".", u64::MAX, 5).unwrap_err().status,
+            status::BADCOOKIE
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

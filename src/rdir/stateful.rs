@@ -1,0 +1,303 @@
+//! The stateful server: `Open` keeps the directory open on the server and
+//! returns an opaque random 64-bit handle bound to the connection that
+//! opened it; `Read` continues from where the last read stopped; `Close`
+//! releases it. A handle that is not open on this connection (0, a random
+//! value, a closed one, another connection's, one from before a restart)
+//! gets a clear error and the server serves on. Open directories are
+//! bounded by a cap and an idle timeout, and a connection's handles are
+//! released when it ends.
+//!
+//! **Locks.** `Stateful::table` is taken before an entry's `OpenDir` lock
+//! and before `Stateful::rng`, never the other way round; none is held
+//! during socket I/O.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::dir::{self, Dir, Refusal, Root, status};
+use super::proto::{STATEFUL, StatefulRequest as Req, StatefulResponse as Resp};
+use crate::frame::Conn;
+use crate::rng::Rng;
+use crate::server::{Server, Session};
+
+/// Default cap on directories open at once.
+pub const DEFAULT_MAX_OPEN: usize = 128;
+/// Default time an open directory may go unused before it is closed.
+pub const DEFAULT_DIR_IDLE: Duration = Duration::from_secs(60);
+
+/// An open directory and what the next read continues with.
+struct OpenDir {
+    dir: Dir,
+    /// An entry read ahead to tell the end of the directory.
+    ahead: Option<Vec<u8>>,
+    eof: bool,
+}
+
+struct Entry {
+    owner: u64,
+    last_used: Instant,
+    open: Arc<Mutex<OpenDir>>,
+}
+
+/// The stateful server's state.
+pub struct Stateful {
+    root: Root,
+    max_open: usize,
+    dir_idle: Duration,
+    log: bool,
+    table: Mutex<HashMap<u64, Entry>>,
+    next_conn: AtomicU64,
+    rng: Mutex<Rng>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn bad_handle(handle: u64) -> Refusal {
+    Refusal::new(
+        status::BADF,
+        format!(
+            "bad handle {handle:#018x}: not open on this connection \
+             (never issued, closed, expired, or from before a server restart)"
+        ),
+    )
+}
+
+impl Stateful {
+    pub fn new(root: Root, max_open: usize, dir_idle: Duration, log: bool) -> Stateful {
+        Stateful {
+            root,
+            max_open: max_open.max(1),
+            dir_idle,
+            log,
+            table: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            rng: Mutex::new(Rng::new()),
+        }
+    }
+
+    /// Directories open now.
+    pub fn open_count(&self) -> usize {
+        lock(&self.table).len()
+    }
+
+    fn open(&self, conn: u64, path: &[u8]) -> Result<u64, Refusal> {
+        let now = Instant::now();
+        {
+            let mut table = lock(&self.table);
+            table.retain(|_, e| now.duration_since(e.last_used) < self.dir_idle);
+            if table.len() >= self.max_open {
+                return Err(Refusal::new(
+                    status::MFILE,
+                    format!(
+                        "too many open directories on the server (cap {}); close some",
+                        self.max_open
+                    ),
+                ));
+            }
+        }
+        let dir = self.root.open(path)?;
+        let mut table = lock(&self.table);
+        if table.len() >= self.max_open {
+            return Err(Refusal::plain(status::MFILE));
+        }
+        let handle = loop {
+            let h = lock(&self.rng).next_u64();
+            if h != 0 && !table.contains_key(&h) {
+                break h;
+            }
+        };
+        table.insert(
+            handle,
+            Entry {
+                owner: conn,
+                last_used: now,
+                open: Arc::new(Mutex::new(OpenDir {
+                    dir,
+                    ahead: None,
+                    eof: false,
+                })),
+            },
+        );
+        Ok(handle)
+    }
+
+    fn find(&self, conn: u64, handle: u64) -> Result<Arc<Mutex<OpenDir>>, Refusal> {
+        let mut table = lock(&self.table);
+        match table.get_mut(&handle) {
+            Some(e) if e.owner == conn => {
+                e.last_used = Instant::now();
+                Ok(e.open.clone())
+            }
+            _ => Err(bad_handle(handle)),
+        }
+    }
+
+    fn read(&self, conn: u64, handle: u64, max: u32) -> Result<(Vec<Vec<u8>>, bool), Refusal> {
+        let max = dir::check_max(max)?;
+        let open = self.find(conn, handle)?;
+        let mut od = lock(&open);
+        if od.eof {
+            return Ok((Vec::new(), true));
+        }
+        let mut names = Vec::new();
+        if let Some(first) = od.ahead.take() {
+            names.push(first);
+        }
+        if names.len() < max {
+            let want = max - names.len();
+            let (batch, ahead) = dir::read_from(&mut od.dir, want)
+                .map_err(|e| Refusal::new(status::IO, crate::error::describe_io(&e)))?;
+            names.extend(batch.names);
+            od.ahead = ahead;
+            od.eof = batch.eof;
+        } else {
+            // The read-ahead entry filled the batch; whether more follow is
+            // known at the next read.
+            od.eof = false;
+        }
+        Ok((names, od.eof && od.ahead.is_none()))
+    }
+
+    fn close(&self, conn: u64, handle: u64) -> Result<(), Refusal> {
+        let mut table = lock(&self.table);
+        match table.get(&handle) {
+            Some(e) if e.owner == conn => {
+                table.remove(&handle);
+                Ok(())
+            }
+            _ => Err(bad_handle(handle)),
+        }
+    }
+
+    fn release_conn(&self, conn: u64) {
+        lock(&self.table).retain(|_, e| e.owner != conn);
+    }
+
+    fn answer(&self, conn: u64, req: Req) -> (Resp, String) {
+        let refuse = |r: Refusal| Resp::Error {
+            status: r.status,
+            message: r.message,
+        };
+        match req {
+            Req::Open { path } => {
+                let what = format!("open {}", path.escape_ascii());
+                match self.open(conn, &path) {
+                    Ok(handle) => (Resp::Opened { handle }, format!("{what} -> {handle:#018x}")),
+                    Err(r) => (
+                        refuse(r.clone()),
+                        format!("{what} -> refused: {}", r.message),
+                    ),
+                }
+            }
+            Req::Read { handle, max } => {
+                let what = format!("read {handle:#018x} max {max}");
+                match self.read(conn, handle, max) {
+                    Ok((names, eof)) => {
+                        let line = format!(
+                            "{what} -> {} entries{}",
+                            names.len(),
+                            if eof { ", end" } else { "" }
+                        );
+                        (Resp::Entries { names, eof }, line)
+                    }
+                    Err(r) => (
+                        refuse(r.clone()),
+                        format!("{what} -> refused: {}", r.message),
+                    ),
+                }
+            }
+            Req::Close { handle } => {
+                let what = format!("close {handle:#018x}");
+                match self.close(conn, handle) {
+                    Ok(()) => (Resp::Closed, format!("{what} -> closed")),
+                    Err(r) => (
+                        refuse(r.clone()),
+                        format!("{what} -> refused: {}", r.message),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Serves one connection.
+    pub fn serve_connection(&self, session: Session) {
+        let peer = session.peer();
+        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut conn = match Conn::accept(session, STATEFUL) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                crate::diag!("{peer}: {e}");
+                return;
+            }
+        };
+        loop {
+            match conn.next_request::<Req, Resp>() {
+                Ok(Some(req)) => {
+                    let (resp, line) = self.answer(conn_id, req);
+                    if self.log {
+                        crate::event!("{peer}: {line}");
+                    }
+                    if conn.send(&resp).is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if !e.is_disconnect() {
+                        crate::diag!("{peer}: {e}");
+                    }
+                    break;
+                }
+            }
+        }
+        self.release_conn(conn_id);
+    }
+}
+
+/// Serves the stateful protocol until shutdown.
+pub fn serve(server: Server, state: Arc<Stateful>) -> crate::Result<()> {
+    server.serve(move |session| state.serve_connection(session))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn handles_are_bound_to_their_connection_and_capped() {
+        let d = std::env::temp_dir().join(format!("rdir-stateful-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("a")).unwrap();
+        for i in 0..5 {
+            fs::write(d.join(format!("a/f{i}")), b"").unwrap();
+        }
+        let s = Stateful::new(Root::new(&d).unwrap(), 2, Duration::from_secs(60), false);
+        let h = s.open(1, b"a").unwrap();
+        assert_eq!(s.read(2, h, 10).unwrap_err().status, status::BADF);
+        assert_eq!(s.read(1, 0, 10).unwrap_err().status, status::BADF);
+        assert_eq!(s.read(1, h ^ 1, 10).unwrap_err().status, status::BADF);
+        let mut all = Vec::new();
+        loop {
+            let (names, eof) = s.read(1, h, 2).unwrap();
+            assert!(names.len() <= 2);
+            all.extend(names);
+            if eof {
+                break;
+            }
+        }
+        assert_eq!(all.len(), 7);
+        s.open(1, b".").unwrap();
+        assert_eq!(s.open(3, b"a").unwrap_err().status, status::MFILE);
+        s.close(1, h).unwrap();
+        assert_eq!(s.close(1, h).unwrap_err().status, status::BADF);
+        s.release_conn(1);
+        assert_eq!(s.open_count(), 0);
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

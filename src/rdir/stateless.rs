@@ -1,0 +1,96 @@
+//! The stateless socket server: every `ReadDir` opens the directory,
+//! positions it at the client's cookie (seekdir), reads a batch and closes
+//! it, so the descriptors held are the same before and after each request
+//! and a listing goes on across a server restart.
+
+use std::sync::Arc;
+
+use super::dir::{self, Root};
+use super::proto::{STATELESS, StatelessRequest as Req, StatelessResponse as Resp};
+use crate::frame::Conn;
+use crate::server::{Server, Session};
+
+/// The stateless server's configuration (it has no state).
+pub struct Stateless {
+    pub root: Root,
+    pub log: bool,
+}
+
+/// One request line for the log.
+pub fn log_line(
+    path: &[u8],
+    cookie: u64,
+    max: u32,
+    outcome: &Result<dir::Batch, dir::Refusal>,
+) -> String {
+    let what = format!(
+        "readdir {} cookie {cookie:#x} max {max}",
+        path.escape_ascii()
+    );
+    match outcome {
+        Ok(b) => format!(
+            "{what} -> {} entries{}",
+            b.names.len(),
+            if b.eof { ", end" } else { "" }
+        ),
+        Err(r) => format!("{what} -> refused ({}): {}", r.status, r.message),
+    }
+}
+
+impl Stateless {
+    fn answer(&self, req: Req) -> (Resp, String) {
+        let Req::ReadDir { path, cookie, max } = req;
+        let outcome = dir::read_batch(&self.root, &path, cookie, max);
+        let line = log_line(&path, cookie, max, &outcome);
+        let resp = match outcome {
+            Ok(b) => Resp::Batch {
+                names: b.names,
+                cookie: b.cookie,
+                eof: b.eof,
+            },
+            Err(r) => Resp::Error {
+                status: r.status,
+                message: r.message,
+            },
+        };
+        (resp, line)
+    }
+
+    /// Serves one connection.
+    pub fn serve_connection(&self, session: Session) {
+        let peer = session.peer();
+        let mut conn = match Conn::accept(session, STATELESS) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                crate::diag!("{peer}: {e}");
+                return;
+            }
+        };
+        loop {
+            match conn.next_request::<Req, Resp>() {
+                Ok(Some(req)) => {
+                    let (resp, line) = self.answer(req);
+                    if self.log {
+                        crate::event!("{peer}: {line}");
+                    }
+                    if conn.send(&resp).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    if !e.is_disconnect() {
+                        crate::diag!("{peer}: {e}");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Serves the stateless protocol until shutdown.
+pub fn serve(server: Server, state: Arc<Stateless>) -> crate::Result<()> {
+    server.serve(move |session| state.serve_connection(session))
+}

@@ -1,0 +1,883 @@
+//! rdird and rls: every design lists big and odd folders exactly, refuses
+//! what lies outside the root, survives bogus handles and bad RPC records,
+//! keeps its descriptors constant, goes on across restarts (stateless) or
+//! refuses old handles (stateful), serves an rpcgen-built C client, and
+//! passes the core's exhaustion checks.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+
+use peerkit::frame::Conn;
+use peerkit::net::Timeouts;
+use peerkit::oncrpc::msg::{Accepted, CallHeader, Denied, Reply, ReplyBody};
+use peerkit::oncrpc::{self, Client, Encoder, record};
+use peerkit::rdir::client::{self, Endpoint, Options, RemoteDir};
+use peerkit::rdir::proto::{
+    STATEFUL, STATELESS, StatefulRequest, StatefulResponse, StatelessRequest, StatelessResponse,
+};
+use peerkit::rdir::{Mode, rpc};
+
+use crate::bin;
+use crate::harness::{self, Proc, SERVED_WITHIN, TempDir, cmd, exhaustion, usage};
+
+const MODES: [Mode; 3] = [Mode::Stateful, Mode::Stateless, Mode::Rpc];
+
+/// A transient RPC program number of this test run's own (so tests in
+/// parallel, and other runs, never share an rpcbind registration).
+fn prog(n: u32) -> u32 {
+    0x4000_0000 | ((std::process::id() & 0xffff) << 8) | n
+}
+
+/// A running rdird, stopped with SIGTERM on drop so an RPC server takes
+/// its registration out of rpcbind.
+struct Rdird(Proc);
+
+impl std::ops::Deref for Rdird {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Rdird {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.0
+    }
+}
+
+impl Drop for Rdird {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            // It may have been killed already (restart tests).
+            let _ = Command::new("kill")
+                .arg(self.0.pid().to_string())
+                .stderr(std::process::Stdio::null())
+                .status();
+            self.0.wait_exit();
+        }
+    }
+}
+
+fn rdird(mode: Mode, root: &Path, prog_n: u32, extra: &[&str]) -> Rdird {
+    rdird_on(mode, root, prog_n, "127.0.0.1:0", extra)
+}
+
+fn rdird_on(mode: Mode, root: &Path, prog_n: u32, listen: &str, extra: &[&str]) -> Rdird {
+    Rdird(
+        cmd(bin!("rdird"))
+            .arg("--mode")
+            .arg(mode.to_string())
+            .arg("--root")
+            .arg(root)
+            .arg("--listen")
+            .arg(listen)
+            .arg("--prog")
+            .arg(prog(prog_n).to_string())
+            .args(extra)
+            .daemon(),
+    )
+}
+
+/// Runs rls against `d` and returns (exit code, stdout bytes, stderr).
+fn rls(d: &Proc, mode: Mode, prog_n: u32, args: &[&OsStr]) -> (Option<i32>, Vec<u8>, String) {
+    let out = Command::new(bin!("rls"))
+        .env_remove("SERVIDOR")
+        .env_remove("PUERTO")
+        .arg("--mode")
+        .arg(mode.to_string())
+        .arg("--server")
+        .arg("127.0.0.1")
+        .arg("--port")
+        .arg(d.port().to_string())
+        .arg("--prog")
+        .arg(prog(prog_n).to_string())
+        .arg("--timeout")
+        .arg("20")
+        .args(args)
+        .output()
+        .expect("run rls");
+    (
+        out.status.code(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The local listing in readdir order, `.` and `..` left out.
+fn local_listing(dir: &Path) -> Vec<Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect()
+}
+
+fn without_dots(names: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    names
+        .into_iter()
+        .filter(|n| n != b"." && n != b"..")
+        .collect()
+}
+
+fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    assert_eq!(v.pop(), Some(Vec::new()), "output ends with a newline");
+    v
+}
+
+fn endpoint(d: &Proc, prog_n: u32, t: Timeouts) -> Endpoint {
+    let mut ep = Endpoint::new("127.0.0.1", Some(d.port()));
+    ep.prog = prog(prog_n);
+    ep.timeouts = t;
+    ep
+}
+
+fn list_all(dir: &mut dyn RemoteDir) -> Vec<Vec<u8>> {
+    dir.entries().map(|n| n.unwrap()).collect()
+}
+
+#[test]
+fn every_mode_lists_ten_thousand_entries_exactly() {
+    let t = TempDir::new("rdir-big");
+    let big = t.sub("root/big");
+    for i in 0..10_000 {
+        fs::File::create(big.join(format!("entry-{i:05}"))).unwrap();
+    }
+    let want = local_listing(&big);
+    assert_eq!(want.len(), 10_000);
+    for (n, mode) in MODES.into_iter().enumerate() {
+        let d = rdird(mode, &t.sub("root"), n as u32, &["-q"]);
+        for batch in ["1024", "333"] {
+            let (code, out, err) = rls(
+                &d,
+                mode,
+                n as u32,
+                &["--batch".as_ref(), batch.as_ref(), "big".as_ref()],
+            );
+            assert_eq!(code, Some(0), "{mode}: {err}\n{}", d.dump());
+            let got = lines(&out);
+            assert_eq!(got.len(), 10_002, "{mode}: . and .. included");
+            assert_eq!(
+                without_dots(got),
+                want,
+                "{mode} batch {batch}: readdir order"
+            );
+        }
+    }
+}
+
+#[test]
+fn odd_names_and_an_empty_folder_stay_exact_in_every_mode() {
+    let t = TempDir::new("rdir-odd");
+    let root = t.sub("root");
+    let odd = t.sub("root/odd dir");
+    t.sub("root/empty");
+    let names: Vec<Vec<u8>> = vec![
+        b"with space".to_vec(),
+        b"new\nline".to_vec(),
+        b"\xff\xfe not utf-8".to_vec(),
+        b"tab\there".to_vec(),
+        b"quote\"back\\slash".to_vec(),
+        "ñandú €".as_bytes().to_vec(),
+        vec![b'L'; 255],
+    ];
+    for n in &names {
+        fs::File::create(odd.join(OsStr::from_bytes(n))).unwrap();
+    }
+    let want_json = |dir: &str, name: &[u8]| match std::str::from_utf8(name) {
+        Ok(s) => {
+            let esc = s
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+                .replace('\t', "\\t");
+            format!("{{\"dir\":\"{dir}\",\"name\":\"{esc}\"}}")
+        }
+        Err(_) => {
+            let b: Vec<String> = name.iter().map(u8::to_string).collect();
+            format!("{{\"dir\":\"{dir}\",\"name_bytes\":[{}]}}", b.join(","))
+        }
+    };
+    for (n, mode) in MODES.into_iter().enumerate() {
+        let n = 10 + n as u32;
+        let d = rdird(mode, &root, n, &["-q"]);
+        let (code, out, err) = rls(&d, mode, n, &["--json".as_ref(), "odd dir".as_ref()]);
+        assert_eq!(code, Some(0), "{err}");
+        let mut got: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let mut want: Vec<String> = names.iter().map(|n| want_json("odd dir", n)).collect();
+        want.push(want_json("odd dir", b"."));
+        want.push(want_json("odd dir", b".."));
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{mode}");
+        // Raw bytes on stdout: every name but the one with a newline is a line.
+        let (_, out, _) = rls(&d, mode, n, &["odd dir".as_ref()]);
+        let got = lines(&out);
+        for name in names.iter().filter(|n| !n.contains(&b'\n')) {
+            assert!(got.contains(name), "{mode}: {name:?} missing");
+        }
+        // Through the library, the names are exact, newline and all.
+        let mut dir = client::open(
+            &endpoint(&d, n, Timeouts::secs(20)),
+            mode,
+            b"odd dir",
+            Options::default(),
+        )
+        .unwrap();
+        let mut all = without_dots(list_all(&mut *dir));
+        all.sort();
+        let mut want = names.clone();
+        want.sort();
+        assert_eq!(all, want, "{mode}");
+        dir.close().unwrap();
+        let (code, out, _) = rls(&d, mode, n, &["empty".as_ref()]);
+        assert_eq!(code, Some(0));
+        let mut got = lines(&out);
+        got.sort();
+        assert_eq!(got, vec![b".".to_vec(), b"..".to_vec()], "{mode}");
+    }
+}
+
+#[test]
+fn paths_outside_the_root_and_missing_ones_are_refused() {
+    let t = TempDir::new("rdir-outside");
+    let root = t.sub("root");
+    t.sub("root/sub");
+    t.sub("secret");
+    fs::write(root.join("file"), b"x").unwrap();
+    std::os::unix::fs::symlink(t.path().join("secret"), root.join("leak")).unwrap();
+    std::os::unix::fs::symlink("sub", root.join("inside")).unwrap();
+    let abs_secret = t.path().join("secret");
+    let abs_sub = root.join("sub");
+    for (n, mode) in MODES.into_iter().enumerate() {
+        let n = 20 + n as u32;
+        let d = rdird(mode, &root, n, &[]);
+        for (path, why) in [
+            (OsStr::new(".."), "outside the served folder (status 1)"),
+            (
+                OsStr::new("sub/../.."),
+                "outside the served folder (status 1)",
+            ),
+            (OsStr::new("/etc"), "outside the served folder (status 1)"),
+            (
+                abs_secret.as_os_str(),
+                "outside the served folder (status 1)",
+            ),
+            (OsStr::new("leak"), "outside the served folder (status 1)"),
+            (OsStr::new("missing"), "(status 2)"),
+            (OsStr::new("file"), "(status 20)"),
+        ] {
+            let (code, out, err) = rls(&d, mode, n, &[path]);
+            assert_eq!(code, Some(1), "{mode} {path:?}: {err}");
+            assert!(out.is_empty(), "{mode} {path:?}");
+            assert!(err.contains(why), "{mode} {path:?}: {err}");
+        }
+        for path in [
+            OsStr::new("inside"),
+            abs_sub.as_os_str(),
+            OsStr::new("sub/../sub"),
+        ] {
+            let (code, _, err) = rls(&d, mode, n, &[path]);
+            assert_eq!(code, Some(0), "{mode} {path:?}: {err}");
+        }
+        // One refused among good ones: the rest are listed, exit 1.
+        let (code, out, _) = rls(&d, mode, n, &["sub".as_ref(), "..".as_ref(), ".".as_ref()]);
+        assert_eq!(code, Some(1));
+        assert!(String::from_utf8_lossy(&out).contains("file\n"));
+    }
+}
+
+fn stateful_ask(conn: &mut Conn, req: StatefulRequest) -> StatefulResponse {
+    conn.send(&req).unwrap();
+    conn.expect().unwrap()
+}
+
+fn assert_bad_handle(resp: StatefulResponse) {
+    match resp {
+        StatefulResponse::Error { status: 9, message } => {
+            assert!(message.contains("bad handle"), "{message}")
+        }
+        other => panic!("expected a bad-handle error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bogus_stateful_handles_get_clear_errors_and_the_server_serves_on() {
+    let t = TempDir::new("rdir-handles");
+    let root = t.sub("root");
+    for i in 0..10 {
+        fs::File::create(root.join(format!("f{i}"))).unwrap();
+    }
+    let d = rdird(Mode::Stateful, &root, 30, &["--max-open", "3"]);
+    let tm = Timeouts::secs(20);
+    let mut a = Conn::open(&d.addr, &tm, STATEFUL).unwrap();
+    let mut b = Conn::open(&d.addr, &tm, STATEFUL).unwrap();
+    let StatefulResponse::Opened { handle } = stateful_ask(
+        &mut a,
+        StatefulRequest::Open {
+            path: b".".to_vec(),
+        },
+    ) else {
+        panic!("open failed\n{}", d.dump());
+    };
+    let mut rng = peerkit::rng::Rng::seeded(42);
+    for bogus in [0, u64::MAX, handle ^ 1, rng.next_u64(), rng.next_u64()] {
+        assert_bad_handle(stateful_ask(
+            &mut a,
+            StatefulRequest::Read {
+                handle: bogus,
+                max: 5,
+            },
+        ));
+        assert_bad_handle(stateful_ask(
+            &mut a,
+            StatefulRequest::Close { handle: bogus },
+        ));
+    }
+    // Another connection's handle.
+    assert_bad_handle(stateful_ask(
+        &mut b,
+        StatefulRequest::Read { handle, max: 5 },
+    ));
+    assert_bad_handle(stateful_ask(&mut b, StatefulRequest::Close { handle }));
+    // Still good for its owner; then closed, it is refused.
+    match stateful_ask(&mut a, StatefulRequest::Read { handle, max: 5 }) {
+        StatefulResponse::Entries { names, eof: false } => assert_eq!(names.len(), 5),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        stateful_ask(&mut a, StatefulRequest::Close { handle }),
+        StatefulResponse::Closed
+    );
+    assert_bad_handle(stateful_ask(
+        &mut a,
+        StatefulRequest::Read { handle, max: 5 },
+    ));
+    // max 0 and garbage frames: typed errors, the connection goes on.
+    assert!(matches!(
+        stateful_ask(
+            &mut a,
+            StatefulRequest::Open {
+                path: b".".to_vec()
+            }
+        ),
+        StatefulResponse::Opened { .. }
+    ));
+    harness::framed_battery(&d.addr, STATEFUL, |p| {
+        match peerkit::frame::decode::<StatefulResponse>(p) {
+            Ok(StatefulResponse::Error { message, .. }) => Some(message),
+            _ => None,
+        }
+    });
+    // The cap: a client that never closes cannot take more than 3.
+    let mut opened = 1;
+    let refusal = loop {
+        match stateful_ask(
+            &mut b,
+            StatefulRequest::Open {
+                path: b".".to_vec(),
+            },
+        ) {
+            StatefulResponse::Opened { .. } => opened += 1,
+            StatefulResponse::Error { status, message } => break (status, message),
+            other => panic!("{other:?}"),
+        }
+        assert!(opened <= 3, "cap not applied");
+    };
+    assert_eq!(refusal.0, 24, "{}", refusal.1);
+    // A connection's handles go when it does.
+    drop(b);
+    harness::wait_until(
+        "the dropped connection's directories to be released",
+        || match stateful_ask(
+            &mut a,
+            StatefulRequest::Open {
+                path: b".".to_vec(),
+            },
+        ) {
+            StatefulResponse::Opened { .. } => Some(()),
+            _ => None,
+        },
+        || d.dump(),
+    );
+    // a fills the cap; then nobody else gets a directory.
+    while let StatefulResponse::Opened { .. } = stateful_ask(
+        &mut a,
+        StatefulRequest::Open {
+            path: b".".to_vec(),
+        },
+    ) {}
+    let (code, out, err) = rls(&d, Mode::Stateful, 30, &[".".as_ref()]);
+    assert_eq!(code, Some(1), "the cap is full of a's directories");
+    assert!(out.is_empty());
+    assert!(err.contains("too many open directories"), "{err}");
+    drop(a);
+    harness::wait_until(
+        "a's directories to be released",
+        || (rls(&d, Mode::Stateful, 30, &[".".as_ref()]).0 == Some(0)).then_some(()),
+        || d.dump(),
+    );
+}
+
+#[test]
+fn unused_stateful_handles_expire() {
+    let t = TempDir::new("rdir-expire");
+    let root = t.sub("root");
+    let d = rdird(
+        Mode::Stateful,
+        &root,
+        31,
+        &["--max-open", "1", "--dir-idle", "1"],
+    );
+    let tm = Timeouts::secs(20);
+    let mut a = Conn::open(&d.addr, &tm, STATEFUL).unwrap();
+    let StatefulResponse::Opened { handle } = stateful_ask(
+        &mut a,
+        StatefulRequest::Open {
+            path: b".".to_vec(),
+        },
+    ) else {
+        panic!()
+    };
+    // Another client gets the only slot once a's handle has gone unused
+    // for a second.
+    harness::wait_until(
+        "the unused handle to expire",
+        || (rls(&d, Mode::Stateful, 31, &[".".as_ref()]).0 == Some(0)).then_some(()),
+        || d.dump(),
+    );
+    assert_bad_handle(stateful_ask(
+        &mut a,
+        StatefulRequest::Read { handle, max: 5 },
+    ));
+}
+
+#[test]
+fn a_stateful_handle_is_refused_after_a_restart() {
+    let t = TempDir::new("rdir-restart-stateful");
+    let root = t.sub("root");
+    let mut d = rdird(Mode::Stateful, &root, 32, &[]);
+    let listen = d.addr.clone();
+    let tm = Timeouts::secs(20);
+    let mut a = Conn::open(&listen, &tm, STATEFUL).unwrap();
+    let StatefulResponse::Opened { handle } = stateful_ask(
+        &mut a,
+        StatefulRequest::Open {
+            path: b".".to_vec(),
+        },
+    ) else {
+        panic!()
+    };
+    d.kill();
+    let d2 = rdird_on(Mode::Stateful, &root, 32, &listen, &[]);
+    let mut a = Conn::open(&d2.addr, &tm, STATEFUL).unwrap();
+    assert_bad_handle(stateful_ask(
+        &mut a,
+        StatefulRequest::Read { handle, max: 5 },
+    ));
+}
+
+#[test]
+fn the_fd_count_stays_constant_over_ten_thousand_stateless_requests() {
+    let t = TempDir::new("rdir-fds");
+    let root = t.sub("root");
+    for i in 0..20 {
+        fs::File::create(root.join(format!("f{i}"))).unwrap();
+    }
+    let d = rdird(Mode::Stateless, &root, 40, &["-q"]);
+    let mut conn = Conn::open(&d.addr, &Timeouts::secs(20), STATELESS).unwrap();
+    let mut ask = |cookie: u64| -> (u64, bool) {
+        conn.send(&StatelessRequest::ReadDir {
+            path: b".".to_vec(),
+            cookie,
+            max: 3,
+        })
+        .unwrap();
+        match conn.expect::<StatelessResponse>().unwrap() {
+            StatelessResponse::Batch { cookie, eof, .. } => (cookie, eof),
+            other => panic!("{other:?}"),
+        }
+    };
+    ask(0);
+    let before = usage(d.pid()).fds;
+    let mut cookie = 0;
+    for i in 0..10_000 {
+        let (next, eof) = ask(cookie);
+        cookie = if eof { 0 } else { next };
+        if i % 1000 == 0 {
+            assert_eq!(usage(d.pid()).fds, before, "after {i} requests");
+        }
+    }
+    assert_eq!(usage(d.pid()).fds, before, "after 10000 requests");
+    // A cookie no position can have: status 10003.
+    conn.send(&StatelessRequest::ReadDir {
+        path: b".".to_vec(),
+        cookie: u64::MAX,
+        max: 3,
+    })
+    .unwrap();
+    match conn.expect::<StatelessResponse>().unwrap() {
+        StatelessResponse::Error { status, message } => {
+            assert_eq!(status, 10003, "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(usage(d.pid()).fds, before);
+    harness::framed_battery(&d.addr, STATELESS, |p| {
+        match peerkit::frame::decode::<StatelessResponse>(p) {
+            Ok(StatelessResponse::Error { message, .. }) => Some(message),
+            _ => None,
+        }
+    });
+}
+
+#[test]
+fn a_stateless_listing_goes_on_across_a_server_restart() {
+    let t = TempDir::new("rdir-restart");
+    let root = t.sub("root");
+    let dir = t.sub("root/d");
+    for i in 0..200 {
+        fs::File::create(dir.join(format!("n{i:03}"))).unwrap();
+    }
+    let want = local_listing(&dir);
+    for (n, mode) in [(50, Mode::Stateless), (51, Mode::Rpc)] {
+        let mut d = rdird(mode, &root, n, &["-q"]);
+        let mut ep = endpoint(&d, n, Timeouts::secs(20));
+        let listen = d.addr.clone();
+        if mode == Mode::Rpc && harness_rpcbind() {
+            // Through rpcbind: the restarted server may get another port.
+            ep.port = None;
+        }
+        let mut remote = client::open(
+            &ep,
+            mode,
+            b"d",
+            Options {
+                batch: 10,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..35 {
+            got.push(remote.next_name().unwrap().unwrap());
+        }
+        d.kill();
+        let listen = if ep.port.is_none() {
+            "127.0.0.1:0".to_string()
+        } else {
+            listen
+        };
+        let _d2 = rdird_on(mode, &root, n, &listen, &["-q"]);
+        got.extend(list_all(&mut *remote));
+        assert_eq!(without_dots(got), want, "{mode}");
+    }
+}
+
+/// True when an rpcbind answers on this machine.
+fn harness_rpcbind() -> bool {
+    oncrpc::portmap::Portmapper::local().is_ok()
+}
+
+fn rpc_exchange(addr: &str, bytes: &[u8]) -> Option<Reply> {
+    let mut s = harness::RawClient::connect(addr);
+    s.send(bytes);
+    let r = record::read_record(&mut s.stream, 1 << 20).ok()??;
+    Some(Reply::decode(&r).unwrap())
+}
+
+fn call_record(h: CallHeader, args: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::new();
+    h.encode(&mut e);
+    e.raw(args);
+    let mut out = Vec::new();
+    record::write_record(&mut out, e.as_bytes()).unwrap();
+    out
+}
+
+#[test]
+fn malformed_rpc_records_get_the_standard_replies_or_a_closed_connection() {
+    let t = TempDir::new("rdir-rpc-bad");
+    let root = t.sub("root");
+    let d = rdird(Mode::Rpc, &root, 60, &[]);
+    let p = prog(60);
+    let accepted = |r: Option<Reply>| match r {
+        Some(Reply {
+            body: ReplyBody::Accepted(a),
+            xid: 9,
+        }) => a,
+        other => panic!("{other:?}"),
+    };
+    let mut good = Encoder::new();
+    rpc::Args {
+        dirname: b".".to_vec(),
+        cookie: 0,
+        max_entries: 5,
+    }
+    .encode(&mut good);
+    let good = good.into_bytes();
+    assert!(matches!(
+        accepted(rpc_exchange(
+            &d.addr,
+            &call_record(CallHeader::new(9, p, 1, 1), &good)
+        )),
+        Accepted::Success(_)
+    ));
+    assert_eq!(
+        accepted(rpc_exchange(
+            &d.addr,
+            &call_record(CallHeader::new(9, p, 1, 0), &[])
+        )),
+        Accepted::Success(vec![])
+    );
+    assert_eq!(
+        accepted(rpc_exchange(
+            &d.addr,
+            &call_record(CallHeader::new(9, p + 1, 1, 1), &good)
+        )),
+        Accepted::ProgUnavail
+    );
+    assert_eq!(
+        accepted(rpc_exchange(
+            &d.addr,
+            &call_record(CallHeader::new(9, p, 2, 1), &good)
+        )),
+        Accepted::ProgMismatch { low: 1, high: 1 }
+    );
+    assert_eq!(
+        accepted(rpc_exchange(
+            &d.addr,
+            &call_record(CallHeader::new(9, p, 1, 7), &good)
+        )),
+        Accepted::ProcUnavail
+    );
+    assert_eq!(
+        accepted(rpc_exchange(
+            &d.addr,
+            &call_record(CallHeader::new(9, p, 1, 1), b"garbage!")
+        )),
+        Accepted::GarbageArgs
+    );
+    let mut long = Encoder::new();
+    long.string(&[b'a'; 4097]).u64(0).u32(5);
+    assert_eq!(
+        accepted(rpc_exchange(
+            &d.addr,
+            &call_record(CallHeader::new(9, p, 1, 1), long.as_bytes())
+        )),
+        Accepted::GarbageArgs
+    );
+    let mut v3 = CallHeader::new(9, p, 1, 1);
+    v3.rpcvers = 3;
+    assert_eq!(
+        rpc_exchange(&d.addr, &call_record(v3, &good)).map(|r| r.body),
+        Some(ReplyBody::Denied(Denied::RpcMismatch { low: 2, high: 2 }))
+    );
+    // Bad fragment lengths, a record over the limit: closed, no reply.
+    for bytes in [
+        &[0u8, 0, 0, 0][..],
+        &[0x7f, 0xff, 0xff, 0xff, 1, 2],
+        &[0x80, 0x10, 0, 0, 1],
+    ] {
+        let mut s = harness::RawClient::connect(&d.addr);
+        s.send(bytes);
+        assert!(s.read_to_close().is_empty(), "{bytes:?}");
+    }
+    // Status codes through our client: 22 for max 0, 10003 for a stale cookie.
+    let mut c = Client::connect(&d.addr, &Timeouts::secs(20), p, 1).unwrap();
+    for (args, want) in [
+        (
+            rpc::Args {
+                dirname: b".".to_vec(),
+                cookie: 0,
+                max_entries: 0,
+            },
+            22,
+        ),
+        (
+            rpc::Args {
+                dirname: b".".to_vec(),
+                cookie: u64::MAX,
+                max_entries: 5,
+            },
+            10003,
+        ),
+        (
+            rpc::Args {
+                dirname: b"nope".to_vec(),
+                cookie: 0,
+                max_entries: 5,
+            },
+            2,
+        ),
+        (
+            rpc::Args {
+                dirname: b"..".to_vec(),
+                cookie: 0,
+                max_entries: 5,
+            },
+            1,
+        ),
+    ] {
+        let res = c
+            .call_with(rpc::RDIR_READDIR, |e| args.encode(e), rpc::decode_res)
+            .unwrap();
+        assert_eq!(res, Err(want));
+    }
+    // Still serving.
+    let (code, _, err) = rls(&d, Mode::Rpc, 60, &[".".as_ref()]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn the_rpcgen_built_c_client_lists_through_rpcbind() {
+    let missing: Vec<&str> = [("rpcgen", "rpcgen"), ("gcc", "gcc")]
+        .into_iter()
+        .filter(|(c, _)| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {c}"))
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+        })
+        .map(|(_, p)| p)
+        .collect();
+    let tirpc = Path::new("/usr/include/tirpc/rpc/rpc.h").exists();
+    if !missing.is_empty() || !tirpc || !harness_rpcbind() {
+        eprintln!(
+            "SKIPPED the rpcgen C client test: missing {:?}{}{} \
+             (scripts/install-deps.sh rpc installs and starts them)",
+            missing,
+            if tirpc { "" } else { " libtirpc-dev" },
+            if harness_rpcbind() {
+                ""
+            } else {
+                " a running rpcbind"
+            }
+        );
+        return;
+    }
+    let t = TempDir::new("rdir-c");
+    let root = t.sub("root");
+    let dir = t.sub("root/d");
+    // Long names: a batch of 1024 makes a reply of about 200 KiB, sent in
+    // several record fragments that libtirpc must reassemble.
+    for i in 0..3000 {
+        fs::File::create(dir.join(format!("c file {i} {}", "x".repeat(180)))).unwrap();
+    }
+    fs::File::create(dir.join(OsStr::from_bytes(b"\xff odd"))).unwrap();
+    let build = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/rdir-c/build.sh"))
+        .arg(t.sub("build"))
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "build failed:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let rls_c = t.path().join("build/rls-c");
+    let d = rdird(Mode::Rpc, &root, 70, &[]);
+    let c = Command::new(&rls_c)
+        .env("SERVIDOR", "127.0.0.1")
+        .env("RDIR_PROG", prog(70).to_string())
+        .arg("d")
+        .output()
+        .unwrap();
+    assert!(
+        c.status.success(),
+        "rls-c: {}\n{}",
+        String::from_utf8_lossy(&c.stderr),
+        d.dump()
+    );
+    let (code, ours, _) = rls(&d, Mode::Rpc, 70, &["d".as_ref()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(c.stdout, ours, "the C client and rls agree byte for byte");
+    assert_eq!(without_dots(lines(&c.stdout)), local_listing(&dir));
+    // Refusals come back as the server's status.
+    let bad = Command::new(&rls_c)
+        .env("SERVIDOR", "127.0.0.1")
+        .env("RDIR_PROG", prog(70).to_string())
+        .args(["..", "missing"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("..: server status 1") && err.contains("missing: server status 2"),
+        "{err}"
+    );
+    eprintln!(
+        "rpcgen C client: listed {} entries, identical to rls --mode rpc",
+        lines(&c.stdout).len()
+    );
+}
+
+#[test]
+fn every_rdird_mode_serves_real_clients_through_idle_and_trickling_floods() {
+    let t = TempDir::new("rdir-exhaust");
+    let root = t.sub("root");
+    for i in 0..50 {
+        fs::File::create(root.join(format!("f{i}"))).unwrap();
+    }
+    let quick = Timeouts {
+        connect: SERVED_WITHIN,
+        io: SERVED_WITHIN,
+    };
+    for (n, mode) in MODES.into_iter().enumerate() {
+        let n = 80 + n as u32;
+        let d = rdird(mode, &root, n, &["-q"]);
+        let ep = endpoint(&d, n, quick);
+        let probe = || {
+            let mut dir = client::open(&ep, mode, b".", Options::default())
+                .unwrap_or_else(|e| panic!("{mode}: a real client was not served: {e}"));
+            assert_eq!(list_all(&mut *dir).len(), 52);
+            dir.close().unwrap();
+        };
+        exhaustion(&format!("rdird --mode {mode}"), &d, 0x41, probe);
+    }
+}
+
+#[test]
+fn rls_takes_the_server_and_port_from_the_environment_and_mixes() {
+    let t = TempDir::new("rdir-env");
+    let root = t.sub("root");
+    for d in ["a", "b"] {
+        t.sub(&format!("root/{d}"));
+        for i in 0..3 {
+            fs::File::create(root.join(d).join(format!("{d}{i}"))).unwrap();
+        }
+    }
+    let d = rdird(Mode::Stateless, &root, 90, &["-q"]);
+    let out = Command::new(bin!("rls"))
+        .env("SERVIDOR", "127.0.0.1")
+        .env("PUERTO", d.port().to_string())
+        .args(["--mix", "a", "b"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = lines(&out.stdout);
+    assert_eq!(got.len(), 10);
+    // Alternately: entries of a at even places, of b at odd ones.
+    let a: Vec<_> = got.iter().step_by(2).collect();
+    let b: Vec<_> = got.iter().skip(1).step_by(2).collect();
+    assert!(
+        a.iter().all(|n| n.starts_with(b"a") || n.starts_with(b".")),
+        "{got:?}"
+    );
+    assert!(
+        b.iter().all(|n| n.starts_with(b"b") || n.starts_with(b".")),
+        "{got:?}"
+    );
+}
