@@ -18,6 +18,8 @@
 //! - [`dht`]: the supernode DHT (`p2p-index`, `p2p-superd`, `p2p-ls`, `p2p-get`, `p2p-put`).
 //! - [`swarm`]: the BitTorrent-like swarm (`bt-tracker`, `bt-peer`).
 //! - [`flood`]: Gnutella-like key-value flooding (`kv-servent`, `kv-query`).
+//! - [`nap`]: the Napster-like directory with peer-to-peer transfer (`nap-server`,
+//!   `nap-peer`, `nap-time`).
 
 pub mod cli;
 pub mod digest;
@@ -33,6 +35,7 @@ pub mod transfer;
 
 pub mod dht;
 pub mod flood;
+pub mod nap;
 pub mod swarm;
 
 pub use error::{Error, Result};
