@@ -13,6 +13,7 @@
 //! - [`log`]: `event!` lines on stdout and `diag!` lines (`tool: message`) on stderr that never fail.
 //! - [`cli`]: shared flags, progress bars, error-to-exit-code mapping for binaries.
 //! - [`rng`]: a small random generator for tie breaks and peer choice.
+//! - [`oncrpc`]: ONC RPC v2 over TCP: XDR, record marking, call/reply headers, a `Program` server on the core, a client, the rpcbind client.
 //!
 //! One module per system; a system never reaches into another:
 //! - [`dht`]: the supernode DHT (`p2p-index`, `p2p-superd`, `p2p-ls`, `p2p-get`, `p2p-put`).
@@ -28,6 +29,7 @@ pub mod frame;
 pub mod log;
 pub mod name;
 pub mod net;
+pub mod oncrpc;
 pub mod rng;
 pub mod server;
 pub mod shutdown;
