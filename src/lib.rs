@@ -20,7 +20,7 @@
 //! - [`swarm`]: the BitTorrent-like swarm (`bt-tracker`, `bt-peer`).
 //! - [`flood`]: Gnutella-like key-value flooding (`kv-servent`, `kv-query`).
 //! - [`nap`]: the Napster-like directory with peer-to-peer transfer (`nap-server`,
-//!   `nap-peer`, `nap-time`).
+//!   `nap-peer`, `nap-time`, `nap-log`).
 
 pub mod cli;
 pub mod digest;

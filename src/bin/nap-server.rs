@@ -27,6 +27,10 @@ struct Args {
     /// How result codes are sent: `text` ("0\0", the course's) or `byte`
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     result_format: ResultFormat,
+    /// The operation log (nap-log): HOST, found through its rpcbind, or
+    /// HOST:PORT; LOG_RPC_IP in the environment does the same
+    #[arg(long, value_name = "HOST")]
+    log_rpc: Option<String>,
     #[command(flatten)]
     daemon: DaemonArgs,
     #[command(flatten)]
@@ -36,14 +40,17 @@ struct Args {
 fn main() -> ExitCode {
     let a = Args::parse();
     cli::run(env!("CARGO_BIN_NAME"), || {
-        cmd::server(Config {
-            listen: cmd::listen_addr(a.daemon.listen.clone(), a.port),
-            limits: a.daemon.limits(),
-            workers: a.workers,
-            storage: a.storage,
-            format: a.result_format,
-            verbose: a.verbosity.verbose,
-            log: None,
-        })
+        cmd::server(
+            Config {
+                listen: cmd::listen_addr(a.daemon.listen.clone(), a.port),
+                limits: a.daemon.limits(),
+                workers: a.workers,
+                storage: a.storage,
+                format: a.result_format,
+                verbose: a.verbosity.verbose,
+                log: None,
+            },
+            a.log_rpc,
+        )
     })
 }

@@ -2,7 +2,8 @@
 //! with the course's programs: a central server that knows the users, where
 //! each is connected and what each has published; peers that register,
 //! publish, list and fetch files straight from each other; a date-time web
-//! service the peers stamp their requests with.
+//! service the peers stamp their requests with; an RPC service that logs
+//! every operation the server carries out.
 //!
 //! # Layout
 //! - [`wire`]: the requests and answers, their exact bytes, the readers.
@@ -11,9 +12,12 @@
 //! - [`peer`]: `nap-peer`: the `c> ` shell, the file listener, GET_FILE.
 //! - [`time`]: `nap-time`: the date-time over plain HTTP and SOAP 1.1, and
 //!   the client peers use to ask it.
+//! - [`oplog`]: `nap-log`, the ONC RPC operation log (`operations.x`), and
+//!   the server's non-blocking sender to it.
 //! - [`cmd`]: the programs' bodies.
 
 pub mod cmd;
+pub mod oplog;
 pub mod peer;
 pub mod server;
 pub mod store;
