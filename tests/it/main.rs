@@ -5,4 +5,5 @@ mod harness;
 
 mod dht;
 mod flood;
+mod nap;
 mod swarm;
