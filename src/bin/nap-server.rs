@@ -47,6 +47,7 @@ fn main() -> ExitCode {
                 workers: a.workers,
                 storage: a.storage,
                 format: a.result_format,
+                quiet: a.verbosity.quiet,
                 verbose: a.verbosity.verbose,
                 log: None,
             },

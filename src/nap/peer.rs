@@ -648,7 +648,6 @@ pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) 
     let mut tmp = TempFile::create_in(dir)
         .map_err(|e| Error::from(e).doing(format!("writing in {}", dir.display())))?;
     io::copy(&mut r, tmp.file())?;
-    tmp.file().sync_data()?;
     tmp.persist(local)
         .map_err(|e| Error::from(e).doing(format!("writing {}", local.display())))?;
     Ok(Fetched::Done)

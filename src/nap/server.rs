@@ -3,7 +3,7 @@
 //! workers (the server core's `serve_pool`), answered, closed.
 //!
 //! Stdout: `listening on HOST:PORT`, then `s> OPERATION FROM USER` per
-//! request. Stderr: requests refused or cut short, with the client's address.
+//! request (not with `-q`). Stderr: requests refused or cut short, with the client's address.
 //!
 //! A request refused for a bad field (too long, not UTF-8) is answered with
 //! its operation's FAIL code on the connection's thread and never reaches a
@@ -52,6 +52,8 @@ pub struct Config {
     /// Where the state lives; `None`: in memory only.
     pub storage: Option<PathBuf>,
     pub format: ResultFormat,
+    /// No `s>` line per request.
+    pub quiet: bool,
     /// Log requests cut short too.
     pub verbose: bool,
     pub log: Option<Box<dyn OpLog>>,
@@ -60,6 +62,7 @@ pub struct Config {
 struct Shared {
     store: Store,
     format: ResultFormat,
+    quiet: bool,
     verbose: bool,
     log: Option<Box<dyn OpLog>>,
 }
@@ -75,6 +78,7 @@ pub fn run(config: Config) -> Result<()> {
     let shared = Arc::new(Shared {
         store,
         format: config.format,
+        quiet: config.quiet,
         verbose: config.verbose,
         log: config.log,
     });
@@ -111,7 +115,9 @@ impl Shared {
             Ok(Incoming::Request(req)) => Some(req),
             Ok(Incoming::Refused { op, why }) => {
                 session.busy();
-                crate::event!("s> {op} refused");
+                if !self.quiet {
+                    crate::event!("s> {op} refused");
+                }
                 crate::diag!("{}: {op} refused: {why}", session.peer());
                 self.answer(session, &Answer::Code(op.fail_code()));
                 drain(session.stream());
@@ -133,7 +139,9 @@ impl Shared {
     /// Carries out one request on a worker and answers it.
     fn work(&self, session: &Session, req: &Request) {
         let op = req.op();
-        crate::event!("s> {} FROM {}", op, printable(req.user.as_str()));
+        if !self.quiet {
+            crate::event!("s> {op} FROM {}", printable(req.user.as_str()));
+        }
         let answer = self.store.apply(req, peer_ip(session));
         self.answer(session, &answer);
         if let Some(log) = &self.log {
