@@ -381,7 +381,13 @@ impl<W: Write> Peer<W> {
     /// not be reached or answered nonsense (said on stderr).
     fn ask(&mut self, user: &str, body: Body) -> Option<(Answer, IpAddr)> {
         let op = body.op();
-        let user = Field::new(user).ok()?;
+        let user = match Field::new(user) {
+            Ok(u) => u,
+            Err(e) => {
+                crate::diag!("{op}: user name: {e}");
+                return None;
+            }
+        };
         let req = Request {
             datetime: Some(self.now()),
             user,
