@@ -172,8 +172,12 @@ fn serve_get(session: &Session, share: &Path, published: &Published) {
                     .write_all(b"0\0")
                     .map_err(Error::from)
                     .and_then(|()| transfer::send_body_to_socket(file, len, &mut w));
-                if let Err(e) = sent {
-                    crate::diag!("listener: {peer}: sending {name}: {e}");
+                match sent {
+                    // A date-time that came after the grace period is still
+                    // unread: read it before closing, so the close does not
+                    // reset the connection under the file's last bytes.
+                    Ok(()) => super::server::drain(session.stream()),
+                    Err(e) => crate::diag!("listener: {peer}: sending {name}: {e}"),
                 }
                 return;
             }
@@ -182,7 +186,9 @@ fn serve_get(session: &Session, share: &Path, published: &Published) {
     };
     let mut answer = Vec::new();
     wire::put_code(&mut answer, code, wire::ResultFormat::Text);
-    let _ = session.stream().write_all(&answer);
+    if session.stream().write_all(&answer).is_ok() {
+        super::server::drain(session.stream());
+    }
 }
 
 /// Opens a published file by its plain name: the file and its length, or

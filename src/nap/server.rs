@@ -163,7 +163,7 @@ impl Shared {
 /// Ends our side and reads what the client still sends (at most
 /// `DRAIN_MAX` bytes for at most `DRAIN_FOR`) so the close does not reset
 /// the connection under the answer.
-fn drain(stream: &TcpStream) {
+pub(crate) fn drain(stream: &TcpStream) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let deadline = Instant::now() + DRAIN_FOR;
     let mut buf = [0u8; 4096];

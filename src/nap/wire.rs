@@ -16,6 +16,9 @@
 //! | DELETE | FILE |
 //! | LIST_CONTENT | REMOTE_USER |
 //!
+//! (A first field after the operation that reads as a date-time is taken
+//! as one: a user named `01/01/2026 00:00:00` must send the date-time too.)
+//!
 //! The answer is a result code, as decimal text with a NUL (`"0\0"`) or as
 //! one binary byte ([`ResultFormat`]); LIST_USERS and LIST_CONTENT add a
 //! count (decimal text) and their entries when the result is 0.
