@@ -800,3 +800,57 @@ fn every_daemon_serves_real_clients_through_idle_and_trickling_floods() {
     let probe = || assert_eq!(ask(&at, &req(&["GET_FILE", "ok.txt", DT])), b"0\0ok");
     exhaustion("nap-peer listener", &ana.p, 0x41, probe);
 }
+
+#[test]
+fn nap_time_answers_soap_faults_and_names_the_callers_host_in_its_wsdl() {
+    let t = cmd(bin!("nap-time"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let wsdl = ask(
+        &t.addr,
+        b"GET /?wsdl HTTP/1.1\r\nHost: nap.example:8123\r\nConnection: close\r\n\r\n",
+    );
+    let wsdl = String::from_utf8_lossy(&wsdl);
+    assert!(
+        wsdl.contains("<soap:address location=\"http://nap.example:8123/\"/>"),
+        "{wsdl}"
+    );
+    assert!(wsdl.contains("<wsdl:service name=\"DateTimeService\">"));
+    let envelope = |op: &str| {
+        let body = format!(
+            "<?xml version='1.0'?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\">\
+             <s:Body><t:{op} xmlns:t=\"spyne.examples.datetime\"/></s:Body></s:Envelope>"
+        );
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        String::from_utf8_lossy(&ask(&t.addr, req.as_bytes())).into_owned()
+    };
+    let ok = envelope("get_current_datetime");
+    assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+    let result = ok
+        .split("<tns:get_current_datetimeResult>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_default();
+    assert!(peerkit::nap::DateTime::parse(result).is_some(), "{ok}");
+    let fault = envelope("format_disk");
+    assert!(fault.starts_with("HTTP/1.1 500"), "{fault}");
+    assert!(
+        fault.contains("<faultcode>soap11env:Client</faultcode>"),
+        "{fault}"
+    );
+    let bad = ask(
+        &t.addr,
+        b"POST / HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
+    );
+    assert!(
+        bad.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&bad)
+    );
+    // Still serving.
+    assert!(ask(&t.addr, b"GET / HTTP/1.0\r\n\r\n").starts_with(b"HTTP/1.1 200 OK"));
+}
