@@ -385,7 +385,7 @@ impl<W: Write> Peer<W> {
 
     /// Sends `body` as `user` and reads the answer. `None`: the server could
     /// not be reached or answered nonsense (said on stderr).
-    fn ask(&mut self, user: &str, body: Body) -> Option<(Answer, IpAddr)> {
+    fn ask(&mut self, user: &str, body: Body) -> Option<Answer> {
         let op = body.op();
         let user = match Field::new(user) {
             Ok(u) => u,
@@ -400,12 +400,10 @@ impl<W: Write> Peer<W> {
             body,
         };
         let addr = net::host_port(&self.opts.server, self.opts.port);
-        let exchange = || -> Result<(Answer, IpAddr)> {
+        let exchange = || -> Result<Answer> {
             let stream = net::connect(&addr, &self.opts.timeouts)?;
-            let local = stream.local_addr()?.ip();
             (&stream).write_all(&req.encode())?;
-            let answer = wire::read_answer(&mut BufReader::new(&stream), op)?;
-            Ok((answer, local))
+            wire::read_answer(&mut BufReader::new(&stream), op)
         };
         match exchange() {
             Ok(a) => Some(a),
@@ -426,7 +424,7 @@ impl<W: Write> Peer<W> {
         if op == Op::Register {
             self.named = Some(user.to_string());
         }
-        let code = self.ask(user, body).map(|(a, _)| a.code());
+        let code = self.ask(user, body).map(|a| a.code());
         if op == Op::Unregister && code == Some(0) {
             if self.connected.as_deref() == Some(user) {
                 self.connected = None;
@@ -452,15 +450,14 @@ impl<W: Write> Peer<W> {
             }
         }
         let port = self.listener.as_ref().map_or(0, |l| l.port);
-        // Our address as the server sees it is only known once connected;
-        // the server takes 0.0.0.0 to mean just that, but other servers
-        // may not, so the first exchange learns it.
+        // Our own address towards the server, not 0.0.0.0: other servers
+        // of the course's protocol may not read 0.0.0.0 as "this connection's".
         let ip = self.local_ip_towards_server();
         let body = Body::Connect {
             ip: Field::new(ip.to_string()).unwrap_or_default(),
             port: Field::new(port.to_string()).unwrap_or_default(),
         };
-        let code = self.ask(user, body).map(|(a, _)| a.code());
+        let code = self.ask(user, body).map(|a| a.code());
         if code == Some(0) {
             self.connected = Some(user.to_string());
         } else if started && self.connected.is_none() {
@@ -490,7 +487,7 @@ impl<W: Write> Peer<W> {
     }
 
     fn disconnect(&mut self, user: &str) -> Result<()> {
-        let code = self.ask(user, Body::Disconnect).map(|(a, _)| a.code());
+        let code = self.ask(user, Body::Disconnect).map(|a| a.code());
         if code == Some(0) && self.connected.as_deref() == Some(user) {
             self.connected = None;
             self.stop_listener();
@@ -518,7 +515,7 @@ impl<W: Write> Peer<W> {
             file: file_f,
             description,
         };
-        let code = self.ask(&user, body).map(|(a, _)| a.code());
+        let code = self.ask(&user, body).map(|a| a.code());
         if code == Some(0) {
             self.published
                 .lock()
@@ -535,7 +532,7 @@ impl<W: Write> Peer<W> {
         let user = self.acting().to_string();
         let code = self
             .ask(&user, Body::Delete { file: file_f })
-            .map(|(a, _)| a.code());
+            .map(|a| a.code());
         if code == Some(0)
             && let Ok(name) = FileName::new(file)
         {
@@ -549,7 +546,7 @@ impl<W: Write> Peer<W> {
 
     fn list_users(&mut self) -> Result<()> {
         let user = self.acting().to_string();
-        match self.ask(&user, Body::ListUsers).map(|(a, _)| a) {
+        match self.ask(&user, Body::ListUsers) {
             Some(Answer::Users(users)) => {
                 self.say(message(Op::ListUsers, 0))?;
                 for u in users {
@@ -557,10 +554,7 @@ impl<W: Write> Peer<W> {
                 }
                 Ok(())
             }
-            other => self.say(message(
-                Op::ListUsers,
-                other.map_or(u8::MAX, |a| a.code()).max(1),
-            )),
+            other => self.say(message(Op::ListUsers, other.map_or(u8::MAX, |a| a.code()))),
         }
     }
 
@@ -569,10 +563,7 @@ impl<W: Write> Peer<W> {
             return self.say(message(Op::ListContent, u8::MAX));
         };
         let user = self.acting().to_string();
-        match self
-            .ask(&user, Body::ListContent { remote })
-            .map(|(a, _)| a)
-        {
+        match self.ask(&user, Body::ListContent { remote }) {
             Some(Answer::Content(files)) => {
                 self.say(message(Op::ListContent, 0))?;
                 for f in files {
@@ -582,7 +573,7 @@ impl<W: Write> Peer<W> {
             }
             other => self.say(message(
                 Op::ListContent,
-                other.map_or(u8::MAX, |a| a.code()).max(1),
+                other.map_or(u8::MAX, |a| a.code()),
             )),
         }
     }
@@ -594,7 +585,7 @@ impl<W: Write> Peer<W> {
             return self.say(GET_FILE_FAIL);
         };
         let user = self.acting().to_string();
-        let users = match self.ask(&user, Body::ListUsers).map(|(a, _)| a) {
+        let users = match self.ask(&user, Body::ListUsers) {
             Some(Answer::Users(users)) => users,
             _ => return self.say(GET_FILE_FAIL),
         };
