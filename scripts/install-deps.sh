@@ -10,6 +10,8 @@
 #   demo    tmux (the multi-pane demos)
 #   rpc     gcc, rpcgen (rpcsvc-proto), libtirpc-dev and rpcbind for the rdir
 #           C client built from rdir.x; starts `rpcbind -w` if none runs
+#   nap     python3-zeep for /usr/bin/python3 (nap-time's SOAP interop test),
+#           nc (scripts/bench-nap.sh's reference transfer)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
@@ -57,9 +59,31 @@ group_rpc() {
     return "$ok"
 }
 
+# apt_python MODULE PACKAGE: installs a Debian package if Debian's python3
+# cannot import MODULE (tests call /usr/bin/python3, not whatever python3
+# comes first on PATH).
+apt_python() {
+    if ! /usr/bin/python3 -c "import $1" >/dev/null 2>&1; then
+        say "installing $2 (for /usr/bin/python3: import $1)" >&2
+        if [ "$(id -u)" -eq 0 ]; then
+            apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null
+        else
+            sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq "$2" >/dev/null
+        fi
+    fi
+    /usr/bin/python3 -c "import $1" >/dev/null 2>&1
+}
+
+group_nap() {
+    local ok=0
+    apt_python zeep python3-zeep || ok=1
+    need nc netcat-openbsd || ok=1
+    return "$ok"
+}
+
 groups=("$@")
 if [ ${#groups[@]} -eq 0 ]; then
-    groups=(demo rpc)
+    groups=(demo rpc nap)
 fi
 status=0
 for g in "${groups[@]}"; do

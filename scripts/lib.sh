@@ -128,6 +128,34 @@ peak_rss_kib() {
     awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
+# nc_seconds FILE OUT: moves FILE into OUT over loopback with nc (a
+# listener on a free port, retrying if taken; the sender closes with -N)
+# and prints the seconds it took; fails if OUT ends up another size.
+nc_seconds() {
+    local file=$1 out=$2 port ncpid t0 t1
+    rm -f "$out"
+    for _ in $(seq 20); do
+        port=$((20000 + RANDOM % 40000))
+        ss -ltn | grep -q ":$port " && continue
+        nc -l 127.0.0.1 "$port" >"$out" &
+        ncpid=$!
+        for _ in $(seq 100); do
+            ss -ltn | grep -q "127.0.0.1:$port " && break
+            sleep 0.02
+        done
+        kill -0 "$ncpid" 2>/dev/null && break
+    done
+    t0=$(date +%s.%N)
+    nc -N 127.0.0.1 "$port" <"$file"
+    wait "$ncpid"
+    t1=$(date +%s.%N)
+    [ "$(stat -c %s "$out")" = "$(stat -c %s "$file")" ] || {
+        say "nc moved a different number of bytes" >&2
+        return 1
+    }
+    awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
+}
+
 # need CMD PACKAGE: installs a Debian package if CMD is missing.
 need() {
     if ! command -v "$1" >/dev/null 2>&1; then

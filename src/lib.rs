@@ -20,6 +20,8 @@
 //! - [`swarm`]: the BitTorrent-like swarm (`bt-tracker`, `bt-peer`).
 //! - [`flood`]: Gnutella-like key-value flooding (`kv-servent`, `kv-query`).
 //! - [`rdir`]: remote directory reading, stateful, stateless and ONC RPC (`rdird`, `rls`).
+//! - [`nap`]: the Napster-like directory with peer-to-peer transfer (`nap-server`,
+//!   `nap-peer`, `nap-time`, `nap-log`).
 
 pub mod cli;
 pub mod digest;
@@ -36,6 +38,7 @@ pub mod transfer;
 
 pub mod dht;
 pub mod flood;
+pub mod nap;
 pub mod rdir;
 pub mod swarm;
 

@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -141,6 +141,8 @@ pub struct Proc {
     /// The `HOST:PORT` from the readiness line, for daemons.
     pub addr: String,
     status: Option<ExitStatus>,
+    /// Stdin, when started with `Spawn::stdin_open`.
+    stdin: Option<ChildStdin>,
 }
 
 fn command_line(program: &str, args: &[&OsStr]) -> String {
@@ -169,6 +171,7 @@ pub struct Spawn {
     args: Vec<std::ffi::OsString>,
     cwd: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
+    keep_stdin: bool,
 }
 
 /// Starts describing a run of `program` (use `bin!`).
@@ -178,6 +181,7 @@ pub fn cmd(program: &str) -> Spawn {
         args: Vec::new(),
         cwd: None,
         stdin: None,
+        keep_stdin: false,
     }
 }
 
@@ -209,6 +213,13 @@ impl Spawn {
         self
     }
 
+    /// Keeps stdin open as a pipe: write to it with `Proc::send_stdin`
+    /// (for interactive programs that must stay up between commands).
+    pub fn stdin_open(mut self) -> Spawn {
+        self.keep_stdin = true;
+        self
+    }
+
     fn name(&self) -> String {
         Path::new(&self.program)
             .file_name()
@@ -222,7 +233,7 @@ impl Spawn {
         c.args(&self.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .stdin(if self.stdin.is_some() {
+            .stdin(if self.stdin.is_some() || self.keep_stdin {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -241,6 +252,11 @@ impl Spawn {
                 let _ = w.write_all(&input);
             });
         }
+        let kept = if self.keep_stdin && self.stdin.is_none() {
+            child.stdin.take()
+        } else {
+            None
+        };
         let stdout = Lines::collect(child.stdout.take().unwrap());
         let stderr = Lines::collect(child.stderr.take().unwrap());
         Proc {
@@ -252,6 +268,7 @@ impl Spawn {
             cursor: 0,
             addr: String::new(),
             status: None,
+            stdin: kept,
         }
     }
 
@@ -347,6 +364,21 @@ impl Proc {
             Some((_, line)) => line,
             None => panic!("timed out waiting for a stderr line\n{}", self.dump()),
         }
+    }
+
+    /// Writes to the stdin kept open by `Spawn::stdin_open`.
+    pub fn send_stdin(&mut self, bytes: &[u8]) {
+        let w = self
+            .stdin
+            .as_mut()
+            .unwrap_or_else(|| panic!("{}: stdin was not kept open", self.name));
+        w.write_all(bytes).expect("write to stdin");
+        w.flush().expect("flush stdin");
+    }
+
+    /// Closes the kept stdin (the program sees the end of its input).
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
     }
 
     /// Sends SIGTERM (a graceful stop).

@@ -5,5 +5,6 @@ mod harness;
 
 mod dht;
 mod flood;
+mod nap;
 mod rdir;
 mod swarm;

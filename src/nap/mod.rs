@@ -1,0 +1,27 @@
+//! A Napster-like directory with peer-to-peer transfer, byte-compatible
+//! with the course's programs: a central server that knows the users, where
+//! each is connected and what each has published; peers that register,
+//! publish, list and fetch files straight from each other; a date-time web
+//! service the peers stamp their requests with; an RPC service that logs
+//! every operation the server carries out.
+//!
+//! # Layout
+//! - [`wire`]: the requests and answers, their exact bytes, the readers.
+//! - [`store`]: the directory's state and its atomic file under `--storage`.
+//! - [`server`]: `nap-server`: the worker pool, the operations, the log lines.
+//! - [`peer`]: `nap-peer`: the `c> ` shell, the file listener, GET_FILE.
+//! - [`time`]: `nap-time`: the date-time over plain HTTP and SOAP 1.1, and
+//!   the client peers use to ask it.
+//! - [`oplog`]: `nap-log`, the ONC RPC operation log (`operations.x`), and
+//!   the server's non-blocking sender to it.
+//! - [`cmd`]: the programs' bodies.
+
+pub mod cmd;
+pub mod oplog;
+pub mod peer;
+pub mod server;
+pub mod store;
+pub mod time;
+pub mod wire;
+
+pub use wire::{Answer, DateTime, Field, Op, Request, ResultFormat};

@@ -1,0 +1,734 @@
+//! The peer (`nap-peer`): the course's `c> ` shell over the directory
+//! protocol, the listener that serves this peer's published files to other
+//! peers, and GET_FILE.
+//!
+//! Commands come one per line from a terminal (with the `c> ` prompt) or a
+//! pipe (without it); the first word is the command, in any case. A name
+//! with spaces can be written in double quotes; PUBLISH's description is the
+//! rest of the line. Each command prints the course's message for its
+//! result, or `<OP> FAIL` when the server cannot be reached.
+//!
+//! The operations that act as "the user" (PUBLISH, DELETE, LIST_USERS,
+//! LIST_CONTENT, GET_FILE) use the user connected from this peer, or else
+//! the last user named in a REGISTER or CONNECT, so that publishing before
+//! connecting gets the server's own answer.
+//!
+//! CONNECT starts the listener (on the server core, one thread per
+//! download) and sends its port with the address of our side of the
+//! connection to the server; DISCONNECT and QUIT (or the end of input) stop
+//! it. The listener serves only files this peer published, by plain name,
+//! from the share folder.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::time;
+use super::wire::{self, Answer, Body, DateTime, Field, GetFile, Op, Request, get_file};
+use crate::error::{Error, Result};
+use crate::name::FileName;
+use crate::net::{self, SharedStream, Timeouts};
+use crate::server::{Limits, Server, Session};
+use crate::shutdown::Shutdown;
+use crate::transfer::{self, TempFile};
+
+/// How long a listener waits for the date-time field after the file name
+/// before answering without it (some clients never send one).
+pub const DATETIME_GRACE: Duration = Duration::from_millis(500);
+
+/// What the peer runs with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The directory server's host.
+    pub server: String,
+    pub port: u16,
+    /// The folder published files are served from.
+    pub share: PathBuf,
+    /// The date-time service (`http://HOST:PORT/`); none: the local clock.
+    pub time_url: Option<String>,
+    /// The listener's interface address.
+    pub listen_ip: IpAddr,
+    pub timeouts: Timeouts,
+}
+
+/// The course's message for `op`'s result `code`.
+pub fn message(op: Op, code: u8) -> &'static str {
+    match (op, code) {
+        (Op::Register, 0) => "REGISTER OK",
+        (Op::Register, 1) => "USERNAME IN USE",
+        (Op::Register, _) => "REGISTER FAIL",
+        (Op::Unregister, 0) => "UNREGISTER OK",
+        (Op::Unregister, 1) => "USER DOES NOT EXIST",
+        (Op::Unregister, _) => "UNREGISTER FAIL",
+        (Op::Connect, 0) => "CONNECT OK",
+        (Op::Connect, 1) => "CONNECT FAIL, USER DOES NOT EXIST",
+        (Op::Connect, 2) => "USER ALREADY CONNECTED",
+        (Op::Connect, _) => "CONNECT FAIL",
+        (Op::Publish, 0) => "PUBLISH OK",
+        (Op::Publish, 1) => "PUBLISH FAIL, USER DOES NOT EXIST",
+        (Op::Publish, 2) => "PUBLISH FAIL, USER NOT CONNECTED",
+        (Op::Publish, 3) => "PUBLISH FAIL, CONTENT ALREADY PUBLISHED",
+        (Op::Publish, _) => "PUBLISH FAIL",
+        (Op::Delete, 0) => "DELETE OK",
+        (Op::Delete, 1) => "DELETE FAIL, USER DOES NOT EXIST",
+        (Op::Delete, 2) => "DELETE FAIL, USER NOT CONNECTED",
+        (Op::Delete, 3) => "DELETE FAIL, CONTENT NOT PUBLISHED",
+        (Op::Delete, _) => "DELETE FAIL",
+        (Op::ListUsers, 0) => "LIST_USERS OK",
+        (Op::ListUsers, 1) => "LIST_USERS FAIL, USER DOES NOT EXIST",
+        (Op::ListUsers, 2) => "LIST_USERS FAIL, USER NOT CONNECTED",
+        (Op::ListUsers, _) => "LIST_USERS FAIL",
+        (Op::ListContent, 0) => "LIST_CONTENT OK",
+        (Op::ListContent, 1) => "LIST_CONTENT FAIL, USER DOES NOT EXIST",
+        (Op::ListContent, 2) => "LIST_CONTENT FAIL, USER NOT CONNECTED",
+        (Op::ListContent, 3) => "LIST_CONTENT FAIL, REMOTE USER DOES NOT EXIST",
+        (Op::ListContent, _) => "LIST_CONTENT FAIL",
+        (Op::Disconnect, 0) => "DISCONNECT OK",
+        (Op::Disconnect, 1) => "DISCONNECT FAIL / USER DOES NOT EXIST",
+        (Op::Disconnect, 2) => "DISCONNECT FAIL / USER NOT CONNECTED",
+        (Op::Disconnect, _) => "DISCONNECT FAIL",
+    }
+}
+
+const GET_FILE_OK: &str = "GET_FILE OK";
+const GET_FILE_NO_FILE: &str = "GET_FILE FAIL / FILE NOT EXIST";
+const GET_FILE_FAIL: &str = "GET_FILE FAIL";
+
+/// The files this peer published, by name; shared with its listener.
+type Published = Arc<Mutex<BTreeSet<FileName>>>;
+
+/// The running listener.
+struct Listener {
+    port: u16,
+    shutdown: Arc<Shutdown>,
+    thread: JoinHandle<Result<()>>,
+}
+
+impl Listener {
+    fn start(opts: &Options, published: Published) -> Result<Listener> {
+        let shutdown = Shutdown::new();
+        let limits = Limits {
+            io: opts.timeouts,
+            ..Limits::default()
+        };
+        let server = Server::bind(
+            &net::host_port(&opts.listen_ip.to_string(), 0),
+            limits,
+            shutdown.clone(),
+        )?;
+        let port = server.local_addr().port();
+        let share = opts.share.clone();
+        let thread = std::thread::Builder::new()
+            .name("listener".into())
+            .spawn(move || server.serve(move |s| serve_get(&s, &share, &published)))
+            .map_err(|e| Error::Local(format!("starting the listener: {e}")))?;
+        Ok(Listener {
+            port,
+            shutdown,
+            thread,
+        })
+    }
+
+    fn stop(self) {
+        self.shutdown.trigger();
+        let _ = self.thread.join();
+    }
+}
+
+/// Serves one GET_FILE request on the listener.
+fn serve_get(session: &Session, share: &Path, published: &Published) {
+    let peer = session.peer();
+    let mut r = BufReader::new(session.stream());
+    let name = match wire::read_get_file_name(&mut r) {
+        Ok(name) => name,
+        Err(e) => {
+            if !e.is_disconnect() && !matches!(e, Error::Closed) {
+                crate::diag!("listener: {peer}: {e}");
+            }
+            return;
+        }
+    };
+    // The date-time may follow; wait for it only briefly.
+    let _ = session.stream().set_read_timeout(Some(DATETIME_GRACE));
+    if let Err(e) = wire::read_get_datetime(&mut r) {
+        crate::diag!("listener: {peer}: {e}");
+        return;
+    }
+    let _ = session
+        .stream()
+        .set_read_timeout(Some(session.limits().io.io));
+    session.busy();
+    let code = match name {
+        Err(_) => get_file::FAIL,
+        Ok(name) => match open_published(share, published, name.as_str()) {
+            Ok((file, len)) => {
+                let mut w = BufWriter::new(SharedStream::new(session.shared_stream()));
+                let sent = w
+                    .write_all(b"0\0")
+                    .map_err(Error::from)
+                    .and_then(|()| transfer::send_body_to_socket(file, len, &mut w));
+                match sent {
+                    // A date-time that came after the grace period is still
+                    // unread: read it before closing, so the close does not
+                    // reset the connection under the file's last bytes.
+                    Ok(()) => super::server::drain(session.stream()),
+                    Err(e) => crate::diag!("listener: {peer}: sending {name}: {e}"),
+                }
+                return;
+            }
+            Err(code) => code,
+        },
+    };
+    let mut answer = Vec::new();
+    wire::put_code(&mut answer, code, wire::ResultFormat::Text);
+    if session.stream().write_all(&answer).is_ok() {
+        super::server::drain(session.stream());
+    }
+}
+
+/// Opens a published file by its plain name: the file and its length, or
+/// the code to answer.
+fn open_published(
+    share: &Path,
+    published: &Published,
+    name: &str,
+) -> std::result::Result<(File, u64), u8> {
+    let name = FileName::new(name).map_err(|_| get_file::NO_FILE)?;
+    let listed = published
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&name);
+    if !listed {
+        return Err(get_file::NO_FILE);
+    }
+    let path = name.within(share);
+    let file = File::open(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => get_file::NO_FILE,
+        _ => get_file::FAIL,
+    })?;
+    let meta = file.metadata().map_err(|_| get_file::FAIL)?;
+    if !meta.is_file() {
+        return Err(get_file::NO_FILE);
+    }
+    Ok((file, meta.len()))
+}
+
+/// One line of input, split into words; `"..."` quotes a word with spaces.
+/// Returns the words and, for each, where the rest of the line after it
+/// begins.
+fn split_words(line: &str) -> Vec<(String, usize)> {
+    let mut words = Vec::new();
+    let mut chars = line.char_indices().peekable();
+    while let Some(&(_, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        let mut word = String::new();
+        let mut end = line.len();
+        if c == '"' {
+            chars.next();
+            for (i, c) in chars.by_ref() {
+                if c == '"' {
+                    end = i + 1;
+                    break;
+                }
+                word.push(c);
+            }
+        } else {
+            while let Some(&(i, c)) = chars.peek() {
+                if c.is_whitespace() {
+                    end = i;
+                    break;
+                }
+                word.push(c);
+                chars.next();
+            }
+        }
+        words.push((word, end));
+    }
+    words
+}
+
+/// The shell's state.
+pub struct Peer<W: Write> {
+    opts: Options,
+    out: W,
+    /// The user connected from this peer.
+    connected: Option<String>,
+    /// The last user named in a REGISTER or CONNECT.
+    named: Option<String>,
+    listener: Option<Listener>,
+    published: Published,
+    /// The date-time service failed once already (said once).
+    time_failed: bool,
+}
+
+impl<W: Write> Peer<W> {
+    pub fn new(opts: Options, out: W) -> Peer<W> {
+        Peer {
+            opts,
+            out,
+            connected: None,
+            named: None,
+            listener: None,
+            published: Arc::default(),
+            time_failed: false,
+        }
+    }
+
+    /// Runs the shell on `input` until QUIT or its end.
+    pub fn run<R: BufRead>(&mut self, mut input: R, prompt: bool) -> Result<()> {
+        let mut line = String::new();
+        loop {
+            if prompt {
+                write!(self.out, "c> ")?;
+                self.out.flush()?;
+            }
+            line.clear();
+            if input.read_line(&mut line)? == 0 {
+                if prompt {
+                    writeln!(self.out)?;
+                }
+                self.quit()?;
+                return Ok(());
+            }
+            if !self.command(line.trim_end_matches(['\n', '\r']))? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn say(&mut self, text: &str) -> Result<()> {
+        writeln!(self.out, "{text}")?;
+        self.out.flush()?;
+        Ok(())
+    }
+
+    /// Runs one command line; false after QUIT.
+    pub fn command(&mut self, line: &str) -> Result<bool> {
+        let words = split_words(line);
+        let Some((first, _)) = words.first() else {
+            return Ok(true);
+        };
+        let cmd = first.to_ascii_uppercase();
+        let args: Vec<&str> = words[1..].iter().map(|(w, _)| w.as_str()).collect();
+        let usage = match (cmd.as_str(), args.len()) {
+            ("REGISTER", 1) => return self.simple(Op::Register, args[0]).map(|()| true),
+            ("UNREGISTER", 1) => return self.simple(Op::Unregister, args[0]).map(|()| true),
+            ("CONNECT", 1) => return self.connect(args[0]).map(|()| true),
+            ("DISCONNECT", 1) => return self.disconnect(args[0]).map(|()| true),
+            ("PUBLISH", n) if n >= 2 => {
+                let after_name = words[1].1;
+                let description = line.get(after_name..).unwrap_or("").trim();
+                return self.publish(args[0], description).map(|()| true);
+            }
+            ("DELETE", 1) => return self.delete(args[0]).map(|()| true),
+            ("LIST_USERS", 0) => return self.list_users().map(|()| true),
+            ("LIST_CONTENT", 1) => return self.list_content(args[0]).map(|()| true),
+            ("GET_FILE", 3) => return self.get_file(args[0], args[1], args[2]).map(|()| true),
+            ("QUIT", 0) => {
+                self.quit()?;
+                return Ok(false);
+            }
+            ("REGISTER", _) => "REGISTER <userName>",
+            ("UNREGISTER", _) => "UNREGISTER <userName>",
+            ("CONNECT", _) => "CONNECT <userName>",
+            ("DISCONNECT", _) => "DISCONNECT <userName>",
+            ("PUBLISH", _) => "PUBLISH <fileName> <description>",
+            ("DELETE", _) => "DELETE <fileName>",
+            ("LIST_USERS", _) => "LIST_USERS",
+            ("LIST_CONTENT", _) => "LIST_CONTENT <userName>",
+            ("GET_FILE", _) => "GET_FILE <userName> <remote_fileName> <local_fileName>",
+            ("QUIT", _) => "QUIT",
+            _ => {
+                let text = format!("Error: command {first} not valid.");
+                self.say(&text)?;
+                return Ok(true);
+            }
+        };
+        self.say(&format!("Syntax error. Usage: {usage}"))?;
+        Ok(true)
+    }
+
+    /// The user the user-acting operations speak for.
+    fn acting(&self) -> &str {
+        self.connected
+            .as_deref()
+            .or(self.named.as_deref())
+            .unwrap_or("")
+    }
+
+    fn now(&mut self) -> DateTime {
+        let Some(url) = self.opts.time_url.clone() else {
+            return DateTime::now();
+        };
+        match time::fetch(&url, &self.opts.timeouts) {
+            Ok(dt) => {
+                self.time_failed = false;
+                dt
+            }
+            Err(e) => {
+                if !self.time_failed {
+                    crate::diag!("date-time service: {e}; using the local clock");
+                    self.time_failed = true;
+                }
+                DateTime::now()
+            }
+        }
+    }
+
+    /// Sends `body` as `user` and reads the answer. `None`: the server could
+    /// not be reached or answered nonsense (said on stderr).
+    fn ask(&mut self, user: &str, body: Body) -> Option<Answer> {
+        let op = body.op();
+        let user = match Field::new(user) {
+            Ok(u) => u,
+            Err(e) => {
+                crate::diag!("{op}: user name: {e}");
+                return None;
+            }
+        };
+        let req = Request {
+            datetime: Some(self.now()),
+            user,
+            body,
+        };
+        let addr = net::host_port(&self.opts.server, self.opts.port);
+        let exchange = || -> Result<Answer> {
+            let stream = net::connect(&addr, &self.opts.timeouts)?;
+            (&stream).write_all(&req.encode())?;
+            wire::read_answer(&mut BufReader::new(&stream), op)
+        };
+        match exchange() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                crate::diag!("{op}: server {addr}: {e}");
+                None
+            }
+        }
+    }
+
+    /// REGISTER and UNREGISTER.
+    fn simple(&mut self, op: Op, user: &str) -> Result<()> {
+        let body = if op == Op::Register {
+            Body::Register
+        } else {
+            Body::Unregister
+        };
+        if op == Op::Register {
+            self.named = Some(user.to_string());
+        }
+        let code = self.ask(user, body).map(|a| a.code());
+        if op == Op::Unregister && code == Some(0) {
+            if self.connected.as_deref() == Some(user) {
+                self.connected = None;
+                self.stop_listener();
+            }
+            if self.named.as_deref() == Some(user) {
+                self.named = None;
+            }
+        }
+        self.say(message(op, code.unwrap_or(u8::MAX)))
+    }
+
+    fn connect(&mut self, user: &str) -> Result<()> {
+        self.named = Some(user.to_string());
+        let started = self.listener.is_none();
+        if started {
+            match Listener::start(&self.opts, self.published.clone()) {
+                Ok(l) => self.listener = Some(l),
+                Err(e) => {
+                    crate::diag!("CONNECT: {e}");
+                    return self.say(message(Op::Connect, u8::MAX));
+                }
+            }
+        }
+        let port = self.listener.as_ref().map_or(0, |l| l.port);
+        // Our own address towards the server, not 0.0.0.0: other servers
+        // of the course's protocol may not read 0.0.0.0 as "this connection's".
+        let ip = self.local_ip_towards_server();
+        let body = Body::Connect {
+            ip: Field::new(ip.to_string()).unwrap_or_default(),
+            port: Field::new(port.to_string()).unwrap_or_default(),
+        };
+        let code = self.ask(user, body).map(|a| a.code());
+        if code == Some(0) {
+            self.connected = Some(user.to_string());
+        } else if started && self.connected.is_none() {
+            self.stop_listener();
+        }
+        self.say(message(Op::Connect, code.unwrap_or(u8::MAX)))
+    }
+
+    /// The address of our side of a connection to the server (what we
+    /// tell the server to give other peers); unspecified if unknown.
+    fn local_ip_towards_server(&self) -> IpAddr {
+        let addr = net::host_port(&self.opts.server, self.opts.port);
+        if !self.opts.listen_ip.is_unspecified() {
+            return self.opts.listen_ip;
+        }
+        use std::net::ToSocketAddrs;
+        let target: Option<SocketAddr> = addr.to_socket_addrs().ok().and_then(|mut a| a.next());
+        // A UDP "connection" picks the route without sending anything.
+        target
+            .and_then(|t| {
+                let bind = if t.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                let s = std::net::UdpSocket::bind(bind).ok()?;
+                s.connect(t).ok()?;
+                s.local_addr().ok().map(|a| a.ip())
+            })
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    fn disconnect(&mut self, user: &str) -> Result<()> {
+        let code = self.ask(user, Body::Disconnect).map(|a| a.code());
+        if code == Some(0) && self.connected.as_deref() == Some(user) {
+            self.connected = None;
+            self.stop_listener();
+        }
+        self.say(message(Op::Disconnect, code.unwrap_or(u8::MAX)))
+    }
+
+    fn stop_listener(&mut self) {
+        if let Some(l) = self.listener.take() {
+            l.stop();
+        }
+    }
+
+    fn publish(&mut self, file: &str, description: &str) -> Result<()> {
+        let Ok(name) = FileName::new(file) else {
+            crate::diag!("PUBLISH: {file:?} is not a plain file name");
+            return self.say(message(Op::Publish, u8::MAX));
+        };
+        let (Ok(file_f), Ok(description)) = (Field::new(file), Field::new(description)) else {
+            crate::diag!("PUBLISH: a field is over {} bytes", wire::MAX_FIELD);
+            return self.say(message(Op::Publish, u8::MAX));
+        };
+        let user = self.acting().to_string();
+        let body = Body::Publish {
+            file: file_f,
+            description,
+        };
+        let code = self.ask(&user, body).map(|a| a.code());
+        if code == Some(0) {
+            self.published
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name);
+        }
+        self.say(message(Op::Publish, code.unwrap_or(u8::MAX)))
+    }
+
+    fn delete(&mut self, file: &str) -> Result<()> {
+        let Ok(file_f) = Field::new(file) else {
+            return self.say(message(Op::Delete, u8::MAX));
+        };
+        let user = self.acting().to_string();
+        let code = self
+            .ask(&user, Body::Delete { file: file_f })
+            .map(|a| a.code());
+        if code == Some(0)
+            && let Ok(name) = FileName::new(file)
+        {
+            self.published
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&name);
+        }
+        self.say(message(Op::Delete, code.unwrap_or(u8::MAX)))
+    }
+
+    fn list_users(&mut self) -> Result<()> {
+        let user = self.acting().to_string();
+        match self.ask(&user, Body::ListUsers) {
+            Some(Answer::Users(users)) => {
+                self.say(message(Op::ListUsers, 0))?;
+                for u in users {
+                    self.say(&format!("{} {} {}", u.user, u.ip, u.port))?;
+                }
+                Ok(())
+            }
+            other => self.say(message(Op::ListUsers, other.map_or(u8::MAX, |a| a.code()))),
+        }
+    }
+
+    fn list_content(&mut self, remote: &str) -> Result<()> {
+        let Ok(remote) = Field::new(remote) else {
+            return self.say(message(Op::ListContent, u8::MAX));
+        };
+        let user = self.acting().to_string();
+        match self.ask(&user, Body::ListContent { remote }) {
+            Some(Answer::Content(files)) => {
+                self.say(message(Op::ListContent, 0))?;
+                for f in files {
+                    self.say(&format!("{} {}", f.file, f.description))?;
+                }
+                Ok(())
+            }
+            other => self.say(message(
+                Op::ListContent,
+                other.map_or(u8::MAX, |a| a.code()),
+            )),
+        }
+    }
+
+    /// Finds `owner`'s address with LIST_USERS, then fetches `remote` from it
+    /// into `local` through a temporary file renamed only when complete.
+    fn get_file(&mut self, owner: &str, remote: &str, local: &str) -> Result<()> {
+        let Ok(remote) = Field::new(remote) else {
+            return self.say(GET_FILE_FAIL);
+        };
+        let user = self.acting().to_string();
+        let users = match self.ask(&user, Body::ListUsers) {
+            Some(Answer::Users(users)) => users,
+            _ => return self.say(GET_FILE_FAIL),
+        };
+        let Some(entry) = users.iter().find(|u| u.user.as_str() == owner) else {
+            crate::diag!("GET_FILE: {owner} is not connected");
+            return self.say(GET_FILE_FAIL);
+        };
+        let addr = net::host_port(entry.ip.as_str(), entry.port.as_str().parse().unwrap_or(0));
+        let req = GetFile {
+            file: remote,
+            datetime: Some(self.now()),
+        };
+        let text = match fetch_file(&addr, &req, Path::new(local), &self.opts.timeouts) {
+            Ok(Fetched::Done) => GET_FILE_OK,
+            Ok(Fetched::NoFile) => GET_FILE_NO_FILE,
+            Ok(Fetched::Failed(code)) => {
+                crate::diag!("GET_FILE: {owner} at {addr} answered {code}");
+                GET_FILE_FAIL
+            }
+            Err(e) => {
+                crate::diag!("GET_FILE: {owner} at {addr}: {e}");
+                GET_FILE_FAIL
+            }
+        };
+        self.say(text)
+    }
+
+    /// QUIT: disconnects the connected user and stops the listener.
+    fn quit(&mut self) -> Result<()> {
+        if let Some(user) = self.connected.clone() {
+            self.disconnect(&user)?;
+        }
+        self.stop_listener();
+        Ok(())
+    }
+}
+
+/// How a GET_FILE ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    Done,
+    NoFile,
+    /// Any other answer code.
+    Failed(u8),
+}
+
+/// Fetches one file from the peer at `addr` into `local`. The bytes go to a
+/// temporary file beside `local`, renamed onto it only once the owner has
+/// closed the connection cleanly; any failure leaves nothing behind.
+pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) -> Result<Fetched> {
+    let stream: TcpStream = net::connect(addr, timeouts)?;
+    (&stream).write_all(&req.encode())?;
+    let mut r = BufReader::with_capacity(transfer::CHUNK, &stream);
+    match wire::read_code(&mut r)? {
+        get_file::OK => {}
+        get_file::NO_FILE => return Ok(Fetched::NoFile),
+        code => return Ok(Fetched::Failed(code)),
+    }
+    let dir = match local.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = TempFile::create_in(dir)
+        .map_err(|e| Error::from(e).doing(format!("writing in {}", dir.display())))?;
+    io::copy(&mut r, tmp.file())?;
+    tmp.persist(local)
+        .map_err(|e| Error::from(e).doing(format!("writing {}", local.display())))?;
+    Ok(Fetched::Done)
+}
+
+/// Runs the shell on stdin (prompt only on a terminal) until QUIT or the
+/// end of input.
+pub fn run(opts: Options) -> Result<()> {
+    let stdin = io::stdin();
+    let prompt = stdin.is_terminal();
+    let mut peer = Peer::new(opts, crate::cli::stdout());
+    peer.run(stdin.lock(), prompt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_on_spaces_and_quotes() {
+        let w: Vec<String> = split_words(r#"  GET_FILE ana "my notes.txt" out"#)
+            .into_iter()
+            .map(|(w, _)| w)
+            .collect();
+        assert_eq!(w, ["GET_FILE", "ana", "my notes.txt", "out"]);
+        let line = "PUBLISH a.txt  the  description ";
+        let words = split_words(line);
+        assert_eq!(line[words[1].1..].trim(), "the  description");
+    }
+
+    #[test]
+    fn every_result_has_the_course_message() {
+        assert_eq!(message(Op::Register, 1), "USERNAME IN USE");
+        assert_eq!(message(Op::Connect, 1), "CONNECT FAIL, USER DOES NOT EXIST");
+        assert_eq!(
+            message(Op::Disconnect, 2),
+            "DISCONNECT FAIL / USER NOT CONNECTED"
+        );
+        for op in Op::ALL {
+            assert_eq!(message(op, 0), format!("{op} OK"));
+            assert_eq!(message(op, op.fail_code()), format!("{op} FAIL"));
+            assert_eq!(message(op, u8::MAX), format!("{op} FAIL"));
+        }
+    }
+
+    fn peer_to_nowhere() -> Peer<Vec<u8>> {
+        // A port nothing listens on: bind, note it, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Peer::new(
+            Options {
+                server: "127.0.0.1".into(),
+                port,
+                share: PathBuf::from("."),
+                time_url: None,
+                listen_ip: "127.0.0.1".parse().unwrap(),
+                timeouts: Timeouts::secs(2),
+            },
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn every_operation_fails_plainly_with_the_server_down() {
+        let mut p = peer_to_nowhere();
+        let input = "REGISTER ana\nUNREGISTER ana\nCONNECT ana\nPUBLISH a.txt d\nDELETE a.txt\n\
+                     LIST_USERS\nLIST_CONTENT ana\nDISCONNECT ana\nGET_FILE ana a b\nbogus\nQUIT\n";
+        p.run(input.as_bytes(), false).unwrap();
+        let out = String::from_utf8(p.out.clone()).unwrap();
+        assert_eq!(
+            out,
+            "REGISTER FAIL\nUNREGISTER FAIL\nCONNECT FAIL\nPUBLISH FAIL\nDELETE FAIL\n\
+             LIST_USERS FAIL\nLIST_CONTENT FAIL\nDISCONNECT FAIL\nGET_FILE FAIL\n\
+             Error: command bogus not valid.\n"
+        );
+        assert!(p.listener.is_none(), "a failed CONNECT stops its listener");
+    }
+}

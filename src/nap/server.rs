@@ -1,0 +1,181 @@
+//! The directory server (`nap-server`): one request per connection, read
+//! whole on the connection's thread, carried out on a fixed pool of
+//! workers (the server core's `serve_pool`), answered, closed.
+//!
+//! Stdout: `listening on HOST:PORT`, then `s> OPERATION FROM USER` per
+//! request (not with `-q`). Stderr: requests refused or cut short, with the client's address.
+//!
+//! A request refused for a bad field (too long, not UTF-8) is answered with
+//! its operation's FAIL code on the connection's thread and never reaches a
+//! worker; an unknown operation, or a request cut short, is closed without
+//! an answer and changes nothing.
+
+use std::io::{BufReader, Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::store::Store;
+use super::wire::{self, Answer, Incoming, Op, Request, ResultFormat};
+use crate::error::{Error, Result};
+use crate::server::{Limits, Pool, Server, Session};
+
+/// Default port, as in the course's examples.
+pub const DEFAULT_PORT: u16 = 5000;
+
+/// Default number of workers.
+pub const DEFAULT_WORKERS: usize = 10;
+
+/// Complete requests waiting for a worker before readers wait too.
+pub const QUEUE_PER_WORKER: usize = 8;
+
+/// How long a refused request's leftover bytes are read and dropped before
+/// closing, so that the close does not reset the connection before the
+/// client has read its answer.
+const DRAIN_FOR: Duration = Duration::from_millis(200);
+
+/// Most leftover bytes read after a refusal.
+const DRAIN_MAX: u64 = 64 * 1024;
+
+/// Hears of every operation carried out (the RPC operation log).
+pub trait OpLog: Send + Sync {
+    /// Called after `req` was carried out; must not block.
+    fn record(&self, req: &Request);
+}
+
+/// What `nap-server` runs with.
+pub struct Config {
+    pub listen: String,
+    pub limits: Limits,
+    pub workers: usize,
+    /// Where the state lives; `None`: in memory only.
+    pub storage: Option<PathBuf>,
+    pub format: ResultFormat,
+    /// No `s>` line per request.
+    pub quiet: bool,
+    /// Log requests cut short too.
+    pub verbose: bool,
+    pub log: Option<Box<dyn OpLog>>,
+}
+
+struct Shared {
+    store: Store,
+    format: ResultFormat,
+    quiet: bool,
+    verbose: bool,
+    log: Option<Box<dyn OpLog>>,
+}
+
+/// Serves the directory until Ctrl-C or SIGTERM.
+pub fn run(config: Config) -> Result<()> {
+    let store = match &config.storage {
+        Some(dir) => Store::open(dir)?,
+        None => Store::in_memory(),
+    };
+    let server = Server::start(&config.listen, config.limits)?;
+    server.announce()?;
+    let shared = Arc::new(Shared {
+        store,
+        format: config.format,
+        quiet: config.quiet,
+        verbose: config.verbose,
+        log: config.log,
+    });
+    let reader = shared.clone();
+    let pool = Pool {
+        workers: config.workers.max(1),
+        queue: config.workers.max(1) * QUEUE_PER_WORKER,
+    };
+    server.serve_pool(
+        pool,
+        move |session| reader.read(session),
+        move |session, req| shared.work(&session, &req),
+    )
+}
+
+/// The address a connection comes from, IPv4-mapped addresses as IPv4.
+fn peer_ip(session: &Session) -> IpAddr {
+    session.peer().ip().to_canonical()
+}
+
+/// `s` with control characters shown as `?`, for log lines.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+impl Shared {
+    /// Reads one whole request on the connection's thread; refusals are
+    /// answered here, and only requests to carry out go to a worker.
+    fn read(&self, session: &Session) -> Option<Request> {
+        let mut r = BufReader::new(session.stream());
+        match wire::read_request(&mut r) {
+            Ok(Incoming::Request(req)) => Some(req),
+            Ok(Incoming::Refused { op, why }) => {
+                session.busy();
+                if !self.quiet {
+                    crate::event!("s> {op} refused");
+                }
+                crate::diag!("{}: {op} refused: {why}", session.peer());
+                self.answer(session, &Answer::Code(op.fail_code()));
+                drain(session.stream());
+                None
+            }
+            Err(e) if e.is_disconnect() || matches!(e, Error::Closed) => {
+                if self.verbose {
+                    crate::diag!("{}: request cut short, ignored: {e}", session.peer());
+                }
+                None
+            }
+            Err(e) => {
+                crate::diag!("{}: closed: {e}", session.peer());
+                None
+            }
+        }
+    }
+
+    /// Carries out one request on a worker and answers it.
+    fn work(&self, session: &Session, req: &Request) {
+        let op = req.op();
+        if !self.quiet {
+            crate::event!("s> {op} FROM {}", printable(req.user.as_str()));
+        }
+        let answer = self.store.apply(req, peer_ip(session));
+        self.answer(session, &answer);
+        if let Some(log) = &self.log {
+            log.record(req);
+        }
+        if matches!(op, Op::ListUsers | Op::ListContent) && answer.code() != 0 && self.verbose {
+            crate::diag!("{}: {op} answered {}", session.peer(), answer.code());
+        }
+    }
+
+    fn answer(&self, session: &Session, answer: &Answer) {
+        let bytes = answer.encode(self.format);
+        if let Err(e) = session.stream().write_all(&bytes) {
+            crate::diag!("{}: answer not sent: {}", session.peer(), Error::from(e));
+        }
+    }
+}
+
+/// Ends our side and reads what the client still sends (at most
+/// `DRAIN_MAX` bytes for at most `DRAIN_FOR`) so the close does not reset
+/// the connection under the answer.
+pub(crate) fn drain(stream: &TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + DRAIN_FOR;
+    let mut buf = [0u8; 4096];
+    let mut total = 0u64;
+    while total < DRAIN_MAX {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&*stream).read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n as u64,
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! The directory's state: the registered users, where each is connected,
+//! and what each has published; the operations on it with the course's
+//! result codes; and its file under `--storage`.
+//!
+//! The file (`directory.state`) is a magic line, then the whole state as one
+//! postcard value (every string length-prefixed, so no name can be mistaken
+//! for a separator). It is rewritten after every change through a temporary
+//! file that is synced and renamed over the old one, so it is always either
+//! the old state or the new one. On start every user is marked disconnected
+//! (their listeners are gone with the old run) and the file rewritten.
+//!
+//! **Saving, grouped.** Each change gets a version number. A worker that
+//! changed the state then takes the file lock: if the version on disk is
+//! already at least its own, a newer state holding its change was written
+//! meanwhile and it answers at once; otherwise it writes the *current*
+//! state, which holds every change made while the previous write ran. So
+//! a change is answered only once it is on disk, the state lock is never
+//! held during file I/O (readers never wait for a sync), and N changes
+//! arriving during one sync cost one more sync, not N.
+//!
+//! **Locks.** `Disk::written` (the file lock) is taken before `Store::state`,
+//! never the other way round; neither is held during socket I/O.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use super::wire::{Answer, Body, Field, FileEntry, Request, UserEntry};
+use crate::error::{Error, Result, ResultExt};
+use crate::transfer::TempFile;
+
+/// The state file's name inside `--storage`.
+pub const STATE_FILE: &str = "directory.state";
+
+/// The state file's first bytes: what it is and its format version.
+const MAGIC: &[u8] = b"peerkit nap directory v1\n";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct User {
+    /// The listening address given at CONNECT, while connected.
+    connected: Option<(String, u16)>,
+    /// Published file name → description.
+    files: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct State {
+    users: BTreeMap<String, User>,
+}
+
+/// The state and the version of its latest change.
+#[derive(Debug, Default)]
+struct Versioned {
+    state: State,
+    version: u64,
+}
+
+/// The state file and the version it holds (also the file lock).
+#[derive(Debug)]
+struct Disk {
+    path: PathBuf,
+    written: Mutex<u64>,
+}
+
+/// The directory: its state and, with `--storage`, its file.
+#[derive(Debug)]
+pub struct Store {
+    state: Mutex<Versioned>,
+    disk: Option<Disk>,
+}
+
+impl Store {
+    /// A directory kept in memory only.
+    pub fn in_memory() -> Store {
+        Store {
+            state: Mutex::new(Versioned::default()),
+            disk: None,
+        }
+    }
+
+    /// Opens (or starts) the directory kept in `dir`, marks every user
+    /// disconnected and writes it back.
+    pub fn open(dir: &Path) -> Result<Store> {
+        fs::create_dir_all(dir).doing(|| format!("creating {}", dir.display()))?;
+        let file = dir.join(STATE_FILE);
+        let mut state = match fs::read(&file) {
+            Ok(bytes) => {
+                decode(&bytes).map_err(|e| e.doing(format!("reading {}", file.display())))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(Error::from(e).doing(format!("reading {}", file.display()))),
+        };
+        for u in state.users.values_mut() {
+            u.connected = None;
+        }
+        write_state(&file, &state)?;
+        Ok(Store {
+            state: Mutex::new(Versioned { state, version: 0 }),
+            disk: Some(Disk {
+                path: file,
+                written: Mutex::new(0),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Versioned> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Number of registered users.
+    pub fn users(&self) -> usize {
+        self.lock().state.users.len()
+    }
+
+    /// Carries out one request from a connection coming from `from`, and
+    /// gives the answer. A change that cannot be saved is undone and
+    /// answered with the operation's FAIL code.
+    pub fn apply(&self, req: &Request, from: IpAddr) -> Answer {
+        let op = req.op();
+        let name = req.user.as_str();
+        let (answer, version, before, after) = {
+            let mut g = self.lock();
+            let before = g.state.users.get(name).cloned();
+            let answer = match execute(&mut g.state, req, from) {
+                Ok(a) => a,
+                Err(code) => return Answer::Code(code),
+            };
+            let after = g.state.users.get(name).cloned();
+            if after == before || self.disk.is_none() {
+                return answer;
+            }
+            g.version += 1;
+            (answer, g.version, before, after)
+        };
+        match self.save(version) {
+            Ok(()) => answer,
+            Err(e) => {
+                crate::diag!("{op} from {name}: not saved, refused: {e}");
+                // Undo, unless someone changed this user since.
+                let mut g = self.lock();
+                if g.state.users.get(name) == after.as_ref() {
+                    match before {
+                        Some(u) => g.state.users.insert(name.to_string(), u),
+                        None => g.state.users.remove(name),
+                    };
+                }
+                Answer::Code(op.fail_code())
+            }
+        }
+    }
+
+    /// Makes sure the file holds version `version` or a later one.
+    fn save(&self, version: u64) -> Result<()> {
+        let Some(disk) = &self.disk else {
+            return Ok(());
+        };
+        let mut written = disk.written.lock().unwrap_or_else(PoisonError::into_inner);
+        if *written >= version {
+            return Ok(());
+        }
+        let (bytes, latest) = {
+            let g = self.lock();
+            (encode(&g.state)?, g.version)
+        };
+        write_bytes(&disk.path, &bytes)?;
+        *written = latest;
+        Ok(())
+    }
+}
+
+/// The operation's effect on `state`: its answer, or `Err(code)` for a
+/// refusal that changes nothing.
+fn execute(state: &mut State, req: &Request, from: IpAddr) -> std::result::Result<Answer, u8> {
+    let name = req.user.as_str();
+    let ok = Ok(Answer::Code(0));
+    if let Body::Register = req.body {
+        if name.is_empty() {
+            return Err(req.op().fail_code());
+        }
+        if state.users.contains_key(name) {
+            return Err(1);
+        }
+        state.users.insert(name.to_string(), User::default());
+        return ok;
+    }
+    let Some(user) = state.users.get_mut(name) else {
+        return Err(1);
+    };
+    match &req.body {
+        Body::Register => ok,
+        Body::Unregister => {
+            state.users.remove(name);
+            ok
+        }
+        Body::Connect { ip, port } => {
+            if user.connected.is_some() {
+                return Err(2);
+            }
+            let port = parse_port(port).ok_or(3u8)?;
+            let ip = match ip.as_str() {
+                "" | "0.0.0.0" => from.to_string(),
+                s => s.parse::<IpAddr>().map_err(|_| 3u8)?.to_string(),
+            };
+            user.connected = Some((ip, port));
+            ok
+        }
+        Body::Disconnect => {
+            if user.connected.take().is_none() {
+                return Err(2);
+            }
+            ok
+        }
+        Body::Publish { file, description } => {
+            if user.connected.is_none() {
+                return Err(2);
+            }
+            if file.is_empty() {
+                return Err(4);
+            }
+            if user.files.contains_key(file.as_str()) {
+                return Err(3);
+            }
+            user.files.insert(file.to_string(), description.to_string());
+            ok
+        }
+        Body::Delete { file } => {
+            if user.connected.is_none() {
+                return Err(2);
+            }
+            if user.files.remove(file.as_str()).is_none() {
+                return Err(3);
+            }
+            ok
+        }
+        Body::ListUsers => {
+            if user.connected.is_none() {
+                return Err(2);
+            }
+            let users = state
+                .users
+                .iter()
+                .filter_map(|(n, u)| {
+                    let (ip, port) = u.connected.as_ref()?;
+                    Some(UserEntry {
+                        user: stored(n),
+                        ip: stored(ip),
+                        port: stored(&port.to_string()),
+                    })
+                })
+                .collect();
+            Ok(Answer::Users(users))
+        }
+        Body::ListContent { remote } => {
+            if user.connected.is_none() {
+                return Err(2);
+            }
+            let Some(r) = state.users.get(remote.as_str()) else {
+                return Err(3);
+            };
+            let files = r
+                .files
+                .iter()
+                .map(|(f, d)| FileEntry {
+                    file: stored(f),
+                    description: stored(d),
+                })
+                .collect();
+            Ok(Answer::Content(files))
+        }
+    }
+}
+
+/// A stored string as a field: it came in as one (or is an address or a
+/// port number), so it always is one.
+fn stored(s: &str) -> Field {
+    Field::new(s).unwrap_or_default()
+}
+
+/// A port from 1 to 65535 in plain decimal.
+fn parse_port(f: &Field) -> Option<u16> {
+    let s = f.as_str();
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+fn decode(bytes: &[u8]) -> Result<State> {
+    let body = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| Error::Local("not a nap-server state file".into()))?;
+    let (state, rest): (State, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| Error::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes(rest.len()));
+    }
+    for name in state.users.keys() {
+        Field::new(name.as_str()).map_err(|e| Error::Decode(format!("user name: {e}")))?;
+    }
+    Ok(state)
+}
+
+/// The state file's bytes.
+fn encode(state: &State) -> Result<Vec<u8>> {
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend(postcard::to_stdvec(state).map_err(|e| Error::Local(e.to_string()))?);
+    Ok(bytes)
+}
+
+/// Writes `state` to `file` atomically.
+fn write_state(file: &Path, state: &State) -> Result<()> {
+    write_bytes(file, &encode(state)?)
+}
+
+/// Writes `bytes` to `file` atomically: a synced temporary file renamed over it.
+fn write_bytes(file: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut tmp = TempFile::create_in(dir).doing(|| format!("writing in {}", dir.display()))?;
+    tmp.file()
+        .write_all(bytes)
+        .and_then(|()| tmp.file().sync_data())
+        .doing(|| format!("writing {}", tmp.path().display()))?;
+    tmp.persist(file)
+        .doing(|| format!("replacing {}", file.display()))?;
+    // The rename itself reaches the disk with the folder.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nap::wire::{DateTime, Op};
+    use std::net::Ipv4Addr;
+
+    fn req(user: &str, body: Body) -> Request {
+        Request {
+            datetime: DateTime::parse("21/11/2026 10:00:00"),
+            user: Field::new(user).unwrap(),
+            body,
+        }
+    }
+    fn f(s: &str) -> Field {
+        Field::new(s).unwrap()
+    }
+    const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
+
+    fn code(s: &Store, user: &str, body: Body) -> u8 {
+        s.apply(&req(user, body), FROM).code()
+    }
+
+    fn connect(ip: &str, port: &str) -> Body {
+        Body::Connect {
+            ip: f(ip),
+            port: f(port),
+        }
+    }
+
+    #[test]
+    fn the_result_codes_follow_the_table() {
+        let s = Store::in_memory();
+        assert_eq!(code(&s, "ana", Body::Register), 0);
+        assert_eq!(code(&s, "ana", Body::Register), 1);
+        assert_eq!(code(&s, "", Body::Register), 2);
+        assert_eq!(code(&s, "zoe", Body::Unregister), 1);
+        assert_eq!(code(&s, "zoe", connect("", "5000")), 1);
+        let publish = || Body::Publish {
+            file: f("a.txt"),
+            description: f("the a"),
+        };
+        assert_eq!(code(&s, "zoe", publish()), 1);
+        assert_eq!(code(&s, "ana", publish()), 2);
+        assert_eq!(code(&s, "ana", Body::ListUsers), 2);
+        assert_eq!(code(&s, "ana", connect("", "0")), 3);
+        assert_eq!(code(&s, "ana", connect("", "65536")), 3);
+        assert_eq!(code(&s, "ana", connect("", "+80")), 3);
+        assert_eq!(code(&s, "ana", connect("not an ip", "80")), 3);
+        assert_eq!(code(&s, "ana", connect("0.0.0.0", "65535")), 0);
+        assert_eq!(code(&s, "ana", connect("", "5000")), 2);
+        assert_eq!(code(&s, "ana", publish()), 0);
+        assert_eq!(code(&s, "ana", publish()), 3);
+        assert_eq!(code(&s, "ana", Body::Delete { file: f("b") }), 3);
+        assert_eq!(
+            s.apply(&req("ana", Body::ListUsers), FROM),
+            Answer::Users(vec![UserEntry {
+                user: f("ana"),
+                ip: f("10.1.2.3"),
+                port: f("65535")
+            }])
+        );
+        let list = |r: &str| Body::ListContent { remote: f(r) };
+        assert_eq!(code(&s, "ana", list("zoe")), 3);
+        assert_eq!(
+            s.apply(&req("ana", list("ana")), FROM),
+            Answer::Content(vec![FileEntry {
+                file: f("a.txt"),
+                description: f("the a")
+            }])
+        );
+        assert_eq!(code(&s, "ana", Body::Delete { file: f("a.txt") }), 0);
+        assert_eq!(code(&s, "ana", Body::Disconnect), 0);
+        assert_eq!(code(&s, "ana", Body::Disconnect), 2);
+        assert_eq!(code(&s, "zoe", Body::Disconnect), 1);
+        assert_eq!(code(&s, "ana", Body::Unregister), 0);
+        assert_eq!(s.users(), 0);
+        for op in Op::ALL {
+            assert!(op.fail_code() >= 2);
+        }
+    }
+
+    #[test]
+    fn state_survives_a_restart_with_everyone_disconnected() {
+        let dir = std::env::temp_dir().join(format!("nap-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        {
+            let s = Store::open(&dir).unwrap();
+            assert_eq!(code(&s, "ana", Body::Register), 0);
+            assert_eq!(code(&s, "ana", connect("127.0.0.1", "9")), 0);
+            let p = Body::Publish {
+                file: f("x\0y".replace('\0', "\n").as_str()),
+                description: f("d"),
+            };
+            assert_eq!(code(&s, "ana", p), 0);
+        }
+        let s = Store::open(&dir).unwrap();
+        assert_eq!(
+            code(&s, "ana", Body::Disconnect),
+            2,
+            "disconnected on restart"
+        );
+        assert_eq!(code(&s, "ana", connect("127.0.0.1", "9")), 0);
+        assert_eq!(
+            s.apply(&req("ana", Body::ListContent { remote: f("ana") }), FROM),
+            Answer::Content(vec![FileEntry {
+                file: f("x\ny"),
+                description: f("d")
+            }])
+        );
+        // Nothing but the state file is left behind.
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [STATE_FILE]);
+        fs::write(dir.join(STATE_FILE), b"garbage").unwrap();
+        assert!(Store::open(&dir).is_err());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn concurrent_changes_are_all_saved() {
+        let dir = std::env::temp_dir().join(format!("nap-store-many-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let s = std::sync::Arc::new(Store::open(&dir).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        assert_eq!(code(&s, &format!("u{t}-{i}"), Body::Register), 0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(s);
+        let s = Store::open(&dir).unwrap();
+        assert_eq!(s.users(), 200);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

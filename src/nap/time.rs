@@ -1,0 +1,465 @@
+//! The date-time web service (`nap-time`) and the client peers ask it with.
+//!
+//! - `GET /`: the date-time as text, `DD/MM/YYYY HH:MM:SS` and a newline.
+//! - `GET /?wsdl`: a WSDL matching the course's spyne service
+//!   (`DateTimeService`, namespace `spyne.examples.datetime`, operation
+//!   `get_current_datetime`, result element `get_current_datetimeResult`),
+//!   whose address is the one the caller used (its `Host` header), so a
+//!   zeep client anywhere reaches us back.
+//! - `POST /`: SOAP 1.1 (document/literal); `get_current_datetime` answers
+//!   the date-time, anything else a SOAP fault.
+//!
+//! The time is UTC. HTTP/1.1 connections are kept alive between requests
+//! (zeep keeps its session open), each one under the server core's
+//! request and idle deadlines. HTTP heads are parsed by `httparse` and SOAP
+//! envelopes by `quick-xml`; answers are written out here.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+
+use quick_xml::events::Event;
+use quick_xml::name::{Namespace, ResolveResult};
+
+use super::wire::DateTime;
+use crate::error::{Error, Result};
+use crate::net::{self, Timeouts};
+use crate::server::{Limits, Server, Session};
+
+/// Default address, as the course's service.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8000";
+
+/// The service's namespace.
+pub const NAMESPACE: &str = "spyne.examples.datetime";
+
+/// The SOAP 1.1 envelope namespace.
+const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+/// Longest request head (request line and headers).
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// Longest request body (a SOAP envelope).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Most headers in a request.
+const MAX_HEADERS: usize = 64;
+
+/// Serves the date-time until Ctrl-C or SIGTERM.
+pub fn run(listen: &str, limits: Limits) -> Result<()> {
+    let server = Server::start(listen, limits)?;
+    server.announce()?;
+    server.serve(|session| {
+        if let Err(e) = serve_conn(&session)
+            && !e.is_disconnect()
+        {
+            crate::diag!("{}: {e}", session.peer());
+        }
+    })
+}
+
+/// A parsed request: what routing needs.
+struct HttpRequest {
+    method: String,
+    path: String,
+    host: Option<String>,
+    keep_alive: bool,
+    body: Vec<u8>,
+}
+
+/// One answer.
+struct Reply {
+    status: &'static str,
+    content_type: &'static str,
+    body: String,
+}
+
+impl Reply {
+    fn text(status: &'static str, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+    fn xml(status: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            content_type: "text/xml; charset=utf-8",
+            body,
+        }
+    }
+}
+
+fn serve_conn(session: &Session) -> Result<()> {
+    let local = session.stream().local_addr()?;
+    let mut r = BufReader::new(session.stream());
+    loop {
+        session.idle();
+        if r.fill_buf()?.is_empty() {
+            return Ok(());
+        }
+        session.request();
+        let req = match read_request(&mut r) {
+            Ok(req) => req,
+            Err(e) => {
+                session.busy();
+                if !e.is_disconnect() {
+                    let reply = Reply::text("400 Bad Request", format!("{e}\n"));
+                    let _ = write_reply(session, &reply, false);
+                }
+                return Err(e);
+            }
+        };
+        session.busy();
+        let reply = route(&req, local);
+        write_reply(session, &reply, req.keep_alive)?;
+        if !req.keep_alive {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads one request: the head up to its empty line, then a
+/// `Content-Length` body.
+fn read_request<R: BufRead>(r: &mut R) -> Result<HttpRequest> {
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let n = r
+            .by_ref()
+            .take((MAX_HEAD + 1 - head.len()) as u64)
+            .read_until(b'\n', &mut head)?;
+        if n == 0 {
+            return Err(Error::Truncated);
+        }
+        if head.len() > MAX_HEAD {
+            return Err(Error::Protocol(format!(
+                "request head over {MAX_HEAD} bytes"
+            )));
+        }
+        let line = &head[before..];
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(Error::Truncated),
+        Err(e) => return Err(Error::Protocol(format!("bad HTTP request: {e}"))),
+    }
+    let header = |name: &str| {
+        parsed
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+    };
+    if header("transfer-encoding").is_some() {
+        return Err(Error::Protocol(
+            "chunked request bodies are not supported".into(),
+        ));
+    }
+    let len = match header("content-length") {
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= MAX_BODY)
+            .ok_or_else(|| Error::Protocol(format!("bad or too large Content-Length {v:?}")))?,
+        None => 0,
+    };
+    let connection = header("connection")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let keep_alive = match parsed.version {
+        Some(1) => connection != "close",
+        _ => connection == "keep-alive",
+    };
+    let req = HttpRequest {
+        method: parsed.method.unwrap_or("").to_string(),
+        path: parsed.path.unwrap_or("").to_string(),
+        host: header("host"),
+        keep_alive,
+        body: Vec::new(),
+    };
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(HttpRequest { body, ..req })
+}
+
+fn route(req: &HttpRequest, local: SocketAddr) -> Reply {
+    let (path, query) = match req.path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (req.path.as_str(), None),
+    };
+    if path != "/" {
+        return Reply::text("404 Not Found", "not found\n");
+    }
+    match (req.method.as_str(), query) {
+        ("GET", Some(q)) if q.eq_ignore_ascii_case("wsdl") => {
+            let address = format!("http://{}/", reachable_host(req.host.as_deref(), local));
+            Reply::xml("200 OK", wsdl(&address))
+        }
+        ("GET", None) => Reply::text("200 OK", format!("{}\n", DateTime::now())),
+        ("POST", _) => match soap_operation(&req.body) {
+            Ok(op) if op == "get_current_datetime" => {
+                Reply::xml("200 OK", soap_response(&DateTime::now()))
+            }
+            Ok(op) => Reply::xml(
+                "500 Internal Server Error",
+                soap_fault("soap11env:Client", &format!("no such operation: {op}")),
+            ),
+            Err(why) => Reply::xml(
+                "500 Internal Server Error",
+                soap_fault("soap11env:Client", &why),
+            ),
+        },
+        _ => Reply::text("405 Method Not Allowed", "method not allowed\n"),
+    }
+}
+
+/// The address for the WSDL: the `Host` the caller used if it is a plain
+/// host[:port], else our own socket's address.
+fn reachable_host(host: Option<&str>, local: SocketAddr) -> String {
+    let plain = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+    };
+    match host {
+        Some(h) if plain(h) => h.to_string(),
+        _ => local.to_string(),
+    }
+}
+
+/// The local name of the SOAP body's first element, if it is in our
+/// namespace.
+fn soap_operation(body: &[u8]) -> std::result::Result<String, String> {
+    let mut reader = quick_xml::NsReader::from_reader(body);
+    let env = ResolveResult::Bound(Namespace(SOAP_ENV));
+    let ours = ResolveResult::Bound(Namespace(NAMESPACE));
+    // Element path: 0 outside, 1 in Envelope, 2 in Body.
+    let mut depth = 0usize;
+    loop {
+        let (ns, event) = reader
+            .read_resolved_event()
+            .map_err(|e| format!("malformed XML: {e}"))?;
+        match event {
+            Event::Start(e) | Event::Empty(e) => {
+                let local = e.local_name();
+                let name: String = local.as_ref().to_string();
+                match depth {
+                    0 if ns == env && name == "Envelope" => depth = 1,
+                    1 if ns == env && name == "Header" => {
+                        let end = e.to_end().into_owned();
+                        reader
+                            .read_to_end(end.name())
+                            .map_err(|e| format!("malformed XML: {e}"))?;
+                    }
+                    1 if ns == env && name == "Body" => depth = 2,
+                    2 if ns == ours => return Ok(name),
+                    2 => return Err(format!("{name} is not in namespace {NAMESPACE}")),
+                    _ => {
+                        return Err(format!(
+                            "unexpected element {name}: not a SOAP 1.1 envelope"
+                        ));
+                    }
+                }
+            }
+            Event::Eof => return Err("no operation in the SOAP body".into()),
+            _ => {}
+        }
+    }
+}
+
+fn soap_response(now: &DateTime) -> String {
+    format!(
+        "<?xml version='1.0' encoding='UTF-8'?>\n\
+         <soap11env:Envelope xmlns:soap11env=\"{SOAP_ENV}\" xmlns:tns=\"{NAMESPACE}\">\
+         <soap11env:Body><tns:get_current_datetimeResponse>\
+         <tns:get_current_datetimeResult>{now}</tns:get_current_datetimeResult>\
+         </tns:get_current_datetimeResponse></soap11env:Body></soap11env:Envelope>"
+    )
+}
+
+fn soap_fault(code: &str, text: &str) -> String {
+    format!(
+        "<?xml version='1.0' encoding='UTF-8'?>\n\
+         <soap11env:Envelope xmlns:soap11env=\"{SOAP_ENV}\">\
+         <soap11env:Body><soap11env:Fault><faultcode>{code}</faultcode>\
+         <faultstring>{}</faultstring></soap11env:Fault></soap11env:Body>\
+         </soap11env:Envelope>",
+        quick_xml::escape::escape(text)
+    )
+}
+
+/// The service description, with `address` as the endpoint.
+fn wsdl(address: &str) -> String {
+    let address = quick_xml::escape::escape(address);
+    format!(
+        r#"<?xml version='1.0' encoding='UTF-8'?>
+<wsdl:definitions xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:tns="{NAMESPACE}" targetNamespace="{NAMESPACE}" name="Application">
+  <wsdl:types>
+    <xs:schema targetNamespace="{NAMESPACE}" elementFormDefault="qualified">
+      <xs:complexType name="get_current_datetime">
+        <xs:sequence/>
+      </xs:complexType>
+      <xs:complexType name="get_current_datetimeResponse">
+        <xs:sequence>
+          <xs:element name="get_current_datetimeResult" type="xs:string" minOccurs="0" nillable="true"/>
+        </xs:sequence>
+      </xs:complexType>
+      <xs:element name="get_current_datetime" type="tns:get_current_datetime"/>
+      <xs:element name="get_current_datetimeResponse" type="tns:get_current_datetimeResponse"/>
+    </xs:schema>
+  </wsdl:types>
+  <wsdl:message name="get_current_datetime">
+    <wsdl:part name="get_current_datetime" element="tns:get_current_datetime"/>
+  </wsdl:message>
+  <wsdl:message name="get_current_datetimeResponse">
+    <wsdl:part name="get_current_datetimeResponse" element="tns:get_current_datetimeResponse"/>
+  </wsdl:message>
+  <wsdl:portType name="Application">
+    <wsdl:operation name="get_current_datetime" parameterOrder="get_current_datetime">
+      <wsdl:input name="get_current_datetime" message="tns:get_current_datetime"/>
+      <wsdl:output name="get_current_datetimeResponse" message="tns:get_current_datetimeResponse"/>
+    </wsdl:operation>
+  </wsdl:portType>
+  <wsdl:binding name="Application" type="tns:Application">
+    <soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <wsdl:operation name="get_current_datetime">
+      <soap:operation soapAction="get_current_datetime" style="document"/>
+      <wsdl:input name="get_current_datetime">
+        <soap:body use="literal"/>
+      </wsdl:input>
+      <wsdl:output name="get_current_datetimeResponse">
+        <soap:body use="literal"/>
+      </wsdl:output>
+    </wsdl:operation>
+  </wsdl:binding>
+  <wsdl:service name="DateTimeService">
+    <wsdl:port name="Application" binding="tns:Application">
+      <soap:address location="{address}"/>
+    </wsdl:port>
+  </wsdl:service>
+</wsdl:definitions>
+"#
+    )
+}
+
+fn write_reply(session: &Session, reply: &Reply, keep_alive: bool) -> Result<()> {
+    let head = format!(
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        reply.status,
+        reply.content_type,
+        reply.body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
+    );
+    let mut out = head.into_bytes();
+    out.extend_from_slice(reply.body.as_bytes());
+    session.stream().write_all(&out)?;
+    Ok(())
+}
+
+/// Asks the date-time service at `url` (`http://HOST[:PORT][/PATH]`, plain
+/// `GET`) for the date-time.
+pub fn fetch(url: &str, timeouts: &Timeouts) -> Result<DateTime> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| Error::Local(format!("{url}: only http:// URLs are supported")))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.contains(']'))
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let stream = net::connect(&addr, timeouts).map_err(|e| e.doing(format!("asking {url}")))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    (&stream).write_all(request.as_bytes())?;
+    let mut got = Vec::new();
+    (&stream)
+        .take((MAX_HEAD + MAX_BODY) as u64)
+        .read_to_end(&mut got)?;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let body_at = match resp.parse(&got) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err(Error::Truncated),
+        Err(e) => return Err(Error::Protocol(format!("{url}: bad HTTP answer: {e}"))),
+    };
+    if resp.code != Some(200) {
+        return Err(Error::Remote(format!(
+            "{url}: HTTP {}",
+            resp.code.unwrap_or_default()
+        )));
+    }
+    let text = String::from_utf8_lossy(&got[body_at..]);
+    DateTime::parse(text.trim())
+        .ok_or_else(|| Error::Protocol(format!("{url}: {:?} is not a date-time", text.trim())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soap_operation_is_found_in_its_namespace() {
+        let zeep = br#"<?xml version='1.0' encoding='utf-8'?>
+<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/"><soap-env:Body><ns0:get_current_datetime xmlns:ns0="spyne.examples.datetime"/></soap-env:Body></soap-env:Envelope>"#;
+        assert_eq!(soap_operation(zeep).unwrap(), "get_current_datetime");
+        let with_header = br#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Header><x/></e:Header><e:Body><get_current_datetime xmlns="spyne.examples.datetime"></get_current_datetime></e:Body></e:Envelope>"#;
+        assert_eq!(soap_operation(with_header).unwrap(), "get_current_datetime");
+        let other_ns = br#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><get_current_datetime/></e:Body></e:Envelope>"#;
+        assert!(soap_operation(other_ns).is_err());
+        assert!(soap_operation(b"<not xml").is_err());
+        assert!(soap_operation(b"").is_err());
+    }
+
+    #[test]
+    fn the_wsdl_names_the_course_service_and_the_callers_address() {
+        let local: SocketAddr = "0.0.0.0:8000".parse().unwrap();
+        assert_eq!(
+            reachable_host(Some("10.0.0.5:8000"), local),
+            "10.0.0.5:8000"
+        );
+        assert_eq!(reachable_host(Some("evil\"><x"), local), "0.0.0.0:8000");
+        let w = wsdl("http://10.0.0.5:8000/");
+        for needle in [
+            "<wsdl:service name=\"DateTimeService\">",
+            "targetNamespace=\"spyne.examples.datetime\"",
+            "<xs:element name=\"get_current_datetimeResult\"",
+            "location=\"http://10.0.0.5:8000/\"",
+        ] {
+            assert!(w.contains(needle), "{needle}");
+        }
+        let r = soap_response(&DateTime::from_unix(1_795_255_200));
+        assert!(r.contains(
+            "<tns:get_current_datetimeResult>21/11/2026 10:00:00</tns:get_current_datetimeResult>"
+        ));
+    }
+
+    #[test]
+    fn requests_are_read_whole_and_bounded() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a:1\r\nContent-Length: 4\r\n\r\nbodyGET";
+        let mut r = &raw[..];
+        let req = read_request(&mut r).unwrap();
+        assert_eq!(
+            (req.method.as_str(), req.path.as_str(), &req.body[..]),
+            ("POST", "/", &b"body"[..])
+        );
+        assert!(req.keep_alive);
+        assert_eq!(r, b"GET");
+        let huge = b"GET / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n";
+        assert!(read_request(&mut &huge[..]).is_err());
+        let long = vec![b'a'; MAX_HEAD + 10];
+        assert!(read_request(&mut &long[..]).is_err());
+        assert!(read_request(&mut &b"GET / HTTP/1.1\r\n"[..]).is_err());
+    }
+}

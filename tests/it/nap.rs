@@ -1,0 +1,856 @@
+//! The Napster-like directory: nap-server, nap-peer, nap-time and nap-log,
+//! as real processes on 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+
+use crate::bin;
+use crate::harness::{Proc, RawClient, SERVED_WITHIN, TempDir, cmd, exhaustion, write_random_file};
+use peerkit::digest;
+
+const DT: &str = "21/11/2026 10:00:00";
+
+fn nap_server(extra: &[&str]) -> Proc {
+    cmd(bin!("nap-server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .daemon()
+}
+
+/// A request: each part followed by a NUL.
+fn req(parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(p.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Sends `bytes` on a new connection and returns all the answer, under
+/// the `SERVED_WITHIN` socket timeouts (a locked-out server fails).
+fn ask(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_read_timeout(Some(SERVED_WITHIN)).unwrap();
+    s.set_write_timeout(Some(SERVED_WITHIN)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("{addr}: no answer to {bytes:?}: {e}"));
+    out
+}
+
+fn ask_parts(addr: &str, parts: &[&str]) -> Vec<u8> {
+    ask(addr, &req(parts))
+}
+
+/// An interactive nap-peer whose commands are written one at a time.
+struct Shell {
+    p: Proc,
+    n: usize,
+}
+
+impl Shell {
+    fn start(server: &Proc, share: &Path, extra: &[&str]) -> Shell {
+        let port = server.port().to_string();
+        let p = cmd(bin!("nap-peer"))
+            .args(["-s", "127.0.0.1", "-p", &port, "--listen-ip", "127.0.0.1"])
+            .arg("--share")
+            .arg(share)
+            .args(extra)
+            .stdin_open()
+            .start();
+        Shell { p, n: 0 }
+    }
+
+    fn marker(n: usize) -> String {
+        format!("Error: command sync-{n} not valid.")
+    }
+
+    /// Runs one command and returns the lines it printed (a marker command
+    /// after it shows where its output ends).
+    fn run(&mut self, line: &str) -> Vec<String> {
+        self.n += 1;
+        let n = self.n;
+        self.p.send_stdin(format!("{line}\nsync-{n}\n").as_bytes());
+        let end_mark = Shell::marker(n);
+        self.p.wait_stdout(|l| l == end_mark);
+        let lines = self.p.stdout_lines();
+        let end = lines.iter().position(|l| *l == end_mark).unwrap();
+        let start = if n == 1 {
+            0
+        } else {
+            let prev = Shell::marker(n - 1);
+            lines.iter().position(|l| *l == prev).unwrap() + 1
+        };
+        lines[start..end].to_vec()
+    }
+
+    /// Runs a command that prints one line and checks it.
+    fn expect(&mut self, line: &str, want: &str) {
+        let got = self.run(line);
+        assert_eq!(got, [want], "{line}\n{}", self.p.dump());
+    }
+
+    /// QUIT: the lines printed after the last command, once it has exited.
+    fn quit(&mut self) -> Vec<String> {
+        self.p.send_stdin(b"QUIT\n");
+        assert!(self.p.wait_exit().success(), "{}", self.p.dump());
+        let lines = self.p.stdout_lines();
+        let start = match self.n {
+            0 => 0,
+            n => lines.iter().position(|l| *l == Shell::marker(n)).unwrap() + 1,
+        };
+        lines[start..].to_vec()
+    }
+
+    /// The listener address of `user`, from LIST_USERS.
+    fn address_of(&mut self, user: &str) -> String {
+        let lines = self.run("LIST_USERS");
+        assert_eq!(lines[0], "LIST_USERS OK", "{}", self.p.dump());
+        let prefix = format!("{user} ");
+        let l = lines
+            .iter()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{user} not listed: {lines:?}"));
+        let mut w = l.split(' ').skip(1);
+        format!("{}:{}", w.next().unwrap(), w.next().unwrap())
+    }
+}
+
+/// Runs nap-peer on a script and returns its stdout lines.
+fn peer_script(server_port: u16, share: &Path, script: &str) -> Vec<String> {
+    let out = cmd(bin!("nap-peer"))
+        .args(["-s", "127.0.0.1", "-p", &server_port.to_string()])
+        .args(["--listen-ip", "127.0.0.1"])
+        .arg("--share")
+        .arg(share)
+        .stdin(script)
+        .run()
+        .ok();
+    out.stdout_lines()
+}
+
+#[test]
+fn the_course_battery_prints_the_course_messages() {
+    let dir = TempDir::new("nap-battery");
+    let share_a = dir.sub("ana");
+    let share_b = dir.sub("bo");
+    std::fs::write(share_a.join("notes.txt"), b"hello, bo\n").unwrap();
+    let server = nap_server(&[]);
+    let mut ana = Shell::start(&server, &share_a, &[]);
+    ana.expect(
+        "PUBLISH notes.txt my notes",
+        "PUBLISH FAIL, USER DOES NOT EXIST",
+    );
+    ana.expect("REGISTER ana", "REGISTER OK");
+    ana.expect("REGISTER ana", "USERNAME IN USE");
+    ana.expect(
+        "PUBLISH notes.txt my notes",
+        "PUBLISH FAIL, USER NOT CONNECTED",
+    );
+    ana.expect("UNREGISTER nobody", "USER DOES NOT EXIST");
+    ana.expect("CONNECT nobody", "CONNECT FAIL, USER DOES NOT EXIST");
+    ana.expect("CONNECT ana", "CONNECT OK");
+    ana.expect("CONNECT ana", "USER ALREADY CONNECTED");
+    ana.expect("PUBLISH notes.txt my notes", "PUBLISH OK");
+    ana.expect(
+        "PUBLISH notes.txt again",
+        "PUBLISH FAIL, CONTENT ALREADY PUBLISHED",
+    );
+    ana.expect("DELETE nothing.txt", "DELETE FAIL, CONTENT NOT PUBLISHED");
+    ana.expect(
+        "LIST_CONTENT nobody",
+        "LIST_CONTENT FAIL, REMOTE USER DOES NOT EXIST",
+    );
+    assert_eq!(
+        ana.run("LIST_CONTENT ana"),
+        ["LIST_CONTENT OK", "notes.txt my notes"]
+    );
+    let ana_at = ana.address_of("ana");
+
+    let got = share_b.join("got.txt");
+    let lines = peer_script(
+        server.port(),
+        &share_b,
+        &format!(
+            "REGISTER bo\nCONNECT bo\nLIST_USERS\nGET_FILE ana notes.txt {}\n\
+             GET_FILE ana missing.txt {}\nDISCONNECT bo\nDISCONNECT bo\nQUIT\n",
+            got.display(),
+            share_b.join("missing.txt").display()
+        ),
+    );
+    let (ip, port) = ana_at.split_once(':').unwrap();
+    let users: Vec<String> = lines[3..lines.len() - 4].to_vec();
+    assert_eq!(lines[..3], ["REGISTER OK", "CONNECT OK", "LIST_USERS OK"]);
+    assert!(users.contains(&format!("ana {ip} {port}")), "{lines:?}");
+    assert_eq!(users.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[lines.len() - 4..],
+        [
+            "GET_FILE OK",
+            "GET_FILE FAIL / FILE NOT EXIST",
+            "DISCONNECT OK",
+            "DISCONNECT FAIL / USER NOT CONNECTED"
+        ]
+    );
+    assert_eq!(std::fs::read(&got).unwrap(), b"hello, bo\n");
+    assert!(!share_b.join("missing.txt").exists());
+    assert_eq!(
+        std::fs::read_dir(&share_b).unwrap().count(),
+        1,
+        "no temp files"
+    );
+
+    ana.expect("DELETE notes.txt", "DELETE OK");
+    ana.expect("DISCONNECT ana", "DISCONNECT OK");
+    ana.expect("DISCONNECT ana", "DISCONNECT FAIL / USER NOT CONNECTED");
+    ana.expect("DISCONNECT nobody", "DISCONNECT FAIL / USER DOES NOT EXIST");
+    ana.expect("LIST_USERS", "LIST_USERS FAIL, USER NOT CONNECTED");
+    ana.expect("UNREGISTER ana", "UNREGISTER OK");
+    // The listener stopped with DISCONNECT.
+    assert!(TcpStream::connect(&ana_at).is_err(), "listener still up");
+    assert_eq!(ana.quit(), Vec::<String>::new());
+
+    let lines = server.stdout_lines();
+    assert!(
+        lines.contains(&"s> PUBLISH FROM ana".to_string()),
+        "{lines:?}"
+    );
+
+    // Every operation with the server down.
+    let port = server.port();
+    drop(server);
+    let lines = peer_script(
+        port,
+        &share_b,
+        "REGISTER x\nUNREGISTER x\nCONNECT x\nPUBLISH a b\nDELETE a\nLIST_USERS\n\
+         LIST_CONTENT x\nDISCONNECT x\nGET_FILE x a b\nQUIT\n",
+    );
+    assert_eq!(
+        lines,
+        [
+            "REGISTER FAIL",
+            "UNREGISTER FAIL",
+            "CONNECT FAIL",
+            "PUBLISH FAIL",
+            "DELETE FAIL",
+            "LIST_USERS FAIL",
+            "LIST_CONTENT FAIL",
+            "DISCONNECT FAIL",
+            "GET_FILE FAIL"
+        ]
+    );
+}
+
+#[test]
+fn both_result_formats_on_the_wire_and_in_the_peer() {
+    let text = nap_server(&[]);
+    let byte = nap_server(&["--result-format", "byte"]);
+    assert_eq!(ask_parts(&text.addr, &["REGISTER", DT, "ana"]), b"0\0");
+    assert_eq!(ask_parts(&text.addr, &["REGISTER", DT, "ana"]), b"1\0");
+    assert_eq!(ask_parts(&byte.addr, &["REGISTER", DT, "ana"]), [0]);
+    assert_eq!(ask_parts(&byte.addr, &["REGISTER", DT, "ana"]), [1]);
+    assert_eq!(
+        ask_parts(&byte.addr, &["CONNECT", DT, "ana", "127.0.0.1", "7"]),
+        [0]
+    );
+    assert_eq!(
+        ask_parts(&byte.addr, &["LIST_USERS", DT, "ana"]),
+        b"\x001\0ana\x00127.0.0.1\x007\0"
+    );
+    let dir = TempDir::new("nap-formats");
+    let lines = peer_script(
+        byte.port(),
+        dir.path(),
+        "REGISTER bo\nREGISTER bo\nCONNECT bo\nPUBLISH a.txt the a\nLIST_CONTENT bo\n\
+         LIST_CONTENT zed\nDISCONNECT bo\n",
+    );
+    assert_eq!(
+        lines,
+        [
+            "REGISTER OK",
+            "USERNAME IN USE",
+            "CONNECT OK",
+            "PUBLISH OK",
+            "LIST_CONTENT OK",
+            "a.txt the a",
+            "LIST_CONTENT FAIL, REMOTE USER DOES NOT EXIST",
+            "DISCONNECT OK"
+        ]
+    );
+}
+
+#[test]
+fn requests_with_and_without_the_datetime_and_connect_from_0_0_0_0() {
+    let s = nap_server(&[]);
+    assert_eq!(ask_parts(&s.addr, &["REGISTER", "ana"]), b"0\0");
+    assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, "bo"]), b"0\0");
+    assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, "ana"]), b"1\0");
+    assert_eq!(
+        ask_parts(&s.addr, &["CONNECT", "ana", "0.0.0.0", "6000"]),
+        b"0\0"
+    );
+    assert_eq!(
+        ask_parts(&s.addr, &["CONNECT", DT, "bo", "", "6001"]),
+        b"0\0"
+    );
+    assert_eq!(
+        ask_parts(&s.addr, &["LIST_USERS", "ana"]),
+        req(&[
+            "0",
+            "2",
+            "ana",
+            "127.0.0.1",
+            "6000",
+            "bo",
+            "127.0.0.1",
+            "6001"
+        ])
+    );
+    for bad in ["0", "65536", "-1", "http", ""] {
+        assert_eq!(
+            ask_parts(&s.addr, &["REGISTER", &format!("p{bad}")]),
+            b"0\0"
+        );
+        assert_eq!(
+            ask_parts(&s.addr, &["CONNECT", DT, &format!("p{bad}"), "", bad]),
+            b"3\0",
+            "port {bad:?}"
+        );
+    }
+    assert_eq!(ask_parts(&s.addr, &["PUBLISH", "ana", "f", "d"]), b"0\0");
+    assert_eq!(
+        ask_parts(&s.addr, &["LIST_CONTENT", DT, "bo", "ana"]),
+        req(&["0", "1", "f", "d"])
+    );
+}
+
+#[test]
+fn fields_of_256_bytes_pass_and_257_are_refused() {
+    let s = nap_server(&[]);
+    let n256 = "u".repeat(256);
+    let n257 = "u".repeat(257);
+    assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, &n256]), b"0\0");
+    assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, &n257]), b"2\0");
+    assert_eq!(
+        ask_parts(&s.addr, &["CONNECT", DT, &n256, "127.0.0.1", "9"]),
+        b"0\0"
+    );
+    let f256 = "f".repeat(256);
+    let f257 = "f".repeat(257);
+    assert_eq!(
+        ask_parts(&s.addr, &["PUBLISH", DT, &n256, &f256, &f256]),
+        b"0\0"
+    );
+    assert_eq!(
+        ask_parts(&s.addr, &["PUBLISH", DT, &n256, &f257, "d"]),
+        b"4\0"
+    );
+    assert_eq!(
+        ask_parts(&s.addr, &["PUBLISH", DT, &n256, "g", &f257]),
+        b"4\0"
+    );
+    assert_eq!(ask_parts(&s.addr, &["DELETE", DT, &n256, &f257]), b"4\0");
+    assert_eq!(
+        ask_parts(&s.addr, &["LIST_CONTENT", DT, &n256, &n257]),
+        b"4\0"
+    );
+    assert_eq!(ask_parts(&s.addr, &["DISCONNECT", DT, &n257]), b"3\0");
+    // Nothing was truncated into a shorter name.
+    assert_eq!(
+        ask_parts(&s.addr, &["LIST_CONTENT", DT, &n256, &n256]),
+        req(&["0", "1", &f256, &f256])
+    );
+    // A field that never ends: refused as soon as it is too long.
+    let mut endless = req(&["REGISTER", DT]);
+    endless.extend(std::iter::repeat_n(b'z', 100_000));
+    assert_eq!(ask(&s.addr, &endless), b"2\0");
+}
+
+#[test]
+fn truncated_requests_and_unknown_operations_change_nothing() {
+    let s = nap_server(&[]);
+    let full = req(&["REGISTER", DT, "ana"]);
+    for cut in 1..full.len() {
+        let mut c = RawClient::connect(&s.addr);
+        c.send(&full[..cut]);
+        c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(c.read_to_close(), b"", "cut at {cut}");
+    }
+    assert_eq!(ask(&s.addr, &req(&["HELLO", DT, "ana"])), b"");
+    // A field with no NUL, then the end of the stream.
+    let mut c = RawClient::connect(&s.addr);
+    c.send(b"\xff\xfe garbage with no NUL");
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(c.read_to_close(), b"");
+    assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, "ana"]), b"0\0");
+    assert_eq!(
+        s.stdout_lines()
+            .iter()
+            .filter(|l| l.starts_with("s> "))
+            .count(),
+        1,
+        "{}",
+        s.dump()
+    );
+}
+
+#[test]
+fn two_hundred_concurrent_clients_against_ten_workers() {
+    let s = nap_server(&["--workers", "10"]);
+    let addr = s.addr.clone();
+    let clients: Vec<_> = (0..200)
+        .map(|i| {
+            let addr = addr.clone();
+            thread::spawn(move || {
+                let user = format!("user{i}");
+                let a = ask_parts(&addr, &["REGISTER", DT, &user]);
+                let b = ask_parts(&addr, &["CONNECT", DT, &user, "", "4000"]);
+                (a, b)
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), (b"0\0".to_vec(), b"0\0".to_vec()));
+    }
+    let users = ask_parts(&addr, &["LIST_USERS", DT, "user0"]);
+    assert!(users.starts_with(b"0\x00200\x00"), "{users:?}");
+    let workers = std::fs::read_dir(format!("/proc/{}/task", s.pid()))
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm)
+                .unwrap_or_default()
+                .starts_with("worker")
+        })
+        .count();
+    assert_eq!(workers, 10);
+}
+
+#[test]
+fn state_survives_a_restart_with_everyone_disconnected() {
+    let dir = TempDir::new("nap-restart");
+    let storage = dir.sub("state");
+    let st = storage.to_str().unwrap();
+    let mut s = nap_server(&["--storage", st]);
+    assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, "ana"]), b"0\0");
+    assert_eq!(ask_parts(&s.addr, &["CONNECT", DT, "ana", "", "9"]), b"0\0");
+    assert_eq!(
+        ask_parts(
+            &s.addr,
+            &["PUBLISH", DT, "ana", "../../etc/passwd", "hostile"]
+        ),
+        b"0\0"
+    );
+    s.terminate();
+    assert!(s.wait_exit().success(), "{}", s.dump());
+    let s = nap_server(&["--storage", st]);
+    assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, "ana"]), b"1\0");
+    assert_eq!(ask_parts(&s.addr, &["DISCONNECT", DT, "ana"]), b"2\0");
+    assert_eq!(ask_parts(&s.addr, &["CONNECT", DT, "ana", "", "9"]), b"0\0");
+    assert_eq!(
+        ask_parts(&s.addr, &["LIST_CONTENT", DT, "ana", "ana"]),
+        req(&["0", "1", "../../etc/passwd", "hostile"])
+    );
+    // A name is a key, never a path: only the state file is there.
+    let names: Vec<_> = std::fs::read_dir(&storage)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["directory.state"]);
+}
+
+#[test]
+fn hostile_names_in_get_file_and_publish() {
+    let dir = TempDir::new("nap-hostile");
+    let share = dir.sub("share");
+    std::fs::write(share.join("ok.txt"), b"ok").unwrap();
+    std::fs::write(share.join("unpublished.txt"), b"secret").unwrap();
+    std::fs::write(dir.path().join("outside.txt"), b"secret").unwrap();
+    let server = nap_server(&[]);
+    let mut ana = Shell::start(&server, &share, &[]);
+    ana.expect("REGISTER ana", "REGISTER OK");
+    ana.expect("CONNECT ana", "CONNECT OK");
+    for bad in ["../outside.txt", "/etc/passwd", "..", "a/b"] {
+        ana.expect(&format!("PUBLISH {bad} x"), "PUBLISH FAIL");
+    }
+    ana.expect("PUBLISH ok.txt fine", "PUBLISH OK");
+    let at = ana.address_of("ana");
+    let get = |name: &str| ask(&at, &req(&["GET_FILE", name, DT]));
+    assert_eq!(get("ok.txt"), b"0\0ok");
+    for bad in [
+        "../outside.txt",
+        "/etc/passwd",
+        "..",
+        ".",
+        "",
+        "unpublished.txt",
+    ] {
+        assert_eq!(get(bad), b"1\0", "{bad:?}");
+    }
+    // The course's spelling, with a space and no date-time.
+    assert_eq!(ask(&at, b"GET_FILE \0ok.txt\0"), b"0\0ok");
+    assert_eq!(ask(&at, &req(&["GET_FILE", &"x".repeat(257)])), b"2\0");
+    assert_eq!(ask(&at, &req(&["PUT_FILE", "ok.txt"])), b"");
+    assert_eq!(ana.quit(), ["DISCONNECT OK"]);
+}
+
+#[test]
+fn a_binary_100_mb_get_file_is_hash_checked() {
+    let dir = TempDir::new("nap-big");
+    let share = dir.sub("share");
+    let out = dir.sub("out");
+    let big = share.join("big.bin");
+    write_random_file(&big, 100 << 20, 7);
+    let server = nap_server(&[]);
+    let mut ana = Shell::start(&server, &share, &[]);
+    ana.expect("REGISTER ana", "REGISTER OK");
+    ana.expect("CONNECT ana", "CONNECT OK");
+    ana.expect("PUBLISH big.bin one hundred megabytes", "PUBLISH OK");
+    let dest = out.join("copy.bin");
+    let lines = peer_script(
+        server.port(),
+        &out,
+        &format!(
+            "REGISTER bo\nCONNECT bo\nGET_FILE ana big.bin {}\nQUIT\n",
+            dest.display()
+        ),
+    );
+    assert_eq!(
+        lines,
+        ["REGISTER OK", "CONNECT OK", "GET_FILE OK", "DISCONNECT OK"]
+    );
+    assert_eq!(
+        digest::hash_file(&dest).unwrap(),
+        digest::hash_file(&big).unwrap()
+    );
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1, "no temp files");
+}
+
+#[test]
+fn a_peer_vanishing_mid_transfer_leaves_no_file() {
+    let dir = TempDir::new("nap-vanish");
+    let out = dir.sub("out");
+    let server = nap_server(&[]);
+    // A fake owner: answers "0\0", sends a little, then resets.
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = fake.local_addr().unwrap().port().to_string();
+    assert_eq!(ask_parts(&server.addr, &["REGISTER", DT, "eve"]), b"0\0");
+    assert_eq!(
+        ask_parts(&server.addr, &["CONNECT", DT, "eve", "127.0.0.1", &port]),
+        b"0\0"
+    );
+    let owner = thread::spawn(move || {
+        let (mut s, _) = fake.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf);
+        s.write_all(b"0\0partial").unwrap();
+        // SO_LINGER 0: the close is a reset, not an end of file.
+        socket_linger_zero(&s);
+        drop(s);
+    });
+    let dest = out.join("f.bin");
+    let lines = peer_script(
+        server.port(),
+        &out,
+        &format!(
+            "REGISTER bo\nCONNECT bo\nGET_FILE eve f.bin {}\nQUIT\n",
+            dest.display()
+        ),
+    );
+    owner.join().unwrap();
+    assert_eq!(lines[2], "GET_FILE FAIL", "{lines:?}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+}
+
+/// Sets SO_LINGER to 0 so closing `s` resets the connection.
+fn socket_linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Linger {
+        onoff: i32,
+        linger: i32,
+    }
+    unsafe extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, val: *const Linger, len: u32) -> i32;
+    }
+    let l = Linger {
+        onoff: 1,
+        linger: 0,
+    };
+    // SOL_SOCKET = 1, SO_LINGER = 13 on Linux.
+    // SAFETY: a valid descriptor and a properly sized struct.
+    let rc = unsafe { setsockopt(s.as_raw_fd(), 1, 13, &l, 8) };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn zeep_calls_nap_time_through_its_wsdl() {
+    let t = cmd(bin!("nap-time"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    // Plain GET first.
+    let body = ask(&t.addr, b"GET / HTTP/1.0\r\n\r\n");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(peerkit::nap::DateTime::parse(text.rsplit("\r\n").next().unwrap().trim()).is_some());
+    let python = "/usr/bin/python3";
+    let has_zeep = Command::new(python)
+        .args(["-c", "import zeep"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_zeep {
+        eprintln!(
+            "skipped: {python} cannot import zeep (scripts/install-deps.sh nap installs python3-zeep)"
+        );
+        return;
+    }
+    let script = format!(
+        "import zeep\nc = zeep.Client(wsdl='http://{}/?wsdl')\n\
+         print(c.service.get_current_datetime())\nprint(c.service.get_current_datetime())\n",
+        t.addr
+    );
+    let out = cmd(python).args(["-c", &script]).run().ok();
+    let lines = out.stdout_lines();
+    assert_eq!(lines.len(), 2, "{}", out.dump());
+    for l in &lines {
+        assert!(peerkit::nap::DateTime::parse(l).is_some(), "{}", out.dump());
+    }
+    eprintln!("zeep: get_current_datetime() = {}", lines[0]);
+}
+
+#[test]
+fn an_rpcgen_client_calls_nap_log() {
+    let have = |c: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !(have("rpcgen") && have("cc") && Path::new("/usr/include/tirpc/rpc/rpc.h").exists()) {
+        eprintln!("skipped: rpcgen, cc or libtirpc-dev missing (scripts/install-deps.sh rpc)");
+        return;
+    }
+    if !Path::new("/run/rpcbind.sock").exists() {
+        eprintln!("skipped: no rpcbind running (scripts/install-deps.sh rpc starts one)");
+        return;
+    }
+    let dir = TempDir::new("nap-rpcgen");
+    let x = Path::new(env!("CARGO_MANIFEST_DIR")).join("operations.x");
+    std::fs::copy(&x, dir.path().join("operations.x")).unwrap();
+    std::fs::write(
+        dir.path().join("client.c"),
+        r#"#include "operations.h"
+#include <stdio.h>
+int main(int argc, char **argv) {
+    if (argc != 5) return 2;
+    CLIENT *c = clnt_create(argv[1], NAP_LOG, NAP_LOG_V1, "tcp");
+    if (!c) { clnt_pcreateerror(argv[1]); return 2; }
+    operation_entry e = { argv[2], argv[3], argv[4] };
+    if (!log_operation_1(&e, c)) { clnt_perror(c, "LOG_OPERATION"); return 1; }
+    clnt_destroy(c);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    cmd("rpcgen")
+        .args(["-C", "operations.x"])
+        .cwd(dir.path())
+        .run()
+        .ok();
+    cmd("cc")
+        .args([
+            "-I/usr/include/tirpc",
+            "-o",
+            "client",
+            "client.c",
+            "operations_clnt.c",
+            "operations_xdr.c",
+            "-ltirpc",
+        ])
+        .cwd(dir.path())
+        .run()
+        .ok();
+    let mut log = cmd(bin!("nap-log"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    cmd(dir.path().join("client").to_str().unwrap())
+        .args(["127.0.0.1", "ana", "PUBLISH notes.txt", DT])
+        .run()
+        .ok();
+    log.wait_stdout(|l| l == format!("ana PUBLISH notes.txt {DT}"));
+    eprintln!("rpcgen client: nap-log printed `ana PUBLISH notes.txt {DT}`");
+}
+
+#[test]
+fn nap_server_logs_every_operation_to_nap_log() {
+    let mut log = cmd(bin!("nap-log"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let s = nap_server(&["--log-rpc", &log.addr]);
+    assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, "ana"]), b"0\0");
+    assert_eq!(ask_parts(&s.addr, &["CONNECT", DT, "ana", "", "9"]), b"0\0");
+    assert_eq!(
+        ask_parts(&s.addr, &["PUBLISH", DT, "ana", "notes.txt", "my notes"]),
+        b"0\0"
+    );
+    assert_eq!(
+        ask_parts(&s.addr, &["DELETE", DT, "ana", "notes.txt"]),
+        b"0\0"
+    );
+    for want in [
+        format!("ana REGISTER {DT}"),
+        format!("ana CONNECT {DT}"),
+        format!("ana PUBLISH notes.txt {DT}"),
+        format!("ana DELETE notes.txt {DT}"),
+    ] {
+        log.wait_stdout(|l| l == want);
+    }
+}
+
+#[test]
+fn nap_server_keeps_serving_while_nap_log_is_down_or_stalled() {
+    // Down: nothing listens there (set through the environment).
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let s = cmd("env")
+        .arg(format!("LOG_RPC_IP={down}"))
+        .arg(bin!("nap-server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    for i in 0..50 {
+        let user = format!("u{i}");
+        assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, &user]), b"0\0");
+    }
+    s.wait_stderr(|l| l.contains("operation log:"));
+
+    // Stalled: accepts, never reads nor answers.
+    let stall = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stall_at = stall.local_addr().unwrap().to_string();
+    let held = thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in stall.incoming().take(3) {
+            held.push(c);
+        }
+        held
+    });
+    let s = nap_server(&["--log-rpc", &stall_at]);
+    for i in 0..300 {
+        let user = format!("u{i}");
+        assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, &user]), b"0\0");
+    }
+    s.wait_stderr(|l| l.contains("operation log:"));
+    drop(s);
+    drop(held);
+}
+
+#[test]
+fn every_daemon_serves_real_clients_through_idle_and_trickling_floods() {
+    let server = nap_server(&[]);
+    let n = std::sync::atomic::AtomicU64::new(0);
+    let probe = || {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let a = ask_parts(&server.addr, &["REGISTER", DT, &format!("probe{i}")]);
+        assert_eq!(a, b"0\0", "a real client was not served");
+    };
+    exhaustion("nap-server", &server, 0x41, probe);
+
+    let time = cmd(bin!("nap-time"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let probe = || {
+        let a = ask(
+            &time.addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(a.starts_with(b"HTTP/1.1 200 OK"), "not served: {a:?}");
+    };
+    exhaustion("nap-time", &time, 0x41, probe);
+
+    let log = cmd(bin!("nap-log"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let probe = || {
+        let t = peerkit::net::Timeouts {
+            connect: SERVED_WITHIN,
+            io: SERVED_WITHIN,
+        };
+        let mut c = peerkit::oncrpc::Client::connect(&log.addr, &t, 0x2000_0099, 1)
+            .unwrap_or_else(|e| panic!("a real client was not served: {e}"));
+        c.null()
+            .unwrap_or_else(|e| panic!("a real client was not served: {e}"));
+    };
+    exhaustion("nap-log", &log, 0x41, probe);
+
+    let dir = TempDir::new("nap-exhaust");
+    let share = dir.sub("share");
+    std::fs::write(share.join("ok.txt"), b"ok").unwrap();
+    let mut ana = Shell::start(&server, &share, &[]);
+    ana.expect("REGISTER ana", "REGISTER OK");
+    ana.expect("CONNECT ana", "CONNECT OK");
+    ana.expect("PUBLISH ok.txt fine", "PUBLISH OK");
+    ana.p.addr = ana.address_of("ana");
+    let at = ana.p.addr.clone();
+    let probe = || assert_eq!(ask(&at, &req(&["GET_FILE", "ok.txt", DT])), b"0\0ok");
+    exhaustion("nap-peer listener", &ana.p, 0x41, probe);
+}
+
+#[test]
+fn nap_time_answers_soap_faults_and_names_the_callers_host_in_its_wsdl() {
+    let t = cmd(bin!("nap-time"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let wsdl = ask(
+        &t.addr,
+        b"GET /?wsdl HTTP/1.1\r\nHost: nap.example:8123\r\nConnection: close\r\n\r\n",
+    );
+    let wsdl = String::from_utf8_lossy(&wsdl);
+    assert!(
+        wsdl.contains("<soap:address location=\"http://nap.example:8123/\"/>"),
+        "{wsdl}"
+    );
+    assert!(wsdl.contains("<wsdl:service name=\"DateTimeService\">"));
+    let envelope = |op: &str| {
+        let body = format!(
+            "<?xml version='1.0'?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\">\
+             <s:Body><t:{op} xmlns:t=\"spyne.examples.datetime\"/></s:Body></s:Envelope>"
+        );
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        String::from_utf8_lossy(&ask(&t.addr, req.as_bytes())).into_owned()
+    };
+    let ok = envelope("get_current_datetime");
+    assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+    let result = ok
+        .split("<tns:get_current_datetimeResult>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_default();
+    assert!(peerkit::nap::DateTime::parse(result).is_some(), "{ok}");
+    let fault = envelope("format_disk");
+    assert!(fault.starts_with("HTTP/1.1 500"), "{fault}");
+    assert!(
+        fault.contains("<faultcode>soap11env:Client</faultcode>"),
+        "{fault}"
+    );
+    let bad = ask(
+        &t.addr,
+        b"POST / HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
+    );
+    assert!(
+        bad.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&bad)
+    );
+    // Still serving.
+    assert!(ask(&t.addr, b"GET / HTTP/1.0\r\n\r\n").starts_with(b"HTTP/1.1 200 OK"));
+}
