@@ -186,6 +186,46 @@ impl Conn {
         Ok(conn.server_handshake(protocol)?.then_some(conn))
     }
 
+    /// `accept`, logging a failed handshake with the peer's address (unless
+    /// the peer just went away). `None`: nothing to serve.
+    pub fn accept_logged(session: Session, protocol: Protocol) -> Option<Conn> {
+        let peer = session.peer();
+        match Conn::accept(session, protocol) {
+            Ok(conn) => conn,
+            Err(e) => {
+                if !e.is_disconnect() {
+                    crate::diag!("{peer}: {e}");
+                }
+                None
+            }
+        }
+    }
+
+    /// Server side: hands each request to `answer` (which sends the reply)
+    /// until the peer closes or a reply fails. A failure other than the
+    /// peer going away is logged with the peer's address.
+    pub fn serve_requests<Q: Request, R: Response>(
+        &mut self,
+        mut answer: impl FnMut(&mut Conn, Q) -> Result<()>,
+    ) {
+        let outcome = loop {
+            match self.next_request::<Q, R>() {
+                Ok(Some(req)) => {
+                    if let Err(e) = answer(self, req) {
+                        break Err(e);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = outcome
+            && !e.is_disconnect()
+        {
+            crate::diag!("{}: {e}", self.peer);
+        }
+    }
+
     /// The core's session of a served connection.
     pub fn session(&self) -> Option<&Session> {
         self.session.as_ref()
@@ -198,14 +238,12 @@ impl Conn {
     /// the peer closed between requests or the core closed the connection.
     pub fn next_request<Q: Request, R: Response>(&mut self) -> Result<Option<Q>> {
         loop {
-            if let Some(s) = &self.session {
-                s.idle();
-            }
-            if self.reader.fill_buf()?.is_empty() {
+            let started = match &self.session {
+                Some(s) => s.await_request(&mut self.reader)?,
+                None => !self.reader.fill_buf()?.is_empty(),
+            };
+            if !started {
                 return Ok(None);
-            }
-            if let Some(s) = &self.session {
-                s.request();
             }
             let payload = match read_payload(&mut self.reader, Q::MAX_LEN) {
                 Ok(Some(p)) => p,

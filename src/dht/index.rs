@@ -59,15 +59,8 @@ struct Membership {
 
 fn handle(index: &Index, session: Session) {
     let peer = session.peer();
-    let mut conn = match Conn::accept(session, INDEX_PROTOCOL) {
-        Ok(Some(c)) => c,
-        Ok(None) => return,
-        Err(e) => {
-            if !e.is_disconnect() {
-                crate::diag!("{peer}: {e}");
-            }
-            return;
-        }
+    let Some(mut conn) = Conn::accept_logged(session, INDEX_PROTOCOL) else {
+        return;
     };
     let mut session = Membership {
         addr: None,

@@ -227,34 +227,16 @@ impl Stateful {
     pub fn serve_connection(&self, session: Session) {
         let peer = session.peer();
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let mut conn = match Conn::accept(session, STATEFUL) {
-            Ok(Some(c)) => c,
-            Ok(None) => return,
-            Err(e) => {
-                crate::diag!("{peer}: {e}");
-                return;
-            }
+        let Some(mut conn) = Conn::accept_logged(session, STATEFUL) else {
+            return;
         };
-        loop {
-            match conn.next_request::<Req, Resp>() {
-                Ok(Some(req)) => {
-                    let (resp, line) = self.answer(conn_id, req);
-                    if self.log {
-                        crate::event!("{peer}: {line}");
-                    }
-                    if conn.send(&resp).is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    if !e.is_disconnect() {
-                        crate::diag!("{peer}: {e}");
-                    }
-                    break;
-                }
+        conn.serve_requests::<Req, Resp>(|conn, req| {
+            let (resp, line) = self.answer(conn_id, req);
+            if self.log {
+                crate::event!("{peer}: {line}");
             }
-        }
+            conn.send(&resp)
+        });
         self.release_conn(conn_id);
     }
 }

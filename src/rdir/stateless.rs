@@ -59,34 +59,16 @@ impl Stateless {
     /// Serves one connection.
     pub fn serve_connection(&self, session: Session) {
         let peer = session.peer();
-        let mut conn = match Conn::accept(session, STATELESS) {
-            Ok(Some(c)) => c,
-            Ok(None) => return,
-            Err(e) => {
-                crate::diag!("{peer}: {e}");
-                return;
-            }
+        let Some(mut conn) = Conn::accept_logged(session, STATELESS) else {
+            return;
         };
-        loop {
-            match conn.next_request::<Req, Resp>() {
-                Ok(Some(req)) => {
-                    let (resp, line) = self.answer(req);
-                    if self.log {
-                        crate::event!("{peer}: {line}");
-                    }
-                    if conn.send(&resp).is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    if !e.is_disconnect() {
-                        crate::diag!("{peer}: {e}");
-                    }
-                    return;
-                }
+        conn.serve_requests::<Req, Resp>(|conn, req| {
+            let (resp, line) = self.answer(req);
+            if self.log {
+                crate::event!("{peer}: {line}");
             }
-        }
+            conn.send(&resp)
+        });
     }
 }
 

@@ -354,33 +354,12 @@ fn member(
 /// One peer's connection: handshake, then requests until it closes.
 fn serve_conn(tracker: &Tracker, session: Session) {
     let peer = session.peer();
-    let mut conn = match Conn::accept(session, TRACKER) {
-        Ok(Some(c)) => c,
-        Ok(None) => return,
-        Err(e) => {
-            if !e.is_disconnect() {
-                crate::diag!("{peer}: {e}");
-            }
-            return;
-        }
+    let Some(mut conn) = Conn::accept_logged(session, TRACKER) else {
+        return;
     };
-    loop {
-        match conn.next_request::<TrackerRequest, TrackerResponse>() {
-            Ok(Some(req)) => {
-                let resp = tracker.handle(req, peer.ip(), Instant::now());
-                if conn.send(&resp).is_err() {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                if !e.is_disconnect() {
-                    crate::diag!("{peer}: {e}");
-                }
-                return;
-            }
-        }
-    }
+    conn.serve_requests::<TrackerRequest, TrackerResponse>(|conn, req| {
+        conn.send(&tracker.handle(req, peer.ip(), Instant::now()))
+    });
 }
 
 #[cfg(test)]

@@ -26,15 +26,8 @@ pub(super) fn handle(node: &Node, shutdown: &Shutdown, session: Session) {
         return;
     }
     let peer = session.peer();
-    let mut conn = match Conn::accept(session, SUPER_PROTOCOL) {
-        Ok(Some(c)) => c,
-        Ok(None) => return,
-        Err(e) => {
-            if !e.is_disconnect() {
-                crate::diag!("{peer}: {e}");
-            }
-            return;
-        }
+    let Some(mut conn) = Conn::accept_logged(session, SUPER_PROTOCOL) else {
+        return;
     };
     if let Err(e) = serve_client(node, &mut conn, peer)
         && !e.is_disconnect()
