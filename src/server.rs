@@ -28,7 +28,7 @@
 //! or logging.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::net::{Shutdown as SockShutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -432,6 +432,18 @@ impl Session {
         let _ = self.slot.stream.set_read_timeout(Some(read));
     }
 
+    /// Waits for the next request on `reader`: idle until its first byte
+    /// is buffered, then in the request phase. `Ok(false)` when the peer
+    /// closed (or the core closed the connection) between requests.
+    pub fn await_request(&self, reader: &mut impl BufRead) -> io::Result<bool> {
+        self.idle();
+        if reader.fill_buf()?.is_empty() {
+            return Ok(false);
+        }
+        self.request();
+        Ok(true)
+    }
+
     /// Waiting for the next request: the idle timeout applies.
     pub fn idle(&self) {
         self.enter(Phase::Idle);
@@ -709,12 +721,9 @@ mod tests {
             server.serve(|session| {
                 let mut r = BufReader::new(session.stream());
                 loop {
-                    session.idle();
-                    match r.fill_buf() {
-                        Ok([]) | Err(_) => return,
-                        Ok(_) => {}
+                    if !session.await_request(&mut r).unwrap_or(false) {
+                        return;
                     }
-                    session.request();
                     let mut line = String::new();
                     if r.read_line(&mut line).is_err() || !line.ends_with('\n') {
                         return;

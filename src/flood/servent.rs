@@ -485,12 +485,10 @@ fn next_request(
     member: &Member<'_>,
     r: &mut BufReader<SharedStream>,
 ) -> Result<Option<Message>> {
-    session.idle();
     member.waiting(true);
-    if r.fill_buf()?.is_empty() {
+    if !session.await_request(r)? {
         return Ok(None);
     }
-    session.request();
     member.waiting(false);
     let msg = wire::read_message(r);
     session.busy();

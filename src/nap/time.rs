@@ -93,11 +93,9 @@ fn serve_conn(session: &Session) -> Result<()> {
     let local = session.stream().local_addr()?;
     let mut r = BufReader::new(session.stream());
     loop {
-        session.idle();
-        if r.fill_buf()?.is_empty() {
+        if !session.await_request(&mut r)? {
             return Ok(());
         }
-        session.request();
         let req = match read_request(&mut r) {
             Ok(req) => req,
             Err(e) => {

@@ -6,7 +6,7 @@
 //! GARBAGE_ARGS, SYSTEM_ERR, RPC_MISMATCH and AUTH_ERROR. A bad fragment
 //! header or a record over the limit closes the connection.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -128,12 +128,9 @@ pub fn serve_connection<P: Program + ?Sized>(session: &Session, program: &P, max
     let peer = session.peer();
     let mut reader = BufReader::with_capacity(64 * 1024, session.stream());
     loop {
-        session.idle();
-        match reader.fill_buf() {
-            Ok([]) | Err(_) => return,
-            Ok(_) => {}
+        if !session.await_request(&mut reader).unwrap_or(false) {
+            return;
         }
-        session.request();
         let record = match record::read_record(&mut reader, max_record) {
             Ok(Some(r)) => r,
             Ok(None) => return,
