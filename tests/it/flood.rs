@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -861,10 +861,13 @@ fn the_servent_serves_real_clients_through_idle_trickling_and_client_floods() {
     // Clients that send their ID, then begin a KEYREQ and trickle it, one
     // byte a second: always in the middle of a message.
     let before = client_lines(&s).len();
-    let trickle = TrickleAfter::start(
+    // After an ID and a KEYREQ's type, the 0x01 bytes make a key of 257
+    // bytes: never a whole message, always a little progress.
+    let trickle = Trickle::after(
         &s.addr,
         ATTACKERS,
         &[&id_bytes(40_001)[..], &[0x00, 0x05]].concat(),
+        0x01,
     );
     let s_ref = &s;
     wait_until(
@@ -885,56 +888,6 @@ fn the_servent_serves_real_clients_through_idle_trickling_and_client_floods() {
     probe();
     s.terminate();
     assert!(s.wait_exit().success(), "{}", s.dump());
-}
-
-/// `n` connections that each send `first`, then one byte (0x01) a second
-/// until dropped. After an ID and a KEYREQ's type, the bytes make a key of
-/// 257 bytes: never a whole message, always a little progress.
-struct TrickleAfter {
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl TrickleAfter {
-    fn start(addr: &str, n: usize, first: &[u8]) -> TrickleAfter {
-        let socks: Vec<TcpStream> = (0..n)
-            .map(|_| {
-                let mut c = TcpStream::connect(addr).unwrap();
-                c.write_all(first).unwrap();
-                c.set_nonblocking(true).unwrap();
-                c
-            })
-            .collect();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = thread::spawn(move || {
-            let mut socks = socks;
-            while !flag.load(Ordering::Relaxed) {
-                for s in &mut socks {
-                    // A full or closed socket is the servent's business.
-                    let _ = s.write(&[0x01]);
-                }
-                let until = Instant::now() + Duration::from_secs(1);
-                while Instant::now() < until && !flag.load(Ordering::Relaxed) {
-                    // The attack's pace: one byte a second.
-                    thread::sleep(Duration::from_millis(20));
-                }
-            }
-        });
-        TrickleAfter {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TrickleAfter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// A listener that never accepts, with its accept queue already full, so
@@ -978,13 +931,12 @@ fn answers_to_a_black_hole_do_not_starve_real_clients() {
     n.send(&id_bytes(0));
     s.wait_stdout(|l| l.starts_with("link in "));
     let baseline = usage(s.pid());
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = mpsc::channel::<()>();
     let flooder = {
-        let stop = stop.clone();
         let link = n.stream.try_clone().unwrap();
         thread::spawn(move || {
             let mut seq = 0u32;
-            while !stop.load(Ordering::Relaxed) {
+            loop {
                 if (&link)
                     .write_all(&keyflood_bytes(seq, origin, "ssh"))
                     .is_err()
@@ -992,8 +944,11 @@ fn answers_to_a_black_hole_do_not_starve_real_clients() {
                     break;
                 }
                 seq += 1;
-                // The attack's pace: 100 floods a second.
-                thread::sleep(Duration::from_millis(10));
+                // The attack's pace: 100 floods a second, until told to stop.
+                match stopped.recv_timeout(Duration::from_millis(10)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
             }
             seq
         })
@@ -1015,7 +970,7 @@ fn answers_to_a_black_hole_do_not_starve_real_clients() {
         peak.threads = peak.threads.max(u.threads);
     }
     let by_kv_query = kv_query_timed(&s.addr, "ssh", SSH);
-    stop.store(true, Ordering::Relaxed);
+    drop(stop);
     let sent = flooder.join().unwrap();
     eprintln!(
         "kv-servent, {sent} floods at 100/s answered to a black hole: probes served in \

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -618,44 +618,72 @@ pub fn idle_sockets(addr: &str, n: usize) -> Vec<std::net::TcpStream> {
         .collect()
 }
 
-/// `n` connections each sending one byte a second (the byte `fill`) until
-/// dropped: never a whole request, always a little progress.
+/// `n` connections that each send `first`, then one byte a second (the
+/// byte `fill`) until dropped: never a whole request, always a little
+/// progress. The pace is the attack's definition: the thread waits for the
+/// stop signal with a one-second timeout between rounds.
 pub struct Trickle {
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Option<mpsc::Sender<()>>,
+    rounds: Arc<(Mutex<u64>, Condvar)>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Trickle {
     pub fn start(addr: &str, n: usize, fill: u8) -> Trickle {
+        Trickle::after(addr, n, &[], fill)
+    }
+
+    pub fn after(addr: &str, n: usize, first: &[u8], fill: u8) -> Trickle {
         let socks = idle_sockets(addr, n);
-        for s in &socks {
+        for mut s in &socks {
+            if !first.is_empty() {
+                s.write_all(first).unwrap();
+            }
             s.set_nonblocking(true).unwrap();
         }
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let rounds = Arc::new((Mutex::new(0u64), Condvar::new()));
+        let counter = rounds.clone();
         let thread = thread::spawn(move || {
             let mut socks = socks;
-            while !flag.load(Ordering::Relaxed) {
+            loop {
                 for s in &mut socks {
                     // A full or closed socket is the daemon's business.
                     let _ = s.write(&[fill]);
                 }
-                let until = Instant::now() + Duration::from_secs(1);
-                while Instant::now() < until && !flag.load(Ordering::Relaxed) {
-                    thread::sleep(Duration::from_millis(20));
+                let (count, bumped) = &*counter;
+                *count.lock().unwrap() += 1;
+                bumped.notify_all();
+                match stopped.recv_timeout(Duration::from_secs(1)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
                 }
             }
         });
         Trickle {
-            stop,
+            stop: Some(stop),
+            rounds,
             thread: Some(thread),
+        }
+    }
+
+    /// Waits (under the deadline) until every attacker has sent `k` bytes
+    /// after its prefix.
+    pub fn wait_rounds(&self, k: u64) {
+        let (count, bumped) = &*self.rounds;
+        let deadline = Instant::now() + DEADLINE;
+        let mut n = count.lock().unwrap();
+        while *n < k {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the trickle never made {k} rounds");
+            n = bumped.wait_timeout(n, left).unwrap().0;
         }
     }
 }
 
 impl Drop for Trickle {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -696,8 +724,8 @@ pub fn exhaustion(name: &str, p: &Proc, fill: u8, probe: impl Fn()) -> Exhaustio
     wait_for_baseline(p, baseline, &format!("{name} after idle connections"));
 
     let trickle = Trickle::start(&p.addr, ATTACKERS, fill);
-    // Let every attacker send a few bytes first.
-    thread::sleep(Duration::from_millis(2500)); // an attack's duration, not a wait for readiness
+    // Every attacker has sent a few bytes: the attack is under way.
+    trickle.wait_rounds(3);
     note(usage(p.pid()));
     let started = Instant::now();
     probe();
