@@ -93,7 +93,9 @@ run_get() {
 
 run_nc() {
     sync
-    nc_times+=("$(nc_seconds "$FILE" "$RUN/out/nc.bin")")
+    local t
+    t=$(nc_seconds "$FILE" "$RUN/out/nc.bin") || exit 1
+    nc_times+=("$t")
     rm -f "$RUN/out/nc.bin"
 }
 

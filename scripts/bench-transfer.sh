@@ -59,31 +59,12 @@ run_get() {
     rm -f "$RUN/out/get.bin"
 }
 
-# nc: listen on a free port (retrying if taken), send, wait for the receiver.
+# nc: the same file over loopback into a file (lib.sh's nc_seconds).
 run_nc() {
-    rm -f "$RUN/out/nc.bin"
     sync
-    local port ncpid t0 t1
-    for try in $(seq 20); do
-        port=$((20000 + RANDOM % 40000))
-        ss -ltn | grep -q ":$port " && continue
-        nc -l 127.0.0.1 "$port" >"$RUN/out/nc.bin" &
-        ncpid=$!
-        for _ in $(seq 100); do
-            ss -ltn | grep -q "127.0.0.1:$port " && break
-            sleep 0.02
-        done
-        kill -0 "$ncpid" 2>/dev/null && break
-    done
-    t0=$(now)
-    nc -N 127.0.0.1 "$port" <"$FILE"
-    wait "$ncpid"
-    t1=$(now)
-    nc_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
-    [ "$(stat -c %s "$RUN/out/nc.bin")" = "$BYTES" ] || {
-        say "nc moved a different number of bytes" >&2
-        exit 1
-    }
+    local t
+    t=$(nc_seconds "$FILE" "$RUN/out/nc.bin") || exit 1
+    nc_times+=("$t")
     rm -f "$RUN/out/nc.bin"
 }
 
