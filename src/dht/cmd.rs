@@ -88,7 +88,7 @@ pub fn ls(operands: &[String], json: bool, timeouts: Timeouts, level: Level) -> 
     let names = client::list(&addr, &timeouts).with_context(|| format!("listing {addr}"))?;
     let mut out = cli::stdout();
     if json {
-        let items: Vec<String> = names.iter().map(|n| json_string(n.as_str())).collect();
+        let items: Vec<String> = names.iter().map(|n| cli::json_string(n.as_str())).collect();
         writeln!(out, "[{}]", items.join(","))?;
     } else {
         let terminal = std::io::stdout().is_terminal();
@@ -316,34 +316,9 @@ fn shell_escape(name: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a b"), "\"a b\"");
-        assert_eq!(json_string("q\"\\\n\u{1}é"), "\"q\\\"\\\\\\n\\u0001é\"");
-    }
 
     #[test]
     fn names_are_quoted_as_gnu_ls_shell_escape_does() {

@@ -44,10 +44,9 @@ impl Encoder {
         self
     }
 
-    /// `int`.
+    /// `int`: two's complement, the same four bytes as its bit pattern.
     pub fn i32(&mut self, v: i32) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_be_bytes());
-        self
+        self.u32(v as u32)
     }
 
     /// `unsigned hyper`.
@@ -56,10 +55,9 @@ impl Encoder {
         self
     }
 
-    /// `hyper`.
+    /// `hyper`: two's complement, the same eight bytes as its bit pattern.
     pub fn i64(&mut self, v: i64) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_be_bytes());
-        self
+        self.u64(v as u64)
     }
 
     /// `bool`: 0 or 1.

@@ -124,30 +124,11 @@ fn endpoint(o: &LsOptions) -> Result<Endpoint> {
     Ok(ep)
 }
 
-/// JSON string of raw bytes when they are UTF-8.
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// `"key":"text"` for UTF-8 bytes, else `"key_bytes":[..]` with every byte:
 /// names stay exact either way.
 fn json_field(key: &str, bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
-        Ok(s) => format!("\"{key}\":{}", json_str(s)),
+        Ok(s) => format!("\"{key}\":{}", cli::json_string(s)),
         Err(_) => {
             let list: Vec<String> = bytes.iter().map(u8::to_string).collect();
             format!("\"{key}_bytes\":[{}]", list.join(","))
