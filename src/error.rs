@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use crate::digest::Digest;
+use crate::digest::FileDigest;
 use crate::name::NameError;
 
 /// Result alias used across the library.
@@ -26,8 +26,11 @@ pub enum Error {
     TrailingBytes(usize),
     /// A file name from the network or the command line is not a plain name.
     Name(NameError),
-    /// Received bytes do not hash to the announced SHA-256.
-    HashMismatch { expected: Digest, actual: Digest },
+    /// Received bytes do not hash to the announced BLAKE3 digest.
+    HashMismatch {
+        expected: FileDigest,
+        actual: FileDigest,
+    },
     /// The version handshake failed.
     Handshake(String),
     /// The peer sent a well-formed message that makes no sense here.
@@ -58,7 +61,7 @@ impl fmt::Display for Error {
             Error::TrailingBytes(n) => write!(f, "malformed message: {n} trailing bytes"),
             Error::Name(e) => write!(f, "{e}"),
             Error::HashMismatch { expected, actual } => {
-                write!(f, "SHA-256 mismatch: expected {expected}, got {actual}")
+                write!(f, "BLAKE3 mismatch: expected {expected}, got {actual}")
             }
             Error::Handshake(why) => write!(f, "handshake failed: {why}"),
             Error::Protocol(why) => write!(f, "protocol error: {why}"),

@@ -1,15 +1,16 @@
-//! File transfer with integrity: streaming a file body after a header, and
-//! receiving one into a temporary file that is renamed into place only after
-//! its SHA-256 matches.
+//! File transfer with integrity: streaming a file body after a header
+//! (sendfile), receiving one into a file while hashing it with BLAKE3
+//! (splice), and a temporary file that is renamed into place only once its
+//! digest matches.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::{FileDigest, FileHasher, HASH_CHUNK};
 use crate::error::{Error, Result};
 use crate::name::TEMP_PREFIX;
 use crate::net::SharedStream;
@@ -37,17 +38,13 @@ pub fn send_body<W: Write>(file: File, len: u64, w: &mut W) -> Result<()> {
 /// our memory. (std's `io::copy` does not use sendfile towards sockets: it
 /// reads and writes 8 KiB at a time.) Falls back to a `CHUNK`-sized copy
 /// loop where sendfile is unavailable.
-pub fn send_body_to_socket(
-    mut file: File,
-    len: u64,
-    w: &mut BufWriter<SharedStream>,
-) -> Result<()> {
+pub fn send_body_to_socket(file: &File, len: u64, w: &mut BufWriter<SharedStream>) -> Result<()> {
     w.flush()?;
     let mut sock = w.get_ref().tcp();
     let mut left = len;
     #[cfg(target_os = "linux")]
     while left > 0 {
-        match sendfile::send(&file, sock, left) {
+        match sendfile::send(file, sock, left) {
             Ok(0) => {
                 return Err(Error::Local(format!(
                     "file shrank while sending: {} of {len} bytes",
@@ -62,6 +59,7 @@ pub fn send_body_to_socket(
     }
     if left > 0 {
         // sendfile advanced the file offset by what it sent.
+        let mut file = file;
         let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
         while left > 0 {
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -129,8 +127,8 @@ mod sendfile {
     }
 }
 
-/// Reads exactly `len` bytes from `r` into `out`, hashing them on the way
-/// and advancing `progress`. EOF before `len` bytes is `Error::Truncated`.
+/// Reads exactly `len` bytes from `r` into `out` (standard output, a
+/// device), hashing them on the way and advancing `progress`. EOF before `len` bytes is `Error::Truncated`.
 ///
 /// On a machine with at least `PIPELINE_CPUS` CPUs, bodies of at least
 /// `PIPELINE_MIN` bytes are hashed on a second thread while the next chunk
@@ -144,7 +142,7 @@ pub fn receive_body<R: Read, W: Write>(
     len: u64,
     out: &mut W,
     progress: &ProgressBar,
-) -> Result<Digest> {
+) -> Result<FileDigest> {
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     if len < PIPELINE_MIN || cpus < PIPELINE_CPUS {
         receive_body_serial(r, len, out, progress)
@@ -162,7 +160,7 @@ fn receive_body_pipelined<R: Read, W: Write>(
     len: u64,
     out: &mut W,
     progress: &ProgressBar,
-) -> Result<Digest> {
+) -> Result<FileDigest> {
     thread::scope(|scope| {
         let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPELINE_BUFFERS);
         let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_BUFFERS);
@@ -171,7 +169,7 @@ fn receive_body_pipelined<R: Read, W: Write>(
             let _ = free_tx.send(vec![0u8; CHUNK]);
         }
         let hasher = scope.spawn(move || {
-            let mut hasher = Hasher::new();
+            let mut hasher = FileHasher::new();
             for (buf, n) in full_rx {
                 hasher.update(&buf[..n]);
                 // The reader may have stopped early; then the buffer is dropped.
@@ -236,8 +234,8 @@ fn receive_body_serial<R: Read, W: Write>(
     len: u64,
     out: &mut W,
     progress: &ProgressBar,
-) -> Result<Digest> {
-    let mut hasher = Hasher::new();
+) -> Result<FileDigest> {
+    let mut hasher = FileHasher::new();
     let mut buf = vec![0u8; CHUNK.min(usize::try_from(len).unwrap_or(CHUNK)).max(1)];
     let mut left = len;
     while left > 0 {
@@ -257,6 +255,254 @@ fn receive_body_serial<R: Read, W: Write>(
     Ok(hasher.finish())
 }
 
+/// A receive that failed, and on which side: the local file, or the peer
+/// (the connection failed or closed early).
+#[derive(Debug)]
+pub enum Failure {
+    /// Writing or reading the local file failed.
+    Local(Error),
+    /// The connection failed or ended before the whole body.
+    Remote(Error),
+}
+
+impl Failure {
+    /// The error, whichever side it was on.
+    pub fn into_error(self) -> Error {
+        match self {
+            Failure::Local(e) | Failure::Remote(e) => e,
+        }
+    }
+}
+
+fn local(e: impl Into<Error>) -> Failure {
+    Failure::Local(e.into())
+}
+
+/// Receives exactly `len` body bytes from a connection's reader into
+/// `file` (open for reading and writing) at its current position, adding them to `hasher` and advancing
+/// `progress`. What the reader has buffered goes first; on Linux the rest
+/// moves socket -> pipe -> file with splice(2), so the bytes are copied
+/// once, into the page cache, and never pass through our memory on the
+/// way in; they are hashed by reading them back from the page cache,
+/// `HASH_CHUNK` at a time. Elsewhere (or where splice is refused) a plain
+/// read-write loop does the same.
+pub fn receive_into(
+    r: &mut BufReader<SharedStream>,
+    len: u64,
+    file: &mut File,
+    hasher: &mut FileHasher,
+    progress: &ProgressBar,
+) -> std::result::Result<(), Failure> {
+    let mut left = len;
+    let buffered = r.buffer();
+    let take = buffered
+        .len()
+        .min(usize::try_from(left).unwrap_or(usize::MAX));
+    if take > 0 {
+        file.write_all(&buffered[..take]).map_err(local)?;
+        hasher.update(&buffered[..take]);
+        r.consume(take);
+        left -= take as u64;
+        progress.inc(take as u64);
+    }
+    if left == 0 {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        left = splice::receive(r.get_ref().tcp(), left, file, hasher, progress)?;
+    }
+    // Not Linux, or splice refused this socket or file: copy through a buffer.
+    let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK)).max(1)];
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match r.read(&mut buf[..want]) {
+            Ok(0) => return Err(Failure::Remote(Error::Truncated)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failure::Remote(e.into())),
+        };
+        file.write_all(&buf[..n]).map_err(local)?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+        progress.inc(n as u64);
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+mod splice {
+    use std::fs::File;
+    use std::io;
+    use std::net::TcpStream;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::FileExt;
+
+    use indicatif::ProgressBar;
+
+    use super::{Failure, HASH_CHUNK, local};
+    use crate::digest::FileHasher;
+    use crate::error::Error;
+
+    unsafe extern "C" {
+        // ssize_t splice(int fd_in, off_t *off_in, int fd_out, off_t *off_out,
+        //                size_t len, unsigned int flags);
+        fn splice(
+            fd_in: i32,
+            off_in: *mut i64,
+            fd_out: i32,
+            off_out: *mut i64,
+            len: usize,
+            flags: u32,
+        ) -> isize;
+        fn pipe2(fds: *mut i32, flags: i32) -> i32;
+        fn fcntl(fd: i32, cmd: i32, arg: i32) -> i32;
+    }
+
+    const SPLICE_F_MOVE: u32 = 1;
+    const O_CLOEXEC: i32 = 0o2000000;
+    const F_SETPIPE_SZ: i32 = 1031;
+    /// The pipe's capacity we ask for (the default most-allowed size for
+    /// an unprivileged process); each socket splice moves up to this much.
+    const PIPE_SIZE: usize = 1 << 20;
+
+    /// Splices up to `left` bytes from `sock` into `file` at its current
+    /// position (advancing it), hashing them as they land. Returns what is
+    /// still to be received: 0, or everything if splice is not supported
+    /// here (then nothing was consumed and the caller copies instead).
+    pub fn receive(
+        sock: &TcpStream,
+        mut left: u64,
+        file: &mut File,
+        hasher: &mut FileHasher,
+        progress: &ProgressBar,
+    ) -> Result<u64, Failure> {
+        let (rd, wr) = pipe().map_err(local)?;
+        // SAFETY: fcntl on a descriptor we own; a refusal (a lower
+        // pipe-max-size) leaves the default capacity, which also works.
+        let cap = match unsafe { fcntl(wr.as_raw_fd(), F_SETPIPE_SZ, PIPE_SIZE as i32) } {
+            n if n > 0 => n as usize,
+            _ => 64 * 1024,
+        };
+        let mut at = io::Seek::stream_position(file).map_err(local)?;
+        let mut hashed = at;
+        let mut buf = vec![0u8; HASH_CHUNK];
+        let mut first = true;
+        while left > 0 {
+            let want = cap.min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match call(sock.as_raw_fd(), None, wr.as_raw_fd(), want) {
+                Ok(0) => return Err(Failure::Remote(Error::Truncated)),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if first && unsupported(&e) => return Ok(left),
+                // A receive timeout shows as EAGAIN.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(Failure::Remote(
+                        io::Error::new(io::ErrorKind::TimedOut, "receive timed out").into(),
+                    ));
+                }
+                Err(e) => return Err(Failure::Remote(e.into())),
+            };
+            let mut in_pipe = n;
+            while in_pipe > 0 {
+                match call(rd.as_raw_fd(), Some(&mut at), file.as_raw_fd(), in_pipe) {
+                    Ok(0) => return Err(local(Error::Local("the file took no bytes".into()))),
+                    Ok(m) => in_pipe -= m,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if first && unsupported(&e) => {
+                        // The socket bytes are in the pipe: move them by hand
+                        // and let the caller copy the rest.
+                        return drain(&rd, in_pipe, file, at, hasher, progress)
+                            .map(|()| left - n as u64);
+                    }
+                    Err(e) => return Err(local(e)),
+                }
+            }
+            first = false;
+            left -= n as u64;
+            // Hash what just landed, read back from the page cache.
+            while hashed < at {
+                let k = buf
+                    .len()
+                    .min(usize::try_from(at - hashed).unwrap_or(usize::MAX));
+                file.read_exact_at(&mut buf[..k], hashed).map_err(local)?;
+                hasher.update(&buf[..k]);
+                hashed += k as u64;
+            }
+            progress.inc(n as u64);
+        }
+        io::Seek::seek(file, io::SeekFrom::Start(at)).map_err(local)?;
+        Ok(0)
+    }
+
+    /// Reads `n` bytes out of the pipe and writes them to `file` at `at`.
+    fn drain(
+        rd: &OwnedFd,
+        n: usize,
+        file: &mut File,
+        at: u64,
+        hasher: &mut FileHasher,
+        progress: &ProgressBar,
+    ) -> Result<(), Failure> {
+        let mut buf = vec![0u8; n];
+        let mut pipe = File::from(rd.try_clone().map_err(local)?);
+        io::Read::read_exact(&mut pipe, &mut buf).map_err(local)?;
+        io::Seek::seek(file, io::SeekFrom::Start(at)).map_err(local)?;
+        io::Write::write_all(file, &buf).map_err(local)?;
+        hasher.update(&buf);
+        progress.inc(n as u64);
+        Ok(())
+    }
+
+    /// One splice(2) call; `off_out` is the file offset to write at (and
+    /// advance), `None` for a pipe.
+    fn call(fd_in: i32, off_out: Option<&mut u64>, fd_out: i32, len: usize) -> io::Result<usize> {
+        let mut off = off_out.as_ref().map_or(0, |o| **o as i64);
+        let off_ptr = if off_out.is_some() {
+            &mut off as *mut i64
+        } else {
+            std::ptr::null_mut()
+        };
+        // SAFETY: both descriptors are open for the call (borrowed from
+        // live values), `off_ptr` is null or points at a live local, and
+        // no memory of ours is otherwise read or written.
+        let n = unsafe {
+            splice(
+                fd_in,
+                std::ptr::null_mut(),
+                fd_out,
+                off_ptr,
+                len,
+                SPLICE_F_MOVE,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if let Some(o) = off_out {
+            *o = off as u64;
+        }
+        Ok(n as usize)
+    }
+
+    /// A pipe, read end first, closed on drop.
+    fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { pipe2(fds.as_mut_ptr(), O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both are fresh descriptors we alone own.
+        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    }
+
+    /// Errors meaning "splice cannot do this here", not "the copy failed".
+    fn unsupported(e: &io::Error) -> bool {
+        // ENOSYS, EINVAL, EOPNOTSUPP
+        matches!(e.raw_os_error(), Some(38 | 22 | 95))
+    }
+}
+
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A file under a temporary name in its final folder. Dropped without
@@ -273,7 +519,13 @@ impl TempFile {
         loop {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+            // Readable too: `receive_into` hashes what it wrote by reading it back.
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(file) => {
                     return Ok(TempFile {
                         path,
@@ -335,12 +587,13 @@ pub enum Overwrite {
     Never,
 }
 
-/// Receives a `len`-byte body from `r` into `dest`, through a temporary file
-/// in `dest`'s folder that becomes `dest` only if its SHA-256 is `expected`.
-pub fn receive_file<R: Read>(
-    r: &mut R,
+/// Receives a `len`-byte body from a connection's reader into `dest`,
+/// through a temporary file in `dest`'s folder that becomes `dest` only if
+/// its BLAKE3 digest is `expected`.
+pub fn receive_file(
+    r: &mut BufReader<SharedStream>,
     len: u64,
-    expected: Digest,
+    expected: FileDigest,
     dest: &Path,
     overwrite: Overwrite,
     progress: &ProgressBar,
@@ -350,10 +603,9 @@ pub fn receive_file<R: Read>(
         _ => Path::new("."),
     };
     let mut tmp = TempFile::create_in(dir)?;
-    let actual = {
-        let mut out = io::BufWriter::with_capacity(CHUNK, tmp.file());
-        receive_body(r, len, &mut out, progress)?
-    };
+    let mut hasher = FileHasher::new();
+    receive_into(r, len, tmp.file(), &mut hasher, progress).map_err(Failure::into_error)?;
+    let actual = hasher.finish();
     if actual != expected {
         return Err(Error::HashMismatch { expected, actual });
     }
@@ -367,23 +619,13 @@ pub fn receive_file<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Seek;
 
     fn scratch(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("peerkit-unit-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
-    }
-
-    #[test]
-    fn digest_hex_roundtrip_and_known_value() {
-        let d = Digest::of(b"abc");
-        assert_eq!(
-            d.to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert_eq!(Digest::from_hex(&d.to_hex()), Some(d));
-        assert_eq!(Digest::from_hex("zz"), None);
     }
 
     #[test]
@@ -395,7 +637,7 @@ mod tests {
             let mut r = Jagged(&data[..], 7_001);
             let mut out = Vec::new();
             let d = receive_body(&mut r, len as u64, &mut out, &bar).unwrap();
-            assert_eq!(d, Digest::of(&data), "len {len}");
+            assert_eq!(d, FileDigest::of(&data), "len {len}");
             assert_eq!(out, data, "len {len}");
             for f in [
                 receive_body_serial::<&[u8], Vec<u8>>,
@@ -403,7 +645,7 @@ mod tests {
             ] {
                 let mut out = Vec::new();
                 let d = f(&mut &data[..], len as u64, &mut out, &bar).unwrap();
-                assert_eq!(d, Digest::of(&data), "len {len}");
+                assert_eq!(d, FileDigest::of(&data), "len {len}");
                 assert_eq!(out, data, "len {len}");
                 if len > 1 {
                     let mut short = &data[..len / 2];
@@ -442,8 +684,8 @@ mod tests {
         let stream = std::sync::Arc::new(std::net::TcpStream::connect(addr).unwrap());
         let mut w = BufWriter::new(SharedStream::new(stream));
         w.write_all(b"head").unwrap();
-        send_body_to_socket(File::open(&path).unwrap(), 1_000_000, &mut w).unwrap();
-        let err = send_body_to_socket(File::open(&path).unwrap(), 4_000_000, &mut w).unwrap_err();
+        send_body_to_socket(&File::open(&path).unwrap(), 1_000_000, &mut w).unwrap();
+        let err = send_body_to_socket(&File::open(&path).unwrap(), 4_000_000, &mut w).unwrap_err();
         assert!(err.to_string().contains("file shrank"), "{err}");
         drop(w);
         let got = reader.join().unwrap();
@@ -453,18 +695,76 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A connection's reader whose peer sends `data` and then closes.
+    fn sender(data: Vec<u8>) -> BufReader<SharedStream> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            // The receiver may stop reading early; that is not our failure.
+            let _ = s.write_all(&data);
+        });
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        BufReader::new(SharedStream::new(std::sync::Arc::new(stream)))
+    }
+
+    #[test]
+    fn receive_into_takes_buffered_bytes_then_the_socket_and_stops_at_len() {
+        let dir = scratch("into");
+        let bar = ProgressBar::hidden();
+        for (len, extra, prefix) in [(0usize, 5usize, 0u64), (10, 0, 3), (3_000_017, 11, 1000)] {
+            let data: Vec<u8> = (0..len + extra).map(|i| (i * 7 % 251) as u8).collect();
+            let mut r = sender(data.clone());
+            // Something is buffered already, as after a header frame.
+            r.fill_buf().unwrap();
+            let path = dir.join("out");
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            f.write_all(&vec![9u8; prefix as usize]).unwrap();
+            let mut h = FileHasher::new();
+            h.update(&vec![9u8; prefix as usize]);
+            receive_into(&mut r, len as u64, &mut f, &mut h, &bar).unwrap();
+            let mut want = vec![9u8; prefix as usize];
+            want.extend_from_slice(&data[..len]);
+            assert_eq!(h.finish(), FileDigest::of(&want), "len {len}");
+            assert_eq!(fs::read(&path).unwrap(), want, "len {len}");
+            assert_eq!(f.stream_position().unwrap(), want.len() as u64);
+            // The bytes after the body are still there for the next frame.
+            let mut rest = Vec::new();
+            r.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, &data[len..], "len {len}");
+        }
+        // A peer that closes early.
+        let mut r = sender(vec![1u8; 100_000]);
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join("short"))
+            .unwrap();
+        let err = receive_into(&mut r, 200_000, &mut f, &mut FileHasher::new(), &bar).unwrap_err();
+        assert!(matches!(err, Failure::Remote(Error::Truncated)), "{err:?}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn receive_file_renames_only_on_match() {
         let dir = scratch("recv");
         let data = vec![7u8; 1_000_000];
-        let good = Digest::of(&data);
+        let good = FileDigest::of(&data);
         let dest = dir.join("f.bin");
         let bar = ProgressBar::hidden();
 
         let err = receive_file(
-            &mut &data[..],
+            &mut sender(data.clone()),
             data.len() as u64,
-            Digest::of(b"other"),
+            FileDigest::of(b"other"),
             &dest,
             Overwrite::Never,
             &bar,
@@ -473,8 +773,15 @@ mod tests {
         assert!(matches!(err, Error::HashMismatch { .. }));
         assert!(!dest.exists());
 
-        let err =
-            receive_file(&mut &data[..10], 20, good, &dest, Overwrite::Never, &bar).unwrap_err();
+        let err = receive_file(
+            &mut sender(data[..10].to_vec()),
+            20,
+            good,
+            &dest,
+            Overwrite::Never,
+            &bar,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Truncated));
         assert_eq!(
             fs::read_dir(&dir).unwrap().count(),
@@ -483,7 +790,7 @@ mod tests {
         );
 
         receive_file(
-            &mut &data[..],
+            &mut sender(data.clone()),
             data.len() as u64,
             good,
             &dest,
@@ -494,7 +801,7 @@ mod tests {
         assert_eq!(fs::read(&dest).unwrap(), data);
 
         let err = receive_file(
-            &mut &data[..],
+            &mut sender(data.clone()),
             data.len() as u64,
             good,
             &dest,

@@ -3,19 +3,19 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 
 use crate::cli;
 use crate::dht::proto::{SUPER_PROTOCOL, SuperRequest, SuperResponse};
-use crate::digest::{self, Digest, Hasher};
+use crate::digest::{self, FileDigest, FileHasher};
 use crate::error::{Error, Result, ResultExt};
 use crate::frame::Conn;
 use crate::name::FileName;
 use crate::net::Timeouts;
-use crate::transfer::{self, Overwrite};
+use crate::transfer::{self, Failure, Overwrite};
 
 /// Most redirects a download follows.
 pub(crate) const MAX_REDIRECTS: usize = 4;
@@ -87,14 +87,10 @@ pub(crate) enum Step<'a> {
     Redirect { from: &'a str, to: &'a str },
     /// Resuming after the `offset` bytes already in the partial file.
     Resuming { offset: u64 },
-    /// The file is coming from `from`: `size` bytes in all, with this SHA-256.
-    Receiving {
-        from: &'a str,
-        size: u64,
-        sha256: Digest,
-    },
-    /// The whole file matched its SHA-256.
-    Verified,
+    /// The file is coming from `from`: `size` bytes in all.
+    Receiving { from: &'a str, size: u64 },
+    /// The whole file matched the digest its supernode sent after it.
+    Verified(FileDigest),
     /// The download failed; what arrived is kept here for a later resume.
     KeptPartial(&'a Path),
 }
@@ -141,7 +137,7 @@ pub(crate) fn get(
         },
     };
     // Resuming: the bytes already here, and their hash so far.
-    let mut prefix: Option<(u64, Hasher)> = None;
+    let mut prefix: Option<(u64, FileHasher)> = None;
     if opts.resume {
         let Some((path, Target::File)) = target else {
             return Err(Error::Local(
@@ -180,12 +176,8 @@ pub(crate) fn get(
         };
         conn.send(&request).map_err(remote)?;
         match conn.expect::<SuperResponse>().map_err(remote)? {
-            SuperResponse::File { size, sha256 } => {
-                step(Step::Receiving {
-                    from: &at,
-                    size,
-                    sha256,
-                });
+            SuperResponse::File { size } => {
+                step(Step::Receiving { from: &at, size });
                 let bar = progress(size);
                 bar.set_position(offset.min(size));
                 let body = size.saturating_sub(offset);
@@ -194,7 +186,6 @@ pub(crate) fn get(
                         let got = receive_to_file(
                             &mut conn,
                             body,
-                            sha256,
                             path,
                             prefix.take(),
                             opts,
@@ -203,11 +194,11 @@ pub(crate) fn get(
                         );
                         bar.finish_and_clear();
                         return match got {
-                            Ok(true) => {
-                                step(Step::Verified);
+                            Ok(Some(digest)) => {
+                                step(Step::Verified(digest));
                                 Ok(Fetched::Got { from: at, size })
                             }
-                            Ok(false) => Ok(Fetched::Exists { path: path.clone() }),
+                            Ok(None) => Ok(Fetched::Exists { path: path.clone() }),
                             Err(Failure::Local(e)) => {
                                 Err(e.doing(format!("writing {}", path.display())))
                             }
@@ -221,16 +212,18 @@ pub(crate) fn get(
                             .write(true)
                             .open(path)
                             .doing(|| format!("writing {}", path.display()))?;
-                        stream_verified(conn.reader(), body, sha256, out, &bar)
-                            .map_err(|f| f.doing_on(path, &at, name))?;
+                        let digest = stream_verified(&mut conn, body, out, &bar)
+                            .map_err(|f| doing_on(f, path, &at, name))?;
+                        bar.finish_and_clear();
+                        step(Step::Verified(digest));
                     }
                     None => {
-                        stream_verified(conn.reader(), body, sha256, cli::stdout(), &bar)
-                            .map_err(|f| f.doing_on(Path::new("standard output"), &at, name))?;
+                        let digest = stream_verified(&mut conn, body, cli::stdout(), &bar)
+                            .map_err(|f| doing_on(f, Path::new("standard output"), &at, name))?;
+                        bar.finish_and_clear();
+                        step(Step::Verified(digest));
                     }
                 }
-                bar.finish_and_clear();
-                step(Step::Verified);
                 return Ok(Fetched::Got { from: at, size });
             }
             SuperResponse::Redirect { addr: next } => {
@@ -249,82 +242,78 @@ pub(crate) fn get(
     }
 }
 
-/// A download failure, on our side or the supernode's.
-enum Failure {
-    /// Writing or reading a local file failed.
-    Local(Error),
-    /// The connection failed, or the bytes were not the announced ones.
-    Remote(Error),
-}
-
-impl Failure {
-    /// The error, saying which side failed.
-    fn doing_on(self, path: &Path, at: &str, name: &FileName) -> Error {
-        match self {
-            Failure::Local(e) => e.doing(format!("writing {}", path.display())),
-            Failure::Remote(e) => e.doing(format!("getting {name} from {at}")),
-        }
+/// The error of a failed download, naming the local path or the supernode.
+fn doing_on(f: Failure, path: &Path, at: &str, name: &FileName) -> Error {
+    match f {
+        Failure::Local(e) => e.doing(format!("writing {}", path.display())),
+        Failure::Remote(e) => e.doing(format!("getting {name} from {at}")),
     }
 }
 
 /// Hashes an open file from its start; the hasher so far and the length.
-fn hash_prefix(mut file: File) -> io::Result<(Hasher, u64)> {
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; transfer::CHUNK];
-    let mut len = 0u64;
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok((hasher, len)),
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                len += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+fn hash_prefix(file: File) -> io::Result<(FileHasher, u64)> {
+    let mut hasher = FileHasher::new();
+    let len = digest::hash_into(file, &mut hasher)?;
+    Ok((hasher, len))
+}
+
+/// What follows a download's body: the whole file's digest (`Sent`), or
+/// the supernode's word that it could not vouch for what it sent.
+fn trailer(conn: &mut Conn) -> std::result::Result<FileDigest, Failure> {
+    match conn.expect::<SuperResponse>() {
+        Ok(SuperResponse::Sent { digest }) => Ok(digest),
+        Ok(other) => Err(Failure::Remote(unexpected("a file body", other))),
+        Err(e) => Err(Failure::Remote(e)),
+    }
+}
+
+/// Checks a received file's digest against the one its supernode sent.
+fn verify(actual: FileDigest, expected: FileDigest) -> std::result::Result<(), Failure> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(Failure::Remote(Error::HashMismatch { expected, actual }))
     }
 }
 
 /// Receives `body` bytes into `path`'s partial file (after the `prefix`
-/// already there, if resuming) and renames it to `path` once the whole file
-/// hashes to `sha256`. `Ok(false)`: a file appeared at `path` meanwhile and
-/// may not be replaced. A failed download's partial file is removed, unless
-/// the caller asked to keep it; one that did not match its hash always is.
-#[allow(clippy::too_many_arguments)]
+/// already there, if resuming), then the digest that follows them, and
+/// renames the partial file to `path` once the whole file matches it.
+/// `Ok(None)`: a file appeared at `path` meanwhile and may not be replaced.
+/// A failed download's partial file is removed, unless the caller asked to
+/// keep it; one that did not match its digest always is.
 fn receive_to_file(
     conn: &mut Conn,
     body: u64,
-    sha256: Digest,
     path: &Path,
-    prefix: Option<(u64, Hasher)>,
+    prefix: Option<(u64, FileHasher)>,
     opts: &GetOptions,
     bar: &ProgressBar,
     step: &mut impl FnMut(Step<'_>),
-) -> std::result::Result<bool, Failure> {
+) -> std::result::Result<Option<FileDigest>, Failure> {
     let partial = partial_path(path);
     let resuming = prefix.is_some();
-    let file = if let Some((len, _)) = &prefix {
+    let local = |e: io::Error| Failure::Local(e.into());
+    let (mut file, mut hasher) = if let Some((len, hasher)) = prefix {
         let mut f = OpenOptions::new()
             .write(true)
+            .read(true)
             .open(&partial)
-            .map_err(|e| Failure::Local(e.into()))?;
+            .map_err(local)?;
         // Exactly the hashed prefix, whatever happened to the file since.
-        f.set_len(*len).map_err(|e| Failure::Local(e.into()))?;
-        f.seek(SeekFrom::Start(*len))
-            .map_err(|e| Failure::Local(e.into()))?;
-        f
+        f.set_len(len).map_err(local)?;
+        f.seek(SeekFrom::Start(len)).map_err(local)?;
+        (f, hasher)
     } else {
-        File::create(&partial).map_err(|e| Failure::Local(e.into()))?
+        let f = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create(true)
+            .truncate(true)
+            .open(&partial)
+            .map_err(local)?;
+        (f, FileHasher::new())
     };
-    let mut out = LocalOut {
-        inner: io::BufWriter::with_capacity(transfer::CHUNK, file),
-        hasher: prefix.map(|(_, h)| h),
-        failed: false,
-    };
-    let received = transfer::receive_body(conn.reader(), body, &mut out, bar);
-    let failed_here = out.failed;
-    let hasher = out.hasher.take();
-    drop(out);
     let discard = |keep: bool, step: &mut dyn FnMut(Step<'_>)| {
         if keep {
             step(Step::KeptPartial(&partial));
@@ -333,39 +322,34 @@ fn receive_to_file(
             let _ = fs::remove_file(&partial);
         }
     };
-    let body_digest = match received {
+    let received = transfer::receive_into(conn.reader(), body, &mut file, &mut hasher, bar)
+        .and_then(|()| trailer(conn));
+    drop(file);
+    let expected = match received {
         Ok(d) => d,
         Err(e) => {
             discard(opts.keep_partial || opts.resume, step);
-            return Err(if failed_here {
-                Failure::Local(e)
-            } else {
-                Failure::Remote(e)
-            });
+            return Err(e);
         }
     };
-    let actual = hasher.map_or(body_digest, Hasher::finish);
-    if actual != sha256 {
+    if let Err(e) = verify(hasher.finish(), expected) {
         discard(false, step);
-        let e = Error::HashMismatch {
-            expected: sha256,
-            actual,
-        };
-        return Err(Failure::Remote(if resuming {
-            e.doing("the resumed file (its partial file was removed; download it again)")
-        } else {
-            e
-        }));
+        return Err(match e {
+            Failure::Remote(e) if resuming => Failure::Remote(
+                e.doing("the resumed file (its partial file was removed; download it again)"),
+            ),
+            e => e,
+        });
     }
     let placed = match opts.overwrite {
         Overwrite::Replace => fs::rename(&partial, path),
         Overwrite::Never => fs::hard_link(&partial, path).and_then(|()| fs::remove_file(&partial)),
     };
     match placed {
-        Ok(()) => Ok(true),
+        Ok(()) => Ok(Some(expected)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let _ = fs::remove_file(&partial);
-            Ok(false)
+            Ok(None)
         }
         Err(e) => {
             discard(opts.keep_partial, step);
@@ -374,62 +358,27 @@ fn receive_to_file(
     }
 }
 
-/// The local side of a download: a buffered file that also hashes what it
-/// is given (when resuming, the hash of the prefix is already in it), and
-/// remembers whether a write failed, so the error can name the local path.
-struct LocalOut {
-    inner: io::BufWriter<File>,
-    hasher: Option<Hasher>,
-    failed: bool,
-}
-
-impl LocalOut {
-    fn mark<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
-        self.failed |= r.is_err();
-        r
-    }
-}
-
-impl Write for LocalOut {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let r = self.inner.write(buf);
-        let n = self.mark(r)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        let r = self.inner.flush();
-        self.mark(r)
-    }
-}
-
-/// Streams a body into `out`, then checks its SHA-256 (the bytes are
-/// already out by then: the error says they are bad).
-fn stream_verified<R: io::Read, W: Write>(
-    r: &mut R,
+/// Streams a body into `out`, then checks it against the digest that
+/// follows it (the bytes are already out by then: the error says they are
+/// bad).
+fn stream_verified<W: Write>(
+    conn: &mut Conn,
     size: u64,
-    sha256: Digest,
     out: W,
     bar: &ProgressBar,
-) -> std::result::Result<(), Failure> {
+) -> std::result::Result<FileDigest, Failure> {
     let mut out = Marked {
         inner: io::BufWriter::with_capacity(transfer::CHUNK, out),
         failed: false,
     };
-    let actual = match transfer::receive_body(r, size, &mut out, bar) {
+    let actual = match transfer::receive_body(conn.reader(), size, &mut out, bar) {
         Ok(d) => d,
         Err(e) if out.failed => return Err(Failure::Local(e)),
         Err(e) => return Err(Failure::Remote(e)),
     };
-    if actual != sha256 {
-        return Err(Failure::Remote(Error::HashMismatch {
-            expected: sha256,
-            actual,
-        }));
-    }
-    Ok(())
+    let expected = trailer(conn)?;
+    verify(actual, expected)?;
+    Ok(expected)
 }
 
 /// A writer that remembers whether a write failed.
@@ -480,17 +429,17 @@ pub(crate) fn put(
         )));
     }
     note(&format!("hashing {}", path.display()));
-    let (sha256, size) = digest::hash_reader(&mut file).doing(local)?;
+    let (digest, size) = digest::hash_reader(&mut file).doing(local)?;
     let file = File::open(path).doing(local)?;
     let remote = |e: Error| e.doing(format!("uploading {name} to {addr}"));
     note(&format!(
-        "offering {name} ({size} bytes, SHA-256 {sha256}) to {addr}"
+        "offering {name} ({size} bytes, BLAKE3 {digest}) to {addr}"
     ));
     let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL).map_err(remote)?;
     conn.send(&SuperRequest::Upload {
         name: name.clone(),
         size,
-        sha256,
+        digest,
     })
     .map_err(remote)?;
     match conn.expect::<SuperResponse>().map_err(remote)? {
@@ -502,7 +451,7 @@ pub(crate) fn put(
     let bar = progress(size);
     if bar.is_hidden() {
         // Straight to the socket, so the kernel copies (sendfile).
-        transfer::send_body_to_socket(file, size, conn.writer()).map_err(remote)?;
+        transfer::send_body_to_socket(&file, size, conn.writer()).map_err(remote)?;
     } else {
         let mut counted = Counted {
             inner: conn.writer(),

@@ -154,10 +154,12 @@ pub fn get(
         Step::Resuming { offset } if level >= Level::Normal => {
             eprintln!("resuming {name} after byte {offset}")
         }
-        Step::Receiving { from, size, sha256 } if level == Level::Verbose => {
-            eprintln!("receiving {name} from {from}: {size} bytes, SHA-256 {sha256}")
+        Step::Receiving { from, size } if level == Level::Verbose => {
+            eprintln!("receiving {name} from {from}: {size} bytes")
         }
-        Step::Verified if level == Level::Verbose => eprintln!("{name}: SHA-256 verified"),
+        Step::Verified(digest) if level == Level::Verbose => {
+            eprintln!("{name}: BLAKE3 {digest} verified")
+        }
         Step::KeptPartial(p) if level >= Level::Normal => eprintln!(
             "partial download kept in {}; resume it with --continue",
             p.display()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::digest::FileDigest;
 use crate::error::Error;
 use crate::frame::{self, Protocol, Request, Response};
 use crate::name::FileName;
@@ -26,9 +26,12 @@ pub const INDEX_PROTOCOL: Protocol = Protocol {
 };
 
 /// The protocol spoken by clients (and by synchronizers) to a supernode.
+/// Version 2: file bodies are checked with BLAKE3, and a download's digest
+/// follows its body (`Sent`), so the first byte leaves before the file is
+/// hashed.
 pub const SUPER_PROTOCOL: Protocol = Protocol {
     name: "peerkit-dht-super",
-    version: 1,
+    version: 2,
 };
 
 /// How often a supernode says something on an otherwise idle control
@@ -87,14 +90,22 @@ pub enum SuperRequestOf<N> {
     List,
     /// Store a new file. The supernode answers `Ready` or `AlreadyExists`
     /// before any body byte moves; after `Ready` exactly `size` bytes
-    /// follow, and the supernode answers `Stored` once they hash to `sha256`.
-    Upload { name: N, size: u64, sha256: Digest },
-    /// Fetch a file. Answered by `File` followed by `size` raw bytes, by
-    /// `Redirect` to the supernode responsible for it, or by `NotFound`.
+    /// follow, and the supernode answers `Stored` once their BLAKE3 digest
+    /// is `digest`.
+    Upload {
+        name: N,
+        size: u64,
+        digest: FileDigest,
+    },
+    /// Fetch a file. Answered by `File`, then `size` raw bytes, then `Sent`
+    /// with the whole file's BLAKE3 digest (or `Error` if the file changed
+    /// while it was sent); or by `Redirect` to the supernode responsible
+    /// for it; or by `NotFound`.
     Download { name: N },
     /// Resume a fetch: answered as `Download`, except that after `File`
-    /// (whose `size` and `sha256` are still the whole file's) only the bytes
-    /// from `offset` to the end follow. An `offset` past the end is an `Error`.
+    /// (whose `size` is still the whole file's) only the bytes from
+    /// `offset` to the end follow; `Sent` still carries the whole file's
+    /// digest. An `offset` past the end is an `Error`.
     DownloadFrom { name: N, offset: u64 },
 }
 
@@ -114,8 +125,11 @@ pub enum SuperResponse {
     AlreadyExists,
     /// The upload's body arrived, matched its SHA-256 and is stored.
     Stored,
-    /// The requested file: `size` raw bytes with this SHA-256 follow.
-    File { size: u64, sha256: Digest },
+    /// The requested file is `size` bytes long; its bytes follow (from the
+    /// requested offset), then `Sent`.
+    File { size: u64 },
+    /// After a download's body: the BLAKE3 digest of the whole file.
+    Sent { digest: FileDigest },
     /// Not here; `addr` (`HOST:PORT`) is the supernode responsible for it.
     Redirect { addr: String },
     /// Not here, and this supernode is the one responsible for it (or no
@@ -220,7 +234,7 @@ mod tests {
 
     #[test]
     fn every_message_roundtrips() {
-        let d = Digest::of(b"x");
+        let d = FileDigest::of(b"x");
         for m in [
             IndexRequest::Join { port: 4000 },
             IndexRequest::Leave,
@@ -252,7 +266,7 @@ mod tests {
             SuperRequest::Upload {
                 name: name("f"),
                 size: u64::MAX,
-                sha256: d,
+                digest: d,
             },
             SuperRequest::Download { name: name("f") },
             SuperRequest::DownloadFrom {
@@ -270,7 +284,8 @@ mod tests {
             SuperResponse::Ready,
             SuperResponse::AlreadyExists,
             SuperResponse::Stored,
-            SuperResponse::File { size: 3, sha256: d },
+            SuperResponse::File { size: 3 },
+            SuperResponse::Sent { digest: d },
             SuperResponse::Redirect { addr: "h:1".into() },
             SuperResponse::NotFound,
             SuperResponse::Error {
@@ -293,6 +308,18 @@ mod tests {
             frame::encode(&IndexRequest::Join { port: 4000 }).unwrap(),
             [0, 0, 0, 3, 0, 0xa0, 0x1f]
         );
+        // Variant 5 (File), the size as a varint; variant 6 (Sent), then the
+        // digest's 32 bytes as they are.
+        assert_eq!(
+            frame::encode(&SuperResponse::File { size: 300 }).unwrap(),
+            [0, 0, 0, 3, 5, 0xac, 0x02]
+        );
+        let sent = frame::encode(&SuperResponse::Sent {
+            digest: FileDigest([0xab; 32]),
+        })
+        .unwrap();
+        assert_eq!(sent[..5], [0, 0, 0, 33, 6]);
+        assert_eq!(sent[5..], [0xab; 32]);
     }
 
     #[test]

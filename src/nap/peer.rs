@@ -171,7 +171,7 @@ fn serve_get(session: &Session, share: &Path, published: &Published) {
                 let sent = w
                     .write_all(b"0\0")
                     .map_err(Error::from)
-                    .and_then(|()| transfer::send_body_to_socket(file, len, &mut w));
+                    .and_then(|()| transfer::send_body_to_socket(&file, len, &mut w));
                 match sent {
                     // A date-time that came after the grace period is still
                     // unread: read it before closing, so the close does not

@@ -14,7 +14,7 @@ use peerkit::dht::proto::{
     INDEX_PROTOCOL, IndexRequestOf, IndexResponse, SUPER_PROTOCOL, SuperRequestOf, SuperResponse,
 };
 use peerkit::dht::ring::Ring;
-use peerkit::digest::{Digest, hash_file};
+use peerkit::digest::{FileDigest, hash_file};
 use peerkit::frame::{self, Conn};
 use peerkit::net::Timeouts;
 
@@ -507,7 +507,7 @@ fn supernode_refuses_bad_input_and_keeps_serving() {
         conn.send(&SuperRequestOf::Upload {
             name: name.clone(),
             size: 4,
-            sha256: Digest::of(b"evil"),
+            digest: FileDigest::of(b"evil"),
         })
         .unwrap();
         let text = error_text(conn.expect::<SuperResponse>().unwrap());
@@ -789,7 +789,7 @@ fn an_upload_finishing_after_the_final_sync_began_is_not_confirmed() {
         .send(&SuperRequestOf::Upload {
             name: "late.txt".to_string(),
             size: body.len() as u64,
-            sha256: Digest::of(&body),
+            digest: FileDigest::of(&body),
         })
         .unwrap();
     assert_eq!(
@@ -806,7 +806,7 @@ fn an_upload_finishing_after_the_final_sync_began_is_not_confirmed() {
         .send(&SuperRequestOf::Upload {
             name: "new.txt".to_string(),
             size: 1,
-            sha256: Digest::of(b"x"),
+            digest: FileDigest::of(b"x"),
         })
         .unwrap();
     let text = error_text(second.expect::<SuperResponse>().unwrap());
@@ -908,7 +908,6 @@ fn cutting_supernode(body: Vec<u8>, cut: usize, hold: bool) -> (String, mpsc::Se
         };
         let _ = conn.queue(&SuperResponse::File {
             size: body.len() as u64,
-            sha256: Digest::of(&body),
         });
         let _ = conn.writer().write_all(&body[..cut]);
         let _ = conn.flush();
@@ -977,7 +976,7 @@ fn hidden_files_are_never_listed_served_synced_or_accepted() {
     conn.send(&SuperRequestOf::Upload {
         name: ".evil".to_string(),
         size: 4,
-        sha256: Digest::of(b"evil"),
+        digest: FileDigest::of(b"evil"),
     })
     .unwrap();
     let text = error_text(conn.expect::<SuperResponse>().unwrap());
@@ -1067,7 +1066,10 @@ fn continue_after_a_cut_transfer_gives_an_identical_file() {
         .run()
         .ok()
         .stderr_has(&format!("resuming big.bin after byte {}", kept.len()))
-        .stderr_has("SHA-256 verified");
+        .stderr_has(&format!(
+            "big.bin: BLAKE3 {} verified",
+            FileDigest::of(&body)
+        ));
     assert!(fs::read(work.join("big.bin")).unwrap() == body);
     assert_eq!(names_in(&work), ["big.bin"]);
 
@@ -1080,7 +1082,7 @@ fn continue_after_a_cut_transfer_gives_an_identical_file() {
         .cwd(&work)
         .run()
         .code(2)
-        .stderr_has("SHA-256 mismatch");
+        .stderr_has("BLAKE3 mismatch");
     assert_eq!(names_in(&work), ["big.bin"]);
     // --continue without a partial file is a plain download.
     cmd(bin!("p2p-get"))
@@ -1251,7 +1253,10 @@ fn quiet_and_verbose_mean_the_same_in_every_dht_program() {
     assert_eq!(quiet_get.stderr, "", "{}", quiet_get.dump());
     let verbose = get(Some("--verbose"))
         .stderr_has(&format!("asking {} for {only_there}", a.addr))
-        .stderr_has("SHA-256 verified");
+        .stderr_has(&format!(
+            "{only_there}: BLAKE3 {} verified",
+            FileDigest::of(b"r")
+        ));
     assert!(verbose.stderr.lines().count() > 3, "{}", verbose.dump());
 
     // A quiet daemon prints its readiness line and nothing else.

@@ -1,18 +1,18 @@
 //! The repository folder a supernode serves: which names it holds (plain,
 //! valid names of regular files, hidden ones never), and files opened for
-//! sending with their SHA-256, cached by length and modification time.
+//! sending with their BLAKE3 digest, cached by length and modification time.
 //!
 //! Lock: `DigestCache::map` guards the cache and is never held across I/O.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::lock;
-use crate::digest::{self, Digest};
+use crate::digest::{self, FileDigest};
 use crate::error::{Error, Result};
 use crate::name::FileName;
 
@@ -22,17 +22,20 @@ pub(super) fn is_hidden(name: &FileName) -> bool {
     name.as_str().starts_with('.')
 }
 
-/// A repository folder and the SHA-256s of its files.
+/// A repository folder and the digests of its files.
 pub(super) struct Repo {
     dir: PathBuf,
     digests: DigestCache,
 }
 
-/// A repository file opened for sending, with its length and SHA-256.
+/// A repository file opened for sending, with its length, and its digest
+/// if the cache knows it.
 pub(super) struct Outgoing {
+    pub(super) name: FileName,
     pub(super) file: File,
     pub(super) len: u64,
-    pub(super) digest: Digest,
+    mtime: SystemTime,
+    pub(super) digest: Option<FileDigest>,
 }
 
 impl Repo {
@@ -93,8 +96,8 @@ impl Repo {
         Ok(names)
     }
 
-    /// Opens `name` for sending if it is a shared regular file here; its
-    /// SHA-256 comes from the cache or is computed now (and cached).
+    /// Opens `name` for sending if it is a shared regular file here, with
+    /// its digest if the cache has it for this length and modification time.
     pub(super) fn open_file(&self, name: &FileName) -> Result<Option<Outgoing>> {
         if is_hidden(name) {
             return Ok(None);
@@ -106,31 +109,44 @@ impl Repo {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        let mut file = match File::open(&path) {
+        let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         let meta = file.metadata()?;
-        let len = meta.len();
-        let mtime = meta.modified()?;
-        let digest = match self.digests.get(name, len, mtime) {
-            Some(d) => d,
-            None => {
-                let (d, n) = digest::hash_reader(&mut file)?;
-                file.seek(SeekFrom::Start(0))?;
-                if n != len {
-                    return Err(Error::Local(format!("{name} changed while being hashed")));
-                }
-                self.digests.put(name, len, mtime, d);
-                d
-            }
-        };
-        Ok(Some(Outgoing { file, len, digest }))
+        let (len, mtime) = (meta.len(), meta.modified()?);
+        let digest = self.digests.get(name, len, mtime);
+        Ok(Some(Outgoing {
+            name: name.clone(),
+            file,
+            len,
+            mtime,
+            digest,
+        }))
     }
 
-    /// Records the SHA-256 of a file just received and verified.
-    pub(super) fn remember(&self, name: &FileName, digest: Digest) {
+    /// The digest of an opened file: the cached one, or hashed now with
+    /// positioned reads (so a sendfile on the same file can run meanwhile)
+    /// and cached. An error if the file changed while it was hashed.
+    pub(super) fn digest(&self, out: &Outgoing) -> Result<FileDigest> {
+        if let Some(d) = out.digest {
+            return Ok(d);
+        }
+        let (d, n) = digest::hash_file_at(&out.file)?;
+        let meta = out.file.metadata()?;
+        if n != out.len || meta.len() != out.len || meta.modified()? != out.mtime {
+            return Err(Error::Local(format!(
+                "{} changed while being hashed",
+                out.name
+            )));
+        }
+        self.digests.put(&out.name, out.len, out.mtime, d);
+        Ok(d)
+    }
+
+    /// Records the digest of a file just received and verified.
+    pub(super) fn remember(&self, name: &FileName, digest: FileDigest) {
         if let Ok(meta) = fs::metadata(self.path_of(name))
             && let Ok(mtime) = meta.modified()
         {
@@ -139,22 +155,22 @@ impl Repo {
     }
 }
 
-/// SHA-256s of repository files, keyed by name and valid while the file's
+/// Digests of repository files, keyed by name and valid while the file's
 /// length and modification time are unchanged.
 #[derive(Default)]
 struct DigestCache {
-    map: Mutex<HashMap<FileName, (u64, SystemTime, Digest)>>,
+    map: Mutex<HashMap<FileName, (u64, SystemTime, FileDigest)>>,
 }
 
 impl DigestCache {
-    fn get(&self, name: &FileName, len: u64, mtime: SystemTime) -> Option<Digest> {
+    fn get(&self, name: &FileName, len: u64, mtime: SystemTime) -> Option<FileDigest> {
         match lock(&self.map).get(name) {
             Some(&(l, t, d)) if l == len && t == mtime => Some(d),
             _ => None,
         }
     }
 
-    fn put(&self, name: &FileName, len: u64, mtime: SystemTime, digest: Digest) {
+    fn put(&self, name: &FileName, len: u64, mtime: SystemTime, digest: FileDigest) {
         lock(&self.map).insert(name.clone(), (len, mtime, digest));
     }
 
@@ -183,7 +199,11 @@ mod tests {
         let hidden = FileName::new(".netrc").unwrap();
         assert!(repo.open_file(&hidden).unwrap().is_none());
         let shown = FileName::new("a.txt").unwrap();
-        assert_eq!(repo.open_file(&shown).unwrap().unwrap().len, 5);
+        let out = repo.open_file(&shown).unwrap().unwrap();
+        assert_eq!((out.len, out.digest), (5, None));
+        let d = repo.digest(&out).unwrap();
+        assert_eq!(d, FileDigest::of(b"a.txt"));
+        assert_eq!(repo.open_file(&shown).unwrap().unwrap().digest, Some(d));
         assert!(Repo::open(&dir.join("a.txt")).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }

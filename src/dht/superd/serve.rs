@@ -4,6 +4,7 @@
 
 use std::io::{self, Seek, SeekFrom};
 use std::net::SocketAddr;
+use std::thread;
 
 use indicatif::ProgressBar;
 
@@ -11,7 +12,7 @@ use super::Node;
 use super::arrivals::Refusal;
 use super::repo::is_hidden;
 use crate::dht::proto::{LIST_BATCH, SUPER_PROTOCOL, SuperRequest, SuperResponse};
-use crate::digest::Digest;
+use crate::digest::FileDigest;
 use crate::error::{Error, Result};
 use crate::frame::Conn;
 use crate::name::FileName;
@@ -43,8 +44,8 @@ fn serve_client(node: &Node, conn: &mut Conn, peer: SocketAddr) -> Result<()> {
                 node.detail(format_args!("{peer}: list"));
                 list(node, conn)?;
             }
-            SuperRequest::Upload { name, size, sha256 } => {
-                if !receive(node, conn, peer, &name, size, sha256)? {
+            SuperRequest::Upload { name, size, digest } => {
+                if !receive(node, conn, peer, &name, size, digest)? {
                     return Ok(());
                 }
             }
@@ -86,7 +87,7 @@ fn receive(
     peer: SocketAddr,
     name: &FileName,
     size: u64,
-    sha256: Digest,
+    digest: FileDigest,
 ) -> Result<bool> {
     if is_hidden(name) {
         conn.send(&SuperResponse::Error {
@@ -118,7 +119,7 @@ fn receive(
     conn.send(&SuperResponse::Ready)?;
     node.note(format_args!("receiving {name} from {peer}"));
     let bar = ProgressBar::hidden();
-    match transfer::receive_file(conn.reader(), size, sha256, &dest, Overwrite::Never, &bar) {
+    match transfer::receive_file(conn.reader(), size, digest, &dest, Overwrite::Never, &bar) {
         Ok(()) if !reservation.may_confirm() => {
             crate::diag!("{peer}: {name} arrived after the final sync began; not confirmed");
             conn.send(&SuperResponse::Error {
@@ -130,7 +131,7 @@ fn receive(
             Ok(true)
         }
         Ok(()) => {
-            node.repo.remember(name, sha256);
+            node.repo.remember(name, digest);
             conn.send(&SuperResponse::Stored)?;
             Ok(true)
         }
@@ -158,7 +159,11 @@ fn receive(
     }
 }
 
-/// Sends `name` from byte `offset` on, or says where it is.
+/// Files at least this long that are not in the digest cache are hashed on
+/// a second thread while their body is sent; shorter ones first.
+const HASH_ALONGSIDE: u64 = 1 << 20;
+
+/// Sends `name` from byte `offset` on, then its digest; or says where it is.
 fn download(node: &Node, conn: &mut Conn, name: &FileName, offset: u64) -> Result<()> {
     let out = match node.repo.open_file(name) {
         Ok(o) => o,
@@ -180,11 +185,38 @@ fn download(node: &Node, conn: &mut Conn, name: &FileName, offset: u64) -> Resul
         if offset > 0 {
             out.file.seek(SeekFrom::Start(offset))?;
         }
-        conn.queue(&SuperResponse::File {
-            size: out.len,
-            sha256: out.digest,
-        })?;
-        return transfer::send_body_to_socket(out.file, out.len - offset, conn.writer());
+        let digest = match out.digest {
+            Some(d) => Some(Ok(d)),
+            None if out.len < HASH_ALONGSIDE => Some(node.repo.digest(&out)),
+            None => None,
+        };
+        conn.queue(&SuperResponse::File { size: out.len })?;
+        let (sent, digest) = thread::scope(|scope| {
+            let hashing = digest
+                .is_none()
+                .then(|| scope.spawn(|| node.repo.digest(&out)));
+            let sent = transfer::send_body_to_socket(&out.file, out.len - offset, conn.writer());
+            let digest = match (digest, hashing) {
+                (Some(d), _) => d,
+                (None, Some(h)) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Stopped("the hashing thread".into()))),
+                // `hashing` is `Some` whenever `digest` is `None`.
+                (None, None) => Err(Error::Stopped("the hashing thread".into())),
+            };
+            (sent, digest)
+        });
+        // A body that did not go out whole leaves the connection out of step.
+        sent?;
+        return match digest {
+            Ok(digest) => conn.send(&SuperResponse::Sent { digest }),
+            Err(e) => {
+                crate::diag!("sending {name}: {e}");
+                conn.send(&SuperResponse::Error {
+                    message: format!("reading {name}: {e}"),
+                })
+            }
+        };
     }
     if is_hidden(name) {
         // Never shared anywhere: no supernode to send the client to.

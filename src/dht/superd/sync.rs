@@ -96,6 +96,7 @@ fn push(
         // Deleted since the scan: nothing to place.
         return Ok(());
     };
+    let digest = node.repo.digest(&out)?;
     if !peers.contains_key(owner) {
         let conn = Conn::open(owner, &node.timeouts, SUPER_PROTOCOL)?;
         peers.insert(owner.to_string(), conn);
@@ -106,7 +107,7 @@ fn push(
     conn.send(&SuperRequest::Upload {
         name: name.clone(),
         size: out.len,
-        sha256: out.digest,
+        digest,
     })?;
     match conn.expect::<SuperResponse>()? {
         SuperResponse::Ready => {}
@@ -119,7 +120,7 @@ fn push(
         }
     }
     node.note(format_args!("[balance] sending {name} to {owner}"));
-    transfer::send_body_to_socket(out.file, out.len, conn.writer())?;
+    transfer::send_body_to_socket(&out.file, out.len, conn.writer())?;
     match conn.expect::<SuperResponse>()? {
         SuperResponse::Stored | SuperResponse::AlreadyExists => Ok(()),
         SuperResponse::Error { message } => Err(Error::Remote(message)),
