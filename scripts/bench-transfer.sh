@@ -1,91 +1,162 @@
 #!/usr/bin/env bash
-# Transfer benchmark: one file (1 GiB by default) fetched over loopback by
-# p2p-get from a p2p-superd (SHA-256 verified, written to a file), side by
-# side with nc moving the same file into a file. The page cache is warmed
-# first and each figure is the best of 3 runs. Prints both throughputs,
-# their ratio, and the peak memory of p2p-superd and p2p-get.
+# Transfer benchmark: p2p-get (verified end to end, written to a file)
+# against nc moving the same file into a file over loopback, in the same
+# run, runs alternating. Three cases:
 #
-#   scripts/bench-transfer.sh            (SIZE_MIB=1024 RUNS=3 by default)
+#   warm   a 512 MiB file on a three-supernode ring, already fetched once
+#          (in the page cache, its digest in the supernode's cache);
+#   new    the first download of a 512 MiB file just added to a supernode
+#          of that ring whose synchronizer (every 0.2 s) copies it to the
+#          supernode responsible for it meanwhile; a new name every run;
+#   one    the first download of a 1 GiB file just added to a supernode
+#          that is alone in its ring; a new name every run.
+#
+# Every file's bytes are in the page cache for both tools (a new name is a
+# hard link to bytes written before the runs). Before each run the previous
+# output is removed, as many bytes as the run will write are written to a
+# scratch file and removed (on a virtual machine, memory left free for a
+# few seconds goes back to the host and is slow to fault in again: whichever
+# tool ran second would otherwise reuse the first one's freed pages), and
+# `sync` writes back dirty pages. The two tools take turns going first. Prints, per case,
+# the best and median of RUNS runs, the ratio to nc (>= 1 means p2p-get is
+# at least as fast), and the peak memory of every process.
+#
+#   scripts/bench-transfer.sh            (RUNS=5 SMALL_MIB=512 BIG_MIB=1024)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need nc netcat-openbsd
 
-SIZE_MIB=${SIZE_MIB:-1024}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
+SMALL_MIB=${SMALL_MIB:-512}
+BIG_MIB=${BIG_MIB:-1024}
 demo_init bench-transfer
-mkdir -p "$RUN/repo" "$RUN/out"
-FILE=$RUN/repo/big.bin
-say "making a ${SIZE_MIB} MiB file"
-head -c "$((SIZE_MIB << 20))" /dev/urandom >"$FILE"
-BYTES=$(stat -c %s "$FILE")
-SHA=$(sha256sum "$FILE" | cut -d' ' -f1)
+mkdir -p "$RUN/src" "$RUN/out" "$RUN/r1" "$RUN/r2" "$RUN/r3" "$RUN/solo"
+say "making ${SMALL_MIB} MiB and ${BIG_MIB} MiB files"
+head -c "$((SMALL_MIB << 20))" /dev/urandom >"$RUN/src/small.bin"
+head -c "$((BIG_MIB << 20))" /dev/urandom >"$RUN/src/big.bin"
+ln "$RUN/src/small.bin" "$RUN/r1/warm.bin"
+sync
 
 start index p2p-index --listen 127.0.0.1:0
-start superd p2p-superd "$RUN/repo" --index "$ADDR_index" --listen 127.0.0.1:0 --sync-interval 3600
+for i in 1 2 3; do
+    start "s$i" p2p-superd "$RUN/r$i" --index "$ADDR_index" --listen 127.0.0.1:0 --sync-interval 0.2
+done
+start index1 p2p-index --listen 127.0.0.1:0
+start solo p2p-superd "$RUN/solo" --index "$ADDR_index1" --listen 127.0.0.1:0 --sync-interval 3600
 
 now() { date +%s.%N; }
-# mibps SECONDS: throughput of BYTES in that time.
-mibps() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.0f", b / 1048576 / s }'; }
 best() { printf '%s\n' "$@" | sort -g | head -1; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# mibps BYTES SECONDS
+mibps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1048576 / s }'; }
 
-# Warm up: the file in the page cache, its digest in the supernode's cache.
-cat "$FILE" >/dev/null
-p2p-get 127.0.0.1 "$PORT_superd" big.bin -o "$RUN/out/warm.bin"
-rm -f "$RUN/out/warm.bin"
-
-# One timed run of each tool. Before each, the previous output is removed
-# and `sync` writes back every dirty page, so neither tool pays for the
-# other's writeback; runs alternate so both see the same machine state.
-get_times=()
-nc_times=()
-get_peak=0
-
-run_get() {
-    rm -f "$RUN/out/get.bin"
+# prime FILE: writes as many bytes as FILE has to a scratch file, removes
+# it, and syncs: the next run writes into just-freed page cache.
+prime() {
+    head -c "$(stat -c %s "$1")" /dev/zero >"$RUN/out/scratch"
+    rm -f "$RUN/out/scratch"
     sync
-    local t0 t1 rss
+}
+
+# timed_get ADDR NAME SOURCE [ADD]: one p2p-get into $RUN/out/get.bin,
+# checked against SOURCE; prints the seconds it took. With ADD, SOURCE is
+# first added to a repository as ADD (a hard link), just before the clock starts.
+timed_get() {
+    local addr=$1 name=$2 src=$3 add=${4:-} t0 t1
+    rm -f "$RUN/out/get.bin"
+    prime "$src"
+    [ -n "$add" ] && ln "$src" "$add"
     t0=$(now)
     /usr/bin/time -f '%M' -o "$RUN/get.rss" \
-        p2p-get 127.0.0.1 "$PORT_superd" big.bin -o "$RUN/out/get.bin"
+        p2p-get -q "$addr" "$name" -o "$RUN/out/get.bin"
     t1=$(now)
-    get_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
-    rss=$(tail -1 "$RUN/get.rss")
-    [ "$rss" -gt "$get_peak" ] && get_peak=$rss
-    [ "$(sha256sum "$RUN/out/get.bin" | cut -d' ' -f1)" = "$SHA" ] || {
-        say "p2p-get produced a different file" >&2
+    tail -1 "$RUN/get.rss" >>"$RUN/get.rss.all"
+    cmp -s "$RUN/out/get.bin" "$src" || {
+        say "p2p-get produced a different $name" >&2
         exit 1
     }
     rm -f "$RUN/out/get.bin"
+    awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 
-# nc: the same file over loopback into a file (lib.sh's nc_seconds).
-run_nc() {
-    sync
-    local t
-    t=$(nc_seconds "$FILE" "$RUN/out/nc.bin") || exit 1
-    nc_times+=("$t")
+timed_nc() {
+    prime "$1"
+    nc_seconds "$1" "$RUN/out/nc.bin" || exit 1
     rm -f "$RUN/out/nc.bin"
 }
 
+# fresh_name ADDR PREFIX: a name whose responsible supernode is not ADDR
+# (ADDR redirects a request for it), so ADDR's synchronizer will move it.
+fresh_name() {
+    local addr=$1 prefix=$2 k name said
+    for k in $(seq 200); do
+        name="$prefix-$k.bin"
+        said=$(p2p-get "$addr" "$name" -o /dev/null 2>&1 || true)
+        if [[ $said == *redirecting* ]]; then
+            say "$name"
+            return 0
+        fi
+    done
+    say "no name owned elsewhere found" >&2
+    return 1
+}
+
+declare -A GET NC
+overlapped=0
+# Warm up the warm case: its digest cached, its bytes read once.
+p2p-get -q "$ADDR_s1" warm.bin -o "$RUN/out/warmup.bin"
+rm -f "$RUN/out/warmup.bin"
+
 for i in $(seq "$RUNS"); do
-    run_get
-    run_nc
-    say "run $i: p2p-get $(mibps "${get_times[-1]}") MiB/s, nc $(mibps "${nc_times[-1]}") MiB/s"
+    # Odd runs: nc first; even runs: p2p-get first.
+    [ $((i % 2)) = 1 ] && NC[warm]+=" $(timed_nc "$RUN/src/small.bin")"
+    GET[warm]+=" $(timed_get "$ADDR_s1" warm.bin "$RUN/src/small.bin")"
+    [ $((i % 2)) = 0 ] && NC[warm]+=" $(timed_nc "$RUN/src/small.bin")"
+
+    name=$(fresh_name "$ADDR_s1" "new$i")
+    [ $((i % 2)) = 1 ] && NC[new]+=" $(timed_nc "$RUN/src/small.bin")"
+    GET[new]+=" $(timed_get "$ADDR_s1" "$name" "$RUN/src/small.bin" "$RUN/r1/$name")"
+    # Did the synchronizer start copying it to its owner before the
+    # download ended?
+    if cat "$RUN"/s2.out "$RUN"/s3.out | grep -q "receiving $name from"; then
+        overlapped=$((overlapped + 1))
+    fi
+    # Let the copy finish, so it does not slow the runs after this one.
+    for _ in $(seq 1200); do
+        [ -e "$RUN/r2/$name" ] || [ -e "$RUN/r3/$name" ] && break
+        sleep 0.05
+    done
+    [ $((i % 2)) = 0 ] && NC[new]+=" $(timed_nc "$RUN/src/small.bin")"
+
+    [ $((i % 2)) = 1 ] && NC[one]+=" $(timed_nc "$RUN/src/big.bin")"
+    GET[one]+=" $(timed_get "$ADDR_solo" "one$i.bin" "$RUN/src/big.bin" "$RUN/solo/one$i.bin")"
+    [ $((i % 2)) = 0 ] && NC[one]+=" $(timed_nc "$RUN/src/big.bin")"
+    say "run $i of $RUNS (seconds, p2p-get/nc):$(for c in warm new one; do
+        printf ' %s %s/%s' "$c" "${GET[$c]##* }" "${NC[$c]##* }"
+    done)"
 done
-superd_peak=$(peak_rss_kib "$PID_superd")
-get_best=$(best "${get_times[@]}")
-nc_best=$(best "${nc_times[@]}")
-get_rate=$(mibps "$get_best")
-nc_rate=$(mibps "$nc_best")
-note "results (${SIZE_MIB} MiB over loopback, best of $RUNS, to a file)"
-printf '%-34s %8s MiB/s  (%.2f s)\n' "p2p-get (SHA-256 verified)" "$get_rate" "$get_best"
-printf '%-34s %8s MiB/s  (%.2f s)\n' "nc" "$nc_rate" "$nc_best"
-awk -v a="$nc_best" -v b="$get_best" 'BEGIN { printf "%-34s %8.2f  (>= 1 means p2p-get is at least as fast)\n", "ratio p2p-get / nc, best", a / b }'
-get_med=$(median "${get_times[@]}")
-nc_med=$(median "${nc_times[@]}")
-printf '%-34s %8s MiB/s p2p-get, %s MiB/s nc, ratio %s\n' "medians" "$(mibps "$get_med")" "$(mibps "$nc_med")" \
-    "$(awk -v a="$nc_med" -v b="$get_med" 'BEGIN { printf "%.2f", a / b }')"
-printf '%-34s %8.1f MiB\n' "peak memory p2p-superd (VmHWM)" "$(awk -v k="$superd_peak" 'BEGIN { print k / 1024 }')"
-printf '%-34s %8.1f MiB\n' "peak memory p2p-get (max RSS)" "$(awk -v k="$get_peak" 'BEGIN { print k / 1024 }')"
-rm -f "$FILE"
+
+note "results (loopback, to a file, $RUNS runs each; MiB/s, best and median)"
+printf '%-6s %-44s %10s %10s %10s %10s %8s %8s\n' case what "p2p-get" "" nc "" "ratio" ""
+printf '%-6s %-44s %10s %10s %10s %10s %8s %8s\n' "" "" best median best median best median
+row() {
+    local case=$1 what=$2 bytes=$3
+    # shellcheck disable=SC2086
+    local gb gm nb nm
+    gb=$(best ${GET[$case]}) gm=$(median ${GET[$case]})
+    nb=$(best ${NC[$case]}) nm=$(median ${NC[$case]})
+    printf '%-6s %-44s %10s %10s %10s %10s %8.2f %8.2f\n' "$case" "$what" \
+        "$(mibps "$bytes" "$gb")" "$(mibps "$bytes" "$gm")" \
+        "$(mibps "$bytes" "$nb")" "$(mibps "$bytes" "$nm")" \
+        "$(awk -v a="$nb" -v b="$gb" 'BEGIN { print a / b }')" \
+        "$(awk -v a="$nm" -v b="$gm" 'BEGIN { print a / b }')"
+}
+row warm "${SMALL_MIB} MiB, cached, three-supernode ring" "$((SMALL_MIB << 20))"
+row new "${SMALL_MIB} MiB, first download, sync running" "$((SMALL_MIB << 20))"
+row one "${BIG_MIB} MiB, first download, one supernode" "$((BIG_MIB << 20))"
+say "new: the synchronizer had begun copying the file before the download ended in $overlapped of $RUNS runs"
+for p in s1 s2 s3 solo; do
+    printf 'peak memory p2p-superd %-5s %6.1f MiB\n' "$p" "$(awk -v k="$(peak_rss_kib "$(eval echo "\$PID_$p")")" 'BEGIN { print k / 1024 }')"
+done
+printf 'peak memory p2p-get         %6.1f MiB\n' "$(sort -n "$RUN/get.rss.all" | tail -1 | awk '{ print $1 / 1024 }')"
+rm -rf "$RUN/src" "$RUN/r1" "$RUN/r2" "$RUN/r3" "$RUN/solo"

@@ -698,6 +698,30 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// Lowers the calling thread's CPU priority to `nice` (0 to 19; Linux
+/// only, a no-op elsewhere): for background work such as a supernode's
+/// synchronizer, so that on a busy machine the clients being served get
+/// the CPU first. A refusal is harmless and ignored.
+pub fn background_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        unsafe extern "C" {
+            fn gettid() -> i32;
+            // int setpriority(int which, id_t who, int prio);
+            fn setpriority(which: i32, who: u32, prio: i32) -> i32;
+        }
+        const PRIO_PROCESS: i32 = 0;
+        // SAFETY: plain system calls on integers; on Linux, PRIO_PROCESS
+        // with a thread id sets that one thread's nice value.
+        unsafe {
+            let tid = gettid();
+            let _ = setpriority(PRIO_PROCESS, tid as u32, nice.clamp(0, 19));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

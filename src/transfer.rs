@@ -39,12 +39,27 @@ pub fn send_body<W: Write>(file: File, len: u64, w: &mut W) -> Result<()> {
 /// reads and writes 8 KiB at a time.) Falls back to a `CHUNK`-sized copy
 /// loop where sendfile is unavailable.
 pub fn send_body_to_socket(file: &File, len: u64, w: &mut BufWriter<SharedStream>) -> Result<()> {
+    send_body_paced(file, len, w, u64::MAX, || {})
+}
+
+/// `send_body_to_socket` in pieces of at most `piece` bytes, calling
+/// `before` ahead of each: background copies use it to hold back while
+/// something more urgent runs.
+pub fn send_body_paced(
+    file: &File,
+    len: u64,
+    w: &mut BufWriter<SharedStream>,
+    piece: u64,
+    mut before: impl FnMut(),
+) -> Result<()> {
     w.flush()?;
     let mut sock = w.get_ref().tcp();
     let mut left = len;
+    let piece = piece.max(1);
     #[cfg(target_os = "linux")]
     while left > 0 {
-        match sendfile::send(file, sock, left) {
+        before();
+        match sendfile::send(file, sock, left.min(piece)) {
             Ok(0) => {
                 return Err(Error::Local(format!(
                     "file shrank while sending: {} of {len} bytes",
@@ -61,7 +76,12 @@ pub fn send_body_to_socket(file: &File, len: u64, w: &mut BufWriter<SharedStream
         // sendfile advanced the file offset by what it sent.
         let mut file = file;
         let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
+        let mut since = 0u64;
         while left > 0 {
+            if since >= piece {
+                before();
+                since = 0;
+            }
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             let n = match file.read(&mut buf[..want]) {
                 Ok(0) => {
@@ -76,6 +96,7 @@ pub fn send_body_to_socket(file: &File, len: u64, w: &mut BufWriter<SharedStream
             };
             sock.write_all(&buf[..n])?;
             left -= n as u64;
+            since += n as u64;
         }
     }
     sock.flush()?;

@@ -13,14 +13,18 @@
 //!   other supernodes' synchronizers;
 //! - [`arrivals`]: uploads in flight, shared by the connection threads and
 //!   the leave;
+//! - [`foreground`]: downloads being served, which the synchronizer's
+//!   copies hold back for;
 //! - [`repo`]: the repository folder (shared names, digest cache).
 //!
-//! Locks: `Control::me`, `DigestCache::map` and `Arrivals::state` guard
+//! Locks: `Control::me`, `DigestCache::map`, `Arrivals::state` and
+//! `Foreground::active` guard
 //! small values and are never held across I/O or while logging. No code
 //! holds two of them at once.
 
 mod arrivals;
 mod control;
+mod foreground;
 mod repo;
 mod serve;
 mod sync;
@@ -36,6 +40,7 @@ use crate::net::Timeouts;
 use crate::server::{Limits, Server};
 use arrivals::Arrivals;
 use control::{Control, Lookup};
+use foreground::Foreground;
 use repo::Repo;
 
 /// Default index address of `p2p-superd`.
@@ -73,6 +78,7 @@ struct Node {
     repo: Repo,
     control: Control,
     incoming: Arrivals,
+    serving: Foreground,
     timeouts: Timeouts,
     level: Level,
 }
@@ -116,6 +122,7 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         repo,
         control,
         incoming: Arrivals::default(),
+        serving: Foreground::default(),
         timeouts,
         level: opts.level,
     });

@@ -185,6 +185,7 @@ fn download(node: &Node, conn: &mut Conn, name: &FileName, offset: u64) -> Resul
         if offset > 0 {
             out.file.seek(SeekFrom::Start(offset))?;
         }
+        let _serving = node.serving.serving();
         let digest = match out.digest {
             Some(d) => Some(Ok(d)),
             None if out.len < HASH_ALONGSIDE => Some(node.repo.digest(&out)),

@@ -14,9 +14,22 @@ use crate::name::FileName;
 use crate::shutdown::Shutdown;
 use crate::transfer;
 
+/// Nice value of the synchronizer thread: copies between supernodes are
+/// background work and yield the CPU to clients' downloads and uploads.
+const SYNC_NICE: i32 = 10;
+
+/// While a client download is being served, a copy sends one piece of
+/// this size at most every `YIELD_WAIT`: it keeps its connection alive
+/// (well within any read timeout) and leaves the CPU and the bandwidth to
+/// the client. Once no download is served, it goes on at full speed.
+const YIELD_PIECE: u64 = 1 << 20;
+const YIELD_WAIT: Duration = Duration::from_millis(100);
+
 /// Runs a sync round every `interval` until shutdown. Heartbeats to the
 /// index are the control thread's business, so a long round is harmless.
+/// (The leave's last round runs at full priority on the main thread.)
 pub(super) fn synchronizer(node: &Node, shutdown: &Shutdown, interval: Duration) {
+    crate::server::background_priority(SYNC_NICE);
     loop {
         sync_round(node, Some(shutdown));
         if shutdown.wait(interval) {
@@ -96,6 +109,7 @@ fn push(
         // Deleted since the scan: nothing to place.
         return Ok(());
     };
+    node.serving.wait_quiet(YIELD_WAIT);
     let digest = node.repo.digest(&out)?;
     if !peers.contains_key(owner) {
         let conn = Conn::open(owner, &node.timeouts, SUPER_PROTOCOL)?;
@@ -120,7 +134,9 @@ fn push(
         }
     }
     node.note(format_args!("[balance] sending {name} to {owner}"));
-    transfer::send_body_to_socket(&out.file, out.len, conn.writer())?;
+    transfer::send_body_paced(&out.file, out.len, conn.writer(), YIELD_PIECE, || {
+        node.serving.wait_quiet(YIELD_WAIT);
+    })?;
     match conn.expect::<SuperResponse>()? {
         SuperResponse::Stored | SuperResponse::AlreadyExists => Ok(()),
         SuperResponse::Error { message } => Err(Error::Remote(message)),
