@@ -7,9 +7,11 @@
 //! - [`error`]: the library's `Error` type and `Result` alias.
 //! - [`frame`]: `[u32 length][postcard]` frames, the buffered `Conn`, the version handshake.
 //! - [`net`]: connecting and binding with timeouts, the `listening on` line, the bounded accept loop.
+//! - [`server`]: the server core every daemon stands on: bounded connection threads or a worker pool, deadlines, eviction, background thread priority.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM flag that stops accept loops and periodic tasks.
 //! - [`name`]: `FileName`, the validated plain file name.
-//! - [`transfer`]: SHA-256 `Digest`, streaming file bodies, atomic verified receive.
+//! - [`digest`]: SHA-256 `Digest` (ring keys, swarm pieces) and BLAKE3 `FileDigest` (files the DHT moves), streaming hashers.
+//! - [`transfer`]: file bodies out with sendfile, in with splice while hashing, atomic verified receive into temporary files.
 //! - [`log`]: `event!` lines on stdout and `diag!` lines (`tool: message`) on stderr that never fail.
 //! - [`cli`]: shared flags, progress bars, error-to-exit-code mapping for binaries.
 //! - [`rng`]: a small random generator for tie breaks and peer choice.

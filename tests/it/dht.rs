@@ -888,13 +888,11 @@ fn the_index_serves_real_clients_through_idle_and_trickling_floods() {
     );
 }
 
-/// A supernode stand-in for one download: it answers `File` for `body`,
-/// sends the first `cut` bytes, then holds the connection open until the
-/// returned sender is dropped (or, with `hold` false, closes it at once).
-fn cutting_supernode(body: Vec<u8>, cut: usize, hold: bool) -> (String, mpsc::Sender<()>) {
+/// A supernode stand-in for one download: after the handshake and the
+/// request, `serve` answers on the connection as it likes.
+fn fake_supernode(serve: impl FnOnce(&mut Conn) + Send + 'static) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let (release, held) = mpsc::channel::<()>();
     thread::spawn(move || {
         let Ok((stream, _)) = listener.accept() else {
             return;
@@ -906,6 +904,17 @@ fn cutting_supernode(body: Vec<u8>, cut: usize, hold: bool) -> (String, mpsc::Se
         let Ok(Some(_)) = conn.recv::<SuperRequestOf<String>>() else {
             return;
         };
+        serve(&mut conn);
+    });
+    addr
+}
+
+/// A supernode stand-in for one download: it answers `File` for `body`,
+/// sends the first `cut` bytes, then holds the connection open until the
+/// returned sender is dropped (or, with `hold` false, closes it at once).
+fn cutting_supernode(body: Vec<u8>, cut: usize, hold: bool) -> (String, mpsc::Sender<()>) {
+    let (release, held) = mpsc::channel::<()>();
+    let addr = fake_supernode(move |conn| {
         let _ = conn.queue(&SuperResponse::File {
             size: body.len() as u64,
         });
@@ -917,6 +926,93 @@ fn cutting_supernode(body: Vec<u8>, cut: usize, hold: bool) -> (String, mpsc::Se
         }
     });
     (addr, release)
+}
+
+/// A supernode stand-in that sends all of `body` and then `after` (the
+/// digest, or something else) in place of the digest trailer.
+fn trailing_supernode(body: Vec<u8>, after: SuperResponse) -> String {
+    fake_supernode(move |conn| {
+        let _ = conn.queue(&SuperResponse::File {
+            size: body.len() as u64,
+        });
+        let _ = conn.writer().write_all(&body);
+        let _ = conn.send(&after);
+    })
+}
+
+#[test]
+fn the_digest_after_the_body_decides_whether_a_download_is_kept() {
+    let dir = TempDir::new("dht-trailer");
+    let work = dir.sub("work");
+    let body = pseudo_random_bytes((2 << 20) + 77, 9);
+
+    // The right BLAKE3 digest (computed here, not by our supernode): kept.
+    let addr = trailing_supernode(
+        body.clone(),
+        SuperResponse::Sent {
+            digest: FileDigest::of(&body),
+        },
+    );
+    cmd(bin!("p2p-get"))
+        .args([&addr, "f.bin", "-v"])
+        .cwd(&work)
+        .run()
+        .ok()
+        .stderr_has(&format!("f.bin: BLAKE3 {} verified", FileDigest::of(&body)));
+    assert!(fs::read(work.join("f.bin")).unwrap() == body);
+    fs::remove_file(work.join("f.bin")).unwrap();
+
+    // A wrong digest, to a file or to standard output: refused, nothing left.
+    for out in [None, Some("-")] {
+        let addr = trailing_supernode(
+            body.clone(),
+            SuperResponse::Sent {
+                digest: FileDigest::of(b"something else"),
+            },
+        );
+        let mut args = vec![addr.as_str(), "f.bin"];
+        if let Some(o) = out {
+            args.extend(["-o", o]);
+        }
+        cmd(bin!("p2p-get"))
+            .args(&args)
+            .cwd(&work)
+            .run()
+            .code(2)
+            .stderr_has("BLAKE3 mismatch");
+        assert!(names_in(&work).is_empty(), "{:?}", names_in(&work));
+    }
+
+    // The supernode saying the file changed while it was sent, or closing
+    // instead of sending the digest: an error naming it, nothing left.
+    let addr = trailing_supernode(
+        body.clone(),
+        SuperResponse::Error {
+            message: "reading f.bin: f.bin changed while being hashed".into(),
+        },
+    );
+    cmd(bin!("p2p-get"))
+        .args([&addr, "f.bin"])
+        .cwd(&work)
+        .run()
+        .code(2)
+        .stderr_has(&format!("getting f.bin from {addr}"))
+        .stderr_has("changed while being hashed");
+    assert!(names_in(&work).is_empty());
+    let addr = fake_supernode(move |conn| {
+        let _ = conn.queue(&SuperResponse::File {
+            size: body.len() as u64,
+        });
+        let _ = conn.writer().write_all(&body);
+        let _ = conn.flush();
+    });
+    cmd(bin!("p2p-get"))
+        .args([&addr, "f.bin"])
+        .cwd(&work)
+        .run()
+        .code(2)
+        .stderr_has("connection closed by peer");
+    assert!(names_in(&work).is_empty());
 }
 
 fn names_in(dir: &Path) -> Vec<String> {

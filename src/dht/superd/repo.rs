@@ -204,6 +204,15 @@ mod tests {
         let d = repo.digest(&out).unwrap();
         assert_eq!(d, FileDigest::of(b"a.txt"));
         assert_eq!(repo.open_file(&shown).unwrap().unwrap().digest, Some(d));
+        // A file that changes between opening and hashing is not vouched for.
+        let b = FileName::new("b.txt").unwrap();
+        let out = repo.open_file(&b).unwrap().unwrap();
+        fs::write(dir.join("b.txt"), "b.txt, longer now").unwrap();
+        let err = repo.digest(&out).unwrap_err();
+        assert!(
+            err.to_string().contains("changed while being hashed"),
+            "{err}"
+        );
         assert!(Repo::open(&dir.join("a.txt")).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
