@@ -9,24 +9,25 @@
 #          of that ring whose synchronizer (every 0.2 s) copies it to the
 #          supernode responsible for it meanwhile; a new name every run;
 #   one    the first download of a 1 GiB file just added to a supernode
-#          that is alone in its ring; a new name every run.
+#          that is alone in its ring; a new name every run; measured after
+#          the three-supernode ring has stopped.
 #
 # Every file's bytes are in the page cache for both tools (a new name is a
 # hard link to bytes written before the runs). Before each run the previous
-# output is removed, as many bytes as the run will write are written to a
-# scratch file and removed (on a virtual machine, memory left free for a
-# few seconds goes back to the host and is slow to fault in again: whichever
-# tool ran second would otherwise reuse the first one's freed pages), and
-# `sync` writes back dirty pages. The two tools take turns going first. Prints, per case,
+# output is removed, `sync` writes back dirty pages, and as many bytes as
+# the run will write are written to a scratch file and removed (on a
+# virtual machine, memory left free for a few seconds goes back to the host
+# and is slow to fault in again: whichever tool ran second would otherwise
+# reuse the first one's freed pages). The two tools take turns going first. Prints, per case,
 # the best and median of RUNS runs, the ratio to nc (>= 1 means p2p-get is
 # at least as fast), and the peak memory of every process.
 #
-#   scripts/bench-transfer.sh            (RUNS=5 SMALL_MIB=512 BIG_MIB=1024)
+#   scripts/bench-transfer.sh            (RUNS=7 SMALL_MIB=512 BIG_MIB=1024)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need nc netcat-openbsd
 
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-7}
 SMALL_MIB=${SMALL_MIB:-512}
 BIG_MIB=${BIG_MIB:-1024}
 demo_init bench-transfer
@@ -50,12 +51,13 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 
 # mibps BYTES SECONDS
 mibps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1048576 / s }'; }
 
-# prime FILE: writes as many bytes as FILE has to a scratch file, removes
-# it, and syncs: the next run writes into just-freed page cache.
+# prime FILE: syncs, then writes as many bytes as FILE has to a scratch
+# file and removes it (before any of it is written back): the next run
+# writes into just-freed page cache.
 prime() {
+    sync
     head -c "$(stat -c %s "$1")" /dev/zero >"$RUN/out/scratch"
     rm -f "$RUN/out/scratch"
-    sync
 }
 
 # timed_get ADDR NAME SOURCE [ADD]: one p2p-get into $RUN/out/get.bin,
@@ -127,13 +129,31 @@ for i in $(seq "$RUNS"); do
         sleep 0.05
     done
     [ $((i % 2)) = 0 ] && NC[new]+=" $(timed_nc "$RUN/src/small.bin")"
+    # Gone everywhere, so copies do not pile up in the page cache run
+    # after run (nor get made again).
+    rm -f "$RUN/r1/$name" "$RUN/r2/$name" "$RUN/r3/$name"
+    say "run $i of $RUNS (seconds, p2p-get/nc):$(for c in warm new; do
+        printf ' %s %s/%s' "$c" "${GET[$c]##* }" "${NC[$c]##* }"
+    done)"
+done
+# Peak memory of the ring, then the ring stops: the lone supernode's case
+# runs with nothing else going on.
+ring_peaks=()
+for p in s1 s2 s3; do
+    pid=$(eval echo "\$PID_$p")
+    ring_peaks+=("$(peak_rss_kib "$pid")")
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+done
+kill "$PID_index"
+rm -rf "$RUN/r1" "$RUN/r2" "$RUN/r3"
 
+for i in $(seq "$RUNS"); do
     [ $((i % 2)) = 1 ] && NC[one]+=" $(timed_nc "$RUN/src/big.bin")"
     GET[one]+=" $(timed_get "$ADDR_solo" "one$i.bin" "$RUN/src/big.bin" "$RUN/solo/one$i.bin")"
     [ $((i % 2)) = 0 ] && NC[one]+=" $(timed_nc "$RUN/src/big.bin")"
-    say "run $i of $RUNS (seconds, p2p-get/nc):$(for c in warm new one; do
-        printf ' %s %s/%s' "$c" "${GET[$c]##* }" "${NC[$c]##* }"
-    done)"
+    rm -f "$RUN/solo/one$i.bin"
+    say "run $i of $RUNS (seconds, p2p-get/nc): one ${GET[one]##* }/${NC[one]##* }"
 done
 
 note "results (loopback, to a file, $RUNS runs each; MiB/s, best and median)"
@@ -154,9 +174,10 @@ row() {
 row warm "${SMALL_MIB} MiB, cached, three-supernode ring" "$((SMALL_MIB << 20))"
 row new "${SMALL_MIB} MiB, first download, sync running" "$((SMALL_MIB << 20))"
 row one "${BIG_MIB} MiB, first download, one supernode" "$((BIG_MIB << 20))"
-say "new: the synchronizer had begun copying the file before the download ended in $overlapped of $RUNS runs"
-for p in s1 s2 s3 solo; do
-    printf 'peak memory p2p-superd %-5s %6.1f MiB\n' "$p" "$(awk -v k="$(peak_rss_kib "$(eval echo "\$PID_$p")")" 'BEGIN { print k / 1024 }')"
+say "new: the copy to the file's owner had begun before the download ended in $overlapped of $RUNS runs (a synchronizer holds back up to 1 s while a download is served)"
+for i in 0 1 2; do
+    printf 'peak memory p2p-superd s%s    %6.1f MiB\n' $((i + 1)) "$(awk -v k="${ring_peaks[$i]}" 'BEGIN { print k / 1024 }')"
 done
+printf 'peak memory p2p-superd solo  %6.1f MiB\n' "$(awk -v k="$(peak_rss_kib "$PID_solo")" 'BEGIN { print k / 1024 }')"
 printf 'peak memory p2p-get         %6.1f MiB\n' "$(sort -n "$RUN/get.rss.all" | tail -1 | awk '{ print $1 / 1024 }')"
-rm -rf "$RUN/src" "$RUN/r1" "$RUN/r2" "$RUN/r3" "$RUN/solo"
+rm -rf "$RUN/src" "$RUN/solo"

@@ -19,6 +19,9 @@ use indicatif::ProgressBar;
 /// Size of the buffer used to move file bytes.
 pub const CHUNK: usize = 256 * 1024;
 
+/// Size of the buffer `receive_into` copies through where it cannot splice.
+const RECV_CHUNK: usize = 1 << 20;
+
 /// Streams exactly `len` bytes of `file` to `w` (sendfile on Linux when `w`
 /// is a socket) and flushes. A file that shrank meanwhile is an error.
 pub fn send_body<W: Write>(file: File, len: u64, w: &mut W) -> Result<()> {
@@ -333,8 +336,15 @@ pub fn receive_into(
     {
         left = splice::receive(r.get_ref().tcp(), left, file, hasher, progress)?;
     }
-    // Not Linux, or splice refused this socket or file: copy through a buffer.
-    let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK)).max(1)];
+    // Not Linux, or splice refused this socket or file: copy through a
+    // buffer. (1 MiB: on loopback into a file, 256 KiB took about 1.5 times
+    // as long here.)
+    let mut buf = vec![
+        0u8;
+        RECV_CHUNK
+            .min(usize::try_from(left).unwrap_or(RECV_CHUNK))
+            .max(1)
+    ];
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = match r.read(&mut buf[..want]) {

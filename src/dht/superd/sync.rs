@@ -25,6 +25,11 @@ const SYNC_NICE: i32 = 10;
 const YIELD_PIECE: u64 = 1 << 20;
 const YIELD_WAIT: Duration = Duration::from_millis(100);
 
+/// Before each file, a copy waits this long at most for the downloads
+/// being served to end: a file being downloaded for the first time is
+/// hashed by the download, and the copy then finds its digest cached.
+const HOLD_OFF: Duration = Duration::from_secs(1);
+
 /// Runs a sync round every `interval` until shutdown. Heartbeats to the
 /// index are the control thread's business, so a long round is harmless.
 /// (The leave's last round runs at full priority on the main thread.)
@@ -105,11 +110,11 @@ fn push(
     owner: &str,
     name: &FileName,
 ) -> Result<()> {
+    node.serving.wait_quiet(HOLD_OFF);
     let Some(out) = node.repo.open_file(name)? else {
         // Deleted since the scan: nothing to place.
         return Ok(());
     };
-    node.serving.wait_quiet(YIELD_WAIT);
     let digest = node.repo.digest(&out)?;
     if !peers.contains_key(owner) {
         let conn = Conn::open(owner, &node.timeouts, SUPER_PROTOCOL)?;
