@@ -443,37 +443,52 @@ mod splice {
                     Err(e) if first && unsupported(&e) => {
                         // The socket bytes are in the pipe: move them by hand
                         // and let the caller copy the rest.
-                        return drain(&rd, in_pipe, file, at, hasher, progress)
-                            .map(|()| left - n as u64);
+                        hash_back(file, &mut hashed, at, &mut buf, hasher)?;
+                        drain(&rd, in_pipe, file, at, hasher)?;
+                        progress.inc(n as u64);
+                        return Ok(left - n as u64);
                     }
                     Err(e) => return Err(local(e)),
                 }
             }
             first = false;
             left -= n as u64;
-            // Hash what just landed, read back from the page cache.
-            while hashed < at {
-                let k = buf
-                    .len()
-                    .min(usize::try_from(at - hashed).unwrap_or(usize::MAX));
-                file.read_exact_at(&mut buf[..k], hashed).map_err(local)?;
-                hasher.update(&buf[..k]);
-                hashed += k as u64;
-            }
+            hash_back(file, &mut hashed, at, &mut buf, hasher)?;
             progress.inc(n as u64);
         }
         io::Seek::seek(file, io::SeekFrom::Start(at)).map_err(local)?;
         Ok(0)
     }
 
-    /// Reads `n` bytes out of the pipe and writes them to `file` at `at`.
+    /// Hashes what landed in `file` from `*hashed` to `at`, read back from
+    /// the page cache through `buf`.
+    fn hash_back(
+        file: &File,
+        hashed: &mut u64,
+        at: u64,
+        buf: &mut [u8],
+        hasher: &mut FileHasher,
+    ) -> Result<(), Failure> {
+        while *hashed < at {
+            let k = buf
+                .len()
+                .min(usize::try_from(at - *hashed).unwrap_or(usize::MAX));
+            file.read_exact_at(&mut buf[..k], *hashed).map_err(local)?;
+            hasher.update(&buf[..k]);
+            *hashed += k as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads `n` bytes (at most the pipe's capacity) out of the pipe and
+    /// writes them to `file` at `at`, hashing them; the file's position
+    /// ends after them.
     fn drain(
         rd: &OwnedFd,
         n: usize,
         file: &mut File,
         at: u64,
         hasher: &mut FileHasher,
-        progress: &ProgressBar,
     ) -> Result<(), Failure> {
         let mut buf = vec![0u8; n];
         let mut pipe = File::from(rd.try_clone().map_err(local)?);
@@ -481,7 +496,6 @@ mod splice {
         io::Seek::seek(file, io::SeekFrom::Start(at)).map_err(local)?;
         io::Write::write_all(file, &buf).map_err(local)?;
         hasher.update(&buf);
-        progress.inc(n as u64);
         Ok(())
     }
 
