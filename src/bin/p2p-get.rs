@@ -8,7 +8,7 @@ use peerkit::cli::{self, NetArgs, Verbosity};
 use peerkit::dht::cmd::{self, GetArgs};
 
 /// Downloads NAME through a supernode, following redirects to the supernode
-/// responsible for it, and checks its SHA-256. It arrives in `.NAME.part`
+/// responsible for it, and checks its BLAKE3 digest. It arrives in `.NAME.part`
 /// beside the destination and takes its name only once verified; an
 /// existing file is never replaced without --force. Exits 1 if no
 /// supernode has it or the file exists, 130 when interrupted.
@@ -32,7 +32,7 @@ struct Args {
     #[arg(short, long)]
     force: bool,
     /// Resume an interrupted download from its partial file; the whole file's
-    /// SHA-256 is still checked. Implies --keep-partial
+    /// digest is still checked. Implies --keep-partial
     #[arg(short = 'c', long = "continue")]
     resume: bool,
     /// Keep the partial file when the download fails or is interrupted

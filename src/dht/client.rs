@@ -69,7 +69,7 @@ pub(crate) struct GetOptions {
 /// How a download ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Fetched {
-    /// The file arrived from `from`, `size` bytes, SHA-256 verified.
+    /// The file arrived from `from`, `size` bytes, its digest verified.
     Got { from: String, size: u64 },
     /// No supernode has it: the responsible one (`at`) said not found, or
     /// the redirects went in a circle or too far.

@@ -123,7 +123,7 @@ pub enum SuperResponse {
     Ready,
     /// A file of that name is already here (or arriving); nothing was changed.
     AlreadyExists,
-    /// The upload's body arrived, matched its SHA-256 and is stored.
+    /// The upload's body arrived, matched its digest and is stored.
     Stored,
     /// The requested file is `size` bytes long; its bytes follow (from the
     /// requested offset), then `Sent`.
