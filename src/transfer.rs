@@ -151,135 +151,6 @@ mod sendfile {
     }
 }
 
-/// Reads exactly `len` bytes from `r` into `out` (standard output, a
-/// device), hashing them on the way and advancing `progress`. EOF before `len` bytes is `Error::Truncated`.
-///
-/// On a machine with at least `PIPELINE_CPUS` CPUs, bodies of at least
-/// `PIPELINE_MIN` bytes are hashed on a second thread while the next chunk
-/// is read and written, through `PIPELINE_BUFFERS` recycled `CHUNK`-sized
-/// buffers (memory stays at about 1 MiB). On one CPU the threads would only
-/// take turns, so the single-threaded loop runs there. (Alternating runs of
-/// `scripts/bench-transfer.sh` on a quiet 2-CPU machine, when it hashed
-/// with SHA-256: 541-657 MiB/s pipelined against 479-568 MiB/s
-/// single-threaded.)
-pub fn receive_body<R: Read, W: Write>(
-    r: &mut R,
-    len: u64,
-    out: &mut W,
-    progress: &ProgressBar,
-) -> Result<FileDigest> {
-    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-    if len < PIPELINE_MIN || cpus < PIPELINE_CPUS {
-        receive_body_serial(r, len, out, progress)
-    } else {
-        receive_body_pipelined(r, len, out, progress)
-    }
-}
-
-/// Fewest CPUs on which `receive_body` hashes on a second thread.
-pub const PIPELINE_CPUS: usize = 2;
-
-/// `receive_body` with hashing on a second thread.
-fn receive_body_pipelined<R: Read, W: Write>(
-    r: &mut R,
-    len: u64,
-    out: &mut W,
-    progress: &ProgressBar,
-) -> Result<FileDigest> {
-    thread::scope(|scope| {
-        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPELINE_BUFFERS);
-        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_BUFFERS);
-        for _ in 0..PIPELINE_BUFFERS {
-            // The channel has room for every buffer and its receiver is alive.
-            let _ = free_tx.send(vec![0u8; CHUNK]);
-        }
-        let hasher = scope.spawn(move || {
-            let mut hasher = FileHasher::new();
-            for (buf, n) in full_rx {
-                hasher.update(&buf[..n]);
-                // The reader may have stopped early; then the buffer is dropped.
-                let _ = free_tx.send(buf);
-            }
-            hasher.finish()
-        });
-        let moved = move_chunks(r, len, out, progress, &free_rx, &full_tx);
-        drop(full_tx);
-        let digest = hasher
-            .join()
-            .map_err(|_| Error::Stopped("the hashing thread".into()))?;
-        moved?;
-        out.flush()?;
-        Ok(digest)
-    })
-}
-
-/// Bodies at least this long are hashed on a second thread.
-pub const PIPELINE_MIN: u64 = 4 * CHUNK as u64;
-
-/// Buffers in flight between the receiving and the hashing thread.
-pub const PIPELINE_BUFFERS: usize = 4;
-
-/// The receiving half of `receive_body`'s pipeline: fills a free buffer,
-/// writes it out, and hands it to the hasher.
-fn move_chunks<R: Read, W: Write>(
-    r: &mut R,
-    len: u64,
-    out: &mut W,
-    progress: &ProgressBar,
-    free: &mpsc::Receiver<Vec<u8>>,
-    full: &mpsc::SyncSender<(Vec<u8>, usize)>,
-) -> Result<()> {
-    let mut left = len;
-    while left > 0 {
-        let mut buf = free
-            .recv()
-            .map_err(|_| Error::Stopped("the hashing thread".into()))?;
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let mut n = 0;
-        while n < want {
-            match r.read(&mut buf[n..want]) {
-                Ok(0) => return Err(Error::Truncated),
-                Ok(got) => n += got,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        out.write_all(&buf[..n])?;
-        left -= n as u64;
-        progress.inc(n as u64);
-        full.send((buf, n))
-            .map_err(|_| Error::Stopped("the hashing thread".into()))?;
-    }
-    Ok(())
-}
-
-/// `receive_body` on one thread, for short bodies.
-fn receive_body_serial<R: Read, W: Write>(
-    r: &mut R,
-    len: u64,
-    out: &mut W,
-    progress: &ProgressBar,
-) -> Result<FileDigest> {
-    let mut hasher = FileHasher::new();
-    let mut buf = vec![0u8; CHUNK.min(usize::try_from(len).unwrap_or(CHUNK)).max(1)];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match r.read(&mut buf[..want]) {
-            Ok(0) => return Err(Error::Truncated),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-        left -= n as u64;
-        progress.inc(n as u64);
-    }
-    out.flush()?;
-    Ok(hasher.finish())
-}
-
 /// A receive that failed, and on which side: the local file, or the peer
 /// (the connection failed or closed early).
 #[derive(Debug)]
@@ -301,6 +172,153 @@ impl Failure {
 
 fn local(e: impl Into<Error>) -> Failure {
     Failure::Local(e.into())
+}
+
+fn remote(e: impl Into<Error>) -> Failure {
+    Failure::Remote(e.into())
+}
+
+/// Reads exactly `len` bytes from `r` into `out` (standard output, a
+/// device), hashing them on the way and advancing `progress`. EOF before
+/// `len` bytes is a remote `Error::Truncated`; a failed write is local.
+///
+/// On a machine with at least `PIPELINE_CPUS` CPUs, bodies of at least
+/// `PIPELINE_MIN` bytes are hashed on a second thread while the next chunk
+/// is read and written, through `PIPELINE_BUFFERS` recycled `CHUNK`-sized
+/// buffers (memory stays at about 1 MiB). On one CPU the threads would only
+/// take turns, so the single-threaded loop runs there. (Alternating runs of
+/// `scripts/bench-transfer.sh` on a quiet 2-CPU machine, when it hashed
+/// with SHA-256: 541-657 MiB/s pipelined against 479-568 MiB/s
+/// single-threaded.)
+pub fn receive_body<R: Read, W: Write>(
+    r: &mut R,
+    len: u64,
+    out: &mut W,
+    progress: &ProgressBar,
+) -> Result<FileDigest, Failure> {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    if len < PIPELINE_MIN || cpus < PIPELINE_CPUS {
+        receive_body_serial(r, len, out, progress)
+    } else {
+        receive_body_pipelined(r, len, out, progress)
+    }
+}
+
+/// Fewest CPUs on which `receive_body` hashes on a second thread.
+pub const PIPELINE_CPUS: usize = 2;
+
+/// `receive_body` with hashing on a second thread.
+fn receive_body_pipelined<R: Read, W: Write>(
+    r: &mut R,
+    len: u64,
+    out: &mut W,
+    progress: &ProgressBar,
+) -> Result<FileDigest, Failure> {
+    thread::scope(|scope| {
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPELINE_BUFFERS);
+        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_BUFFERS);
+        for _ in 0..PIPELINE_BUFFERS {
+            // The channel has room for every buffer and its receiver is alive.
+            let _ = free_tx.send(vec![0u8; CHUNK]);
+        }
+        let hasher = scope.spawn(move || {
+            let mut hasher = FileHasher::new();
+            for (buf, n) in full_rx {
+                hasher.update(&buf[..n]);
+                // The reader may have stopped early; then the buffer is dropped.
+                let _ = free_tx.send(buf);
+            }
+            hasher.finish()
+        });
+        let moved = move_chunks(r, len, out, progress, &free_rx, &full_tx);
+        drop(full_tx);
+        let digest = hasher.join().map_err(|_| local(hashing_stopped()))?;
+        moved?;
+        out.flush().map_err(local)?;
+        Ok(digest)
+    })
+}
+
+/// Bodies at least this long are hashed on a second thread.
+pub const PIPELINE_MIN: u64 = 4 * CHUNK as u64;
+
+/// Buffers in flight between the receiving and the hashing thread.
+pub const PIPELINE_BUFFERS: usize = 4;
+
+/// The receiving half of `receive_body`'s pipeline: fills a free buffer,
+/// writes it out, and hands it to the hasher.
+fn move_chunks<R: Read, W: Write>(
+    r: &mut R,
+    len: u64,
+    out: &mut W,
+    progress: &ProgressBar,
+    free: &mpsc::Receiver<Vec<u8>>,
+    full: &mpsc::SyncSender<(Vec<u8>, usize)>,
+) -> Result<(), Failure> {
+    let mut left = len;
+    while left > 0 {
+        let mut buf = free.recv().map_err(|_| local(hashing_stopped()))?;
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let mut n = 0;
+        while n < want {
+            match r.read(&mut buf[n..want]) {
+                Ok(0) => return Err(remote(Error::Truncated)),
+                Ok(got) => n += got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(remote(e)),
+            }
+        }
+        out.write_all(&buf[..n]).map_err(local)?;
+        left -= n as u64;
+        progress.inc(n as u64);
+        full.send((buf, n)).map_err(|_| local(hashing_stopped()))?;
+    }
+    Ok(())
+}
+
+fn hashing_stopped() -> Error {
+    Error::Stopped("the hashing thread".into())
+}
+
+/// `receive_body` on one thread, for short bodies.
+fn receive_body_serial<R: Read, W: Write>(
+    r: &mut R,
+    len: u64,
+    out: &mut W,
+    progress: &ProgressBar,
+) -> Result<FileDigest, Failure> {
+    let mut hasher = FileHasher::new();
+    copy_hashed(r, len, out, &mut hasher, progress, CHUNK)?;
+    out.flush().map_err(local)?;
+    Ok(hasher.finish())
+}
+
+/// Copies exactly `len` bytes from `r` to `out` through a buffer of at
+/// most `chunk` bytes, adding them to `hasher` and advancing `progress`.
+fn copy_hashed<R: Read, W: Write>(
+    r: &mut R,
+    len: u64,
+    out: &mut W,
+    hasher: &mut FileHasher,
+    progress: &ProgressBar,
+    chunk: usize,
+) -> Result<(), Failure> {
+    let mut buf = vec![0u8; chunk.min(usize::try_from(len).unwrap_or(chunk)).max(1)];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match r.read(&mut buf[..want]) {
+            Ok(0) => return Err(remote(Error::Truncated)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(remote(e)),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(local)?;
+        left -= n as u64;
+        progress.inc(n as u64);
+    }
+    Ok(())
 }
 
 /// Receives exactly `len` body bytes from a connection's reader into
@@ -340,26 +358,7 @@ pub fn receive_into(
     // Not Linux, or splice refused this socket or file: copy through a
     // buffer. (1 MiB: on loopback into a file, 256 KiB took about 1.5 times
     // as long here.)
-    let mut buf = vec![
-        0u8;
-        RECV_CHUNK
-            .min(usize::try_from(left).unwrap_or(RECV_CHUNK))
-            .max(1)
-    ];
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match r.read(&mut buf[..want]) {
-            Ok(0) => return Err(Failure::Remote(Error::Truncated)),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Failure::Remote(e.into())),
-        };
-        file.write_all(&buf[..n]).map_err(local)?;
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-        progress.inc(n as u64);
-    }
-    Ok(())
+    copy_hashed(r, left, file, hasher, progress, RECV_CHUNK)
 }
 
 #[cfg(target_os = "linux")]
@@ -695,7 +694,9 @@ mod tests {
                 assert_eq!(out, data, "len {len}");
                 if len > 1 {
                     let mut short = &data[..len / 2];
-                    let err = f(&mut short, len as u64, &mut Vec::new(), &bar).unwrap_err();
+                    let err = f(&mut short, len as u64, &mut Vec::new(), &bar)
+                        .unwrap_err()
+                        .into_error();
                     assert!(matches!(err, Error::Truncated), "len {len}: {err:?}");
                 }
             }

@@ -294,25 +294,20 @@ fn receive_to_file(
     let partial = partial_path(path);
     let resuming = prefix.is_some();
     let local = |e: io::Error| Failure::Local(e.into());
-    let (mut file, mut hasher) = if let Some((len, hasher)) = prefix {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .open(&partial)
-            .map_err(local)?;
-        // Exactly the hashed prefix, whatever happened to the file since.
-        f.set_len(len).map_err(local)?;
-        f.seek(SeekFrom::Start(len)).map_err(local)?;
-        (f, hasher)
-    } else {
-        let f = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create(true)
-            .truncate(true)
-            .open(&partial)
-            .map_err(local)?;
-        (f, FileHasher::new())
+    let mut open = OpenOptions::new();
+    open.read(true).write(true);
+    if !resuming {
+        open.create(true).truncate(true);
+    }
+    let mut file = open.open(&partial).map_err(local)?;
+    let mut hasher = match prefix {
+        Some((len, hasher)) => {
+            // Exactly the hashed prefix, whatever happened to the file since.
+            file.set_len(len).map_err(local)?;
+            file.seek(SeekFrom::Start(len)).map_err(local)?;
+            hasher
+        }
+        None => FileHasher::new(),
     };
     let discard = |keep: bool, step: &mut dyn FnMut(Step<'_>)| {
         if keep {
@@ -367,37 +362,11 @@ fn stream_verified<W: Write>(
     out: W,
     bar: &ProgressBar,
 ) -> std::result::Result<FileDigest, Failure> {
-    let mut out = Marked {
-        inner: io::BufWriter::with_capacity(transfer::CHUNK, out),
-        failed: false,
-    };
-    let actual = match transfer::receive_body(conn.reader(), size, &mut out, bar) {
-        Ok(d) => d,
-        Err(e) if out.failed => return Err(Failure::Local(e)),
-        Err(e) => return Err(Failure::Remote(e)),
-    };
+    let mut out = io::BufWriter::with_capacity(transfer::CHUNK, out);
+    let actual = transfer::receive_body(conn.reader(), size, &mut out, bar)?;
     let expected = trailer(conn)?;
     verify(actual, expected)?;
     Ok(expected)
-}
-
-/// A writer that remembers whether a write failed.
-struct Marked<W: Write> {
-    inner: W,
-    failed: bool,
-}
-
-impl<W: Write> Write for Marked<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let r = self.inner.write(buf);
-        self.failed |= r.is_err();
-        r
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        let r = self.inner.flush();
-        self.failed |= r.is_err();
-        r
-    }
 }
 
 /// How an upload ended.
