@@ -10,7 +10,7 @@ use indicatif::ProgressBar;
 
 use super::Node;
 use super::arrivals::Refusal;
-use super::repo::is_hidden;
+use super::repo::{Outgoing, is_hidden};
 use crate::dht::proto::{LIST_BATCH, SUPER_PROTOCOL, SuperRequest, SuperResponse};
 use crate::digest::FileDigest;
 use crate::error::{Error, Result};
@@ -163,6 +163,27 @@ fn receive(
 /// a second thread while their body is sent; shorter ones first.
 const HASH_ALONGSIDE: u64 = 1 << 20;
 
+/// Runs `send` and works out `out`'s digest: from the cache, first for a
+/// short file, or on a second thread while `send` runs for a long one.
+fn digest_while(
+    node: &Node,
+    out: &Outgoing,
+    send: impl FnOnce() -> Result<()>,
+) -> (Result<()>, Result<FileDigest>) {
+    if out.digest.is_some() || out.len < HASH_ALONGSIDE {
+        let digest = node.repo.digest(out);
+        return (send(), digest);
+    }
+    thread::scope(|scope| {
+        let hashing = scope.spawn(|| node.repo.digest(out));
+        let sent = send();
+        let digest = hashing
+            .join()
+            .unwrap_or_else(|_| Err(Error::Stopped("the hashing thread".into())));
+        (sent, digest)
+    })
+}
+
 /// Sends `name` from byte `offset` on, then its digest; or says where it is.
 fn download(node: &Node, conn: &mut Conn, name: &FileName, offset: u64) -> Result<()> {
     let out = match node.repo.open_file(name) {
@@ -186,26 +207,9 @@ fn download(node: &Node, conn: &mut Conn, name: &FileName, offset: u64) -> Resul
             out.file.seek(SeekFrom::Start(offset))?;
         }
         let _serving = node.serving.serving();
-        let digest = match out.digest {
-            Some(d) => Some(Ok(d)),
-            None if out.len < HASH_ALONGSIDE => Some(node.repo.digest(&out)),
-            None => None,
-        };
         conn.queue(&SuperResponse::File { size: out.len })?;
-        let (sent, digest) = thread::scope(|scope| {
-            let hashing = digest
-                .is_none()
-                .then(|| scope.spawn(|| node.repo.digest(&out)));
-            let sent = transfer::send_body_to_socket(&out.file, out.len - offset, conn.writer());
-            let digest = match (digest, hashing) {
-                (Some(d), _) => d,
-                (None, Some(h)) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Stopped("the hashing thread".into()))),
-                // `hashing` is `Some` whenever `digest` is `None`.
-                (None, None) => Err(Error::Stopped("the hashing thread".into())),
-            };
-            (sent, digest)
+        let (sent, digest) = digest_while(node, &out, || {
+            transfer::send_body_to_socket(&out.file, out.len - offset, conn.writer())
         });
         // A body that did not go out whole leaves the connection out of step.
         sent?;
