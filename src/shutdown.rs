@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -54,22 +54,12 @@ impl Shutdown {
     /// Sleeps up to `dur`, returning early (with `true`) if shutdown starts.
     /// Periodic tasks use it instead of `thread::sleep`.
     pub fn wait(&self, dur: Duration) -> bool {
-        let deadline = Instant::now() + dur;
-        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if self.is_triggered() {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            guard = self
-                .changed
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .changed
+            .wait_timeout_while(guard, dur, |_| !self.is_triggered())
+            .unwrap_or_else(PoisonError::into_inner);
+        self.is_triggered()
     }
 
     /// Registers a listening address to poke when shutdown starts, so a

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::lock;
 use crate::name::FileName;
@@ -107,20 +107,11 @@ impl Arrivals {
 
     /// Waits until nothing is being received, up to `limit`.
     pub(super) fn wait_idle(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        let mut st = lock(&self.state);
-        while !st.names.is_empty() {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            st = self
-                .done
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        let (st, _) = self
+            .done
+            .wait_timeout_while(lock(&self.state), limit, |st| !st.names.is_empty())
+            .unwrap_or_else(PoisonError::into_inner);
+        st.names.is_empty()
     }
 }
 

@@ -4,8 +4,8 @@
 //! Lock: `Foreground::active` guards one counter; it is never held across
 //! I/O or while logging.
 
-use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::lock;
 
@@ -39,20 +39,11 @@ impl Foreground {
     /// Waits until no download is being served, at most `limit`. True if
     /// it is quiet.
     pub(super) fn wait_quiet(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        let mut n = lock(&self.active);
-        while *n > 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            n = self
-                .quiet
-                .wait_timeout(n, deadline - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
-        true
+        let (n, _) = self
+            .quiet
+            .wait_timeout_while(lock(&self.active), limit, |n| *n > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *n == 0
     }
 }
 
