@@ -18,87 +18,74 @@ use sha2::{Digest as _, Sha256};
 /// Size of the buffer `hash_reader` reads with.
 pub const HASH_CHUNK: usize = 256 * 1024;
 
-/// A SHA-256 digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Digest(pub [u8; 32]);
+/// Declares a 32-byte digest type: hexadecimal in and out, `Debug` as
+/// `Name(hex)`, and the traits a value type needs.
+macro_rules! digest_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            /// Lower-case hexadecimal, 64 characters.
+            pub fn to_hex(&self) -> String {
+                self.to_string()
+            }
+
+            /// Parses 64 hexadecimal characters.
+            pub fn from_hex(s: &str) -> Option<$name> {
+                let s = s.as_bytes();
+                if s.len() != 64 {
+                    return None;
+                }
+                let mut out = [0u8; 32];
+                for (i, pair) in s.chunks_exact(2).enumerate() {
+                    let hi = (pair[0] as char).to_digit(16)?;
+                    let lo = (pair[1] as char).to_digit(16)?;
+                    out[i] = (hi * 16 + lo) as u8;
+                }
+                Some($name(out))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+    };
+}
+
+digest_type!(
+    /// A SHA-256 digest.
+    Digest
+);
+
+digest_type!(
+    /// A BLAKE3 digest (32 bytes): the integrity check of a file the DHT moves.
+    FileDigest
+);
 
 impl Digest {
     /// The digest of a byte slice.
     pub fn of(bytes: &[u8]) -> Digest {
         Digest(Sha256::digest(bytes).into())
     }
-
-    /// Lower-case hexadecimal, 64 characters.
-    pub fn to_hex(&self) -> String {
-        self.to_string()
-    }
-
-    /// Parses 64 hexadecimal characters.
-    pub fn from_hex(s: &str) -> Option<Digest> {
-        parse_hex(s).map(Digest)
-    }
 }
-
-/// 64 hexadecimal characters as 32 bytes.
-fn parse_hex(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
-/// Writes 32 bytes as lower-case hexadecimal.
-fn write_hex(bytes: &[u8; 32], f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
-    }
-    Ok(())
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(&self.0, f)
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({self})")
-    }
-}
-
-/// A BLAKE3 digest (32 bytes): the integrity check of a file the DHT moves.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct FileDigest(pub [u8; 32]);
 
 impl FileDigest {
     /// The digest of a byte slice.
     pub fn of(bytes: &[u8]) -> FileDigest {
         FileDigest(*blake3::hash(bytes).as_bytes())
-    }
-
-    /// Parses 64 hexadecimal characters.
-    pub fn from_hex(s: &str) -> Option<FileDigest> {
-        parse_hex(s).map(FileDigest)
-    }
-}
-
-impl fmt::Display for FileDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(&self.0, f)
-    }
-}
-
-impl fmt::Debug for FileDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FileDigest({self})")
     }
 }
 
