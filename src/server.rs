@@ -624,7 +624,7 @@ impl Server {
             shutdown,
             registry,
         } = self;
-        shutdown.wake_on(local);
+        shutdown.wake_on(&listener)?;
         let watchdog = {
             let registry = registry.clone();
             let shutdown = shutdown.clone();
