@@ -703,20 +703,12 @@ impl std::fmt::Debug for Server {
 /// synchronizer, so that on a busy machine the clients being served get
 /// the CPU first. A refusal is harmless and ignored.
 pub fn background_priority(nice: i32) {
+    // On Linux, PRIO_PROCESS with a thread id sets that one thread's nice
+    // value (elsewhere it would be the whole process's).
     #[cfg(target_os = "linux")]
     {
-        unsafe extern "C" {
-            fn gettid() -> i32;
-            // int setpriority(int which, id_t who, int prio);
-            fn setpriority(which: i32, who: u32, prio: i32) -> i32;
-        }
-        const PRIO_PROCESS: i32 = 0;
-        // SAFETY: plain system calls on integers; on Linux, PRIO_PROCESS
-        // with a thread id sets that one thread's nice value.
-        unsafe {
-            let tid = gettid();
-            let _ = setpriority(PRIO_PROCESS, tid as u32, nice.clamp(0, 19));
-        }
+        let tid = rustix::thread::gettid();
+        let _ = rustix::process::setpriority_process(Some(tid), nice.clamp(0, 19));
     }
     #[cfg(not(target_os = "linux"))]
     let _ = nice;
