@@ -12,9 +12,10 @@
 //! - a neighbour (ID port 0): a protected link (evicted last) with the long
 //!   `--link-idle-timeout`, since the protocol has no keep-alive.
 //!
-//! Each kind has a cap (`--max-clients`, `--max-links`); when a kind is
-//! full, its member idle longest is dropped for the newcomer, with a line on
-//! stderr, so N silent sockets never lock a real client out.
+//! Each kind is a connection class of the server core with a cap of its own
+//! (`--max-clients`, `--max-links`); when a kind is full, its member idle
+//! longest is dropped for the newcomer, with a line on stderr, so N silent
+//! sockets never lock a real client out.
 //!
 //! **Links.** Each outgoing neighbour link has a reader thread; every
 //! neighbour link has one writer thread fed by a bounded channel, so floods
@@ -28,9 +29,8 @@
 //! answers to everyone else still go out. Answers over either bound are
 //! dropped and counted.
 //!
-//! **Locks.** `links`, `seen`, `answers` and each kind's table are separate
-//! mutexes; no code path holds two, and none is held during socket I/O or
-//! logging.
+//! **Locks.** `links`, `seen` and `answers` are separate mutexes; no code
+//! path holds two, and none is held during socket I/O or logging.
 //!
 //! Events go to stdout, one line each (tests and demos wait on them):
 //!
@@ -69,8 +69,9 @@ use super::kvfile::KvStore;
 use super::wire::{self, Flood, Message, Text};
 use crate::cli::Level;
 use crate::error::{Result, ResultExt};
+use crate::log::Throttle;
 use crate::net::{self, SharedStream, Timeouts};
-use crate::server::{Limits, Server, Session};
+use crate::server::{ConnClass, Limits, Server, Session};
 use crate::shutdown::Shutdown;
 
 /// The TTL a servent gives the floods it starts, unless told otherwise.
@@ -112,11 +113,6 @@ const MAX_ANSWERS_PER_ORIGIN: usize = 4;
 /// is a few hundred bytes to a client that is waiting for it; an origin that
 /// does not take it this fast is not waiting.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Lines a second about dropped answers or evicted connections; the rest
-/// are counted and summed up in the next line that gets through (`-v` logs
-/// them all).
-const LOG_LINES_PER_SEC: u32 = 5;
 
 /// How a servent runs.
 #[derive(Debug, Clone)]
@@ -242,134 +238,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Diagnostics that may come in bursts (an attack): at most
-/// [`LOG_LINES_PER_SEC`] a second, the rest counted into the next line.
-struct Throttle {
-    all: bool,
-    state: Mutex<(Instant, u32, u64)>,
-}
-
-impl Throttle {
-    fn new(all: bool) -> Throttle {
-        Throttle {
-            all,
-            state: Mutex::new((Instant::now(), 0, 0)),
-        }
-    }
-
-    fn diag(&self, line: impl FnOnce() -> String) {
-        let suppressed = {
-            let mut st = lock(&self.state);
-            let now = Instant::now();
-            if now.duration_since(st.0) >= Duration::from_secs(1) {
-                *st = (now, 0, st.2);
-            }
-            if !self.all && st.1 >= LOG_LINES_PER_SEC {
-                st.2 += 1;
-                return;
-            }
-            st.1 += 1;
-            std::mem::take(&mut st.2)
-        };
-        match suppressed {
-            0 => crate::diag!("{}", line()),
-            n => crate::diag!("{} (and {n} more like it)", line()),
-        }
-    }
-}
-
-/// One member of a kind, as its kind's table sees it.
-struct MemberState {
-    peer: SocketAddr,
-    stream: Arc<TcpStream>,
-    /// Since when it has been waiting for its next message; None while a
-    /// message is coming in or being handled.
-    idle_since: Option<Instant>,
-}
-
-/// The connections of one kind (clients, accepted neighbour links), at
-/// most `max` at once.
-struct Kind {
-    what: &'static str,
-    max: usize,
-    table: Mutex<(u64, HashMap<u64, MemberState>)>,
-}
-
-impl Kind {
-    fn new(what: &'static str, max: usize) -> Kind {
-        Kind {
-            what,
-            max: max.max(1),
-            table: Mutex::new((0, HashMap::new())),
-        }
-    }
-
-    /// Adds a connection, first dropping the member idle longest (or, if
-    /// none is idle, one in the middle of a message) when the kind is full.
-    fn join(&self, session: &Session, log: &Throttle) -> Member<'_> {
-        let peer = session.peer();
-        let now = Instant::now();
-        let (id, victim) = {
-            let mut table = lock(&self.table);
-            let mut victim = None;
-            if table.1.len() >= self.max {
-                let chosen = table
-                    .1
-                    .iter()
-                    .min_by_key(|(_, m)| (m.idle_since.is_none(), m.idle_since))
-                    .map(|(&id, _)| id);
-                victim = chosen.and_then(|id| table.1.remove(&id));
-            }
-            table.0 += 1;
-            let id = table.0;
-            table.1.insert(
-                id,
-                MemberState {
-                    peer,
-                    stream: session.shared_stream(),
-                    idle_since: None,
-                },
-            );
-            (id, victim)
-        };
-        if let Some(v) = victim {
-            net::close(&v.stream);
-            let what = match v.idle_since {
-                Some(t) => format!("idle for {:.1}s", now.duration_since(t).as_secs_f64()),
-                None => "in the middle of a message".to_string(),
-            };
-            log.diag(|| {
-                format!(
-                    "{}: dropped ({what}): already {} {} open and {peer} is new",
-                    v.peer, self.max, self.what
-                )
-            });
-        }
-        Member { kind: self, id }
-    }
-}
-
-/// A place in a kind, given back on drop.
-struct Member<'a> {
-    kind: &'a Kind,
-    id: u64,
-}
-
-impl Member<'_> {
-    /// Marks the member waiting for its next message (true) or in one.
-    fn waiting(&self, idle: bool) {
-        if let Some(m) = lock(&self.kind.table).1.get_mut(&self.id) {
-            m.idle_since = idle.then(Instant::now);
-        }
-    }
-}
-
-impl Drop for Member<'_> {
-    fn drop(&mut self) {
-        lock(&self.kind.table).1.remove(&self.id);
-    }
-}
-
 /// Why an answer was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Busy {
@@ -439,14 +307,14 @@ struct Servent {
     seen: Mutex<Seen>,
     stats: Stats,
     answers: Answers,
-    clients: Kind,
-    links_in: Kind,
+    /// Client connections, capped by `--max-clients`.
+    clients: ConnClass,
+    /// Accepted neighbour links, capped by `--max-links`.
+    links_in: ConnClass,
     /// Dropped answers.
     drops: Throttle,
     /// Answers that failed.
     failures: Throttle,
-    /// Evicted clients and links.
-    evictions: Throttle,
     /// Connections without a valid ID, clients sending garbage or vanishing
     /// in the middle of a message.
     conn_errors: Throttle,
@@ -480,16 +348,10 @@ fn next_message(r: &mut BufReader<SharedStream>) -> Result<Option<Message>> {
 /// The next message on an accepted connection: idle until its first byte,
 /// then the whole of it within the request deadline, then busy while it is
 /// handled.
-fn next_request(
-    session: &Session,
-    member: &Member<'_>,
-    r: &mut BufReader<SharedStream>,
-) -> Result<Option<Message>> {
-    member.waiting(true);
+fn next_request(session: &Session, r: &mut BufReader<SharedStream>) -> Result<Option<Message>> {
     if !session.await_request(r)? {
         return Ok(None);
     }
-    member.waiting(false);
     let msg = wire::read_message(r);
     session.busy();
     msg
@@ -510,9 +372,11 @@ fn own_address(stream: &TcpStream, port: u16) -> io::Result<String> {
 pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
     let kv = KvStore::load(&config.kv_file)?;
     let listen = SocketAddr::new(config.bind, config.port);
-    let server = Server::bind(&listen.to_string(), config.limits, shutdown.clone())?;
+    let mut server = Server::bind(&listen.to_string(), config.limits, shutdown.clone())?;
     let port = server.local_addr().port();
     let verbose = config.level == Level::Verbose;
+    let clients = server.class("client connections", config.max_clients, verbose);
+    let links_in = server.class("neighbour links", config.max_links, verbose);
     let servent = Arc::new(Servent {
         kv,
         port,
@@ -524,11 +388,10 @@ pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
         seen: Mutex::new(Seen::new(config.seen_for, SEEN_CAP)),
         stats: Stats::default(),
         answers: Answers::default(),
-        clients: Kind::new("client connections", config.max_clients),
-        links_in: Kind::new("neighbour links", config.max_links),
+        clients,
+        links_in,
         drops: Throttle::new(verbose),
         failures: Throttle::new(verbose),
-        evictions: Throttle::new(verbose),
         conn_errors: Throttle::new(verbose),
     });
 
@@ -660,7 +523,7 @@ impl Servent {
     /// misbehaves or is dropped for a newcomer.
     fn link_in(self: &Arc<Self>, session: &Session, r: &mut BufReader<SharedStream>) {
         let peer = session.peer();
-        let member = self.links_in.join(session, &self.evictions);
+        session.join_class(self.links_in);
         let id = match self.open_link(session.stream(), peer) {
             Ok(id) => id,
             Err(e) => {
@@ -671,7 +534,7 @@ impl Servent {
         crate::event!("link in {peer}");
         let me = own_address(session.stream(), self.port);
         loop {
-            match next_request(session, &member, r) {
+            match next_request(session, r) {
                 Ok(Some(msg)) => self.on_link_message(msg, id, peer, &me),
                 Ok(None) => break,
                 Err(e) => {
@@ -736,12 +599,12 @@ impl Servent {
             );
             return;
         };
-        let member = self.clients.join(session, &self.evictions);
+        session.join_class(self.clients);
         let origin = SocketAddrV4::new(ip, port);
         let me = own_address(session.stream(), self.port);
         crate::event!("client {peer} answers to {origin}");
         loop {
-            match next_request(session, &member, r) {
+            match next_request(session, r) {
                 Ok(None) => break,
                 Ok(Some(Message::KeyReq { seq, key })) => {
                     self.on_request(Query::Key, seq, key, origin, &me)
@@ -1009,24 +872,6 @@ mod tests {
         let t = lock(&a.table);
         assert_eq!(t.0, 0);
         assert!(t.1.is_empty(), "no origin left behind");
-    }
-
-    #[test]
-    fn bursts_of_lines_are_counted_not_printed() {
-        let t = Throttle::new(false);
-        for _ in 0..12 {
-            t.diag(|| "test line from the throttle".into());
-        }
-        let st = lock(&t.state);
-        assert_eq!(
-            (st.1, st.2),
-            (LOG_LINES_PER_SEC, 12 - u64::from(LOG_LINES_PER_SEC))
-        );
-        let all = Throttle::new(true);
-        for _ in 0..12 {
-            all.diag(|| "test line from the throttle".into());
-        }
-        assert_eq!(lock(&all.state).2, 0);
     }
 
     #[test]
