@@ -54,16 +54,23 @@
 //! connections from clients) are at most five a second of each sort, the
 //! rest counted into the next; `-v` logs every one.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::net::{IpAddr, SocketAddr, SocketAddrV4, TcpStream};
+use std::io::{self, BufReader, Write};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod answers;
+mod links;
+mod seen;
+
+use answers::Answers;
+use links::{LinkId, Links, own_address};
+use seen::{QueryId, Seen};
 
 use super::kvfile::KvStore;
 use super::wire::{self, Flood, Message, Text};
@@ -96,23 +103,6 @@ pub const DEFAULT_LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// At most this many queries are remembered at once, whatever their age.
 const SEEN_CAP: usize = 65_536;
-
-/// Floods queued for one neighbour before new ones are dropped for it.
-const LINK_QUEUE: usize = 1024;
-
-/// Answers being sent at once; beyond this an answer is dropped.
-const MAX_ANSWERS_IN_FLIGHT: usize = 64;
-
-/// Answers being sent at once to one origin `IP:PORT`; beyond this an
-/// answer to it is dropped. A client waiting for its answers accepts them as
-/// fast as they come, so a few at a time is plenty; an origin that does not
-/// accept holds no more than these.
-const MAX_ANSWERS_PER_ORIGIN: usize = 4;
-
-/// How long one answer may take, connecting and writing together. An answer
-/// is a few hundred bytes to a client that is waiting for it; an origin that
-/// does not take it this fast is not waiting.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a servent runs.
 #[derive(Debug, Clone)]
@@ -154,45 +144,6 @@ impl fmt::Display for Query {
             Query::Key => "key",
             Query::Topo => "topo",
         })
-    }
-}
-
-/// A query's identity: the client's answer address and its sequence number.
-type QueryId = (SocketAddrV4, u32);
-
-/// The queries already seen, forgotten after a while or when too many.
-#[derive(Debug)]
-struct Seen {
-    set: HashSet<QueryId>,
-    order: VecDeque<(Instant, QueryId)>,
-    keep: Duration,
-    cap: usize,
-}
-
-impl Seen {
-    fn new(keep: Duration, cap: usize) -> Seen {
-        Seen {
-            set: HashSet::new(),
-            order: VecDeque::new(),
-            keep,
-            cap: cap.max(1),
-        }
-    }
-
-    /// Records `id` as seen at `now`; false if it was already seen.
-    fn insert(&mut self, id: QueryId, now: Instant) -> bool {
-        while let Some(&(at, old)) = self.order.front() {
-            if now.saturating_duration_since(at) < self.keep && self.order.len() < self.cap {
-                break;
-            }
-            self.order.pop_front();
-            self.set.remove(&old);
-        }
-        if !self.set.insert(id) {
-            return false;
-        }
-        self.order.push_back((now, id));
-        true
     }
 }
 
@@ -238,63 +189,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Why an answer was not sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Busy {
-    /// [`MAX_ANSWERS_IN_FLIGHT`] are being sent.
-    All,
-    /// [`MAX_ANSWERS_PER_ORIGIN`] are being sent to this origin.
-    Origin,
-}
-
-/// Answers in flight, in all and per origin.
-#[derive(Debug, Default)]
-struct Answers {
-    table: Mutex<(usize, HashMap<SocketAddrV4, usize>)>,
-}
-
-impl Answers {
-    /// Takes a slot for an answer to `origin`; give it back with `done`.
-    fn take(&self, origin: SocketAddrV4) -> std::result::Result<(), Busy> {
-        let mut t = lock(&self.table);
-        if t.0 >= MAX_ANSWERS_IN_FLIGHT {
-            return Err(Busy::All);
-        }
-        let n = t.1.entry(origin).or_insert(0);
-        if *n >= MAX_ANSWERS_PER_ORIGIN {
-            return Err(Busy::Origin);
-        }
-        *n += 1;
-        t.0 += 1;
-        Ok(())
-    }
-
-    fn done(&self, origin: SocketAddrV4) {
-        let mut t = lock(&self.table);
-        t.0 = t.0.saturating_sub(1);
-        if let Some(n) = t.1.get_mut(&origin) {
-            *n -= 1;
-            if *n == 0 {
-                t.1.remove(&origin);
-            }
-        }
-    }
-}
-
-type LinkId = u64;
-
-/// The sending side of one neighbour link.
-struct LinkTx {
-    peer: SocketAddr,
-    tx: SyncSender<Arc<[u8]>>,
-}
-
-#[derive(Default)]
-struct Links {
-    next: LinkId,
-    map: HashMap<LinkId, LinkTx>,
-}
-
 struct Servent {
     kv: KvStore,
     /// The listening port, reported in topology paths.
@@ -320,31 +214,6 @@ struct Servent {
     conn_errors: Throttle,
 }
 
-/// Waits, with no deadline, for the next message on a link this servent
-/// opened, then reads the whole of it under the I/O timeout (a peer that
-/// stops half way through a message is cut off; an idle link is not). A
-/// read timeout before the first byte has consumed nothing and is simply
-/// waited out again.
-fn next_message(r: &mut BufReader<SharedStream>) -> Result<Option<Message>> {
-    loop {
-        match r.fill_buf() {
-            Ok([]) => return Ok(None),
-            Ok(_) => return wire::read_message(r),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 /// The next message on an accepted connection: idle until its first byte,
 /// then the whole of it within the request deadline, then busy while it is
 /// handled.
@@ -355,17 +224,6 @@ fn next_request(session: &Session, r: &mut BufReader<SharedStream>) -> Result<Op
     let msg = wire::read_message(r);
     session.busy();
     msg
-}
-
-/// `ip:port` of this servent as seen through `stream`: the socket's local
-/// IP and the listening port.
-fn own_address(stream: &TcpStream, port: u16) -> io::Result<String> {
-    let ip = stream.local_addr()?.ip();
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    Ok(net::host_port(&ip.to_string(), port))
 }
 
 /// Runs a servent until `shutdown` triggers, then prints the stats line.
@@ -434,57 +292,6 @@ impl Servent {
         }
     }
 
-    /// Registers a neighbour link for flooding and starts its writer.
-    fn open_link(self: &Arc<Self>, stream: &TcpStream, peer: SocketAddr) -> Result<LinkId> {
-        let writer = stream.try_clone()?;
-        let (tx, rx) = sync_channel(LINK_QUEUE);
-        let id = {
-            let mut links = lock(&self.links);
-            links.next += 1;
-            let id = links.next;
-            links.map.insert(id, LinkTx { peer, tx });
-            id
-        };
-        let s = self.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("send {peer}"))
-            .spawn(move || s.write_link(writer, rx, peer));
-        if let Err(e) = spawned {
-            lock(&self.links).map.remove(&id);
-            return Err(e.into());
-        }
-        Ok(id)
-    }
-
-    /// The writer of one link: sends what the channel brings, batching what
-    /// is already queued into one flush, until the link is removed.
-    fn write_link(&self, stream: TcpStream, rx: Receiver<Arc<[u8]>>, peer: SocketAddr) {
-        let mut w = BufWriter::new(&stream);
-        while let Ok(first) = rx.recv() {
-            let mut n = 1;
-            let mut res = w.write_all(&first);
-            while res.is_ok() {
-                match rx.try_recv() {
-                    Ok(more) => {
-                        n += 1;
-                        res = w.write_all(&more);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if let Err(e) = res.and_then(|()| w.flush()) {
-                crate::diag!(
-                    "link {peer}: sending failed: {}; closing it",
-                    crate::error::describe_io(&e)
-                );
-                // The reader notices, logs and unregisters the link.
-                net::close(&stream);
-                return;
-            }
-            bump(&self.stats.sent, n);
-        }
-    }
-
     /// An accepted connection: its ID, due within the request deadline,
     /// says whether a servent or a client is on the other end.
     fn accepted(self: &Arc<Self>, session: Session) {
@@ -516,73 +323,6 @@ impl Servent {
                         .diag(|| format!("{peer}: {e}; closing the connection"));
                 }
             }
-        }
-    }
-
-    /// Reads floods from a neighbour that connected to us until it leaves,
-    /// misbehaves or is dropped for a newcomer.
-    fn link_in(self: &Arc<Self>, session: &Session, r: &mut BufReader<SharedStream>) {
-        let peer = session.peer();
-        session.join_class(self.links_in);
-        let id = match self.open_link(session.stream(), peer) {
-            Ok(id) => id,
-            Err(e) => {
-                crate::diag!("link {peer}: cannot start it: {e}");
-                return;
-            }
-        };
-        crate::event!("link in {peer}");
-        let me = own_address(session.stream(), self.port);
-        loop {
-            match next_request(session, r) {
-                Ok(Some(msg)) => self.on_link_message(msg, id, peer, &me),
-                Ok(None) => break,
-                Err(e) => {
-                    if !session.is_closed() {
-                        crate::diag!("link {peer}: {e}; closing it");
-                    }
-                    break;
-                }
-            }
-        }
-        lock(&self.links).map.remove(&id);
-        crate::event!("link closed {peer}");
-    }
-
-    /// Reads floods from a link this servent opened until it closes.
-    fn outgoing_link(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, id: LinkId) {
-        let me = own_address(&stream, self.port);
-        let mut r = BufReader::new(SharedStream::new(Arc::new(stream)));
-        loop {
-            match next_message(&mut r) {
-                Ok(Some(msg)) => self.on_link_message(msg, id, peer, &me),
-                Ok(None) => break,
-                Err(e) => {
-                    crate::diag!("link {peer}: {e}; closing it");
-                    break;
-                }
-            }
-        }
-        lock(&self.links).map.remove(&id);
-        net::close(r.get_ref().tcp());
-        crate::event!("link closed {peer}");
-    }
-
-    /// One message from a neighbour.
-    fn on_link_message(
-        self: &Arc<Self>,
-        msg: Message,
-        id: LinkId,
-        peer: SocketAddr,
-        me: &io::Result<String>,
-    ) {
-        match msg {
-            Message::KeyFlood(f) => self.on_flood(Query::Key, f, id, peer, me),
-            Message::TopoFlood(f) => self.on_flood(Query::Topo, f, id, peer, me),
-            other => crate::diag!(
-                "link {peer}: unexpected {} from a servent, ignored",
-                other.name()
-            ),
         }
     }
 
@@ -758,45 +498,6 @@ impl Servent {
             "forwarded {origin} seq {seq} ttl {ttl} to {queued} links"
         ));
     }
-
-    /// Sends one RESP to the client on a new connection, from its own
-    /// thread, if the answer bounds allow; else drops it with a counted line.
-    fn answer(self: &Arc<Self>, origin: SocketAddrV4, seq: u32, value: Text) {
-        if let Err(busy) = self.answers.take(origin) {
-            bump(&self.stats.dropped, 1);
-            let why = match busy {
-                Busy::All => format!("{MAX_ANSWERS_IN_FLIGHT} answers already in flight"),
-                Busy::Origin => {
-                    format!("{MAX_ANSWERS_PER_ORIGIN} answers to it already in flight")
-                }
-            };
-            let total = self.stats.dropped.load(Ordering::Relaxed);
-            self.drops.diag(|| {
-                format!("answer to {origin} seq {seq} dropped: {why} ({total} dropped so far)")
-            });
-            return;
-        }
-        let s = self.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("answer {origin}"))
-            .spawn(move || {
-                let res = send_answer(origin, seq, value, &s.timeouts);
-                s.answers.done(origin);
-                match res {
-                    Ok(()) => {
-                        bump(&s.stats.answers, 1);
-                        s.event(format_args!("answered {origin} seq {seq}"));
-                    }
-                    Err(e) => s
-                        .failures
-                        .diag(|| format!("answer to {origin} seq {seq}: {e}")),
-                }
-            });
-        if let Err(e) = spawned {
-            self.answers.done(origin);
-            crate::diag!("answer to {origin} seq {seq}: no thread: {e}");
-        }
-    }
 }
 
 /// This servent's address as the first entry of a topology path.
@@ -811,100 +512,5 @@ fn path_start(me: &io::Result<String>) -> Option<Text> {
             crate::diag!("own address unknown: {e}");
             None
         }
-    }
-}
-
-/// Connects to `origin` and writes one RESP, all within [`ANSWER_TIMEOUT`]
-/// (or the servent's own timeouts, if shorter).
-fn send_answer(origin: SocketAddrV4, seq: u32, value: Text, t: &Timeouts) -> Result<()> {
-    let deadline = Instant::now() + ANSWER_TIMEOUT.min(t.io);
-    let connect = t.connect.min(ANSWER_TIMEOUT);
-    let stream =
-        TcpStream::connect_timeout(&SocketAddr::V4(origin), connect).doing(|| "connecting")?;
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(10));
-    stream.set_write_timeout(Some(left))?;
-    let _ = stream.set_nodelay(true);
-    (&stream)
-        .write_all(&Message::Resp { seq, value }.encode())
-        .doing(|| "sending")?;
-    // Half-close so the client sees the end of the answer; it may already
-    // have closed its side, which is fine.
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::Ipv4Addr;
-
-    fn id(port: u16, seq: u32) -> QueryId {
-        (SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), seq)
-    }
-
-    #[test]
-    fn answers_are_bounded_per_origin_and_in_all() {
-        let a = Answers::default();
-        let o = |port| SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-        for _ in 0..MAX_ANSWERS_PER_ORIGIN {
-            assert_eq!(a.take(o(1)), Ok(()));
-        }
-        assert_eq!(a.take(o(1)), Err(Busy::Origin));
-        // Another origin still gets its answers.
-        assert_eq!(a.take(o(2)), Ok(()));
-        a.done(o(1));
-        assert_eq!(a.take(o(1)), Ok(()));
-        let mut port = 3;
-        while a.take(o(port)).is_ok() {
-            port += 1;
-        }
-        assert_eq!(a.take(o(port + 1)), Err(Busy::All));
-        assert_eq!(lock(&a.table).0, MAX_ANSWERS_IN_FLIGHT);
-        for p in 3..port {
-            a.done(o(p));
-        }
-        a.done(o(2));
-        for _ in 0..MAX_ANSWERS_PER_ORIGIN {
-            a.done(o(1));
-        }
-        let t = lock(&a.table);
-        assert_eq!(t.0, 0);
-        assert!(t.1.is_empty(), "no origin left behind");
-    }
-
-    #[test]
-    fn seen_drops_repeats() {
-        let mut s = Seen::new(Duration::from_secs(10), 100);
-        let t = Instant::now();
-        assert!(s.insert(id(1, 0), t));
-        assert!(!s.insert(id(1, 0), t));
-        assert!(s.insert(id(1, 1), t));
-        assert!(s.insert(id(2, 0), t));
-        assert_eq!(s.set.len(), 3);
-    }
-
-    #[test]
-    fn seen_forgets_after_a_while() {
-        let mut s = Seen::new(Duration::from_secs(10), 100);
-        let t = Instant::now();
-        assert!(s.insert(id(1, 0), t));
-        assert!(!s.insert(id(1, 0), t + Duration::from_secs(9)));
-        assert!(s.insert(id(1, 0), t + Duration::from_secs(10)));
-        assert_eq!(s.set.len(), 1);
-    }
-
-    #[test]
-    fn seen_stays_under_its_cap() {
-        let mut s = Seen::new(Duration::from_secs(3600), 50);
-        let t = Instant::now();
-        for seq in 0..10_000 {
-            assert!(s.insert(id(9, seq), t));
-            assert!(s.set.len() <= 50);
-        }
-        // The oldest were evicted, the newest remembered.
-        assert!(!s.insert(id(9, 9_999), t));
-        assert!(s.insert(id(9, 0), t));
     }
 }
