@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::time;
-use super::wire::{self, Answer, Body, DateTime, Field, GetFile, Op, Request, get_file};
+use super::wire::{self, Answer, Body, DateTime, Field, GetFile, Op, Refusal, Request, get_file};
 use crate::error::{Error, Result};
 use crate::name::FileName;
 use crate::net::{self, SharedStream, Timeouts};
@@ -58,39 +58,42 @@ pub struct Options {
 
 /// The course's message for `op`'s result `code`.
 pub fn message(op: Op, code: u8) -> &'static str {
-    match (op, code) {
-        (Op::Register, 0) => "REGISTER OK",
-        (Op::Register, 1) => "USERNAME IN USE",
+    use Refusal::*;
+    match (op, Refusal::from_code(op, code)) {
+        (Op::Register, None) => "REGISTER OK",
+        (Op::Register, Some(NameInUse)) => "USERNAME IN USE",
         (Op::Register, _) => "REGISTER FAIL",
-        (Op::Unregister, 0) => "UNREGISTER OK",
-        (Op::Unregister, 1) => "USER DOES NOT EXIST",
+        (Op::Unregister, None) => "UNREGISTER OK",
+        (Op::Unregister, Some(NoSuchUser)) => "USER DOES NOT EXIST",
         (Op::Unregister, _) => "UNREGISTER FAIL",
-        (Op::Connect, 0) => "CONNECT OK",
-        (Op::Connect, 1) => "CONNECT FAIL, USER DOES NOT EXIST",
-        (Op::Connect, 2) => "USER ALREADY CONNECTED",
+        (Op::Connect, None) => "CONNECT OK",
+        (Op::Connect, Some(NoSuchUser)) => "CONNECT FAIL, USER DOES NOT EXIST",
+        (Op::Connect, Some(AlreadyConnected)) => "USER ALREADY CONNECTED",
         (Op::Connect, _) => "CONNECT FAIL",
-        (Op::Publish, 0) => "PUBLISH OK",
-        (Op::Publish, 1) => "PUBLISH FAIL, USER DOES NOT EXIST",
-        (Op::Publish, 2) => "PUBLISH FAIL, USER NOT CONNECTED",
-        (Op::Publish, 3) => "PUBLISH FAIL, CONTENT ALREADY PUBLISHED",
+        (Op::Publish, None) => "PUBLISH OK",
+        (Op::Publish, Some(NoSuchUser)) => "PUBLISH FAIL, USER DOES NOT EXIST",
+        (Op::Publish, Some(NotConnected)) => "PUBLISH FAIL, USER NOT CONNECTED",
+        (Op::Publish, Some(AlreadyPublished)) => "PUBLISH FAIL, CONTENT ALREADY PUBLISHED",
         (Op::Publish, _) => "PUBLISH FAIL",
-        (Op::Delete, 0) => "DELETE OK",
-        (Op::Delete, 1) => "DELETE FAIL, USER DOES NOT EXIST",
-        (Op::Delete, 2) => "DELETE FAIL, USER NOT CONNECTED",
-        (Op::Delete, 3) => "DELETE FAIL, CONTENT NOT PUBLISHED",
+        (Op::Delete, None) => "DELETE OK",
+        (Op::Delete, Some(NoSuchUser)) => "DELETE FAIL, USER DOES NOT EXIST",
+        (Op::Delete, Some(NotConnected)) => "DELETE FAIL, USER NOT CONNECTED",
+        (Op::Delete, Some(NotPublished)) => "DELETE FAIL, CONTENT NOT PUBLISHED",
         (Op::Delete, _) => "DELETE FAIL",
-        (Op::ListUsers, 0) => "LIST_USERS OK",
-        (Op::ListUsers, 1) => "LIST_USERS FAIL, USER DOES NOT EXIST",
-        (Op::ListUsers, 2) => "LIST_USERS FAIL, USER NOT CONNECTED",
+        (Op::ListUsers, None) => "LIST_USERS OK",
+        (Op::ListUsers, Some(NoSuchUser)) => "LIST_USERS FAIL, USER DOES NOT EXIST",
+        (Op::ListUsers, Some(NotConnected)) => "LIST_USERS FAIL, USER NOT CONNECTED",
         (Op::ListUsers, _) => "LIST_USERS FAIL",
-        (Op::ListContent, 0) => "LIST_CONTENT OK",
-        (Op::ListContent, 1) => "LIST_CONTENT FAIL, USER DOES NOT EXIST",
-        (Op::ListContent, 2) => "LIST_CONTENT FAIL, USER NOT CONNECTED",
-        (Op::ListContent, 3) => "LIST_CONTENT FAIL, REMOTE USER DOES NOT EXIST",
+        (Op::ListContent, None) => "LIST_CONTENT OK",
+        (Op::ListContent, Some(NoSuchUser)) => "LIST_CONTENT FAIL, USER DOES NOT EXIST",
+        (Op::ListContent, Some(NotConnected)) => "LIST_CONTENT FAIL, USER NOT CONNECTED",
+        (Op::ListContent, Some(NoSuchRemoteUser)) => {
+            "LIST_CONTENT FAIL, REMOTE USER DOES NOT EXIST"
+        }
         (Op::ListContent, _) => "LIST_CONTENT FAIL",
-        (Op::Disconnect, 0) => "DISCONNECT OK",
-        (Op::Disconnect, 1) => "DISCONNECT FAIL / USER DOES NOT EXIST",
-        (Op::Disconnect, 2) => "DISCONNECT FAIL / USER NOT CONNECTED",
+        (Op::Disconnect, None) => "DISCONNECT OK",
+        (Op::Disconnect, Some(NoSuchUser)) => "DISCONNECT FAIL / USER DOES NOT EXIST",
+        (Op::Disconnect, Some(NotConnected)) => "DISCONNECT FAIL / USER NOT CONNECTED",
         (Op::Disconnect, _) => "DISCONNECT FAIL",
     }
 }

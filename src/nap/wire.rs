@@ -265,7 +265,8 @@ impl Op {
         Op::ALL.into_iter().find(|op| op.name().as_bytes() == s)
     }
 
-    /// The result code meaning "failed for another reason".
+    /// The result code meaning "failed for another reason"
+    /// ([`Refusal::Failed`]).
     pub fn fail_code(self) -> u8 {
         match self {
             Op::Register | Op::Unregister => 2,
@@ -281,6 +282,59 @@ impl Op {
             Op::Delete | Op::ListContent => 1,
             Op::Connect | Op::Publish => 2,
         }
+    }
+}
+
+/// Why the server refused an operation: the course's result codes, typed.
+/// A code means one refusal per operation ([`Refusal::code`]) and is read
+/// back the same way ([`Refusal::from_code`]); 0 is success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// REGISTER: the name is taken (1).
+    NameInUse,
+    /// The user is not registered (1).
+    NoSuchUser,
+    /// CONNECT: the user is connected already (2).
+    AlreadyConnected,
+    /// The user is not connected (2).
+    NotConnected,
+    /// PUBLISH: the file is published already (3).
+    AlreadyPublished,
+    /// DELETE: no such published file (3).
+    NotPublished,
+    /// LIST_CONTENT: the remote user is not registered (3).
+    NoSuchRemoteUser,
+    /// Anything else (a bad field, a change that could not be saved, no
+    /// answer at all): the operation's FAIL code.
+    Failed,
+}
+
+impl Refusal {
+    /// The result code this refusal is for `op`.
+    pub fn code(self, op: Op) -> u8 {
+        match self {
+            Refusal::NameInUse | Refusal::NoSuchUser => 1,
+            Refusal::AlreadyConnected | Refusal::NotConnected => 2,
+            Refusal::AlreadyPublished | Refusal::NotPublished | Refusal::NoSuchRemoteUser => 3,
+            Refusal::Failed => op.fail_code(),
+        }
+    }
+
+    /// What result `code` to `op` means: `None` for success; a code with
+    /// no meaning for `op` is `Failed`.
+    pub fn from_code(op: Op, code: u8) -> Option<Refusal> {
+        Some(match (op, code) {
+            (_, 0) => return None,
+            (Op::Register, 1) => Refusal::NameInUse,
+            (_, 1) => Refusal::NoSuchUser,
+            (Op::Connect, 2) => Refusal::AlreadyConnected,
+            (Op::Register | Op::Unregister | Op::Connect, _) => Refusal::Failed,
+            (_, 2) => Refusal::NotConnected,
+            (Op::Publish, 3) => Refusal::AlreadyPublished,
+            (Op::Delete, 3) => Refusal::NotPublished,
+            (Op::ListContent, 3) => Refusal::NoSuchRemoteUser,
+            _ => Refusal::Failed,
+        })
     }
 }
 
@@ -880,6 +934,44 @@ mod tests {
                 why: FieldError::NotUtf8
             }
         );
+    }
+
+    #[test]
+    fn every_refusal_has_one_code_per_operation_and_reads_back() {
+        use Refusal::*;
+        // The refusals each operation can give, as the course's table has them.
+        let table: [(Op, &[Refusal]); 8] = [
+            (Op::Register, &[NameInUse, Failed]),
+            (Op::Unregister, &[NoSuchUser, Failed]),
+            (Op::Connect, &[NoSuchUser, AlreadyConnected, Failed]),
+            (
+                Op::Publish,
+                &[NoSuchUser, NotConnected, AlreadyPublished, Failed],
+            ),
+            (
+                Op::Delete,
+                &[NoSuchUser, NotConnected, NotPublished, Failed],
+            ),
+            (Op::ListUsers, &[NoSuchUser, NotConnected, Failed]),
+            (
+                Op::ListContent,
+                &[NoSuchUser, NotConnected, NoSuchRemoteUser, Failed],
+            ),
+            (Op::Disconnect, &[NoSuchUser, NotConnected, Failed]),
+        ];
+        for (op, refusals) in table {
+            assert_eq!(Refusal::from_code(op, 0), None);
+            for r in refusals {
+                assert_eq!(Refusal::from_code(op, r.code(op)), Some(*r), "{op} {r:?}");
+            }
+            // Codes are distinct within an operation.
+            let mut codes: Vec<u8> = refusals.iter().map(|r| r.code(op)).collect();
+            codes.dedup();
+            assert_eq!(codes.len(), refusals.len(), "{op}");
+            assert_eq!(Failed.code(op), op.fail_code());
+            // A code with no meaning for the operation is a plain failure.
+            assert_eq!(Refusal::from_code(op, 200), Some(Failed));
+        }
     }
 
     #[test]
