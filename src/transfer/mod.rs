@@ -406,11 +406,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, Error::Truncated));
-        assert_eq!(
-            fs::read_dir(dir).unwrap().count(),
-            0,
-            "temp file left over"
-        );
+        assert_eq!(fs::read_dir(dir).unwrap().count(), 0, "temp file left over");
 
         receive_file(
             &mut sender(data.clone()),
