@@ -295,11 +295,8 @@ impl Spawn {
     /// Runs to completion (under the deadline) and returns the outcome.
     pub fn run(self) -> Output {
         let mut p = self.start();
+        // Waits for the output to be read to the end as well.
         let status = p.wait_exit();
-        // Reader threads finish once the pipes close at exit.
-        let deadline = Instant::now() + DEADLINE;
-        p.stdout.wait(usize::MAX, deadline, &|_| false);
-        p.stderr.wait(usize::MAX, deadline, &|_| false);
         Output {
             cmdline: p.cmdline.clone(),
             status,
