@@ -6,6 +6,7 @@
 //! Shared layer, used by every system:
 //! - [`error`]: the library's `Error` type and `Result` alias.
 //! - [`frame`]: `[u32 length][postcard]` frames, the buffered `Conn`, the version handshake.
+//! - [`http`]: HTTP/1.1 requests read whole and bounded, whole replies (nap-time, the live views).
 //! - [`net`]: connecting and binding with timeouts, `SharedStream`, which address to give a client for a member.
 //! - [`server`]: the server core every daemon stands on: the `listening on` line, the accept loop, bounded connection threads or a worker pool, deadlines, eviction, connection classes, background thread priority.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM flag that stops accept loops and periodic tasks.
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod frame;
+pub mod http;
 pub mod log;
 pub mod name;
 pub mod net;
