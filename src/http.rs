@@ -138,6 +138,8 @@ pub struct Reply {
     /// `200 OK`, `404 Not Found`, ...
     pub status: &'static str,
     pub content_type: &'static str,
+    /// Further header lines, each ending in `\r\n`.
+    pub headers: &'static str,
     pub body: Vec<u8>,
 }
 
@@ -151,6 +153,7 @@ impl Reply {
         Reply {
             status,
             content_type,
+            headers: "",
             body: body.into(),
         }
     }
@@ -165,10 +168,11 @@ impl Reply {
     pub fn write(&self, stream: &TcpStream, keep_alive: bool, head_only: bool) -> Result<()> {
         let head = format!(
             "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
-             X-Content-Type-Options: nosniff\r\nConnection: {}\r\n\r\n",
+             X-Content-Type-Options: nosniff\r\n{}Connection: {}\r\n\r\n",
             self.status,
             self.content_type,
             self.body.len(),
+            self.headers,
             if keep_alive { "keep-alive" } else { "close" }
         );
         let mut out = head.into_bytes();
