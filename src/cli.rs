@@ -114,6 +114,16 @@ impl DaemonArgs {
     }
 }
 
+/// The live view's flag, for the daemons that serve one.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ViewArgs {
+    /// Serve a live view at ADDR, HOST:PORT (port 0 picks one): the page at
+    /// /, /state.json, /events (Server-Sent Events) and /metrics
+    /// (Prometheus); off unless given
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+}
+
 /// Parses a count from 1 to 65536 (connection caps, worker counts).
 pub fn parse_count(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {

@@ -101,8 +101,12 @@ impl Histogram {
 /// A gauge read at scrape time.
 type ReadFn = Box<dyn Fn() -> f64 + Send + Sync>;
 
+/// A counter read at scrape time.
+type CountFn = Box<dyn Fn() -> u64 + Send + Sync>;
+
 enum Value {
     Counter(Arc<Counter>),
+    CounterFn(CountFn),
     Gauge(Arc<Gauge>),
     GaugeFn(ReadFn),
     Histogram(Arc<Histogram>),
@@ -111,7 +115,7 @@ enum Value {
 impl Value {
     fn kind(&self) -> &'static str {
         match self {
-            Value::Counter(_) => "counter",
+            Value::Counter(_) | Value::CounterFn(_) => "counter",
             Value::Gauge(_) | Value::GaugeFn(_) => "gauge",
             Value::Histogram(_) => "histogram",
         }
@@ -172,7 +176,7 @@ impl Registry {
         let name = format!("{PREFIX}{name}");
         debug_assert!(valid_name(&name), "bad metric name {name:?}");
         debug_assert!(
-            !matches!(value, Value::Counter(_)) || name.ends_with("_total"),
+            !matches!(value, Value::Counter(_) | Value::CounterFn(_)) || name.ends_with("_total"),
             "a counter's name ends in _total: {name}"
         );
         let mut families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
@@ -196,6 +200,18 @@ impl Registry {
         let c = Arc::new(Counter::default());
         self.add(name, help, labels, Value::Counter(c.clone()));
         c
+    }
+
+    /// A counter `peerkit_NAME` (ending in `_total`) whose value, kept
+    /// elsewhere and only ever growing, `read` gives at scrape time.
+    pub fn counter_fn(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        self.add(name, help, labels, Value::CounterFn(Box::new(read)));
     }
 
     /// A gauge `peerkit_NAME` with `labels`, set by its owner.
@@ -261,6 +277,9 @@ fn render_series(out: &mut String, name: &str, labels: &str, value: &Value) {
     match value {
         Value::Counter(c) => {
             let _ = writeln!(out, "{name}{labels} {}", c.get());
+        }
+        Value::CounterFn(read) => {
+            let _ = writeln!(out, "{name}{labels} {}", read());
         }
         Value::Gauge(g) => {
             let _ = writeln!(out, "{name}{labels} {}", g.get());

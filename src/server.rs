@@ -30,6 +30,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
 use std::net::{Shutdown as SockShutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -174,8 +175,18 @@ struct ClassSpec {
     log: Throttle,
 }
 
+/// What the core has done with connections, for `/metrics`.
+#[derive(Default)]
+struct Counts {
+    accepted: AtomicU64,
+    expired: AtomicU64,
+    evicted: AtomicU64,
+    turned_away: AtomicU64,
+}
+
 /// The connections a server is serving.
 struct Registry {
+    counts: Counts,
     limits: Limits,
     table: Mutex<Table>,
     /// Signalled when a connection thread ends.
@@ -198,6 +209,7 @@ impl Registry {
             freed: Condvar::new(),
             log: Throttle::new(false),
             classes: Vec::new(),
+            counts: Counts::default(),
         }
     }
 
@@ -250,6 +262,7 @@ impl Registry {
             }
         };
         if let Some((v, (phase, for_how_long))) = victim {
+            bump(&self.counts.evicted);
             let _ = v.stream.shutdown(SockShutdown::Both);
             let doing = match phase {
                 Phase::Idle => format!("idle for {:.1}s", for_how_long.as_secs_f64()),
@@ -320,6 +333,11 @@ impl Registry {
     fn shut(&self, slot: &Slot, why: Closing) {
         let _ = slot.stream.shutdown(SockShutdown::Both);
         let peer = slot.peer;
+        match why {
+            Closing::Expired(..) => bump(&self.counts.expired),
+            Closing::Evicted { .. } => bump(&self.counts.evicted),
+            Closing::Stopping => {}
+        }
         let line = match why {
             Closing::Expired(Phase::Request, after) => {
                 format!("{peer}: closed: no complete request within {}", secs(after))
@@ -411,6 +429,10 @@ impl Registry {
         table.threads = table.threads.saturating_sub(1);
         self.freed.notify_all();
     }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// `1.5s`, `10s`.
@@ -603,6 +625,46 @@ impl Server {
         ConnClass(registry.classes.len() - 1)
     }
 
+    /// Registers the core's own metrics in `metrics`: connections open now,
+    /// and those accepted, closed at a deadline, dropped for a newcomer
+    /// and turned away.
+    pub fn export_metrics(&self, metrics: &crate::metrics::Registry) {
+        let r = self.registry.clone();
+        metrics.gauge_fn(
+            "connections_open",
+            "Connections being served now.",
+            &[],
+            move || lock(&r.table).live.len() as f64,
+        );
+        type Field = fn(&Counts) -> &AtomicU64;
+        let counted: [(&str, &str, Field); 4] = [
+            ("connections_accepted_total", "Connections accepted.", |c| {
+                &c.accepted
+            }),
+            (
+                "connections_expired_total",
+                "Connections closed for missing a deadline (idle, or a request too slow).",
+                |c| &c.expired,
+            ),
+            (
+                "connections_evicted_total",
+                "Connections dropped to make room for a newcomer.",
+                |c| &c.evicted,
+            ),
+            (
+                "connections_turned_away_total",
+                "Newcomers turned away because every connection was busy.",
+                |c| &c.turned_away,
+            ),
+        ];
+        for (name, help, field) in counted {
+            let r = self.registry.clone();
+            metrics.counter_fn(name, help, &[], move || {
+                field(&r.counts).load(Ordering::Relaxed)
+            });
+        }
+    }
+
     /// The flag that stops this server.
     pub fn shutdown(&self) -> &Arc<Shutdown> {
         &self.shutdown
@@ -733,12 +795,14 @@ impl Server {
                 continue;
             }
             let Some(slot) = registry.admit(stream, peer) else {
+                bump(&registry.counts.turned_away);
                 registry.note(&format!(
                     "{peer}: turned away: all {} connections are busy",
                     registry.limits.max_conns
                 ));
                 continue;
             };
+            bump(&registry.counts.accepted);
             let session = Session {
                 slot,
                 registry: registry.clone(),

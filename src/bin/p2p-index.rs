@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use peerkit::cli::{self, DaemonArgs, Verbosity};
+use peerkit::cli::{self, DaemonArgs, Verbosity, ViewArgs};
 use peerkit::dht::{cmd, index};
 
 /// Keeps the consistent-hash ring of supernodes and tells them which one is
@@ -19,6 +19,8 @@ struct Args {
     #[command(flatten)]
     daemon: DaemonArgs,
     #[command(flatten)]
+    view: ViewArgs,
+    #[command(flatten)]
     verbosity: Verbosity,
 }
 
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
             &a.daemon.listen_or(index::DEFAULT_LISTEN),
             a.daemon.limits(),
             a.verbosity.level(),
+            a.view.http.as_deref(),
         )
     })
 }

@@ -19,8 +19,8 @@ use crate::server::Limits;
 use crate::transfer::Overwrite;
 
 /// `p2p-index`: serves the ring until Ctrl-C or SIGTERM.
-pub fn index(listen: &str, limits: Limits, level: Level) -> anyhow::Result<()> {
-    index::run(listen, limits, level)?;
+pub fn index(listen: &str, limits: Limits, level: Level, http: Option<&str>) -> anyhow::Result<()> {
+    index::run(listen, limits, level, http)?;
     Ok(())
 }
 

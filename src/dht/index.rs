@@ -7,13 +7,15 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::dht::proto::{INDEX_PROTOCOL, IndexRequest, IndexResponse, silence_limit};
-use crate::dht::ring::Ring;
+use crate::dht::ring::{self, Ring};
 use crate::error::Result;
+use crate::events::Events;
 use crate::frame::Conn;
 use crate::log::Level;
+use crate::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
 use crate::net;
 use crate::server::{Limits, Server, Session};
 
@@ -21,18 +23,80 @@ use crate::server::{Limits, Server, Session};
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:6110";
 
 /// The index's shared state: the ring, behind its only lock.
-struct Index {
+pub(super) struct Index {
     ring: Mutex<Ring>,
     /// How much to log: membership changes unless quiet, queries if verbose.
     level: Level,
+    /// Membership changes and lookups, for a live view.
+    events: Arc<Events>,
+    /// Requests served and how long each took, by kind.
+    served: [(Arc<Counter>, Arc<Histogram>); 5],
+    /// Requests refused with an error reply.
+    refused: Arc<Counter>,
+}
+
+/// The request kinds, in the order of `Index::served`.
+const KINDS: [&str; 5] = ["join", "leave", "disconnect", "query", "ping"];
+
+fn kind_of(req: &IndexRequest) -> usize {
+    match req {
+        IndexRequest::Join { .. } => 0,
+        IndexRequest::Leave => 1,
+        IndexRequest::Disconnect => 2,
+        IndexRequest::Query { .. } => 3,
+        IndexRequest::Ping => 4,
+    }
 }
 
 impl Index {
-    /// Logs a membership change, unless quiet.
-    fn note(&self, line: std::fmt::Arguments<'_>) {
+    fn new(level: Level, metrics: &Registry, events: Arc<Events>) -> Index {
+        let served = KINDS.map(|kind| {
+            (
+                metrics.counter(
+                    "index_requests_total",
+                    "Requests the index served, by kind.",
+                    &[("kind", kind)],
+                ),
+                metrics.histogram(
+                    "index_request_seconds",
+                    "Time to answer a request, by kind.",
+                    &[("kind", kind)],
+                    LATENCY_BUCKETS,
+                ),
+            )
+        });
+        Index {
+            ring: Mutex::new(Ring::new()),
+            level,
+            events,
+            served,
+            refused: metrics.counter(
+                "index_errors_total",
+                "Requests answered with an error (not allowed, or malformed).",
+                &[("kind", "refused")],
+            ),
+        }
+    }
+
+    /// Logs a membership change, unless quiet, and tells the view.
+    fn note(&self, kind: &str, addr: &str, line: std::fmt::Arguments<'_>) {
         if self.level >= Level::Normal {
             crate::event!("{line}");
         }
+        self.events.publish(kind, |m| {
+            m.insert("addr".into(), addr.into());
+        });
+    }
+
+    /// The members and where their virtual nodes are, for the view.
+    pub(super) fn layout(&self) -> Vec<(String, Vec<f64>)> {
+        self.ring().layout()
+    }
+
+    /// The owner of each of `names`, for the view.
+    pub(super) fn owners<'a>(&self, names: impl Iterator<Item = &'a str>) -> Vec<Option<String>> {
+        let ring = self.ring();
+        names.map(|n| ring.owner(n).map(str::to_string)).collect()
     }
 
     fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
@@ -40,14 +104,32 @@ impl Index {
     }
 }
 
-/// Binds `listen`, prints the readiness line and serves until Ctrl-C or SIGTERM.
-pub(crate) fn run(listen: &str, limits: Limits, level: Level) -> Result<()> {
+/// Binds `listen`, prints the readiness line (and the view's, with
+/// `http`) and serves until Ctrl-C or SIGTERM.
+pub(crate) fn run(listen: &str, limits: Limits, level: Level, http: Option<&str>) -> Result<()> {
     let server = Server::start(listen, limits)?;
     server.announce()?;
-    let index = Arc::new(Index {
-        ring: Mutex::new(Ring::new()),
-        level,
-    });
+    let metrics = Registry::new();
+    let events = Events::new();
+    server.export_metrics(&metrics);
+    let index = Arc::new(Index::new(level, &metrics, events.clone()));
+    {
+        let index = index.clone();
+        metrics.gauge_fn("ring_members", "Supernodes in the ring.", &[], move || {
+            index.ring().len() as f64
+        });
+    }
+    if let Some(addr) = http {
+        let site = super::index_view::IndexSite::new(index.clone(), limits.io);
+        crate::view::start(
+            addr,
+            limits.io,
+            server.shutdown().clone(),
+            Arc::new(site),
+            metrics,
+            events,
+        )?;
+    }
     server.serve(move |session| handle(&index, session))
 }
 
@@ -72,10 +154,14 @@ fn handle(index: &Index, session: Session) {
     if session.in_ring {
         if let Some(addr) = &session.addr {
             index.ring().remove(addr);
-            index.note(format_args!("removed {addr} (connection lost)"));
+            index.note(
+                "removed",
+                addr,
+                format_args!("removed {addr} (connection lost)"),
+            );
         }
     } else if let Some(addr) = &session.addr {
-        index.note(format_args!("disconnected {addr}"));
+        index.note("disconnected", addr, format_args!("disconnected {addr}"));
     }
     if let Err(e) = outcome
         && !e.is_disconnect()
@@ -91,6 +177,8 @@ fn serve_session(
     session: &mut Membership,
 ) -> Result<()> {
     while let Some(req) = conn.next_request::<IndexRequest, IndexResponse>()? {
+        let started = Instant::now();
+        let kind = kind_of(&req);
         let reply = match req {
             IndexRequest::Join { port, heartbeat_ms } => {
                 let reply = join(index, peer, port, session);
@@ -107,7 +195,7 @@ fn serve_session(
                 (Some(addr), true) => {
                     index.ring().remove(addr);
                     session.in_ring = false;
-                    index.note(format_args!("left {addr}"));
+                    index.note("left", addr, format_args!("left {addr}"));
                     IndexResponse::Left
                 }
                 _ => IndexResponse::Error {
@@ -118,9 +206,10 @@ fn serve_session(
                 if let (Some(addr), true) = (&session.addr, session.in_ring) {
                     index.ring().remove(addr);
                     session.in_ring = false;
-                    index.note(format_args!("left {addr}"));
+                    index.note("left", addr, format_args!("left {addr}"));
                 }
                 conn.send(&IndexResponse::Bye)?;
+                index.count(kind, started);
                 return Ok(());
             }
             IndexRequest::Query { name } => {
@@ -134,6 +223,12 @@ fn serve_session(
                 if index.level == Level::Verbose {
                     crate::event!("{peer}: {name} -> {}", owner.as_deref().unwrap_or("nobody"));
                 }
+                index.events.publish("lookup", |m| {
+                    m.insert("from".into(), peer.to_string().into());
+                    m.insert("name".into(), name.as_str().into());
+                    m.insert("key".into(), ring::position(name.as_str()).into());
+                    m.insert("owner".into(), owner.clone().into());
+                });
                 match owner {
                     Some(addr) => IndexResponse::Owner { addr },
                     None => IndexResponse::NoSupernodes,
@@ -141,9 +236,23 @@ fn serve_session(
             }
             IndexRequest::Ping => IndexResponse::Pong,
         };
+        if matches!(reply, IndexResponse::Error { .. }) {
+            index.refused.inc();
+        }
         conn.send(&reply)?;
+        index.count(kind, started);
     }
     Ok(())
+}
+
+impl Index {
+    /// Counts one request of `kind` answered, begun at `started`.
+    fn count(&self, kind: usize, started: Instant) {
+        if let Some((n, t)) = self.served.get(kind) {
+            n.inc();
+            t.observe(started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 fn join(index: &Index, peer: SocketAddr, port: u16, session: &mut Membership) -> IndexResponse {
@@ -168,6 +277,6 @@ fn join(index: &Index, peer: SocketAddr, port: u16, session: &mut Membership) ->
     }
     session.addr = Some(addr.clone());
     session.in_ring = true;
-    index.note(format_args!("joined {addr}"));
+    index.note("joined", &addr, format_args!("joined {addr}"));
     IndexResponse::Joined { addr }
 }

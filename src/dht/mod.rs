@@ -3,7 +3,8 @@
 //!
 //! - [`proto`]: the index and supernode protocols (requests, responses).
 //! - [`ring`]: the consistent-hash ring with virtual nodes.
-//! - [`index`]: the index server (`p2p-index`).
+//! - [`index`]: the index server (`p2p-index`); `index_view` its live view
+//!   (the ring as a circle, `index.html`).
 //! - [`superd`]: the supernode (`p2p-superd`), one file per thread: index
 //!   link, synchronizer, connection serving, plus uploads in flight and the
 //!   repository folder.
@@ -14,6 +15,7 @@
 pub mod client;
 pub mod cmd;
 pub mod index;
+mod index_view;
 pub mod proto;
 pub mod ring;
 pub mod superd;

@@ -26,6 +26,21 @@ fn key_of(name: &str) -> Point {
     point_of(name.as_bytes())
 }
 
+/// Where `p` sits on the ring as a fraction of the circle, from 0 up to 1.
+fn fraction(p: Point) -> f64 {
+    p as f64 / 18_446_744_073_709_551_616.0
+}
+
+/// Where a name's key sits on the ring, as a fraction of the circle.
+pub fn position(name: &str) -> f64 {
+    fraction(key_of(name))
+}
+
+/// A name's key, as 16 hex digits.
+pub fn key_hex(name: &str) -> String {
+    format!("{:016x}", key_of(name))
+}
+
 /// Members (identified by their `HOST:PORT`) and their virtual nodes.
 #[derive(Debug, Default, Clone)]
 pub struct Ring {
@@ -83,6 +98,35 @@ impl Ring {
         true
     }
 
+    /// Each member with the positions of the virtual nodes it holds, as
+    /// fractions of the circle, in ring order.
+    pub fn layout(&self) -> Vec<(String, Vec<f64>)> {
+        let mut by_member: BTreeMap<&str, Vec<f64>> = self
+            .members
+            .iter()
+            .map(|m| (m.as_str(), Vec::new()))
+            .collect();
+        for (p, m) in &self.points {
+            if let Some(v) = by_member.get_mut(m.as_str()) {
+                v.push(fraction(*p));
+            }
+        }
+        by_member
+            .into_iter()
+            .map(|(m, v)| (m.to_string(), v))
+            .collect()
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True when nobody is in the ring.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
     /// The member responsible for `name`, `None` when the ring is empty.
     pub fn owner(&self, name: &str) -> Option<&str> {
         let key = key_of(name);
@@ -104,16 +148,6 @@ impl Ring {
     /// The members, sorted.
     fn members(&self) -> impl Iterator<Item = &str> {
         self.members.iter().map(String::as_str)
-    }
-
-    /// Number of members.
-    fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    /// True when nobody is in the ring.
-    fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 }
 
@@ -196,5 +230,20 @@ mod tests {
         assert_eq!(r.owner("x"), Some("a:1"));
         assert!(r.contains("a:1"));
         assert_eq!(r.members().collect::<Vec<_>>(), ["a:1"]);
+    }
+
+    #[test]
+    fn the_layout_gives_every_member_its_points_in_order() {
+        let r = ring_of(3);
+        let layout = r.layout();
+        assert_eq!(layout.len(), 3);
+        let total: usize = layout.iter().map(|(_, v)| v.len()).sum();
+        assert_eq!(total, 3 * VNODES as usize);
+        for (_, points) in &layout {
+            assert!(points.windows(2).all(|w| w[0] <= w[1]));
+            assert!(points.iter().all(|p| (0.0..1.0).contains(p)));
+        }
+        assert_eq!(key_hex("x").len(), 16);
+        assert!((0.0..1.0).contains(&position("x")));
     }
 }

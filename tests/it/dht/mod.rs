@@ -25,6 +25,7 @@ mod cli;
 mod hostile;
 mod ring;
 mod transfer;
+mod view;
 
 const SYNC: &str = "0.2";
 

@@ -1,0 +1,140 @@
+//! The index's live view: the readiness lines, state.json against the
+//! ring, metrics that count exactly what was asked, events as they happen.
+
+use super::*;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+
+/// GET `path` from the view at `view` (`http://HOST:PORT/`): status line and body.
+fn get(view: &str, path: &str) -> (String, String) {
+    let addr = view.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// The value of the sample `name` (with its labels) in a metrics text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn the_index_view_shows_the_ring_its_files_and_what_happens() {
+    let dir = TempDir::new("dht-view");
+    let mut index = cmd(bin!("p2p-index"))
+        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .daemon();
+    // The view's line comes right after the readiness line.
+    let line = index.wait_stdout(|l| l.starts_with("view on "));
+    assert_eq!(index.stdout_lines()[..2][1], line, "{}", index.dump());
+    let view = line["view on ".len()..].to_string();
+    assert!(view.starts_with("http://127.0.0.1:") && view.ends_with('/'));
+
+    // Someone watching the events before anything happens.
+    let addr = view.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(b"GET /events HTTP/1.1\r\n\r\n").unwrap();
+    let mut events = BufReader::new(stream);
+    let mut l = String::new();
+    while l != ": events\n" {
+        l.clear();
+        events.read_line(&mut l).unwrap();
+    }
+
+    let repo = dir.sub("repo");
+    let hostile = "<img src=x onerror=alert(1)>.txt";
+    fs::write(repo.join(hostile), b"x").unwrap();
+    fs::write(repo.join("plain.txt"), b"y").unwrap();
+    let s = start_superd(&index, &repo);
+
+    // The join, as an event.
+    let joined = loop {
+        l.clear();
+        events.read_line(&mut l).unwrap();
+        if let Some(data) = l.strip_prefix("data: ") {
+            break serde_json::from_str::<serde_json::Value>(data).unwrap();
+        }
+    };
+    assert_eq!(joined["kind"], "joined");
+    assert_eq!(joined["addr"], s.addr.as_str());
+
+    let (status, page) = get(&view, "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(page.starts_with("<!doctype html>") && page.contains("EventSource(\"events\")"));
+
+    let (status, body) = get(&view, "/state.json");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let supers = state["supernodes"].as_array().unwrap();
+    assert_eq!(supers.len(), 1, "{state}");
+    assert_eq!(supers[0]["addr"], s.addr.as_str());
+    assert_eq!(supers[0]["vnodes"].as_array().unwrap().len(), 256);
+    assert_eq!(supers[0]["files"], 2);
+    let names: Vec<&str> = state["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [hostile, "plain.txt"]);
+    for f in state["files"].as_array().unwrap() {
+        assert_eq!(f["owner"], s.addr.as_str());
+        assert_eq!(f["holders"][0], s.addr.as_str());
+    }
+
+    // The query counter moves by exactly the lookups made.
+    let (_, before) = get(&view, "/metrics");
+    let q = "peerkit_index_requests_total{kind=\"query\"}";
+    let n0 = sample(&before, q).unwrap();
+    assert_eq!(sample(&before, "peerkit_ring_members"), Some(1.0));
+    assert_eq!(
+        sample(&before, "peerkit_index_requests_total{kind=\"join\"}"),
+        Some(1.0)
+    );
+    let mut asker = Conn::open(&index.addr, &Timeouts::default(), INDEX_PROTOCOL).unwrap();
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        asker
+            .send(&IndexRequestOf::Query {
+                name: name.to_string(),
+            })
+            .unwrap();
+        asker.expect::<IndexResponse>().unwrap();
+    }
+    let (_, after) = get(&view, "/metrics");
+    // The supernode's synchronizer may ask too, between the two scrapes;
+    // ours are three of them, and each is a lookup event.
+    let n1 = sample(&after, q).unwrap();
+    assert!(n1 >= n0 + 3.0, "{n0} -> {n1}");
+    assert!(after.contains("# TYPE peerkit_index_request_seconds histogram"));
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        l.clear();
+        events.read_line(&mut l).unwrap();
+        if let Some(data) = l.strip_prefix("data: ") {
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            if v["kind"] == "lookup" && v["from"] == asker.local_addr().unwrap().to_string() {
+                seen.push(v["name"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(seen, ["a.txt", "b.txt", "c.txt"]);
+
+    // A counter only the test moves moves by exactly what it asked.
+    let views = "peerkit_view_requests_total{path=\"/state.json\"}";
+    let v0 = sample(&after, views).unwrap();
+    get(&view, "/state.json");
+    get(&view, "/state.json");
+    let (_, last) = get(&view, "/metrics");
+    assert_eq!(sample(&last, views), Some(v0 + 2.0));
+
+    // Read-only, nothing else served.
+    assert_eq!(get(&view, "/etc/passwd").0, "HTTP/1.1 404 Not Found");
+}
