@@ -23,7 +23,14 @@
 # Knobs: LOSS (percent, 3), HB (supernode heartbeat, 1 s), PING (peer ping
 # interval, 1 s). The benchmark: RUNS (1), F_MIB (128), RATE_MBIT (200),
 # NS ("6 16"), CUT (1: also the "one fetcher cut at 30%" case).
+#
+# Checks are written as `check SYSTEM CASE EXPECTED CMD...`; many CMDs are
+# `eval '...'` strings, single-quoted on purpose so they expand when the
+# check runs (SC2016). lib.sh's start and spawn_on set PID_x, ADDR_x and
+# PORT_x through eval (SC2154).
+# shellcheck disable=SC2016,SC2154
 set -uo pipefail
+# shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NET=10.77.0
@@ -173,14 +180,26 @@ spawn_on() {
     eval "PID_$name=$!"
 }
 
-# mine PID: PID is alive and a child of this script (a reused PID is not).
+# stat_of PID: "STATE PPID" of PID, from /proc (fails if there is none).
+stat_of() {
+    local s st pp
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    read -r st pp _ <<<"${s##*) }"
+    echo "$st $pp"
+}
+
+# mine PID: PID exists and is a child of this script (a reused PID is not).
 mine() {
-    [ -d "/proc/$1" ] && [ "$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')" = "$$" ]
+    local st pp
+    read -r st pp <<<"$(stat_of "$1")" || return 1
+    [ "$pp" = "$$" ]
 }
 
 # alive PID: mine and not a zombie.
 alive() {
-    mine "$1" && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
+    local st pp
+    read -r st pp <<<"$(stat_of "$1")" || return 1
+    [ "$pp" = "$$" ] && [ "$st" != Z ]
 }
 
 # stop_all: SIGTERM to every process started, SIGKILL to those left after
@@ -209,13 +228,20 @@ stop_all() {
 
 # exited_within PID SECS: waits up to SECS for PID to end; its status in RC.
 exited_within() {
-    local pid=$1 secs=$2 i
+    local pid=$1 end
+    end=$(awk -v t="$(date +%s.%N)" -v s="$2" 'BEGIN { printf "%.3f", t + s }')
+    exited_by "$pid" "$end"
+}
+
+# exited_by PID END: waits until END (seconds since the epoch) for PID to
+# end; its status in RC.
+exited_by() {
+    local pid=$1 end=$2
     RC=
-    for ((i = 0; i < secs * 20; i++)); do
-        alive "$pid" || break
-        sleep 0.05
+    while alive "$pid"; do
+        awk -v e="$end" -v t="$(date +%s.%N)" 'BEGIN { exit !(t < e) }' || return 1
+        sleep 0.02
     done
-    alive "$pid" && return 1
     wait "$pid" 2>/dev/null
     RC=$?
     return 0
@@ -690,15 +716,17 @@ group_flood() {
 # are files, shared across network namespaces otherwise. Sets PID_rpcbindN.
 rpcbind_on() {
     local n=$1 rb pid i
-    rb=$(command -v rpcbind 2>/dev/null || ls /usr/sbin/rpcbind /sbin/rpcbind 2>/dev/null | head -n1)
+    for rb in "$(command -v rpcbind 2>/dev/null)" /usr/sbin/rpcbind /sbin/rpcbind ""; do
+        [ -n "$rb" ] && [ -x "$rb" ] && break
+    done
     [ -n "$rb" ] || {
         GOT="no rpcbind (scripts/install-deps.sh hosts)"
         return 1
     }
-    command -v unshare >/dev/null && command -v nsenter >/dev/null || {
-        GOT="no unshare/nsenter"
+    if ! command -v unshare >/dev/null || ! command -v nsenter >/dev/null; then
+        GOT="no unshare/nsenter (util-linux)"
         return 1
-    }
+    fi
     # shellcheck disable=SC2016
     spawn_on "rpcbind$n" "$n" unshare --mount --propagation private -- sh -c \
         'mount -t tmpfs -o mode=755 tmpfs /run && { [ -L /var/run ] || mount -t tmpfs -o mode=755 tmpfs /var/run; } && exec "$0" -f' "$rb"
@@ -728,6 +756,7 @@ listed_as_local() {
         local args=(--mode "$mode" --server "$server" --timeout 5)
         [ -n "$port" ] && args+=(--port "$port")
         LC_ALL=C on "$n" rls "${args[@]}" "$dir" 2>"$RUN/rdir/rls.err" | LC_ALL=C sort >"$RUN/rdir/got"
+        # shellcheck disable=SC2012
         (cd "$RUN/rdir/root" && LC_ALL=C ls -fa "$dir" | LC_ALL=C sort) >"$RUN/rdir/want"
         cmp -s "$RUN/rdir/got" "$RUN/rdir/want" || {
             GOT="$dir: $(wc -l <"$RUN/rdir/got") names, $(wc -l <"$RUN/rdir/want") expected; $(head -c 300 "$RUN/rdir/rls.err")"
@@ -873,7 +902,7 @@ group_nap() {
               replied cy "GET_FILE bo notes.txt $d/cy/notes.txt" "GET_FILE OK" &&
               replied cy "GET_FILE ana song.bin $d/cy/song.bin" "GET_FILE OK" && same "$d/ana/song.bin" "$d/cy/song.bin"'
     check nap "a failed GET_FILE leaves nothing" "GET_FILE FAIL / FILE NOT EXIST, no file" \
-        eval 'replied cy "GET_FILE ana missing.txt $d/cy/missing.txt" "GET_FILE FAIL / FILE NOT EXIST" && [ ! -e "$d/cy/missing.txt" ] && no_partial "$d/cy"'
+        eval 'replied cy "GET_FILE bo missing.txt $d/cy/missing.txt" "GET_FILE FAIL / FILE NOT EXIST" && [ ! -e "$d/cy/missing.txt" ] && no_partial "$d/cy"'
     check nap "nap-time on host 3 answers host 2 over HTTP" "a DD/MM/YYYY HH:MM:SS line" \
         eval 'on 2 bash -c "exec 3<>/dev/tcp/$(ip_of 3)/8000 && printf \"GET / HTTP/1.0\r\n\r\n\" >&3 && tail -n1 <&3" >"$d/time.txt" 2>&1 &&
               grep -qE "^[0-9]{2}/[0-9]{2}/[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}" "$d/time.txt" || { GOT="$(cat "$d/time.txt")"; false; }'
@@ -964,7 +993,7 @@ group_loss() {
 # -------------------------------------------------------------- sigterm
 
 group_sigterm() {
-    local a name pid t0
+    local a name pid t0 end names=(sig_index sig_tracker sig_rdird sig_nap sig_time sig_kv)
     note "SIGTERM after the listening address was removed (ip addr del): each daemon on host 6 must stop within 2 s"
     make_hosts 6 || return 1
     a=$(ip_of 6)
@@ -977,12 +1006,16 @@ group_sigterm() {
     start_on sig_time 6 nap-time --listen "$a:0" || return 1
     start_on sig_kv 6 kv-servent --bind "$a" 0 "$RUN/sig/kv" || return 1
     ip -n "$(ns_of 6)" addr del "$a/24" dev eth0
-    for name in sig_index sig_tracker sig_rdird sig_nap sig_time sig_kv; do
+    t0=$(date +%s.%N)
+    end=$(awk -v t="$t0" 'BEGIN { printf "%.3f", t + 2 }')
+    for name in "${names[@]}"; do
+        kill -TERM "$(eval echo "\$PID_$name")"
+    done
+    for name in "${names[@]}"; do
         pid=$(eval echo "\$PID_$name")
-        t0=$(date +%s.%N)
-        kill -TERM "$pid"
-        check sigterm "${name#sig_}: SIGTERM stops it within 2 s with its address gone" "exit 0 within 2 s" \
-            eval 'exited_within "$pid" 2 && [ "$RC" = 0 ] || { GOT="${RC:+exit $RC}${RC:-still running $(since "$t0") s after SIGTERM}"; false; }'
+        check sigterm "${name#sig_}: SIGTERM stops it within 2 s once its address is gone" "ends within 2 s (exit 0)" \
+            eval 'exited_by "$pid" "$end" || { GOT="still running $(since "$t0") s after SIGTERM"; false; }'
+        [ -n "$RC" ] && say "        (exit $RC after $(since "$t0") s)"
     done
     ip -n "$(ns_of 6)" addr add "$a/24" dev eth0
 }
@@ -1150,6 +1183,8 @@ main() {
     demo_init hosts
     trap teardown EXIT
     trap 'say "interrupted: cleaning up"; exit 130' INT TERM
+    # The root namespace's rpcbind socket (if any), to check it is untouched.
+    export ROOT_RPCBIND_SOCK
     ROOT_RPCBIND_SOCK=$(stat -c %i /run/rpcbind.sock 2>/dev/null)
     say "hosts suite in $RUN; namespaces $PFX-*; subnet $NET.0/24"
     for g in "${groups[@]}"; do
