@@ -42,6 +42,10 @@ pub enum Error {
     TimedOut(String),
     /// A part of this program that the operation needs has stopped.
     Stopped(String),
+    /// The service asked for is not there to answer: no rpcbind at the
+    /// host, or the program is not registered with it (as a refused
+    /// connection is for a socket server).
+    Unavailable(String),
     /// A local resource (a folder, a file) is not what it must be.
     Local(String),
     /// `source` happened while doing `what` (`binding 0.0.0.0:80`).
@@ -68,6 +72,7 @@ impl fmt::Display for Error {
             Error::Remote(why) => write!(f, "{why}"),
             Error::TimedOut(what) => write!(f, "{what}: timed out"),
             Error::Stopped(what) => write!(f, "{what} has stopped"),
+            Error::Unavailable(why) => write!(f, "{why}"),
             Error::Local(why) => write!(f, "{why}"),
             Error::Context { what, source } => write!(f, "{what}: {source}"),
         }
@@ -130,6 +135,19 @@ impl Error {
                     | io::ErrorKind::BrokenPipe
                     | io::ErrorKind::TimedOut
                     | io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
+    /// True when nothing came back within a deadline (a socket read or
+    /// write timing out, or a deadline of our own).
+    pub fn is_timeout(&self) -> bool {
+        match self.root() {
+            Error::TimedOut(_) => true,
+            Error::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
             ),
             _ => false,
         }

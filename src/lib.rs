@@ -25,6 +25,8 @@
 //! - [`nap`]: the Napster-like directory with peer-to-peer transfer (`nap-server`,
 //!   `nap-peer`, `nap-time`, `nap-log`).
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod cli;
 pub mod digest;
 pub mod error;

@@ -1,10 +1,12 @@
 //! Daemon logging: event lines on stdout and diagnostics on stderr as
 //! `tool: message`. Neither ever fails or panics when its stream is closed
 //! (`println!` would), so a daemon whose log goes nowhere keeps serving.
+//! A [`Throttle`] keeps lines that come in bursts to a few a second.
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 static TOOL: OnceLock<String> = OnceLock::new();
 
@@ -42,4 +44,92 @@ macro_rules! diag {
     ($($arg:tt)*) => {
         $crate::log::write_diag(format_args!($($arg)*))
     };
+}
+
+/// Diagnostic lines a second that a [`Throttle`] lets through; the rest are
+/// counted and summed up in the next line that gets through.
+pub const LINES_PER_SEC: u32 = 5;
+
+/// Diagnostics of one sort that may come in bursts (an attack: closed,
+/// dropped or evicted connections): at most [`LINES_PER_SEC`] a second,
+/// the rest counted into the next line as `(and N more like it)`. A
+/// throttle built to let `all` lines through (`-v`) only prints.
+#[derive(Debug)]
+pub struct Throttle {
+    all: bool,
+    state: Mutex<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    /// When the current one-second window began.
+    since: Instant,
+    /// Lines printed in it.
+    used: u32,
+    /// Lines held back since the last one printed.
+    held: u64,
+}
+
+impl Throttle {
+    /// A throttle; with `all`, every line is printed.
+    pub fn new(all: bool) -> Throttle {
+        Throttle {
+            all,
+            state: Mutex::new(Window {
+                since: Instant::now(),
+                used: 0,
+                held: 0,
+            }),
+        }
+    }
+
+    /// Prints the line `line` makes, unless this second's budget is spent
+    /// (then it is only counted, and `line` is not called).
+    pub fn diag(&self, line: impl FnOnce() -> String) {
+        let held = {
+            let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            if now.duration_since(w.since) >= Duration::from_secs(1) {
+                w.since = now;
+                w.used = 0;
+            }
+            if !self.all && w.used >= LINES_PER_SEC {
+                w.held += 1;
+                return;
+            }
+            w.used += 1;
+            std::mem::take(&mut w.held)
+        };
+        match held {
+            0 => crate::diag!("{}", line()),
+            n => crate::diag!("{} (and {n} more like it)", line()),
+        }
+    }
+
+    /// Lines held back since the last one printed.
+    pub fn held(&self) -> u64 {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_of_lines_are_counted_not_printed() {
+        let t = Throttle::new(false);
+        for _ in 0..12 {
+            t.diag(|| "test line from the throttle".into());
+        }
+        assert_eq!(t.held(), 12 - u64::from(LINES_PER_SEC));
+        let all = Throttle::new(true);
+        for _ in 0..12 {
+            all.diag(|| "test line from the throttle".into());
+        }
+        assert_eq!(all.held(), 0);
+    }
 }

@@ -2,7 +2,9 @@
 //! socket shared by a buffered reader and writer without a second descriptor.
 
 use std::io;
-use std::net::{Shutdown as SockShutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{
+    IpAddr, Shutdown as SockShutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +80,57 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// The address to give a client for a member of this server registered at
+/// `member`. A member that registered from loopback (or as unspecified) is
+/// on this host; a client that came in on `via` (the local address of its
+/// own connection, an address of this host it can reach) reaches that
+/// member at `via`'s IP. Every other address is handed out as it is.
+pub fn reachable_ip(member: IpAddr, via: IpAddr) -> IpAddr {
+    let member = member.to_canonical();
+    let via = via.to_canonical();
+    if (member.is_loopback() || member.is_unspecified())
+        && !via.is_loopback()
+        && !via.is_unspecified()
+    {
+        via
+    } else {
+        member
+    }
+}
+
+/// [`reachable_ip`] for a member's `HOST:PORT` as the ring and the tracker
+/// keep it. A host name (not an IP) is handed out as it is.
+pub fn reachable_addr(member: &str, via: IpAddr) -> String {
+    let Ok(a) = member.parse::<SocketAddr>() else {
+        return member.to_string();
+    };
+    let ip = reachable_ip(a.ip(), via);
+    if ip == a.ip().to_canonical() {
+        member.to_string()
+    } else {
+        host_port(&ip.to_string(), a.port())
+    }
+}
+
+/// Why a member listening on `listen`, which the others are told to reach
+/// at `seen_as`, cannot be reached there, if it cannot: it listens on one
+/// interface and is known by another (loopback against a LAN address, or
+/// one LAN address against another).
+pub fn unreachable_listen(listen: SocketAddr, seen_as: IpAddr) -> Option<String> {
+    let (l, s) = (listen.ip().to_canonical(), seen_as.to_canonical());
+    if l.is_unspecified() || s.is_unspecified() || l == s || (l.is_loopback() && s.is_loopback()) {
+        return None;
+    }
+    let who = if l.is_loopback() {
+        "other hosts"
+    } else {
+        "the others"
+    };
+    Some(format!(
+        "listening on {l} only, but known to the others as {s}: {who} cannot reach it"
+    ))
+}
+
 /// Binds a listener on `addr` (`host:port`, port 0 picks a free one).
 pub fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).doing(|| format!("binding {addr}"))
@@ -131,5 +184,42 @@ mod tests {
     fn host_port_brackets_ipv6() {
         assert_eq!(host_port("::1", 80), "[::1]:80");
         assert_eq!(host_port("localhost", 80), "localhost:80");
+    }
+
+    #[test]
+    fn loopback_members_are_handed_out_at_the_address_the_client_came_in_on() {
+        let lan: IpAddr = "10.77.0.1".parse().unwrap();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        // A client on another host came in on the LAN address.
+        assert_eq!(reachable_addr("127.0.0.1:4000", lan), "10.77.0.1:4000");
+        assert_eq!(reachable_addr("0.0.0.0:4000", lan), "10.77.0.1:4000");
+        assert_eq!(reachable_addr("[::1]:4000", lan), "10.77.0.1:4000");
+        assert_eq!(
+            reachable_addr("[::1]:4000", "fd00::1".parse().unwrap()),
+            "[fd00::1]:4000"
+        );
+        // IPv4-mapped connections count as IPv4.
+        assert_eq!(
+            reachable_addr("127.0.0.1:4000", "::ffff:10.77.0.1".parse().unwrap()),
+            "10.77.0.1:4000"
+        );
+        // A client on this host keeps loopback; other members are as they are.
+        assert_eq!(reachable_addr("127.0.0.1:4000", lo), "127.0.0.1:4000");
+        assert_eq!(reachable_addr("10.77.0.9:4000", lan), "10.77.0.9:4000");
+        assert_eq!(reachable_addr("10.77.0.9:4000", lo), "10.77.0.9:4000");
+        assert_eq!(reachable_addr("name:4000", lan), "name:4000");
+        assert_eq!(reachable_ip(lo, lan), lan);
+    }
+
+    #[test]
+    fn a_listener_on_one_interface_known_by_another_is_unreachable() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(unreachable_listen(at("0.0.0.0:1"), ip("10.0.0.1")).is_none());
+        assert!(unreachable_listen(at("127.0.0.1:1"), ip("127.0.0.1")).is_none());
+        assert!(unreachable_listen(at("10.0.0.1:1"), ip("10.0.0.1")).is_none());
+        assert!(unreachable_listen(at("127.0.0.1:1"), ip("10.0.0.1")).is_some());
+        assert!(unreachable_listen(at("10.0.0.2:1"), ip("10.0.0.1")).is_some());
+        assert!(unreachable_listen(at("10.0.0.2:1"), ip("127.0.0.1")).is_some());
     }
 }

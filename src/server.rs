@@ -36,6 +36,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, ResultExt, describe_io};
+use crate::log::Throttle;
 use crate::net::{self, Timeouts};
 use crate::shutdown::Shutdown;
 
@@ -48,10 +49,6 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often the watchdog looks for connections past their deadline.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
-
-/// Log lines about closed connections allowed per second; the rest are
-/// counted and summed up in the next line that gets through.
-const LOG_LINES_PER_SEC: u32 = 5;
 
 /// A server's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +110,8 @@ struct SlotState {
     idle_timeout: Duration,
     /// Set once the core has shut the socket down.
     closed: bool,
+    /// The class it has joined, if any.
+    class: Option<usize>,
 }
 
 impl SlotState {
@@ -160,32 +159,19 @@ enum Closing {
     Stopping,
 }
 
-/// Log lines about closed connections, at most `LOG_LINES_PER_SEC`.
-struct LogBudget {
-    window: Instant,
-    used: u32,
-    suppressed: u32,
-}
+/// A class of connections with a cap of its own (a servent's clients, its
+/// neighbour links), made by [`Server::class`] and joined with
+/// [`Session::join_class`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnClass(usize);
 
-impl LogBudget {
-    fn emit(&mut self, line: &str) {
-        let now = Instant::now();
-        if now.duration_since(self.window) >= Duration::from_secs(1) {
-            self.window = now;
-            self.used = 0;
-        }
-        if self.used >= LOG_LINES_PER_SEC {
-            self.suppressed += 1;
-            return;
-        }
-        self.used += 1;
-        if self.suppressed > 0 {
-            crate::diag!("{line} (and {} more like it)", self.suppressed);
-            self.suppressed = 0;
-        } else {
-            crate::diag!("{line}");
-        }
-    }
+/// What a class is and how many it holds.
+struct ClassSpec {
+    /// What its members are, plural, for log lines ("client connections").
+    what: &'static str,
+    max: usize,
+    /// Lines about members dropped for newcomers.
+    log: Throttle,
 }
 
 /// The connections a server is serving.
@@ -194,7 +180,10 @@ struct Registry {
     table: Mutex<Table>,
     /// Signalled when a connection thread ends.
     freed: Condvar,
-    log: Mutex<LogBudget>,
+    /// Lines about connections the core closed.
+    log: Throttle,
+    /// The connection classes, fixed before serving starts.
+    classes: Vec<ClassSpec>,
 }
 
 impl Registry {
@@ -207,16 +196,72 @@ impl Registry {
                 threads: 0,
             }),
             freed: Condvar::new(),
-            log: Mutex::new(LogBudget {
-                window: Instant::now(),
-                used: 0,
-                suppressed: 0,
-            }),
+            log: Throttle::new(false),
+            classes: Vec::new(),
         }
     }
 
     fn note(&self, line: &str) {
-        lock(&self.log).emit(line);
+        self.log.diag(|| line.to_string());
+    }
+
+    /// Puts `slot` in `class`, first dropping the member of the class that
+    /// has waited longest for its next request (or else the one stalled
+    /// longest in a request, then the one busy longest) when the class is
+    /// full.
+    fn join_class(&self, slot: &Arc<Slot>, class: ConnClass) {
+        let Some(spec) = self.classes.get(class.0) else {
+            return;
+        };
+        let now = Instant::now();
+        let victim = {
+            let mut table = lock(&self.table);
+            let mut members = 0;
+            let mut chosen: Option<((u8, Instant), u64)> = None;
+            for s in table.live.values() {
+                if s.id == slot.id {
+                    continue;
+                }
+                let st = s.state();
+                if st.class != Some(class.0) || st.closed {
+                    continue;
+                }
+                members += 1;
+                let order = match st.phase {
+                    Phase::Idle => 0,
+                    Phase::Request => 1,
+                    Phase::Busy => 2,
+                };
+                let key = (order, st.since);
+                if chosen.is_none_or(|(k, _)| key < k) {
+                    chosen = Some((key, s.id));
+                }
+            }
+            slot.state().class = Some(class.0);
+            match chosen {
+                Some((_, id)) if members >= spec.max.max(1) => table.live.remove(&id).map(|v| {
+                    let mut st = v.state();
+                    st.closed = true;
+                    let doing = (st.phase, now.saturating_duration_since(st.since));
+                    drop(st);
+                    (v, doing)
+                }),
+                _ => None,
+            }
+        };
+        if let Some((v, (phase, for_how_long))) = victim {
+            let _ = v.stream.shutdown(SockShutdown::Both);
+            let doing = match phase {
+                Phase::Idle => format!("idle for {:.1}s", for_how_long.as_secs_f64()),
+                _ => "in the middle of a message".to_string(),
+            };
+            spec.log.diag(|| {
+                format!(
+                    "{}: dropped ({doing}): already {} {} open and {} is new",
+                    v.peer, spec.max, spec.what, slot.peer
+                )
+            });
+        }
     }
 
     /// Takes a slot for a new connection, evicting the one idle or stalled
@@ -252,6 +297,7 @@ impl Registry {
                     rank: Rank::Unproven,
                     idle_timeout: self.limits.idle_timeout,
                     closed: false,
+                    class: None,
                 }),
             });
             table.live.insert(slot.id, slot.clone());
@@ -483,6 +529,14 @@ impl Session {
     pub fn limits(&self) -> &Limits {
         &self.registry.limits
     }
+
+    /// Counts this connection in `class` from now on (until it ends). When
+    /// the class is full, the member that has waited longest for its next
+    /// request is dropped for it (or else the one stalled longest), with a
+    /// line on stderr: so a class's cap never locks a newcomer out.
+    pub fn join_class(&self, class: ConnClass) {
+        self.registry.join_class(&self.slot, class);
+    }
 }
 
 impl Drop for Session {
@@ -531,6 +585,22 @@ impl Server {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// A class of connections with its own cap of `max` members, `what`
+    /// naming them in log lines ("client connections"). Lines about members
+    /// dropped for newcomers are throttled unless `all_lines`. Only before
+    /// serving starts.
+    pub fn class(&mut self, what: &'static str, max: usize, all_lines: bool) -> ConnClass {
+        // The registry is shared only by the accept loop and the sessions
+        // it makes, and serving takes `self`: here it is ours alone.
+        let registry = Arc::get_mut(&mut self.registry).expect("registry shared before serving");
+        registry.classes.push(ClassSpec {
+            what,
+            max: max.max(1),
+            log: Throttle::new(all_lines),
+        });
+        ConnClass(registry.classes.len() - 1)
     }
 
     /// The flag that stops this server.
@@ -624,7 +694,7 @@ impl Server {
             shutdown,
             registry,
         } = self;
-        shutdown.wake_on(local);
+        shutdown.wake_on(&listener)?;
         let watchdog = {
             let registry = registry.clone();
             let shutdown = shutdown.clone();
@@ -703,20 +773,12 @@ impl std::fmt::Debug for Server {
 /// synchronizer, so that on a busy machine the clients being served get
 /// the CPU first. A refusal is harmless and ignored.
 pub fn background_priority(nice: i32) {
+    // On Linux, PRIO_PROCESS with a thread id sets that one thread's nice
+    // value (elsewhere it would be the whole process's).
     #[cfg(target_os = "linux")]
     {
-        unsafe extern "C" {
-            fn gettid() -> i32;
-            // int setpriority(int which, id_t who, int prio);
-            fn setpriority(which: i32, who: u32, prio: i32) -> i32;
-        }
-        const PRIO_PROCESS: i32 = 0;
-        // SAFETY: plain system calls on integers; on Linux, PRIO_PROCESS
-        // with a thread id sets that one thread's nice value.
-        unsafe {
-            let tid = gettid();
-            let _ = setpriority(PRIO_PROCESS, tid as u32, nice.clamp(0, 19));
-        }
+        let tid = rustix::thread::gettid();
+        let _ = rustix::process::setpriority_process(Some(tid), nice.clamp(0, 19));
     }
     #[cfg(not(target_os = "linux"))]
     let _ = nice;
@@ -784,6 +846,61 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         assert_eq!(silent[0].read(&mut b).unwrap_or(0), 0);
+        shutdown.trigger();
+        handle.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_full_class_drops_its_longest_idle_member_and_no_one_else() {
+        let shutdown = Shutdown::new();
+        let mut limits = limits(64);
+        limits.idle_timeout = Duration::from_secs(60);
+        let mut server = Server::bind("127.0.0.1:0", limits, shutdown.clone()).unwrap();
+        let class = server.class("test members", 2, true);
+        let addr = server.local_addr();
+        let (joined, has_joined) = mpsc::channel::<()>();
+        let joined = Mutex::new(joined);
+        let handle = thread::spawn(move || {
+            server.serve(move |session| {
+                let mut r = BufReader::new(session.stream());
+                // A line saying "member" joins the class; then idle.
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                if line == "member\n" {
+                    session.join_class(class);
+                }
+                // Idle before the test opens the next connection.
+                session.idle();
+                let _ = lock(&joined).send(());
+                let _ = session.await_request(&mut r);
+            })
+        });
+        let open = |line: &str| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(line.as_bytes()).unwrap();
+            has_joined.recv_timeout(Duration::from_secs(10)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        };
+        let mut first = open("member\n");
+        let mut other = open("not a member\n");
+        let mut second = open("member\n");
+        let _third = open("member\n");
+        let mut b = [0u8; 1];
+        // The first member (idle longest) was dropped for the third...
+        assert_eq!(first.read(&mut b).unwrap_or(0), 0);
+        // ...and neither the second nor a connection outside the class was.
+        for s in [&mut second, &mut other] {
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let err = s.read(&mut b).expect_err("still open, nothing to read");
+            assert!(matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ));
+        }
         shutdown.trigger();
         handle.join().unwrap().unwrap();
     }

@@ -1,8 +1,9 @@
 //! Clean shutdown: Ctrl-C and SIGTERM set one flag that accept loops, workers
-//! and periodic tasks observe; blocked `accept` calls are woken by a
-//! loopback connection so a daemon exits promptly with status 0.
+//! and periodic tasks observe; a thread blocked in `accept` is woken by
+//! `shutdown(2)` on the listening socket itself, so a daemon exits promptly
+//! with status 0 whatever happened to its address (removed, unreachable).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,7 +14,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default)]
 pub struct Shutdown {
     flag: AtomicBool,
-    state: Mutex<Vec<SocketAddr>>,
+    /// Listening sockets to wake (descriptors of their own, duplicated).
+    state: Mutex<Vec<TcpListener>>,
     changed: Condvar,
 }
 
@@ -35,14 +37,10 @@ impl Shutdown {
     /// Sets the flag, wakes every waiter and every registered listener.
     pub fn trigger(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        let wake: Vec<SocketAddr> = {
-            let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            self.changed.notify_all();
-            guard.clone()
-        };
-        for addr in wake {
-            // The connection only unblocks accept(); it is dropped at once.
-            let _ = TcpStream::connect_timeout(&loopback_for(addr), Duration::from_secs(1));
+        let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.changed.notify_all();
+        for listener in guard.iter() {
+            wake(listener);
         }
     }
 
@@ -62,28 +60,37 @@ impl Shutdown {
         self.is_triggered()
     }
 
-    /// Registers a listening address to poke when shutdown starts, so a
-    /// thread blocked in `accept` on it wakes up.
-    pub fn wake_on(&self, addr: SocketAddr) {
+    /// Registers a listening socket to wake when shutdown starts, so a
+    /// thread blocked in `accept` on it returns. The registration holds a
+    /// duplicate descriptor of the same socket.
+    pub fn wake_on(&self, listener: &TcpListener) -> Result<()> {
+        let dup = listener.try_clone()?;
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.push(addr);
-        drop(guard);
         if self.is_triggered() {
-            let _ = TcpStream::connect_timeout(&loopback_for(addr), Duration::from_secs(1));
+            wake(&dup);
         }
+        guard.push(dup);
+        Ok(())
     }
 }
 
-/// A wildcard listening address is reached through loopback.
-fn loopback_for(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
-        }
-        _ => addr,
+/// Wakes every thread blocked in `accept` on `listener`. On Linux,
+/// `shutdown(2)` on a listening socket makes a blocked and every later
+/// `accept` fail at once (`EINVAL`), with no packet sent, so it works when
+/// the listening address is gone or unreachable. Elsewhere a listening
+/// socket may refuse `shutdown`; a connection to it wakes `accept` instead.
+fn wake(listener: &TcpListener) {
+    let _ = rustix::net::shutdown(listener, rustix::net::Shutdown::Both);
+    #[cfg(not(target_os = "linux"))]
+    if let Ok(addr) = listener.local_addr() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+        let ip = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let to = SocketAddr::new(ip, addr.port());
+        let _ = TcpStream::connect_timeout(&to, Duration::from_millis(500));
     }
 }
 
@@ -100,5 +107,31 @@ mod tests {
         s.trigger();
         assert!(t.join().unwrap());
         assert!(s.is_triggered());
+    }
+
+    #[test]
+    fn trigger_wakes_a_blocked_accept_without_connecting() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = Shutdown::new();
+        s.wake_on(&listener).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let accepted = listener.accept();
+            tx.send(accepted.is_err()).unwrap();
+        });
+        // Whether or not accept has begun blocking, it must return.
+        s.trigger();
+        let woke_with_error = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(woke_with_error, "accept returned a connection nobody made");
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_listener_registered_after_trigger_is_woken_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = Shutdown::new();
+        s.trigger();
+        s.wake_on(&listener).unwrap();
+        assert!(listener.accept().is_err());
     }
 }

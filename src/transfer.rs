@@ -111,12 +111,8 @@ mod sendfile {
     use std::fs::File;
     use std::io;
     use std::net::TcpStream;
-    use std::os::fd::AsRawFd;
 
-    unsafe extern "C" {
-        // ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
-        fn sendfile(out_fd: i32, in_fd: i32, offset: *mut i64, count: usize) -> isize;
-    }
+    use rustix::io::Errno;
 
     /// Most bytes asked of one sendfile call.
     const MAX_CALL: u64 = 1 << 30;
@@ -125,29 +121,16 @@ mod sendfile {
     /// advances) to the socket; the byte count sent.
     pub fn send(file: &File, sock: &TcpStream, left: u64) -> io::Result<usize> {
         let count = left.min(MAX_CALL) as usize;
-        // SAFETY: both descriptors are open for the duration of the call
-        // (borrowed from live `File` and `TcpStream` values), a null offset
-        // pointer means "use and advance the file offset", and no memory of
-        // ours is read or written.
-        let n = unsafe {
-            sendfile(
-                sock.as_raw_fd(),
-                file.as_raw_fd(),
-                std::ptr::null_mut(),
-                count,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        // No offset: use and advance the file's own.
+        Ok(rustix::fs::sendfile(sock, file, None, count)?)
     }
 
     /// Errors meaning "sendfile cannot do this here", not "the copy failed".
     pub fn unsupported(e: &io::Error) -> bool {
-        // ENOSYS, EINVAL, EOPNOTSUPP
-        matches!(e.raw_os_error(), Some(38 | 22 | 95))
+        matches!(
+            Errno::from_io_error(e),
+            Some(Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP)
+        )
     }
 }
 
@@ -366,7 +349,7 @@ mod splice {
     use std::fs::File;
     use std::io;
     use std::net::TcpStream;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, OwnedFd};
     use std::os::unix::fs::FileExt;
 
     use indicatif::ProgressBar;
@@ -374,25 +357,9 @@ mod splice {
     use super::{Failure, HASH_CHUNK, local};
     use crate::digest::FileHasher;
     use crate::error::Error;
+    use rustix::io::Errno;
+    use rustix::pipe::{PipeFlags, SpliceFlags};
 
-    unsafe extern "C" {
-        // ssize_t splice(int fd_in, off_t *off_in, int fd_out, off_t *off_out,
-        //                size_t len, unsigned int flags);
-        fn splice(
-            fd_in: i32,
-            off_in: *mut i64,
-            fd_out: i32,
-            off_out: *mut i64,
-            len: usize,
-            flags: u32,
-        ) -> isize;
-        fn pipe2(fds: *mut i32, flags: i32) -> i32;
-        fn fcntl(fd: i32, cmd: i32, arg: i32) -> i32;
-    }
-
-    const SPLICE_F_MOVE: u32 = 1;
-    const O_CLOEXEC: i32 = 0o2000000;
-    const F_SETPIPE_SZ: i32 = 1031;
     /// The pipe's capacity we ask for (the default most-allowed size for
     /// an unprivileged process); each socket splice moves up to this much.
     const PIPE_SIZE: usize = 1 << 20;
@@ -408,11 +375,12 @@ mod splice {
         hasher: &mut FileHasher,
         progress: &ProgressBar,
     ) -> Result<u64, Failure> {
-        let (rd, wr) = pipe().map_err(local)?;
-        // SAFETY: fcntl on a descriptor we own; a refusal (a lower
-        // pipe-max-size) leaves the default capacity, which also works.
-        let cap = match unsafe { fcntl(wr.as_raw_fd(), F_SETPIPE_SZ, PIPE_SIZE as i32) } {
-            n if n > 0 => n as usize,
+        let (rd, wr) =
+            rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| local(io::Error::from(e)))?;
+        // A refusal (a lower pipe-max-size) leaves the default capacity,
+        // which also works.
+        let cap = match rustix::pipe::fcntl_setpipe_size(&wr, PIPE_SIZE) {
+            Ok(n) if n > 0 => n,
             _ => 64 * 1024,
         };
         let mut at = io::Seek::stream_position(file).map_err(local)?;
@@ -421,7 +389,7 @@ mod splice {
         let mut first = true;
         while left > 0 {
             let want = cap.min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match call(sock.as_raw_fd(), None, wr.as_raw_fd(), want) {
+            let n = match call(sock, None, &wr, want) {
                 Ok(0) => return Err(Failure::Remote(Error::Truncated)),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -436,7 +404,7 @@ mod splice {
             };
             let mut in_pipe = n;
             while in_pipe > 0 {
-                match call(rd.as_raw_fd(), Some(&mut at), file.as_raw_fd(), in_pipe) {
+                match call(&rd, Some(&mut at), &*file, in_pipe) {
                     Ok(0) => return Err(local(Error::Local("the file took no bytes".into()))),
                     Ok(m) => in_pipe -= m,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -501,50 +469,28 @@ mod splice {
 
     /// One splice(2) call; `off_out` is the file offset to write at (and
     /// advance), `None` for a pipe.
-    fn call(fd_in: i32, off_out: Option<&mut u64>, fd_out: i32, len: usize) -> io::Result<usize> {
-        let mut off = off_out.as_ref().map_or(0, |o| **o as i64);
-        let off_ptr = if off_out.is_some() {
-            &mut off as *mut i64
-        } else {
-            std::ptr::null_mut()
-        };
-        // SAFETY: both descriptors are open for the call (borrowed from
-        // live values), `off_ptr` is null or points at a live local, and
-        // no memory of ours is otherwise read or written.
-        let n = unsafe {
-            splice(
-                fd_in,
-                std::ptr::null_mut(),
-                fd_out,
-                off_ptr,
-                len,
-                SPLICE_F_MOVE,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if let Some(o) = off_out {
-            *o = off as u64;
-        }
-        Ok(n as usize)
-    }
-
-    /// A pipe, read end first, closed on drop.
-    fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-        let mut fds = [0i32; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        if unsafe { pipe2(fds.as_mut_ptr(), O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both are fresh descriptors we alone own.
-        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    fn call(
+        fd_in: impl AsFd,
+        off_out: Option<&mut u64>,
+        fd_out: impl AsFd,
+        len: usize,
+    ) -> io::Result<usize> {
+        Ok(rustix::pipe::splice(
+            fd_in,
+            None,
+            fd_out,
+            off_out,
+            len,
+            SpliceFlags::MOVE,
+        )?)
     }
 
     /// Errors meaning "splice cannot do this here", not "the copy failed".
     fn unsupported(e: &io::Error) -> bool {
-        // ENOSYS, EINVAL, EOPNOTSUPP
-        matches!(e.raw_os_error(), Some(38 | 22 | 95))
+        matches!(
+            Errno::from_io_error(e),
+            Some(Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP)
+        )
     }
 }
 

@@ -12,6 +12,8 @@ use peerkit::swarm::{self, TrackerConfig, TrackerLimits, cmd};
 /// that stop pinging.
 ///
 /// Listens on 0.0.0.0:6969 (every interface) unless --listen says otherwise.
+/// A member on this host that registered over 127.0.0.1 is handed to peers
+/// on other hosts at the address they reached the tracker at.
 #[derive(Parser)]
 #[command(
     version,
@@ -22,9 +24,15 @@ struct Args {
     #[command(flatten)]
     daemon: DaemonArgs,
 
-    /// Evict members that sent nothing since the previous cleanup, every SECS
-    #[arg(long, value_name = "SECS", default_value = "15", value_parser = swarm::parse_secs)]
-    cleanup_interval: Duration,
+    /// The period peers ping at (their --ping-interval): a member silent for
+    /// 3 of them is evicted, at most 1 s later
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = swarm::parse_secs)]
+    ping_interval: Duration,
+
+    /// Older name: evict members silent for 1.5 × SECS (ping interval SECS/2)
+    #[arg(long, value_name = "SECS", value_parser = swarm::parse_secs, hide = true,
+          conflicts_with = "ping_interval")]
+    cleanup_interval: Option<Duration>,
 
     #[command(flatten)]
     verbosity: cli::Verbosity,
@@ -33,8 +41,9 @@ struct Args {
 fn main() -> ExitCode {
     let a = Args::parse();
     cli::run(env!("CARGO_BIN_NAME"), || {
+        let ping = a.cleanup_interval.map_or(a.ping_interval, |c| c / 2);
         let cfg = TrackerConfig {
-            cleanup_interval: a.cleanup_interval.max(Duration::from_millis(10)),
+            ping_interval: ping.max(Duration::from_millis(10)),
             server: a.daemon.limits(),
             limits: TrackerLimits::default(),
             quiet: a.verbosity.level() == cli::Level::Quiet,

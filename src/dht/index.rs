@@ -2,13 +2,15 @@
 //! connection per supernode, and answers "who is responsible for NAME".
 //! Membership changes are logged on stdout, one line each:
 //! `joined ADDR`, `left ADDR`, `disconnected ADDR`,
-//! `removed ADDR (connection lost)`.
+//! `removed ADDR (connection lost)`. A member silent for three of its
+//! heartbeats plus a second is dropped with its connection.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::cli::Level;
-use crate::dht::proto::{HEARTBEAT, INDEX_PROTOCOL, IndexRequest, IndexResponse};
+use crate::dht::proto::{INDEX_PROTOCOL, IndexRequest, IndexResponse, silence_limit};
 use crate::dht::ring::Ring;
 use crate::error::Result;
 use crate::frame::Conn;
@@ -90,13 +92,14 @@ fn serve_session(
 ) -> Result<()> {
     while let Some(req) = conn.next_request::<IndexRequest, IndexResponse>()? {
         let reply = match req {
-            IndexRequest::Join { port } => {
+            IndexRequest::Join { port, heartbeat_ms } => {
                 let reply = join(index, peer, port, session);
                 if let (IndexResponse::Joined { .. }, Some(s)) = (&reply, conn.session()) {
-                    // A member's control connection: kept over clients,
-                    // and quiet between heartbeats.
+                    // A member's control connection: kept over clients, and
+                    // dropped (with the member) once it misses heartbeats.
                     s.protect();
-                    s.set_idle_timeout(s.limits().idle_timeout.max(HEARTBEAT * 4));
+                    let beat = Duration::from_millis(u64::from(heartbeat_ms));
+                    s.set_idle_timeout(silence_limit(beat));
                 }
                 reply
             }
@@ -121,7 +124,13 @@ fn serve_session(
                 return Ok(());
             }
             IndexRequest::Query { name } => {
-                let owner = index.ring().owner(name.as_str()).map(str::to_string);
+                // A member on this host that joined over loopback is reached
+                // by the asker at the address it reached us at.
+                let via = conn.local_addr()?.ip();
+                let owner = index
+                    .ring()
+                    .owner(name.as_str())
+                    .map(|a| net::reachable_addr(a, via));
                 if index.level == Level::Verbose {
                     crate::event!("{peer}: {name} -> {}", owner.as_deref().unwrap_or("nobody"));
                 }

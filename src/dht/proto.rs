@@ -20,9 +20,11 @@ use crate::frame::{self, Protocol, Request, Response};
 use crate::name::FileName;
 
 /// The control protocol spoken on a supernode's connection to the index.
+/// Version 2: `Join` carries the supernode's heartbeat period, from which
+/// the index sets how long it waits before dropping a silent member.
 pub const INDEX_PROTOCOL: Protocol = Protocol {
     name: "peerkit-dht-index",
-    version: 1,
+    version: 2,
 };
 
 /// The protocol spoken by clients (and by synchronizers) to a supernode.
@@ -35,19 +37,35 @@ pub const SUPER_PROTOCOL: Protocol = Protocol {
 };
 
 /// How often a supernode says something on an otherwise idle control
-/// connection; the index drops a control connection silent for much longer.
+/// connection, unless `--heartbeat` says otherwise.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
-/// The longest heartbeat period a supernode may choose: half the shortest
-/// silence after which the index drops a control connection (4 x `HEARTBEAT`).
+/// The longest heartbeat period a supernode may choose.
 pub const MAX_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// The shortest heartbeat period the index takes from a member; a shorter
+/// one counts as this.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// How many heartbeats in a row a member may miss before the index drops
+/// it from the ring.
+pub const MISSED_HEARTBEATS: u32 = 3;
+
+/// Silence after which the index drops a member that declared `heartbeat`:
+/// [`MISSED_HEARTBEATS`] periods plus a second (16 s at the defaults),
+/// whatever the index's `--idle-timeout`.
+pub fn silence_limit(heartbeat: Duration) -> Duration {
+    heartbeat.clamp(MIN_HEARTBEAT, MAX_HEARTBEAT) * MISSED_HEARTBEATS + Duration::from_secs(1)
+}
 
 /// A request on a supernode's control connection to the index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IndexRequestOf<N> {
     /// Add the sender to the ring; it listens on `port` at the host the
-    /// index sees the connection coming from. Answered by `Joined`.
-    Join { port: u16 },
+    /// index sees the connection coming from, and says something on this
+    /// connection at least every `heartbeat_ms` milliseconds (the index
+    /// drops it after [`silence_limit`] of silence). Answered by `Joined`.
+    Join { port: u16, heartbeat_ms: u32 },
     /// Take the sender out of the ring but keep the connection open for
     /// queries (a leaving supernode's last sync). Answered by `Left`.
     Leave,
@@ -71,7 +89,9 @@ pub enum IndexResponse {
     Left,
     /// The index is closing this connection.
     Bye,
-    /// `addr` (`HOST:PORT`) is responsible for the queried name.
+    /// `addr` (`HOST:PORT`) is responsible for the queried name. A member
+    /// on the index's own host that joined over loopback is given as the
+    /// address the asker reached the index at.
     Owner { addr: String },
     /// The ring is empty: nobody is responsible for anything.
     NoSupernodes,
@@ -236,7 +256,10 @@ mod tests {
     fn every_message_roundtrips() {
         let d = FileDigest::of(b"x");
         for m in [
-            IndexRequest::Join { port: 4000 },
+            IndexRequest::Join {
+                port: 4000,
+                heartbeat_ms: 5000,
+            },
             IndexRequest::Leave,
             IndexRequest::Disconnect,
             IndexRequest::Query { name: name("a b") },
@@ -303,10 +326,14 @@ mod tests {
             frame::encode(&IndexRequest::Query { name: name("ab") }).unwrap(),
             [0, 0, 0, 4, 3, 2, b'a', b'b']
         );
-        // Variant 0 (Join), port 4000 as a varint.
+        // Variant 0 (Join), port 4000 and the heartbeat 5000 ms as varints.
         assert_eq!(
-            frame::encode(&IndexRequest::Join { port: 4000 }).unwrap(),
-            [0, 0, 0, 3, 0, 0xa0, 0x1f]
+            frame::encode(&IndexRequest::Join {
+                port: 4000,
+                heartbeat_ms: 5000
+            })
+            .unwrap(),
+            [0, 0, 0, 5, 0, 0xa0, 0x1f, 0x88, 0x27]
         );
         // Variant 5 (File), the size as a varint; variant 6 (Sent), then the
         // digest's 32 bytes as they are.

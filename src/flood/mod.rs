@@ -12,7 +12,8 @@
 //! # Layout
 //! - `wire`: the six messages, their exact bytes, the message reader.
 //! - `kvfile`: the key-value file format and the loaded database.
-//! - [`servent`]: `kv-servent`: links, the seen set, flooding, answers.
+//! - [`servent`]: `kv-servent`: accepting, flooding, the stats; `servent/links.rs` the
+//!   neighbour links, `servent/seen.rs` the seen set, `servent/answers.rs` the answers.
 //! - [`client`]: `kv-query`'s link, answer listener and commands.
 //! - [`cmd`]: the programs' bodies: `kv-servent`, and `kv-query`'s
 //!   one-shot, shell and pipeline modes.

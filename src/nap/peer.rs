@@ -469,21 +469,10 @@ impl<W: Write> Peer<W> {
     /// The address of our side of a connection to the server (what we
     /// tell the server to give other peers); unspecified if unknown.
     fn local_ip_towards_server(&self) -> IpAddr {
-        let addr = net::host_port(&self.opts.server, self.opts.port);
         if !self.opts.listen_ip.is_unspecified() {
             return self.opts.listen_ip;
         }
-        use std::net::ToSocketAddrs;
-        let target: Option<SocketAddr> = addr.to_socket_addrs().ok().and_then(|mut a| a.next());
-        // A UDP "connection" picks the route without sending anything.
-        target
-            .and_then(|t| {
-                let bind = if t.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-                let s = std::net::UdpSocket::bind(bind).ok()?;
-                s.connect(t).ok()?;
-                s.local_addr().ok().map(|a| a.ip())
-            })
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        route_ip(&self.opts)
     }
 
     fn disconnect(&mut self, user: &str) -> Result<()> {
@@ -656,9 +645,30 @@ pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) 
     Ok(Fetched::Done)
 }
 
+/// The address of this host the route to the server leaves from (what the
+/// server sees our connections come from); unspecified if unknown.
+fn route_ip(opts: &Options) -> IpAddr {
+    use std::net::ToSocketAddrs;
+    let addr = net::host_port(&opts.server, opts.port);
+    let target: Option<SocketAddr> = addr.to_socket_addrs().ok().and_then(|mut a| a.next());
+    // A UDP "connection" picks the route without sending anything.
+    target
+        .and_then(|t| {
+            let bind = if t.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+            let s = std::net::UdpSocket::bind(bind).ok()?;
+            s.connect(t).ok()?;
+            s.local_addr().ok().map(|a| a.ip())
+        })
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
 /// Runs the shell on stdin (prompt only on a terminal) until QUIT or the
 /// end of input.
 pub fn run(opts: Options) -> Result<()> {
+    if let Some(why) = net::unreachable_listen(SocketAddr::new(opts.listen_ip, 0), route_ip(&opts))
+    {
+        crate::diag!("warning: file listener {why} (use --listen-ip 0.0.0.0)");
+    }
     let stdin = io::stdin();
     let prompt = stdin.is_terminal();
     let mut peer = Peer::new(opts, crate::cli::stdout());

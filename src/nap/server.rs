@@ -99,6 +99,23 @@ fn peer_ip(session: &Session) -> IpAddr {
     session.peer().ip().to_canonical()
 }
 
+/// Gives a user connected from this host over loopback (or registered as
+/// `0.0.0.0`) as the address the asking client reached the server at, so a
+/// client on another host can reach it; the course's bytes are unchanged.
+fn reachable_users(users: &mut [wire::UserEntry], via: IpAddr) {
+    for u in users {
+        let Ok(ip) = u.ip.as_str().parse::<IpAddr>() else {
+            continue;
+        };
+        let reach = crate::net::reachable_ip(ip, via);
+        if reach != ip.to_canonical()
+            && let Ok(field) = wire::Field::new(reach.to_string())
+        {
+            u.ip = field;
+        }
+    }
+}
+
 /// `s` with control characters shown as `?`, for log lines.
 pub fn printable(s: &str) -> String {
     s.chars()
@@ -142,7 +159,10 @@ impl Shared {
         if !self.quiet {
             crate::event!("s> {op} FROM {}", printable(req.user.as_str()));
         }
-        let answer = self.store.apply(req, peer_ip(session));
+        let mut answer = self.store.apply(req, peer_ip(session));
+        if let (Answer::Users(users), Ok(local)) = (&mut answer, session.stream().local_addr()) {
+            reachable_users(users, local.ip());
+        }
         self.answer(session, &answer);
         if let Some(log) = &self.log {
             log.record(req);
@@ -177,5 +197,37 @@ pub(crate) fn drain(stream: &TcpStream) {
             Ok(0) | Err(_) => return,
             Ok(n) => total += n as u64,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nap::wire::{Field, UserEntry};
+
+    fn entry(user: &str, ip: &str) -> UserEntry {
+        UserEntry {
+            user: Field::new(user).unwrap(),
+            ip: Field::new(ip).unwrap(),
+            port: Field::new("4000").unwrap(),
+        }
+    }
+
+    #[test]
+    fn loopback_users_are_listed_at_the_address_the_asker_came_in_on() {
+        let mut users = vec![
+            entry("ana", "127.0.0.1"),
+            entry("bo", "10.77.0.3"),
+            entry("carl", "0.0.0.0"),
+        ];
+        let lan: IpAddr = "10.77.0.1".parse().unwrap();
+        reachable_users(&mut users, lan);
+        let ips: Vec<&str> = users.iter().map(|u| u.ip.as_str()).collect();
+        assert_eq!(ips, ["10.77.0.1", "10.77.0.3", "10.77.0.1"]);
+
+        // An asker on this host keeps loopback.
+        let mut users = vec![entry("ana", "127.0.0.1")];
+        reachable_users(&mut users, "127.0.0.1".parse().unwrap());
+        assert_eq!(users[0].ip.as_str(), "127.0.0.1");
     }
 }

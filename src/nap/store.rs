@@ -202,9 +202,14 @@ fn execute(state: &mut State, req: &Request, from: IpAddr) -> std::result::Resul
                 return Err(2);
             }
             let port = parse_port(port).ok_or(3u8)?;
+            // No address, or loopback from another host, means the
+            // connection's own.
             let ip = match ip.as_str() {
                 "" | "0.0.0.0" => from.to_string(),
-                s => s.parse::<IpAddr>().map_err(|_| 3u8)?.to_string(),
+                s => {
+                    let claimed = s.parse::<IpAddr>().map_err(|_| 3u8)?;
+                    crate::net::reachable_ip(claimed, from).to_string()
+                }
             };
             user.connected = Some((ip, port));
             ok
@@ -361,6 +366,20 @@ mod tests {
             ip: f(ip),
             port: f(port),
         }
+    }
+
+    #[test]
+    fn a_loopback_address_from_another_host_is_the_connections_own() {
+        let s = Store::in_memory();
+        for (user, ip) in [("ana", "127.0.0.1"), ("bo", "::1"), ("carl", "10.9.9.9")] {
+            assert_eq!(code(&s, user, Body::Register), 0);
+            assert_eq!(code(&s, user, connect(ip, "4000")), 0);
+        }
+        let Answer::Users(users) = s.apply(&req("ana", Body::ListUsers), FROM) else {
+            panic!("no user list");
+        };
+        let ips: Vec<&str> = users.iter().map(|u| u.ip.as_str()).collect();
+        assert_eq!(ips, ["10.1.2.3", "10.1.2.3", "10.9.9.9"]);
     }
 
     #[test]

@@ -124,7 +124,8 @@ impl From<Error> for crate::Error {
             e @ (Error::Truncated { .. } | Error::TooLong { .. } | Error::Invalid { .. }) => {
                 crate::Error::Decode(e.to_string())
             }
-            e @ (Error::Rejected(_) | Error::Rpcbind(_)) => crate::Error::Remote(e.to_string()),
+            e @ Error::Rejected(_) => crate::Error::Remote(e.to_string()),
+            e @ Error::Rpcbind(_) => crate::Error::Unavailable(e.to_string()),
             e @ (Error::BadFragment(_) | Error::XidMismatch { .. }) => {
                 crate::Error::Protocol(e.to_string())
             }

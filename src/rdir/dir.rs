@@ -5,7 +5,6 @@
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::raw::{c_char, c_int, c_long};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::ptr::NonNull;
@@ -75,49 +74,38 @@ impl Refusal {
     }
 
     fn from_io(e: &io::Error) -> Refusal {
+        // This system's errno values to the wire's (Linux's) numbers.
         let code = match e.raw_os_error() {
-            Some(2) => status::NOENT,
-            Some(13) | Some(1) => status::ACCES,
-            Some(20) => status::NOTDIR,
-            Some(36) => status::NAMETOOLONG,
+            Some(libc::ENOENT) => status::NOENT,
+            Some(libc::EACCES | libc::EPERM) => status::ACCES,
+            Some(libc::ENOTDIR) => status::NOTDIR,
+            Some(libc::ENAMETOOLONG) => status::NAMETOOLONG,
             _ => status::IO,
         };
         Refusal::new(code, crate::error::describe_io(e))
     }
 }
 
-#[repr(C)]
-struct RawDir {
-    _opaque: [u8; 0],
+/// Sets the calling thread's errno to 0, so that a NULL from readdir can
+/// be told apart: end of the directory (errno still 0) or an error.
+fn clear_errno() {
+    // SAFETY: errno is thread-local; the location libc gives is valid
+    // for the calling thread for as long as it runs.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    unsafe {
+        *libc::__errno_location() = 0
+    };
+    // SAFETY: as above, under the name these systems give it.
+    #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+    unsafe {
+        *libc::__error() = 0
+    };
 }
-
-/// glibc's and musl's `struct dirent` on 64-bit Linux.
-#[repr(C)]
-struct Dirent {
-    d_ino: u64,
-    d_off: i64,
-    d_reclen: u16,
-    d_type: u8,
-    d_name: [c_char; 256],
-}
-
-unsafe extern "C" {
-    fn opendir(name: *const c_char) -> *mut RawDir;
-    fn readdir(dir: *mut RawDir) -> *mut Dirent;
-    fn telldir(dir: *mut RawDir) -> c_long;
-    fn seekdir(dir: *mut RawDir, loc: c_long);
-    fn closedir(dir: *mut RawDir) -> c_int;
-    fn dirfd(dir: *mut RawDir) -> c_int;
-    fn lseek(fd: c_int, offset: i64, whence: c_int) -> i64;
-    fn __errno_location() -> *mut c_int;
-}
-
-const SEEK_SET: c_int = 0;
 
 /// An open directory stream. Its descriptor is closed on drop.
 #[derive(Debug)]
 pub struct Dir {
-    raw: NonNull<RawDir>,
+    raw: NonNull<libc::DIR>,
 }
 
 // SAFETY: a DIR stream has no thread affinity; it may move between threads
@@ -129,9 +117,9 @@ impl Dir {
     /// opendir(3). The descriptor is opened close-on-exec by libc.
     pub fn open(path: &Path) -> io::Result<Dir> {
         let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from_raw_os_error(2))?;
+            .map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
         // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-        let raw = unsafe { opendir(c.as_ptr()) };
+        let raw = unsafe { libc::opendir(c.as_ptr()) };
         NonNull::new(raw)
             .map(|raw| Dir { raw })
             .ok_or_else(io::Error::last_os_error)
@@ -139,11 +127,9 @@ impl Dir {
 
     /// readdir(3): the next entry's name, `None` at the end.
     pub fn next_name(&mut self) -> io::Result<Option<Vec<u8>>> {
-        // SAFETY: errno is thread-local; clearing it tells the end of the
-        // directory (NULL, errno 0) from an error (NULL, errno set).
-        unsafe { *__errno_location() = 0 };
+        clear_errno();
         // SAFETY: `raw` is an open DIR stream owned by `self`.
-        let ent = unsafe { readdir(self.raw.as_ptr()) };
+        let ent = unsafe { libc::readdir(self.raw.as_ptr()) };
         if ent.is_null() {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
@@ -151,11 +137,11 @@ impl Dir {
                 Some(_) => Err(e),
             };
         }
-        // SAFETY: a non-NULL entry is valid until the next readdir on this
-        // stream; d_name is NUL-terminated within its 256 bytes. We copy
-        // the name out before returning.
+        // SAFETY: a non-NULL entry is libc's own `struct dirent`, valid
+        // until the next readdir on this stream; d_name is NUL-terminated.
+        // We copy the name out before returning.
         let name = unsafe {
-            let p = std::ptr::addr_of!((*ent).d_name) as *const c_char;
+            let p = std::ptr::addr_of!((*ent).d_name).cast::<libc::c_char>();
             std::ffi::CStr::from_ptr(p).to_bytes().to_vec()
         };
         Ok(Some(name))
@@ -164,7 +150,7 @@ impl Dir {
     /// telldir(3): the position of the next entry, as a cookie.
     pub fn tell(&mut self) -> u64 {
         // SAFETY: `raw` is an open DIR stream owned by `self`.
-        let pos = unsafe { telldir(self.raw.as_ptr()) };
+        let pos = unsafe { libc::telldir(self.raw.as_ptr()) };
         pos as u64
     }
 
@@ -179,11 +165,11 @@ impl Dir {
         // descriptor stays open while we lseek it, and seekdir below
         // repositions the stream (dropping its buffer) to the same offset.
         unsafe {
-            let fd = dirfd(self.raw.as_ptr());
-            if lseek(fd, pos, SEEK_SET) < 0 {
+            let fd = libc::dirfd(self.raw.as_ptr());
+            if libc::lseek(fd, pos as libc::off_t, libc::SEEK_SET) < 0 {
                 return false;
             }
-            seekdir(self.raw.as_ptr(), pos as c_long);
+            libc::seekdir(self.raw.as_ptr(), pos as libc::c_long);
         }
         true
     }
@@ -192,7 +178,7 @@ impl Dir {
 impl Drop for Dir {
     fn drop(&mut self) {
         // SAFETY: `raw` is open and owned by `self`; it is not used again.
-        unsafe { closedir(self.raw.as_ptr()) };
+        unsafe { libc::closedir(self.raw.as_ptr()) };
     }
 }
 

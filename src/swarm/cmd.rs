@@ -2,6 +2,7 @@
 //! sees, and how each ending maps to an exit code. The only swarm file that
 //! uses `anyhow`.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
@@ -27,9 +28,56 @@ pub fn tracker(listen: &str, cfg: &TrackerConfig) -> anyhow::Result<()> {
     // The handler goes in before the readiness line, so a SIGTERM sent as
     // soon as that line appears still stops the tracker cleanly.
     let server = Server::start(listen, cfg.server)?;
-    server.announce()?;
+    let local = server.announce()?;
+    if local.ip().is_loopback() {
+        crate::diag!(
+            "listening on {local} only: peers on other hosts cannot reach this tracker; \
+             --listen 0.0.0.0:{} serves every interface",
+            local.port()
+        );
+    }
     Arc::new(Tracker::with_limits(cfg.limits, cfg.quiet)).serve(server, cfg)?;
     Ok(())
+}
+
+/// Why peers on other hosts could not fetch from a peer listening on
+/// `local` that reaches its tracker at `tracker`, naming the flag that
+/// fixes it; `None` when the tracker can hand out a reachable address.
+pub fn unreachable_because(local: SocketAddr, tracker: &str) -> Option<String> {
+    if local.ip().is_unspecified() {
+        // The tracker hands a member that registered over loopback to
+        // other hosts at the address they reached it at: every interface
+        // accepts it.
+        return None;
+    }
+    // A tracker on loopback means a swarm on this host alone.
+    let over_loopback = tracker
+        .to_socket_addrs()
+        .map(|mut a| a.any(|a| a.ip().is_loopback()))
+        .unwrap_or(false);
+    match (local.ip().is_loopback(), over_loopback) {
+        (true, false) => Some(format!(
+            "listening on {local} only: peers on other hosts cannot fetch from this one; \
+             --listen 0.0.0.0:0 (the default) or an address of this host they can reach fixes it"
+        )),
+        (false, true) => Some(format!(
+            "listening on {local} only while the tracker is reached over loopback ({tracker}): \
+             the tracker hands other hosts its own address with this port, which {} may not \
+             be; --tracker {} (the tracker at this address) or --listen 0.0.0.0:{} fixes it",
+            local.ip(),
+            crate::net::host_port(&local.ip().to_string(), tracker_port(tracker)),
+            local.port()
+        )),
+        _ => None,
+    }
+}
+
+/// The port of a `HOST:PORT` tracker address (6969 if it has none).
+fn tracker_port(tracker: &str) -> u16 {
+    tracker
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(6969)
 }
 
 /// `bt-peer share`: hashes FILE, serves it and keeps the tracker informed
@@ -45,6 +93,9 @@ pub fn share(
     let server = Server::start(listen, cfg.limits)?;
     let shutdown = server.shutdown().clone();
     let local = server.announce()?;
+    if let Some(why) = unreachable_because(local, &cfg.tracker) {
+        crate::diag!("{why}");
+    }
     let manifest = Manifest::from_file(path, piece_size)
         .with_context(|| format!("reading {}", path.display()))?;
     let manifest = Arc::new(manifest);
@@ -103,6 +154,9 @@ pub fn fetch(
     let server = Server::start(listen, cfg.limits)?;
     let shutdown = server.shutdown().clone();
     let local = server.announce()?;
+    if let Some(why) = unreachable_because(local, &cfg.tracker) {
+        crate::diag!("{why}");
+    }
     let client = TrackerClient::new(&cfg.tracker, cfg.limits.io);
     let lookup = client
         .call(&TrackerRequest::Lookup(query.clone()))

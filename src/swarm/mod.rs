@@ -34,7 +34,7 @@ pub use cmd::WhenDone;
 pub use manifest::{Bitfield, Manifest, SwarmId, check_piece_size};
 pub use peer::PeerConfig;
 pub use store::partial_path;
-pub use tracker::{Limits as TrackerLimits, TrackerConfig};
+pub use tracker::{CLEANUP_EVERY, Limits as TrackerLimits, SILENT_PINGS, TrackerConfig};
 
 use std::time::Duration;
 /// Parses a period in seconds, fractions allowed (`10`, `0.2`).

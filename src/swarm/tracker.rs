@@ -1,7 +1,9 @@
 //! The tracker: for every swarm, its manifest and each member's address (the
 //! IP the tracker sees plus the member's listening port) with the pieces it
-//! last reported; evicts members that stop pinging. It never holds file
-//! data.
+//! last reported; evicts members silent for three ping intervals. A member
+//! on the tracker's own host (registered over loopback) is handed to askers
+//! on other hosts at the address they reached the tracker at. It never
+//! holds file data.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,12 +19,20 @@ use crate::server::{Limits as ServerLimits, Server, Session};
 use super::manifest::{Bitfield, Manifest, SwarmId};
 use super::proto::{MAX_PEERS_LISTED, PeerInfo, Query, TRACKER, TrackerRequest, TrackerResponse};
 
+/// A member silent for this many ping intervals is evicted.
+pub const SILENT_PINGS: u32 = 3;
+
+/// The tracker looks for silent members at least this often (more often
+/// with a ping interval below it), so a member is evicted at most
+/// `SILENT_PINGS` ping intervals plus this long after its last message.
+pub const CLEANUP_EVERY: Duration = Duration::from_secs(1);
+
 /// How the tracker runs.
 #[derive(Debug, Clone)]
 pub struct TrackerConfig {
-    /// Every this often, members that sent nothing since the previous
-    /// cleanup are evicted.
-    pub cleanup_interval: Duration,
+    /// The period peers ping at: a member that sent nothing for
+    /// `SILENT_PINGS` of them is evicted, within `CLEANUP_EVERY` more.
+    pub ping_interval: Duration,
     /// The server core's limits.
     pub server: ServerLimits,
     /// Caps on what the tracker keeps.
@@ -51,6 +61,46 @@ impl Default for Limits {
             members: 4096,
             per_ip: 256,
         }
+    }
+}
+
+/// Where a request came from: the asker's IP, as the tracker sees it, and
+/// the tracker's own IP on that connection (its address as the asker sees
+/// it, an address of this host the asker can reach).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// The asker's IP.
+    pub peer: IpAddr,
+    /// The local IP of the asker's connection.
+    pub local: IpAddr,
+}
+
+impl Link {
+    /// A link from `peer` to the tracker's `local` address (IPv4-mapped IPv6
+    /// addresses of a dual-stack socket are turned back into IPv4).
+    pub fn new(peer: IpAddr, local: IpAddr) -> Link {
+        Link {
+            peer: peer.to_canonical(),
+            local: local.to_canonical(),
+        }
+    }
+}
+
+/// The address to hand the asker on `link` for the member registered as
+/// `member`. A member that registered from loopback (or, were it ever seen,
+/// an unspecified address) lives on the tracker's own host: an asker on
+/// another host could not reach `127.0.0.1`, so it gets the address it
+/// reached the tracker at, with the member's port. An asker that came in
+/// over loopback itself is on this host and gets the member as registered,
+/// so plain 127.0.0.1 setups see 127.0.0.1 (and a member listening on
+/// loopback only stays reachable for them).
+pub fn reachable(member: SocketAddr, link: Link) -> SocketAddr {
+    let ip = member.ip().to_canonical();
+    let on_this_host = ip.is_unspecified() || ip.is_loopback();
+    if ip.is_unspecified() || (on_this_host && !link.peer.is_loopback()) {
+        SocketAddr::new(link.local, member.port())
+    } else {
+        member
     }
 }
 
@@ -127,11 +177,11 @@ impl Tracker {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Answers one request from a peer whose connection comes from `ip`.
-    /// Membership changes are logged on stdout.
-    pub fn handle(&self, req: TrackerRequest, ip: IpAddr, now: Instant) -> TrackerResponse {
+    /// Answers one request from a peer that came in on `link`. Membership
+    /// changes are logged on stdout.
+    pub fn handle(&self, req: TrackerRequest, link: Link, now: Instant) -> TrackerResponse {
         let mut events = Vec::new();
-        let resp = self.answer(&mut self.lock(), req, ip, now, &mut events);
+        let resp = self.answer(&mut self.lock(), req, link, now, &mut events);
         self.log(events);
         resp
     }
@@ -141,10 +191,11 @@ impl Tracker {
         &self,
         state: &mut Swarms,
         req: TrackerRequest,
-        ip: IpAddr,
+        link: Link,
         now: Instant,
         events: &mut Vec<String>,
     ) -> TrackerResponse {
+        let ip = link.peer;
         let swarms = &mut state.swarms;
         match req {
             TrackerRequest::Register {
@@ -248,7 +299,7 @@ impl Tracker {
                 let list = others[..chosen]
                     .iter()
                     .map(|(a, m)| PeerInfo {
-                        addr: **a,
+                        addr: reachable(**a, link),
                         have: m.have.clone(),
                     })
                     .collect();
@@ -290,8 +341,8 @@ impl Tracker {
         }
     }
 
-    /// Evicts members not heard from since `since` (the previous cleanup);
-    /// drops swarms left without members. Returns the evicted addresses.
+    /// Evicts members not heard from since `since`; drops swarms left
+    /// without members. Returns the evicted addresses.
     pub fn cleanup(&self, since: Instant) -> Vec<SocketAddr> {
         let mut evicted = Vec::new();
         let mut events = Vec::new();
@@ -319,20 +370,21 @@ impl Tracker {
         evicted
     }
 
-    /// Serves peers until shutdown, with a cleanup thread.
+    /// Serves peers until shutdown, with a cleanup thread that evicts
+    /// members silent for `SILENT_PINGS` ping intervals.
     pub fn serve(self: Arc<Self>, server: Server, cfg: &TrackerConfig) -> Result<()> {
         let cleaner = {
             let tracker = self.clone();
             let shutdown = server.shutdown().clone();
-            let every = cfg.cleanup_interval;
+            let silence = cfg.ping_interval * SILENT_PINGS;
+            let every = cfg.ping_interval.min(CLEANUP_EVERY);
             thread::Builder::new()
                 .name("cleanup".into())
                 .spawn(move || {
-                    let mut previous = Instant::now();
                     while !shutdown.wait(every) {
-                        let now = Instant::now();
-                        tracker.cleanup(previous);
-                        previous = now;
+                        if let Some(since) = Instant::now().checked_sub(silence) {
+                            tracker.cleanup(since);
+                        }
                     }
                 })?
         };
@@ -354,11 +406,18 @@ fn member(
 /// One peer's connection: handshake, then requests until it closes.
 fn serve_conn(tracker: &Tracker, session: Session) {
     let peer = session.peer();
+    // The tracker's address as this peer sees it (the socket is connected,
+    // so only a vanished peer can make this fail).
+    let local = match session.stream().local_addr() {
+        Ok(a) => a.ip(),
+        Err(_) => return,
+    };
+    let link = Link::new(peer.ip(), local);
     let Some(mut conn) = Conn::accept_logged(session, TRACKER) else {
         return;
     };
     conn.serve_requests::<TrackerRequest, TrackerResponse>(|conn, req| {
-        conn.send(&tracker.handle(req, peer.ip(), Instant::now()))
+        conn.send(&tracker.handle(req, link, Instant::now()))
     });
 }
 
@@ -380,7 +439,23 @@ mod tests {
         .unwrap()
     }
 
-    const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const LO_IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const LO: Link = Link {
+        peer: LO_IP,
+        local: LO_IP,
+    };
+
+    /// A link from `ip` to the same address (as the tests before links).
+    fn from(ip: IpAddr) -> Link {
+        Link::new(
+            ip,
+            if ip.is_loopback() {
+                ip
+            } else {
+                "10.0.0.1".parse().unwrap()
+            },
+        )
+    }
 
     fn register(t: &Tracker, m: &Manifest, port: u16, now: Instant) {
         let r = t.handle(
@@ -500,7 +575,7 @@ mod tests {
                 port,
                 have: m.empty_bitfield(),
             },
-            ip,
+            from(ip),
             Instant::now(),
         )
     }
@@ -522,22 +597,22 @@ mod tests {
             },
             false,
         );
-        let other: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
         let (a, b, c) = (manifest("a", 10), manifest("b", 10), manifest("c", 10));
         let ok =
             |r: TrackerResponse| assert!(matches!(r, TrackerResponse::Registered { .. }), "{r:?}");
-        ok(register_from(&t, &a, LO, 1));
-        ok(register_from(&t, &a, LO, 2));
+        ok(register_from(&t, &a, LO_IP, 1));
+        ok(register_from(&t, &a, LO_IP, 2));
         refused_with(
             register_from(&t, &a, other, 3),
             "at most 2 members per swarm",
         );
         // A member registering again is not a new one.
-        ok(register_from(&t, &a, LO, 1));
-        ok(register_from(&t, &b, LO, 1));
+        ok(register_from(&t, &a, LO_IP, 1));
+        ok(register_from(&t, &b, LO_IP, 1));
         refused_with(register_from(&t, &c, other, 1), "at most 2 swarms");
         refused_with(
-            register_from(&t, &b, LO, 2),
+            register_from(&t, &b, LO_IP, 2),
             "too many registrations from 127.0.0.1",
         );
         ok(register_from(&t, &b, other, 2));
@@ -547,11 +622,11 @@ mod tests {
             port: 1,
         };
         assert_eq!(t.handle(leave, LO, Instant::now()), TrackerResponse::Ok);
-        ok(register_from(&t, &a, LO, 3));
+        ok(register_from(&t, &a, LO_IP, 3));
         // So does eviction: everyone goes, and all places are free again.
         assert_eq!(t.cleanup(Instant::now() + Duration::from_secs(1)).len(), 4);
         assert!(t.lock().per_ip.is_empty());
-        ok(register_from(&t, &c, LO, 1));
+        ok(register_from(&t, &c, LO_IP, 1));
     }
 
     #[test]
@@ -577,6 +652,58 @@ mod tests {
         ports.dedup();
         assert_eq!(ports.len(), MAX_PEERS_LISTED);
         assert!(!ports.contains(&7));
+    }
+
+    #[test]
+    fn members_on_this_host_are_handed_out_at_an_address_the_asker_reached() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let remote = Link::new(ip("10.78.0.11"), ip("10.78.0.10"));
+        // Loopback and unspecified members, to an asker on another host.
+        assert_eq!(
+            reachable(sa("127.0.0.1:4001"), remote),
+            sa("10.78.0.10:4001")
+        );
+        assert_eq!(reachable(sa("[::1]:4001"), remote), sa("10.78.0.10:4001"));
+        assert_eq!(reachable(sa("0.0.0.0:4001"), remote), sa("10.78.0.10:4001"));
+        assert_eq!(reachable(sa("[::]:4001"), remote), sa("10.78.0.10:4001"));
+        // Members seen at a real address stay as they are.
+        assert_eq!(
+            reachable(sa("10.78.0.12:4001"), remote),
+            sa("10.78.0.12:4001")
+        );
+        // An asker over loopback is on this host: 127.0.0.1 works for it.
+        let local = Link::new(ip("127.0.0.1"), ip("127.0.0.1"));
+        assert_eq!(reachable(sa("127.0.0.1:4001"), local), sa("127.0.0.1:4001"));
+        assert_eq!(reachable(sa("0.0.0.0:4001"), local), sa("127.0.0.1:4001"));
+        // A dual-stack socket's v4-mapped addresses count as IPv4.
+        let mapped = Link::new(ip("::ffff:10.78.0.11"), ip("::ffff:10.78.0.10"));
+        assert_eq!(mapped, remote);
+        assert_eq!(
+            reachable(sa("127.0.0.1:4001"), mapped),
+            sa("10.78.0.10:4001")
+        );
+    }
+
+    #[test]
+    fn peers_answers_rewrite_loopback_members_for_remote_askers() {
+        let t = Tracker::new();
+        let m = manifest("a", 10);
+        let now = Instant::now();
+        register(&t, &m, 4001, now);
+        let asker = Link::new("10.78.0.11".parse().unwrap(), "10.78.0.10".parse().unwrap());
+        let ask = |link| {
+            let req = TrackerRequest::Peers {
+                swarm: m.id(),
+                port: 5000,
+            };
+            match t.handle(req, link, now) {
+                TrackerResponse::Peers(list) => list.iter().map(|p| p.addr).collect::<Vec<_>>(),
+                other => panic!("no peer list: {other:?}"),
+            }
+        };
+        assert_eq!(ask(asker), vec!["10.78.0.10:4001".parse().unwrap()]);
+        assert_eq!(ask(LO), vec!["127.0.0.1:4001".parse().unwrap()]);
     }
 
     #[test]

@@ -554,8 +554,11 @@ fn index_refuses_bad_input_and_keeps_serving() {
     // Requests that make no sense here get a typed error too.
     conn.send(&IndexRequestOf::<String>::Leave).unwrap();
     error_text(conn.expect::<IndexResponse>().unwrap());
-    conn.send(&IndexRequestOf::<String>::Join { port: 0 })
-        .unwrap();
+    conn.send(&IndexRequestOf::<String>::Join {
+        port: 0,
+        heartbeat_ms: 5000,
+    })
+    .unwrap();
     error_text(conn.expect::<IndexResponse>().unwrap());
     // Still serving on the same connection.
     conn.send(&IndexRequestOf::Query {
@@ -697,7 +700,7 @@ impl FakeIndex {
 /// The answers of a well-behaved index that names no other supernode.
 fn plain_answer(req: &IndexRequestOf<String>) -> Option<IndexResponse> {
     Some(match req {
-        IndexRequestOf::Join { port } => IndexResponse::Joined {
+        IndexRequestOf::Join { port, .. } => IndexResponse::Joined {
             addr: format!("127.0.0.1:{port}"),
         },
         IndexRequestOf::Leave => IndexResponse::Left,
@@ -1366,4 +1369,33 @@ fn quiet_and_verbose_mean_the_same_in_every_dht_program() {
         .run()
         .code(1)
         .stderr_has("nowhere.txt is not available");
+}
+
+#[test]
+fn the_index_drops_a_member_that_misses_three_heartbeats_whatever_its_idle_timeout() {
+    // An idle timeout far beyond the test's deadline: only the member's
+    // own heartbeat period can bring the removal in time.
+    let mut index = cmd(bin!("p2p-index"))
+        .args(["--listen", "127.0.0.1:0", "--idle-timeout", "600"])
+        .daemon();
+    let t = Timeouts::default();
+    let mut conn = Conn::open(&index.addr, &t, INDEX_PROTOCOL).unwrap();
+    conn.send(&IndexRequestOf::<String>::Join {
+        port: 4999,
+        heartbeat_ms: 200,
+    })
+    .unwrap();
+    let IndexResponse::Joined { addr } = conn.expect::<IndexResponse>().unwrap() else {
+        panic!("join refused\n{}", index.dump());
+    };
+    index.wait_stdout(|l| l == format!("joined {addr}"));
+    // Three missed heartbeats of 0.2 s plus a second: the member goes,
+    // although its connection is still open.
+    let started = Instant::now();
+    index.wait_stdout(|l| l == format!("removed {addr} (connection lost)"));
+    eprintln!("dropped after {:?} of silence", started.elapsed());
+    // Its connection was closed with it.
+    conn.send(&IndexRequestOf::<String>::Ping).unwrap_or(());
+    assert!(conn.expect::<IndexResponse>().is_err());
+    drop(conn);
 }

@@ -881,3 +881,45 @@ fn rls_takes_the_server_and_port_from_the_environment_and_mixes() {
         "{got:?}"
     );
 }
+
+/// `rls` against `args` with no server behind them: exit 2 and the reason.
+fn rls_unreachable(mode: Mode, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(bin!("rls"))
+        .env_remove("SERVIDOR")
+        .env_remove("PUERTO")
+        .arg("--mode")
+        .arg(mode.to_string())
+        .arg("--server")
+        .arg("127.0.0.1")
+        .args(["--timeout", "5"])
+        .args(args)
+        .arg("docs")
+        .output()
+        .expect("run rls");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_unreachable_server_or_rpcbind_is_exit_2_in_every_mode() {
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    for mode in MODES {
+        let (code, err) = rls_unreachable(mode, &["--port", &port]);
+        assert_eq!(code, Some(2), "{mode} with nothing at the port: {err}");
+        assert!(err.contains("refused"), "{mode}: {err}");
+    }
+    // Through rpcbind: either none answers at the host, or it has no such
+    // program registered. Both mean the server is not there.
+    let unused = prog(99).to_string();
+    let (code, err) = rls_unreachable(Mode::Rpc, &["--prog", &unused]);
+    assert_eq!(code, Some(2), "rpc through rpcbind: {err}");
+    assert!(err.contains("rpcbind"), "{err}");
+}

@@ -343,8 +343,11 @@ fn peers_register_again_with_a_restarted_tracker() {
             {
                 return Some(Some(l["listening on ".len()..].to_string()));
             }
-            // Anything on stderr before the readiness line is a failure.
-            (!t2.stderr_lines().is_empty()).then_some(None)
+            // A failed bind before the readiness line is a failure.
+            t2.stderr_lines()
+                .iter()
+                .any(|l| l.contains("binding"))
+                .then_some(None)
         },
         || t2.dump(),
     );
@@ -543,7 +546,8 @@ fn a_peer_that_stops_pinging_is_evicted() {
     let dir = TempDir::new("swarm-evict");
     let src = dir.sub("seed").join("e.bin");
     write_random_file(&src, 100_000, 66);
-    let t = tracker(&["--cleanup-interval", "0.5"]);
+    // Evicted after 3 silent ping intervals (0.6 s) plus at most 0.2 s.
+    let t = tracker(&["--ping-interval", "0.2"]);
     let (seed, _id) = share(&src, &t.addr, &["--ping-interval", "0.1"]);
     let registered = format!("registered {} ", seed.addr);
     t.wait_stdout_any(|l| l.starts_with(&registered));
@@ -931,4 +935,151 @@ fn help_shows_defaults_and_an_example() {
     let out = cmd(bin!("bt-peer")).args(["fetch", "--help"]).run().ok();
     assert!(out.stdout.contains("--exit-when-done"), "{}", out.dump());
     assert!(out.stdout.contains("Exit status:"), "{}", out.dump());
+}
+
+/// A non-loopback IPv4 address of this machine, if it has one (a UDP
+/// connect sends nothing; it only picks the route's source address).
+fn non_loopback_ipv4() -> Option<std::net::IpAddr> {
+    ["192.0.2.1:9", "10.255.255.254:9", "198.51.100.1:9"]
+        .iter()
+        .find_map(|target| {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+            s.connect(target).ok()?;
+            let ip = s.local_addr().ok()?.ip();
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+        })
+}
+
+/// The peers a raw client gets when it reaches the tracker at `addr`.
+fn peers_via(addr: &str, swarm: SwarmId) -> Vec<SocketAddr> {
+    let mut c = open(addr, TRACKER);
+    c.send(&TrackerRequest::Peers { swarm, port: 1 }).unwrap();
+    match c.expect::<TrackerResponse>().unwrap() {
+        TrackerResponse::Peers(list) => list.iter().map(|p| p.addr).collect(),
+        other => panic!("peers: {other:?}"),
+    }
+}
+
+/// A seed on the tracker's host registered over 127.0.0.1 is handed to a
+/// client that came in on another address at that address, and a fetcher
+/// there gets the file from it; a client over loopback still sees
+/// 127.0.0.1.
+#[test]
+fn a_member_registered_over_loopback_is_handed_out_at_the_address_the_asker_reached() {
+    let Some(ip) = non_loopback_ipv4() else {
+        eprintln!("skipped: no non-loopback IPv4 address here");
+        return;
+    };
+    let dir = TempDir::new("swarm-reachable");
+    let src = dir.sub("seed").join("r.bin");
+    write_random_file(&src, 300_000, 31);
+    let t = cmd(bin!("bt-tracker"))
+        .args(["--listen", "0.0.0.0:0"])
+        .daemon();
+    let port = t.port();
+    let mut seed = cmd(bin!("bt-peer"))
+        .arg("share")
+        .arg(&src)
+        .args([
+            "--tracker",
+            &format!("127.0.0.1:{port}"),
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .args(periods(&[]))
+        .daemon();
+    let id = seed.wait_stdout(|l| l.starts_with("swarm "))["swarm ".len()..].to_string();
+    let swarm = SwarmId::from_hex(&id).unwrap();
+    let seed_port = seed.port();
+    t.wait_stdout_any(|l| l.starts_with(&format!("registered 127.0.0.1:{seed_port} ")));
+    assert_eq!(
+        peers_via(&format!("{ip}:{port}"), swarm),
+        vec![SocketAddr::new(ip, seed_port)],
+        "{}",
+        t.dump()
+    );
+    assert_eq!(
+        peers_via(&format!("127.0.0.1:{port}"), swarm),
+        vec![SocketAddr::new([127, 0, 0, 1].into(), seed_port)]
+    );
+    let out = dir.sub("out");
+    let mut p = cmd(bin!("bt-peer"))
+        .args(["fetch", &id, "--exit-when-done", "-v", "--tracker"])
+        .arg(format!("{ip}:{port}"))
+        .args(["--listen", &format!("{ip}:0")])
+        .arg("--out")
+        .arg(&out)
+        .args(periods(&[]))
+        .start();
+    finishes_with(&mut p, &out, &src);
+    let from = format!(" from {ip}:{seed_port} ");
+    assert!(
+        p.stdout_lines()
+            .iter()
+            .any(|l| l.starts_with("piece ") && l.contains(&from)),
+        "{}",
+        p.dump()
+    );
+    // The seed, listening everywhere, has nothing to warn about.
+    assert!(seed.stderr_lines().is_empty(), "{}", seed.dump());
+}
+
+/// A peer listening on loopback only, with the tracker on another address,
+/// says at start-up which flag makes it reachable.
+#[test]
+fn a_peer_only_on_loopback_with_a_remote_tracker_says_which_flag_fixes_it() {
+    let Some(ip) = non_loopback_ipv4() else {
+        eprintln!("skipped: no non-loopback IPv4 address here");
+        return;
+    };
+    let dir = TempDir::new("swarm-loopback-only");
+    let src = dir.sub("seed").join("l.bin");
+    write_random_file(&src, 10_000, 32);
+    let t = cmd(bin!("bt-tracker"))
+        .args(["--listen", &format!("{ip}:0")])
+        .daemon();
+    let (seed, _id) = share(&src, &t.addr, &[]);
+    seed.wait_stderr(|l| l.contains("other hosts cannot fetch") && l.contains("--listen"));
+}
+
+/// A fetcher whose only peer refuses connections says so, and keeps
+/// trying: once the peer is there, the download completes.
+#[test]
+fn a_fetcher_that_reaches_no_peer_says_so_and_keeps_trying() {
+    let dir = TempDir::new("swarm-unreachable");
+    let src = dir.sub("seed").join("u.bin");
+    write_random_file(&src, 200_000, 33);
+    let t = tracker(&[]);
+    // Learn the manifest from a seed that then goes away for good...
+    let (mut seed, id) = share(&src, &t.addr, &[]);
+    let swarm = SwarmId::from_hex(&id).unwrap();
+    let mut c = open(&t.addr, TRACKER);
+    c.send(&TrackerRequest::Lookup(Query::Id(swarm))).unwrap();
+    let manifest = match c.expect::<TrackerResponse>().unwrap() {
+        TrackerResponse::Manifest(m) => m,
+        other => panic!("lookup: {other:?}"),
+    };
+    // ...and a member at a port where nothing listens.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    c.send(&TrackerRequest::Register {
+        have: Bitfield::full(manifest.piece_count()),
+        manifest,
+        port: dead.port(),
+    })
+    .unwrap();
+    assert!(matches!(
+        c.expect::<TrackerResponse>().unwrap(),
+        TrackerResponse::Registered { .. }
+    ));
+    seed.terminate();
+    seed.wait_exit();
+    let out = dir.sub("out");
+    let mut p = fetch(&id, &out, &t.addr, &["--exit-when-done"]);
+    p.wait_stderr(|l| l.contains("cannot reach any peer") && l.contains(&dead.to_string()));
+    // A seed comes back: the fetcher finds it in a fresh peer list.
+    let (_seed2, _) = share(&src, &t.addr, &[]);
+    finishes_with(&mut p, &out, &src);
 }

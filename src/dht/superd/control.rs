@@ -18,9 +18,15 @@ use crate::net::{self, Timeouts};
 
 /// Joins the ring over a fresh control connection; returns it and our
 /// address in the ring as the index sees it.
-fn open_control(addr: &str, port: u16, timeouts: &Timeouts) -> Result<(Conn, String)> {
+fn open_control(
+    addr: &str,
+    port: u16,
+    heartbeat: Duration,
+    timeouts: &Timeouts,
+) -> Result<(Conn, String)> {
     let mut conn = Conn::open(addr, timeouts, INDEX_PROTOCOL)?;
-    conn.send(&IndexRequest::Join { port })?;
+    let heartbeat_ms = u32::try_from(heartbeat.as_millis()).unwrap_or(u32::MAX);
+    conn.send(&IndexRequest::Join { port, heartbeat_ms })?;
     match conn.expect::<IndexResponse>()? {
         IndexResponse::Joined { addr } => Ok((conn, addr)),
         IndexResponse::Error { message } => Err(Error::Remote(message)),
@@ -66,6 +72,10 @@ impl Lookup {
         }
     }
 }
+
+/// How long a stopping supernode waits for the index to answer its leave
+/// and its goodbye: the index answers at once unless it cannot be reached.
+const PARTING_WAIT: Duration = Duration::from_secs(2);
 
 /// What the control thread is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +129,7 @@ impl Control {
         timeouts: Timeouts,
         heartbeat: Duration,
     ) -> Result<Control> {
-        let (conn, me) = open_control(addr, port, &timeouts)?;
+        let (conn, me) = open_control(addr, port, heartbeat, &timeouts)?;
         let me = Arc::new(Mutex::new(me));
         let (orders, inbox) = mpsc::sync_channel(4);
         let mut link = ControlLink {
@@ -211,13 +221,20 @@ impl ControlLink {
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None if self.member => {
-                let (conn, me) = open_control(&self.addr, self.port, &self.timeouts)?;
+                let (conn, me) =
+                    open_control(&self.addr, self.port, self.heartbeat, &self.timeouts)?;
                 crate::diag!("index connection re-opened; rejoined the ring as {me}");
                 *lock(&self.me) = me;
                 conn
             }
             None => Conn::open(&self.addr, &self.timeouts, INDEX_PROTOCOL)?,
         };
+        // The index answers a ping at once: one that does not come within a
+        // beat (at least the parting wait) means the link is gone, and a
+        // stopping supernode never waits out the I/O timeout behind it.
+        let _ = conn
+            .stream()
+            .set_read_timeout(Some(self.heartbeat.max(self.parting_wait())));
         match exchange(&mut conn, &IndexRequest::Ping) {
             Ok(IndexResponse::Pong) => {
                 self.conn = Some(conn);
@@ -230,20 +247,35 @@ impl ControlLink {
         }
     }
 
+    /// How long leaving and disconnecting wait for the index's answer.
+    fn parting_wait(&self) -> Duration {
+        PARTING_WAIT.min(self.timeouts.io)
+    }
+
     fn carry_out(&mut self, command: Command) -> Result<()> {
         match command {
             Command::Leave => {
                 self.member = false;
+                let wait = self.parting_wait();
                 let Some(conn) = self.conn.as_mut() else {
                     // The index dropped us with the connection already.
                     return Ok(());
                 };
+                // A daemon that is stopping does not wait out the I/O timeout
+                // on an index that cannot be reached.
+                let _ = conn.stream().set_read_timeout(Some(wait));
                 match exchange(conn, &IndexRequest::Leave) {
                     Ok(IndexResponse::Left) => Ok(()),
                     Ok(other) => Err(Error::Protocol(format!(
                         "unexpected answer to leave: {other:?}"
                     ))),
                     Err(e @ Error::Remote(_)) => Err(e),
+                    Err(e) if e.is_timeout() => {
+                        self.conn = None;
+                        Err(Error::TimedOut(format!(
+                            "no answer from the index within {wait:?}; it cannot be reached"
+                        )))
+                    }
                     Err(e) => {
                         // A lost control connection takes us out of the
                         // ring all the same.
@@ -257,6 +289,7 @@ impl ControlLink {
                 let Some(mut conn) = self.conn.take() else {
                     return Ok(());
                 };
+                let _ = conn.stream().set_read_timeout(Some(self.parting_wait()));
                 let result = exchange(&mut conn, &IndexRequest::Disconnect);
                 net::close(conn.stream());
                 match result? {

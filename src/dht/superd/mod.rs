@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use crate::cli::Level;
 use crate::error::{Error, Result, ResultExt};
-use crate::net::Timeouts;
+use crate::net::{self, Timeouts};
 use crate::server::{Limits, Server};
 use arrivals::Arrivals;
 use control::{Control, Lookup};
@@ -127,6 +127,11 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         level: opts.level,
     });
     node.note(format_args!("joined the ring as {}", node.control.me()));
+    if let Ok(me) = node.control.me().parse::<std::net::SocketAddr>()
+        && let Some(why) = net::unreachable_listen(server.local_addr(), me.ip())
+    {
+        crate::diag!("warning: {why} (use --listen 0.0.0.0:{})", me.port());
+    }
 
     let shutdown = server.shutdown().clone();
     let syncer = {

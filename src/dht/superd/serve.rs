@@ -16,6 +16,7 @@ use crate::digest::FileDigest;
 use crate::error::{Error, Result};
 use crate::frame::Conn;
 use crate::name::FileName;
+use crate::net;
 use crate::server::Session;
 use crate::shutdown::Shutdown;
 use crate::transfer::{self, Overwrite};
@@ -230,7 +231,11 @@ fn download(node: &Node, conn: &mut Conn, name: &FileName, offset: u64) -> Resul
     // A query connection of its own: the control connection and the
     // synchronizer's queries never hold this up.
     let reply = match node.lookup().and_then(|mut l| l.owner(name)) {
-        Ok(Some(addr)) if addr != node.control.me() => SuperResponse::Redirect { addr },
+        // An owner on this host that the index gave as loopback is reached
+        // by the client at the address it reached us at.
+        Ok(Some(addr)) if addr != node.control.me() => SuperResponse::Redirect {
+            addr: net::reachable_addr(&addr, conn.local_addr()?.ip()),
+        },
         Ok(_) => SuperResponse::NotFound,
         Err(e) => SuperResponse::Error {
             message: format!("{name} is not here and the index cannot be asked: {e}"),

@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::swarm::client::TrackerClient;
 use crate::swarm::proto::{PeerInfo, TrackerRequest, TrackerResponse};
 
-use super::state::Remote;
-use super::{MAX_WORKERS, Node, PEERS_REFRESH, TICK};
+use super::state::{Remote, State};
+use super::{MAX_WORKERS, Node, PEERS_REFRESH, STUCK_AFTER, STUCK_REPEAT, TICK};
 
 impl Node {
     pub(crate) fn register(&self, client: &TrackerClient) -> Result<u32> {
@@ -189,7 +189,11 @@ impl Node {
             start.push(*addr);
         }
         st.workers += start.len();
+        let stuck = self.stuck_message(&mut st, now);
         drop(st);
+        if let Some(line) = stuck {
+            self.warn(&line);
+        }
         for addr in start {
             let node = self.clone();
             let spawned = thread::Builder::new()
@@ -204,6 +208,42 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// With no peer connected and no piece received for `STUCK_AFTER`, the
+    /// line saying so (at most every `STUCK_REPEAT`): which peers were
+    /// tried and why they failed, or that the tracker lists none.
+    fn stuck_message(&self, st: &mut State, now: Instant) -> Option<String> {
+        let stuck = st.missing > 0
+            && st.linked == 0
+            && st.last_piece.elapsed() >= STUCK_AFTER
+            && st.stuck_said.is_none_or(|t| now >= t + STUCK_REPEAT);
+        if !stuck {
+            return None;
+        }
+        st.stuck_said = Some(now);
+        let total = self.manifest.piece_count();
+        let held = total - st.missing;
+        let known: Vec<String> = st
+            .remotes
+            .iter()
+            .filter(|(_, r)| !r.banned)
+            .map(|(a, r)| match &r.last_error {
+                Some(why) => format!("{a}: {why}"),
+                None => format!("{a}: connecting"),
+            })
+            .collect();
+        Some(if known.is_empty() {
+            format!(
+                "no other peer in swarm {} yet; {held} of {total} pieces, asking the tracker again",
+                self.id.short()
+            )
+        } else {
+            format!(
+                "cannot reach any peer ({}); {held} of {total} pieces, retrying with fresh peer lists",
+                known.join("; ")
+            )
+        })
     }
 
     /// Whether the tracker listed this very peer. The tracker leaves the

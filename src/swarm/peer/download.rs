@@ -26,8 +26,8 @@ use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
 use super::state::State;
 use super::{
-    ENDGAME, HAVE_REFRESH, IDLE_HAVE_REFRESH, Node, PIPELINE, RETRY_AFTER, SEED_PATIENCE, TICK,
-    unexpected,
+    ENDGAME, HAVE_REFRESH, IDLE_HAVE_REFRESH, MAX_BACKOFF_DOUBLINGS, Node, PIPELINE, RETRY_AFTER,
+    SEED_PATIENCE, TICK, unexpected,
 };
 
 /// What a download connection ended with.
@@ -106,6 +106,8 @@ struct Slot<'a> {
     addr: SocketAddr,
     pending: VecDeque<Pending>,
     outcome: Outcome,
+    /// Past the handshake: counted in `State::linked`.
+    linked: bool,
 }
 
 impl Drop for Slot<'_> {
@@ -118,6 +120,9 @@ impl Drop for Slot<'_> {
             }
         }
         st.workers = st.workers.saturating_sub(1);
+        if self.linked {
+            st.linked = st.linked.saturating_sub(1);
+        }
         let mut warning = None;
         match std::mem::replace(&mut self.outcome, Outcome::Panicked) {
             Outcome::Ended(End::Finished) => {
@@ -137,14 +142,16 @@ impl Drop for Slot<'_> {
                 let downloading = st.missing > 0;
                 if let Some(r) = st.remotes.get_mut(&addr) {
                     r.connected = false;
-                    let backoff = RETRY_AFTER * 2u32.pow(r.failures.min(5));
+                    let backoff = RETRY_AFTER * 2u32.pow(r.failures.min(MAX_BACKOFF_DOUBLINGS));
                     r.retry_at = Some(Instant::now() + backoff);
+                    let why = match failed {
+                        Outcome::Failed(e) => e.to_string(),
+                        _ => "the download thread failed".to_string(),
+                    };
                     if r.failures == 0 && downloading {
-                        warning = Some(match failed {
-                            Outcome::Failed(e) => format!("{addr}: {e}"),
-                            _ => format!("{addr}: the download thread failed"),
-                        });
+                        warning = Some(format!("{addr}: {why}"));
                     }
+                    r.last_error = Some(why);
                     r.failures += 1;
                 }
             }
@@ -173,17 +180,29 @@ impl Node {
             addr,
             pending: VecDeque::new(),
             outcome: Outcome::Panicked,
+            linked: false,
         };
-        slot.outcome = match self.download_from(addr, &mut slot.pending) {
+        slot.outcome = match self.download_from(&mut slot) {
             Ok(end) => Outcome::Ended(end),
             Err(e) => Outcome::Failed(e),
         };
     }
 
-    fn download_from(&self, addr: SocketAddr, pending: &mut VecDeque<Pending>) -> Result<End> {
+    fn download_from(&self, slot: &mut Slot<'_>) -> Result<End> {
+        let addr = slot.addr;
         let stream = net::connect_addr(addr, &self.cfg.limits.io)?;
         let mut conn = Conn::new(stream)?;
         conn.client_handshake(PEER_WIRE)?;
+        {
+            let mut st = self.lock();
+            st.linked += 1;
+            slot.linked = true;
+            if let Some(r) = st.remotes.get_mut(&addr) {
+                r.failures = 0;
+                r.last_error = None;
+            }
+        }
+        let pending = &mut slot.pending;
         let mut last_have_ask: Option<Instant> = None;
         let mut buf: Vec<u8> = Vec::new();
         loop {
@@ -496,6 +515,7 @@ mod tests {
                     banned: false,
                     retry_at: None,
                     failures: 0,
+                    last_error: None,
                 },
             );
             st.set_remote_have(addr, full, Bitfield::new(4));
@@ -508,6 +528,7 @@ mod tests {
                 addr,
                 pending: VecDeque::new(),
                 outcome: Outcome::Panicked,
+                linked: false,
             };
             // One request still pipelined, one whose answer is being read.
             let Pick::Piece(queued, holders) = n.pick(addr, &slot.pending) else {

@@ -55,8 +55,15 @@ const SEED_PATIENCE: Duration = Duration::from_secs(1);
 /// Longest pause between peer-list refreshes while downloading.
 const PEERS_REFRESH: Duration = Duration::from_secs(1);
 /// After a connection to a peer fails, wait this long before trying again
-/// (doubled after each further failure, up to 32 times as long).
+/// (doubled after each further failure, up to 8 times as long).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Doublings of `RETRY_AFTER` at most.
+const MAX_BACKOFF_DOUBLINGS: u32 = 3;
+/// A download with no peer connected and no piece for this long says so
+/// on stderr...
+const STUCK_AFTER: Duration = Duration::from_secs(3);
+/// ...and again every this long while it lasts.
+const STUCK_REPEAT: Duration = Duration::from_secs(15);
 /// Longest a periodic loop sleeps before looking at its clocks again.
 const TICK: Duration = Duration::from_millis(250);
 

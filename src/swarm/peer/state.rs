@@ -28,6 +28,8 @@ pub(super) struct Remote {
     pub(super) retry_at: Option<Instant>,
     /// Failed connections so far (for the back-off, and to log only the first).
     pub(super) failures: u32,
+    /// Why the last connection failed.
+    pub(super) last_error: Option<String>,
 }
 
 impl Remote {
@@ -41,6 +43,7 @@ impl Remote {
             banned: false,
             retry_at: None,
             failures: 0,
+            last_error: None,
         }
     }
 }
@@ -65,6 +68,10 @@ pub(super) struct State {
     pub(super) next_request: Instant,
     /// Download workers running.
     pub(super) workers: usize,
+    /// Download workers past their handshake (talking to their remote).
+    pub(super) linked: usize,
+    /// When this peer last said it cannot reach any peer.
+    pub(super) stuck_said: Option<Instant>,
     pub(super) rng: Rng,
     /// Where in the file this peer starts looking for pieces to ask seeds
     /// for (random, so peers spread their seed requests).
@@ -95,6 +102,8 @@ impl State {
             next_request: Instant::now(),
             last_piece: Instant::now(),
             workers: 0,
+            linked: 0,
+            stuck_said: None,
             rng,
             received,
             logged_tenth: 0,
