@@ -530,6 +530,20 @@ completes() {
     done
 }
 
+# said_within FILE ERE T0 SECS: FILE has a line matching ERE within SECS of
+# T0; if not, waits as long again to tell "late" from "never".
+said_within() {
+    local file=$1 re=$2 t0=$3 secs=$4 left
+    left=$(awk -v t="$(since "$t0")" -v s="$secs" 'BEGIN { l = s - t; printf "%d", (l < 1) ? 1 : l }')
+    line_within "$file" "$re" "$left" && return 0
+    if line_within "$file" "$re" "$secs"; then
+        GOT="said only $(since "$t0") s after the cut"
+    else
+        GOT="not said in $(since "$t0") s; last lines: $(grep -v '% (' "$file" | tail -n2 | tr '\n' ' ')"
+    fi
+    return 1
+}
+
 # copies_same ORIGINAL DIR...: DIR/NAME is identical and no partial is left.
 copies_same() {
     local orig=$1 dir
@@ -568,12 +582,12 @@ group_swarm() {
     for i in 1 2 3 4 5; do link_shape "$i" 50 0; done
     mkdir -p "$d/cut/seed" "$d/cut/f3" "$d/cut/f4" "$d/cut/f5"
     head -c $((24 << 20)) /dev/urandom >"$d/cut/seed/film.bin"
-    start_on tracker2 1 bt-tracker || return 1
+    start_on tracker2 1 bt-tracker --ping-interval "$PING" || return 1
     start_on cseed 2 bt-peer share "$d/cut/seed/film.bin" --tracker "$tr" --ping-interval "$PING" --report-interval 1 || return 1
     line_within "$RUN/cseed.out" '^swarm ' 30 || return 1
     for i in 3 4 5; do
         start_on "c$i" "$i" bt-peer fetch film.bin --tracker "$tr" --out "$d/cut/f$i" \
-            --exit-when-done -v --ping-interval "$PING" --report-interval 1 || return 1
+            --exit-when-done -v --ping-interval "$PING" --report-interval 1 --timeout 5 || return 1
     done
     if wait_pieces c5 29 60; then
         cut_link 5
@@ -587,10 +601,14 @@ group_swarm() {
         check swarm "fetchers on hosts 3 and 4 complete while host 5 is cut" "both complete within 40 s" \
             completes 40 c3 c4
         check swarm "... with byte-identical copies" "cmp equal" copies_same "$d/cut/seed/film.bin" "$d/cut/f3" "$d/cut/f4"
+        check swarm "the cut fetcher (--timeout 5) says it cannot reach any peer" "'cannot reach any peer (...)' on its stderr within 30 s of the cut" \
+            said_within "$RUN/c5.err" "cannot reach any peer" "$t0" 30
         check swarm "nothing under the final name on the cut host" "no film.bin in host 5's folder" \
             eval '[ ! -e "$d/cut/f5/film.bin" ] || { GOT="film.bin present ($(stat -c %s "$d/cut/f5/film.bin") bytes)"; false; }'
         restore_link 5
-        check swarm "after the restore host 5's fetcher rejoins and completes" "complete within 40 s" completes 40 c5
+        check swarm "after the restore host 5's fetcher registers again" "a second 'registered $(ip_of 5):$PORT_c5'" \
+            wait_count "$RUN/tracker2.out" "^registered $(ere "$(ip_of 5):$PORT_c5") " 2 $((3 * PING + 5))
+        check swarm "... and completes" "complete within 40 s" completes 40 c5
         check swarm "... with a byte-identical copy, no partial file left" "cmp equal" copies_same "$d/cut/seed/film.bin" "$d/cut/f5"
     else
         check swarm "host 5's fetch makes progress" "29 pieces" eval 'GOT="$(pieces_of c5) pieces"; false'
@@ -617,6 +635,8 @@ group_swarm() {
         check swarm "without the seeder nothing appears under the final name" "no show.bin on hosts 3, 4" \
             eval '[ ! -e "$d/cut/g3/show.bin" ] && [ ! -e "$d/cut/g4/show.bin" ] || { GOT="a show.bin exists"; false; }'
         restore_link 2
+        check swarm "after the restore the seeder registers again" "a second 'registered $(ip_of 2):$PORT_gseed'" \
+            wait_count "$RUN/tracker2.out" "^registered $(ere "$(ip_of 2):$PORT_gseed") " 2 $((3 * PING + 5))
         check swarm "after the seeder's restore both fetchers complete" "both complete within 60 s" completes 60 g3 g4
         check swarm "... with byte-identical copies, no partial file left" "cmp equal" \
             copies_same "$d/cut/seed/show.bin" "$d/cut/g3" "$d/cut/g4"
@@ -992,6 +1012,29 @@ group_loss() {
 
 # -------------------------------------------------------------- sigterm
 
+# sig_daemons A: the six daemons on host 6, each listening on address A.
+sig_daemons() {
+    local a=$1
+    start_on sig_index 6 p2p-index --listen "$a:0" &&
+        start_on sig_tracker 6 bt-tracker --listen "$a:0" &&
+        start_on sig_rdird 6 rdird --root "$RUN/sig" --listen "$a:0" &&
+        start_on sig_nap 6 nap-server --listen "$a:0" &&
+        start_on sig_time 6 nap-time --listen "$a:0" &&
+        start_on sig_kv 6 kv-servent --bind "$a" 0 "$RUN/sig/kv"
+}
+
+# all_end_by END NAME...: every named daemon ended by END.
+all_end_by() {
+    local end=$1 name
+    shift
+    for name in "$@"; do
+        exited_by "$(eval echo "\$PID_$name")" "$end" || {
+            GOT="${name#sig_} still running"
+            return 1
+        }
+    done
+}
+
 group_sigterm() {
     local a name pid t0 end names=(sig_index sig_tracker sig_rdird sig_nap sig_time sig_kv)
     note "SIGTERM after the listening address was removed (ip addr del): each daemon on host 6 must stop within 2 s"
@@ -999,12 +1042,15 @@ group_sigterm() {
     a=$(ip_of 6)
     mkdir -p "$RUN/sig"
     printf 'k v\n' >"$RUN/sig/kv"
-    start_on sig_index 6 p2p-index --listen "$a:0" || return 1
-    start_on sig_tracker 6 bt-tracker --listen "$a:0" || return 1
-    start_on sig_rdird 6 rdird --root "$RUN/sig" --listen "$a:0" || return 1
-    start_on sig_nap 6 nap-server --listen "$a:0" || return 1
-    start_on sig_time 6 nap-time --listen "$a:0" || return 1
-    start_on sig_kv 6 kv-servent --bind "$a" 0 "$RUN/sig/kv" || return 1
+    sig_daemons "$a" || return 1
+    end=$(awk -v t="$(date +%s.%N)" 'BEGIN { printf "%.3f", t + 2 }')
+    for name in "${names[@]}"; do
+        kill -TERM "$(eval echo "\$PID_$name")"
+    done
+    check sigterm "control: with the address in place all six stop within 2 s of SIGTERM" "all ended within 2 s" \
+        all_end_by "$end" "${names[@]}"
+    stop_all
+    sig_daemons "$a" || return 1
     ip -n "$(ns_of 6)" addr del "$a/24" dev eth0
     t0=$(date +%s.%N)
     end=$(awk -v t="$t0" 'BEGIN { printf "%.3f", t + 2 }')
