@@ -245,34 +245,9 @@ pub fn byte_bar(len: u64, label: &str) -> ProgressBar {
     bar
 }
 
-/// A JSON string literal.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_strings_escape_quotes_and_controls() {
-        assert_eq!(json_string("a b"), "\"a b\"");
-        assert_eq!(json_string("q\"\\\n\u{1}é"), "\"q\\\"\\\\\\n\\u0001é\"");
-    }
 
     #[test]
     fn chain_is_one_line() {

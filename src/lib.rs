@@ -6,13 +6,13 @@
 //! Shared layer, used by every system:
 //! - [`error`]: the library's `Error` type and `Result` alias.
 //! - [`frame`]: `[u32 length][postcard]` frames, the buffered `Conn`, the version handshake.
-//! - [`net`]: connecting and binding with timeouts, the `listening on` line, the bounded accept loop.
-//! - [`server`]: the server core every daemon stands on: bounded connection threads or a worker pool, deadlines, eviction, background thread priority.
+//! - [`net`]: connecting and binding with timeouts, `SharedStream`, which address to give a client for a member.
+//! - [`server`]: the server core every daemon stands on: the `listening on` line, the accept loop, bounded connection threads or a worker pool, deadlines, eviction, connection classes, background thread priority.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM flag that stops accept loops and periodic tasks.
 //! - [`name`]: `FileName`, the validated plain file name.
 //! - [`digest`]: SHA-256 `Digest` (ring keys, swarm pieces) and BLAKE3 `FileDigest` (files the DHT moves), streaming hashers.
-//! - [`transfer`]: file bodies out with sendfile, in with splice while hashing, atomic verified receive into temporary files.
-//! - [`log`]: `event!` lines on stdout and `diag!` lines (`tool: message`) on stderr that never fail.
+//! - [`transfer`]: file bodies out with sendfile (`send`), in while hashing (with `splice` on Linux), atomic verified receive into temporary files (`temp`).
+//! - [`log`]: `event!` lines on stdout and `diag!` lines (`tool: message`) on stderr that never fail; `Throttle` for bursts.
 //! - [`cli`]: shared flags, progress bars, error-to-exit-code mapping for binaries.
 //! - [`rng`]: a small random generator for tie breaks and peer choice.
 //! - [`oncrpc`]: ONC RPC v2 over TCP: XDR, record marking, call/reply headers, a `Program` server on the core, a client, the rpcbind client.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use peerkit::cli::{self, DaemonArgs};
-use peerkit::nap::{cmd, time};
+use peerkit::nap::{cmd, time_service};
 
 /// Gives the date-time (UTC, `DD/MM/YYYY HH:MM:SS`): as text at `GET /`,
 /// and as the SOAP operation `get_current_datetime` described at `/?wsdl`.
@@ -18,6 +18,9 @@ struct Args {
 fn main() -> ExitCode {
     let a = Args::parse();
     cli::run(env!("CARGO_BIN_NAME"), || {
-        cmd::time(&a.daemon.listen_or(time::DEFAULT_LISTEN), a.daemon.limits())
+        cmd::time(
+            &a.daemon.listen_or(time_service::DEFAULT_LISTEN),
+            a.daemon.limits(),
+        )
     })
 }

@@ -88,8 +88,9 @@ pub fn ls(operands: &[String], json: bool, timeouts: Timeouts, level: Level) -> 
     let names = client::list(&addr, &timeouts).with_context(|| format!("listing {addr}"))?;
     let mut out = cli::stdout();
     if json {
-        let items: Vec<String> = names.iter().map(|n| cli::json_string(n.as_str())).collect();
-        writeln!(out, "[{}]", items.join(","))?;
+        let items: Vec<&str> = names.iter().map(FileName::as_str).collect();
+        serde_json::to_writer(&mut out, &items)?;
+        writeln!(out)?;
     } else {
         let terminal = std::io::stdout().is_terminal();
         for n in &names {

@@ -5,7 +5,7 @@ use anyhow::bail;
 use crate::nap::oplog::{self, Sender, Target};
 use crate::nap::peer::{self, Options};
 use crate::nap::server::{self, Config};
-use crate::nap::time;
+use crate::nap::time_service;
 use crate::server::Limits;
 
 /// `nap-server`: serves the directory until Ctrl-C or SIGTERM.
@@ -21,7 +21,7 @@ pub fn server(mut config: Config, log_rpc: Option<String>) -> anyhow::Result<()>
 
 /// `nap-time`: serves the date-time until Ctrl-C or SIGTERM.
 pub fn time(listen: &str, limits: Limits) -> anyhow::Result<()> {
-    time::run(listen, limits)?;
+    time_service::run(listen, limits)?;
     Ok(())
 }
 

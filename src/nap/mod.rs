@@ -7,21 +7,24 @@
 //!
 //! # Layout
 //! - [`wire`]: the requests and answers, their exact bytes, the readers.
+//! - [`datetime`]: the protocol's `DD/MM/YYYY HH:MM:SS` date-time and the UTC clock.
 //! - [`store`]: the directory's state and its atomic file under `--storage`.
 //! - [`server`]: `nap-server`: the worker pool, the operations, the log lines.
-//! - [`peer`]: `nap-peer`: the `c> ` shell, the file listener, GET_FILE.
-//! - [`time`]: `nap-time`: the date-time over plain HTTP and SOAP 1.1, and
+//! - [`peer`]: `nap-peer`: the `c> ` shell; `peer/files.rs` the file
+//!   listener and the GET_FILE client.
+//! - [`time_service`]: `nap-time`: the date-time over plain HTTP and SOAP 1.1, and
 //!   the client peers use to ask it.
 //! - [`oplog`]: `nap-log`, the ONC RPC operation log (`operations.x`), and
 //!   the server's non-blocking sender to it.
 //! - [`cmd`]: the programs' bodies.
 
 pub mod cmd;
+pub mod datetime;
 pub mod oplog;
 pub mod peer;
 pub mod server;
 pub mod store;
-pub mod time;
+pub mod time_service;
 pub mod wire;
 
 pub use wire::{Answer, DateTime, Field, Op, Request, ResultFormat};

@@ -30,7 +30,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::{Answer, Body, Field, FileEntry, Request, UserEntry};
+use super::wire::{Answer, Body, Field, FileEntry, Refusal, Request, UserEntry};
 use crate::error::{Error, Result, ResultExt};
 use crate::transfer::TempFile;
 
@@ -128,7 +128,7 @@ impl Store {
             let before = g.state.users.get(name).cloned();
             let answer = match execute(&mut g.state, req, from) {
                 Ok(a) => a,
-                Err(code) => return Answer::Code(code),
+                Err(refusal) => return Answer::Code(refusal.code(op)),
             };
             let after = g.state.users.get(name).cloned();
             if after == before || self.disk.is_none() {
@@ -173,23 +173,23 @@ impl Store {
     }
 }
 
-/// The operation's effect on `state`: its answer, or `Err(code)` for a
-/// refusal that changes nothing.
-fn execute(state: &mut State, req: &Request, from: IpAddr) -> std::result::Result<Answer, u8> {
+/// The operation's effect on `state`: its answer, or the refusal, which
+/// changes nothing.
+fn execute(state: &mut State, req: &Request, from: IpAddr) -> std::result::Result<Answer, Refusal> {
     let name = req.user.as_str();
     let ok = Ok(Answer::Code(0));
     if let Body::Register = req.body {
         if name.is_empty() {
-            return Err(req.op().fail_code());
+            return Err(Refusal::Failed);
         }
         if state.users.contains_key(name) {
-            return Err(1);
+            return Err(Refusal::NameInUse);
         }
         state.users.insert(name.to_string(), User::default());
         return ok;
     }
     let Some(user) = state.users.get_mut(name) else {
-        return Err(1);
+        return Err(Refusal::NoSuchUser);
     };
     match &req.body {
         Body::Register => ok,
@@ -199,15 +199,15 @@ fn execute(state: &mut State, req: &Request, from: IpAddr) -> std::result::Resul
         }
         Body::Connect { ip, port } => {
             if user.connected.is_some() {
-                return Err(2);
+                return Err(Refusal::AlreadyConnected);
             }
-            let port = parse_port(port).ok_or(3u8)?;
+            let port = parse_port(port).ok_or(Refusal::Failed)?;
             // No address, or loopback from another host, means the
             // connection's own.
             let ip = match ip.as_str() {
                 "" | "0.0.0.0" => from.to_string(),
                 s => {
-                    let claimed = s.parse::<IpAddr>().map_err(|_| 3u8)?;
+                    let claimed = s.parse::<IpAddr>().map_err(|_| Refusal::Failed)?;
                     crate::net::reachable_ip(claimed, from).to_string()
                 }
             };
@@ -216,35 +216,35 @@ fn execute(state: &mut State, req: &Request, from: IpAddr) -> std::result::Resul
         }
         Body::Disconnect => {
             if user.connected.take().is_none() {
-                return Err(2);
+                return Err(Refusal::NotConnected);
             }
             ok
         }
         Body::Publish { file, description } => {
             if user.connected.is_none() {
-                return Err(2);
+                return Err(Refusal::NotConnected);
             }
             if file.is_empty() {
-                return Err(4);
+                return Err(Refusal::Failed);
             }
             if user.files.contains_key(file.as_str()) {
-                return Err(3);
+                return Err(Refusal::AlreadyPublished);
             }
             user.files.insert(file.to_string(), description.to_string());
             ok
         }
         Body::Delete { file } => {
             if user.connected.is_none() {
-                return Err(2);
+                return Err(Refusal::NotConnected);
             }
             if user.files.remove(file.as_str()).is_none() {
-                return Err(3);
+                return Err(Refusal::NotPublished);
             }
             ok
         }
         Body::ListUsers => {
             if user.connected.is_none() {
-                return Err(2);
+                return Err(Refusal::NotConnected);
             }
             let users = state
                 .users
@@ -262,10 +262,10 @@ fn execute(state: &mut State, req: &Request, from: IpAddr) -> std::result::Resul
         }
         Body::ListContent { remote } => {
             if user.connected.is_none() {
-                return Err(2);
+                return Err(Refusal::NotConnected);
             }
             let Some(r) = state.users.get(remote.as_str()) else {
-                return Err(3);
+                return Err(Refusal::NoSuchRemoteUser);
             };
             let files = r
                 .files

@@ -244,7 +244,7 @@ impl RemoteDir for StatefulDir {
                     self.eof = eof;
                 }
                 StatefulResponse::Error { status, message } => {
-                    if status == super::dir::status::BADF {
+                    if status == super::dir::Status::BadHandle.code() {
                         // Nothing to close on the server.
                         self.closed = true;
                     }

@@ -124,27 +124,23 @@ fn endpoint(o: &LsOptions) -> Result<Endpoint> {
     Ok(ep)
 }
 
-/// `"key":"text"` for UTF-8 bytes, else `"key_bytes":[..]` with every byte:
-/// names stay exact either way.
-fn json_field(key: &str, bytes: &[u8]) -> String {
+/// Adds `"key":"text"` for UTF-8 bytes, else `"key_bytes":[..]` with
+/// every byte: names stay exact either way.
+fn json_field(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
-        Ok(s) => format!("\"{key}\":{}", cli::json_string(s)),
-        Err(_) => {
-            let list: Vec<String> = bytes.iter().map(u8::to_string).collect();
-            format!("\"{key}_bytes\":[{}]", list.join(","))
-        }
-    }
+        Ok(s) => map.insert(key.to_string(), s.into()),
+        Err(_) => map.insert(format!("{key}_bytes"), bytes.into()),
+    };
 }
 
 /// One output line for an entry of `dir`.
 fn entry_line(out: &mut impl Write, json: bool, dir: &[u8], name: &[u8]) -> std::io::Result<()> {
     if json {
-        writeln!(
-            out,
-            "{{{},{}}}",
-            json_field("dir", dir),
-            json_field("name", name)
-        )
+        let mut map = serde_json::Map::new();
+        json_field(&mut map, "dir", dir);
+        json_field(&mut map, "name", name);
+        serde_json::to_writer(&mut *out, &map)?;
+        out.write_all(b"\n")
     } else {
         out.write_all(name)?;
         out.write_all(b"\n")

@@ -11,57 +11,94 @@ use std::ptr::NonNull;
 
 use crate::error::{Error, Result, ResultExt};
 
-/// Status codes: 0 or a Linux errno value, and NFS's bad-cookie code.
-pub mod status {
-    pub const OK: u32 = 0;
-    /// The path leads outside the root.
-    pub const OUTSIDE: u32 = 1;
-    /// No such directory.
-    pub const NOENT: u32 = 2;
-    /// Any other failure.
-    pub const IO: u32 = 5;
-    /// A stateful handle that is not open on this connection.
-    pub const BADF: u32 = 9;
-    /// Permission denied.
-    pub const ACCES: u32 = 13;
-    /// Not a directory.
-    pub const NOTDIR: u32 = 20;
-    /// `max_entries` is 0 (or over 1024).
-    pub const INVAL: u32 = 22;
-    /// The stateful server's cap on open directories is reached.
-    pub const MFILE: u32 = 24;
-    /// Name too long.
-    pub const NAMETOOLONG: u32 = 36;
-    /// The cookie is no longer valid (`RDIR_EBADCOOKIE`).
-    pub const BADCOOKIE: u32 = 10003;
+/// Why a directory request failed, as the wire's status codes say it: a
+/// Linux errno value, or NFS's bad-cookie code. The wire carries the
+/// number ([`Status::code`]); a number from another server that is none of
+/// these reads as a plain server failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Status {
+    /// Success (0).
+    Ok = 0,
+    /// The path leads outside the root (1).
+    Outside = 1,
+    /// No such directory (2, ENOENT).
+    NoEntry = 2,
+    /// Any other failure (5, EIO).
+    Io = 5,
+    /// A stateful handle that is not open on this connection (9, EBADF).
+    BadHandle = 9,
+    /// Permission denied (13, EACCES).
+    Denied = 13,
+    /// Not a directory (20, ENOTDIR).
+    NotDir = 20,
+    /// `max_entries` is 0 or over 1024 (22, EINVAL).
+    BadBatch = 22,
+    /// The stateful server's cap on open directories is reached (24, EMFILE).
+    TooManyOpen = 24,
+    /// Name too long (36, ENAMETOOLONG).
+    NameTooLong = 36,
+    /// The cookie is no longer valid (10003, `RDIR_EBADCOOKIE`).
+    StaleCookie = 10003,
 }
 
-/// What a status means, in words.
-pub fn status_text(code: u32) -> &'static str {
-    match code {
-        status::OK => "ok",
-        status::OUTSIDE => "outside the served folder",
-        status::NOENT => "no such directory",
-        status::BADF => "bad handle",
-        status::ACCES => "permission denied",
-        status::NOTDIR => "not a directory",
-        status::INVAL => "batch size must be 1 to 1024",
-        status::MFILE => "too many open directories on the server",
-        status::NAMETOOLONG => "name too long",
-        status::BADCOOKIE => "stale cookie",
-        _ => "server failure",
+impl Status {
+    const ALL: [Status; 11] = [
+        Status::Ok,
+        Status::Outside,
+        Status::NoEntry,
+        Status::Io,
+        Status::BadHandle,
+        Status::Denied,
+        Status::NotDir,
+        Status::BadBatch,
+        Status::TooManyOpen,
+        Status::NameTooLong,
+        Status::StaleCookie,
+    ];
+
+    /// The number on the wire.
+    pub fn code(self) -> u32 {
+        self as u32
     }
+
+    /// The status a number on the wire stands for, if it is one of ours.
+    pub fn from_code(code: u32) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// What it means, in words.
+    pub fn text(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Outside => "outside the served folder",
+            Status::NoEntry => "no such directory",
+            Status::Io => "server failure",
+            Status::BadHandle => "bad handle",
+            Status::Denied => "permission denied",
+            Status::NotDir => "not a directory",
+            Status::BadBatch => "batch size must be 1 to 1024",
+            Status::TooManyOpen => "too many open directories on the server",
+            Status::NameTooLong => "name too long",
+            Status::StaleCookie => "stale cookie",
+        }
+    }
+}
+
+/// What a status number from the wire means, in words.
+pub fn status_text(code: u32) -> &'static str {
+    Status::from_code(code).map_or("server failure", Status::text)
 }
 
 /// A refusal: a status code and its explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub status: u32,
+    pub status: Status,
     pub message: String,
 }
 
 impl Refusal {
-    pub fn new(status: u32, message: impl Into<String>) -> Refusal {
+    pub fn new(status: Status, message: impl Into<String>) -> Refusal {
         Refusal {
             status,
             message: message.into(),
@@ -69,18 +106,18 @@ impl Refusal {
     }
 
     /// The refusal with the standard text for its status.
-    pub fn plain(status: u32) -> Refusal {
-        Refusal::new(status, status_text(status))
+    pub fn plain(status: Status) -> Refusal {
+        Refusal::new(status, status.text())
     }
 
     fn from_io(e: &io::Error) -> Refusal {
         // This system's errno values to the wire's (Linux's) numbers.
         let code = match e.raw_os_error() {
-            Some(libc::ENOENT) => status::NOENT,
-            Some(libc::EACCES | libc::EPERM) => status::ACCES,
-            Some(libc::ENOTDIR) => status::NOTDIR,
-            Some(libc::ENAMETOOLONG) => status::NAMETOOLONG,
-            _ => status::IO,
+            Some(libc::ENOENT) => Status::NoEntry,
+            Some(libc::EACCES | libc::EPERM) => Status::Denied,
+            Some(libc::ENOTDIR) => Status::NotDir,
+            Some(libc::ENAMETOOLONG) => Status::NameTooLong,
+            _ => Status::Io,
         };
         Refusal::new(code, crate::error::describe_io(e))
     }
@@ -244,16 +281,16 @@ impl Root {
     /// symlinks leading out are refused with status 1.
     pub fn resolve(&self, requested: &[u8]) -> Result<PathBuf, Refusal> {
         if requested.len() > MAX_PATH_LEN {
-            return Err(Refusal::plain(status::NAMETOOLONG));
+            return Err(Refusal::plain(Status::NameTooLong));
         }
         if requested.contains(&0) {
             return Err(Refusal::new(
-                status::NOENT,
+                Status::NoEntry,
                 "no such directory (NUL in path)",
             ));
         }
         let p = Path::new(OsStr::from_bytes(requested));
-        let outside = || Refusal::new(status::OUTSIDE, "outside the served folder");
+        let outside = || Refusal::new(Status::Outside, "outside the served folder");
         let lexical = if p.is_absolute() {
             let n = normalise(p).ok_or_else(outside)?;
             if !(n.starts_with(&self.canonical) || n.starts_with(&self.given)) {
@@ -291,7 +328,7 @@ pub struct Batch {
 /// Checks a requested batch size.
 pub fn check_max(max: u32) -> Result<usize, Refusal> {
     if max == 0 || max > super::MAX_BATCH {
-        return Err(Refusal::plain(status::INVAL));
+        return Err(Refusal::plain(Status::BadBatch));
     }
     Ok(max as usize)
 }
@@ -329,7 +366,7 @@ pub fn read_batch(root: &Root, path: &[u8], cookie: u64, max: u32) -> Result<Bat
     let max = check_max(max)?;
     let mut dir = root.open(path)?;
     if cookie != 0 && !dir.seek(cookie) {
-        return Err(Refusal::plain(status::BADCOOKIE));
+        return Err(Refusal::plain(Status::StaleCookie));
     }
     read_from(&mut dir, max)
         .map(|(b, _)| b)
@@ -346,6 +383,18 @@ mod tests {
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).unwrap();
         p
+    }
+
+    #[test]
+    fn statuses_are_the_wire_numbers_and_read_back() {
+        assert_eq!(Status::NoEntry.code(), libc::ENOENT as u32);
+        assert_eq!(Status::StaleCookie.code(), 10003);
+        for s in Status::ALL {
+            assert_eq!(Status::from_code(s.code()), Some(s));
+            assert_eq!(status_text(s.code()), s.text());
+        }
+        assert_eq!(Status::from_code(4), None);
+        assert_eq!(status_text(4), "server failure");
     }
 
     #[test]
@@ -398,19 +447,19 @@ mod tests {
         ] {
             assert_eq!(
                 root.resolve(bad).unwrap_err().status,
-                status::OUTSIDE,
+                Status::Outside,
                 "{bad:?}"
             );
         }
-        assert_eq!(root.open(b"missing").unwrap_err().status, status::NOENT);
-        assert_eq!(root.open(b"file").unwrap_err().status, status::NOTDIR);
+        assert_eq!(root.open(b"missing").unwrap_err().status, Status::NoEntry);
+        assert_eq!(root.open(b"file").unwrap_err().status, Status::NotDir);
         assert_eq!(
             read_batch(&root, b".", 0, 0).unwrap_err().status,
-            status::INVAL
+            Status::BadBatch
         );
         assert_eq!(
             read_batch(&root, b".", u64::MAX, 5).unwrap_err().status,
-            status::BADCOOKIE
+            Status::StaleCookie
         );
         fs::remove_dir_all(&d).unwrap();
     }

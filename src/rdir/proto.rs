@@ -81,7 +81,7 @@ impl frame::Request for StatelessRequest {
 impl frame::Response for StatefulResponse {
     fn error(message: String) -> Self {
         StatefulResponse::Error {
-            status: super::dir::status::IO,
+            status: super::dir::Status::Io.code(),
             message,
         }
     }
@@ -90,7 +90,7 @@ impl frame::Response for StatefulResponse {
 impl frame::Response for StatelessResponse {
     fn error(message: String) -> Self {
         StatelessResponse::Error {
-            status: super::dir::status::IO,
+            status: super::dir::Status::Io.code(),
             message,
         }
     }

@@ -3,7 +3,7 @@
 //! `rdir_args` and returns `rdir_res`. The XDR of both is here, for the
 //! server and for our client.
 
-use super::dir::{self, Batch, Refusal, Root, status};
+use super::dir::{self, Batch, Refusal, Root, Status};
 use super::{MAX_BATCH, MAX_NAME, MAX_PATH};
 use crate::oncrpc::server::{Call, Fault, Program};
 use crate::oncrpc::{self, Decoder, Encoder};
@@ -51,7 +51,7 @@ pub fn encode_res(res: &Result<Batch, Refusal>, e: &mut Encoder) {
         }
         // Status codes are small positive numbers.
         Err(r) => {
-            e.i32(r.status as i32);
+            e.i32(r.status.code() as i32);
         }
     }
 }
@@ -105,7 +105,7 @@ impl Program for RdirProgram {
             );
         }
         if let Err(r) = &res
-            && r.status == status::IO
+            && r.status == Status::Io
         {
             crate::diag!("{}: {}", call.peer, r.message);
         }
@@ -134,7 +134,7 @@ mod tests {
             ]
         );
         let mut e = Encoder::new();
-        encode_res(&Err(Refusal::plain(status::BADCOOKIE)), &mut e);
+        encode_res(&Err(Refusal::plain(Status::StaleCookie)), &mut e);
         assert_eq!(e.as_bytes(), [0, 0, 0x27, 0x13]);
         let b = Batch {
             names: vec![b".".to_vec(), b"\xff x".to_vec()],

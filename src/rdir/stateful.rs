@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::dir::{self, Dir, Refusal, Root, status};
+use super::dir::{self, Dir, Refusal, Root, Status};
 use super::proto::{STATEFUL, StatefulRequest as Req, StatefulResponse as Resp};
 use crate::frame::Conn;
 use crate::rng::Rng;
@@ -58,7 +58,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn bad_handle(handle: u64) -> Refusal {
     Refusal::new(
-        status::BADF,
+        Status::BadHandle,
         format!(
             "bad handle {handle:#018x}: not open on this connection \
              (never issued, closed, expired, or from before a server restart)"
@@ -91,7 +91,7 @@ impl Stateful {
             table.retain(|_, e| now.duration_since(e.last_used) < self.dir_idle);
             if table.len() >= self.max_open {
                 return Err(Refusal::new(
-                    status::MFILE,
+                    Status::TooManyOpen,
                     format!(
                         "too many open directories on the server (cap {}); close some",
                         self.max_open
@@ -102,7 +102,7 @@ impl Stateful {
         let dir = self.root.open(path)?;
         let mut table = lock(&self.table);
         if table.len() >= self.max_open {
-            return Err(Refusal::plain(status::MFILE));
+            return Err(Refusal::plain(Status::TooManyOpen));
         }
         let handle = loop {
             let h = lock(&self.rng).next_u64();
@@ -150,7 +150,7 @@ impl Stateful {
         if names.len() < max {
             let want = max - names.len();
             let (batch, ahead) = dir::read_from(&mut od.dir, want)
-                .map_err(|e| Refusal::new(status::IO, crate::error::describe_io(&e)))?;
+                .map_err(|e| Refusal::new(Status::Io, crate::error::describe_io(&e)))?;
             names.extend(batch.names);
             od.ahead = ahead;
             od.eof = batch.eof;
@@ -179,7 +179,7 @@ impl Stateful {
 
     fn answer(&self, conn: u64, req: Req) -> (Resp, String) {
         let refuse = |r: Refusal| Resp::Error {
-            status: r.status,
+            status: r.status.code(),
             message: r.message,
         };
         match req {
@@ -261,9 +261,9 @@ mod tests {
         }
         let s = Stateful::new(Root::new(&d).unwrap(), 2, Duration::from_secs(60), false);
         let h = s.open(1, b"a").unwrap();
-        assert_eq!(s.read(2, h, 10).unwrap_err().status, status::BADF);
-        assert_eq!(s.read(1, 0, 10).unwrap_err().status, status::BADF);
-        assert_eq!(s.read(1, h ^ 1, 10).unwrap_err().status, status::BADF);
+        assert_eq!(s.read(2, h, 10).unwrap_err().status, Status::BadHandle);
+        assert_eq!(s.read(1, 0, 10).unwrap_err().status, Status::BadHandle);
+        assert_eq!(s.read(1, h ^ 1, 10).unwrap_err().status, Status::BadHandle);
         let mut all = Vec::new();
         loop {
             let (names, eof) = s.read(1, h, 2).unwrap();
@@ -275,9 +275,9 @@ mod tests {
         }
         assert_eq!(all.len(), 7);
         s.open(1, b".").unwrap();
-        assert_eq!(s.open(3, b"a").unwrap_err().status, status::MFILE);
+        assert_eq!(s.open(3, b"a").unwrap_err().status, Status::TooManyOpen);
         s.close(1, h).unwrap();
-        assert_eq!(s.close(1, h).unwrap_err().status, status::BADF);
+        assert_eq!(s.close(1, h).unwrap_err().status, Status::BadHandle);
         s.release_conn(1);
         assert_eq!(s.open_count(), 0);
         fs::remove_dir_all(&d).unwrap();

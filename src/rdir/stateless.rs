@@ -33,7 +33,7 @@ pub fn log_line(
             b.names.len(),
             if b.eof { ", end" } else { "" }
         ),
-        Err(r) => format!("{what} -> refused ({}): {}", r.status, r.message),
+        Err(r) => format!("{what} -> refused ({}): {}", r.status.code(), r.message),
     }
 }
 
@@ -49,7 +49,7 @@ impl Stateless {
                 eof: b.eof,
             },
             Err(r) => Resp::Error {
-                status: r.status,
+                status: r.status.code(),
                 message: r.message,
             },
         };

@@ -19,23 +19,22 @@
 //! it. The listener serves only files this peer published, by plain name,
 //! from the share folder.
 
-use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use super::time;
-use super::wire::{self, Answer, Body, DateTime, Field, GetFile, Op, Request, get_file};
-use crate::error::{Error, Result};
+mod files;
+
+pub use files::{Fetched, fetch_file};
+use files::{Listener, Published};
+
+use super::time_service;
+use super::wire::{self, Answer, Body, DateTime, Field, GetFile, Op, Refusal, Request};
+use crate::error::Result;
 use crate::name::FileName;
-use crate::net::{self, SharedStream, Timeouts};
-use crate::server::{Limits, Server, Session};
-use crate::shutdown::Shutdown;
-use crate::transfer::{self, TempFile};
+use crate::net::{self, Timeouts};
 
 /// How long a listener waits for the date-time field after the file name
 /// before answering without it (some clients never send one).
@@ -58,39 +57,42 @@ pub struct Options {
 
 /// The course's message for `op`'s result `code`.
 pub fn message(op: Op, code: u8) -> &'static str {
-    match (op, code) {
-        (Op::Register, 0) => "REGISTER OK",
-        (Op::Register, 1) => "USERNAME IN USE",
+    use Refusal::*;
+    match (op, Refusal::from_code(op, code)) {
+        (Op::Register, None) => "REGISTER OK",
+        (Op::Register, Some(NameInUse)) => "USERNAME IN USE",
         (Op::Register, _) => "REGISTER FAIL",
-        (Op::Unregister, 0) => "UNREGISTER OK",
-        (Op::Unregister, 1) => "USER DOES NOT EXIST",
+        (Op::Unregister, None) => "UNREGISTER OK",
+        (Op::Unregister, Some(NoSuchUser)) => "USER DOES NOT EXIST",
         (Op::Unregister, _) => "UNREGISTER FAIL",
-        (Op::Connect, 0) => "CONNECT OK",
-        (Op::Connect, 1) => "CONNECT FAIL, USER DOES NOT EXIST",
-        (Op::Connect, 2) => "USER ALREADY CONNECTED",
+        (Op::Connect, None) => "CONNECT OK",
+        (Op::Connect, Some(NoSuchUser)) => "CONNECT FAIL, USER DOES NOT EXIST",
+        (Op::Connect, Some(AlreadyConnected)) => "USER ALREADY CONNECTED",
         (Op::Connect, _) => "CONNECT FAIL",
-        (Op::Publish, 0) => "PUBLISH OK",
-        (Op::Publish, 1) => "PUBLISH FAIL, USER DOES NOT EXIST",
-        (Op::Publish, 2) => "PUBLISH FAIL, USER NOT CONNECTED",
-        (Op::Publish, 3) => "PUBLISH FAIL, CONTENT ALREADY PUBLISHED",
+        (Op::Publish, None) => "PUBLISH OK",
+        (Op::Publish, Some(NoSuchUser)) => "PUBLISH FAIL, USER DOES NOT EXIST",
+        (Op::Publish, Some(NotConnected)) => "PUBLISH FAIL, USER NOT CONNECTED",
+        (Op::Publish, Some(AlreadyPublished)) => "PUBLISH FAIL, CONTENT ALREADY PUBLISHED",
         (Op::Publish, _) => "PUBLISH FAIL",
-        (Op::Delete, 0) => "DELETE OK",
-        (Op::Delete, 1) => "DELETE FAIL, USER DOES NOT EXIST",
-        (Op::Delete, 2) => "DELETE FAIL, USER NOT CONNECTED",
-        (Op::Delete, 3) => "DELETE FAIL, CONTENT NOT PUBLISHED",
+        (Op::Delete, None) => "DELETE OK",
+        (Op::Delete, Some(NoSuchUser)) => "DELETE FAIL, USER DOES NOT EXIST",
+        (Op::Delete, Some(NotConnected)) => "DELETE FAIL, USER NOT CONNECTED",
+        (Op::Delete, Some(NotPublished)) => "DELETE FAIL, CONTENT NOT PUBLISHED",
         (Op::Delete, _) => "DELETE FAIL",
-        (Op::ListUsers, 0) => "LIST_USERS OK",
-        (Op::ListUsers, 1) => "LIST_USERS FAIL, USER DOES NOT EXIST",
-        (Op::ListUsers, 2) => "LIST_USERS FAIL, USER NOT CONNECTED",
+        (Op::ListUsers, None) => "LIST_USERS OK",
+        (Op::ListUsers, Some(NoSuchUser)) => "LIST_USERS FAIL, USER DOES NOT EXIST",
+        (Op::ListUsers, Some(NotConnected)) => "LIST_USERS FAIL, USER NOT CONNECTED",
         (Op::ListUsers, _) => "LIST_USERS FAIL",
-        (Op::ListContent, 0) => "LIST_CONTENT OK",
-        (Op::ListContent, 1) => "LIST_CONTENT FAIL, USER DOES NOT EXIST",
-        (Op::ListContent, 2) => "LIST_CONTENT FAIL, USER NOT CONNECTED",
-        (Op::ListContent, 3) => "LIST_CONTENT FAIL, REMOTE USER DOES NOT EXIST",
+        (Op::ListContent, None) => "LIST_CONTENT OK",
+        (Op::ListContent, Some(NoSuchUser)) => "LIST_CONTENT FAIL, USER DOES NOT EXIST",
+        (Op::ListContent, Some(NotConnected)) => "LIST_CONTENT FAIL, USER NOT CONNECTED",
+        (Op::ListContent, Some(NoSuchRemoteUser)) => {
+            "LIST_CONTENT FAIL, REMOTE USER DOES NOT EXIST"
+        }
         (Op::ListContent, _) => "LIST_CONTENT FAIL",
-        (Op::Disconnect, 0) => "DISCONNECT OK",
-        (Op::Disconnect, 1) => "DISCONNECT FAIL / USER DOES NOT EXIST",
-        (Op::Disconnect, 2) => "DISCONNECT FAIL / USER NOT CONNECTED",
+        (Op::Disconnect, None) => "DISCONNECT OK",
+        (Op::Disconnect, Some(NoSuchUser)) => "DISCONNECT FAIL / USER DOES NOT EXIST",
+        (Op::Disconnect, Some(NotConnected)) => "DISCONNECT FAIL / USER NOT CONNECTED",
         (Op::Disconnect, _) => "DISCONNECT FAIL",
     }
 }
@@ -98,125 +100,6 @@ pub fn message(op: Op, code: u8) -> &'static str {
 const GET_FILE_OK: &str = "GET_FILE OK";
 const GET_FILE_NO_FILE: &str = "GET_FILE FAIL / FILE NOT EXIST";
 const GET_FILE_FAIL: &str = "GET_FILE FAIL";
-
-/// The files this peer published, by name; shared with its listener.
-type Published = Arc<Mutex<BTreeSet<FileName>>>;
-
-/// The running listener.
-struct Listener {
-    port: u16,
-    shutdown: Arc<Shutdown>,
-    thread: JoinHandle<Result<()>>,
-}
-
-impl Listener {
-    fn start(opts: &Options, published: Published) -> Result<Listener> {
-        let shutdown = Shutdown::new();
-        let limits = Limits {
-            io: opts.timeouts,
-            ..Limits::default()
-        };
-        let server = Server::bind(
-            &net::host_port(&opts.listen_ip.to_string(), 0),
-            limits,
-            shutdown.clone(),
-        )?;
-        let port = server.local_addr().port();
-        let share = opts.share.clone();
-        let thread = std::thread::Builder::new()
-            .name("listener".into())
-            .spawn(move || server.serve(move |s| serve_get(&s, &share, &published)))
-            .map_err(|e| Error::Local(format!("starting the listener: {e}")))?;
-        Ok(Listener {
-            port,
-            shutdown,
-            thread,
-        })
-    }
-
-    fn stop(self) {
-        self.shutdown.trigger();
-        let _ = self.thread.join();
-    }
-}
-
-/// Serves one GET_FILE request on the listener.
-fn serve_get(session: &Session, share: &Path, published: &Published) {
-    let peer = session.peer();
-    let mut r = BufReader::new(session.stream());
-    let name = match wire::read_get_file_name(&mut r) {
-        Ok(name) => name,
-        Err(e) => {
-            if !e.is_disconnect() && !matches!(e, Error::Closed) {
-                crate::diag!("listener: {peer}: {e}");
-            }
-            return;
-        }
-    };
-    // The date-time may follow; wait for it only briefly.
-    let _ = session.stream().set_read_timeout(Some(DATETIME_GRACE));
-    if let Err(e) = wire::read_get_datetime(&mut r) {
-        crate::diag!("listener: {peer}: {e}");
-        return;
-    }
-    let _ = session
-        .stream()
-        .set_read_timeout(Some(session.limits().io.io));
-    session.busy();
-    let code = match name {
-        Err(_) => get_file::FAIL,
-        Ok(name) => match open_published(share, published, name.as_str()) {
-            Ok((file, len)) => {
-                let mut w = BufWriter::new(SharedStream::new(session.shared_stream()));
-                let sent = w
-                    .write_all(b"0\0")
-                    .map_err(Error::from)
-                    .and_then(|()| transfer::send_body_to_socket(&file, len, &mut w));
-                match sent {
-                    // A date-time that came after the grace period is still
-                    // unread: read it before closing, so the close does not
-                    // reset the connection under the file's last bytes.
-                    Ok(()) => super::server::drain(session.stream()),
-                    Err(e) => crate::diag!("listener: {peer}: sending {name}: {e}"),
-                }
-                return;
-            }
-            Err(code) => code,
-        },
-    };
-    let mut answer = Vec::new();
-    wire::put_code(&mut answer, code, wire::ResultFormat::Text);
-    if session.stream().write_all(&answer).is_ok() {
-        super::server::drain(session.stream());
-    }
-}
-
-/// Opens a published file by its plain name: the file and its length, or
-/// the code to answer.
-fn open_published(
-    share: &Path,
-    published: &Published,
-    name: &str,
-) -> std::result::Result<(File, u64), u8> {
-    let name = FileName::new(name).map_err(|_| get_file::NO_FILE)?;
-    let listed = published
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .contains(&name);
-    if !listed {
-        return Err(get_file::NO_FILE);
-    }
-    let path = name.within(share);
-    let file = File::open(&path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => get_file::NO_FILE,
-        _ => get_file::FAIL,
-    })?;
-    let meta = file.metadata().map_err(|_| get_file::FAIL)?;
-    if !meta.is_file() {
-        return Err(get_file::NO_FILE);
-    }
-    Ok((file, meta.len()))
-}
 
 /// One line of input, split into words; `"..."` quotes a word with spaces.
 /// Returns the words and, for each, where the rest of the line after it
@@ -368,7 +251,7 @@ impl<W: Write> Peer<W> {
         let Some(url) = self.opts.time_url.clone() else {
             return DateTime::now();
         };
-        match time::fetch(&url, &self.opts.timeouts) {
+        match time_service::fetch(&url, &self.opts.timeouts) {
             Ok(dt) => {
                 self.time_failed = false;
                 dt
@@ -610,39 +493,6 @@ impl<W: Write> Peer<W> {
         self.stop_listener();
         Ok(())
     }
-}
-
-/// How a GET_FILE ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Fetched {
-    Done,
-    NoFile,
-    /// Any other answer code.
-    Failed(u8),
-}
-
-/// Fetches one file from the peer at `addr` into `local`. The bytes go to a
-/// temporary file beside `local`, renamed onto it only once the owner has
-/// closed the connection cleanly; any failure leaves nothing behind.
-pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) -> Result<Fetched> {
-    let stream: TcpStream = net::connect(addr, timeouts)?;
-    (&stream).write_all(&req.encode())?;
-    let mut r = BufReader::with_capacity(transfer::CHUNK, &stream);
-    match wire::read_code(&mut r)? {
-        get_file::OK => {}
-        get_file::NO_FILE => return Ok(Fetched::NoFile),
-        code => return Ok(Fetched::Failed(code)),
-    }
-    let dir = match local.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = TempFile::create_in(dir)
-        .map_err(|e| Error::from(e).doing(format!("writing in {}", dir.display())))?;
-    io::copy(&mut r, tmp.file())?;
-    tmp.persist(local)
-        .map_err(|e| Error::from(e).doing(format!("writing {}", local.display())))?;
-    Ok(Fetched::Done)
 }
 
 /// The address of this host the route to the server leaves from (what the

@@ -1,138 +1,31 @@
 //! File transfer with integrity: streaming a file body after a header
-//! (sendfile), receiving one into a file while hashing it with BLAKE3
-//! (splice), and a temporary file that is renamed into place only once its
-//! digest matches.
+//! (`send`: sendfile), receiving one into a file while hashing it with
+//! BLAKE3 (here, and `splice` on Linux), and a temporary file that is
+//! renamed into place only once its digest matches (`temp`).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::mpsc;
 use std::thread;
 
 use crate::digest::{FileDigest, FileHasher, HASH_CHUNK};
 use crate::error::{Error, Result};
-use crate::name::TEMP_PREFIX;
 use crate::net::SharedStream;
 use indicatif::ProgressBar;
+
+mod send;
+#[cfg(target_os = "linux")]
+mod splice;
+mod temp;
+
+pub use send::{send_body, send_body_paced, send_body_to_socket};
+pub use temp::{Overwrite, TempFile, receive_file};
 
 /// Size of the buffer used to move file bytes.
 pub const CHUNK: usize = 256 * 1024;
 
 /// Size of the buffer `receive_into` copies through where it cannot splice.
 const RECV_CHUNK: usize = 1 << 20;
-
-/// Streams exactly `len` bytes of `file` to `w` (sendfile on Linux when `w`
-/// is a socket) and flushes. A file that shrank meanwhile is an error.
-pub fn send_body<W: Write>(file: File, len: u64, w: &mut W) -> Result<()> {
-    let sent = io::copy(&mut file.take(len), w)?;
-    if sent != len {
-        return Err(Error::Local(format!(
-            "file shrank while sending: {sent} of {len} bytes"
-        )));
-    }
-    w.flush()?;
-    Ok(())
-}
-
-/// `send_body` for a buffered socket (`Conn::writer()`): flushes what is
-/// buffered (the header frame), then has the kernel copy the body from the
-/// file to the socket with sendfile(2) on Linux, so the bytes never enter
-/// our memory. (std's `io::copy` does not use sendfile towards sockets: it
-/// reads and writes 8 KiB at a time.) Falls back to a `CHUNK`-sized copy
-/// loop where sendfile is unavailable.
-pub fn send_body_to_socket(file: &File, len: u64, w: &mut BufWriter<SharedStream>) -> Result<()> {
-    send_body_paced(file, len, w, u64::MAX, || {})
-}
-
-/// `send_body_to_socket` in pieces of at most `piece` bytes, calling
-/// `before` ahead of each: background copies use it to hold back while
-/// something more urgent runs.
-pub fn send_body_paced(
-    file: &File,
-    len: u64,
-    w: &mut BufWriter<SharedStream>,
-    piece: u64,
-    mut before: impl FnMut(),
-) -> Result<()> {
-    w.flush()?;
-    let mut sock = w.get_ref().tcp();
-    let mut left = len;
-    let piece = piece.max(1);
-    #[cfg(target_os = "linux")]
-    while left > 0 {
-        before();
-        match sendfile::send(file, sock, left.min(piece)) {
-            Ok(0) => {
-                return Err(Error::Local(format!(
-                    "file shrank while sending: {} of {len} bytes",
-                    len - left
-                )));
-            }
-            Ok(n) => left -= n as u64,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if sendfile::unsupported(&e) => break,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if left > 0 {
-        // sendfile advanced the file offset by what it sent.
-        let mut file = file;
-        let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
-        let mut since = 0u64;
-        while left > 0 {
-            if since >= piece {
-                before();
-                since = 0;
-            }
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match file.read(&mut buf[..want]) {
-                Ok(0) => {
-                    return Err(Error::Local(format!(
-                        "file shrank while sending: {} of {len} bytes",
-                        len - left
-                    )));
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            sock.write_all(&buf[..n])?;
-            left -= n as u64;
-            since += n as u64;
-        }
-    }
-    sock.flush()?;
-    Ok(())
-}
-
-#[cfg(target_os = "linux")]
-mod sendfile {
-    use std::fs::File;
-    use std::io;
-    use std::net::TcpStream;
-
-    use rustix::io::Errno;
-
-    /// Most bytes asked of one sendfile call.
-    const MAX_CALL: u64 = 1 << 30;
-
-    /// One sendfile(2) call from the file's current offset (which it
-    /// advances) to the socket; the byte count sent.
-    pub fn send(file: &File, sock: &TcpStream, left: u64) -> io::Result<usize> {
-        let count = left.min(MAX_CALL) as usize;
-        // No offset: use and advance the file's own.
-        Ok(rustix::fs::sendfile(sock, file, None, count)?)
-    }
-
-    /// Errors meaning "sendfile cannot do this here", not "the copy failed".
-    pub fn unsupported(e: &io::Error) -> bool {
-        matches!(
-            Errno::from_io_error(e),
-            Some(Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP)
-        )
-    }
-}
 
 /// A receive that failed, and on which side: the local file, or the peer
 /// (the connection failed or closed early).
@@ -169,10 +62,11 @@ fn remote(e: impl Into<Error>) -> Failure {
 /// `PIPELINE_MIN` bytes are hashed on a second thread while the next chunk
 /// is read and written, through `PIPELINE_BUFFERS` recycled `CHUNK`-sized
 /// buffers (memory stays at about 1 MiB). On one CPU the threads would only
-/// take turns, so the single-threaded loop runs there. (Alternating runs of
-/// `scripts/bench-transfer.sh` on a quiet 2-CPU machine, when it hashed
-/// with SHA-256: 541-657 MiB/s pipelined against 479-568 MiB/s
-/// single-threaded.)
+/// take turns, so the single-threaded loop runs there. (Measured when the
+/// digest was SHA-256, on a quiet 2-CPU machine with alternating runs of
+/// `scripts/bench-transfer.sh`: 541-657 MiB/s pipelined against 479-568
+/// MiB/s single-threaded. BLAKE3 hashes about 2.5 times as fast, so the
+/// gain is smaller now; the pipelined path is kept for slower CPUs.)
 pub fn receive_body<R: Read, W: Write>(
     r: &mut R,
     len: u64,
@@ -344,273 +238,12 @@ pub fn receive_into(
     copy_hashed(r, left, file, hasher, progress, RECV_CHUNK)
 }
 
-#[cfg(target_os = "linux")]
-mod splice {
-    use std::fs::File;
-    use std::io;
-    use std::net::TcpStream;
-    use std::os::fd::{AsFd, OwnedFd};
-    use std::os::unix::fs::FileExt;
-
-    use indicatif::ProgressBar;
-
-    use super::{Failure, HASH_CHUNK, local};
-    use crate::digest::FileHasher;
-    use crate::error::Error;
-    use rustix::io::Errno;
-    use rustix::pipe::{PipeFlags, SpliceFlags};
-
-    /// The pipe's capacity we ask for (the default most-allowed size for
-    /// an unprivileged process); each socket splice moves up to this much.
-    const PIPE_SIZE: usize = 1 << 20;
-
-    /// Splices up to `left` bytes from `sock` into `file` at its current
-    /// position (advancing it), hashing them as they land. Returns what is
-    /// still to be received: 0, or everything if splice is not supported
-    /// here (then nothing was consumed and the caller copies instead).
-    pub fn receive(
-        sock: &TcpStream,
-        mut left: u64,
-        file: &mut File,
-        hasher: &mut FileHasher,
-        progress: &ProgressBar,
-    ) -> Result<u64, Failure> {
-        let (rd, wr) =
-            rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| local(io::Error::from(e)))?;
-        // A refusal (a lower pipe-max-size) leaves the default capacity,
-        // which also works.
-        let cap = match rustix::pipe::fcntl_setpipe_size(&wr, PIPE_SIZE) {
-            Ok(n) if n > 0 => n,
-            _ => 64 * 1024,
-        };
-        let mut at = io::Seek::stream_position(file).map_err(local)?;
-        let mut hashed = at;
-        let mut buf = vec![0u8; HASH_CHUNK];
-        let mut first = true;
-        while left > 0 {
-            let want = cap.min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match call(sock, None, &wr, want) {
-                Ok(0) => return Err(Failure::Remote(Error::Truncated)),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if first && unsupported(&e) => return Ok(left),
-                // A receive timeout shows as EAGAIN.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(Failure::Remote(
-                        io::Error::new(io::ErrorKind::TimedOut, "receive timed out").into(),
-                    ));
-                }
-                Err(e) => return Err(Failure::Remote(e.into())),
-            };
-            let mut in_pipe = n;
-            while in_pipe > 0 {
-                match call(&rd, Some(&mut at), &*file, in_pipe) {
-                    Ok(0) => return Err(local(Error::Local("the file took no bytes".into()))),
-                    Ok(m) => in_pipe -= m,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if first && unsupported(&e) => {
-                        // The socket bytes are in the pipe: move them by hand
-                        // and let the caller copy the rest.
-                        hash_back(file, &mut hashed, at, &mut buf, hasher)?;
-                        drain(&rd, in_pipe, file, at, hasher)?;
-                        progress.inc(n as u64);
-                        return Ok(left - n as u64);
-                    }
-                    Err(e) => return Err(local(e)),
-                }
-            }
-            first = false;
-            left -= n as u64;
-            hash_back(file, &mut hashed, at, &mut buf, hasher)?;
-            progress.inc(n as u64);
-        }
-        io::Seek::seek(file, io::SeekFrom::Start(at)).map_err(local)?;
-        Ok(0)
-    }
-
-    /// Hashes what landed in `file` from `*hashed` to `at`, read back from
-    /// the page cache through `buf`.
-    fn hash_back(
-        file: &File,
-        hashed: &mut u64,
-        at: u64,
-        buf: &mut [u8],
-        hasher: &mut FileHasher,
-    ) -> Result<(), Failure> {
-        while *hashed < at {
-            let k = buf
-                .len()
-                .min(usize::try_from(at - *hashed).unwrap_or(usize::MAX));
-            file.read_exact_at(&mut buf[..k], *hashed).map_err(local)?;
-            hasher.update(&buf[..k]);
-            *hashed += k as u64;
-        }
-        Ok(())
-    }
-
-    /// Reads `n` bytes (at most the pipe's capacity) out of the pipe and
-    /// writes them to `file` at `at`, hashing them; the file's position
-    /// ends after them.
-    fn drain(
-        rd: &OwnedFd,
-        n: usize,
-        file: &mut File,
-        at: u64,
-        hasher: &mut FileHasher,
-    ) -> Result<(), Failure> {
-        let mut buf = vec![0u8; n];
-        let mut pipe = File::from(rd.try_clone().map_err(local)?);
-        io::Read::read_exact(&mut pipe, &mut buf).map_err(local)?;
-        io::Seek::seek(file, io::SeekFrom::Start(at)).map_err(local)?;
-        io::Write::write_all(file, &buf).map_err(local)?;
-        hasher.update(&buf);
-        Ok(())
-    }
-
-    /// One splice(2) call; `off_out` is the file offset to write at (and
-    /// advance), `None` for a pipe.
-    fn call(
-        fd_in: impl AsFd,
-        off_out: Option<&mut u64>,
-        fd_out: impl AsFd,
-        len: usize,
-    ) -> io::Result<usize> {
-        Ok(rustix::pipe::splice(
-            fd_in,
-            None,
-            fd_out,
-            off_out,
-            len,
-            SpliceFlags::MOVE,
-        )?)
-    }
-
-    /// Errors meaning "splice cannot do this here", not "the copy failed".
-    fn unsupported(e: &io::Error) -> bool {
-        matches!(
-            Errno::from_io_error(e),
-            Some(Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP)
-        )
-    }
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A file under a temporary name in its final folder. Dropped without
-/// `persist*`, it is removed, so a failed transfer leaves nothing behind.
-#[derive(Debug)]
-pub struct TempFile {
-    path: PathBuf,
-    file: Option<File>,
-}
-
-impl TempFile {
-    /// Creates `dir/.peerkit-tmp-<pid>-<n>`, never reusing an existing name.
-    pub fn create_in(dir: &Path) -> io::Result<TempFile> {
-        loop {
-            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
-            // Readable too: `receive_into` hashes what it wrote by reading it back.
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(file) => {
-                    return Ok(TempFile {
-                        path,
-                        file: Some(file),
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// The open file.
-    pub fn file(&mut self) -> &mut File {
-        // Only `persist*` take the file, and they consume `self`.
-        self.file
-            .as_mut()
-            .expect("temp file is open until persisted")
-    }
-
-    /// The temporary path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Renames onto `dest`, replacing whatever is there.
-    pub fn persist(mut self, dest: &Path) -> io::Result<()> {
-        self.file.take();
-        fs::rename(&self.path, dest)?;
-        self.path = PathBuf::new();
-        Ok(())
-    }
-
-    /// Moves to `dest` only if nothing is there (atomically: a hard link
-    /// cannot replace an existing name). `ErrorKind::AlreadyExists` otherwise.
-    pub fn persist_new(mut self, dest: &Path) -> io::Result<()> {
-        self.file.take();
-        fs::hard_link(&self.path, dest)?;
-        let _ = fs::remove_file(&self.path);
-        self.path = PathBuf::new();
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.path.as_os_str().is_empty() {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Whether receiving may replace an existing file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overwrite {
-    /// Replace whatever is at the destination.
-    Replace,
-    /// Refuse (with `AlreadyExists`) if the destination exists.
-    Never,
-}
-
-/// Receives a `len`-byte body from a connection's reader into `dest`,
-/// through a temporary file in `dest`'s folder that becomes `dest` only if
-/// its BLAKE3 digest is `expected`.
-pub fn receive_file(
-    r: &mut BufReader<SharedStream>,
-    len: u64,
-    expected: FileDigest,
-    dest: &Path,
-    overwrite: Overwrite,
-    progress: &ProgressBar,
-) -> Result<()> {
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = TempFile::create_in(dir)?;
-    let mut hasher = FileHasher::new();
-    receive_into(r, len, tmp.file(), &mut hasher, progress).map_err(Failure::into_error)?;
-    let actual = hasher.finish();
-    if actual != expected {
-        return Err(Error::HashMismatch { expected, actual });
-    }
-    match overwrite {
-        Overwrite::Replace => tmp.persist(dest)?,
-        Overwrite::Never => tmp.persist_new(dest)?,
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Seek;
+    use std::fs::{self, OpenOptions};
+    use std::io::{BufWriter, Seek};
+    use std::path::PathBuf;
 
     fn scratch(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("peerkit-unit-{tag}-{}", std::process::id()));

@@ -1,0 +1,172 @@
+//! The file side of a peer: the listener that serves this peer's published
+//! files to other peers (GET_FILE, on the server core), and the client that
+//! fetches one from another peer into a verified-then-renamed file.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use super::{DATETIME_GRACE, Options};
+use crate::error::{Error, Result};
+use crate::name::FileName;
+use crate::nap::wire::{self, GetFile, get_file};
+use crate::net::{self, SharedStream, Timeouts};
+use crate::server::{Limits, Server, Session};
+use crate::shutdown::Shutdown;
+use crate::transfer::{self, TempFile};
+
+/// The files this peer published, by name; shared with its listener.
+pub(super) type Published = Arc<Mutex<BTreeSet<FileName>>>;
+
+/// The running listener.
+pub(super) struct Listener {
+    pub(super) port: u16,
+    shutdown: Arc<Shutdown>,
+    thread: JoinHandle<Result<()>>,
+}
+
+impl Listener {
+    pub(super) fn start(opts: &Options, published: Published) -> Result<Listener> {
+        let shutdown = Shutdown::new();
+        let limits = Limits {
+            io: opts.timeouts,
+            ..Limits::default()
+        };
+        let server = Server::bind(
+            &net::host_port(&opts.listen_ip.to_string(), 0),
+            limits,
+            shutdown.clone(),
+        )?;
+        let port = server.local_addr().port();
+        let share = opts.share.clone();
+        let thread = std::thread::Builder::new()
+            .name("listener".into())
+            .spawn(move || server.serve(move |s| serve_get(&s, &share, &published)))
+            .map_err(|e| Error::Local(format!("starting the listener: {e}")))?;
+        Ok(Listener {
+            port,
+            shutdown,
+            thread,
+        })
+    }
+
+    pub(super) fn stop(self) {
+        self.shutdown.trigger();
+        let _ = self.thread.join();
+    }
+}
+
+/// Serves one GET_FILE request on the listener.
+fn serve_get(session: &Session, share: &Path, published: &Published) {
+    let peer = session.peer();
+    let mut r = BufReader::new(session.stream());
+    let name = match wire::read_get_file_name(&mut r) {
+        Ok(name) => name,
+        Err(e) => {
+            if !e.is_disconnect() && !matches!(e, Error::Closed) {
+                crate::diag!("listener: {peer}: {e}");
+            }
+            return;
+        }
+    };
+    // The date-time may follow; wait for it only briefly.
+    let _ = session.stream().set_read_timeout(Some(DATETIME_GRACE));
+    if let Err(e) = wire::read_get_datetime(&mut r) {
+        crate::diag!("listener: {peer}: {e}");
+        return;
+    }
+    let _ = session
+        .stream()
+        .set_read_timeout(Some(session.limits().io.io));
+    session.busy();
+    let code = match name {
+        Err(_) => get_file::FAIL,
+        Ok(name) => match open_published(share, published, name.as_str()) {
+            Ok((file, len)) => {
+                let mut w = BufWriter::new(SharedStream::new(session.shared_stream()));
+                let sent = w
+                    .write_all(b"0\0")
+                    .map_err(Error::from)
+                    .and_then(|()| transfer::send_body_to_socket(&file, len, &mut w));
+                match sent {
+                    // A date-time that came after the grace period is still
+                    // unread: read it before closing, so the close does not
+                    // reset the connection under the file's last bytes.
+                    Ok(()) => crate::nap::server::drain(session.stream()),
+                    Err(e) => crate::diag!("listener: {peer}: sending {name}: {e}"),
+                }
+                return;
+            }
+            Err(code) => code,
+        },
+    };
+    let mut answer = Vec::new();
+    wire::put_code(&mut answer, code, wire::ResultFormat::Text);
+    if session.stream().write_all(&answer).is_ok() {
+        crate::nap::server::drain(session.stream());
+    }
+}
+
+/// Opens a published file by its plain name: the file and its length, or
+/// the code to answer.
+fn open_published(
+    share: &Path,
+    published: &Published,
+    name: &str,
+) -> std::result::Result<(File, u64), u8> {
+    let name = FileName::new(name).map_err(|_| get_file::NO_FILE)?;
+    let listed = published
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&name);
+    if !listed {
+        return Err(get_file::NO_FILE);
+    }
+    let path = name.within(share);
+    let file = File::open(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => get_file::NO_FILE,
+        _ => get_file::FAIL,
+    })?;
+    let meta = file.metadata().map_err(|_| get_file::FAIL)?;
+    if !meta.is_file() {
+        return Err(get_file::NO_FILE);
+    }
+    Ok((file, meta.len()))
+}
+
+/// How a GET_FILE ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    Done,
+    NoFile,
+    /// Any other answer code.
+    Failed(u8),
+}
+
+/// Fetches one file from the peer at `addr` into `local`. The bytes go to a
+/// temporary file beside `local`, renamed onto it only once the owner has
+/// closed the connection cleanly; any failure leaves nothing behind.
+pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) -> Result<Fetched> {
+    let stream: TcpStream = net::connect(addr, timeouts)?;
+    (&stream).write_all(&req.encode())?;
+    let mut r = BufReader::with_capacity(transfer::CHUNK, &stream);
+    match wire::read_code(&mut r)? {
+        get_file::OK => {}
+        get_file::NO_FILE => return Ok(Fetched::NoFile),
+        code => return Ok(Fetched::Failed(code)),
+    }
+    let dir = match local.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = TempFile::create_in(dir)
+        .map_err(|e| Error::from(e).doing(format!("writing in {}", dir.display())))?;
+    io::copy(&mut r, tmp.file())?;
+    tmp.persist(local)
+        .map_err(|e| Error::from(e).doing(format!("writing {}", local.display())))?;
+    Ok(Fetched::Done)
+}

@@ -1,0 +1,128 @@
+//! Temporary files in the target folder, renamed into place only once
+//! their digest matches, and removed if dropped before.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use indicatif::ProgressBar;
+
+use super::{Failure, receive_into};
+use crate::digest::{FileDigest, FileHasher};
+use crate::error::{Error, Result};
+use crate::name::TEMP_PREFIX;
+use crate::net::SharedStream;
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A file under a temporary name in its final folder. Dropped without
+/// `persist*`, it is removed, so a failed transfer leaves nothing behind.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    /// Creates `dir/.peerkit-tmp-<pid>-<n>`, never reusing an existing name.
+    pub fn create_in(dir: &Path) -> io::Result<TempFile> {
+        loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
+            // Readable too: `receive_into` hashes what it wrote by reading it back.
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(TempFile {
+                        path,
+                        file: Some(file),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The open file.
+    pub fn file(&mut self) -> &mut File {
+        // Only `persist*` take the file, and they consume `self`.
+        self.file
+            .as_mut()
+            .expect("temp file is open until persisted")
+    }
+
+    /// The temporary path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames onto `dest`, replacing whatever is there.
+    pub fn persist(mut self, dest: &Path) -> io::Result<()> {
+        self.file.take();
+        fs::rename(&self.path, dest)?;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+
+    /// Moves to `dest` only if nothing is there (atomically: a hard link
+    /// cannot replace an existing name). `ErrorKind::AlreadyExists` otherwise.
+    pub fn persist_new(mut self, dest: &Path) -> io::Result<()> {
+        self.file.take();
+        fs::hard_link(&self.path, dest)?;
+        let _ = fs::remove_file(&self.path);
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether receiving may replace an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Replace whatever is at the destination.
+    Replace,
+    /// Refuse (with `AlreadyExists`) if the destination exists.
+    Never,
+}
+
+/// Receives a `len`-byte body from a connection's reader into `dest`,
+/// through a temporary file in `dest`'s folder that becomes `dest` only if
+/// its BLAKE3 digest is `expected`.
+pub fn receive_file(
+    r: &mut BufReader<SharedStream>,
+    len: u64,
+    expected: FileDigest,
+    dest: &Path,
+    overwrite: Overwrite,
+    progress: &ProgressBar,
+) -> Result<()> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = TempFile::create_in(dir)?;
+    let mut hasher = FileHasher::new();
+    receive_into(r, len, tmp.file(), &mut hasher, progress).map_err(Failure::into_error)?;
+    let actual = hasher.finish();
+    if actual != expected {
+        return Err(Error::HashMismatch { expected, actual });
+    }
+    match overwrite {
+        Overwrite::Replace => tmp.persist(dest)?,
+        Overwrite::Never => tmp.persist_new(dest)?,
+    }
+    Ok(())
+}
