@@ -288,6 +288,9 @@ skip() {
     record SKIP "$1" "$2" "$3"
 }
 
+# Deadlines measured from a cut allow 0.3 s for noticing the line (polling
+# every 50 ms, a grep per poll, on a busy 2-core machine): the checks
+# below compare `since` with the bound + 0.3.
 # since T0: seconds since T0 (date +%s.%N), two decimals.
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
 
@@ -447,7 +450,7 @@ group_dht() {
         check dht "the index drops the silent supernode within 3 heartbeats + 1 s" \
             "'removed $s2' within $((3 * HB + 1)) s of the cut" \
             eval 'line_within "$RUN/index.out" "^(removed|disconnected|left) $(ere "$s2")" $((3 * HB + 2)) &&
-                  awk -v t="$(since "$t0")" -v m=$((3 * HB + 1)) "BEGIN { exit !(t <= m) }" ||
+                  awk -v t="$(since "$t0")" -v m=$((3 * HB + 1)) "BEGIN { exit !(t <= m + 0.3) }" ||
                   { GOT="still in the ring $(since "$t0") s after the cut"; false; }'
         check dht "p2p-get from host 4 fails with a clear error when its supernode is cut" \
             "exit 2 within 13 s, a 'p2p-get: ...' line naming $s2" \
@@ -587,7 +590,7 @@ group_swarm() {
     line_within "$RUN/cseed.out" '^swarm ' 30 || return 1
     for i in 3 4 5; do
         start_on "c$i" "$i" bt-peer fetch film.bin --tracker "$tr" --out "$d/cut/f$i" \
-            --exit-when-done -v --ping-interval "$PING" --report-interval 1 --timeout 5 || return 1
+            --exit-when-done -v --ping-interval "$PING" --report-interval 1 --timeout 5 --idle-timeout 5 || return 1
     done
     if wait_pieces c5 29 60; then
         cut_link 5
@@ -596,12 +599,12 @@ group_swarm() {
         check swarm "the tracker evicts the cut fetcher within 3 ping intervals + 1 s" \
             "'evicted $(ip_of 5):...' within $((3 * PING + 1)) s of the cut" \
             eval 'line_within "$RUN/tracker2.out" "^evicted $(ere "$(ip_of 5)"):" $((3 * PING + 2)) &&
-                  awk -v t="$(since "$t0")" -v m=$((3 * PING + 1)) "BEGIN { exit !(t <= m) }" ||
+                  awk -v t="$(since "$t0")" -v m=$((3 * PING + 1)) "BEGIN { exit !(t <= m + 0.3) }" ||
                   { GOT="not evicted $(since "$t0") s after the cut"; false; }'
         check swarm "fetchers on hosts 3 and 4 complete while host 5 is cut" "both complete within 40 s" \
             completes 40 c3 c4
         check swarm "... with byte-identical copies" "cmp equal" copies_same "$d/cut/seed/film.bin" "$d/cut/f3" "$d/cut/f4"
-        check swarm "the cut fetcher (--timeout 5) says it cannot reach any peer" "'cannot reach any peer (...)' on its stderr within 30 s of the cut" \
+        check swarm "the cut fetcher (--timeout 5 --idle-timeout 5) says it cannot reach any peer" "'cannot reach any peer (...)' on its stderr within 30 s of the cut" \
             said_within "$RUN/c5.err" "cannot reach any peer" "$t0" 30
         check swarm "nothing under the final name on the cut host" "no film.bin in host 5's folder" \
             eval '[ ! -e "$d/cut/f5/film.bin" ] || { GOT="film.bin present ($(stat -c %s "$d/cut/f5/film.bin") bytes)"; false; }'
@@ -630,7 +633,7 @@ group_swarm() {
         check swarm "the tracker evicts the cut seeder within 3 ping intervals + 1 s" \
             "'evicted $(ip_of 2):...' within $((3 * PING + 1)) s of the cut" \
             eval 'line_within "$RUN/tracker2.out" "^evicted $(ere "$(ip_of 2)"):" $((3 * PING + 2)) &&
-                  awk -v t="$(since "$t0")" -v m=$((3 * PING + 1)) "BEGIN { exit !(t <= m) }" ||
+                  awk -v t="$(since "$t0")" -v m=$((3 * PING + 1)) "BEGIN { exit !(t <= m + 0.3) }" ||
                   { GOT="not evicted $(since "$t0") s after the cut"; false; }'
         check swarm "without the seeder nothing appears under the final name" "no show.bin on hosts 3, 4" \
             eval '[ ! -e "$d/cut/g3/show.bin" ] && [ ! -e "$d/cut/g4/show.bin" ] || { GOT="a show.bin exists"; false; }'
@@ -1230,7 +1233,7 @@ main() {
     fi
     demo_init hosts
     trap teardown EXIT
-    trap 'say "interrupted: cleaning up"; exit 130' INT TERM
+    trap 'say "interrupted: cleaning up; logs kept in $RUN"; exit 130' INT TERM
     # The root namespace's rpcbind socket (if any), to check it is untouched.
     export ROOT_RPCBIND_SOCK
     ROOT_RPCBIND_SOCK=$(stat -c %i /run/rpcbind.sock 2>/dev/null)
