@@ -155,7 +155,9 @@ unshape_all() {
 switch_drops() {
     local i total=0 d
     for ((i = 1; i <= HOSTS; i++)); do
-        d=$(tc -n "$SW" -s qdisc show dev "h$i" | awk '/dropped/ { gsub(",", "", $7); s += $7 } END { print s + 0 }')
+        # Only the dropping leaf (the HTB root counts its children's drops too).
+        d=$(tc -n "$SW" -s qdisc show dev "h$i" |
+            awk '/^qdisc/ { leaf = ($2 == "pfifo" || $2 == "netem") } leaf && /dropped/ { gsub(",", "", $7); s += $7 } END { print s + 0 }')
         total=$((total + d))
     done
     echo "$total"
@@ -315,7 +317,7 @@ same() {
 # no_partial DIR: no partial or temporary download left in DIR.
 no_partial() {
     local left
-    left=$(find "$1" -maxdepth 1 \( -name '.*.part' -o -name '.peerkit-tmp*' -o -name '*.part' -o -name '.nap-*' \) -printf '%f ' 2>/dev/null)
+    left=$(find "$1" -maxdepth 1 \( -name '.*.part' -o -name '.peerkit-tmp*' -o -name '*.part' \) -printf '%f ' 2>/dev/null)
     [ -z "$left" ] || {
         GOT="left in $1: $left"
         return 1
