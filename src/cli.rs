@@ -1,16 +1,19 @@
-//! What every binary shares: common flags, progress bars on a terminal, and
-//! `run`, which turns a result into a one-line diagnostic and an exit code
-//! (0 success, 1 not there / refused, 2 error; a closed stdout is success).
+//! What every binary shares: common flags, and `run`, which turns a result
+//! into a one-line diagnostic and an exit code (0 success, 1 not there /
+//! refused, 2 error; a closed stdout is success). Only binaries and each
+//! system's `cmd` use it; the library below speaks through `log` and
+//! `output`.
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::describe_io;
+pub use crate::log::Level;
 use crate::net::Timeouts;
+pub use crate::output::{Stdout, StdoutClosed, byte_bar, progress_enabled, stdout};
 use crate::server::{self, Limits};
 
 /// Network flags shared by every program.
@@ -39,14 +42,6 @@ pub struct Verbosity {
     /// Verbose: also print one line per step (piece, request, message)
     #[arg(short, long, global = true)]
     pub verbose: bool,
-}
-
-/// The three levels of `Verbosity`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Quiet,
-    Normal,
-    Verbose,
 }
 
 impl Verbosity {
@@ -169,45 +164,6 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Stdout was closed by the reader (`tool | head`): not a failure.
-#[derive(Debug)]
-pub struct StdoutClosed;
-
-impl std::fmt::Display for StdoutClosed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("standard output closed")
-    }
-}
-
-impl std::error::Error for StdoutClosed {}
-
-/// Buffered standard output for a program's data. A write to a closed pipe
-/// fails with `StdoutClosed` inside, which `run` treats as success, while a
-/// broken pipe on a socket stays an error.
-pub struct Stdout(io::BufWriter<io::Stdout>);
-
-/// The program's data output; flush it (or drop it) when done.
-pub fn stdout() -> Stdout {
-    Stdout(io::BufWriter::with_capacity(64 * 1024, io::stdout()))
-}
-
-fn mark_closed(e: io::Error) -> io::Error {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        io::Error::new(io::ErrorKind::BrokenPipe, StdoutClosed)
-    } else {
-        e
-    }
-}
-
-impl io::Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf).map_err(mark_closed)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush().map_err(mark_closed)
-    }
-}
-
 /// The error chain as one line, `context: cause: cause`.
 pub fn describe(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -223,31 +179,10 @@ pub fn describe(err: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
-/// True when stderr is a terminal, i.e. progress bars should be drawn.
-pub fn progress_enabled() -> bool {
-    io::stderr().is_terminal()
-}
-
-/// A byte-counting progress bar on stderr, hidden unless stderr is a terminal.
-pub fn byte_bar(len: u64, label: &str) -> ProgressBar {
-    if !progress_enabled() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    // The template is a constant known to be valid.
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    )
-    .map(|s| s.progress_chars("=> "))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_message(label.to_string());
-    bar
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::mark_closed;
 
     #[test]
     fn chain_is_one_line() {

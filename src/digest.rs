@@ -201,7 +201,8 @@ mod tests {
     #[test]
     fn hash_file_at_leaves_the_offset_alone() {
         use std::io::{Seek, SeekFrom, Write};
-        let path = std::env::temp_dir().join(format!("peerkit-unit-hashat-{}", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
         let data: Vec<u8> = (0..700_001u32).map(|i| (i % 251) as u8).collect();
         File::create(&path).unwrap().write_all(&data).unwrap();
         let mut f = File::open(&path).unwrap();
@@ -211,6 +212,5 @@ mod tests {
             (FileDigest::of(&data), data.len() as u64)
         );
         assert_eq!(f.stream_position().unwrap(), 5);
-        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -13,7 +13,8 @@
 //! - [`digest`]: SHA-256 `Digest` (ring keys, swarm pieces) and BLAKE3 `FileDigest` (files the DHT moves), streaming hashers.
 //! - [`transfer`]: file bodies out with sendfile (`send`), in while hashing (with `splice` on Linux), atomic verified receive into temporary files (`temp`).
 //! - [`log`]: `event!` lines on stdout and `diag!` lines (`tool: message`) on stderr that never fail; `Throttle` for bursts.
-//! - [`cli`]: shared flags, progress bars, error-to-exit-code mapping for binaries.
+//! - [`output`]: data on a stdout that knows a closed pipe, progress bars on a terminal.
+//! - [`cli`]: shared flags and error-to-exit-code mapping, for binaries and each system's `cmd` only.
 //! - [`rng`]: a small random generator for tie breaks and peer choice.
 //! - [`oncrpc`]: ONC RPC v2 over TCP: XDR, record marking, call/reply headers, a `Program` server on the core, a client, the rpcbind client.
 //!
@@ -35,6 +36,7 @@ pub mod log;
 pub mod name;
 pub mod net;
 pub mod oncrpc;
+pub mod output;
 pub mod rng;
 pub mod server;
 pub mod shutdown;

@@ -20,6 +20,17 @@ pub fn tool() -> &'static str {
     TOOL.get().map(String::as_str).unwrap_or("peerkit")
 }
 
+/// How much a program says: `-q` and `-v` mean the same in every program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Only the data asked for, warnings and errors.
+    Quiet,
+    /// Also what happens (joins, transfers, membership).
+    Normal,
+    /// Also one line per step (a piece, a request, a message).
+    Verbose,
+}
+
 /// Writes one event line to stdout, ignoring errors. Use `event!`.
 pub fn write_event(args: fmt::Arguments<'_>) {
     let _ = writeln!(io::stdout().lock(), "{args}");

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 
-use crate::cli;
 use crate::dht::proto::{SUPER_PROTOCOL, SuperRequest, SuperResponse};
 use crate::digest::{self, FileDigest, FileHasher};
 use crate::error::{Error, Result, ResultExt};
@@ -218,8 +217,11 @@ pub(crate) fn get(
                         step(Step::Verified(digest));
                     }
                     None => {
-                        let digest = stream_verified(&mut conn, body, cli::stdout(), &bar)
-                            .map_err(|f| doing_on(f, Path::new("standard output"), &at, name))?;
+                        let digest =
+                            stream_verified(&mut conn, body, crate::output::stdout(), &bar)
+                                .map_err(|f| {
+                                    doing_on(f, Path::new("standard output"), &at, name)
+                                })?;
                         bar.finish_and_clear();
                         step(Step::Verified(digest));
                     }

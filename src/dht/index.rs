@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::cli::Level;
 use crate::dht::proto::{INDEX_PROTOCOL, IndexRequest, IndexResponse, silence_limit};
 use crate::dht::ring::Ring;
 use crate::error::Result;
 use crate::frame::Conn;
+use crate::log::Level;
 use crate::net;
 use crate::server::{Limits, Server, Session};
 

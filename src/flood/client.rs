@@ -12,8 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::wire::{self, Message, Text};
-use crate::cli::Level;
 use crate::error::{Error, Result, ResultExt};
+use crate::log::Level;
 use crate::net::{self, Timeouts};
 use crate::server::{Limits, Server, Session};
 use crate::shutdown::Shutdown;

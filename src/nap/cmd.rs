@@ -35,7 +35,7 @@ pub fn peer(opts: Options) -> anyhow::Result<()> {
     {
         bail!("--time-url {url}: only http:// URLs are supported");
     }
-    peer::run(opts)?;
+    peer::run(opts, crate::cli::stdout())?;
     Ok(())
 }
 

@@ -436,8 +436,8 @@ mod tests {
 
     #[test]
     fn state_survives_a_restart_with_everyone_disconnected() {
-        let dir = std::env::temp_dir().join(format!("nap-store-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
         {
             let s = Store::open(&dir).unwrap();
             assert_eq!(code(&s, "ana", Body::Register), 0);
@@ -470,13 +470,12 @@ mod tests {
         assert_eq!(names, [STATE_FILE]);
         fs::write(dir.join(STATE_FILE), b"garbage").unwrap();
         assert!(Store::open(&dir).is_err());
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn concurrent_changes_are_all_saved() {
-        let dir = std::env::temp_dir().join(format!("nap-store-many-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
         let s = std::sync::Arc::new(Store::open(&dir).unwrap());
         let threads: Vec<_> = (0..8)
             .map(|t| {
@@ -494,6 +493,5 @@ mod tests {
         drop(s);
         let s = Store::open(&dir).unwrap();
         assert_eq!(s.users(), 200);
-        let _ = fs::remove_dir_all(&dir);
     }
 }

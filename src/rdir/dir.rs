@@ -378,11 +378,8 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn tmp(tag: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("rdir-unit-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        p
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
     }
 
     #[test]
@@ -399,11 +396,12 @@ mod tests {
 
     #[test]
     fn batches_cover_the_directory_exactly_once() {
-        let d = tmp("batches");
+        let tmp = tmp();
+        let d = tmp.path();
         for i in 0..250 {
             fs::write(d.join(format!("f{i}")), b"").unwrap();
         }
-        let root = Root::new(&d).unwrap();
+        let root = Root::new(d).unwrap();
         let mut all = Vec::new();
         let mut cookie = 0;
         loop {
@@ -420,15 +418,15 @@ mod tests {
         want.push(b"..".to_vec());
         want.sort();
         assert_eq!(all, want);
-        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn confinement() {
-        let d = tmp("confine");
+        let tmp = tmp();
+        let d = tmp.path();
         fs::create_dir_all(d.join("root/sub")).unwrap();
         fs::write(d.join("root/file"), b"").unwrap();
-        std::os::unix::fs::symlink(&d, d.join("root/out")).unwrap();
+        std::os::unix::fs::symlink(d, d.join("root/out")).unwrap();
         std::os::unix::fs::symlink("sub", d.join("root/in")).unwrap();
         let root = Root::new(&d.join("root")).unwrap();
         for ok in [&b""[..], b".", b"sub", b"sub/..", b"in", b"./sub/../in"] {
@@ -461,6 +459,5 @@ mod tests {
             read_batch(&root, b".", u64::MAX, 5).unwrap_err().status,
             Status::StaleCookie
         );
-        fs::remove_dir_all(&d).unwrap();
     }
 }

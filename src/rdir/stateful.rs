@@ -253,13 +253,13 @@ mod tests {
 
     #[test]
     fn handles_are_bound_to_their_connection_and_capped() {
-        let d = std::env::temp_dir().join(format!("rdir-stateful-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
         fs::create_dir_all(d.join("a")).unwrap();
         for i in 0..5 {
             fs::write(d.join(format!("a/f{i}")), b"").unwrap();
         }
-        let s = Stateful::new(Root::new(&d).unwrap(), 2, Duration::from_secs(60), false);
+        let s = Stateful::new(Root::new(d).unwrap(), 2, Duration::from_secs(60), false);
         let h = s.open(1, b"a").unwrap();
         assert_eq!(s.read(2, h, 10).unwrap_err().status, Status::BadHandle);
         assert_eq!(s.read(1, 0, 10).unwrap_err().status, Status::BadHandle);
@@ -280,6 +280,5 @@ mod tests {
         assert_eq!(s.close(1, h).unwrap_err().status, Status::BadHandle);
         s.release_conn(1);
         assert_eq!(s.open_count(), 0);
-        fs::remove_dir_all(&d).unwrap();
     }
 }

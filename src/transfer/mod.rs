@@ -243,13 +243,9 @@ mod tests {
     use super::*;
     use std::fs::{self, OpenOptions};
     use std::io::{BufWriter, Seek};
-    use std::path::PathBuf;
 
-    fn scratch(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("peerkit-unit-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    fn scratch() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
     }
 
     #[test]
@@ -295,7 +291,8 @@ mod tests {
 
     #[test]
     fn send_body_to_socket_sends_exactly_the_body() {
-        let dir = scratch("sendfile");
+        let scratch = scratch();
+        let dir = scratch.path();
         let path = dir.join("f.bin");
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
         fs::write(&path, &data).unwrap();
@@ -318,7 +315,6 @@ mod tests {
         assert_eq!(&got[..4], b"head");
         assert_eq!(&got[4..1_000_004], &data[..1_000_000]);
         assert_eq!(&got[1_000_004..], &data[..]);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A connection's reader whose peer sends `data` and then closes.
@@ -336,7 +332,8 @@ mod tests {
 
     #[test]
     fn receive_into_takes_buffered_bytes_then_the_socket_and_stops_at_len() {
-        let dir = scratch("into");
+        let scratch = scratch();
+        let dir = scratch.path();
         let bar = ProgressBar::hidden();
         for (len, extra, prefix) in [(0usize, 5usize, 0u64), (10, 0, 3), (3_000_017, 11, 1000)] {
             let data: Vec<u8> = (0..len + extra).map(|i| (i * 7 % 251) as u8).collect();
@@ -376,12 +373,12 @@ mod tests {
             .unwrap();
         let err = receive_into(&mut r, 200_000, &mut f, &mut FileHasher::new(), &bar).unwrap_err();
         assert!(matches!(err, Failure::Remote(Error::Truncated)), "{err:?}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn receive_file_renames_only_on_match() {
-        let dir = scratch("recv");
+        let scratch = scratch();
+        let dir = scratch.path();
         let data = vec![7u8; 1_000_000];
         let good = FileDigest::of(&data);
         let dest = dir.join("f.bin");
@@ -409,11 +406,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, Error::Truncated));
-        assert_eq!(
-            fs::read_dir(&dir).unwrap().count(),
-            0,
-            "temp file left over"
-        );
+        assert_eq!(fs::read_dir(dir).unwrap().count(), 0, "temp file left over");
 
         receive_file(
             &mut sender(data.clone()),
@@ -436,7 +429,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, Error::Io(ref e) if e.kind() == io::ErrorKind::AlreadyExists));
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
-        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(fs::read_dir(dir).unwrap().count(), 1);
     }
 }

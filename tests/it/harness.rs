@@ -103,6 +103,18 @@ impl Lines {
         self.lines.lock().unwrap().0.clone()
     }
 
+    /// Waits until the stream has ended (every line read), up to `deadline`.
+    fn wait_closed(&self, deadline: Instant) {
+        let mut g = self.lines.lock().unwrap();
+        while !g.1 {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            g = self.changed.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
     /// Waits until a line at index >= `from` satisfies `pred`; returns its
     /// index and text, or None at the deadline or when the stream ends.
     fn wait(
@@ -283,11 +295,8 @@ impl Spawn {
     /// Runs to completion (under the deadline) and returns the outcome.
     pub fn run(self) -> Output {
         let mut p = self.start();
+        // Waits for the output to be read to the end as well.
         let status = p.wait_exit();
-        // Reader threads finish once the pipes close at exit.
-        let deadline = Instant::now() + DEADLINE;
-        p.stdout.wait(usize::MAX, deadline, &|_| false);
-        p.stderr.wait(usize::MAX, deadline, &|_| false);
         Output {
             cmdline: p.cmdline.clone(),
             status,
@@ -403,6 +412,10 @@ impl Proc {
         loop {
             if let Some(st) = self.child.try_wait().expect("try_wait") {
                 self.status = Some(st);
+                // Every line it printed is read before anyone looks at them
+                // (unless a child of its own holds the pipe open).
+                self.stdout.wait_closed(deadline);
+                self.stderr.wait_closed(deadline);
                 return st;
             }
             if Instant::now() >= deadline {

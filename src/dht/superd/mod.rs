@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use crate::cli::Level;
 use crate::error::{Error, Result, ResultExt};
+use crate::log::Level;
 use crate::net::{self, Timeouts};
 use crate::server::{Limits, Server};
 use arrivals::Arrivals;

@@ -187,13 +187,13 @@ mod tests {
 
     #[test]
     fn hidden_files_folders_and_temp_files_are_not_shared() {
-        let dir = std::env::temp_dir().join(format!("peerkit-unit-repo-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         fs::create_dir_all(dir.join("sub")).unwrap();
         for f in ["b.txt", "a.txt", ".netrc", ".peerkit-tmp-1-2"] {
             fs::write(dir.join(f), f).unwrap();
         }
-        let repo = Repo::open(&dir).unwrap();
+        let repo = Repo::open(dir).unwrap();
         let names: Vec<String> = repo.scan().unwrap().iter().map(|n| n.to_string()).collect();
         assert_eq!(names, ["a.txt", "b.txt"]);
         let hidden = FileName::new(".netrc").unwrap();
@@ -214,6 +214,5 @@ mod tests {
             "{err}"
         );
         assert!(Repo::open(&dir.join("a.txt")).is_err());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

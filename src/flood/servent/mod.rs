@@ -74,8 +74,8 @@ use seen::{QueryId, Seen};
 
 use super::kvfile::KvStore;
 use super::wire::{self, Flood, Message, Text};
-use crate::cli::Level;
 use crate::error::{Result, ResultExt};
+use crate::log::Level;
 use crate::log::Throttle;
 use crate::net::{self, SharedStream, Timeouts};
 use crate::server::{ConnClass, Limits, Server, Session};

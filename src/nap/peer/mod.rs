@@ -513,15 +513,15 @@ fn route_ip(opts: &Options) -> IpAddr {
 }
 
 /// Runs the shell on stdin (prompt only on a terminal) until QUIT or the
-/// end of input.
-pub fn run(opts: Options) -> Result<()> {
+/// end of input, printing the course's messages on `out`.
+pub fn run(opts: Options, out: impl Write) -> Result<()> {
     if let Some(why) = net::unreachable_listen(SocketAddr::new(opts.listen_ip, 0), route_ip(&opts))
     {
         crate::diag!("warning: file listener {why} (use --listen-ip 0.0.0.0)");
     }
     let stdin = io::stdin();
     let prompt = stdin.is_terminal();
-    let mut peer = Peer::new(opts, crate::cli::stdout());
+    let mut peer = Peer::new(opts, out);
     peer.run(stdin.lock(), prompt)
 }
 

@@ -1,0 +1,192 @@
+//! The command lines: help, version, clear errors, address forms, escaping, quiet and verbose.
+
+use super::*;
+
+#[test]
+fn programs_have_help_and_version_and_clear_errors() {
+    for b in [
+        bin!("p2p-index"),
+        bin!("p2p-superd"),
+        bin!("p2p-ls"),
+        bin!("p2p-get"),
+        bin!("p2p-put"),
+    ] {
+        cmd(b)
+            .arg("--help")
+            .run()
+            .ok()
+            .stdout_has("Usage")
+            .stdout_has("Example:")
+            .stdout_has("--quiet")
+            .stdout_has("--verbose");
+        cmd(b).arg("--version").run().ok().stdout_has("0.1.0");
+    }
+    // The defaults: where the daemons listen, what the supernode shares.
+    cmd(bin!("p2p-index"))
+        .arg("--help")
+        .run()
+        .stdout_has("0.0.0.0:6110");
+    cmd(bin!("p2p-superd"))
+        .arg("--help")
+        .run()
+        .stdout_has("[default: localhost:6110]")
+        .stdout_has("(0.0.0.0)")
+        .stdout_has("Hidden");
+    let dir = TempDir::new("dht-errors");
+    let (port, out) = run_against_dead_port(|port| {
+        cmd(bin!("p2p-superd"))
+            .arg(dir.path())
+            .args(["--index", &format!("127.0.0.1:{port}")])
+            .args(["--listen", "127.0.0.1:0"])
+            .run()
+    });
+    let dead = format!("127.0.0.1:{port}");
+    out.code(2).stderr_has(&format!(
+        "p2p-superd: connecting to index {dead}: connection refused"
+    ));
+    cmd(bin!("p2p-superd"))
+        .arg(dir.path())
+        .args(["--index", &dead, "--heartbeat", "11"])
+        .run()
+        .code(2)
+        .stderr_has("--heartbeat must be a positive number of seconds, at most 10");
+    cmd(bin!("p2p-superd"))
+        .arg(dir.path().join("nope"))
+        .args(["--index", &dead])
+        .run()
+        .code(2)
+        .stderr_has("repository");
+}
+
+#[test]
+fn clients_take_host_colon_port_or_host_and_port() {
+    let dir = TempDir::new("dht-addr");
+    let repo = dir.sub("repo");
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let (h, p) = host_port(&s);
+    let work = dir.sub("work");
+    fs::write(work.join("one.txt"), b"1").unwrap();
+    fs::write(work.join("two.txt"), b"2").unwrap();
+    cmd(bin!("p2p-put"))
+        .args([&s.addr, "one.txt"])
+        .cwd(&work)
+        .run()
+        .ok();
+    cmd(bin!("p2p-put"))
+        .args([&h, &p, "two.txt"])
+        .cwd(&work)
+        .run()
+        .ok();
+    for args in [vec![s.addr.clone()], vec![h.clone(), p.clone()]] {
+        let out = cmd(bin!("p2p-ls")).args(&args).run().ok();
+        assert_eq!(out.stdout_lines(), ["one.txt", "two.txt"]);
+    }
+    let get = dir.sub("get");
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, "one.txt"])
+        .cwd(&get)
+        .run()
+        .ok();
+    cmd(bin!("p2p-get"))
+        .args([&h, &p, "two.txt"])
+        .cwd(&get)
+        .run()
+        .ok();
+    assert_eq!(names_in(&get), ["one.txt", "two.txt"]);
+    cmd(bin!("p2p-ls"))
+        .arg(format!("{h}:port"))
+        .run()
+        .code(2)
+        .stderr_has("is not HOST:PORT");
+    cmd(bin!("p2p-ls"))
+        .args([&h, "port"])
+        .run()
+        .code(2)
+        .stderr_has("is not a port number");
+}
+
+#[test]
+fn p2p_ls_escapes_control_characters_and_json_stays_exact() {
+    let dir = TempDir::new("dht-escape");
+    let repo = dir.sub("repo");
+    for n in ["a\nb", "x y", "tab\there", "plain.txt"] {
+        fs::write(repo.join(n), n).unwrap();
+    }
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let out = cmd(bin!("p2p-ls")).arg(&s.addr).run().ok();
+    assert_eq!(
+        out.stdout_lines(),
+        ["'a'$'\\n''b'", "plain.txt", "'tab'$'\\t''here'", "x y"],
+        "{}",
+        out.dump()
+    );
+    let json = cmd(bin!("p2p-ls")).args([&s.addr, "--json"]).run().ok();
+    assert_eq!(
+        json.stdout.trim(),
+        r#"["a\nb","plain.txt","tab\there","x y"]"#
+    );
+}
+
+#[test]
+fn quiet_and_verbose_mean_the_same_in_every_dht_program() {
+    let dir = TempDir::new("dht-verbosity");
+    let (ra, rb) = (dir.sub("a"), dir.sub("b"));
+    let index = cmd(bin!("p2p-index"))
+        .args(["--listen", "127.0.0.1:0", "-v"])
+        .daemon();
+    let a = start_superd(&index, &ra);
+    let mut quiet = cmd(bin!("p2p-superd"))
+        .arg(&rb)
+        .args(["--index", &index.addr, "--listen", "127.0.0.1:0", "-q"])
+        .args(["--sync-interval", SYNC])
+        .daemon();
+    let ring = ring_of(&[&a, &quiet]);
+    let name = name_owned_by(&ring, &quiet.addr, "q");
+    fs::write(ra.join(&name), b"q").unwrap();
+    wait_until(
+        "the file on the quiet supernode",
+        || rb.join(&name).exists().then_some(()),
+        || dump_all(&[&index, &a, &quiet]),
+    );
+    // Asked about by A's synchronizer: the verbose index says so.
+    index.wait_stdout_any(|l| l.contains(&format!("{name} -> {}", quiet.addr)));
+
+    // Asking A for a file only the quiet one has redirects there: said
+    // normally, not with -q; -v tells each step.
+    let only_there = name_owned_by(&ring, &quiet.addr, "r");
+    fs::write(rb.join(&only_there), b"r").unwrap();
+    let get = |flag: Option<&str>| {
+        cmd(bin!("p2p-get"))
+            .args([&a.addr, &only_there, "-o", "-"])
+            .args(flag)
+            .run()
+            .ok()
+            .stdout_has("r")
+    };
+    let normal = get(None);
+    assert_eq!(normal.stderr.lines().count(), 1, "{}", normal.dump());
+    assert!(normal.stderr.contains("redirecting"), "{}", normal.dump());
+    let quiet_get = get(Some("-q"));
+    assert_eq!(quiet_get.stderr, "", "{}", quiet_get.dump());
+    let verbose = get(Some("--verbose"))
+        .stderr_has(&format!("asking {} for {only_there}", a.addr))
+        .stderr_has(&format!(
+            "{only_there}: BLAKE3 {} verified",
+            FileDigest::of(b"r")
+        ));
+    assert!(verbose.stderr.lines().count() > 3, "{}", verbose.dump());
+
+    // A quiet daemon prints its readiness line and nothing else.
+    quiet.terminate();
+    assert!(quiet.wait_exit().success(), "{}", quiet.dump());
+    assert_eq!(quiet.stdout_lines().len(), 1, "{}", quiet.dump());
+    // Errors still show when quiet.
+    cmd(bin!("p2p-get"))
+        .args([&a.addr, "nowhere.txt", "-q"])
+        .cwd(dir.path())
+        .run()
+        .code(1)
+        .stderr_has("nowhere.txt is not available");
+}
