@@ -1189,7 +1189,8 @@ summary_table() {
     [ "$fail" -eq 0 ]
 }
 
-# can_make_namespaces: root, ip and tc, and a namespace can be made; else WHY.
+# can_make_namespaces: root, ip and tc, and a namespace with a veth pair
+# and a bridge can be made; else WHY.
 can_make_namespaces() {
     WHY=
     if [ "$(id -u)" -ne 0 ]; then
@@ -1201,6 +1202,12 @@ can_make_namespaces() {
     elif ! out=$(ip netns add "$PFX-probe" 2>&1); then
         WHY="cannot make a network namespace: $out"
     else
+        # A veth pair and a bridge, made inside the probe namespace only.
+        if ! out=$(ip -n "$PFX-probe" link add a type veth peer name b 2>&1); then
+            WHY="cannot make a veth pair: $out"
+        elif ! out=$(ip -n "$PFX-probe" link add br type bridge 2>&1); then
+            WHY="cannot make a bridge: $out"
+        fi
         ip netns del "$PFX-probe"
     fi
     [ -z "$WHY" ]
