@@ -1203,9 +1203,9 @@ can_make_namespaces() {
         WHY="cannot make a network namespace: $out"
     else
         # A veth pair and a bridge, made inside the probe namespace only.
-        if ! out=$(ip -n "$PFX-probe" link add a type veth peer name b 2>&1); then
+        if ! out=$(ip -n "$PFX-probe" link add name pa type veth peer name pb 2>&1); then
             WHY="cannot make a veth pair: $out"
-        elif ! out=$(ip -n "$PFX-probe" link add br type bridge 2>&1); then
+        elif ! out=$(ip -n "$PFX-probe" link add name pbr type bridge 2>&1); then
             WHY="cannot make a bridge: $out"
         fi
         ip netns del "$PFX-probe"
