@@ -11,10 +11,10 @@
 //!
 //! The time is UTC. HTTP/1.1 connections are kept alive between requests
 //! (zeep keeps its session open), each one under the server core's
-//! request and idle deadlines. HTTP heads are parsed by `httparse` and SOAP
-//! envelopes by `quick-xml`; answers are written out here.
+//! request and idle deadlines. Requests are read by the shared `http`
+//! module and SOAP envelopes by `quick-xml`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::SocketAddr;
 
 use quick_xml::events::Event;
@@ -22,6 +22,7 @@ use quick_xml::name::{Namespace, ResolveResult};
 
 use super::wire::DateTime;
 use crate::error::{Error, Result};
+use crate::http;
 use crate::net::{self, Timeouts};
 use crate::server::{Limits, Server, Session};
 
@@ -34,14 +35,8 @@ pub const NAMESPACE: &str = "spyne.examples.datetime";
 /// The SOAP 1.1 envelope namespace.
 const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 
-/// Longest request head (request line and headers).
-pub const MAX_HEAD: usize = 16 * 1024;
-
 /// Longest request body (a SOAP envelope).
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// Most headers in a request.
-const MAX_HEADERS: usize = 64;
 
 /// Serves the date-time until Ctrl-C or SIGTERM.
 pub fn run(listen: &str, limits: Limits) -> Result<()> {
@@ -56,37 +51,12 @@ pub fn run(listen: &str, limits: Limits) -> Result<()> {
     })
 }
 
-/// A parsed request: what routing needs.
-struct HttpRequest {
-    method: String,
-    path: String,
-    host: Option<String>,
-    keep_alive: bool,
-    body: Vec<u8>,
-}
-
 /// One answer.
-struct Reply {
-    status: &'static str,
-    content_type: &'static str,
-    body: String,
-}
+type Reply = http::Reply;
 
-impl Reply {
-    fn text(status: &'static str, body: impl Into<String>) -> Reply {
-        Reply {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into(),
-        }
-    }
-    fn xml(status: &'static str, body: String) -> Reply {
-        Reply {
-            status,
-            content_type: "text/xml; charset=utf-8",
-            body,
-        }
-    }
+/// An XML reply.
+fn xml(status: &'static str, body: String) -> Reply {
+    Reply::new(status, "text/xml; charset=utf-8", body)
 }
 
 fn serve_conn(session: &Session) -> Result<()> {
@@ -96,118 +66,46 @@ fn serve_conn(session: &Session) -> Result<()> {
         if !session.await_request(&mut r)? {
             return Ok(());
         }
-        let req = match read_request(&mut r) {
+        let req = match http::read_request(&mut r, MAX_BODY) {
             Ok(req) => req,
             Err(e) => {
                 session.busy();
                 if !e.is_disconnect() {
                     let reply = Reply::text("400 Bad Request", format!("{e}\n"));
-                    let _ = write_reply(session, &reply, false);
+                    let _ = reply.write(session.stream(), false, false);
                 }
                 return Err(e);
             }
         };
         session.busy();
         let reply = route(&req, local);
-        write_reply(session, &reply, req.keep_alive)?;
+        reply.write(session.stream(), req.keep_alive, false)?;
         if !req.keep_alive {
             return Ok(());
         }
     }
 }
 
-/// Reads one request: the head up to its empty line, then a
-/// `Content-Length` body.
-fn read_request<R: BufRead>(r: &mut R) -> Result<HttpRequest> {
-    let mut head = Vec::new();
-    loop {
-        let before = head.len();
-        let n = r
-            .by_ref()
-            .take((MAX_HEAD + 1 - head.len()) as u64)
-            .read_until(b'\n', &mut head)?;
-        if n == 0 {
-            return Err(Error::Truncated);
-        }
-        if head.len() > MAX_HEAD {
-            return Err(Error::Protocol(format!(
-                "request head over {MAX_HEAD} bytes"
-            )));
-        }
-        let line = &head[before..];
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-    }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(Error::Truncated),
-        Err(e) => return Err(Error::Protocol(format!("bad HTTP request: {e}"))),
-    }
-    let header = |name: &str| {
-        parsed
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
-    };
-    if header("transfer-encoding").is_some() {
-        return Err(Error::Protocol(
-            "chunked request bodies are not supported".into(),
-        ));
-    }
-    let len = match header("content-length") {
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n <= MAX_BODY)
-            .ok_or_else(|| Error::Protocol(format!("bad or too large Content-Length {v:?}")))?,
-        None => 0,
-    };
-    let connection = header("connection")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let keep_alive = match parsed.version {
-        Some(1) => connection != "close",
-        _ => connection == "keep-alive",
-    };
-    let req = HttpRequest {
-        method: parsed.method.unwrap_or("").to_string(),
-        path: parsed.path.unwrap_or("").to_string(),
-        host: header("host"),
-        keep_alive,
-        body: Vec::new(),
-    };
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    Ok(HttpRequest { body, ..req })
-}
-
-fn route(req: &HttpRequest, local: SocketAddr) -> Reply {
-    let (path, query) = match req.path.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (req.path.as_str(), None),
-    };
-    if path != "/" {
+fn route(req: &http::Request, local: SocketAddr) -> Reply {
+    let query = req.query.as_deref();
+    if req.path != "/" {
         return Reply::text("404 Not Found", "not found\n");
     }
     match (req.method.as_str(), query) {
         ("GET", Some(q)) if q.eq_ignore_ascii_case("wsdl") => {
             let address = format!("http://{}/", reachable_host(req.host.as_deref(), local));
-            Reply::xml("200 OK", wsdl(&address))
+            xml("200 OK", wsdl(&address))
         }
         ("GET", None) => Reply::text("200 OK", format!("{}\n", DateTime::now())),
         ("POST", _) => match soap_operation(&req.body) {
             Ok(op) if op == "get_current_datetime" => {
-                Reply::xml("200 OK", soap_response(&DateTime::now()))
+                xml("200 OK", soap_response(&DateTime::now()))
             }
-            Ok(op) => Reply::xml(
+            Ok(op) => xml(
                 "500 Internal Server Error",
                 soap_fault("soap11env:Client", &format!("no such operation: {op}")),
             ),
-            Err(why) => Reply::xml(
+            Err(why) => xml(
                 "500 Internal Server Error",
                 soap_fault("soap11env:Client", &why),
             ),
@@ -346,20 +244,6 @@ fn wsdl(address: &str) -> String {
     )
 }
 
-fn write_reply(session: &Session, reply: &Reply, keep_alive: bool) -> Result<()> {
-    let head = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
-        reply.status,
-        reply.content_type,
-        reply.body.len(),
-        if keep_alive { "keep-alive" } else { "close" }
-    );
-    let mut out = head.into_bytes();
-    out.extend_from_slice(reply.body.as_bytes());
-    session.stream().write_all(&out)?;
-    Ok(())
-}
-
 /// Asks the date-time service at `url` (`http://HOST[:PORT][/PATH]`, plain
 /// `GET`) for the date-time.
 pub fn fetch(url: &str, timeouts: &Timeouts) -> Result<DateTime> {
@@ -383,9 +267,9 @@ pub fn fetch(url: &str, timeouts: &Timeouts) -> Result<DateTime> {
     (&stream).write_all(request.as_bytes())?;
     let mut got = Vec::new();
     (&stream)
-        .take((MAX_HEAD + MAX_BODY) as u64)
+        .take((http::MAX_HEAD + MAX_BODY) as u64)
         .read_to_end(&mut got)?;
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let body_at = match resp.parse(&got) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -441,23 +325,5 @@ mod tests {
         assert!(r.contains(
             "<tns:get_current_datetimeResult>21/11/2026 10:00:00</tns:get_current_datetimeResult>"
         ));
-    }
-
-    #[test]
-    fn requests_are_read_whole_and_bounded() {
-        let raw = b"POST / HTTP/1.1\r\nHost: a:1\r\nContent-Length: 4\r\n\r\nbodyGET";
-        let mut r = &raw[..];
-        let req = read_request(&mut r).unwrap();
-        assert_eq!(
-            (req.method.as_str(), req.path.as_str(), &req.body[..]),
-            ("POST", "/", &b"body"[..])
-        );
-        assert!(req.keep_alive);
-        assert_eq!(r, b"GET");
-        let huge = b"GET / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n";
-        assert!(read_request(&mut &huge[..]).is_err());
-        let long = vec![b'a'; MAX_HEAD + 10];
-        assert!(read_request(&mut &long[..]).is_err());
-        assert!(read_request(&mut &b"GET / HTTP/1.1\r\n"[..]).is_err());
     }
 }

@@ -851,6 +851,19 @@ fn nap_time_answers_soap_faults_and_names_the_callers_host_in_its_wsdl() {
         "{}",
         String::from_utf8_lossy(&bad)
     );
+    // Framing a proxy could read another way (RFC 9112): two lengths that
+    // differ, or Transfer-Encoding beside Content-Length, get a 400.
+    for smuggle in [
+        &b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nbody"[..],
+        b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\nbody",
+    ] {
+        let bad = ask(&t.addr, smuggle);
+        assert!(
+            bad.starts_with(b"HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&bad)
+        );
+    }
     // Still serving.
     assert!(ask(&t.addr, b"GET / HTTP/1.0\r\n\r\n").starts_with(b"HTTP/1.1 200 OK"));
 }

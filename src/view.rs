@@ -1,0 +1,344 @@
+//! The live view a daemon serves with `--http ADDR`, on a listener of its
+//! own on the server core (the same deadlines, caps and eviction as every
+//! daemon):
+//!
+//! - `GET /`: the system's page, one HTML document with its script and
+//!   styles inline, which asks nothing of any other host (the
+//!   Content-Security-Policy says so to the browser too);
+//! - `GET /state.json`: the system's state, made when asked;
+//! - `GET /events`: Server-Sent Events, one `data:` line of JSON per
+//!   protocol step, a comment every 15 s to keep the stream open;
+//! - `GET /metrics`: the Prometheus text exposition (version 0.0.4).
+//!
+//! It is read-only and serves no file contents. The system supplies its
+//! page and its state through [`Site`]; its metrics and events live in the
+//! [`Registry`] and [`Events`] its data path already updates, so serving a
+//! view adds no work there.
+
+use std::io::{BufReader, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::RecvTimeoutError;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{Result, ResultExt};
+use crate::events::Events;
+use crate::http::{self, Reply};
+use crate::metrics::{Counter, Registry};
+use crate::net::Timeouts;
+use crate::server::{Limits, Server, Session};
+use crate::shutdown::Shutdown;
+
+/// What a system shows.
+pub trait Site: Send + Sync + 'static {
+    /// The page (an HTML document, compiled in).
+    fn page(&self) -> &'static str;
+    /// The current state, as `state.json` gives it.
+    fn state(&self) -> serde_json::Value;
+}
+
+/// Connections a view serves at once.
+const MAX_CONNS: usize = 64;
+
+/// A comment on an event stream at least this often, so proxies and
+/// browsers keep it open and a vanished viewer is noticed.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The page's policy: its own inline script and styles, requests only to
+/// where it came from.
+const CSP: &str = "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; \
+                   style-src 'unsafe-inline'; img-src data:; connect-src 'self'\r\n";
+
+/// The view's own counters.
+struct Counts {
+    page: Arc<Counter>,
+    state: Arc<Counter>,
+    events: Arc<Counter>,
+    metrics: Arc<Counter>,
+    other: Arc<Counter>,
+}
+
+struct Shared {
+    site: Arc<dyn Site>,
+    metrics: Arc<Registry>,
+    events: Arc<Events>,
+    shutdown: Arc<Shutdown>,
+    counts: Counts,
+}
+
+/// Binds `listen`, prints `view on http://HOST:PORT/` on stdout (flushed)
+/// and serves the view on a thread of its own until `shutdown`. Call it
+/// right after the daemon's `listening on` line.
+pub fn start(
+    listen: &str,
+    io: Timeouts,
+    shutdown: Arc<Shutdown>,
+    site: Arc<dyn Site>,
+    metrics: Arc<Registry>,
+    events: Arc<Events>,
+) -> Result<SocketAddr> {
+    let limits = Limits {
+        max_conns: MAX_CONNS,
+        io,
+        ..Limits::default()
+    };
+    let server = Server::bind(listen, limits, shutdown.clone())
+        .map_err(|e| e.doing("starting the view (--http)"))?;
+    let local = server.local_addr();
+    let served = |path: &str| {
+        metrics.counter(
+            "view_requests_total",
+            "Requests the live view served, by path.",
+            &[("path", path)],
+        )
+    };
+    let counts = Counts {
+        page: served("/"),
+        state: served("/state.json"),
+        events: served("/events"),
+        metrics: served("/metrics"),
+        other: served("other"),
+    };
+    {
+        let events = events.clone();
+        metrics.gauge_fn(
+            "view_events_dropped",
+            "Events a slow viewer lost (its queue was full).",
+            &[],
+            move || events.dropped() as f64,
+        );
+    }
+    let shared = Arc::new(Shared {
+        site,
+        metrics,
+        events,
+        shutdown,
+        counts,
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "view on http://{local}/").doing(|| "writing the view line")?;
+    out.flush().doing(|| "writing the view line")?;
+    drop(out);
+    thread::Builder::new()
+        .name("view".into())
+        .spawn(move || {
+            let _ = server.serve(move |session| {
+                if let Err(e) = serve_conn(&shared, &session)
+                    && !e.is_disconnect()
+                {
+                    crate::diag!("view: {}: {e}", session.peer());
+                }
+            });
+        })
+        .doing(|| "starting the view")?;
+    Ok(local)
+}
+
+fn serve_conn(shared: &Shared, session: &Session) -> Result<()> {
+    let mut r = BufReader::new(session.stream());
+    loop {
+        if !session.await_request(&mut r)? {
+            return Ok(());
+        }
+        // A view takes no bodies.
+        let req = match http::read_request(&mut r, 0) {
+            Ok(req) => req,
+            Err(e) => {
+                session.busy();
+                if !e.is_disconnect() {
+                    let reply = Reply::text("400 Bad Request", format!("{e}\n"));
+                    let _ = reply.write(session.stream(), false, false);
+                }
+                return Err(e);
+            }
+        };
+        session.busy();
+        let head_only = req.method == "HEAD";
+        if req.method != "GET" && !head_only {
+            let reply = Reply::text("405 Method Not Allowed", "a view is read-only\n");
+            return reply.write(session.stream(), false, false);
+        }
+        let reply = match req.path.as_str() {
+            "/" | "/index.html" => {
+                shared.counts.page.inc();
+                let mut reply =
+                    Reply::new("200 OK", "text/html; charset=utf-8", shared.site.page());
+                reply.headers = CSP;
+                reply
+            }
+            "/state.json" => {
+                shared.counts.state.inc();
+                Reply::new(
+                    "200 OK",
+                    "application/json",
+                    shared.site.state().to_string(),
+                )
+            }
+            "/metrics" => {
+                shared.counts.metrics.inc();
+                Reply::new(
+                    "200 OK",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    shared.metrics.render(),
+                )
+            }
+            "/events" if !head_only => {
+                shared.counts.events.inc();
+                return stream_events(shared, session);
+            }
+            _ => {
+                shared.counts.other.inc();
+                Reply::text("404 Not Found", "not found\n")
+            }
+        };
+        reply.write(session.stream(), req.keep_alive, head_only)?;
+        if !req.keep_alive {
+            return Ok(());
+        }
+    }
+}
+
+/// Streams events until the viewer goes, the daemon stops, or a write
+/// fails (a viewer that stopped reading is cut off by the write timeout).
+fn stream_events(shared: &Shared, session: &Session) -> Result<()> {
+    let Some(sub) = shared.events.subscribe() else {
+        let reply = Reply::text(
+            "503 Service Unavailable",
+            "too many event streams open; close one\n",
+        );
+        return reply.write(session.stream(), false, false);
+    };
+    let mut s = session.stream();
+    s.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
+          X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n: events\n\n",
+    )?;
+    let mut quiet_since = Instant::now();
+    while !shared.shutdown.is_triggered() && !session.is_closed() {
+        match sub.rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(event) => {
+                let mut chunk = Vec::with_capacity(event.len() + 8);
+                chunk.extend_from_slice(b"data: ");
+                chunk.extend_from_slice(event.as_bytes());
+                chunk.extend_from_slice(b"\n\n");
+                // Whatever else is queued goes in the same write.
+                for more in sub.rx.try_iter().take(64) {
+                    chunk.extend_from_slice(b"data: ");
+                    chunk.extend_from_slice(more.as_bytes());
+                    chunk.extend_from_slice(b"\n\n");
+                }
+                s.write_all(&chunk)?;
+                quiet_since = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if quiet_since.elapsed() >= KEEP_ALIVE {
+                    s.write_all(b": keep-alive\n\n")?;
+                    quiet_since = Instant::now();
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, Read};
+    use std::net::TcpStream;
+
+    struct Demo;
+
+    impl Site for Demo {
+        fn page(&self) -> &'static str {
+            "<!doctype html><title>demo</title>"
+        }
+        fn state(&self) -> serde_json::Value {
+            serde_json::json!({ "name": "</script><img src=x onerror=alert(1)>" })
+        }
+    }
+
+    fn view() -> (SocketAddr, Arc<Events>, Arc<Shutdown>) {
+        let shutdown = Shutdown::new();
+        let events = Events::new();
+        let addr = start(
+            "127.0.0.1:0",
+            Timeouts::secs(5),
+            shutdown.clone(),
+            Arc::new(Demo),
+            Registry::new(),
+            events.clone(),
+        )
+        .unwrap();
+        (addr, events, shutdown)
+    }
+
+    fn get(addr: SocketAddr, raw: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_page_state_and_metrics_are_served_and_nothing_else() {
+        let (addr, _, shutdown) = view();
+        let page = get(addr, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+        assert!(page.contains("Content-Security-Policy: default-src 'none'"));
+        assert!(page.ends_with("<title>demo</title>"));
+        let state = get(addr, "GET /state.json HTTP/1.0\r\n\r\n");
+        let body = state.split("\r\n\r\n").nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["name"], "</script><img src=x onerror=alert(1)>");
+        let metrics = get(addr, "GET /metrics HTTP/1.0\r\n\r\n");
+        assert!(metrics.contains("text/plain; version=0.0.4"));
+        assert!(metrics.contains("peerkit_view_requests_total{path=\"/\"} 1\n"));
+        assert!(metrics.contains("peerkit_view_requests_total{path=\"/state.json\"} 1\n"));
+        assert!(get(addr, "GET /etc/passwd HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(get(addr, "POST / HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 405"));
+        let head = get(addr, "HEAD / HTTP/1.0\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"));
+        assert!(
+            get(addr, "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+                .starts_with("HTTP/1.1 400")
+        );
+        shutdown.trigger();
+    }
+
+    #[test]
+    fn events_stream_as_server_sent_events() {
+        let (addr, events, shutdown) = view();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /events HTTP/1.1\r\n\r\n").unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        // The head, then the opening comment: subscribed by then.
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line == ": events\n" {
+                break;
+            }
+        }
+        events.publish("joined", |m| {
+            m.insert("addr".into(), "10.0.0.1:7000".into());
+        });
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if let Some(data) = line.strip_prefix("data: ") {
+                let v: serde_json::Value = serde_json::from_str(data).unwrap();
+                assert_eq!(v["kind"], "joined");
+                assert_eq!(v["addr"], "10.0.0.1:7000");
+                break;
+            }
+        }
+        shutdown.trigger();
+    }
+}
