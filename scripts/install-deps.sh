@@ -12,6 +12,9 @@
 #           C client built from rdir.x; starts `rpcbind -w` if none runs
 #   nap     python3-zeep for /usr/bin/python3 (nap-time's SOAP interop test),
 #           nc (scripts/bench-nap.sh's reference transfer)
+#   hosts   what scripts/hosts.sh uses: ip, tc and ss (iproute2), unshare
+#           and nsenter (util-linux), rpcbind and rpcinfo (each host's own
+#           rpcbind; none is started here), nc (the benchmark's reference)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
@@ -81,9 +84,30 @@ group_nap() {
     return "$ok"
 }
 
+group_hosts() {
+    local ok=0 c
+    need ip iproute2 || ok=1
+    need tc iproute2 || ok=1
+    need ss iproute2 || ok=1
+    need unshare util-linux || ok=1
+    need nsenter util-linux || ok=1
+    if [ -z "$(rpcbind_path)" ]; then
+        need /nonexistent/rpcbind rpcbind || true
+    fi
+    [ -n "$(rpcbind_path)" ] || ok=1
+    need nc netcat-openbsd || ok=1
+    for c in ip tc ss unshare nsenter rpcinfo nc; do
+        command -v "$c" >/dev/null 2>&1 || {
+            say "$c is still missing" >&2
+            ok=1
+        }
+    done
+    return "$ok"
+}
+
 groups=("$@")
 if [ ${#groups[@]} -eq 0 ]; then
-    groups=(demo rpc nap)
+    groups=(demo rpc nap hosts)
 fi
 status=0
 for g in "${groups[@]}"; do

@@ -4,9 +4,12 @@
 #   scripts/test.sh                 every demo, headless, with a summary
 #   scripts/test.sh DEMO...         the named demos, headless
 #   scripts/test.sh tmux DEMO       one demo laid out in tmux panes
+#   scripts/test.sh hosts           the multi-host suite (scripts/hosts.sh)
 #
 # Demos live in scripts/demos/NAME.sh (headless, exit 0 only if every step
 # matched) and tmux/NAME.sh (the pane layout of the same processes).
+# Suites that take minutes (hosts: network namespaces, root) run only when
+# named, so the default list stays quick.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
@@ -18,9 +21,26 @@ available() {
     done
 }
 
+# Run only when named: scripts/NAME.sh.
+SUITES=(hosts)
+
+# script_of NAME: the script of a demo or of a suite run only when named.
+script_of() {
+    local s
+    if [ -f "$ROOT/scripts/demos/$1.sh" ]; then
+        echo "$ROOT/scripts/demos/$1.sh"
+        return 0
+    fi
+    for s in "${SUITES[@]}"; do
+        [ "$s" = "$1" ] && echo "$ROOT/scripts/$1.sh" && return 0
+    done
+    return 1
+}
+
 usage() {
     say "usage: scripts/test.sh [tmux] [DEMO...]"
     say "demos: $(available | tr '\n' ' ')"
+    say "run only when named: ${SUITES[*]}"
 }
 
 mode=headless
@@ -41,9 +61,13 @@ else
 fi
 
 for d in "${demos[@]}"; do
-    if [ ! -f "$ROOT/scripts/demos/$d.sh" ]; then
+    if ! script_of "$d" >/dev/null; then
         say "scripts/test.sh: no such demo: $d" >&2
         usage >&2
+        exit 2
+    fi
+    if [ "$mode" = tmux ] && [ ! -f "$ROOT/tmux/$d.sh" ]; then
+        say "scripts/test.sh: $d has no tmux layout" >&2
         exit 2
     fi
 done
@@ -60,7 +84,7 @@ ok=()
 bad=()
 for d in "${demos[@]}"; do
     note "demo: $d"
-    if bash "$ROOT/scripts/demos/$d.sh"; then
+    if bash "$(script_of "$d")"; then
         ok+=("$d")
     else
         bad+=("$d")
