@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
@@ -25,7 +25,20 @@ pub(super) type LinkId = u64;
 /// The sending side of one neighbour link.
 pub(super) struct LinkTx {
     pub(super) peer: SocketAddr,
+    /// Our end's IPv4 address on this link, unless it is loopback: an
+    /// address of this host the neighbour (and its network) can reach.
+    pub(super) local: Option<Ipv4Addr>,
     pub(super) tx: SyncSender<Arc<[u8]>>,
+}
+
+impl Links {
+    /// An address of this host its neighbours reach it at, if any link
+    /// leaves it on one (the oldest such link's).
+    pub(super) fn reachable_ipv4(&self) -> Option<Ipv4Addr> {
+        let mut ids: Vec<&LinkId> = self.map.keys().collect();
+        ids.sort();
+        ids.into_iter().find_map(|id| self.map.get(id)?.local)
+    }
 }
 
 /// Every neighbour link's sending side, by id.
@@ -79,12 +92,16 @@ impl Servent {
         peer: SocketAddr,
     ) -> Result<LinkId> {
         let writer = stream.try_clone()?;
+        let local = match stream.local_addr()?.ip().to_canonical() {
+            IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Some(ip),
+            _ => None,
+        };
         let (tx, rx) = sync_channel(LINK_QUEUE);
         let id = {
             let mut links = lock(&self.links);
             links.next += 1;
             let id = links.next;
-            links.map.insert(id, LinkTx { peer, tx });
+            links.map.insert(id, LinkTx { peer, local, tx });
             id
         };
         let s = self.clone();

@@ -388,6 +388,17 @@ impl Servent {
         me: &io::Result<String>,
     ) {
         bump(&self.stats.requests, 1);
+        // A client on this host that came in over loopback is answered, by
+        // us and by servents on other hosts, at this host's address on its
+        // links (the client listens on every interface); so is the start
+        // of a topology path.
+        let (origin, me) = match lock(&self.links).reachable_ipv4() {
+            Some(ip) if origin.ip().is_loopback() => (
+                SocketAddrV4::new(ip, origin.port()),
+                &Ok(net::host_port(&ip.to_string(), self.port)),
+            ),
+            _ => (origin, me),
+        };
         if !self.first_sight((origin, seq), "client") {
             return;
         }
