@@ -15,6 +15,8 @@
 #   hosts   what scripts/hosts.sh uses: ip, tc and ss (iproute2), unshare
 #           and nsenter (util-linux), rpcbind and rpcinfo (each host's own
 #           rpcbind; none is started here), nc (the benchmark's reference)
+#   browser Debian's chromium, and playwright-core from npm in tests/browser
+#           (scripts/browser-test.sh drives the live views with them)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
@@ -105,9 +107,24 @@ group_hosts() {
     return "$ok"
 }
 
+group_browser() {
+    local ok=0
+    need /usr/bin/chromium chromium || ok=1
+    need node nodejs || ok=1
+    need npm npm || true
+    if command -v npm >/dev/null; then
+        # The exact versions of package-lock.json; no browser download.
+        (cd "$ROOT/tests/browser" &&
+            PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund) || ok=1
+    else
+        ok=1
+    fi
+    return "$ok"
+}
+
 groups=("$@")
 if [ ${#groups[@]} -eq 0 ]; then
-    groups=(demo rpc nap hosts)
+    groups=(demo rpc nap hosts browser)
 fi
 status=0
 for g in "${groups[@]}"; do

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The live views in a real browser: starts daemons with --http on
+# 127.0.0.1, loads each page in headless Chromium through playwright-core
+# (tests/browser/views.mjs) and checks it against its own state.json, with
+# hostile names among the files. Screenshots go to run/browser-*/shots/.
+#
+#   scripts/browser-test.sh            (scripts/install-deps.sh browser installs
+#                                       chromium, node and playwright-core)
+#
+# Without Chromium, Node.js or playwright-core it prints SKIPPED and why,
+# and exits 0.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+BROWSER_DIR="$ROOT/tests/browser"
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+skip() {
+    say "SKIPPED: browser test: $*"
+    exit 0
+}
+[ -x "$CHROMIUM" ] || skip "no Chromium at $CHROMIUM (scripts/install-deps.sh browser)"
+command -v node >/dev/null || skip "no Node.js (scripts/install-deps.sh browser)"
+[ -d "$BROWSER_DIR/node_modules/playwright-core" ] ||
+    skip "no playwright-core in tests/browser (scripts/install-deps.sh browser)"
+
+demo_init browser
+note "live views in Chromium, in $RUN"
+
+# The DHT: an index with its view, two supernodes, a file whose name is markup.
+mkdir -p "$RUN/r1" "$RUN/r2"
+cp "$ROOT"/testdata/repo01/texto0{1,2,3}.txt "$RUN/r1/"
+cp "$ROOT"/testdata/repo01/texto0{4,5,6}.txt "$RUN/r2/"
+printf 'x\n' >"$RUN/r2/<img src=x onerror=alert(1)>.txt"
+printf 'y\n' >"$RUN/r1/\"><script>alert(1)<script>.txt"
+printf 'z\n' >"$RUN/r1/two"$'\n'"lines.txt"
+start index p2p-index --listen 127.0.0.1:0 --http 127.0.0.1:0 || exit 1
+wait_line "$RUN/index.out" '^view on ' 10 || exit 1
+VIEW_index=$(sed -n 's/^view on //p' "$RUN/index.out")
+start s1 p2p-superd "$RUN/r1" --index "$ADDR_index" --listen 127.0.0.1:0 --sync-interval 0.5 || exit 1
+start s2 p2p-superd "$RUN/r2" --index "$ADDR_index" --listen 127.0.0.1:0 --sync-interval 0.5 || exit 1
+wait_line "$RUN/index.out" '^joined ' 10 || exit 1
+wait_count "$RUN/index.out" '^joined ' 2 10 || exit 1
+# Some lookups while the page is open come from the synchronizers anyway.
+
+step "every page passes in Chromium" \
+    env CHROMIUM="$CHROMIUM" node "$BROWSER_DIR/views.mjs" "$RUN/shots" "index=$VIEW_index"
+KEEP=${KEEP:-1} summary

@@ -1,0 +1,116 @@
+// Loads each live view in headless Chromium (Debian's, through
+// playwright-core) and checks it against the daemon's own state.json:
+// no script error, no failed request, no request to another host, no
+// dialog, no element made from a name a peer sent, and what is drawn
+// matches the state. Saves a screenshot of each page.
+//
+//   node views.mjs OUT_DIR NAME=URL...     (scripts/browser-test.sh runs it)
+//
+// NAME picks the checks below (index, ...). Exit status 0 only if every
+// page passed; each check prints one PASS or FAIL line.
+
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const [outDir, ...pages] = process.argv.slice(2);
+if (!outDir || pages.length === 0) {
+  console.error("usage: node views.mjs OUT_DIR NAME=URL...");
+  process.exit(2);
+}
+mkdirSync(outDir, { recursive: true });
+
+let failed = 0;
+function check(ok, what, detail) {
+  console.log(`${ok ? "PASS" : "FAIL"}  ${what}${ok || detail === undefined ? "" : "\n        " + detail}`);
+  if (!ok) failed++;
+}
+
+// Per page: wait until it has drawn `state`, then compare.
+const checks = {
+  async index(page, state, name) {
+    await page.waitForFunction(
+      (n) => document.querySelectorAll("#supernodes tr").length === n,
+      state.supernodes.length, { timeout: 15000 });
+    const drawn = await page.evaluate(() => ({
+      vnodes: document.querySelectorAll("line.vnode").length,
+      files: document.querySelectorAll("circle.file").length,
+      rows: document.querySelectorAll("#supernodes tr").length,
+      fileRows: document.querySelectorAll("#files tr").length,
+      names: [...document.querySelectorAll("#files td.name:first-child")].map((td) => td.textContent),
+      count: document.getElementById("n-super").textContent,
+    }));
+    const vnodes = state.supernodes.reduce((n, s) => n + s.vnodes.length, 0);
+    check(drawn.vnodes === vnodes, `${name}: one tick per virtual node (${vnodes})`, `drawn ${drawn.vnodes}`);
+    check(drawn.files === state.files.length && drawn.fileRows === state.files.length,
+      `${name}: one dot and one row per file (${state.files.length})`,
+      `dots ${drawn.files}, rows ${drawn.fileRows}`);
+    check(drawn.rows === state.supernodes.length && drawn.count === String(state.supernodes.length),
+      `${name}: one row per supernode (${state.supernodes.length})`, `rows ${drawn.rows}, header ${drawn.count}`);
+    const want = state.files.map((f) => f.name);
+    check(JSON.stringify(drawn.names) === JSON.stringify(want),
+      `${name}: file names shown as sent, as text`, `shown ${JSON.stringify(drawn.names)}`);
+  },
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-dev-shm-usage", "--disable-quic", "--no-first-run"],
+});
+try {
+  for (const spec of pages) {
+    const eq = spec.indexOf("=");
+    const name = spec.slice(0, eq);
+    const url = spec.slice(eq + 1);
+    const origin = new URL(url).origin;
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const page = await context.newPage();
+    const problems = [];
+    page.on("pageerror", (e) => problems.push(`script error: ${e.message}`));
+    page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
+    page.on("dialog", async (d) => { problems.push(`a dialog opened: ${d.message()}`); await d.dismiss(); });
+    page.on("request", (r) => {
+      if (!r.url().startsWith(origin)) problems.push(`a request to another host: ${r.url()}`);
+    });
+    page.on("requestfailed", (r) => {
+      // The event stream is cut when the page closes; anything else is a failure.
+      if (!r.url().endsWith("/events")) problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+    });
+    page.on("response", (r) => {
+      if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
+    });
+    const resp = await page.goto(url, { waitUntil: "domcontentloaded" });
+    check(resp && resp.status() === 200, `${name}: the page loads (${url})`, resp && resp.status());
+    const state = await page.evaluate(async () => (await fetch("state.json", { cache: "no-store" })).json());
+    if (checks[name]) {
+      try {
+        await checks[name](page, state, name);
+      } catch (e) {
+        check(false, `${name}: the page drew its state`, e.message);
+      }
+    } else {
+      check(false, `${name}: a check for this page`, "no checks are defined for it");
+    }
+    // Live: the event stream is open.
+    await page.waitForFunction(() => document.getElementById("live")?.className === "on", null, { timeout: 10000 })
+      .then(() => check(true, `${name}: the event stream is open`))
+      .catch(() => check(false, `${name}: the event stream is open`, "never connected"));
+    // Nothing a peer named became markup: no image, no script beyond the page's own.
+    const made = await page.evaluate(() => ({
+      img: document.querySelectorAll("img").length,
+      scripts: document.querySelectorAll("script").length,
+    }));
+    check(made.img === 0 && made.scripts === 1, `${name}: no element made from a peer's name`,
+      JSON.stringify(made));
+    const shot = `${outDir}/${name}.png`;
+    await page.screenshot({ path: shot, fullPage: false });
+    console.log(`      screenshot: ${shot}`);
+    check(problems.length === 0, `${name}: no script error, failed request, dialog or other host`,
+      problems.join("\n        "));
+    await context.close();
+  }
+} finally {
+  await browser.close();
+}
+console.log(`${failed === 0 ? "all pages passed" : failed + " check(s) failed"}`);
+process.exit(failed === 0 ? 0 : 1);
