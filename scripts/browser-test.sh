@@ -42,6 +42,20 @@ wait_line "$RUN/index.out" '^joined ' 10 || exit 1
 wait_count "$RUN/index.out" '^joined ' 2 10 || exit 1
 # Some lookups while the page is open come from the synchronizers anyway.
 
+# The Napster-like directory: a server with its view, users with names
+# that are markup, a published file, a connected and a disconnected user.
+start nap nap-server --listen 127.0.0.1:0 --http 127.0.0.1:0 || exit 1
+wait_line "$RUN/nap.out" '^view on ' 10 || exit 1
+VIEW_nap=$(sed -n 's/^view on //p' "$RUN/nap.out")
+mkdir -p "$RUN/share"
+printf 'notes\n' >"$RUN/share/notes.txt"
+printf '%s\n' 'REGISTER "<img src=x onerror=alert(1)>"' 'CONNECT "<img src=x onerror=alert(1)>"' \
+    'PUBLISH notes.txt "</script><script>alert(2)</script>"' 'REGISTER bo' 'LIST_USERS' |
+    nap-peer -s 127.0.0.1 -p "$PORT_nap" --listen-ip 127.0.0.1 --share "$RUN/share" \
+        >"$RUN/peer.out" 2>"$RUN/peer.err" || true
+wait_line "$RUN/nap.out" 'LIST_USERS FROM' 10 || exit 1
+
 step "every page passes in Chromium" \
-    env CHROMIUM="$CHROMIUM" node "$BROWSER_DIR/views.mjs" "$RUN/shots" "index=$VIEW_index"
+    env CHROMIUM="$CHROMIUM" node "$BROWSER_DIR/views.mjs" "$RUN/shots" \
+    "index=$VIEW_index" "nap=$VIEW_nap"
 KEEP=${KEEP:-1} summary

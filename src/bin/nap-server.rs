@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use peerkit::cli::{self, DaemonArgs, Verbosity};
+use peerkit::cli::{self, DaemonArgs, Verbosity, ViewArgs};
 use peerkit::nap::server::{Config, DEFAULT_PORT, DEFAULT_WORKERS};
 use peerkit::nap::{ResultFormat, cmd};
 
@@ -34,6 +34,8 @@ struct Args {
     #[command(flatten)]
     daemon: DaemonArgs,
     #[command(flatten)]
+    view: ViewArgs,
+    #[command(flatten)]
     verbosity: Verbosity,
 }
 
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
                 quiet: a.verbosity.quiet,
                 verbose: a.verbosity.verbose,
                 log: None,
+                http: a.view.http,
             },
             a.log_rpc,
         )

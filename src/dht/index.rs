@@ -59,7 +59,7 @@ impl Index {
                 ),
                 metrics.histogram(
                     "index_request_seconds",
-                    "Time to answer a request, by kind.",
+                    "Time to work out the answer to a request, by kind.",
                     &[("kind", kind)],
                     LATENCY_BUCKETS,
                 ),
@@ -208,8 +208,8 @@ fn serve_session(
                     session.in_ring = false;
                     index.note("left", addr, format_args!("left {addr}"));
                 }
-                conn.send(&IndexResponse::Bye)?;
                 index.count(kind, started);
+                conn.send(&IndexResponse::Bye)?;
                 return Ok(());
             }
             IndexRequest::Query { name } => {
@@ -239,8 +239,10 @@ fn serve_session(
         if matches!(reply, IndexResponse::Error { .. }) {
             index.refused.inc();
         }
-        conn.send(&reply)?;
+        // Counted before the answer leaves, so a client that reads the
+        // metrics after its answer sees its request counted.
         index.count(kind, started);
+        conn.send(&reply)?;
     }
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! - [`wire`]: the requests and answers, their exact bytes, the readers.
 //! - [`datetime`]: the protocol's `DD/MM/YYYY HH:MM:SS` date-time and the UTC clock.
 //! - [`store`]: the directory's state and its atomic file under `--storage`.
-//! - [`server`]: `nap-server`: the worker pool, the operations, the log lines.
+//! - [`server`]: `nap-server`: the worker pool, the operations, the log lines;
+//!   `server_view` its live view (`server.html`).
 //! - [`peer`]: `nap-peer`: the `c> ` shell; `peer/files.rs` the file
 //!   listener and the GET_FILE client.
 //! - [`time_service`]: `nap-time`: the date-time over plain HTTP and SOAP 1.1, and
@@ -23,6 +24,7 @@ pub mod datetime;
 pub mod oplog;
 pub mod peer;
 pub mod server;
+mod server_view;
 pub mod store;
 pub mod time_service;
 pub mod wire;

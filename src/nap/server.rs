@@ -10,15 +10,18 @@
 //! worker; an unknown operation, or a request cut short, is closed without
 //! an answer and changes nothing.
 
+use std::collections::VecDeque;
 use std::io::{BufReader, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::store::Store;
-use super::wire::{self, Answer, Incoming, Op, Request, ResultFormat};
+use super::wire::{self, Answer, Body, Incoming, Op, Request, ResultFormat};
 use crate::error::{Error, Result};
+use crate::events::Events;
+use crate::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
 use crate::server::{Limits, Pool, Server, Session};
 
 /// Default port, as in the course's examples.
@@ -57,14 +60,44 @@ pub struct Config {
     /// Log requests cut short too.
     pub verbose: bool,
     pub log: Option<Box<dyn OpLog>>,
+    /// Serve a live view at this address (`--http`).
+    pub http: Option<String>,
 }
 
-struct Shared {
-    store: Store,
+/// Operations the live view remembers, newest last.
+const RECENT_OPS: usize = 200;
+
+/// One operation carried out, as the view lists it.
+#[derive(Debug, Clone)]
+pub(super) struct OpRecord {
+    /// Milliseconds since the epoch.
+    pub(super) t: u64,
+    pub(super) user: String,
+    pub(super) op: Op,
+    /// The file, for PUBLISH and DELETE; the remote user for LIST_CONTENT.
+    pub(super) subject: Option<String>,
+    pub(super) code: u8,
+    pub(super) from: IpAddr,
+}
+
+/// What the view and the metrics see of the server.
+pub(super) struct Watch {
+    pub(super) events: Arc<Events>,
+    pub(super) recent: Mutex<VecDeque<OpRecord>>,
+    /// Requests carried out and how long each took, by operation.
+    served: Vec<(Arc<Counter>, Arc<Histogram>)>,
+    /// Requests refused unread (a bad field) and cut short or unknown.
+    refused: Arc<Counter>,
+    dropped: Arc<Counter>,
+}
+
+pub(super) struct Shared {
+    pub(super) store: Store,
     format: ResultFormat,
     quiet: bool,
     verbose: bool,
     log: Option<Box<dyn OpLog>>,
+    pub(super) watch: Watch,
 }
 
 /// Serves the directory until Ctrl-C or SIGTERM.
@@ -75,13 +108,74 @@ pub fn run(config: Config) -> Result<()> {
     };
     let server = Server::start(&config.listen, config.limits)?;
     server.announce()?;
+    let metrics = Registry::new();
+    let events = Events::new();
+    server.export_metrics(&metrics);
+    let served = Op::ALL
+        .iter()
+        .map(|op| {
+            let labels = [("op", op.name())];
+            (
+                metrics.counter(
+                    "nap_requests_total",
+                    "Operations carried out, by operation.",
+                    &labels,
+                ),
+                metrics.histogram(
+                    "nap_request_seconds",
+                    "Time to carry out an operation, by operation.",
+                    &labels,
+                    LATENCY_BUCKETS,
+                ),
+            )
+        })
+        .collect();
+    let watch = Watch {
+        events: events.clone(),
+        recent: Mutex::new(VecDeque::new()),
+        served,
+        refused: metrics.counter(
+            "nap_errors_total",
+            "Requests not carried out: refused for a bad field, or cut short.",
+            &[("kind", "refused")],
+        ),
+        dropped: metrics.counter(
+            "nap_errors_total",
+            "Requests not carried out: refused for a bad field, or cut short.",
+            &[("kind", "cut_short")],
+        ),
+    };
     let shared = Arc::new(Shared {
         store,
         format: config.format,
         quiet: config.quiet,
         verbose: config.verbose,
         log: config.log,
+        watch,
     });
+    for (name, help, connected) in [
+        ("nap_users_registered", "Users registered.", false),
+        ("nap_users_connected", "Users connected now.", true),
+    ] {
+        let s = shared.clone();
+        metrics.gauge_fn(name, help, &[], move || {
+            (if connected {
+                s.store.connected()
+            } else {
+                s.store.users()
+            }) as f64
+        });
+    }
+    if let Some(addr) = &config.http {
+        crate::view::start(
+            addr,
+            config.limits.io,
+            server.shutdown().clone(),
+            Arc::new(super::server_view::ServerSite::new(shared.clone())),
+            metrics,
+            events,
+        )?;
+    }
     let reader = shared.clone();
     let pool = Pool {
         workers: config.workers.max(1),
@@ -132,6 +226,7 @@ impl Shared {
             Ok(Incoming::Request(req)) => Some(req),
             Ok(Incoming::Refused { op, why }) => {
                 session.busy();
+                self.watch.refused.inc();
                 if !self.quiet {
                     crate::event!("s> {op} refused");
                 }
@@ -141,12 +236,14 @@ impl Shared {
                 None
             }
             Err(e) if e.is_disconnect() || matches!(e, Error::Closed) => {
+                self.watch.dropped.inc();
                 if self.verbose {
                     crate::diag!("{}: request cut short, ignored: {e}", session.peer());
                 }
                 None
             }
             Err(e) => {
+                self.watch.dropped.inc();
                 crate::diag!("{}: closed: {e}", session.peer());
                 None
             }
@@ -159,10 +256,14 @@ impl Shared {
         if !self.quiet {
             crate::event!("s> {op} FROM {}", printable(req.user.as_str()));
         }
+        let started = Instant::now();
         let mut answer = self.store.apply(req, peer_ip(session));
         if let (Answer::Users(users), Ok(local)) = (&mut answer, session.stream().local_addr()) {
             reachable_users(users, local.ip());
         }
+        // Counted before the answer leaves, so a client that reads the
+        // metrics after its answer sees its request counted.
+        self.watched(req, answer.code(), peer_ip(session), started);
         self.answer(session, &answer);
         if let Some(log) = &self.log {
             log.record(req);
@@ -170,6 +271,47 @@ impl Shared {
         if matches!(op, Op::ListUsers | Op::ListContent) && answer.code() != 0 && self.verbose {
             crate::diag!("{}: {op} answered {}", session.peer(), answer.code());
         }
+    }
+
+    /// Counts an operation carried out, remembers it for the view and tells
+    /// the view's watchers.
+    fn watched(&self, req: &Request, code: u8, from: IpAddr, started: Instant) {
+        let op = req.op();
+        if let Some((n, t)) = Op::ALL
+            .iter()
+            .position(|o| *o == op)
+            .and_then(|i| self.watch.served.get(i))
+        {
+            n.inc();
+            t.observe(started.elapsed().as_secs_f64());
+        }
+        let subject = match &req.body {
+            Body::Publish { file, .. } | Body::Delete { file } => Some(file.to_string()),
+            Body::ListContent { remote } => Some(remote.to_string()),
+            _ => None,
+        };
+        let record = OpRecord {
+            t: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            user: req.user.to_string(),
+            op,
+            subject,
+            code,
+            from,
+        };
+        self.watch.events.publish("operation", |m| {
+            record.fill(m);
+        });
+        let mut recent = self
+            .watch
+            .recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if recent.len() >= RECENT_OPS {
+            recent.pop_front();
+        }
+        recent.push_back(record);
     }
 
     fn answer(&self, session: &Session, answer: &Answer) {

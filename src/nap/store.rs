@@ -67,6 +67,16 @@ struct Disk {
     written: Mutex<u64>,
 }
 
+/// A registered user as the live view shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    /// The listening address given at CONNECT, while connected.
+    pub connected: Option<(String, u16)>,
+    /// Published files: name and description.
+    pub files: Vec<(String, String)>,
+}
+
 /// The directory: its state and, with `--storage`, its file.
 #[derive(Debug)]
 pub struct Store {
@@ -115,6 +125,35 @@ impl Store {
     /// Number of registered users.
     pub fn users(&self) -> usize {
         self.lock().state.users.len()
+    }
+
+    /// Number of users connected now.
+    pub fn connected(&self) -> usize {
+        let g = self.lock();
+        g.state
+            .users
+            .values()
+            .filter(|u| u.connected.is_some())
+            .count()
+    }
+
+    /// Every registered user, by name: where it is connected, if it is,
+    /// and what it published (name, description).
+    pub fn snapshot(&self) -> Vec<UserInfo> {
+        let g = self.lock();
+        g.state
+            .users
+            .iter()
+            .map(|(name, u)| UserInfo {
+                name: name.clone(),
+                connected: u.connected.clone(),
+                files: u
+                    .files
+                    .iter()
+                    .map(|(f, d)| (f.clone(), d.clone()))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Carries out one request from a connection coming from `from`, and

@@ -50,6 +50,25 @@ const checks = {
     check(JSON.stringify(drawn.names) === JSON.stringify(want),
       `${name}: file names shown as sent, as text`, `shown ${JSON.stringify(drawn.names)}`);
   },
+  async nap(page, state, name) {
+    await page.waitForFunction(
+      (n) => document.querySelectorAll("#users > tr").length === n,
+      state.users.length, { timeout: 15000 });
+    const drawn = await page.evaluate(() => ({
+      users: [...document.querySelectorAll("#users > tr > td:first-child")].map((td) => td.textContent),
+      connected: document.querySelectorAll("#users .dot.on").length,
+      files: document.querySelectorAll("#users ul.files > li").length,
+      ops: document.querySelectorAll("#ops > tr").length,
+    }));
+    check(JSON.stringify(drawn.users) === JSON.stringify(state.users.map((u) => u.name)),
+      `${name}: one row per user, names as text`, `shown ${JSON.stringify(drawn.users)}`);
+    const connected = state.users.filter((u) => u.connected).length;
+    check(drawn.connected === connected, `${name}: connected users marked (${connected})`, `marked ${drawn.connected}`);
+    const files = state.users.reduce((n, u) => n + u.files.length, 0);
+    check(drawn.files === files, `${name}: every published file listed (${files})`, `listed ${drawn.files}`);
+    check(drawn.ops >= Math.min(60, state.operations.length) && drawn.ops > 0,
+      `${name}: the operations listed (${state.operations.length})`, `rows ${drawn.ops}`);
+  },
 };
 
 const browser = await chromium.launch({

@@ -820,3 +820,25 @@ pub fn framed_battery(
     assert!(replies[3].contains("exceeds"), "{addr}: {replies:?}");
     replies
 }
+
+/// GET `path` from a live view at `view` (`http://HOST:PORT/`, as its
+/// `view on` line gives it): the status line and the body.
+pub fn view_get(view: &str, path: &str) -> (String, String) {
+    let addr = view.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the view");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").expect("an HTTP reply");
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of the sample `name` (labels included) in a metrics text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}

@@ -8,7 +8,9 @@ use std::process::Command;
 use std::thread;
 
 use crate::bin;
-use crate::harness::{Proc, RawClient, SERVED_WITHIN, TempDir, cmd, exhaustion, write_random_file};
+use crate::harness::{
+    Proc, RawClient, SERVED_WITHIN, TempDir, cmd, exhaustion, metric, view_get, write_random_file,
+};
 use peerkit::digest;
 
 const DT: &str = "21/11/2026 10:00:00";
@@ -866,4 +868,65 @@ fn nap_time_answers_soap_faults_and_names_the_callers_host_in_its_wsdl() {
     }
     // Still serving.
     assert!(ask(&t.addr, b"GET / HTTP/1.0\r\n\r\n").starts_with(b"HTTP/1.1 200 OK"));
+}
+
+#[test]
+fn the_server_view_lists_users_operations_and_counts_exactly() {
+    let mut s = nap_server(&["--http", "127.0.0.1:0"]);
+    let line = s.wait_stdout(|l| l.starts_with("view on "));
+    assert_eq!(s.stdout_lines()[1], line, "{}", s.dump());
+    let view = line["view on ".len()..].to_string();
+    let (_, before) = view_get(&view, "/metrics");
+    let registers = "peerkit_nap_requests_total{op=\"REGISTER\"}";
+    assert_eq!(metric(&before, registers), Some(0.0));
+    let hostile = "<img src=x onerror=alert(1)>";
+    for user in ["ana", hostile, "ana"] {
+        ask_parts(&s.addr, &["REGISTER", DT, user]);
+    }
+    assert_eq!(
+        ask_parts(&s.addr, &["CONNECT", DT, "ana", "10.1.2.3", "4000"]),
+        b"0\0"
+    );
+    let (_, after) = view_get(&view, "/metrics");
+    assert_eq!(metric(&after, registers), Some(3.0));
+    assert_eq!(metric(&after, "peerkit_nap_users_registered"), Some(2.0));
+    assert_eq!(metric(&after, "peerkit_nap_users_connected"), Some(1.0));
+    let (status, body) = view_get(&view, "/state.json");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let users: Vec<(&str, bool)> = state["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap(),
+                u["connected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(users, [(hostile, false), ("ana", true)]);
+    assert_eq!(state["users"][1]["ip"], "10.1.2.3");
+    let ops: Vec<(&str, &str, u64)> = state["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["user"].as_str().unwrap(),
+                o["op"].as_str().unwrap(),
+                o["code"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("ana", "REGISTER", 0),
+            (hostile, "REGISTER", 0),
+            ("ana", "REGISTER", 1),
+            ("ana", "CONNECT", 0)
+        ]
+    );
+    assert_eq!(state["operations"][2]["result"], "NameInUse");
 }

@@ -2,26 +2,8 @@
 //! ring, metrics that count exactly what was asked, events as they happen.
 
 use super::*;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-
-/// GET `path` from the view at `view` (`http://HOST:PORT/`): status line and body.
-fn get(view: &str, path: &str) -> (String, String) {
-    let addr = view.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
-    let mut all = String::new();
-    s.read_to_string(&mut all).unwrap();
-    let (head, body) = all.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
-}
-
-/// The value of the sample `name` (with its labels) in a metrics text.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
 
 #[test]
 fn the_index_view_shows_the_ring_its_files_and_what_happens() {
@@ -66,11 +48,11 @@ fn the_index_view_shows_the_ring_its_files_and_what_happens() {
     assert_eq!(joined["kind"], "joined");
     assert_eq!(joined["addr"], s.addr.as_str());
 
-    let (status, page) = get(&view, "/");
+    let (status, page) = view_get(&view, "/");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(page.starts_with("<!doctype html>") && page.contains("EventSource(\"events\")"));
 
-    let (status, body) = get(&view, "/state.json");
+    let (status, body) = view_get(&view, "/state.json");
     assert_eq!(status, "HTTP/1.1 200 OK");
     let state: serde_json::Value = serde_json::from_str(&body).unwrap();
     let supers = state["supernodes"].as_array().unwrap();
@@ -91,12 +73,12 @@ fn the_index_view_shows_the_ring_its_files_and_what_happens() {
     }
 
     // The query counter moves by exactly the lookups made.
-    let (_, before) = get(&view, "/metrics");
+    let (_, before) = view_get(&view, "/metrics");
     let q = "peerkit_index_requests_total{kind=\"query\"}";
-    let n0 = sample(&before, q).unwrap();
-    assert_eq!(sample(&before, "peerkit_ring_members"), Some(1.0));
+    let n0 = metric(&before, q).unwrap();
+    assert_eq!(metric(&before, "peerkit_ring_members"), Some(1.0));
     assert_eq!(
-        sample(&before, "peerkit_index_requests_total{kind=\"join\"}"),
+        metric(&before, "peerkit_index_requests_total{kind=\"join\"}"),
         Some(1.0)
     );
     let mut asker = Conn::open(&index.addr, &Timeouts::default(), INDEX_PROTOCOL).unwrap();
@@ -108,10 +90,10 @@ fn the_index_view_shows_the_ring_its_files_and_what_happens() {
             .unwrap();
         asker.expect::<IndexResponse>().unwrap();
     }
-    let (_, after) = get(&view, "/metrics");
+    let (_, after) = view_get(&view, "/metrics");
     // The supernode's synchronizer may ask too, between the two scrapes;
     // ours are three of them, and each is a lookup event.
-    let n1 = sample(&after, q).unwrap();
+    let n1 = metric(&after, q).unwrap();
     assert!(n1 >= n0 + 3.0, "{n0} -> {n1}");
     assert!(after.contains("# TYPE peerkit_index_request_seconds histogram"));
     let mut seen = Vec::new();
@@ -129,12 +111,12 @@ fn the_index_view_shows_the_ring_its_files_and_what_happens() {
 
     // A counter only the test moves moves by exactly what it asked.
     let views = "peerkit_view_requests_total{path=\"/state.json\"}";
-    let v0 = sample(&after, views).unwrap();
-    get(&view, "/state.json");
-    get(&view, "/state.json");
-    let (_, last) = get(&view, "/metrics");
-    assert_eq!(sample(&last, views), Some(v0 + 2.0));
+    let v0 = metric(&after, views).unwrap();
+    view_get(&view, "/state.json");
+    view_get(&view, "/state.json");
+    let (_, last) = view_get(&view, "/metrics");
+    assert_eq!(metric(&last, views), Some(v0 + 2.0));
 
     // Read-only, nothing else served.
-    assert_eq!(get(&view, "/etc/passwd").0, "HTTP/1.1 404 Not Found");
+    assert_eq!(view_get(&view, "/etc/passwd").0, "HTTP/1.1 404 Not Found");
 }
