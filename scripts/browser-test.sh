@@ -55,7 +55,22 @@ printf '%s\n' 'REGISTER "<img src=x onerror=alert(1)>"' 'CONNECT "<img src=x one
         >"$RUN/peer.out" 2>"$RUN/peer.err" || true
 wait_line "$RUN/nap.out" 'LIST_USERS FROM' 10 || exit 1
 
+# Remote directories, stateful: a client holding two handles open (one
+# on a folder whose name is markup) while the page is looked at.
+mkdir -p "$RUN/root/docs" "$RUN/root/<img src=x onerror=alert(3)>"
+for i in 1 2 3 4 5 6; do
+    : >"$RUN/root/docs/f$i"
+    : >"$RUN/root/<img src=x onerror=alert(3)>/g$i"
+done
+start rdir rdird --mode stateful --root "$RUN/root" --listen 127.0.0.1:0 --http 127.0.0.1:0 || exit 1
+wait_line "$RUN/rdir.out" '^view on ' 10 || exit 1
+VIEW_rdir=$(sed -n 's/^view on //p' "$RUN/rdir.out")
+rls --mode stateful --server 127.0.0.1 --port "$PORT_rdir" --mix --batch 1 --pause-ms 60000 \
+    docs "<img src=x onerror=alert(3)>" >"$RUN/rls.out" 2>&1 &
+PIDS+=($!)
+wait_count "$RUN/rdir.out" ' -> 1 entries' 2 10 || exit 1
+
 step "every page passes in Chromium" \
     env CHROMIUM="$CHROMIUM" node "$BROWSER_DIR/views.mjs" "$RUN/shots" \
-    "index=$VIEW_index" "nap=$VIEW_nap"
+    "index=$VIEW_index" "nap=$VIEW_nap" "rdir=$VIEW_rdir"
 KEEP=${KEEP:-1} summary

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use peerkit::cli::{self, DaemonArgs, Level, Verbosity};
+use peerkit::cli::{self, DaemonArgs, Level, Verbosity, ViewArgs};
 use peerkit::rdir::cmd::{self, DaemonOptions};
 use peerkit::rdir::{DEFAULT_LISTEN, Mode, rpc, stateful};
 
@@ -36,6 +36,8 @@ struct Args {
     #[command(flatten)]
     daemon: DaemonArgs,
     #[command(flatten)]
+    view: ViewArgs,
+    #[command(flatten)]
     verbosity: Verbosity,
 }
 
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
                 max_open: a.max_open,
                 dir_idle: Duration::from_secs(a.dir_idle),
                 log: a.verbosity.level() > Level::Quiet,
+                http: a.view.http.clone(),
             },
         )
     })

@@ -14,8 +14,12 @@ use super::dir::Root;
 use super::rpc::{RDIRVERS, RdirProgram};
 use super::stateful::{self, Stateful};
 use super::stateless::{self, Stateless};
+use super::view::RdirSite;
+use super::watch::Watch;
 use super::{DEFAULT_PORT, Mode};
 use crate::cli::{self, Refused};
+use crate::events::Events;
+use crate::metrics::Registry;
 use crate::net::Timeouts;
 use crate::oncrpc::portmap::Registration;
 use crate::server::{Limits, Server};
@@ -33,6 +37,8 @@ pub struct DaemonOptions {
     pub dir_idle: Duration,
     /// One line per request on stdout.
     pub log: bool,
+    /// Serve a live view at this address (`--http`).
+    pub http: Option<String>,
 }
 
 /// `rdird`: serves the directories under the root in one design.
@@ -40,28 +46,74 @@ pub fn rdird(listen: &str, limits: Limits, opts: DaemonOptions) -> Result<()> {
     let root = Root::new(&opts.root)?;
     let server = Server::start(listen, limits)?;
     let port = server.local_addr().port();
+    let metrics = Registry::new();
+    let events = Events::new();
+    server.export_metrics(&metrics);
+    let watch = Arc::new(Watch::new(&metrics, events.clone()));
+    // The view starts right after the readiness line, and knows the
+    // stateful handle table when there is one.
+    let view = |server: &Server, stateful: Option<Arc<Stateful>>| -> Result<()> {
+        let Some(addr) = &opts.http else {
+            return Ok(());
+        };
+        let site = RdirSite::new(
+            opts.mode,
+            opts.root.display().to_string(),
+            watch.clone(),
+            stateful,
+        );
+        crate::view::start(
+            addr,
+            limits.io,
+            server.shutdown().clone(),
+            Arc::new(site),
+            metrics.clone(),
+            events.clone(),
+        )?;
+        Ok(())
+    };
     match opts.mode {
         Mode::Stateful => {
-            let state = Arc::new(Stateful::new(root, opts.max_open, opts.dir_idle, opts.log));
+            let state = Arc::new(Stateful::new(
+                root,
+                opts.max_open,
+                opts.dir_idle,
+                opts.log,
+                watch.clone(),
+            ));
+            {
+                let state = state.clone();
+                metrics.gauge_fn(
+                    "rdir_open_handles",
+                    "Directories held open for clients (stateful mode).",
+                    &[],
+                    move || state.open_count() as f64,
+                );
+            }
             server.announce()?;
+            view(&server, Some(state.clone()))?;
             stateful::serve(server, state)?;
         }
         Mode::Stateless => {
             let state = Arc::new(Stateless {
                 root,
                 log: opts.log,
+                watch: watch.clone(),
             });
             server.announce()?;
+            view(&server, None)?;
             stateless::serve(server, state)?;
         }
         Mode::Rpc => {
             // Registered before the readiness line, unregistered on return.
             let registration = Registration::register_or_warn(opts.prog, RDIRVERS, port);
             server.announce()?;
+            view(&server, None)?;
             let program = Arc::new(RdirProgram {
                 root,
                 prog: opts.prog,
                 log: opts.log,
+                watch: watch.clone(),
             });
             crate::oncrpc::server::serve(server, program, MAX_RPC_RECORD)?;
             drop(registration);

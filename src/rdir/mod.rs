@@ -19,6 +19,8 @@ pub mod proto;
 pub mod rpc;
 pub mod stateful;
 pub mod stateless;
+mod view;
+mod watch;
 
 use std::fmt;
 

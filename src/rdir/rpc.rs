@@ -3,7 +3,11 @@
 //! `rdir_args` and returns `rdir_res`. The XDR of both is here, for the
 //! server and for our client.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::dir::{self, Batch, Refusal, Root, Status};
+use super::watch::Watch;
 use super::{MAX_BATCH, MAX_NAME, MAX_PATH};
 use crate::oncrpc::server::{Call, Fault, Program};
 use crate::oncrpc::{self, Decoder, Encoder};
@@ -80,6 +84,7 @@ pub struct RdirProgram {
     pub root: Root,
     pub prog: u32,
     pub log: bool,
+    pub(crate) watch: Arc<Watch>,
 }
 
 impl Program for RdirProgram {
@@ -95,14 +100,14 @@ impl Program for RdirProgram {
         if call.proc_ != RDIR_READDIR {
             return Err(Fault::ProcUnavail);
         }
+        let started = Instant::now();
         let args = call.args(Args::decode)?;
         let res = dir::read_batch(&self.root, &args.dirname, args.cookie, args.max_entries);
+        let line = super::stateless::log_line(&args.dirname, args.cookie, args.max_entries, &res);
+        self.watch
+            .served("readdir", call.peer, &line, res.is_ok(), started);
         if self.log {
-            crate::event!(
-                "{}: {}",
-                call.peer,
-                super::stateless::log_line(&args.dirname, args.cookie, args.max_entries, &res)
-            );
+            crate::event!("{}: {line}", call.peer);
         }
         if let Err(r) = &res
             && r.status == Status::Io

@@ -12,12 +12,14 @@
 //! during socket I/O.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::dir::{self, Dir, Refusal, Root, Status};
 use super::proto::{STATEFUL, StatefulRequest as Req, StatefulResponse as Resp};
+use super::watch::Watch;
 use crate::frame::Conn;
 use crate::rng::Rng;
 use crate::server::{Server, Session};
@@ -37,8 +39,25 @@ struct OpenDir {
 
 struct Entry {
     owner: u64,
+    /// The client that opened it, and what it opened.
+    peer: SocketAddr,
+    path: Vec<u8>,
+    /// Entries read through it so far.
+    read: u64,
     last_used: Instant,
     open: Arc<Mutex<OpenDir>>,
+}
+
+/// An open directory as the live view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandleInfo {
+    pub handle: u64,
+    pub client: SocketAddr,
+    pub path: Vec<u8>,
+    /// Entries read through it so far.
+    pub read: u64,
+    /// Seconds since it was last used.
+    pub idle: f64,
 }
 
 /// The stateful server's state.
@@ -50,6 +69,7 @@ pub struct Stateful {
     table: Mutex<HashMap<u64, Entry>>,
     next_conn: AtomicU64,
     rng: Mutex<Rng>,
+    watch: Arc<Watch>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,7 +87,13 @@ fn bad_handle(handle: u64) -> Refusal {
 }
 
 impl Stateful {
-    pub fn new(root: Root, max_open: usize, dir_idle: Duration, log: bool) -> Stateful {
+    pub(crate) fn new(
+        root: Root,
+        max_open: usize,
+        dir_idle: Duration,
+        log: bool,
+        watch: Arc<Watch>,
+    ) -> Stateful {
         Stateful {
             root,
             max_open: max_open.max(1),
@@ -76,6 +102,7 @@ impl Stateful {
             table: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             rng: Mutex::new(Rng::new()),
+            watch,
         }
     }
 
@@ -84,7 +111,24 @@ impl Stateful {
         lock(&self.table).len()
     }
 
-    fn open(&self, conn: u64, path: &[u8]) -> Result<u64, Refusal> {
+    /// Every open directory: its handle, who opened it, where it is.
+    pub fn handles(&self) -> Vec<HandleInfo> {
+        let now = Instant::now();
+        let mut all: Vec<HandleInfo> = lock(&self.table)
+            .iter()
+            .map(|(h, e)| HandleInfo {
+                handle: *h,
+                client: e.peer,
+                path: e.path.clone(),
+                read: e.read,
+                idle: now.saturating_duration_since(e.last_used).as_secs_f64(),
+            })
+            .collect();
+        all.sort_by_key(|a| (a.client, a.handle));
+        all
+    }
+
+    fn open(&self, conn: u64, peer: SocketAddr, path: &[u8]) -> Result<u64, Refusal> {
         let now = Instant::now();
         {
             let mut table = lock(&self.table);
@@ -114,6 +158,9 @@ impl Stateful {
             handle,
             Entry {
                 owner: conn,
+                peer,
+                path: path.to_vec(),
+                read: 0,
                 last_used: now,
                 open: Arc::new(Mutex::new(OpenDir {
                     dir,
@@ -139,7 +186,17 @@ impl Stateful {
     fn read(&self, conn: u64, handle: u64, max: u32) -> Result<(Vec<Vec<u8>>, bool), Refusal> {
         let max = dir::check_max(max)?;
         let open = self.find(conn, handle)?;
-        let mut od = lock(&open);
+        let (names, eof) = Stateful::read_on(&open, max)?;
+        // The entry's lock is released: the table comes first in the order.
+        if let Some(e) = lock(&self.table).get_mut(&handle) {
+            e.read += names.len() as u64;
+        }
+        Ok((names, eof))
+    }
+
+    /// Up to `max` entries from where `open` stopped.
+    fn read_on(open: &Mutex<OpenDir>, max: usize) -> Result<(Vec<Vec<u8>>, bool), Refusal> {
+        let mut od = lock(open);
         if od.eof {
             return Ok((Vec::new(), true));
         }
@@ -177,7 +234,7 @@ impl Stateful {
         lock(&self.table).retain(|_, e| e.owner != conn);
     }
 
-    fn answer(&self, conn: u64, req: Req) -> (Resp, String) {
+    fn answer(&self, conn: u64, peer: SocketAddr, req: Req) -> (Resp, String) {
         let refuse = |r: Refusal| Resp::Error {
             status: r.status.code(),
             message: r.message,
@@ -185,7 +242,7 @@ impl Stateful {
         match req {
             Req::Open { path } => {
                 let what = format!("open {}", path.escape_ascii());
-                match self.open(conn, &path) {
+                match self.open(conn, peer, &path) {
                     Ok(handle) => (Resp::Opened { handle }, format!("{what} -> {handle:#018x}")),
                     Err(r) => (
                         refuse(r.clone()),
@@ -231,7 +288,15 @@ impl Stateful {
             return;
         };
         conn.serve_requests::<Req, Resp>(|conn, req| {
-            let (resp, line) = self.answer(conn_id, req);
+            let started = Instant::now();
+            let kind = match &req {
+                Req::Open { .. } => "open",
+                Req::Read { .. } => "read",
+                Req::Close { .. } => "close",
+            };
+            let (resp, line) = self.answer(conn_id, peer, req);
+            let ok = !matches!(resp, Resp::Error { .. });
+            self.watch.served(kind, peer, &line, ok, started);
             if self.log {
                 crate::event!("{peer}: {line}");
             }
@@ -259,8 +324,19 @@ mod tests {
         for i in 0..5 {
             fs::write(d.join(format!("a/f{i}")), b"").unwrap();
         }
-        let s = Stateful::new(Root::new(d).unwrap(), 2, Duration::from_secs(60), false);
-        let h = s.open(1, b"a").unwrap();
+        let watch = Arc::new(Watch::new(
+            &crate::metrics::Registry::new(),
+            crate::events::Events::new(),
+        ));
+        let s = Stateful::new(
+            Root::new(d).unwrap(),
+            2,
+            Duration::from_secs(60),
+            false,
+            watch,
+        );
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let h = s.open(1, peer, b"a").unwrap();
         assert_eq!(s.read(2, h, 10).unwrap_err().status, Status::BadHandle);
         assert_eq!(s.read(1, 0, 10).unwrap_err().status, Status::BadHandle);
         assert_eq!(s.read(1, h ^ 1, 10).unwrap_err().status, Status::BadHandle);
@@ -274,8 +350,11 @@ mod tests {
             }
         }
         assert_eq!(all.len(), 7);
-        s.open(1, b".").unwrap();
-        assert_eq!(s.open(3, b"a").unwrap_err().status, Status::TooManyOpen);
+        s.open(1, peer, b".").unwrap();
+        assert_eq!(
+            s.open(3, peer, b"a").unwrap_err().status,
+            Status::TooManyOpen
+        );
         s.close(1, h).unwrap();
         assert_eq!(s.close(1, h).unwrap_err().status, Status::BadHandle);
         s.release_conn(1);

@@ -4,9 +4,11 @@
 //! and a listing goes on across a server restart.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::dir::{self, Root};
 use super::proto::{STATELESS, StatelessRequest as Req, StatelessResponse as Resp};
+use super::watch::Watch;
 use crate::frame::Conn;
 use crate::server::{Server, Session};
 
@@ -14,6 +16,7 @@ use crate::server::{Server, Session};
 pub struct Stateless {
     pub root: Root,
     pub log: bool,
+    pub(crate) watch: Arc<Watch>,
 }
 
 /// One request line for the log.
@@ -63,7 +66,10 @@ impl Stateless {
             return;
         };
         conn.serve_requests::<Req, Resp>(|conn, req| {
+            let started = Instant::now();
             let (resp, line) = self.answer(req);
+            let ok = !matches!(resp, Resp::Error { .. });
+            self.watch.served("readdir", peer, &line, ok, started);
             if self.log {
                 crate::event!("{peer}: {line}");
             }

@@ -69,6 +69,24 @@ const checks = {
     check(drawn.ops >= Math.min(60, state.operations.length) && drawn.ops > 0,
       `${name}: the operations listed (${state.operations.length})`, `rows ${drawn.ops}`);
   },
+  async rdir(page, state, name) {
+    await page.waitForFunction(
+      (n) => document.querySelectorAll("#requests > tr").length >= n,
+      Math.min(60, state.requests.length), { timeout: 15000 });
+    const drawn = await page.evaluate(() => ({
+      mode: document.getElementById("mode").textContent,
+      handles: [...document.querySelectorAll("#handles > tr > td:nth-child(3)")].map((td) => td.textContent),
+      nothing: document.querySelectorAll(".nothing").length,
+    }));
+    check(drawn.mode === state.mode, `${name}: the mode shown (${state.mode})`, drawn.mode);
+    if (state.mode === "stateful" && state.handles.length > 0) {
+      check(JSON.stringify(drawn.handles) === JSON.stringify(state.handles.map((h) => h.path)),
+        `${name}: one row per open handle, paths as text (${state.handles.length})`,
+        `shown ${JSON.stringify(drawn.handles)}`);
+    } else {
+      check(drawn.nothing === 1, `${name}: nothing remembered is said`, `boxes ${drawn.nothing}`);
+    }
+  },
 };
 
 const browser = await chromium.launch({

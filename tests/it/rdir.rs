@@ -21,7 +21,9 @@ use peerkit::rdir::proto::{
 use peerkit::rdir::{Mode, rpc};
 
 use crate::bin;
-use crate::harness::{self, Proc, SERVED_WITHIN, TempDir, cmd, exhaustion, usage};
+use crate::harness::{
+    self, Proc, SERVED_WITHIN, TempDir, cmd, exhaustion, metric, usage, view_get,
+};
 
 const MODES: [Mode; 3] = [Mode::Stateful, Mode::Stateless, Mode::Rpc];
 
@@ -922,4 +924,64 @@ fn an_unreachable_server_or_rpcbind_is_exit_2_in_every_mode() {
     let (code, err) = rls_unreachable(Mode::Rpc, &["--prog", &unused]);
     assert_eq!(code, Some(2), "rpc through rpcbind: {err}");
     assert!(err.contains("rpcbind"), "{err}");
+}
+
+#[test]
+fn the_rdird_view_shows_handles_in_stateful_mode_and_nothing_in_stateless() {
+    let t = TempDir::new("rdir-view");
+    let root = t.sub("root");
+    fs::create_dir_all(root.join("docs")).unwrap();
+    for i in 0..5 {
+        fs::File::create(root.join(format!("docs/f{i}"))).unwrap();
+    }
+    for (mode, n) in [(Mode::Stateful, 80), (Mode::Stateless, 81)] {
+        let mut d = rdird(mode, &root, n, &["--http", "127.0.0.1:0"]);
+        let line = d.wait_stdout(|l| l.starts_with("view on "));
+        assert_eq!(d.stdout_lines()[1], line, "{}", d.dump());
+        let view = line["view on ".len()..].to_string();
+        let tm = Timeouts::secs(20);
+        let kind = if mode == Mode::Stateful {
+            "open"
+        } else {
+            "readdir"
+        };
+        let counter = format!("peerkit_rdir_requests_total{{kind=\"{kind}\"}}");
+        assert_eq!(metric(&view_get(&view, "/metrics").1, &counter), Some(0.0));
+        // A stateful client holding a handle; a stateless listing.
+        let mut held =
+            (mode == Mode::Stateful).then(|| Conn::open(&d.addr, &tm, STATEFUL).unwrap());
+        if mode == Mode::Stateful {
+            let conn = held.as_mut().unwrap();
+            let StatefulResponse::Opened { handle } = stateful_ask(
+                conn,
+                StatefulRequest::Open {
+                    path: b"docs".to_vec(),
+                },
+            ) else {
+                panic!("open failed\n{}", d.dump());
+            };
+            let state: serde_json::Value =
+                serde_json::from_str(&view_get(&view, "/state.json").1).unwrap();
+            assert_eq!(state["mode"], "stateful");
+            let handles = state["handles"].as_array().unwrap();
+            assert_eq!(handles.len(), 1, "{state}");
+            assert_eq!(handles[0]["handle"], format!("{handle:016x}"));
+            assert_eq!(handles[0]["path"], "docs");
+            assert_eq!(handles[0]["client"], conn.local_addr().unwrap().to_string());
+        } else {
+            let (code, _, err) = rls(&d, mode, n, &["docs".as_ref()]);
+            assert_eq!(code, Some(0), "{err}");
+            let state: serde_json::Value =
+                serde_json::from_str(&view_get(&view, "/state.json").1).unwrap();
+            assert_eq!(state["mode"], "stateless");
+            assert_eq!(state["handles"].as_array().unwrap().len(), 0);
+            assert!(!state["requests"].as_array().unwrap().is_empty(), "{state}");
+        }
+        let (_, metrics) = view_get(&view, "/metrics");
+        assert_eq!(metric(&metrics, &counter), Some(1.0), "{metrics}");
+        if mode == Mode::Stateful {
+            assert_eq!(metric(&metrics, "peerkit_rdir_open_handles"), Some(1.0));
+        }
+        drop(held);
+    }
 }
