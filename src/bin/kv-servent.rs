@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use peerkit::cli::{self, LimitArgs, NetArgs, Verbosity};
+use peerkit::cli::{self, LimitArgs, NetArgs, Verbosity, ViewArgs};
 use peerkit::flood::cmd;
 use peerkit::flood::servent::{
     Config, DEFAULT_LINK_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_LINKS, DEFAULT_SEEN_FOR,
@@ -60,6 +60,8 @@ struct Args {
           value_parser = clap::value_parser!(u64).range(1..))]
     link_idle_timeout: u64,
     #[command(flatten)]
+    view: ViewArgs,
+    #[command(flatten)]
     verbosity: Verbosity,
     #[command(flatten)]
     limits: LimitArgs,
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
             max_links: a.max_links,
             link_idle_timeout: Duration::from_secs(a.link_idle_timeout),
             level: a.verbosity.level(),
+            http: a.view.http,
         })
     })
 }

@@ -41,6 +41,11 @@ impl fmt::Display for KvError {
 impl std::error::Error for KvError {}
 
 impl KvStore {
+    /// Number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
     /// Parses the text of a key-value file.
     pub fn parse(text: &str) -> std::result::Result<KvStore, KvError> {
         let mut map = HashMap::new();

@@ -87,6 +87,24 @@ const checks = {
       check(drawn.nothing === 1, `${name}: nothing remembered is said`, `boxes ${drawn.nothing}`);
     }
   },
+  async flood(page, state, name) {
+    await page.waitForFunction(
+      (n) => document.querySelectorAll("circle.neighbour").length === n,
+      state.links.length, { timeout: 15000 });
+    const drawn = await page.evaluate(() => ({
+      neighbours: document.querySelectorAll("circle.neighbour").length,
+      rows: [...document.querySelectorAll("#queries > tr > td:nth-child(2)")].map((td) => td.textContent),
+      dups: document.querySelectorAll("text.dup").length,
+    }));
+    check(drawn.neighbours === state.links.length,
+      `${name}: one circle per neighbour (${state.links.length})`, `drawn ${drawn.neighbours}`);
+    const want = state.queries.slice().reverse().slice(0, 40).map((q) => (q.query === "key" ? "?" : "T ") + q.info);
+    check(JSON.stringify(drawn.rows) === JSON.stringify(want),
+      `${name}: one row per query seen, keys as text (${state.queries.length})`, `shown ${JSON.stringify(drawn.rows)}`);
+    const newest = state.queries[state.queries.length - 1];
+    const known = newest ? newest.duplicates_from.filter((p) => state.links.some((l) => l.peer === p)).length : 0;
+    check(drawn.dups === known, `${name}: a cross per duplicate of the newest query (${known})`, `drawn ${drawn.dups}`);
+  },
 };
 
 const browser = await chromium.launch({

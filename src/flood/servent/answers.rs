@@ -119,6 +119,11 @@ impl Servent {
                 match res {
                     Ok(()) => {
                         bump(&s.stats.answers, 1);
+                        s.trace.answered(origin, seq);
+                        s.events.publish("answered", |m| {
+                            m.insert("origin".into(), origin.to_string().into());
+                            m.insert("seq".into(), seq.into());
+                        });
                         s.event(format_args!("answered {origin} seq {seq}"));
                     }
                     Err(e) => s
@@ -139,7 +144,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     #[test]
-    pub(super) fn answers_are_bounded_per_origin_and_in_all() {
+    fn answers_are_bounded_per_origin_and_in_all() {
         let a = Answers::default();
         let o = |port| SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
         for _ in 0..MAX_ANSWERS_PER_ORIGIN {

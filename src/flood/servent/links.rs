@@ -25,6 +25,8 @@ pub(super) type LinkId = u64;
 /// The sending side of one neighbour link.
 pub(super) struct LinkTx {
     pub(super) peer: SocketAddr,
+    /// Whether this servent opened the link (it was listed as a neighbour).
+    pub(super) outgoing: bool,
     /// Our end's IPv4 address on this link, unless it is loopback: an
     /// address of this host the neighbour (and its network) can reach.
     pub(super) local: Option<Ipv4Addr>,
@@ -85,11 +87,23 @@ pub(super) fn own_address(stream: &TcpStream, port: u16) -> io::Result<String> {
 }
 
 impl Servent {
+    /// Every link: the neighbour, whether we opened it, our end's address.
+    pub(super) fn link_list(&self) -> Vec<(SocketAddr, bool, Option<Ipv4Addr>)> {
+        let links = lock(&self.links);
+        let mut ids: Vec<&LinkId> = links.map.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .filter_map(|id| links.map.get(id))
+            .map(|l| (l.peer, l.outgoing, l.local))
+            .collect()
+    }
+
     /// Registers a neighbour link for flooding and starts its writer.
     pub(super) fn open_link(
         self: &Arc<Self>,
         stream: &TcpStream,
         peer: SocketAddr,
+        outgoing: bool,
     ) -> Result<LinkId> {
         let writer = stream.try_clone()?;
         let local = match stream.local_addr()?.ip().to_canonical() {
@@ -101,7 +115,15 @@ impl Servent {
             let mut links = lock(&self.links);
             links.next += 1;
             let id = links.next;
-            links.map.insert(id, LinkTx { peer, local, tx });
+            links.map.insert(
+                id,
+                LinkTx {
+                    peer,
+                    outgoing,
+                    local,
+                    tx,
+                },
+            );
             id
         };
         let s = self.clone();
@@ -149,7 +171,7 @@ impl Servent {
     pub(super) fn link_in(self: &Arc<Self>, session: &Session, r: &mut BufReader<SharedStream>) {
         let peer = session.peer();
         session.join_class(self.links_in);
-        let id = match self.open_link(session.stream(), peer) {
+        let id = match self.open_link(session.stream(), peer, false) {
             Ok(id) => id,
             Err(e) => {
                 crate::diag!("link {peer}: cannot start it: {e}");

@@ -67,6 +67,7 @@ use std::time::{Duration, Instant};
 mod answers;
 mod links;
 mod seen;
+mod view;
 
 use answers::Answers;
 use links::{LinkId, Links, own_address};
@@ -75,8 +76,10 @@ use seen::{QueryId, Seen};
 use super::kvfile::KvStore;
 use super::wire::{self, Flood, Message, Text};
 use crate::error::{Result, ResultExt};
+use crate::events::Events;
 use crate::log::Level;
 use crate::log::Throttle;
+use crate::metrics::Registry;
 use crate::net::{self, SharedStream, Timeouts};
 use crate::server::{ConnClass, Limits, Server, Session};
 use crate::shutdown::Shutdown;
@@ -129,6 +132,8 @@ pub struct Config {
     pub link_idle_timeout: Duration,
     /// `-q`: only link changes and the final stats; `-v`: every drop.
     pub level: Level,
+    /// Serve a live view at this address (`--http`).
+    pub http: Option<String>,
 }
 
 /// Which of the two queries a request or a flood carries.
@@ -181,6 +186,75 @@ impl fmt::Display for Stats {
     }
 }
 
+impl Stats {
+    /// The counters as `state.json` gives them.
+    fn json(&self) -> serde_json::Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "requests": g(&self.requests),
+            "floods": g(&self.floods),
+            "duplicates": g(&self.duplicates),
+            "sent": g(&self.sent),
+            "answers": g(&self.answers),
+            "dropped": g(&self.dropped),
+        })
+    }
+}
+
+impl Servent {
+    /// Registers the servent's counters and gauges in `metrics`.
+    fn export_metrics(self: &Arc<Self>, metrics: &Registry) {
+        type Field = fn(&Stats) -> &AtomicU64;
+        let counted: [(&str, &str, Field); 6] = [
+            (
+                "flood_requests_total",
+                "Queries received from clients.",
+                |s| &s.requests,
+            ),
+            (
+                "flood_floods_total",
+                "Floods received from neighbours.",
+                |s| &s.floods,
+            ),
+            (
+                "flood_duplicates_total",
+                "Floods dropped as already seen.",
+                |s| &s.duplicates,
+            ),
+            ("flood_sent_total", "Floods written to neighbours.", |s| {
+                &s.sent
+            }),
+            (
+                "flood_answers_total",
+                "Answers delivered to clients.",
+                |s| &s.answers,
+            ),
+            (
+                "flood_dropped_total",
+                "Floods or answers dropped (a queue full, too many answers in flight).",
+                |s| &s.dropped,
+            ),
+        ];
+        for (name, help, field) in counted {
+            let s = self.clone();
+            metrics.counter_fn(name, help, &[], move || {
+                field(&s.stats).load(Ordering::Relaxed)
+            });
+        }
+        let s = self.clone();
+        metrics.gauge_fn("flood_links", "Neighbour links open now.", &[], move || {
+            lock(&s.links).map.len() as f64
+        });
+        let s = self.clone();
+        metrics.gauge_fn(
+            "flood_queries_remembered",
+            "Queries remembered to drop their duplicates.",
+            &[],
+            move || lock(&s.seen).len() as f64,
+        );
+    }
+}
+
 fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
@@ -212,6 +286,10 @@ struct Servent {
     /// Connections without a valid ID, clients sending garbage or vanishing
     /// in the middle of a message.
     conn_errors: Throttle,
+    /// The recent queries, for the live view.
+    trace: view::Trace,
+    /// Protocol steps, for the live view.
+    events: Arc<Events>,
 }
 
 /// The next message on an accepted connection: idle until its first byte,
@@ -251,7 +329,12 @@ pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
         drops: Throttle::new(verbose),
         failures: Throttle::new(verbose),
         conn_errors: Throttle::new(verbose),
+        trace: view::Trace::default(),
+        events: Events::new(),
     });
+    let metrics = Registry::new();
+    server.export_metrics(&metrics);
+    servent.export_metrics(&metrics);
 
     // Links to the listed neighbours are up (and registered for flooding)
     // before the readiness line, so a query sent right after it floods.
@@ -264,11 +347,23 @@ pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
             .doing(|| format!("greeting neighbour {addr}"))?;
         let peer = stream.peer_addr()?;
         let id = servent
-            .open_link(&stream, peer)
+            .open_link(&stream, peer, true)
             .doing(|| format!("starting the link to {addr}"))?;
         outgoing.push((stream, peer, id));
     }
     server.announce()?;
+    if let Some(addr) = &config.http {
+        crate::view::start(
+            addr,
+            config.limits.io,
+            shutdown.clone(),
+            Arc::new(view::ServentSite {
+                servent: servent.clone(),
+            }),
+            metrics,
+            servent.events.clone(),
+        )?;
+    }
     for (stream, peer, id) in outgoing {
         crate::event!("link out {peer}");
         let s = servent.clone();
@@ -374,8 +469,38 @@ impl Servent {
         if lock(&self.seen).insert(id, Instant::now()) {
             return true;
         }
-        self.event(format_args!("duplicate {} seq {} from {peer}", id.0, id.1));
+        let from = peer.to_string();
+        self.trace.duplicate(id.0, id.1, &from);
+        self.events.publish("duplicate", |m| {
+            m.insert("origin".into(), id.0.to_string().into());
+            m.insert("seq".into(), id.1.into());
+            m.insert("from".into(), from.clone().into());
+        });
+        self.event(format_args!("duplicate {} seq {} from {from}", id.0, id.1));
         false
+    }
+
+    /// A query seen for the first time, for the view.
+    fn traced(
+        &self,
+        query: Query,
+        origin: SocketAddrV4,
+        seq: u32,
+        info: &Text,
+        from: &str,
+        ttl: u16,
+    ) {
+        self.trace
+            .first(origin, seq, query, &info.to_string(), from, ttl);
+        self.events
+            .publish(if from == "client" { "request" } else { "flood" }, |m| {
+                m.insert("query".into(), query.to_string().into());
+                m.insert("origin".into(), origin.to_string().into());
+                m.insert("seq".into(), seq.into());
+                m.insert("info".into(), info.to_string().into());
+                m.insert("from".into(), from.into());
+                m.insert("ttl".into(), ttl.into());
+            });
     }
 
     /// A query from a client: answer for ourselves, flood with the full TTL.
@@ -402,6 +527,7 @@ impl Servent {
         if !self.first_sight((origin, seq), "client") {
             return;
         }
+        self.traced(query, origin, seq, &key, "client", self.ttl);
         let info = match query {
             Query::Key => {
                 self.event(format_args!("request key {origin} seq {seq} {key}"));
@@ -444,6 +570,14 @@ impl Servent {
             bump(&self.stats.duplicates, 1);
             return;
         }
+        self.traced(
+            query,
+            origin,
+            seq,
+            &flood.info,
+            &peer.to_string(),
+            flood.ttl,
+        );
         self.event(format_args!(
             "flood {query} {origin} seq {seq} ttl {} from {peer}",
             flood.ttl
@@ -473,6 +607,11 @@ impl Servent {
         }
         flood.ttl = flood.ttl.saturating_sub(1);
         if flood.ttl == 0 {
+            self.trace.stopped(origin, seq);
+            self.events.publish("stopped", |m| {
+                m.insert("origin".into(), origin.to_string().into());
+                m.insert("seq".into(), seq.into());
+            });
             self.event(format_args!("stopped {origin} seq {seq}"));
             return;
         }
@@ -494,9 +633,13 @@ impl Servent {
             .map(|(_, l)| (l.peer, l.tx.clone()))
             .collect();
         let mut queued = 0;
+        let mut to = Vec::new();
         for (peer, tx) in targets {
             match tx.try_send(bytes.clone()) {
-                Ok(()) => queued += 1,
+                Ok(()) => {
+                    queued += 1;
+                    to.push(peer.to_string());
+                }
                 Err(TrySendError::Full(_)) => {
                     bump(&self.stats.dropped, 1);
                     crate::diag!("link {peer}: queue full, flood {origin} seq {seq} dropped");
@@ -505,6 +648,13 @@ impl Servent {
                 Err(TrySendError::Disconnected(_)) => {}
             }
         }
+        self.events.publish("forwarded", |m| {
+            m.insert("origin".into(), origin.to_string().into());
+            m.insert("seq".into(), seq.into());
+            m.insert("ttl".into(), ttl.into());
+            m.insert("to".into(), to.clone().into());
+        });
+        self.trace.forwarded(origin, seq, to);
         self.event(format_args!(
             "forwarded {origin} seq {seq} ttl {ttl} to {queued} links"
         ));

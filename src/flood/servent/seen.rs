@@ -27,6 +27,11 @@ impl Seen {
         }
     }
 
+    /// How many queries are remembered.
+    pub(super) fn len(&self) -> usize {
+        self.set.len()
+    }
+
     /// Records `id` as seen at `now`; false if it was already seen.
     pub(super) fn insert(&mut self, id: QueryId, now: Instant) -> bool {
         while let Some(&(at, old)) = self.order.front() {
@@ -49,12 +54,12 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    pub(super) fn id(port: u16, seq: u32) -> QueryId {
+    fn id(port: u16, seq: u32) -> QueryId {
         (SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), seq)
     }
 
     #[test]
-    pub(super) fn seen_drops_repeats() {
+    fn seen_drops_repeats() {
         let mut s = Seen::new(Duration::from_secs(10), 100);
         let t = Instant::now();
         assert!(s.insert(id(1, 0), t));
@@ -65,7 +70,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn seen_forgets_after_a_while() {
+    fn seen_forgets_after_a_while() {
         let mut s = Seen::new(Duration::from_secs(10), 100);
         let t = Instant::now();
         assert!(s.insert(id(1, 0), t));
@@ -75,7 +80,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn seen_stays_under_its_cap() {
+    fn seen_stays_under_its_cap() {
         let mut s = Seen::new(Duration::from_secs(3600), 50);
         let t = Instant::now();
         for seq in 0..10_000 {

@@ -209,20 +209,6 @@ fn black_hole() -> (TcpListener, Vec<TcpStream>) {
     (l, queued)
 }
 
-/// KEYFLOOD ttl 1 for `key` from `origin`.
-fn keyflood_bytes(seq: u32, origin: SocketAddr, key: &str) -> Vec<u8> {
-    let SocketAddr::V4(o) = origin else {
-        panic!("IPv4 only")
-    };
-    let mut v = vec![0x00, 0x07, 0x00, 0x01];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&o.ip().octets());
-    v.extend_from_slice(&o.port().to_be_bytes());
-    v.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    v.extend_from_slice(key.as_bytes());
-    v
-}
-
 #[test]
 fn answers_to_a_black_hole_do_not_starve_real_clients() {
     let dir = TempDir::new("flood-hole");

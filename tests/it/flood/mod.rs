@@ -17,6 +17,7 @@ use crate::harness::*;
 mod client;
 mod load;
 mod topology;
+mod view;
 mod wire;
 
 /// The quiet time given to kv-query here (seconds): longer than any test.
@@ -283,3 +284,17 @@ fn ssh_servent(dir: &TempDir, extra: &[&str]) -> Proc {
 }
 
 const SSH: &str = "22/tcp # SSH";
+
+/// KEYFLOOD ttl 1 for `key` from `origin`.
+fn keyflood_bytes(seq: u32, origin: SocketAddr, key: &str) -> Vec<u8> {
+    let SocketAddr::V4(o) = origin else {
+        panic!("IPv4 only")
+    };
+    let mut v = vec![0x00, 0x07, 0x00, 0x01];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&o.ip().octets());
+    v.extend_from_slice(&o.port().to_be_bytes());
+    v.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    v.extend_from_slice(key.as_bytes());
+    v
+}
