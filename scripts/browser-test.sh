@@ -44,7 +44,13 @@ wait_count "$RUN/index.out" '^joined ' 2 10 || exit 1
 
 # The Napster-like directory: a server with its view, users with names
 # that are markup, a published file, a connected and a disconnected user.
-start nap nap-server --listen 127.0.0.1:0 --http 127.0.0.1:0 || exit 1
+start naplog nap-log --listen 127.0.0.1:0 --http 127.0.0.1:0 || exit 1
+wait_line "$RUN/naplog.out" '^view on ' 10 || exit 1
+VIEW_naplog=$(sed -n 's/^view on //p' "$RUN/naplog.out")
+start naptime nap-time --listen 127.0.0.1:0 --http 127.0.0.1:0 || exit 1
+wait_line "$RUN/naptime.out" '^view on ' 10 || exit 1
+VIEW_naptime=$(sed -n 's/^view on //p' "$RUN/naptime.out")
+start nap nap-server --listen 127.0.0.1:0 --http 127.0.0.1:0 --log-rpc "$ADDR_naplog" || exit 1
 wait_line "$RUN/nap.out" '^view on ' 10 || exit 1
 VIEW_nap=$(sed -n 's/^view on //p' "$RUN/nap.out")
 mkdir -p "$RUN/share"
@@ -52,8 +58,10 @@ printf 'notes\n' >"$RUN/share/notes.txt"
 printf '%s\n' 'REGISTER "<img src=x onerror=alert(1)>"' 'CONNECT "<img src=x onerror=alert(1)>"' \
     'PUBLISH notes.txt "</script><script>alert(2)</script>"' 'REGISTER bo' 'LIST_USERS' |
     nap-peer -s 127.0.0.1 -p "$PORT_nap" --listen-ip 127.0.0.1 --share "$RUN/share" \
+        --time-url "http://$ADDR_naptime/" \
         >"$RUN/peer.out" 2>"$RUN/peer.err" || true
 wait_line "$RUN/nap.out" 'LIST_USERS FROM' 10 || exit 1
+wait_line "$RUN/naplog.out" 'LIST_USERS' 10 || exit 1
 
 # Remote directories, stateful: a client holding two handles open (one
 # on a folder whose name is markup) while the page is looked at.
@@ -89,5 +97,6 @@ wait_line "$RUN/kvb.out" '^duplicate ' 10 || exit 1
 
 step "every page passes in Chromium" \
     env CHROMIUM="$CHROMIUM" node "$BROWSER_DIR/views.mjs" "$RUN/shots" \
-    "index=$VIEW_index" "nap=$VIEW_nap" "rdir=$VIEW_rdir" "flood=$VIEW_flood"
+    "index=$VIEW_index" "nap=$VIEW_nap" "rdir=$VIEW_rdir" "flood=$VIEW_flood" \
+    "records=$VIEW_naplog" "records=$VIEW_naptime"
 KEEP=${KEEP:-1} summary

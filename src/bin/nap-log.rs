@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use peerkit::cli::{self, DaemonArgs};
+use peerkit::cli::{self, DaemonArgs, ViewArgs};
 use peerkit::nap::cmd;
 
 /// Serves program 0x20000099 version 1 (operations.x) and prints
@@ -14,11 +14,17 @@ use peerkit::nap::cmd;
 struct Args {
     #[command(flatten)]
     daemon: DaemonArgs,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 fn main() -> ExitCode {
     let a = Args::parse();
     cli::run(env!("CARGO_BIN_NAME"), || {
-        cmd::log(&a.daemon.listen_or("0.0.0.0:0"), a.daemon.limits())
+        cmd::log(
+            &a.daemon.listen_or("0.0.0.0:0"),
+            a.daemon.limits(),
+            a.view.http.as_deref(),
+        )
     })
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use peerkit::cli::{self, DaemonArgs};
+use peerkit::cli::{self, DaemonArgs, ViewArgs};
 use peerkit::nap::{cmd, time_service};
 
 /// Gives the date-time (UTC, `DD/MM/YYYY HH:MM:SS`): as text at `GET /`,
@@ -13,6 +13,8 @@ use peerkit::nap::{cmd, time_service};
 struct Args {
     #[command(flatten)]
     daemon: DaemonArgs,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 fn main() -> ExitCode {
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         cmd::time(
             &a.daemon.listen_or(time_service::DEFAULT_LISTEN),
             a.daemon.limits(),
+            a.view.http.as_deref(),
         )
     })
 }

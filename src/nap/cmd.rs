@@ -20,8 +20,8 @@ pub fn server(mut config: Config, log_rpc: Option<String>) -> anyhow::Result<()>
 }
 
 /// `nap-time`: serves the date-time until Ctrl-C or SIGTERM.
-pub fn time(listen: &str, limits: Limits) -> anyhow::Result<()> {
-    time_service::run(listen, limits)?;
+pub fn time(listen: &str, limits: Limits, http: Option<&str>) -> anyhow::Result<()> {
+    time_service::run(listen, limits, http)?;
     Ok(())
 }
 
@@ -45,7 +45,7 @@ pub fn listen_addr(listen: Option<String>, port: u16) -> String {
 }
 
 /// `nap-log`: prints every logged operation until Ctrl-C or SIGTERM.
-pub fn log(listen: &str, limits: Limits) -> anyhow::Result<()> {
-    oplog::run(listen, limits)?;
+pub fn log(listen: &str, limits: Limits, http: Option<&str>) -> anyhow::Result<()> {
+    oplog::run(listen, limits, http)?;
     Ok(())
 }

@@ -15,6 +15,8 @@
 //!   listener and the GET_FILE client.
 //! - [`time_service`]: `nap-time`: the date-time over plain HTTP and SOAP 1.1, and
 //!   the client peers use to ask it.
+//! - `records`: the live view of `nap-log` and `nap-time`, a list of what
+//!   each served (`records.html`).
 //! - [`oplog`]: `nap-log`, the ONC RPC operation log (`operations.x`), and
 //!   the server's non-blocking sender to it.
 //! - [`cmd`]: the programs' bodies.
@@ -23,6 +25,7 @@ pub mod cmd;
 pub mod datetime;
 pub mod oplog;
 pub mod peer;
+mod records;
 pub mod server;
 mod server_view;
 pub mod store;

@@ -16,6 +16,9 @@
 //! server with short timeouts. When the queue is full, or the log server is
 //! unreachable, entries are dropped and counted, with a warning now and then.
 
+use super::records::Records;
+use crate::events::Events;
+use crate::metrics::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,7 +117,10 @@ fn clip(mut s: String) -> String {
 }
 
 /// The `nap-log` program: prints each entry.
-struct LogProgram;
+struct LogProgram {
+    /// The operations logged, for the live view.
+    records: Arc<Records>,
+}
 
 impl Program for LogProgram {
     fn prog(&self) -> u32 {
@@ -128,6 +134,12 @@ impl Program for LogProgram {
             return Err(Fault::ProcUnavail);
         }
         let e = call.args(Entry::decode)?;
+        self.records.add("logged", |m| {
+            m.insert("user".into(), printable(&e.username).into());
+            m.insert("operation".into(), printable(&e.operation).into());
+            m.insert("timestamp".into(), printable(&e.timestamp).into());
+            m.insert("from".into(), call.peer.to_string().into());
+        });
         crate::event!(
             "{} {} {}",
             printable(&e.username),
@@ -140,12 +152,40 @@ impl Program for LogProgram {
 
 /// Serves the log until Ctrl-C or SIGTERM, registered with the local
 /// rpcbind (or, if there is none, on its port only, with a warning).
-pub fn run(listen: &str, limits: Limits) -> Result<()> {
+pub fn run(listen: &str, limits: Limits, http: Option<&str>) -> Result<()> {
     let server = Server::start(listen, limits)?;
     let port = server.local_addr().port();
     let registration = Registration::register_or_warn(PROG, VERS, port);
     server.announce()?;
-    let served = rpc_server::serve(server, Arc::new(LogProgram), MAX_RECORD);
+    let metrics = Registry::new();
+    let events = Events::new();
+    server.export_metrics(&metrics);
+    let records = Arc::new(Records::new(
+        "nap-log: the operation log",
+        &[
+            ("t", "received"),
+            ("user", "user"),
+            ("operation", "operation"),
+            ("timestamp", "stamped"),
+            ("from", "from"),
+        ],
+        &metrics,
+        "oplog_calls",
+        "LOG_OPERATION calls logged.",
+        &["logged"],
+        events.clone(),
+    ));
+    if let Some(addr) = http {
+        crate::view::start(
+            addr,
+            limits.io,
+            server.shutdown().clone(),
+            records.clone(),
+            metrics,
+            events,
+        )?;
+    }
+    let served = rpc_server::serve(server, Arc::new(LogProgram { records }), MAX_RECORD);
     drop(registration);
     served
 }

@@ -14,6 +14,11 @@
 //! request and idle deadlines. Requests are read by the shared `http`
 //! module and SOAP envelopes by `quick-xml`.
 
+use std::sync::Arc;
+
+use super::records::Records;
+use crate::events::Events;
+use crate::metrics::Registry;
 use std::io::{BufReader, Read, Write};
 use std::net::SocketAddr;
 
@@ -39,11 +44,39 @@ const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Serves the date-time until Ctrl-C or SIGTERM.
-pub fn run(listen: &str, limits: Limits) -> Result<()> {
+pub fn run(listen: &str, limits: Limits, http: Option<&str>) -> Result<()> {
     let server = Server::start(listen, limits)?;
     server.announce()?;
-    server.serve(|session| {
-        if let Err(e) = serve_conn(&session)
+    let metrics = Registry::new();
+    let events = Events::new();
+    server.export_metrics(&metrics);
+    let records = Arc::new(Records::new(
+        "nap-time: the date-time service",
+        &[
+            ("t", "time"),
+            ("client", "client"),
+            ("kind", "asked"),
+            ("status", "answer"),
+            ("datetime", "date-time given"),
+        ],
+        &metrics,
+        "time_requests",
+        "Requests answered, by kind: text (GET /), wsdl, soap, fault, refused.",
+        &["text", "wsdl", "soap", "fault", "refused"],
+        events.clone(),
+    ));
+    if let Some(addr) = http {
+        crate::view::start(
+            addr,
+            limits.io,
+            server.shutdown().clone(),
+            records.clone(),
+            metrics,
+            events,
+        )?;
+    }
+    server.serve(move |session| {
+        if let Err(e) = serve_conn(&session, &records)
             && !e.is_disconnect()
         {
             crate::diag!("{}: {e}", session.peer());
@@ -59,7 +92,7 @@ fn xml(status: &'static str, body: String) -> Reply {
     Reply::new(status, "text/xml; charset=utf-8", body)
 }
 
-fn serve_conn(session: &Session) -> Result<()> {
+fn serve_conn(session: &Session, records: &Records) -> Result<()> {
     let local = session.stream().local_addr()?;
     let mut r = BufReader::new(session.stream());
     loop {
@@ -78,7 +111,12 @@ fn serve_conn(session: &Session) -> Result<()> {
             }
         };
         session.busy();
-        let reply = route(&req, local);
+        let (reply, kind, datetime) = route(&req, local);
+        records.add(kind, |m| {
+            m.insert("client".into(), session.peer().to_string().into());
+            m.insert("status".into(), reply.status.into());
+            m.insert("datetime".into(), datetime.map(|d| d.to_string()).into());
+        });
         reply.write(session.stream(), req.keep_alive, false)?;
         if !req.keep_alive {
             return Ok(());
@@ -86,31 +124,49 @@ fn serve_conn(session: &Session) -> Result<()> {
     }
 }
 
-fn route(req: &http::Request, local: SocketAddr) -> Reply {
+/// The reply to `req`, what kind of request it was and the date-time
+/// given, if one was.
+fn route(req: &http::Request, local: SocketAddr) -> (Reply, &'static str, Option<DateTime>) {
     let query = req.query.as_deref();
     if req.path != "/" {
-        return Reply::text("404 Not Found", "not found\n");
+        return (Reply::text("404 Not Found", "not found\n"), "refused", None);
     }
     match (req.method.as_str(), query) {
         ("GET", Some(q)) if q.eq_ignore_ascii_case("wsdl") => {
             let address = format!("http://{}/", reachable_host(req.host.as_deref(), local));
-            xml("200 OK", wsdl(&address))
+            (xml("200 OK", wsdl(&address)), "wsdl", None)
         }
-        ("GET", None) => Reply::text("200 OK", format!("{}\n", DateTime::now())),
+        ("GET", None) => {
+            let now = DateTime::now();
+            (Reply::text("200 OK", format!("{now}\n")), "text", Some(now))
+        }
         ("POST", _) => match soap_operation(&req.body) {
             Ok(op) if op == "get_current_datetime" => {
-                xml("200 OK", soap_response(&DateTime::now()))
+                let now = DateTime::now();
+                (xml("200 OK", soap_response(&now)), "soap", Some(now))
             }
-            Ok(op) => xml(
-                "500 Internal Server Error",
-                soap_fault("soap11env:Client", &format!("no such operation: {op}")),
+            Ok(op) => (
+                xml(
+                    "500 Internal Server Error",
+                    soap_fault("soap11env:Client", &format!("no such operation: {op}")),
+                ),
+                "fault",
+                None,
             ),
-            Err(why) => xml(
-                "500 Internal Server Error",
-                soap_fault("soap11env:Client", &why),
+            Err(why) => (
+                xml(
+                    "500 Internal Server Error",
+                    soap_fault("soap11env:Client", &why),
+                ),
+                "fault",
+                None,
             ),
         },
-        _ => Reply::text("405 Method Not Allowed", "method not allowed\n"),
+        _ => (
+            Reply::text("405 Method Not Allowed", "method not allowed\n"),
+            "refused",
+            None,
+        ),
     }
 }
 

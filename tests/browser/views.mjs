@@ -105,6 +105,21 @@ const checks = {
     const known = newest ? newest.duplicates_from.filter((p) => state.links.some((l) => l.peer === p)).length : 0;
     check(drawn.dups === known, `${name}: a cross per duplicate of the newest query (${known})`, `drawn ${drawn.dups}`);
   },
+  async records(page, state, name) {
+    const want = Math.min(80, state.records.length);
+    await page.waitForFunction((n) => document.querySelectorAll("#records > tr").length === n,
+      want, { timeout: 15000 });
+    const drawn = await page.evaluate(() => ({
+      title: document.getElementById("title").textContent,
+      heads: [...document.querySelectorAll("#head > th")].map((th) => th.textContent),
+      rows: document.querySelectorAll("#records > tr").length,
+    }));
+    check(drawn.title === state.system, `${name}: its title (${state.system})`, drawn.title);
+    check(JSON.stringify(drawn.heads) === JSON.stringify(state.columns.map((c) => c.heading)),
+      `${name}: its columns`, JSON.stringify(drawn.heads));
+    check(drawn.rows === want && want > 0, `${name}: one row per record served (${state.records.length})`,
+      `rows ${drawn.rows}`);
+  },
 };
 
 const browser = await chromium.launch({
@@ -157,7 +172,7 @@ try {
     }));
     check(made.img === 0 && made.scripts === 1, `${name}: no element made from a peer's name`,
       JSON.stringify(made));
-    const shot = `${outDir}/${name}.png`;
+    const shot = `${outDir}/${name}-${new URL(url).port}.png`;
     await page.screenshot({ path: shot, fullPage: false });
     console.log(`      screenshot: ${shot}`);
     check(problems.length === 0, `${name}: no script error, failed request, dialog or other host`,

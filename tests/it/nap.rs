@@ -930,3 +930,59 @@ fn the_server_view_lists_users_operations_and_counts_exactly() {
     );
     assert_eq!(state["operations"][2]["result"], "NameInUse");
 }
+
+#[test]
+fn nap_time_and_nap_log_views_count_what_they_served() {
+    let mut t = cmd(bin!("nap-time"))
+        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .daemon();
+    let line = t.wait_stdout(|l| l.starts_with("view on "));
+    let view = line["view on ".len()..].to_string();
+    for _ in 0..2 {
+        assert!(ask(&t.addr, b"GET / HTTP/1.0\r\n\r\n").starts_with(b"HTTP/1.1 200 OK"));
+    }
+    assert!(ask(&t.addr, b"GET /nothing HTTP/1.0\r\n\r\n").starts_with(b"HTTP/1.1 404"));
+    let (_, m) = view_get(&view, "/metrics");
+    assert_eq!(
+        metric(&m, "peerkit_time_requests_total{kind=\"text\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&m, "peerkit_time_requests_total{kind=\"refused\"}"),
+        Some(1.0)
+    );
+    let state: serde_json::Value = serde_json::from_str(&view_get(&view, "/state.json").1).unwrap();
+    let records = state["records"].as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    assert!(
+        records[0]["datetime"]
+            .as_str()
+            .is_some_and(|d| peerkit::nap::DateTime::parse(d).is_some()),
+        "{state}"
+    );
+
+    let mut log = cmd(bin!("nap-log"))
+        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .daemon();
+    let line = log.wait_stdout(|l| l.starts_with("view on "));
+    let log_view = line["view on ".len()..].to_string();
+    let s = nap_server(&["--log-rpc", &log.addr]);
+    for user in ["ana", "bo"] {
+        assert_eq!(ask_parts(&s.addr, &["REGISTER", DT, user]), b"0\0");
+    }
+    log.wait_stdout(|l| l.starts_with("bo REGISTER"));
+    let (_, m) = view_get(&log_view, "/metrics");
+    assert_eq!(
+        metric(&m, "peerkit_oplog_calls_total{kind=\"logged\"}"),
+        Some(2.0)
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&view_get(&log_view, "/state.json").1).unwrap();
+    let users: Vec<&str> = state["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["ana", "bo"]);
+}
