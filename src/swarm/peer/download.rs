@@ -10,7 +10,7 @@
 //! guards give its pieces back to the pool.
 
 use std::collections::VecDeque;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::net::SocketAddr;
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,8 +26,9 @@ use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
 use super::state::State;
 use super::{
-    ENDGAME, HAVE_REFRESH, IDLE_HAVE_REFRESH, MAX_BACKOFF_DOUBLINGS, Node, PIPELINE, RETRY_AFTER,
-    SEED_PATIENCE, TICK, unexpected,
+    ENDGAME, FIRST_OVERDUE, HAVE_REFRESH, IDLE_HAVE_REFRESH, MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE,
+    Node, OVERDUE_FACTOR, OVERDUE_GRACE, PIPELINE, PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK,
+    unexpected,
 };
 
 /// What a download connection ended with.
@@ -41,8 +42,91 @@ enum End {
 /// A request this side sent and whose answer has not been read yet.
 #[derive(Debug, Clone, Copy)]
 enum Pending {
-    Have,
-    Piece { index: PieceIndex, holders: u16 },
+    Have {
+        sent: Instant,
+    },
+    Piece {
+        index: PieceIndex,
+        holders: u16,
+        sent: Instant,
+        /// Overdue, and given back to the pool for other holders: a late
+        /// answer is still used, but the request no longer counts as in
+        /// flight.
+        given_back: bool,
+    },
+}
+
+impl Pending {
+    fn sent(&self) -> Instant {
+        match *self {
+            Pending::Have { sent } | Pending::Piece { sent, .. } => sent,
+        }
+    }
+}
+
+/// What one connection's remote has delivered: how long a piece took it,
+/// from which follow the deadline of each answer and how many requests to
+/// keep in flight.
+#[derive(Debug)]
+struct Pace {
+    /// Moving average of the time one piece took, from its request (or
+    /// the answer before it, if later) to its last byte; `None` until the
+    /// remote delivered one.
+    per_piece: Option<Duration>,
+    /// When the last answer was read completely.
+    last_done: Instant,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            per_piece: None,
+            last_done: Instant::now(),
+        }
+    }
+
+    /// When the wait for `p`, at the head of the pipeline, began: its
+    /// request, or the answer before it if that came later.
+    fn since(&self, p: &Pending) -> Instant {
+        p.sent().max(self.last_done)
+    }
+
+    /// When the answer to `p` is overdue: `OVERDUE_FACTOR` times what a
+    /// piece took this remote so far plus `OVERDUE_GRACE` (before any
+    /// piece came, `FIRST_OVERDUE`), never later than the I/O timeout.
+    fn overdue_at(&self, p: &Pending, io: Duration) -> Instant {
+        let budget = match self.per_piece {
+            Some(t) => t * OVERDUE_FACTOR + OVERDUE_GRACE,
+            None => FIRST_OVERDUE,
+        };
+        self.since(p) + budget.min(io)
+    }
+
+    /// Counts an answer read completely now; `piece` if it was a piece.
+    fn done(&mut self, p: &Pending, piece: bool) {
+        let now = Instant::now();
+        if piece {
+            let took = now - p.sent().max(self.last_done);
+            self.per_piece = Some(match self.per_piece {
+                // An average over about four pieces.
+                Some(avg) => (avg * 3 + took) / 4,
+                None => took,
+            });
+        }
+        self.last_done = now;
+    }
+
+    /// Piece requests to keep in flight: enough to cover `PIPELINE_TIME`
+    /// at the rate this remote delivers, plus one being read.
+    fn depth(&self) -> usize {
+        match self.per_piece {
+            None => PIPELINE,
+            Some(t) => {
+                let ahead = PIPELINE_TIME.as_secs_f64() / t.as_secs_f64().max(1e-4);
+                (ahead.ceil() as usize + 1).clamp(PIPELINE, MAX_PIPELINE)
+            }
+        }
+    }
 }
 
 /// A piece request taken off the pipeline while its answer is read. Unless
@@ -79,6 +163,17 @@ impl<'a> Claim<'a> {
     fn settle(mut self) {
         self.live = false;
     }
+
+    /// Gives the piece back now (the answer is overdue) but keeps reading
+    /// it: if it comes after all, it is used without being counted out a
+    /// second time.
+    fn give_back(&mut self) {
+        if self.live {
+            self.live = false;
+            self.node.lock().release(self.index);
+            self.node.changed.notify_all();
+        }
+    }
 }
 
 impl Drop for Claim<'_> {
@@ -88,6 +183,109 @@ impl Drop for Claim<'_> {
             self.node.changed.notify_all();
         }
     }
+}
+
+/// Reads one answer (and a piece's bytes) from a connection under two
+/// deadlines: at `late` the caller's `on_late` runs once (it gives the
+/// connection's pieces back for other holders) and the read goes on; at
+/// `hard` (the I/O timeout) the read fails with `Error::TimedOut`.
+struct Overdue<'c> {
+    conn: &'c mut Conn,
+    late: Instant,
+    hard: Instant,
+    /// `on_late` has run.
+    was_late: bool,
+    /// When the wait for this answer began.
+    since: Instant,
+    /// What a piece took this remote on average, if known.
+    per_piece: Option<Duration>,
+}
+
+impl Overdue<'_> {
+    /// Sets the socket's read timeout to the next deadline, running
+    /// `on_late` if the first has passed; fails once the second has.
+    fn arm(&mut self, what: &dyn Fn() -> String, on_late: &mut dyn FnMut()) -> Result<()> {
+        let now = Instant::now();
+        if !self.was_late && now >= self.late {
+            self.was_late = true;
+            on_late();
+        }
+        let until = if self.was_late { self.hard } else { self.late };
+        let left = until.saturating_duration_since(now);
+        if left.is_zero() {
+            let waited = self.since.elapsed().as_secs_f64();
+            return Err(Error::TimedOut(match self.per_piece {
+                Some(t) => format!(
+                    "{} not there after {waited:.1} s (its pieces took {:.2} s)",
+                    what(),
+                    t.as_secs_f64()
+                ),
+                None => format!("{} not there after {waited:.1} s", what()),
+            }));
+        }
+        self.conn.stream().set_read_timeout(Some(left))?;
+        Ok(())
+    }
+
+    /// Waits for the first byte of the next answer, which nothing has
+    /// consumed yet, so a timeout here loses nothing.
+    fn first_byte(&mut self, on_late: &mut dyn FnMut()) -> Result<()> {
+        let what = || "an answer".to_string();
+        loop {
+            if !self.conn.reader().buffer().is_empty() {
+                return Ok(());
+            }
+            self.arm(&what, on_late)?;
+            match self.conn.reader().fill_buf() {
+                Ok([]) => return Err(Error::Closed),
+                Ok(_) => return Ok(()),
+                Err(e) if is_timeout(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The answer's frame, whose first byte has come: the rest is read
+    /// under the hard deadline alone (a frame is a few bytes).
+    fn expect(&mut self, on_late: &mut dyn FnMut()) -> Result<PeerResponse> {
+        self.first_byte(on_late)?;
+        let left = self.hard.saturating_duration_since(Instant::now());
+        self.conn
+            .stream()
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        self.conn.expect::<PeerResponse>()
+    }
+
+    /// A piece's bytes, read as they come, so a deadline passing between
+    /// two reads only runs `on_late`.
+    fn read_exact(
+        &mut self,
+        buf: &mut [u8],
+        index: PieceIndex,
+        on_late: &mut dyn FnMut(),
+    ) -> Result<()> {
+        let what = || format!("piece {index}");
+        let mut off = 0;
+        while off < buf.len() {
+            self.arm(&what, on_late)?;
+            match self.conn.reader().read(&mut buf[off..]) {
+                Ok(0) => return Err(Error::Truncated),
+                Ok(n) => off += n,
+                Err(e) if is_timeout(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
 }
 
 /// How a download worker ended, as its `Slot` sees it when dropped.
@@ -115,7 +313,12 @@ impl Drop for Slot<'_> {
         let addr = self.addr;
         let mut st = self.node.lock();
         for p in self.pending.drain(..) {
-            if let Pending::Piece { index, .. } = p {
+            if let Pending::Piece {
+                index,
+                given_back: false,
+                ..
+            } = p
+            {
                 st.release(index);
             }
         }
@@ -190,6 +393,7 @@ impl Node {
 
     fn download_from(&self, slot: &mut Slot<'_>) -> Result<End> {
         let addr = slot.addr;
+        let io = self.cfg.limits.io.io;
         let stream = net::connect_addr(addr, &self.cfg.limits.io)?;
         let mut conn = Conn::new(stream)?;
         conn.client_handshake(PEER_WIRE)?;
@@ -205,11 +409,14 @@ impl Node {
         let pending = &mut slot.pending;
         let mut last_have_ask: Option<Instant> = None;
         let mut buf: Vec<u8> = Vec::new();
+        let mut pace = Pace::new();
+        // An answer is overdue: this connection's pieces were given back.
+        let mut late = false;
         loop {
             if self.shutdown.is_triggered() || self.is_complete() {
                 return Ok(End::Finished);
             }
-            let asking_have = pending.iter().any(|p| matches!(p, Pending::Have));
+            let asking_have = pending.iter().any(|p| matches!(p, Pending::Have { .. }));
             // With nothing to ask this remote for, ask more often what it
             // holds: a piece it just got is passed on sooner.
             let asking_pieces = pending.iter().any(|p| matches!(p, Pending::Piece { .. }));
@@ -220,15 +427,17 @@ impl Node {
             };
             if !asking_have && last_have_ask.is_none_or(|t| t.elapsed() >= refresh) {
                 conn.queue(&PeerRequest::Have { swarm: self.id })?;
-                pending.push_back(Pending::Have);
-                last_have_ask = Some(Instant::now());
+                let sent = Instant::now();
+                pending.push_back(Pending::Have { sent });
+                last_have_ask = Some(sent);
             }
             let mut idle = TICK;
+            let depth = if late { 0 } else { pace.depth() };
             while pending
                 .iter()
                 .filter(|p| matches!(p, Pending::Piece { .. }))
                 .count()
-                < PIPELINE
+                < depth
             {
                 match self.pick(addr, pending) {
                     Pick::Piece(index, holders) => {
@@ -236,7 +445,12 @@ impl Node {
                             swarm: self.id,
                             index: index.get(),
                         })?;
-                        pending.push_back(Pending::Piece { index, holders });
+                        pending.push_back(Pending::Piece {
+                            index,
+                            holders,
+                            sent: Instant::now(),
+                            given_back: false,
+                        });
                         self.detail(&format!(
                             "request piece {index} from {addr} (holders {holders})"
                         ));
@@ -252,39 +466,66 @@ impl Node {
                 self.wait_change(idle.min(IDLE_HAVE_REFRESH));
                 continue;
             };
+            // Every answer is read under a deadline from what this remote
+            // has delivered so far. Once it passes, this connection's
+            // pieces go back to the pool for other holders (a remote that
+            // vanished without closing costs a few of its piece times, not
+            // the I/O timeout) and it is asked for nothing new until an
+            // answer comes; at the I/O timeout the connection is dropped.
+            let mut reader = Overdue {
+                conn: &mut conn,
+                late: pace.overdue_at(&next, io),
+                hard: pace.since(&next) + io,
+                was_late: false,
+                since: pace.since(&next),
+                per_piece: pace.per_piece,
+            };
             match next {
-                Pending::Have => match conn.expect::<PeerResponse>()? {
-                    PeerResponse::Have {
-                        have,
-                        mut fetching,
-                        sending,
-                    } => {
-                        have.check_for(&self.manifest)?;
-                        fetching.check_for(&self.manifest)?;
-                        sending.check_for(&self.manifest)?;
-                        // Either way a copy is on its way somewhere.
-                        for i in 0..sending.len() as usize {
-                            if sending.has(i) {
-                                fetching.set_bit(i, true);
+                Pending::Have { .. } => {
+                    let mut on_late = || self.overdue(addr, pending, &mut late, None);
+                    match reader.expect(&mut on_late)? {
+                        PeerResponse::Have {
+                            have,
+                            mut fetching,
+                            sending,
+                        } => {
+                            pace.done(&next, false);
+                            late = false;
+                            have.check_for(&self.manifest)?;
+                            fetching.check_for(&self.manifest)?;
+                            sending.check_for(&self.manifest)?;
+                            // Either way a copy is on its way somewhere.
+                            for i in 0..sending.len() as usize {
+                                if sending.has(i) {
+                                    fetching.set_bit(i, true);
+                                }
                             }
+                            let mut st = self.lock();
+                            if let Some(r) = st.remotes.get_mut(&addr) {
+                                r.busy = self.manifest.empty_bitfield();
+                            }
+                            st.set_remote_have(addr, have, fetching);
                         }
-                        let mut st = self.lock();
-                        if let Some(r) = st.remotes.get_mut(&addr) {
-                            r.busy = self.manifest.empty_bitfield();
+                        PeerResponse::UnknownSwarm => {
+                            return Err(Error::Protocol("the peer is not in this swarm".into()));
                         }
-                        st.set_remote_have(addr, have, fetching);
+                        other => return Err(unexpected(&other)),
                     }
-                    PeerResponse::UnknownSwarm => {
-                        return Err(Error::Protocol("the peer is not in this swarm".into()));
-                    }
-                    other => return Err(unexpected(&other)),
-                },
-                Pending::Piece { index, holders } => {
+                }
+                Pending::Piece {
+                    index,
+                    holders,
+                    given_back,
+                    ..
+                } => {
                     // From here until the answer settles it, every way out
                     // (`?`, a wrong answer, a panic) gives the piece back.
-                    let claim = Claim::new(self, index);
+                    let mut claim = Claim::new(self, index);
+                    claim.live = !given_back;
                     let want = self.manifest.piece_len(index);
-                    match conn.expect::<PeerResponse>()? {
+                    let mut on_late = || self.overdue(addr, pending, &mut late, Some(&mut claim));
+                    let answer = reader.expect(&mut on_late)?;
+                    match answer {
                         PeerResponse::Piece { index: got, len } if got == index.get() => {
                             if len != want {
                                 return Err(Error::Protocol(format!(
@@ -292,9 +533,13 @@ impl Node {
                                 )));
                             }
                             buf.resize(want as usize, 0);
-                            conn.reader().read_exact(&mut buf)?;
+                            reader.read_exact(&mut buf, index, &mut on_late)?;
+                            pace.done(&next, true);
+                            late = false;
                             if Digest::of(&buf) != self.manifest.piece_hash(index) {
-                                drop(claim.release());
+                                if claim.live {
+                                    drop(claim.release());
+                                }
                                 self.log(&format!(
                                     "piece {index} from {addr} failed its check; not asking {addr} again"
                                 ));
@@ -303,7 +548,10 @@ impl Node {
                             self.piece_done(claim, &buf, addr, holders)?;
                         }
                         PeerResponse::Missing { index: got } if got == index.get() => {
-                            let mut st = claim.release();
+                            pace.done(&next, false);
+                            late = false;
+                            claim.give_back();
+                            let mut st = self.lock();
                             if let Some(r) = st.remotes.get(&addr) {
                                 let mut have = r.have.clone();
                                 have.set_bit(index.slot(), false);
@@ -312,9 +560,12 @@ impl Node {
                             }
                         }
                         PeerResponse::Busy { index: got } if got == index.get() => {
+                            pace.done(&next, false);
+                            late = false;
+                            claim.give_back();
                             // Counted as on its way elsewhere until the
                             // next `Have` answer says otherwise.
-                            let mut st = claim.release();
+                            let mut st = self.lock();
                             if let Some(r) = st.remotes.get_mut(&addr) {
                                 r.busy.set_bit(index.slot(), true);
                                 let have = r.have.clone();
@@ -328,6 +579,38 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// An answer from `addr` is overdue: gives back the piece being read
+    /// (`reading`) and every piece still pipelined, so other holders can
+    /// be asked, forgets what `addr` holds until it answers again, and
+    /// marks the connection `late` (asked for nothing new).
+    fn overdue(
+        &self,
+        addr: SocketAddr,
+        pending: &mut VecDeque<Pending>,
+        late: &mut bool,
+        reading: Option<&mut Claim<'_>>,
+    ) {
+        *late = true;
+        if let Some(claim) = reading {
+            claim.give_back();
+        }
+        let mut st = self.lock();
+        for p in pending.iter_mut() {
+            if let Pending::Piece {
+                index, given_back, ..
+            } = p
+                && !*given_back
+            {
+                *given_back = true;
+                st.release(*index);
+            }
+        }
+        st.clear_remote(addr);
+        drop(st);
+        self.changed.notify_all();
+        self.detail(&format!("{addr} is late; its pieces go to other holders"));
     }
 
     /// Chooses the next piece to ask `addr` for: the rarest piece it holds
@@ -414,17 +697,36 @@ impl Node {
         holders: u16,
     ) -> Result<()> {
         let i = claim.index;
+        let slot = i.slot();
+        if self.lock().have.has(slot) {
+            // A duplicate from the end game, or a late answer already
+            // fetched elsewhere: only the count of requests changes.
+            let counted = claim.live;
+            claim.settle();
+            if counted {
+                let mut st = self.lock();
+                st.in_flight[slot] = st.in_flight[slot].saturating_sub(1);
+            }
+            return Ok(());
+        }
         self.store
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .write_piece(i, data)?;
+        let counted = claim.live;
         claim.settle();
         let mut st = self.lock();
-        let slot = i.slot();
-        st.in_flight[slot] = st.in_flight[slot].saturating_sub(1);
+        if counted {
+            st.in_flight[slot] = st.in_flight[slot].saturating_sub(1);
+        }
         if st.have.has(slot) {
             // A duplicate from the end game.
             return Ok(());
+        }
+        if !counted && st.in_flight[slot] == 0 {
+            // Given back as overdue and come after all: no longer
+            // waiting to be requested.
+            st.unrequested = st.unrequested.saturating_sub(1);
         }
         st.have.set(i);
         st.last_piece = Instant::now();
@@ -537,6 +839,8 @@ mod tests {
             slot.pending.push_back(Pending::Piece {
                 index: queued,
                 holders,
+                sent: Instant::now(),
+                given_back: false,
             });
             let Pick::Piece(reading, _) = n.pick(addr, &slot.pending) else {
                 panic!("nothing more to pick");

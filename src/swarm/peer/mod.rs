@@ -36,8 +36,27 @@ use super::store::Store;
 
 use state::State;
 
-/// Piece requests kept in flight on one connection.
+/// Piece requests kept in flight on one connection at least (and before
+/// its remote has delivered a piece).
 const PIPELINE: usize = 2;
+/// Piece requests kept in flight on one connection at most.
+const MAX_PIPELINE: usize = 16;
+/// A connection keeps enough requests in flight to cover this long at the
+/// rate its remote delivers (the link's bandwidth-delay product, with the
+/// queues of a busy link in the delay).
+const PIPELINE_TIME: Duration = Duration::from_millis(300);
+/// An answer is overdue after this many times what a piece took its remote
+/// so far...
+const OVERDUE_FACTOR: u32 = 4;
+/// ...plus this long.
+const OVERDUE_GRACE: Duration = Duration::from_secs(1);
+/// An upload whose downloader takes nothing for this long fails (it
+/// vanished without closing), freeing its piece for the seed's first pass.
+const SEND_STALL: Duration = Duration::from_secs(3);
+/// Before a remote has delivered any piece, its answer is overdue after
+/// this long (its pieces go to other holders; the connection itself waits
+/// for the I/O timeout).
+const FIRST_OVERDUE: Duration = Duration::from_secs(3);
 /// Most remote peers downloaded from at once.
 const MAX_WORKERS: usize = 32;
 /// In the end game (every missing piece requested), a second request for a

@@ -1,7 +1,8 @@
 //! Serving other peers: `Have` (what this peer holds, fetches and sends)
 //! and `Piece` (a header, then the bytes read from disk in chunks, paced by
 //! the upload bucket, whole piece by whole piece). A capped peer answers
-//! `Busy` for a piece it is already sending to someone else.
+//! `Busy` for a piece it is already sending to someone else; so does a
+//! seed, in its first pass, for a piece it already sent once.
 
 use std::io::Write;
 use std::sync::{Arc, PoisonError};
@@ -13,7 +14,7 @@ use crate::server::{Server, Session};
 use crate::swarm::manifest::PieceIndex;
 use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
-use super::Node;
+use super::{Node, SEND_STALL};
 
 impl Node {
     /// Serves other peers until shutdown, on its own thread.
@@ -42,8 +43,20 @@ impl Node {
                 return;
             }
         };
+        // A downloader that stops reading (it vanished without closing)
+        // fails our write after `SEND_STALL` instead of the I/O timeout, so
+        // the pieces counted as on their way to it are free again soon.
+        let stall = SEND_STALL.min(self.cfg.limits.io.io);
+        if let Err(e) = conn.stream().set_write_timeout(Some(stall)) {
+            self.warn(&format!("{peer}: {e}"));
+            return;
+        }
         let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
         let mut buf = vec![0u8; chunk];
+        // Pieces this connection delivered: should it fail, a seed's first
+        // pass counts them as not sent (the downloader may be gone before
+        // passing them on).
+        let mut delivered: Vec<usize> = Vec::new();
         loop {
             let req = match conn.next_request::<PeerRequest, PeerResponse>() {
                 Ok(Some(r)) => r,
@@ -73,11 +86,15 @@ impl Node {
                         Some(i) => match self.start_upload(i) {
                             Err(refusal) => refusal,
                             Ok(()) => match self.send_piece(&mut conn, i, &mut buf) {
-                                Ok(()) => continue,
+                                Ok(()) => {
+                                    delivered.push(i.slot());
+                                    continue;
+                                }
                                 Err(e) => {
                                     if !e.is_disconnect() {
                                         self.warn(&format!("{peer}: sending piece {i}: {e}"));
                                     }
+                                    self.unsend(&delivered);
                                     return;
                                 }
                             },
@@ -108,8 +125,25 @@ impl Node {
         if self.bucket.is_some() && st.sending[slot] > 0 {
             return Err(PeerResponse::Busy { index });
         }
+        if st
+            .first_pass
+            .as_ref()
+            .is_some_and(|f| f.defers(slot, st.sending[slot]))
+        {
+            return Err(PeerResponse::Busy { index });
+        }
         st.sending[slot] += 1;
         Ok(())
+    }
+
+    /// A connection that failed: a seed's first pass counts the pieces it
+    /// delivered on it as not sent.
+    fn unsend(&self, delivered: &[usize]) {
+        if let Some(f) = self.lock().first_pass.as_mut() {
+            for &slot in delivered {
+                f.unsend(slot);
+            }
+        }
     }
 
     /// Sends piece `i` (counted in by `start_upload`), then counts it out.
@@ -117,6 +151,11 @@ impl Node {
         let sent = self.send_piece_body(conn, i, buf);
         let mut st = self.lock();
         st.sending[i.slot()] = st.sending[i.slot()].saturating_sub(1);
+        if sent.is_ok()
+            && let Some(f) = st.first_pass.as_mut()
+        {
+            f.sent(i.slot());
+        }
         sent
     }
 

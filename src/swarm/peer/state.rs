@@ -48,6 +48,41 @@ impl Remote {
     }
 }
 
+/// A seed's first pass over its pieces: until every piece has gone out
+/// once, a piece that already went out (or is going out) to one peer is
+/// answered `Busy` to the next, who gets it from that peer; the seed's
+/// upload, the swarm's scarcest resource, goes to pieces nobody has yet.
+#[derive(Debug)]
+pub(super) struct FirstPass {
+    pub(super) sent: Bitfield,
+    pub(super) unsent: u32,
+}
+
+impl FirstPass {
+    /// Whether a request for piece `slot`, with `sending` uploads of it in
+    /// progress, should be answered `Busy`.
+    pub(super) fn defers(&self, slot: usize, sending: u16) -> bool {
+        self.unsent > 0 && (sending > 0 || self.sent.has(slot))
+    }
+
+    /// Counts piece `slot` as not sent after all (its only receiver may
+    /// be gone).
+    pub(super) fn unsend(&mut self, slot: usize) {
+        if self.sent.has(slot) && self.unsent > 0 {
+            self.sent.set_bit(slot, false);
+            self.unsent += 1;
+        }
+    }
+
+    /// Counts a complete upload of piece `slot`.
+    pub(super) fn sent(&mut self, slot: usize) {
+        if !self.sent.has(slot) && slot < self.sent.len() as usize {
+            self.sent.set_bit(slot, true);
+            self.unsent = self.unsent.saturating_sub(1);
+        }
+    }
+}
+
 /// The download's shared state, behind `Node::state`.
 pub(super) struct State {
     pub(super) have: Bitfield,
@@ -57,6 +92,10 @@ pub(super) struct State {
     pub(super) in_flight: Vec<u16>,
     /// Uploads in progress per piece.
     pub(super) sending: Vec<u16>,
+    /// A peer that started with every piece (a seed): the pieces it has
+    /// uploaded completely at least once, and how many it has not yet.
+    /// `None` for a peer that fetched.
+    pub(super) first_pass: Option<FirstPass>,
     /// Missing pieces with no request in flight.
     pub(super) unrequested: u32,
     /// Holders per piece among known, unbanned peers.
@@ -95,6 +134,10 @@ impl State {
             missing,
             in_flight: vec![0; n],
             sending: vec![0; n],
+            first_pass: (missing == 0).then(|| FirstPass {
+                sent: Bitfield::new(n as u32),
+                unsent: n as u32,
+            }),
             unrequested: missing,
             avail: Availability::new(n),
             coming: Availability::new(n),
