@@ -646,9 +646,9 @@ impl Node {
             .filter(|r| !r.banned && r.have.is_complete())
             .count() as u32;
         let idle = in_flight.iter().all(|&c| c == 0) && st.last_piece.elapsed() >= SEED_PATIENCE;
-        let coming = &st.coming;
-        let spare_seed =
-            |i: usize| !from_seed || rank(i) <= seeds || (idle && coming.holders(i) == 0);
+        // Idle for a while, a peer asks a seed for anything: what others
+        // hold or fetch is not coming its way (a holder may have vanished).
+        let spare_seed = |i: usize| !from_seed || rank(i) <= seeds || idle;
         let first = |i: usize| lacks(i) && in_flight.get(i) == Some(&0) && spare_seed(i);
         let mut choice = if from_seed {
             // Among equally rare pieces, the first from this peer's own

@@ -50,6 +50,9 @@ const PIPELINE_TIME: Duration = Duration::from_millis(300);
 const OVERDUE_FACTOR: u32 = 4;
 /// ...plus this long.
 const OVERDUE_GRACE: Duration = Duration::from_secs(1);
+/// In a seed's first pass, a piece that went out less than this long ago
+/// is answered `Busy` (others hear of its new holder within this time).
+const FIRST_PASS_HOLD: Duration = Duration::from_millis(1500);
 /// An upload whose downloader takes nothing for this long fails (it
 /// vanished without closing), freeing its piece for the seed's first pass.
 const SEND_STALL: Duration = Duration::from_secs(3);
@@ -70,7 +73,7 @@ const HAVE_REFRESH: Duration = Duration::from_millis(250);
 const IDLE_HAVE_REFRESH: Duration = Duration::from_millis(100);
 /// A peer asks a seed for a piece others are already fetching only after
 /// this long without receiving any piece.
-const SEED_PATIENCE: Duration = Duration::from_secs(1);
+const SEED_PATIENCE: Duration = Duration::from_millis(500);
 /// Longest pause between peer-list refreshes while downloading.
 const PEERS_REFRESH: Duration = Duration::from_secs(1);
 /// After a connection to a peer fails, wait this long before trying again

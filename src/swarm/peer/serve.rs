@@ -2,11 +2,12 @@
 //! and `Piece` (a header, then the bytes read from disk in chunks, paced by
 //! the upload bucket, whole piece by whole piece). A capped peer answers
 //! `Busy` for a piece it is already sending to someone else; so does a
-//! seed, in its first pass, for a piece it already sent once.
+//! seed, in its first pass, for a piece it is sending or sent a moment ago.
 
 use std::io::Write;
 use std::sync::{Arc, PoisonError};
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::frame::Conn;
@@ -53,10 +54,6 @@ impl Node {
         }
         let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
         let mut buf = vec![0u8; chunk];
-        // Pieces this connection delivered: should it fail, a seed's first
-        // pass counts them as not sent (the downloader may be gone before
-        // passing them on).
-        let mut delivered: Vec<usize> = Vec::new();
         loop {
             let req = match conn.next_request::<PeerRequest, PeerResponse>() {
                 Ok(Some(r)) => r,
@@ -86,15 +83,11 @@ impl Node {
                         Some(i) => match self.start_upload(i) {
                             Err(refusal) => refusal,
                             Ok(()) => match self.send_piece(&mut conn, i, &mut buf) {
-                                Ok(()) => {
-                                    delivered.push(i.slot());
-                                    continue;
-                                }
+                                Ok(()) => continue,
                                 Err(e) => {
                                     if !e.is_disconnect() {
                                         self.warn(&format!("{peer}: sending piece {i}: {e}"));
                                     }
-                                    self.unsend(&delivered);
                                     return;
                                 }
                             },
@@ -125,25 +118,15 @@ impl Node {
         if self.bucket.is_some() && st.sending[slot] > 0 {
             return Err(PeerResponse::Busy { index });
         }
-        if st
-            .first_pass
-            .as_ref()
-            .is_some_and(|f| f.defers(slot, st.sending[slot]))
-        {
-            return Err(PeerResponse::Busy { index });
+        let now = Instant::now();
+        if let Some(f) = st.first_pass.as_mut() {
+            if f.defers(slot, now) {
+                return Err(PeerResponse::Busy { index });
+            }
+            f.start(slot, now);
         }
         st.sending[slot] += 1;
         Ok(())
-    }
-
-    /// A connection that failed: a seed's first pass counts the pieces it
-    /// delivered on it as not sent.
-    fn unsend(&self, delivered: &[usize]) {
-        if let Some(f) = self.lock().first_pass.as_mut() {
-            for &slot in delivered {
-                f.unsend(slot);
-            }
-        }
     }
 
     /// Sends piece `i` (counted in by `start_upload`), then counts it out.
@@ -154,7 +137,7 @@ impl Node {
         if sent.is_ok()
             && let Some(f) = st.first_pass.as_mut()
         {
-            f.sent(i.slot());
+            f.sent(i.slot(), Instant::now());
         }
         sent
     }

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::rng::Rng;
+
+use super::FIRST_PASS_HOLD;
 use crate::swarm::manifest::{Bitfield, PieceIndex};
 use crate::swarm::picker::Availability;
 
@@ -49,36 +51,59 @@ impl Remote {
 }
 
 /// A seed's first pass over its pieces: until every piece has gone out
-/// once, a piece that already went out (or is going out) to one peer is
-/// answered `Busy` to the next, who gets it from that peer; the seed's
+/// once, a piece that started or finished going out to one peer less than
+/// `FIRST_PASS_HOLD` ago is answered `Busy` to the next, who gets it from
+/// that peer (the hold covers how late others hear of it); the seed's
 /// upload, the swarm's scarcest resource, goes to pieces nobody has yet.
+/// Should that peer vanish before passing the piece on, the seed sends it
+/// again once the hold is over.
 #[derive(Debug)]
 pub(super) struct FirstPass {
-    pub(super) sent: Bitfield,
-    pub(super) unsent: u32,
+    /// When an upload of each piece last started.
+    started_at: Vec<Option<Instant>>,
+    /// When each piece last went out completely.
+    sent_at: Vec<Option<Instant>>,
+    /// Pieces that never went out.
+    unsent: u32,
 }
 
 impl FirstPass {
-    /// Whether a request for piece `slot`, with `sending` uploads of it in
-    /// progress, should be answered `Busy`.
-    pub(super) fn defers(&self, slot: usize, sending: u16) -> bool {
-        self.unsent > 0 && (sending > 0 || self.sent.has(slot))
-    }
-
-    /// Counts piece `slot` as not sent after all (its only receiver may
-    /// be gone).
-    pub(super) fn unsend(&mut self, slot: usize) {
-        if self.sent.has(slot) && self.unsent > 0 {
-            self.sent.set_bit(slot, false);
-            self.unsent += 1;
+    pub(super) fn new(n: usize) -> FirstPass {
+        FirstPass {
+            started_at: vec![None; n],
+            sent_at: vec![None; n],
+            unsent: n as u32,
         }
     }
 
-    /// Counts a complete upload of piece `slot`.
-    pub(super) fn sent(&mut self, slot: usize) {
-        if !self.sent.has(slot) && slot < self.sent.len() as usize {
-            self.sent.set_bit(slot, true);
-            self.unsent = self.unsent.saturating_sub(1);
+    /// Whether a request for piece `slot` should be answered `Busy` at
+    /// `now`: an upload of it started or ended less than
+    /// `FIRST_PASS_HOLD` ago (an upload stuck on a vanished peer defers
+    /// no longer than that).
+    pub(super) fn defers(&self, slot: usize, now: Instant) -> bool {
+        let recent = |at: &[Option<Instant>]| {
+            at.get(slot)
+                .copied()
+                .flatten()
+                .is_some_and(|t| now.saturating_duration_since(t) < FIRST_PASS_HOLD)
+        };
+        self.unsent > 0 && (recent(&self.started_at) || recent(&self.sent_at))
+    }
+
+    /// Counts an upload of piece `slot` starting at `now`.
+    pub(super) fn start(&mut self, slot: usize, now: Instant) {
+        if let Some(t) = self.started_at.get_mut(slot) {
+            *t = Some(now);
+        }
+    }
+
+    /// Counts a complete upload of piece `slot` at `now`.
+    pub(super) fn sent(&mut self, slot: usize, now: Instant) {
+        if let Some(t) = self.sent_at.get_mut(slot) {
+            if t.is_none() {
+                self.unsent = self.unsent.saturating_sub(1);
+            }
+            *t = Some(now);
         }
     }
 }
@@ -134,10 +159,7 @@ impl State {
             missing,
             in_flight: vec![0; n],
             sending: vec![0; n],
-            first_pass: (missing == 0).then(|| FirstPass {
-                sent: Bitfield::new(n as u32),
-                unsent: n as u32,
-            }),
+            first_pass: (missing == 0).then(|| FirstPass::new(n)),
             unrequested: missing,
             avail: Availability::new(n),
             coming: Availability::new(n),
