@@ -44,6 +44,24 @@ impl TokenBucket {
         }
     }
 
+    /// How long, at `now`, until everything reserved so far is paid for.
+    pub fn backlog_at(&self, now: Instant) -> Duration {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tokens, last) = *st;
+        let elapsed = now.saturating_duration_since(last).as_secs_f64();
+        let tokens = tokens + elapsed * self.rate;
+        if tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-tokens / self.rate)
+        }
+    }
+
+    /// How long `n` bytes take at this rate.
+    pub fn time_for(&self, n: usize) -> Duration {
+        Duration::from_secs_f64(n as f64 / self.rate)
+    }
+
     /// Reserves `n` bytes to be sent as one run, after everything reserved
     /// before: the run gets the whole rate until it is paid for, so runs
     /// (pieces) complete one after another instead of all together.

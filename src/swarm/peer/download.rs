@@ -12,23 +12,25 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, Read};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cli::Level;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::frame::Conn;
-use crate::net;
+use crate::net::{self, Timeouts};
 use crate::swarm::manifest::PieceIndex;
 use crate::swarm::picker;
 use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
 use super::state::State;
 use super::{
-    ENDGAME, FIRST_OVERDUE, HAVE_REFRESH, IDLE_HAVE_REFRESH, MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE,
-    Node, OVERDUE_FACTOR, OVERDUE_GRACE, PIPELINE, PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK,
-    unexpected,
+    ENDGAME, FIRST_OVERDUE, HAVE_POLL_TIMEOUT, HAVE_REFRESH, IDLE_HAVE_REFRESH,
+    MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE, Node, OVERDUE_FACTOR, OVERDUE_GRACE, PIPELINE,
+    PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK, unexpected,
 };
 
 /// What a download connection ended with.
@@ -378,20 +380,95 @@ impl Node {
     /// A download worker: talks to one remote until the download is done,
     /// the remote fails, or it is banned.
     pub(super) fn worker(self: Arc<Self>, addr: SocketAddr) {
-        let mut slot = Slot {
-            node: &self,
-            addr,
-            pending: VecDeque::new(),
-            outcome: Outcome::Panicked,
-            linked: false,
-        };
-        slot.outcome = match self.download_from(&mut slot) {
-            Ok(end) => Outcome::Ended(end),
-            Err(e) => Outcome::Failed(e),
-        };
+        // Which pieces the remote holds is asked on a connection of its
+        // own, so the answer does not queue behind the pieces requested
+        // before it (a second or more at a capped remote): a piece the
+        // remote just got is heard of, and asked for, a poll period later.
+        let polling = AtomicBool::new(false);
+        let stop = AtomicBool::new(false);
+        thread::scope(|scope| {
+            scope.spawn(|| self.poll_have(addr, &polling, &stop));
+            let mut slot = Slot {
+                node: &self,
+                addr,
+                pending: VecDeque::new(),
+                outcome: Outcome::Panicked,
+                linked: false,
+            };
+            slot.outcome = match self.download_from(&mut slot, &polling) {
+                Ok(end) => Outcome::Ended(end),
+                Err(e) => Outcome::Failed(e),
+            };
+            stop.store(true, Ordering::SeqCst);
+            // The slot gives its pieces back now, before the poller ends.
+            drop(slot);
+        });
     }
 
-    fn download_from(&self, slot: &mut Slot<'_>) -> Result<End> {
+    /// Asks `addr` which pieces it holds every `HAVE_REFRESH`, on a
+    /// connection of its own, until `stop` (or an error: the download
+    /// connection then asks itself). Each answer must come within
+    /// `HAVE_POLL_TIMEOUT`.
+    fn poll_have(&self, addr: SocketAddr, polling: &AtomicBool, stop: &AtomicBool) {
+        let timeouts = Timeouts {
+            connect: self.cfg.limits.io.connect,
+            io: HAVE_POLL_TIMEOUT.min(self.cfg.limits.io.io),
+        };
+        let Ok(stream) = net::connect_addr(addr, &timeouts) else {
+            return;
+        };
+        let Ok(mut conn) = Conn::new(stream) else {
+            return;
+        };
+        if conn.client_handshake(PEER_WIRE).is_err() {
+            return;
+        }
+        polling.store(true, Ordering::SeqCst);
+        while !stop.load(Ordering::SeqCst) && !self.shutdown.is_triggered() && !self.is_complete() {
+            let asked = conn
+                .send(&PeerRequest::Have { swarm: self.id })
+                .and_then(|()| conn.expect::<PeerResponse>())
+                .and_then(|resp| self.take_have(addr, resp));
+            if asked.is_err() {
+                break;
+            }
+            thread::sleep(HAVE_REFRESH);
+        }
+        polling.store(false, Ordering::SeqCst);
+    }
+
+    /// Takes in a remote's answer to `Have`.
+    fn take_have(&self, addr: SocketAddr, resp: PeerResponse) -> Result<()> {
+        match resp {
+            PeerResponse::Have {
+                have,
+                mut fetching,
+                sending,
+            } => {
+                have.check_for(&self.manifest)?;
+                fetching.check_for(&self.manifest)?;
+                sending.check_for(&self.manifest)?;
+                // Either way a copy is on its way somewhere.
+                for i in 0..sending.len() as usize {
+                    if sending.has(i) {
+                        fetching.set_bit(i, true);
+                    }
+                }
+                let mut st = self.lock();
+                if let Some(r) = st.remotes.get_mut(&addr) {
+                    r.busy = self.manifest.empty_bitfield();
+                }
+                st.set_remote_have(addr, have, fetching);
+                Ok(())
+            }
+            PeerResponse::UnknownSwarm => {
+                Err(Error::Protocol("the peer is not in this swarm".into()))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn download_from(&self, slot: &mut Slot<'_>, polling: &AtomicBool) -> Result<End> {
         let addr = slot.addr;
         let io = self.cfg.limits.io.io;
         let stream = net::connect_addr(addr, &self.cfg.limits.io)?;
@@ -425,7 +502,10 @@ impl Node {
             } else {
                 IDLE_HAVE_REFRESH
             };
-            if !asking_have && last_have_ask.is_none_or(|t| t.elapsed() >= refresh) {
+            // The poller asks, unless it failed; a late connection asks
+            // too, so an answer tells it the remote is back.
+            let poller = polling.load(Ordering::SeqCst) && !late;
+            if !poller && !asking_have && last_have_ask.is_none_or(|t| t.elapsed() >= refresh) {
                 conn.queue(&PeerRequest::Have { swarm: self.id })?;
                 let sent = Instant::now();
                 pending.push_back(Pending::Have { sent });
@@ -483,34 +563,10 @@ impl Node {
             match next {
                 Pending::Have { .. } => {
                     let mut on_late = || self.overdue(addr, pending, &mut late, None);
-                    match reader.expect(&mut on_late)? {
-                        PeerResponse::Have {
-                            have,
-                            mut fetching,
-                            sending,
-                        } => {
-                            pace.done(&next, false);
-                            late = false;
-                            have.check_for(&self.manifest)?;
-                            fetching.check_for(&self.manifest)?;
-                            sending.check_for(&self.manifest)?;
-                            // Either way a copy is on its way somewhere.
-                            for i in 0..sending.len() as usize {
-                                if sending.has(i) {
-                                    fetching.set_bit(i, true);
-                                }
-                            }
-                            let mut st = self.lock();
-                            if let Some(r) = st.remotes.get_mut(&addr) {
-                                r.busy = self.manifest.empty_bitfield();
-                            }
-                            st.set_remote_have(addr, have, fetching);
-                        }
-                        PeerResponse::UnknownSwarm => {
-                            return Err(Error::Protocol("the peer is not in this swarm".into()));
-                        }
-                        other => return Err(unexpected(&other)),
-                    }
+                    let answer = reader.expect(&mut on_late)?;
+                    pace.done(&next, false);
+                    late = false;
+                    self.take_have(addr, answer)?;
                 }
                 Pending::Piece {
                     index,
@@ -639,11 +695,11 @@ impl Node {
         // for pieces no other peer holds or is fetching; a piece others
         // hold but nobody is fetching also when nothing has been on its
         // way to us for a while.
-        let from_seed = rhave.is_complete();
+        let from_seed = remote.is_seed();
         let seeds = st
             .remotes
             .values()
-            .filter(|r| !r.banned && r.have.is_complete())
+            .filter(|r| !r.banned && r.is_seed())
             .count() as u32;
         let idle = in_flight.iter().all(|&c| c == 0) && st.last_piece.elapsed() >= SEED_PATIENCE;
         // Idle for a while, a peer asks a seed for anything: what others
@@ -666,7 +722,8 @@ impl Node {
         } else {
             picker::rarest_by(n, rank, first, &mut rng)
         };
-        if choice.is_none() && st.unrequested == 0 && (!from_seed || st.missing <= ENDGAME) {
+        let endgame = st.unrequested == 0 && st.missing <= ENDGAME;
+        if choice.is_none() && endgame && (!from_seed || idle) {
             let mine = |i: usize| {
                 pending
                     .iter()
@@ -707,6 +764,7 @@ impl Node {
                 let mut st = self.lock();
                 st.in_flight[slot] = st.in_flight[slot].saturating_sub(1);
             }
+            self.detail(&format!("piece {i} again from {from} (a duplicate)"));
             return Ok(());
         }
         self.store
@@ -818,6 +876,7 @@ mod tests {
                     retry_at: None,
                     failures: 0,
                     last_error: None,
+                    fetched: false,
                 },
             );
             st.set_remote_have(addr, full, Bitfield::new(4));

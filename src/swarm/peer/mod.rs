@@ -11,7 +11,8 @@
 //! - [`download`]: one worker per remote, piece picking, verification.
 //!
 //! Locks: `Node::state` and `Node::store` are never held together, and
-//! neither is held during socket I/O nor while logging.
+//! neither is held during socket I/O nor while logging. `Node::gate` is
+//! taken alone, or before the bucket's own lock.
 
 mod announce;
 mod download;
@@ -44,7 +45,7 @@ const MAX_PIPELINE: usize = 16;
 /// A connection keeps enough requests in flight to cover this long at the
 /// rate its remote delivers (the link's bandwidth-delay product, with the
 /// queues of a busy link in the delay).
-const PIPELINE_TIME: Duration = Duration::from_millis(300);
+const PIPELINE_TIME: Duration = Duration::from_millis(150);
 /// An answer is overdue after this many times what a piece took its remote
 /// so far...
 const OVERDUE_FACTOR: u32 = 4;
@@ -62,12 +63,17 @@ const SEND_STALL: Duration = Duration::from_secs(3);
 const FIRST_OVERDUE: Duration = Duration::from_secs(3);
 /// Most remote peers downloaded from at once.
 const MAX_WORKERS: usize = 32;
-/// In the end game (every missing piece requested), a second request for a
-/// piece goes to another peer at once, but to a seed only when at most this
-/// many pieces are missing.
-const ENDGAME: u32 = 2;
+/// In the end game (every missing piece requested and at most this many
+/// missing), a second request for a piece goes to another peer at once,
+/// but to a seed only after `SEED_PATIENCE` with nothing coming: the
+/// seed's upload is the swarm's bottleneck, and a duplicate earlier costs
+/// every fetcher.
+const ENDGAME: u32 = 4;
+/// A `Have` poll on its own connection must be answered within this long,
+/// or the poller gives up (the download connection then asks itself).
+const HAVE_POLL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a connection asks its remote which pieces it holds now.
-const HAVE_REFRESH: Duration = Duration::from_millis(250);
+const HAVE_REFRESH: Duration = Duration::from_millis(100);
 /// How often a connection with no request in flight asks its remote which
 /// pieces it holds now.
 const IDLE_HAVE_REFRESH: Duration = Duration::from_millis(100);
@@ -110,6 +116,14 @@ pub struct PeerConfig {
     pub level: Level,
 }
 
+/// Capped uploads waiting to reserve the bucket: each is `(rank, ticket)`,
+/// and the lowest (the rarest piece, then the oldest request) goes next.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    waiting: Vec<(u32, u64)>,
+    next_ticket: u64,
+}
+
 /// One running peer in one swarm.
 pub(crate) struct Node {
     manifest: Arc<Manifest>,
@@ -118,6 +132,9 @@ pub(crate) struct Node {
     state: Mutex<State>,
     changed: Condvar,
     bucket: Option<TokenBucket>,
+    /// Capped uploads waiting for their turn at the bucket.
+    gate: Mutex<Gate>,
+    gate_turn: Condvar,
     cfg: PeerConfig,
     shutdown: Arc<Shutdown>,
     /// Our listening address (the port is what the tracker is told).
@@ -162,6 +179,8 @@ impl Node {
             state: Mutex::new(state),
             changed: Condvar::new(),
             bucket: cfg.upload_limit.map(TokenBucket::new),
+            gate: Mutex::default(),
+            gate_turn: Condvar::new(),
             cfg,
             shutdown,
             local,

@@ -32,6 +32,9 @@ pub(super) struct Remote {
     pub(super) failures: u32,
     /// Why the last connection failed.
     pub(super) last_error: Option<String>,
+    /// It was seen without some piece: complete now, it is a fetcher that
+    /// finished, not a seed whose upload must be spared.
+    pub(super) fetched: bool,
 }
 
 impl Remote {
@@ -46,7 +49,14 @@ impl Remote {
             retry_at: None,
             failures: 0,
             last_error: None,
+            fetched: false,
         }
+    }
+
+    /// A seed: complete, and never seen otherwise. Its upload is the
+    /// swarm's bottleneck, so it is asked only for what others cannot give.
+    pub(super) fn is_seed(&self) -> bool {
+        !self.fetched && self.have.is_complete()
     }
 }
 
@@ -192,6 +202,9 @@ impl State {
                     self.coming.adjust(i, new);
                 }
             }
+        }
+        if !have.is_complete() && have.count() > 0 {
+            r.fetched = true;
         }
         r.have = have;
         r.fetching = fetching;
