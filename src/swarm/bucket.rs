@@ -135,6 +135,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backlog_is_what_reservations_left_unpaid() {
+        let b = TokenBucket::new(1 << 20);
+        let t0 = Instant::now();
+        assert_eq!(b.backlog_at(t0), Duration::ZERO);
+        // The burst (a tenth of a second) is free; a second more is owed.
+        b.reserve_at((1 << 20) + (1 << 20) / 10, t0);
+        let owed = b.backlog_at(t0).as_secs_f64();
+        assert!((owed - 1.0).abs() < 0.01, "{owed}");
+        let later = b.backlog_at(t0 + Duration::from_millis(600)).as_secs_f64();
+        assert!((later - 0.4).abs() < 0.01, "{later}");
+        assert_eq!(b.time_for(1 << 19), Duration::from_millis(500));
+    }
+
+    #[test]
     fn rates_parse() {
         assert_eq!(parse_rate("4M"), Ok(4 << 20));
         assert_eq!(parse_rate("500K"), Ok(500 << 10));

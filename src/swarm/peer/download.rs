@@ -859,6 +859,40 @@ mod tests {
     }
 
     #[test]
+    fn deadlines_and_pipeline_depth_follow_what_a_remote_delivered() {
+        let (node, dir) = fetching_node("pace");
+        let io = Duration::from_secs(30);
+        let mut pace = Pace::new();
+        let t0 = pace.last_done;
+        let first = Pending::Piece {
+            index: node.manifest.index(0).unwrap(),
+            holders: 1,
+            sent: t0,
+            given_back: false,
+        };
+        // Nothing delivered yet: the first-piece allowance, two in flight.
+        assert_eq!(pace.overdue_at(&first, io), t0 + FIRST_OVERDUE);
+        assert_eq!(pace.depth(), PIPELINE);
+        // A piece every 100 ms: overdue after 4 x 0.1 s + 1 s, and enough
+        // requests in flight for the pipeline time.
+        pace.per_piece = Some(Duration::from_millis(100));
+        let since = pace.since(&first);
+        assert_eq!(
+            pace.overdue_at(&first, io),
+            since + Duration::from_millis(1400)
+        );
+        assert_eq!(pace.depth(), 3);
+        // Faster remotes get deeper pipelines, up to the cap; the deadline
+        // never passes the I/O timeout.
+        pace.per_piece = Some(Duration::from_micros(100));
+        assert_eq!(pace.depth(), MAX_PIPELINE);
+        pace.per_piece = Some(Duration::from_secs(60));
+        assert_eq!(pace.overdue_at(&first, io), since + io);
+        drop(node);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn a_panicking_worker_gives_back_its_pieces_and_its_place() {
         let (node, dir) = fetching_node("worker-panic");
         let addr: SocketAddr = "127.0.0.1:2".parse().unwrap();

@@ -254,3 +254,49 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_seed_holds_a_piece_back_only_for_a_while_and_only_in_its_first_pass() {
+        let t0 = Instant::now();
+        let mut f = FirstPass::new(2);
+        assert!(!f.defers(0, t0));
+        f.start(0, t0);
+        // Going out (or stuck on a vanished peer): held back for a while.
+        assert!(f.defers(0, t0 + FIRST_PASS_HOLD / 2));
+        assert!(!f.defers(0, t0 + FIRST_PASS_HOLD));
+        assert!(!f.defers(1, t0));
+        let t1 = t0 + Duration::from_secs(5);
+        f.sent(0, t1);
+        assert!(f.defers(0, t1 + FIRST_PASS_HOLD / 2));
+        assert!(!f.defers(0, t1 + FIRST_PASS_HOLD));
+        // Once every piece went out, nothing is held back.
+        f.sent(1, t1);
+        assert!(!f.defers(0, t1));
+    }
+
+    #[test]
+    fn a_complete_remote_once_seen_incomplete_is_no_seed() {
+        let mut st = State::new(Bitfield::new(4), 4, 0);
+        let (seed, fetcher): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        for a in [seed, fetcher] {
+            st.remotes.insert(a, Remote::new(Bitfield::new(4)));
+        }
+        let mut half = Bitfield::new(4);
+        half.set_bit(0, true);
+        st.set_remote_have(fetcher, half, Bitfield::new(4));
+        st.set_remote_have(fetcher, Bitfield::full(4), Bitfield::new(4));
+        st.set_remote_have(seed, Bitfield::full(4), Bitfield::new(4));
+        assert!(st.remotes[&seed].is_seed());
+        assert!(!st.remotes[&fetcher].is_seed());
+        assert_eq!(st.avail.holders(3), 2);
+    }
+}
