@@ -695,12 +695,16 @@ impl Node {
         // for pieces no other peer holds or is fetching; a piece others
         // hold but nobody is fetching also when nothing has been on its
         // way to us for a while.
-        let from_seed = remote.is_seed();
         let seeds = st
             .remotes
             .values()
             .filter(|r| !r.banned && r.is_seed())
             .count() as u32;
+        // Once every piece has reached some other peer, the seeds' first
+        // pass is over and their upload is no scarcer than anyone's: they
+        // are asked like any peer, and help spread the last pieces.
+        let spread = || (0..n).all(|i| have.has(i) || u32::from(st.avail.holders(i)) > seeds);
+        let from_seed = remote.is_seed() && !spread();
         let idle = in_flight.iter().all(|&c| c == 0) && st.last_piece.elapsed() >= SEED_PATIENCE;
         // Idle for a while, a peer asks a seed for anything: what others
         // hold or fetch is not coming its way (a holder may have vanished).

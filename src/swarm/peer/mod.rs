@@ -73,7 +73,7 @@ const ENDGAME: u32 = 4;
 /// or the poller gives up (the download connection then asks itself).
 const HAVE_POLL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a connection asks its remote which pieces it holds now.
-const HAVE_REFRESH: Duration = Duration::from_millis(100);
+const HAVE_REFRESH: Duration = Duration::from_millis(50);
 /// How often a connection with no request in flight asks its remote which
 /// pieces it holds now.
 const IDLE_HAVE_REFRESH: Duration = Duration::from_millis(100);
