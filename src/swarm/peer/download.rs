@@ -28,7 +28,7 @@ use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
 use super::state::State;
 use super::{
-    ENDGAME, FIRST_OVERDUE, HAVE_POLL_TIMEOUT, HAVE_REFRESH, IDLE_HAVE_REFRESH,
+    ENDGAME, FIRST_OVERDUE, HAVE_POLL_TIMEOUT, HAVE_REFRESH, IDLE_HAVE_REFRESH, KEEP_ALIVE,
     MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE, Node, OVERDUE_FACTOR, OVERDUE_GRACE, PIPELINE,
     PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK, unexpected,
 };
@@ -503,8 +503,11 @@ impl Node {
                 IDLE_HAVE_REFRESH
             };
             // The poller asks, unless it failed; a late connection asks
-            // too, so an answer tells it the remote is back.
-            let poller = polling.load(Ordering::SeqCst) && !late;
+            // too, so an answer tells it the remote is back; and now and
+            // then this connection asks anyway, so the remote's idle
+            // timeout never closes it while there is nothing to fetch.
+            let keep_alive = last_have_ask.is_none_or(|t| t.elapsed() >= KEEP_ALIVE);
+            let poller = polling.load(Ordering::SeqCst) && !late && !keep_alive;
             if !poller && !asking_have && last_have_ask.is_none_or(|t| t.elapsed() >= refresh) {
                 conn.queue(&PeerRequest::Have { swarm: self.id })?;
                 let sent = Instant::now();

@@ -72,6 +72,9 @@ const ENDGAME: u32 = 4;
 /// A `Have` poll on its own connection must be answered within this long,
 /// or the poller gives up (the download connection then asks itself).
 const HAVE_POLL_TIMEOUT: Duration = Duration::from_secs(3);
+/// A download connection whose `Have` polls go through the poller still
+/// asks itself this often, so the remote's idle timeout never closes it.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// How often a connection asks its remote which pieces it holds now.
 const HAVE_REFRESH: Duration = Duration::from_millis(50);
 /// How often a connection with no request in flight asks its remote which
