@@ -77,6 +77,8 @@ struct Pace {
     per_piece: Option<Duration>,
     /// When the last answer was read completely.
     last_done: Instant,
+    /// Piece requests to keep in flight now.
+    depth: usize,
 }
 
 impl Pace {
@@ -84,6 +86,7 @@ impl Pace {
         Pace {
             per_piece: None,
             last_done: Instant::now(),
+            depth: PIPELINE,
         }
     }
 
@@ -114,13 +117,22 @@ impl Pace {
                 Some(avg) => (avg * 3 + took) / 4,
                 None => took,
             });
+            self.depth = self.target_depth().min(self.depth + 1);
         }
         self.last_done = now;
     }
 
     /// Piece requests to keep in flight: enough to cover `PIPELINE_TIME`
-    /// at the rate this remote delivers, plus one being read.
+    /// at the rate this remote delivers, plus one being read; grown by at
+    /// most one per piece delivered, so the first peer to reach a seed
+    /// does not fill the seed's link with its own requests before the
+    /// others come.
     fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// What `depth` aims at.
+    fn target_depth(&self) -> usize {
         match self.per_piece {
             None => PIPELINE,
             Some(t) => {
@@ -888,13 +900,20 @@ mod tests {
             pace.overdue_at(&first, io),
             since + Duration::from_millis(1400)
         );
-        assert_eq!(pace.depth(), 3);
-        // Faster remotes get deeper pipelines, up to the cap; the deadline
-        // never passes the I/O timeout.
+        assert_eq!(pace.target_depth(), 3);
+        // Faster remotes get deeper pipelines, up to the cap, one more
+        // request per piece delivered; the deadline never passes the I/O
+        // timeout.
         pace.per_piece = Some(Duration::from_micros(100));
+        assert_eq!(pace.target_depth(), MAX_PIPELINE);
+        for want in PIPELINE + 1..=MAX_PIPELINE {
+            pace.done(&first, true);
+            assert_eq!(pace.depth(), want);
+        }
+        pace.done(&first, true);
         assert_eq!(pace.depth(), MAX_PIPELINE);
         pace.per_piece = Some(Duration::from_secs(60));
-        assert_eq!(pace.overdue_at(&first, io), since + io);
+        assert_eq!(pace.overdue_at(&first, io), pace.since(&first) + io);
         drop(node);
         let _ = std::fs::remove_dir_all(dir);
     }
