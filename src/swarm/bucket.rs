@@ -44,6 +44,24 @@ impl TokenBucket {
         }
     }
 
+    /// How long, at `now`, until everything reserved so far is paid for.
+    pub fn backlog_at(&self, now: Instant) -> Duration {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tokens, last) = *st;
+        let elapsed = now.saturating_duration_since(last).as_secs_f64();
+        let tokens = tokens + elapsed * self.rate;
+        if tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-tokens / self.rate)
+        }
+    }
+
+    /// How long `n` bytes take at this rate.
+    pub fn time_for(&self, n: usize) -> Duration {
+        Duration::from_secs_f64(n as f64 / self.rate)
+    }
+
     /// Reserves `n` bytes to be sent as one run, after everything reserved
     /// before: the run gets the whole rate until it is paid for, so runs
     /// (pieces) complete one after another instead of all together.
@@ -115,6 +133,20 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backlog_is_what_reservations_left_unpaid() {
+        let b = TokenBucket::new(1 << 20);
+        let t0 = Instant::now();
+        assert_eq!(b.backlog_at(t0), Duration::ZERO);
+        // The burst (a tenth of a second) is free; a second more is owed.
+        b.reserve_at((1 << 20) + (1 << 20) / 10, t0);
+        let owed = b.backlog_at(t0).as_secs_f64();
+        assert!((owed - 1.0).abs() < 0.01, "{owed}");
+        let later = b.backlog_at(t0 + Duration::from_millis(600)).as_secs_f64();
+        assert!((later - 0.4).abs() < 0.01, "{later}");
+        assert_eq!(b.time_for(1 << 19), Duration::from_millis(500));
+    }
 
     #[test]
     fn rates_parse() {

@@ -370,9 +370,19 @@ fn peers_register_again_with_a_restarted_tracker() {
     finishes_with(&mut b, &b_out, &src);
 }
 
+/// What a `Liar` does when asked for a piece.
+#[derive(Clone, Copy, PartialEq)]
+enum Lie {
+    /// Closes the connection.
+    HangUp,
+    /// Goes silent: keeps the connection open, reads on, answers nothing
+    /// (a peer that vanished without closing).
+    Mute,
+}
+
 /// A fake member of a swarm: registered with the tracker as holding every
 /// piece, it answers `Have` truthfully about that claim but closes the
-/// connection whenever a piece is asked for.
+/// connection, or goes silent, whenever a piece is asked for.
 struct Liar {
     addr: SocketAddr,
     /// Piece requests it has hung up on.
@@ -383,6 +393,10 @@ struct Liar {
 
 impl Liar {
     fn start(tracker: &str, swarm: SwarmId) -> Liar {
+        Liar::lying(tracker, swarm, Lie::HangUp)
+    }
+
+    fn lying(tracker: &str, swarm: SwarmId, lie: Lie) -> Liar {
         let mut c = open(tracker, TRACKER);
         c.send(&TrackerRequest::Lookup(Query::Id(swarm))).unwrap();
         let manifest = match c.expect::<TrackerResponse>().unwrap() {
@@ -405,7 +419,7 @@ impl Liar {
                     }
                     let Ok(stream) = stream else { continue };
                     let (hangups, full) = (hangups.clone(), full.clone());
-                    thread::spawn(move || liar_conn(stream, swarm, &full, &hangups));
+                    thread::spawn(move || liar_conn(stream, swarm, &full, &hangups, lie));
                 }
             })
         };
@@ -426,7 +440,7 @@ impl Liar {
     }
 }
 
-fn liar_conn(stream: TcpStream, swarm: SwarmId, full: &Bitfield, hangups: &AtomicUsize) {
+fn liar_conn(stream: TcpStream, swarm: SwarmId, full: &Bitfield, hangups: &AtomicUsize, lie: Lie) {
     let _ = stream.set_read_timeout(Some(DEADLINE));
     let _ = stream.set_write_timeout(Some(DEADLINE));
     let Ok(mut conn) = Conn::new(stream) else {
@@ -435,7 +449,11 @@ fn liar_conn(stream: TcpStream, swarm: SwarmId, full: &Bitfield, hangups: &Atomi
     if !matches!(conn.server_handshake(PEER_WIRE), Ok(true)) {
         return;
     }
+    let mut mute = false;
     while let Ok(Some(req)) = conn.recv::<PeerRequest>() {
+        if mute {
+            continue;
+        }
         match req {
             PeerRequest::Have { .. } => {
                 let empty = Bitfield::new(full.len());
@@ -451,7 +469,10 @@ fn liar_conn(stream: TcpStream, swarm: SwarmId, full: &Bitfield, hangups: &Atomi
             PeerRequest::Piece { swarm: s, .. } => {
                 assert_eq!(s, swarm);
                 hangups.fetch_add(1, Ordering::SeqCst);
-                return;
+                match lie {
+                    Lie::HangUp => return,
+                    Lie::Mute => mute = true,
+                }
             }
         }
     }
@@ -492,6 +513,46 @@ fn peers_that_hang_up_on_piece_requests_do_not_stall_the_download() {
     assert!(
         hangups > 0,
         "no liar was asked for a piece; the test proves nothing\n{}",
+        p.dump()
+    );
+}
+
+/// Peers that go silent on a piece request, without closing, cost the
+/// download a few seconds, not the I/O timeout: their pieces go to other
+/// holders once overdue. With `--timeout 300`, waiting them out would
+/// take longer than the harness deadline.
+#[test]
+fn peers_that_go_silent_without_closing_do_not_stall_the_download() {
+    let dir = TempDir::new("swarm-mute");
+    let src = dir.sub("seed").join("m.bin");
+    write_random_file(&src, 32 * 16 * 1024, 98);
+    let t = tracker(&[]);
+    let (_seed, id) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "16K", "--upload-limit", "256K"],
+    );
+    let swarm = SwarmId::from_hex(&id).unwrap();
+    let mutes: Vec<Liar> = (0..3)
+        .map(|_| Liar::lying(&t.addr, swarm, Lie::Mute))
+        .collect();
+    let out = dir.sub("out");
+    let mut p = fetch(
+        &id,
+        &out,
+        &t.addr,
+        &["--verbose", "--exit-when-done", "--timeout", "300"],
+    );
+    finishes_with(&mut p, &out, &src);
+    let asked: usize = mutes.iter().map(|l| l.hangups.load(Ordering::SeqCst)).sum();
+    assert!(
+        asked > 0,
+        "no silent peer was asked for a piece; the test proves nothing\n{}",
+        p.dump()
+    );
+    assert!(
+        p.stdout_lines().iter().any(|l| l.contains(" is late; ")),
+        "{}",
         p.dump()
     );
 }

@@ -11,7 +11,8 @@
 //! - [`download`]: one worker per remote, piece picking, verification.
 //!
 //! Locks: `Node::state` and `Node::store` are never held together, and
-//! neither is held during socket I/O nor while logging.
+//! neither is held during socket I/O nor while logging. `Node::gate` is
+//! taken alone, or before the bucket's own lock.
 
 mod announce;
 mod download;
@@ -36,22 +37,52 @@ use super::store::Store;
 
 use state::State;
 
-/// Piece requests kept in flight on one connection.
+/// Piece requests kept in flight on one connection at least (and before
+/// its remote has delivered a piece).
 const PIPELINE: usize = 2;
+/// Piece requests kept in flight on one connection at most.
+const MAX_PIPELINE: usize = 16;
+/// A connection keeps enough requests in flight to cover this long at the
+/// rate its remote delivers (the link's bandwidth-delay product, with the
+/// queues of a busy link in the delay).
+const PIPELINE_TIME: Duration = Duration::from_millis(150);
+/// An answer is overdue after this many times what a piece took its remote
+/// so far...
+const OVERDUE_FACTOR: u32 = 4;
+/// ...plus this long.
+const OVERDUE_GRACE: Duration = Duration::from_secs(1);
+/// In a seed's first pass, a piece that went out less than this long ago
+/// is answered `Busy` (others hear of its new holder within this time).
+const FIRST_PASS_HOLD: Duration = Duration::from_millis(1500);
+/// An upload whose downloader takes nothing for this long fails (it
+/// vanished without closing), freeing its piece for the seed's first pass.
+const SEND_STALL: Duration = Duration::from_secs(3);
+/// Before a remote has delivered any piece, its answer is overdue after
+/// this long (its pieces go to other holders; the connection itself waits
+/// for the I/O timeout).
+const FIRST_OVERDUE: Duration = Duration::from_secs(3);
 /// Most remote peers downloaded from at once.
 const MAX_WORKERS: usize = 32;
-/// In the end game (every missing piece requested), a second request for a
-/// piece goes to another peer at once, but to a seed only when at most this
-/// many pieces are missing.
-const ENDGAME: u32 = 2;
+/// In the end game (every missing piece requested and at most this many
+/// missing), a second request for a piece goes to another peer at once,
+/// but to a seed only after `SEED_PATIENCE` with nothing coming: the
+/// seed's upload is the swarm's bottleneck, and a duplicate earlier costs
+/// every fetcher.
+const ENDGAME: u32 = 4;
+/// A `Have` poll on its own connection must be answered within this long,
+/// or the poller gives up (the download connection then asks itself).
+const HAVE_POLL_TIMEOUT: Duration = Duration::from_secs(3);
+/// A download connection whose `Have` polls go through the poller still
+/// asks itself this often, so the remote's idle timeout never closes it.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// How often a connection asks its remote which pieces it holds now.
-const HAVE_REFRESH: Duration = Duration::from_millis(250);
+const HAVE_REFRESH: Duration = Duration::from_millis(50);
 /// How often a connection with no request in flight asks its remote which
 /// pieces it holds now.
 const IDLE_HAVE_REFRESH: Duration = Duration::from_millis(100);
 /// A peer asks a seed for a piece others are already fetching only after
 /// this long without receiving any piece.
-const SEED_PATIENCE: Duration = Duration::from_secs(1);
+const SEED_PATIENCE: Duration = Duration::from_millis(500);
 /// Longest pause between peer-list refreshes while downloading.
 const PEERS_REFRESH: Duration = Duration::from_secs(1);
 /// After a connection to a peer fails, wait this long before trying again
@@ -88,6 +119,14 @@ pub struct PeerConfig {
     pub level: Level,
 }
 
+/// Capped uploads waiting to reserve the bucket: each is `(rank, ticket)`,
+/// and the lowest (the rarest piece, then the oldest request) goes next.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    waiting: Vec<(u32, u64)>,
+    next_ticket: u64,
+}
+
 /// One running peer in one swarm.
 pub(crate) struct Node {
     manifest: Arc<Manifest>,
@@ -96,6 +135,9 @@ pub(crate) struct Node {
     state: Mutex<State>,
     changed: Condvar,
     bucket: Option<TokenBucket>,
+    /// Capped uploads waiting for their turn at the bucket.
+    gate: Mutex<Gate>,
+    gate_turn: Condvar,
     cfg: PeerConfig,
     shutdown: Arc<Shutdown>,
     /// Our listening address (the port is what the tracker is told).
@@ -140,6 +182,8 @@ impl Node {
             state: Mutex::new(state),
             changed: Condvar::new(),
             bucket: cfg.upload_limit.map(TokenBucket::new),
+            gate: Mutex::default(),
+            gate_turn: Condvar::new(),
             cfg,
             shutdown,
             local,

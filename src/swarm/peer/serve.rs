@@ -1,11 +1,13 @@
 //! Serving other peers: `Have` (what this peer holds, fetches and sends)
 //! and `Piece` (a header, then the bytes read from disk in chunks, paced by
 //! the upload bucket, whole piece by whole piece). A capped peer answers
-//! `Busy` for a piece it is already sending to someone else.
+//! `Busy` for a piece it is already sending to someone else; so does a
+//! seed, in its first pass, for a piece it is sending or sent a moment ago.
 
 use std::io::Write;
 use std::sync::{Arc, PoisonError};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::frame::Conn;
@@ -13,7 +15,8 @@ use crate::server::{Server, Session};
 use crate::swarm::manifest::PieceIndex;
 use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
-use super::Node;
+use super::{Node, SEND_STALL, TICK};
+use crate::swarm::bucket::{Reservation, TokenBucket};
 
 impl Node {
     /// Serves other peers until shutdown, on its own thread.
@@ -42,6 +45,14 @@ impl Node {
                 return;
             }
         };
+        // A downloader that stops reading (it vanished without closing)
+        // fails our write after `SEND_STALL` instead of the I/O timeout, so
+        // the pieces counted as on their way to it are free again soon.
+        let stall = SEND_STALL.min(self.cfg.limits.io.io);
+        if let Err(e) = conn.stream().set_write_timeout(Some(stall)) {
+            self.warn(&format!("{peer}: {e}"));
+            return;
+        }
         let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
         let mut buf = vec![0u8; chunk];
         loop {
@@ -108,8 +119,58 @@ impl Node {
         if self.bucket.is_some() && st.sending[slot] > 0 {
             return Err(PeerResponse::Busy { index });
         }
+        let now = Instant::now();
+        if let Some(f) = st.first_pass.as_mut() {
+            if f.defers(slot, now) {
+                return Err(PeerResponse::Busy { index });
+            }
+            f.start(slot, now);
+        }
         st.sending[slot] += 1;
         Ok(())
+    }
+
+    /// Waits for piece `i`'s turn at the upload bucket, then reserves it.
+    /// The bucket is kept at most about half a piece ahead, and among
+    /// uploads waiting, the piece fewest peers hold (as this peer knows)
+    /// goes first, then the oldest request: a piece that just came from
+    /// the seed is passed on before ones many peers can serve, instead of
+    /// queueing behind a second of them. `None` on shutdown.
+    fn turn(&self, bucket: &TokenBucket, i: PieceIndex) -> Option<Reservation> {
+        let rank = self.lock().rank(i.slot());
+        let ahead = bucket.time_for(self.manifest.piece_len(i) as usize) / 2;
+        let lock = || self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut gate = lock();
+        let ticket = gate.next_ticket;
+        gate.next_ticket += 1;
+        gate.waiting.push((rank, ticket));
+        loop {
+            if self.shutdown.is_triggered() {
+                gate.waiting.retain(|w| w.1 != ticket);
+                drop(gate);
+                self.gate_turn.notify_all();
+                return None;
+            }
+            let first = gate.waiting.iter().min().map(|w| w.1) == Some(ticket);
+            let backlog = bucket.backlog_at(Instant::now());
+            if first && backlog <= ahead {
+                gate.waiting.retain(|w| w.1 != ticket);
+                let paid = bucket.reserve(self.manifest.piece_len(i) as usize);
+                drop(gate);
+                self.gate_turn.notify_all();
+                return Some(paid);
+            }
+            let pause = if first {
+                (backlog - ahead).max(Duration::from_millis(1))
+            } else {
+                TICK
+            };
+            gate = self
+                .gate_turn
+                .wait_timeout(gate, pause)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
 
     /// Sends piece `i` (counted in by `start_upload`), then counts it out.
@@ -117,6 +178,11 @@ impl Node {
         let sent = self.send_piece_body(conn, i, buf);
         let mut st = self.lock();
         st.sending[i.slot()] = st.sending[i.slot()].saturating_sub(1);
+        if sent.is_ok()
+            && let Some(f) = st.first_pass.as_mut()
+        {
+            f.sent(i.slot(), Instant::now());
+        }
         sent
     }
 
@@ -130,8 +196,15 @@ impl Node {
         let mut left = len as usize;
         // The whole piece is paid for at once, behind the pieces reserved
         // before it, so a capped peer completes its uploads one after
-        // another: each piece can be passed on as soon as possible.
-        let paid = self.bucket.as_ref().map(|b| b.reserve(left));
+        // another: each piece can be passed on as soon as possible. Which
+        // piece goes next is decided late (see `turn`), rarest first.
+        let paid = match &self.bucket {
+            Some(b) => match self.turn(b, i) {
+                Some(paid) => Some(paid),
+                None => return Err(Error::Closed),
+            },
+            None => None,
+        };
         while left > 0 {
             let n = left.min(buf.len());
             if let Some(paid) = &paid {

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::rng::Rng;
+
+use super::FIRST_PASS_HOLD;
 use crate::swarm::manifest::{Bitfield, PieceIndex};
 use crate::swarm::picker::Availability;
 
@@ -30,6 +32,9 @@ pub(super) struct Remote {
     pub(super) failures: u32,
     /// Why the last connection failed.
     pub(super) last_error: Option<String>,
+    /// It was seen without some piece: complete now, it is a fetcher that
+    /// finished, not a seed whose upload must be spared.
+    pub(super) fetched: bool,
 }
 
 impl Remote {
@@ -44,6 +49,71 @@ impl Remote {
             retry_at: None,
             failures: 0,
             last_error: None,
+            fetched: false,
+        }
+    }
+
+    /// A seed: complete, and never seen otherwise. Its upload is the
+    /// swarm's bottleneck, so it is asked only for what others cannot give.
+    pub(super) fn is_seed(&self) -> bool {
+        !self.fetched && self.have.is_complete()
+    }
+}
+
+/// A seed's first pass over its pieces: until every piece has gone out
+/// once, a piece that started or finished going out to one peer less than
+/// `FIRST_PASS_HOLD` ago is answered `Busy` to the next, who gets it from
+/// that peer (the hold covers how late others hear of it); the seed's
+/// upload, the swarm's scarcest resource, goes to pieces nobody has yet.
+/// Should that peer vanish before passing the piece on, the seed sends it
+/// again once the hold is over.
+#[derive(Debug)]
+pub(super) struct FirstPass {
+    /// When an upload of each piece last started.
+    started_at: Vec<Option<Instant>>,
+    /// When each piece last went out completely.
+    sent_at: Vec<Option<Instant>>,
+    /// Pieces that never went out.
+    unsent: u32,
+}
+
+impl FirstPass {
+    pub(super) fn new(n: usize) -> FirstPass {
+        FirstPass {
+            started_at: vec![None; n],
+            sent_at: vec![None; n],
+            unsent: n as u32,
+        }
+    }
+
+    /// Whether a request for piece `slot` should be answered `Busy` at
+    /// `now`: an upload of it started or ended less than
+    /// `FIRST_PASS_HOLD` ago (an upload stuck on a vanished peer defers
+    /// no longer than that).
+    pub(super) fn defers(&self, slot: usize, now: Instant) -> bool {
+        let recent = |at: &[Option<Instant>]| {
+            at.get(slot)
+                .copied()
+                .flatten()
+                .is_some_and(|t| now.saturating_duration_since(t) < FIRST_PASS_HOLD)
+        };
+        self.unsent > 0 && (recent(&self.started_at) || recent(&self.sent_at))
+    }
+
+    /// Counts an upload of piece `slot` starting at `now`.
+    pub(super) fn start(&mut self, slot: usize, now: Instant) {
+        if let Some(t) = self.started_at.get_mut(slot) {
+            *t = Some(now);
+        }
+    }
+
+    /// Counts a complete upload of piece `slot` at `now`.
+    pub(super) fn sent(&mut self, slot: usize, now: Instant) {
+        if let Some(t) = self.sent_at.get_mut(slot) {
+            if t.is_none() {
+                self.unsent = self.unsent.saturating_sub(1);
+            }
+            *t = Some(now);
         }
     }
 }
@@ -57,6 +127,10 @@ pub(super) struct State {
     pub(super) in_flight: Vec<u16>,
     /// Uploads in progress per piece.
     pub(super) sending: Vec<u16>,
+    /// A peer that started with every piece (a seed): the pieces it has
+    /// uploaded completely at least once, and how many it has not yet.
+    /// `None` for a peer that fetched.
+    pub(super) first_pass: Option<FirstPass>,
     /// Missing pieces with no request in flight.
     pub(super) unrequested: u32,
     /// Holders per piece among known, unbanned peers.
@@ -95,6 +169,7 @@ impl State {
             missing,
             in_flight: vec![0; n],
             sending: vec![0; n],
+            first_pass: (missing == 0).then(|| FirstPass::new(n)),
             unrequested: missing,
             avail: Availability::new(n),
             coming: Availability::new(n),
@@ -127,6 +202,9 @@ impl State {
                     self.coming.adjust(i, new);
                 }
             }
+        }
+        if !have.is_complete() && have.count() > 0 {
+            r.fetched = true;
         }
         r.have = have;
         r.fetching = fetching;
@@ -174,5 +252,51 @@ impl State {
                 self.unrequested += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_seed_holds_a_piece_back_only_for_a_while_and_only_in_its_first_pass() {
+        let t0 = Instant::now();
+        let mut f = FirstPass::new(2);
+        assert!(!f.defers(0, t0));
+        f.start(0, t0);
+        // Going out (or stuck on a vanished peer): held back for a while.
+        assert!(f.defers(0, t0 + FIRST_PASS_HOLD / 2));
+        assert!(!f.defers(0, t0 + FIRST_PASS_HOLD));
+        assert!(!f.defers(1, t0));
+        let t1 = t0 + Duration::from_secs(5);
+        f.sent(0, t1);
+        assert!(f.defers(0, t1 + FIRST_PASS_HOLD / 2));
+        assert!(!f.defers(0, t1 + FIRST_PASS_HOLD));
+        // Once every piece went out, nothing is held back.
+        f.sent(1, t1);
+        assert!(!f.defers(0, t1));
+    }
+
+    #[test]
+    fn a_complete_remote_once_seen_incomplete_is_no_seed() {
+        let mut st = State::new(Bitfield::new(4), 4, 0);
+        let (seed, fetcher): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        for a in [seed, fetcher] {
+            st.remotes.insert(a, Remote::new(Bitfield::new(4)));
+        }
+        let mut half = Bitfield::new(4);
+        half.set_bit(0, true);
+        st.set_remote_have(fetcher, half, Bitfield::new(4));
+        st.set_remote_have(fetcher, Bitfield::full(4), Bitfield::new(4));
+        st.set_remote_have(seed, Bitfield::full(4), Bitfield::new(4));
+        assert!(st.remotes[&seed].is_seed());
+        assert!(!st.remotes[&fetcher].is_seed());
+        assert_eq!(st.avail.holders(3), 2);
     }
 }
