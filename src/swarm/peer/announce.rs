@@ -108,6 +108,11 @@ impl Node {
                     Err(e) => self.tracker_trouble(&mut tracker_ok, client, &e),
                 }
             }
+            if !complete {
+                // Also when the tracker cannot be reached: a peer whose own
+                // link is cut hears from nobody, and says so.
+                self.say_if_stuck();
+            }
             let mut next = next_ping.min(next_report);
             if !complete {
                 next = next.min(next_peers);
@@ -207,6 +212,17 @@ impl Node {
                     r.connected = false;
                 }
             }
+        }
+    }
+
+    /// Says, at most every `STUCK_REPEAT`, that no peer can be reached, if
+    /// none can.
+    fn say_if_stuck(&self) {
+        let mut st = self.lock();
+        let line = self.stuck_message(&mut st, Instant::now());
+        drop(st);
+        if let Some(line) = line {
+            self.warn(&line);
         }
     }
 
