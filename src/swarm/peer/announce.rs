@@ -13,7 +13,10 @@ use crate::swarm::client::TrackerClient;
 use crate::swarm::proto::{PeerInfo, TrackerRequest, TrackerResponse};
 
 use super::state::{Remote, State};
-use super::{MAX_WORKERS, Node, PEERS_REFRESH, STUCK_AFTER, STUCK_REPEAT, TICK};
+use super::{
+    MAX_WORKERS, Node, PEERS_REFRESH, STARTING_FOR, STARTING_PEERS_REFRESH, STUCK_AFTER,
+    STUCK_REPEAT, TICK,
+};
 
 impl Node {
     pub(crate) fn register(&self, client: &TrackerClient) -> Result<u32> {
@@ -41,6 +44,7 @@ impl Node {
         let mut next_ping = if registered { now + ping_every } else { now };
         let mut next_report = now + report_every;
         let mut next_peers = now;
+        let started = now;
         let mut reported_complete = self.is_complete();
         let mut tracker_ok = registered;
         loop {
@@ -93,7 +97,12 @@ impl Node {
                 }
             }
             if !complete && now >= next_peers {
-                next_peers = now + peers_every;
+                next_peers = now
+                    + if started.elapsed() < STARTING_FOR {
+                        STARTING_PEERS_REFRESH.min(peers_every)
+                    } else {
+                        peers_every
+                    };
                 let req = TrackerRequest::Peers {
                     swarm: self.id,
                     port: self.local.port(),

@@ -85,6 +85,12 @@ const IDLE_HAVE_REFRESH: Duration = Duration::from_millis(100);
 const SEED_PATIENCE: Duration = Duration::from_millis(500);
 /// Longest pause between peer-list refreshes while downloading.
 const PEERS_REFRESH: Duration = Duration::from_secs(1);
+/// How often the peer list is asked for while a download starts: peers
+/// that start together learn of each other at once, not a refresh later
+/// (until then an early fetcher could only download from the seed).
+const STARTING_PEERS_REFRESH: Duration = Duration::from_millis(100);
+/// How long after start the peer list is asked for that often.
+const STARTING_FOR: Duration = Duration::from_secs(3);
 /// After a connection to a peer fails, wait this long before trying again
 /// (doubled after each further failure, up to 8 times as long).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
