@@ -135,6 +135,29 @@ pub fn start(
     Ok(local)
 }
 
+/// When `http` names an address, serves `server`'s view there ([`start`]
+/// with the server's own timeouts and shutdown flag); `site` is made only
+/// then. Call it right after the server's `announce`.
+pub fn serve_if(
+    http: Option<&str>,
+    server: &Server,
+    metrics: Arc<Registry>,
+    events: Arc<Events>,
+    site: impl FnOnce() -> Arc<dyn Site>,
+) -> Result<()> {
+    if let Some(addr) = http {
+        start(
+            addr,
+            server.limits().io,
+            server.shutdown().clone(),
+            site(),
+            metrics,
+            events,
+        )?;
+    }
+    Ok(())
+}
+
 fn serve_conn(shared: &Shared, session: &Session) -> Result<()> {
     let mut r = BufReader::new(session.stream());
     loop {

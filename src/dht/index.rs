@@ -119,17 +119,9 @@ pub(crate) fn run(listen: &str, limits: Limits, level: Level, http: Option<&str>
             index.ring().len() as f64
         });
     }
-    if let Some(addr) = http {
-        let site = super::index_view::IndexSite::new(index.clone(), limits.io);
-        crate::view::start(
-            addr,
-            limits.io,
-            server.shutdown().clone(),
-            Arc::new(site),
-            metrics,
-            events,
-        )?;
-    }
+    crate::view::serve_if(http, &server, metrics, events, || {
+        Arc::new(super::index_view::IndexSite::new(index.clone(), limits.io))
+    })?;
     server.serve(move |session| handle(&index, session))
 }
 

@@ -175,16 +175,7 @@ pub fn run(listen: &str, limits: Limits, http: Option<&str>) -> Result<()> {
         &["logged"],
         events.clone(),
     ));
-    if let Some(addr) = http {
-        crate::view::start(
-            addr,
-            limits.io,
-            server.shutdown().clone(),
-            records.clone(),
-            metrics,
-            events,
-        )?;
-    }
+    crate::view::serve_if(http, &server, metrics, events, || records.clone())?;
     let served = rpc_server::serve(server, Arc::new(LogProgram { records }), MAX_RECORD);
     drop(registration);
     served

@@ -166,16 +166,9 @@ pub fn run(config: Config) -> Result<()> {
             }) as f64
         });
     }
-    if let Some(addr) = &config.http {
-        crate::view::start(
-            addr,
-            config.limits.io,
-            server.shutdown().clone(),
-            Arc::new(super::server_view::ServerSite::new(shared.clone())),
-            metrics,
-            events,
-        )?;
-    }
+    crate::view::serve_if(config.http.as_deref(), &server, metrics, events, || {
+        Arc::new(super::server_view::ServerSite::new(shared.clone()))
+    })?;
     let reader = shared.clone();
     let pool = Pool {
         workers: config.workers.max(1),

@@ -65,16 +65,7 @@ pub fn run(listen: &str, limits: Limits, http: Option<&str>) -> Result<()> {
         &["text", "wsdl", "soap", "fault", "refused"],
         events.clone(),
     ));
-    if let Some(addr) = http {
-        crate::view::start(
-            addr,
-            limits.io,
-            server.shutdown().clone(),
-            records.clone(),
-            metrics,
-            events,
-        )?;
-    }
+    crate::view::serve_if(http, &server, metrics, events, || records.clone())?;
     server.serve(move |session| {
         if let Err(e) = serve_conn(&session, &records)
             && !e.is_disconnect()

@@ -52,25 +52,21 @@ pub fn rdird(listen: &str, limits: Limits, opts: DaemonOptions) -> Result<()> {
     let watch = Arc::new(Watch::new(&metrics, events.clone()));
     // The view starts right after the readiness line, and knows the
     // stateful handle table when there is one.
-    let view = |server: &Server, stateful: Option<Arc<Stateful>>| -> Result<()> {
-        let Some(addr) = &opts.http else {
-            return Ok(());
-        };
-        let site = RdirSite::new(
-            opts.mode,
-            opts.root.display().to_string(),
-            watch.clone(),
-            stateful,
-        );
-        crate::view::start(
-            addr,
-            limits.io,
-            server.shutdown().clone(),
-            Arc::new(site),
+    let view = |server: &Server, stateful: Option<Arc<Stateful>>| {
+        crate::view::serve_if(
+            opts.http.as_deref(),
+            server,
             metrics.clone(),
             events.clone(),
-        )?;
-        Ok(())
+            || {
+                Arc::new(RdirSite::new(
+                    opts.mode,
+                    opts.root.display().to_string(),
+                    watch.clone(),
+                    stateful,
+                ))
+            },
+        )
     };
     match opts.mode {
         Mode::Stateful => {

@@ -352,18 +352,17 @@ pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
         outgoing.push((stream, peer, id));
     }
     server.announce()?;
-    if let Some(addr) = &config.http {
-        crate::view::start(
-            addr,
-            config.limits.io,
-            shutdown.clone(),
+    crate::view::serve_if(
+        config.http.as_deref(),
+        &server,
+        metrics,
+        servent.events.clone(),
+        || {
             Arc::new(view::ServentSite {
                 servent: servent.clone(),
-            }),
-            metrics,
-            servent.events.clone(),
-        )?;
-    }
+            })
+        },
+    )?;
     for (stream, peer, id) in outgoing {
         crate::event!("link out {peer}");
         let s = servent.clone();
