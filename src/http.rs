@@ -6,10 +6,11 @@
 //! past); replies written whole with their length. Heads are parsed by
 //! `httparse`.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
 use crate::error::{Error, Result};
+use crate::server::Session;
 
 /// Longest request head (request line and headers).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -130,6 +131,53 @@ fn content_length(values: &[String], max: usize) -> Result<usize> {
         )));
     }
     Ok(len)
+}
+
+/// What a request handler did.
+pub enum Handled {
+    /// Answered with this reply; the connection goes on if the client
+    /// keeps it alive.
+    Reply(Reply),
+    /// Answered on the socket itself (an event stream); the connection ends.
+    Done,
+}
+
+/// Serves the requests of one connection on the server core: idle until a
+/// request begins, read whole under the request deadline (a body up to
+/// `max_body`), handled, answered (head only for `HEAD`). A request that
+/// cannot be read gets a 400 and ends the connection.
+pub fn serve(
+    session: &Session,
+    max_body: usize,
+    mut handle: impl FnMut(&Request) -> Result<Handled>,
+) -> Result<()> {
+    let mut r = BufReader::new(session.stream());
+    loop {
+        if !session.await_request(&mut r)? {
+            return Ok(());
+        }
+        let req = match read_request(&mut r, max_body) {
+            Ok(req) => req,
+            Err(e) => {
+                session.busy();
+                if !e.is_disconnect() {
+                    let reply = Reply::text("400 Bad Request", format!("{e}\n"));
+                    let _ = reply.write(session.stream(), false, false);
+                }
+                return Err(e);
+            }
+        };
+        session.busy();
+        match handle(&req)? {
+            Handled::Reply(reply) => {
+                reply.write(session.stream(), req.keep_alive, req.method == "HEAD")?;
+                if !req.keep_alive {
+                    return Ok(());
+                }
+            }
+            Handled::Done => return Ok(()),
+        }
+    }
 }
 
 /// A whole reply.

@@ -15,7 +15,7 @@
 //! [`Registry`] and [`Events`] its data path already updates, so serving a
 //! view adds no work there.
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::RecvTimeoutError;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Result, ResultExt};
 use crate::events::Events;
-use crate::http::{self, Reply};
+use crate::http::{self, Handled, Reply};
 use crate::metrics::{Counter, Registry};
 use crate::net::Timeouts;
 use crate::server::{Limits, Server, Session};
@@ -159,28 +159,14 @@ pub fn serve_if(
 }
 
 fn serve_conn(shared: &Shared, session: &Session) -> Result<()> {
-    let mut r = BufReader::new(session.stream());
-    loop {
-        if !session.await_request(&mut r)? {
-            return Ok(());
-        }
-        // A view takes no bodies.
-        let req = match http::read_request(&mut r, 0) {
-            Ok(req) => req,
-            Err(e) => {
-                session.busy();
-                if !e.is_disconnect() {
-                    let reply = Reply::text("400 Bad Request", format!("{e}\n"));
-                    let _ = reply.write(session.stream(), false, false);
-                }
-                return Err(e);
-            }
-        };
-        session.busy();
+    // A view takes no bodies.
+    http::serve(session, 0, |req| {
         let head_only = req.method == "HEAD";
         if req.method != "GET" && !head_only {
-            let reply = Reply::text("405 Method Not Allowed", "a view is read-only\n");
-            return reply.write(session.stream(), false, false);
+            return Ok(Handled::Reply(Reply::text(
+                "405 Method Not Allowed",
+                "a view is read-only\n",
+            )));
         }
         let reply = match req.path.as_str() {
             "/" | "/index.html" => {
@@ -208,18 +194,16 @@ fn serve_conn(shared: &Shared, session: &Session) -> Result<()> {
             }
             "/events" if !head_only => {
                 shared.counts.events.inc();
-                return stream_events(shared, session);
+                stream_events(shared, session)?;
+                return Ok(Handled::Done);
             }
             _ => {
                 shared.counts.other.inc();
                 Reply::text("404 Not Found", "not found\n")
             }
         };
-        reply.write(session.stream(), req.keep_alive, head_only)?;
-        if !req.keep_alive {
-            return Ok(());
-        }
-    }
+        Ok(Handled::Reply(reply))
+    })
 }
 
 /// Streams events until the viewer goes, the daemon stops, or a write

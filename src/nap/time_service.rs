@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::records::Records;
 use crate::events::Events;
 use crate::metrics::Registry;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 use quick_xml::events::Event;
@@ -85,34 +85,15 @@ fn xml(status: &'static str, body: String) -> Reply {
 
 fn serve_conn(session: &Session, records: &Records) -> Result<()> {
     let local = session.stream().local_addr()?;
-    let mut r = BufReader::new(session.stream());
-    loop {
-        if !session.await_request(&mut r)? {
-            return Ok(());
-        }
-        let req = match http::read_request(&mut r, MAX_BODY) {
-            Ok(req) => req,
-            Err(e) => {
-                session.busy();
-                if !e.is_disconnect() {
-                    let reply = Reply::text("400 Bad Request", format!("{e}\n"));
-                    let _ = reply.write(session.stream(), false, false);
-                }
-                return Err(e);
-            }
-        };
-        session.busy();
-        let (reply, kind, datetime) = route(&req, local);
+    http::serve(session, MAX_BODY, |req| {
+        let (reply, kind, datetime) = route(req, local);
         records.add(kind, |m| {
             m.insert("client".into(), session.peer().to_string().into());
             m.insert("status".into(), reply.status.into());
             m.insert("datetime".into(), datetime.map(|d| d.to_string()).into());
         });
-        reply.write(session.stream(), req.keep_alive, false)?;
-        if !req.keep_alive {
-            return Ok(());
-        }
-    }
+        Ok(http::Handled::Reply(reply))
+    })
 }
 
 /// The reply to `req`, what kind of request it was and the date-time
