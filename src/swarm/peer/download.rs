@@ -17,10 +17,10 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cli::Level;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::frame::Conn;
+use crate::log::Level;
 use crate::net::{self, Timeouts};
 use crate::swarm::manifest::PieceIndex;
 use crate::swarm::picker;

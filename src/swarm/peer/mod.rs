@@ -25,8 +25,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{self, Level};
 use crate::error::{Error, Result};
+use crate::log::Level;
+use crate::output;
 use crate::server::Limits;
 use crate::shutdown::Shutdown;
 
@@ -167,7 +168,7 @@ impl Node {
             .filter(|i| have.has(i.slot()))
             .map(|i| u64::from(manifest.piece_len(i)))
             .sum();
-        let draw = missing > 0 && cfg.level != Level::Quiet && cli::progress_enabled();
+        let draw = missing > 0 && cfg.level != Level::Quiet && output::progress_enabled();
         let bar = draw.then(|| {
             let bar = ProgressBar::new(manifest.size());
             // The template is a constant known to be valid.
