@@ -36,7 +36,10 @@ printf 'z\n' >"$RUN/r1/two"$'\n'"lines.txt"
 start index p2p-index --listen 127.0.0.1:0 --http 127.0.0.1:0 || exit 1
 wait_line "$RUN/index.out" '^view on ' 10 || exit 1
 VIEW_index=$(sed -n 's/^view on //p' "$RUN/index.out")
-start s1 p2p-superd "$RUN/r1" --index "$ADDR_index" --listen 127.0.0.1:0 --sync-interval 0.5 || exit 1
+start s1 p2p-superd "$RUN/r1" --index "$ADDR_index" --listen 127.0.0.1:0 --sync-interval 0.5 \
+    --http 127.0.0.1:0 || exit 1
+wait_line "$RUN/s1.out" '^view on ' 10 || exit 1
+VIEW_superd=$(sed -n 's/^view on //p' "$RUN/s1.out")
 start s2 p2p-superd "$RUN/r2" --index "$ADDR_index" --listen 127.0.0.1:0 --sync-interval 0.5 || exit 1
 wait_line "$RUN/index.out" '^joined ' 10 || exit 1
 wait_count "$RUN/index.out" '^joined ' 2 10 || exit 1
@@ -97,6 +100,6 @@ wait_line "$RUN/kvb.out" '^duplicate ' 10 || exit 1
 
 step "every page passes in Chromium" \
     env CHROMIUM="$CHROMIUM" node "$BROWSER_DIR/views.mjs" "$RUN/shots" \
-    "index=$VIEW_index" "nap=$VIEW_nap" "rdir=$VIEW_rdir" "flood=$VIEW_flood" \
+    "index=$VIEW_index" "superd=$VIEW_superd" "nap=$VIEW_nap" "rdir=$VIEW_rdir" "flood=$VIEW_flood" \
     "records=$VIEW_naplog" "records=$VIEW_naptime"
 KEEP=${KEEP:-1} summary

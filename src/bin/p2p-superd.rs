@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use peerkit::cli::{self, DaemonArgs, Verbosity};
+use peerkit::cli::{self, DaemonArgs, Verbosity, ViewArgs};
 use peerkit::dht::cmd::{self, SuperdArgs};
 use peerkit::dht::superd;
 
@@ -42,6 +42,8 @@ struct Args {
     #[command(flatten)]
     daemon: DaemonArgs,
     #[command(flatten)]
+    view: ViewArgs,
+    #[command(flatten)]
     verbosity: Verbosity,
 }
 
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
             heartbeat_secs: a.heartbeat,
             limits: a.daemon.limits(),
             level: a.verbosity.level(),
+            http: a.view.http,
         })
     })
 }

@@ -33,6 +33,8 @@ pub struct SuperdArgs {
     pub heartbeat_secs: f64,
     pub limits: Limits,
     pub level: Level,
+    /// Serve a live view at this address (`--http`).
+    pub http: Option<String>,
 }
 
 /// `p2p-superd`: runs a supernode until Ctrl-C or SIGTERM, then leaves.
@@ -54,6 +56,7 @@ pub fn superd(a: SuperdArgs) -> anyhow::Result<()> {
         heartbeat: Duration::from_secs_f64(beat),
         limits: a.limits,
         level: a.level,
+        http: a.http,
     })?;
     Ok(())
 }

@@ -120,6 +120,17 @@ const checks = {
     check(drawn.rows === want && want > 0, `${name}: one row per record served (${state.records.length})`,
       `rows ${drawn.rows}`);
   },
+  async superd(page, state, name) {
+    await page.waitForFunction((n) => document.querySelectorAll("#files > tr.file").length === n,
+      state.files.length, { timeout: 15000 });
+    const drawn = await page.evaluate(() => ({
+      files: [...document.querySelectorAll("#files > tr.file > td:first-child")].map((td) => td.textContent),
+      addr: document.getElementById("addr").textContent,
+    }));
+    check(JSON.stringify(drawn.files) === JSON.stringify(state.files.map((f) => f.name)),
+      `${name}: one row per file, names as text (${state.files.length})`, `shown ${JSON.stringify(drawn.files)}`);
+    check(drawn.addr === state.addr, `${name}: its address (${state.addr})`, drawn.addr);
+  },
 };
 
 const browser = await chromium.launch({

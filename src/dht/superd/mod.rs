@@ -28,6 +28,7 @@ mod foreground;
 mod repo;
 mod serve;
 mod sync;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,6 +43,10 @@ use arrivals::Arrivals;
 use control::{Control, Lookup};
 use foreground::Foreground;
 use repo::Repo;
+use watch::{SuperSite, Watch};
+
+use crate::events::Events;
+use crate::metrics::Registry;
 
 /// Default index address of `p2p-superd`.
 pub const DEFAULT_INDEX: &str = "localhost:6110";
@@ -71,6 +76,8 @@ pub(crate) struct Options {
     /// What to log: joins, transfers and leaves unless quiet; each request
     /// and sync round if verbose.
     pub level: Level,
+    /// Serve a live view at this address (`--http`).
+    pub http: Option<String>,
 }
 
 /// A running supernode's shared state.
@@ -81,6 +88,8 @@ struct Node {
     serving: Foreground,
     timeouts: Timeouts,
     level: Level,
+    /// Transfers and sync rounds, for the metrics and the live view.
+    watch: Watch,
 }
 
 impl Node {
@@ -118,6 +127,9 @@ pub(crate) fn run(opts: Options) -> Result<()> {
             _ => e.doing(format!("joining index {}", opts.index)),
         })?;
     server.announce()?;
+    let metrics = Registry::new();
+    let events = Events::new();
+    server.export_metrics(&metrics);
     let node = Arc::new(Node {
         repo,
         control,
@@ -125,7 +137,20 @@ pub(crate) fn run(opts: Options) -> Result<()> {
         serving: Foreground::default(),
         timeouts,
         level: opts.level,
+        watch: Watch::new(&metrics, events.clone()),
     });
+    {
+        let node = node.clone();
+        metrics.gauge_fn(
+            "superd_repo_files",
+            "Files this supernode shares.",
+            &[],
+            move || node.repo.scan().map_or(0, |n| n.len()) as f64,
+        );
+    }
+    crate::view::serve_if(opts.http.as_deref(), &server, metrics, events, || {
+        Arc::new(SuperSite { node: node.clone() })
+    })?;
     node.note(format_args!("joined the ring as {}", node.control.me()));
     if let Ok(me) = node.control.me().parse::<std::net::SocketAddr>()
         && let Some(why) = net::unreachable_listen(server.local_addr(), me.ip())

@@ -11,6 +11,7 @@ use indicatif::ProgressBar;
 use super::Node;
 use super::arrivals::Refusal;
 use super::repo::{Outgoing, is_hidden};
+use super::watch::Kind;
 use crate::dht::proto::{LIST_BATCH, SUPER_PROTOCOL, SuperRequest, SuperResponse};
 use crate::digest::FileDigest;
 use crate::error::{Error, Result};
@@ -120,7 +121,17 @@ fn receive(
     conn.send(&SuperResponse::Ready)?;
     node.note(format_args!("receiving {name} from {peer}"));
     let bar = ProgressBar::hidden();
-    match transfer::receive_file(conn.reader(), size, digest, &dest, Overwrite::Never, &bar) {
+    let ticket = node.watch.begin(
+        Kind::Upload,
+        &peer.to_string(),
+        name,
+        size,
+        Some(bar.clone()),
+    );
+    let received =
+        transfer::receive_file(conn.reader(), size, digest, &dest, Overwrite::Never, &bar);
+    ticket.end(received.is_ok());
+    match received {
         Ok(()) if !reservation.may_confirm() => {
             crate::diag!("{peer}: {name} arrived after the final sync began; not confirmed");
             conn.send(&SuperResponse::Error {
@@ -208,11 +219,19 @@ fn download(node: &Node, conn: &mut Conn, name: &FileName, offset: u64) -> Resul
             out.file.seek(SeekFrom::Start(offset))?;
         }
         let _serving = node.serving.serving();
+        let ticket = node.watch.begin(
+            Kind::Download,
+            &conn.peer_addr().to_string(),
+            name,
+            out.len - offset,
+            None,
+        );
         conn.queue(&SuperResponse::File { size: out.len })?;
         let (sent, digest) = digest_while(node, &out, || {
             transfer::send_body_to_socket(&out.file, out.len - offset, conn.writer())
         });
         // A body that did not go out whole leaves the connection out of step.
+        ticket.end(sent.is_ok() && digest.is_ok());
         sent?;
         return match digest {
             Ok(digest) => conn.send(&SuperResponse::Sent { digest }),

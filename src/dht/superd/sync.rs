@@ -2,6 +2,9 @@
 //! supernode is another one is pushed to it (unless it has it already),
 //! one connection per peer per round. The leave's last sync is one more round.
 
+use indicatif::ProgressBar;
+
+use super::watch::Kind;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -99,6 +102,7 @@ pub(super) fn sync_round(node: &Node, stop: Option<&Shutdown>) -> SyncReport {
         names.len(),
         report.failed
     ));
+    node.watch.round(names.len(), elsewhere, report.failed);
     report
 }
 
@@ -139,14 +143,24 @@ fn push(
         }
     }
     node.note(format_args!("[balance] sending {name} to {owner}"));
-    transfer::send_body_paced(&out.file, out.len, conn.writer(), YIELD_PIECE, || {
+    let bar = ProgressBar::hidden();
+    let ticket = node
+        .watch
+        .begin(Kind::Sync, owner, name, out.len, Some(bar.clone()));
+    let mut started = 0u64;
+    let outcome = transfer::send_body_paced(&out.file, out.len, conn.writer(), YIELD_PIECE, || {
+        // Each piece is counted as it goes out.
+        bar.set_position(started.min(out.len));
+        started += YIELD_PIECE;
         node.serving.wait_quiet(YIELD_WAIT);
-    })?;
-    match conn.expect::<SuperResponse>()? {
+    })
+    .and_then(|()| match conn.expect::<SuperResponse>()? {
         SuperResponse::Stored | SuperResponse::AlreadyExists => Ok(()),
         SuperResponse::Error { message } => Err(Error::Remote(message)),
         other => Err(Error::Protocol(format!(
             "unexpected answer after an upload: {other:?}"
         ))),
-    }
+    });
+    ticket.end(outcome.is_ok());
+    outcome
 }

@@ -120,3 +120,50 @@ fn the_index_view_shows_the_ring_its_files_and_what_happens() {
     // Read-only, nothing else served.
     assert_eq!(view_get(&view, "/etc/passwd").0, "HTTP/1.1 404 Not Found");
 }
+
+#[test]
+fn the_supernode_view_shows_its_files_and_counts_transfers_exactly() {
+    let dir = TempDir::new("dht-superd-view");
+    let index = start_index();
+    let repo = dir.sub("repo");
+    let mut s = cmd(bin!("p2p-superd"))
+        .arg(&repo)
+        .args(["--index", &index.addr, "--listen", "127.0.0.1:0"])
+        .args(["--sync-interval", SYNC, "--http", "127.0.0.1:0"])
+        .daemon();
+    let line = s.wait_stdout(|l| l.starts_with("view on "));
+    assert_eq!(s.stdout_lines()[1], line, "{}", s.dump());
+    let view = line["view on ".len()..].to_string();
+    s.wait_stdout(|l| l.starts_with("joined the ring as "));
+    let upload = "<b>bold<b>.txt";
+    let src = dir.sub("src").join(upload);
+    fs::write(&src, vec![7u8; 3000]).unwrap();
+    cmd(bin!("p2p-put")).arg(&s.addr).arg(&src).run().ok();
+    let out = dir.sub("out").join("copy");
+    cmd(bin!("p2p-get"))
+        .args([&s.addr, upload, "-o"])
+        .arg(&out)
+        .run()
+        .ok();
+    let (_, m) = view_get(&view, "/metrics");
+    assert_eq!(
+        metric(&m, "peerkit_superd_transfers_total{kind=\"upload\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "peerkit_superd_bytes_total{direction=\"in\"}"),
+        Some(3000.0)
+    );
+    assert_eq!(metric(&m, "peerkit_superd_repo_files"), Some(1.0));
+    let state: serde_json::Value = serde_json::from_str(&view_get(&view, "/state.json").1).unwrap();
+    assert_eq!(state["addr"], s.addr.as_str());
+    assert_eq!(state["files"][0]["name"], upload);
+    assert_eq!(state["files"][0]["size"], 3000);
+    let finished = state["finished"].as_array().unwrap();
+    assert!(
+        finished
+            .iter()
+            .any(|t| t["kind"] == "upload" && t["name"] == upload && t["ok"] == true),
+        "{state}"
+    );
+}
