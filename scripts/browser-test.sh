@@ -98,6 +98,28 @@ printf '%s\n' '?ssh' '?<img src=x onerror=alert(4)>' '?http' |
 wait_line "$RUN/kvb.out" 'seq 2 ' 10 || exit 1
 wait_line "$RUN/kvb.out" '^duplicate ' 10 || exit 1
 
+# Every /metrics, read by an independent parser (the Prometheus client's).
+metrics_parse() {
+    /usr/bin/python3 - "$@" <<'PY'
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+for view in sys.argv[1:]:
+    text = urllib.request.urlopen(view + "metrics", timeout=10).read().decode()
+    families = list(text_string_to_metric_families(text))
+    names = [f.name for f in families]
+    assert all(n.startswith("peerkit_") for n in names), names
+    assert any(n == "peerkit_connections_open" for n in names), names
+    print(f"{view}metrics: {len(families)} families parse")
+PY
+}
+if /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null; then
+    step "every /metrics parses with prometheus_client" \
+        metrics_parse "$VIEW_index" "$VIEW_superd" "$VIEW_nap" "$VIEW_rdir" "$VIEW_flood" \
+        "$VIEW_naplog" "$VIEW_naptime"
+else
+    say "SKIPPED: the /metrics parse check: no prometheus_client for /usr/bin/python3 (scripts/install-deps.sh browser)"
+fi
+
 step "every page passes in Chromium" \
     env CHROMIUM="$CHROMIUM" node "$BROWSER_DIR/views.mjs" "$RUN/shots" \
     "index=$VIEW_index" "superd=$VIEW_superd" "nap=$VIEW_nap" "rdir=$VIEW_rdir" "flood=$VIEW_flood" \

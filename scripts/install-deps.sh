@@ -16,7 +16,8 @@
 #           and nsenter (util-linux), rpcbind and rpcinfo (each host's own
 #           rpcbind; none is started here), nc (the benchmark's reference)
 #   browser Debian's chromium, and playwright-core from npm in tests/browser
-#           (scripts/browser-test.sh drives the live views with them)
+#           (scripts/browser-test.sh drives the live views with them);
+#           python3-prometheus-client (its parser reads every /metrics)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
@@ -110,6 +111,7 @@ group_hosts() {
 group_browser() {
     local ok=0
     need /usr/bin/chromium chromium || ok=1
+    apt_python prometheus_client python3-prometheus-client || ok=1
     need node nodejs || ok=1
     need npm npm || true
     if command -v npm >/dev/null; then
