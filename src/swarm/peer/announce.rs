@@ -14,8 +14,8 @@ use crate::swarm::proto::{PeerInfo, TrackerRequest, TrackerResponse};
 
 use super::state::{Remote, State};
 use super::{
-    MAX_WORKERS, Node, PEERS_REFRESH, STARTING_FOR, STARTING_PEERS_REFRESH, STUCK_AFTER,
-    STUCK_REPEAT, TICK,
+    MAX_WORKERS, Node, PEERS_REFRESH, SETTLED_ASKS, STARTING_FOR, STARTING_PEERS_REFRESH,
+    STUCK_AFTER, STUCK_REPEAT, TICK,
 };
 
 impl Node {
@@ -45,6 +45,8 @@ impl Node {
         let mut next_report = now + report_every;
         let mut next_peers = now;
         let started = now;
+        let mut starting = true;
+        let mut quiet_asks = 0u32;
         let mut reported_complete = self.is_complete();
         let mut tracker_ok = registered;
         loop {
@@ -98,7 +100,7 @@ impl Node {
             }
             if !complete && now >= next_peers {
                 next_peers = now
-                    + if started.elapsed() < STARTING_FOR {
+                    + if starting && started.elapsed() < STARTING_FOR {
                         STARTING_PEERS_REFRESH.min(peers_every)
                     } else {
                         peers_every
@@ -108,7 +110,15 @@ impl Node {
                     port: self.local.port(),
                 };
                 match client.call(&req) {
-                    Ok(TrackerResponse::Peers(list)) => self.update_peers(list),
+                    Ok(TrackerResponse::Peers(list)) => {
+                        let new = self.update_peers(list);
+                        // The fast refresh of the start ends once the list
+                        // has stopped growing for a few asks in a row.
+                        quiet_asks = if new > 0 { 0 } else { quiet_asks + 1 };
+                        if quiet_asks >= SETTLED_ASKS && !self.lock().remotes.is_empty() {
+                            starting = false;
+                        }
+                    }
                     Ok(TrackerResponse::NotFound) => {
                         registered = false;
                         next_ping = now;
@@ -152,8 +162,10 @@ impl Node {
         *ok = false;
     }
 
-    /// Merges the tracker's peer list and starts workers for new peers.
-    fn update_peers(self: &Arc<Self>, list: Vec<PeerInfo>) {
+    /// Merges the tracker's peer list and starts workers for new peers;
+    /// how many peers it did not know.
+    fn update_peers(self: &Arc<Self>, list: Vec<PeerInfo>) -> usize {
+        let mut new = 0;
         let mut st = self.lock();
         let listed: Vec<SocketAddr> = list.iter().map(|p| p.addr).collect();
         for p in list {
@@ -168,6 +180,7 @@ impl Node {
                     st.set_remote_have(p.addr, p.have, fetching);
                 }
                 None => {
+                    new += 1;
                     st.remotes
                         .insert(p.addr, Remote::new(self.manifest.empty_bitfield()));
                     let fetching = self.manifest.empty_bitfield();
@@ -187,7 +200,7 @@ impl Node {
             st.remotes.remove(&a);
         }
         if st.missing == 0 {
-            return;
+            return new;
         }
         let now = Instant::now();
         let mut start = Vec::new();
@@ -222,6 +235,7 @@ impl Node {
                 }
             }
         }
+        new
     }
 
     /// Says, at most every `STUCK_REPEAT`, that no peer can be reached, if

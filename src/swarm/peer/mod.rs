@@ -90,8 +90,10 @@ const PEERS_REFRESH: Duration = Duration::from_secs(1);
 /// that start together learn of each other at once, not a refresh later
 /// (until then an early fetcher could only download from the seed).
 const STARTING_PEERS_REFRESH: Duration = Duration::from_millis(100);
-/// How long after start the peer list is asked for that often.
+/// How long after start the peer list is asked for that often, at most.
 const STARTING_FOR: Duration = Duration::from_secs(3);
+/// Asks in a row that bring no new peer after which the start is over.
+const SETTLED_ASKS: u32 = 5;
 /// After a connection to a peer fails, wait this long before trying again
 /// (doubled after each further failure, up to 8 times as long).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
