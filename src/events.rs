@@ -18,6 +18,14 @@ pub const QUEUE: usize = 1024;
 /// Subscribers at once; more are refused.
 pub const MAX_SUBSCRIBERS: usize = 16;
 
+/// Now, in milliseconds since the epoch: the `t` of every event and of
+/// every record a view keeps.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// One event as it goes out: a JSON object, shared by every subscriber.
 pub type Event = Arc<str>;
 
@@ -49,11 +57,8 @@ impl Events {
         if !self.wanted() {
             return;
         }
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let mut map = Map::new();
-        map.insert("t".into(), t.into());
+        map.insert("t".into(), now_ms().into());
         map.insert("kind".into(), kind.into());
         fields(&mut map);
         let event: Event = Value::Object(map).to_string().into();

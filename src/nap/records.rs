@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
@@ -57,13 +56,7 @@ impl Records {
             c.inc();
         }
         let mut m = Map::new();
-        m.insert(
-            "t".into(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64)
-                .into(),
-        );
+        m.insert("t".into(), crate::events::now_ms().into());
         m.insert("kind".into(), kind.into());
         fields(&mut m);
         let record = Value::Object(m);

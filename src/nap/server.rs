@@ -15,7 +15,7 @@ use std::io::{BufReader, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::store::Store;
 use super::wire::{self, Answer, Body, Incoming, Op, Request, ResultFormat};
@@ -284,9 +284,7 @@ impl Shared {
             _ => None,
         };
         let record = OpRecord {
-            t: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            t: crate::events::now_ms(),
             user: req.user.to_string(),
             op,
             subject,

@@ -5,7 +5,6 @@
 //! when the server runs is on the page, so a restart shows the difference.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -34,9 +33,7 @@ impl RdirSite {
         RdirSite {
             mode,
             root,
-            started: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            started: crate::events::now_ms(),
             watch,
             stateful,
         }

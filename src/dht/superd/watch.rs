@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
@@ -55,12 +55,6 @@ struct Running {
     started: Instant,
     /// Bytes moved so far, where known (uploads, sync copies).
     done: Option<ProgressBar>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The transfers, the rounds and their counters.
@@ -115,7 +109,7 @@ impl Ticket<'_> {
             0.0
         };
         let record = json!({
-            "t": now_ms(),
+            "t": crate::events::now_ms(),
             "kind": r.kind.name(),
             "peer": r.peer,
             "name": r.name,
@@ -225,7 +219,7 @@ impl Watch {
     /// A synchronizer round ended.
     pub(super) fn round(&self, files: usize, elsewhere: usize, failed: usize) {
         let record = json!({
-            "t": now_ms(),
+            "t": crate::events::now_ms(),
             "files": files,
             "elsewhere": elsewhere,
             "failed": failed,

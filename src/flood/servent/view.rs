@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -42,12 +41,6 @@ pub(super) struct Trace {
     queries: Mutex<VecDeque<Seen>>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Trace {
     fn with(&self, origin: SocketAddrV4, seq: u32, f: impl FnOnce(&mut Seen)) {
         let mut q = self.queries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -75,7 +68,7 @@ impl Trace {
             q.pop_front();
         }
         q.push_back(Seen {
-            t: now_ms(),
+            t: crate::events::now_ms(),
             origin,
             seq,
             query,
