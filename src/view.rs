@@ -32,10 +32,24 @@ use crate::shutdown::Shutdown;
 
 /// What a system shows.
 pub trait Site: Send + Sync + 'static {
-    /// The page (an HTML document, compiled in).
+    /// The page (an HTML document, compiled in). Where its `<style>` and
+    /// `<script>` say `/* peerkit: prelude css */` and `/* peerkit: prelude
+    /// js */`, the view puts what every page shares (the base styles, `el`,
+    /// `live`).
     fn page(&self) -> &'static str;
     /// The current state, as `state.json` gives it.
     fn state(&self) -> serde_json::Value;
+}
+
+/// The styles every page shares.
+const PRELUDE_CSS: &str = include_str!("view/prelude.css");
+/// The script every page shares: `el` and `live`.
+const PRELUDE_JS: &str = include_str!("view/prelude.js");
+
+/// `page` with the shared styles and script in place.
+fn assemble(page: &str) -> String {
+    page.replacen("/* peerkit: prelude css */", PRELUDE_CSS, 1)
+        .replacen("/* peerkit: prelude js */", PRELUDE_JS, 1)
 }
 
 /// Connections a view serves at once.
@@ -61,6 +75,8 @@ struct Counts {
 
 struct Shared {
     site: Arc<dyn Site>,
+    /// The site's page with the prelude in place, made once.
+    page: String,
     metrics: Arc<Registry>,
     events: Arc<Events>,
     shutdown: Arc<Shutdown>,
@@ -110,6 +126,7 @@ pub fn start(
         );
     }
     let shared = Arc::new(Shared {
+        page: assemble(site.page()),
         site,
         metrics,
         events,
@@ -172,7 +189,7 @@ fn serve_conn(shared: &Shared, session: &Session) -> Result<()> {
             "/" | "/index.html" => {
                 shared.counts.page.inc();
                 let mut reply =
-                    Reply::new("200 OK", "text/html; charset=utf-8", shared.site.page());
+                    Reply::new("200 OK", "text/html; charset=utf-8", shared.page.clone());
                 reply.headers = CSP;
                 reply
             }
@@ -315,6 +332,16 @@ mod tests {
                 .starts_with("HTTP/1.1 400")
         );
         shutdown.trigger();
+    }
+
+    #[test]
+    fn the_prelude_goes_where_a_page_asks_for_it() {
+        let page = assemble(
+            "<style>\n/* peerkit: prelude css */\n</style><script>\n/* peerkit: prelude js */\nlive(draw, 1000);</script>",
+        );
+        assert!(page.contains("#live.on::before") && page.contains("function live(draw"));
+        assert!(!page.contains("peerkit: prelude"));
+        assert_eq!(page.matches("<script>").count(), 1);
     }
 
     #[test]
