@@ -98,6 +98,9 @@ impl Histogram {
     }
 }
 
+/// A counter kept in a field of `T`: its short name, its help, where it is.
+pub type Field<T> = (&'static str, &'static str, fn(&T) -> &AtomicU64);
+
 /// A gauge read at scrape time.
 type ReadFn = Box<dyn Fn() -> f64 + Send + Sync>;
 
@@ -212,6 +215,24 @@ impl Registry {
         read: impl Fn() -> u64 + Send + Sync + 'static,
     ) {
         self.add(name, help, labels, Value::CounterFn(Box::new(read)));
+    }
+
+    /// One counter per field of `owner`: `peerkit_{prefix}{name}_total`,
+    /// read at scrape time from the atomic each `(name, help, field)`
+    /// points to. For counters a system keeps anyway (a stats line).
+    pub fn counter_fields<T: Send + Sync + 'static>(
+        &self,
+        owner: &Arc<T>,
+        prefix: &str,
+        fields: &[Field<T>],
+    ) {
+        for (name, help, field) in fields {
+            let owner = owner.clone();
+            let field = *field;
+            self.counter_fn(&format!("{prefix}{name}_total"), help, &[], move || {
+                field(&owner).load(Ordering::Relaxed)
+            });
+        }
     }
 
     /// A gauge `peerkit_NAME` with `labels`, set by its owner.

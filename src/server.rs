@@ -184,9 +184,31 @@ struct Counts {
     turned_away: AtomicU64,
 }
 
+impl Counts {
+    /// The counters as metrics, `peerkit_connections_NAME_total`.
+    const FIELDS: [crate::metrics::Field<Counts>; 4] = [
+        ("accepted", "Connections accepted.", |c| &c.accepted),
+        (
+            "expired",
+            "Connections closed for missing a deadline (idle, or a request too slow).",
+            |c| &c.expired,
+        ),
+        (
+            "evicted",
+            "Connections dropped to make room for a newcomer.",
+            |c| &c.evicted,
+        ),
+        (
+            "turned_away",
+            "Newcomers turned away because every connection was busy.",
+            |c| &c.turned_away,
+        ),
+    ];
+}
+
 /// The connections a server is serving.
 struct Registry {
-    counts: Counts,
+    counts: Arc<Counts>,
     limits: Limits,
     table: Mutex<Table>,
     /// Signalled when a connection thread ends.
@@ -209,7 +231,7 @@ impl Registry {
             freed: Condvar::new(),
             log: Throttle::new(false),
             classes: Vec::new(),
-            counts: Counts::default(),
+            counts: Arc::default(),
         }
     }
 
@@ -636,33 +658,7 @@ impl Server {
             &[],
             move || lock(&r.table).live.len() as f64,
         );
-        type Field = fn(&Counts) -> &AtomicU64;
-        let counted: [(&str, &str, Field); 4] = [
-            ("connections_accepted_total", "Connections accepted.", |c| {
-                &c.accepted
-            }),
-            (
-                "connections_expired_total",
-                "Connections closed for missing a deadline (idle, or a request too slow).",
-                |c| &c.expired,
-            ),
-            (
-                "connections_evicted_total",
-                "Connections dropped to make room for a newcomer.",
-                |c| &c.evicted,
-            ),
-            (
-                "connections_turned_away_total",
-                "Newcomers turned away because every connection was busy.",
-                |c| &c.turned_away,
-            ),
-        ];
-        for (name, help, field) in counted {
-            let r = self.registry.clone();
-            metrics.counter_fn(name, help, &[], move || {
-                field(&r.counts).load(Ordering::Relaxed)
-            });
-        }
+        metrics.counter_fields(&self.registry.counts, "connections_", &Counts::FIELDS);
     }
 
     /// The flag that stops this server.

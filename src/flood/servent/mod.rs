@@ -170,77 +170,50 @@ struct Stats {
     dropped: AtomicU64,
 }
 
-impl fmt::Display for Stats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        write!(
-            f,
-            "stats requests={} floods={} duplicates={} sent={} answers={} dropped={}",
-            g(&self.requests),
-            g(&self.floods),
-            g(&self.duplicates),
-            g(&self.sent),
-            g(&self.answers),
-            g(&self.dropped),
-        )
+impl Stats {
+    /// Every counter: its name in the stats line, `state.json` and the
+    /// metrics (`peerkit_flood_NAME_total`), its help, where it is.
+    const FIELDS: [crate::metrics::Field<Stats>; 6] = [
+        ("requests", "Queries received from clients.", |s| {
+            &s.requests
+        }),
+        ("floods", "Floods received from neighbours.", |s| &s.floods),
+        ("duplicates", "Floods dropped as already seen.", |s| {
+            &s.duplicates
+        }),
+        ("sent", "Floods written to neighbours.", |s| &s.sent),
+        ("answers", "Answers delivered to clients.", |s| &s.answers),
+        (
+            "dropped",
+            "Floods or answers dropped (a queue full, too many answers in flight).",
+            |s| &s.dropped,
+        ),
+    ];
+
+    /// The counters as `state.json` gives them.
+    fn json(&self) -> serde_json::Value {
+        Stats::FIELDS
+            .iter()
+            .map(|(name, _, field)| (name.to_string(), field(self).load(Ordering::Relaxed).into()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     }
 }
 
-impl Stats {
-    /// The counters as `state.json` gives them.
-    fn json(&self) -> serde_json::Value {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        serde_json::json!({
-            "requests": g(&self.requests),
-            "floods": g(&self.floods),
-            "duplicates": g(&self.duplicates),
-            "sent": g(&self.sent),
-            "answers": g(&self.answers),
-            "dropped": g(&self.dropped),
-        })
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stats")?;
+        for (name, _, field) in Stats::FIELDS {
+            write!(f, " {name}={}", field(self).load(Ordering::Relaxed))?;
+        }
+        Ok(())
     }
 }
 
 impl Servent {
     /// Registers the servent's counters and gauges in `metrics`.
     fn export_metrics(self: &Arc<Self>, metrics: &Registry) {
-        type Field = fn(&Stats) -> &AtomicU64;
-        let counted: [(&str, &str, Field); 6] = [
-            (
-                "flood_requests_total",
-                "Queries received from clients.",
-                |s| &s.requests,
-            ),
-            (
-                "flood_floods_total",
-                "Floods received from neighbours.",
-                |s| &s.floods,
-            ),
-            (
-                "flood_duplicates_total",
-                "Floods dropped as already seen.",
-                |s| &s.duplicates,
-            ),
-            ("flood_sent_total", "Floods written to neighbours.", |s| {
-                &s.sent
-            }),
-            (
-                "flood_answers_total",
-                "Answers delivered to clients.",
-                |s| &s.answers,
-            ),
-            (
-                "flood_dropped_total",
-                "Floods or answers dropped (a queue full, too many answers in flight).",
-                |s| &s.dropped,
-            ),
-        ];
-        for (name, help, field) in counted {
-            let s = self.clone();
-            metrics.counter_fn(name, help, &[], move || {
-                field(&s.stats).load(Ordering::Relaxed)
-            });
-        }
+        metrics.counter_fields(&self.stats, "flood_", &Stats::FIELDS);
         let s = self.clone();
         metrics.gauge_fn("flood_links", "Neighbour links open now.", &[], move || {
             lock(&s.links).map.len() as f64
@@ -273,7 +246,7 @@ struct Servent {
     link_idle_timeout: Duration,
     links: Mutex<Links>,
     seen: Mutex<Seen>,
-    stats: Stats,
+    stats: Arc<Stats>,
     answers: Answers,
     /// Client connections, capped by `--max-clients`.
     clients: ConnClass,
@@ -322,7 +295,7 @@ pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
         link_idle_timeout: config.link_idle_timeout,
         links: Mutex::new(Links::default()),
         seen: Mutex::new(Seen::new(config.seen_for, SEEN_CAP)),
-        stats: Stats::default(),
+        stats: Arc::default(),
         answers: Answers::default(),
         clients,
         links_in,
