@@ -116,14 +116,20 @@ pub fn start(
         metrics: served("/metrics"),
         other: served("other"),
     };
-    {
-        let events = events.clone();
-        metrics.gauge_fn(
-            "view_events_dropped",
+    for (name, help, read) in [
+        (
+            "view_events_total",
+            "Events handed to viewers (counted while someone watches).",
+            Events::published as fn(&Events) -> u64,
+        ),
+        (
+            "view_events_dropped_total",
             "Events a slow viewer lost (its queue was full).",
-            &[],
-            move || events.dropped() as f64,
-        );
+            Events::dropped,
+        ),
+    ] {
+        let events = events.clone();
+        metrics.counter_fn(name, help, &[], move || read(&events));
     }
     let shared = Arc::new(Shared {
         page: assemble(site.page()),
