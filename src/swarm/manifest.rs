@@ -500,9 +500,8 @@ mod tests {
 
     #[test]
     fn from_file_hashes_pieces_and_whole() {
-        let dir = std::env::temp_dir().join(format!("peerkit-manifest-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("data.bin");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.bin");
         let data: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let m = Manifest::from_file(&path, Some(MIN_PIECE_SIZE)).unwrap();
@@ -514,6 +513,5 @@ mod tests {
             m.piece_hash(m.index(2).unwrap()),
             Digest::of(&data[32768..])
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

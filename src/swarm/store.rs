@@ -149,25 +149,18 @@ fn verify(file: &File, m: &Manifest) -> Result<Bitfield> {
 mod tests {
     use super::*;
 
-    fn scratch(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("peerkit-store-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     fn data() -> Vec<u8> {
         (0..50_000u32).map(|i| (i * 7 % 256) as u8).collect()
     }
 
     #[test]
     fn download_resume_and_finish() {
-        let dir = scratch("dl");
-        let src = dir.join("src");
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
         fs::create_dir(&src).unwrap();
         fs::write(src.join("f.bin"), data()).unwrap();
         let m = Arc::new(Manifest::from_file(&src.join("f.bin"), Some(16384)).unwrap());
-        let out = dir.join("out");
+        let out = dir.path().join("out");
         fs::create_dir(&out).unwrap();
 
         let (store, have) = Store::open(&out, m.clone()).unwrap();
@@ -210,6 +203,5 @@ mod tests {
         fs::write(out.join("f.bin"), b"something else").unwrap();
         assert!(Store::open(&out, m).is_err());
         assert_eq!(fs::read(out.join("f.bin")).unwrap(), b"something else");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

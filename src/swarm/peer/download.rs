@@ -854,13 +854,13 @@ mod tests {
     use crate::swarm::store::Store;
 
     /// A node fetching a 4-piece file that it holds none of.
-    fn fetching_node(tag: &str) -> (Arc<Node>, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("peerkit-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("f.bin");
+    /// The folder goes when the returned guard is dropped.
+    fn fetching_node() -> (Arc<Node>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.bin");
         std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
         let manifest = Arc::new(Manifest::from_file(&file, Some(16 * 1024)).unwrap());
-        let out = dir.join("out");
+        let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         let (store, have) = Store::open(&out, manifest.clone()).unwrap();
         let cfg = PeerConfig {
@@ -879,7 +879,7 @@ mod tests {
 
     #[test]
     fn deadlines_and_pipeline_depth_follow_what_a_remote_delivered() {
-        let (node, dir) = fetching_node("pace");
+        let (node, _dir) = fetching_node();
         let io = Duration::from_secs(30);
         let mut pace = Pace::new();
         let t0 = pace.last_done;
@@ -915,12 +915,11 @@ mod tests {
         pace.per_piece = Some(Duration::from_secs(60));
         assert_eq!(pace.overdue_at(&first, io), pace.since(&first) + io);
         drop(node);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_panicking_worker_gives_back_its_pieces_and_its_place() {
-        let (node, dir) = fetching_node("worker-panic");
+        let (node, _dir) = fetching_node();
         let addr: SocketAddr = "127.0.0.1:2".parse().unwrap();
         {
             let mut st = node.lock();
@@ -980,6 +979,5 @@ mod tests {
         let r = &st.remotes[&addr];
         assert!(!r.connected && r.retry_at.is_some());
         drop(st);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
