@@ -25,7 +25,7 @@ struct Args {
     /// RPC program number (rpc mode)
     #[arg(long, value_name = "N", default_value_t = rpc::NUMPROG, value_parser = cmd::parse_prog)]
     prog: u32,
-    /// Directories open at once (stateful mode)
+    /// Directories open at once (stateful mode; one connection holds at most an eighth)
     #[arg(long, value_name = "N", default_value_t = stateful::DEFAULT_MAX_OPEN,
           value_parser = cli::parse_count)]
     max_open: usize,

@@ -232,7 +232,10 @@ impl Client {
             opts: opts.clone(),
             link,
             port,
-            seq: 0,
+            // A random start: the servents drop a query whose (address,
+            // port, seq) they saw lately, and a new client may get a recent
+            // one's port; the wire allows any 32-bit number.
+            seq: crate::rng::Rng::new().next_u64() as u32,
             events,
             stop,
             tx,

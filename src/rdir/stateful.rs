@@ -7,6 +7,12 @@
 //! bounded by a cap and an idle timeout, and a connection's handles are
 //! released when it ends.
 //!
+//! **Fair share.** One connection may hold at most [`per_conn_cap`] of the
+//! table (an eighth of it), and when the table is full an `Open` reclaims
+//! the least recently used handle of the connection holding the most: its
+//! next use gets the bad-handle error. So no one client, nor a few, can
+//! lock the others out.
+//!
 //! **Locks.** `Stateful::table` is taken before an entry's `OpenDir` lock
 //! and before `Stateful::rng`, never the other way round; none is held
 //! during socket I/O.
@@ -28,6 +34,12 @@ use crate::server::{Server, Session};
 pub const DEFAULT_MAX_OPEN: usize = 128;
 /// Default time an open directory may go unused before it is closed.
 pub const DEFAULT_DIR_IDLE: Duration = Duration::from_secs(60);
+
+/// How many directories one connection may hold open when the table holds
+/// `max_open`: an eighth of it, at least one.
+pub fn per_conn_cap(max_open: usize) -> usize {
+    (max_open / 8).max(1)
+}
 
 /// An open directory and what the next read continues with.
 struct OpenDir {
@@ -81,7 +93,8 @@ fn bad_handle(handle: u64) -> Refusal {
         Status::BadHandle,
         format!(
             "bad handle {handle:#018x}: not open on this connection \
-             (never issued, closed, expired, or from before a server restart)"
+             (never issued, closed, expired, reclaimed for another client \
+             when the server's table was full, or from before a server restart)"
         ),
     )
 }
@@ -128,26 +141,70 @@ impl Stateful {
         all
     }
 
+    /// Makes room for one more handle of `conn`, under the table's lock:
+    /// refuses when `conn` holds its share already; when the table is
+    /// full, reclaims the least recently used handle of the connection
+    /// holding the most.
+    fn make_room(&self, table: &mut HashMap<u64, Entry>, conn: u64) -> Result<(), Refusal> {
+        let share = per_conn_cap(self.max_open);
+        let mut held: HashMap<u64, (usize, Instant, u64)> = HashMap::new();
+        for (h, e) in table.iter() {
+            let slot = held.entry(e.owner).or_insert((0, e.last_used, *h));
+            slot.0 += 1;
+            if e.last_used < slot.1 {
+                (slot.1, slot.2) = (e.last_used, *h);
+            }
+        }
+        if held.get(&conn).map_or(0, |s| s.0) >= share {
+            return Err(Refusal::new(
+                Status::TooManyOpen,
+                format!(
+                    "too many open directories on this connection (cap {share} per \
+                     connection, {} on the server); close some",
+                    self.max_open
+                ),
+            ));
+        }
+        if table.len() < self.max_open {
+            return Ok(());
+        }
+        // The biggest holder; among equals, the one whose oldest handle is
+        // oldest.
+        let victim = held
+            .values()
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+            .map(|s| s.2);
+        match victim {
+            Some(h) => {
+                if let Some(e) = table.remove(&h)
+                    && self.log
+                {
+                    crate::event!(
+                        "{}: handle {h:#018x} ({}) reclaimed: the table is full",
+                        e.peer,
+                        e.path.escape_ascii()
+                    );
+                }
+                Ok(())
+            }
+            None => Err(Refusal::plain(Status::TooManyOpen)),
+        }
+    }
+
     fn open(&self, conn: u64, peer: SocketAddr, path: &[u8]) -> Result<u64, Refusal> {
         let now = Instant::now();
         {
             let mut table = lock(&self.table);
             table.retain(|_, e| now.duration_since(e.last_used) < self.dir_idle);
-            if table.len() >= self.max_open {
-                return Err(Refusal::new(
-                    Status::TooManyOpen,
-                    format!(
-                        "too many open directories on the server (cap {}); close some",
-                        self.max_open
-                    ),
-                ));
+            // Over its share: refused before anything is opened.
+            let held = table.values().filter(|e| e.owner == conn).count();
+            if held >= per_conn_cap(self.max_open) {
+                self.make_room(&mut table, conn)?;
             }
         }
         let dir = self.root.open(path)?;
         let mut table = lock(&self.table);
-        if table.len() >= self.max_open {
-            return Err(Refusal::plain(Status::TooManyOpen));
-        }
+        self.make_room(&mut table, conn)?;
         let handle = loop {
             let h = lock(&self.rng).next_u64();
             if h != 0 && !table.contains_key(&h) {
@@ -330,7 +387,7 @@ mod tests {
         ));
         let s = Stateful::new(
             Root::new(d).unwrap(),
-            2,
+            16,
             Duration::from_secs(60),
             false,
             watch,
@@ -350,14 +407,62 @@ mod tests {
             }
         }
         assert_eq!(all.len(), 7);
+        // Two per connection (16 / 8).
         s.open(1, peer, b".").unwrap();
         assert_eq!(
-            s.open(3, peer, b"a").unwrap_err().status,
+            s.open(1, peer, b"a").unwrap_err().status,
             Status::TooManyOpen
         );
         s.close(1, h).unwrap();
         assert_eq!(s.close(1, h).unwrap_err().status, Status::BadHandle);
         s.release_conn(1);
         assert_eq!(s.open_count(), 0);
+    }
+
+    #[test]
+    fn a_full_table_reclaims_the_biggest_holders_least_recently_used_handle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let watch = Arc::new(Watch::new(
+            &crate::metrics::Registry::new(),
+            crate::events::Events::new(),
+        ));
+        let s = Stateful::new(
+            Root::new(tmp.path()).unwrap(),
+            16,
+            Duration::from_secs(60),
+            false,
+            watch,
+        );
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        // Connections 1..=7 hold two each, connection 8 one: 15 of 16.
+        let mut held = HashMap::new();
+        for conn in 1..=8u64 {
+            for _ in 0..if conn == 8 { 1 } else { 2 } {
+                held.entry(conn)
+                    .or_insert_with(Vec::new)
+                    .push(s.open(conn, peer, b".").unwrap());
+            }
+        }
+        s.open(9, peer, b".").unwrap();
+        assert_eq!(s.open_count(), 16);
+        // Connection 3 touches its first handle: its second is now its
+        // least recently used.
+        s.read(3, held[&3][0], 1).unwrap();
+        // Full: a newcomer still gets one, taken from a two-handle holder.
+        let before = s.open_count();
+        s.open(10, peer, b".").unwrap();
+        assert_eq!(s.open_count(), before);
+        let lost: Vec<(u64, u64)> = held
+            .iter()
+            .flat_map(|(c, hs)| hs.iter().map(move |h| (*c, *h)))
+            .filter(|(c, h)| s.read(*c, *h, 1).is_err())
+            .collect();
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_ne!(lost[0].0, 8, "the biggest holders lose first");
+        assert_ne!(lost[0].1, held[&3][0], "the least recently used goes");
+        assert_eq!(
+            s.read(lost[0].0, lost[0].1, 1).unwrap_err().status,
+            Status::BadHandle
+        );
     }
 }

@@ -858,6 +858,13 @@ fn nap_time_answers_soap_faults_and_names_the_callers_host_in_its_wsdl() {
     for smuggle in [
         &b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nbody"[..],
         b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\nbody",
+        // The same in other spellings: names in any case, a list, the
+        // encoding first, an encoding named identity.
+        b"POST / HTTP/1.1\r\ncontent-length: 4\r\nCONTENT-LENGTH: 5\r\n\r\nbody!",
+        b"POST / HTTP/1.1\r\nContent-Length: 4, 5\r\n\r\nbody!",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\nbody",
+        b"POST / HTTP/1.1\r\ntransfer-encoding: identity\r\nContent-Length: 4\r\n\r\nbody",
+        b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length:\r\n\r\nbody",
     ] {
         let bad = ask(&t.addr, smuggle);
         assert!(

@@ -29,17 +29,19 @@ fn kv_query_modes_and_exit_codes() {
             .stdin("?ssh\nbogus\n\n?   pop3\nT\n?nothing\nQ\n?ftp\n"),
     );
     let origin = net.next_origin("s1", before);
-    // Sequence numbers count queries only: ?ssh 0, ?pop3 1, T 2, ?nothing 3.
-    for (seq, answerers, total) in [
+    // Sequence numbers count queries only, from a random start:
+    // ?ssh +0, ?pop3 +1, T +2, ?nothing +3.
+    let first = net.first_seq("s1", &origin);
+    for (k, answerers, total) in [
         (0, &["s1"][..], 1),
         (1, &["s4"], 2),
         (2, &DIAMOND, 6),
         (3, &[], 6),
     ] {
-        net.settled(&origin, seq, &DIAMOND, answerers);
+        net.settled(&origin, first.wrapping_add(k), &DIAMOND, answerers);
         q.wait_answers(total);
         q.end_wait();
-        if seq == 3 {
+        if k == 3 {
             q.p.wait_stderr(|l| l.contains("no response received"));
         }
     }
@@ -54,10 +56,17 @@ fn kv_query_modes_and_exit_codes() {
     assert_eq!(got[1], "110/tcp pop-3 # Post Office Protocol - Version 3");
     assert!(got[2..].contains(&s1), "{}", q.p.dump());
     let s1p = net.get("s1");
-    s1p.wait_stdout_any(|l| l == format!("request topo {origin} seq 2"));
-    s1p.wait_stdout_any(|l| l == format!("request key {origin} seq 3 nothing"));
+    let (s2, s3, s4) = (
+        first.wrapping_add(2),
+        first.wrapping_add(3),
+        first.wrapping_add(4),
+    );
+    s1p.wait_stdout_any(|l| l == format!("request topo {origin} seq {s2}"));
+    s1p.wait_stdout_any(|l| l == format!("request key {origin} seq {s3} nothing"));
     assert!(
-        !s1p.stdout_lines().iter().any(|l| l.contains(" seq 4")),
+        !s1p.stdout_lines()
+            .iter()
+            .any(|l| l.contains(&format!(" seq {s4}"))),
         "{}",
         s1p.dump()
     );
@@ -147,13 +156,14 @@ fn kv_query_help_and_exit_codes() {
             .stdin("help\nbogus\n?ftp\n"),
     );
     let origin = net.next_origin("s1", before);
-    net.settled(&origin, 0, &["s1", "s2", "s3", "s4"], &["s1"]);
+    let first = net.first_seq("s1", &origin);
+    net.settled(&origin, first, &["s1", "s2", "s3", "s4"], &["s1"]);
     q.wait_answers(HELP_LINES + 1);
     q.end_wait();
     assert!(q.p.wait_exit().success(), "{}", q.p.dump());
     q.p.wait_stderr(|l| l.ends_with("unknown command \"bogus\" (help lists the commands)"));
     q.p.wait_stderr(|l| l.contains("answers come to port"));
-    q.p.wait_stderr(|l| l.contains("seq 0: ?ftp: 1 answer in "));
+    q.p.wait_stderr(|l| l.contains(&format!("seq {first}: ?ftp: 1 answer in ")));
     let lines = q.p.stdout_lines();
     assert_eq!(lines[0], "commands:", "{}", q.p.dump());
     assert!(lines[HELP_LINES].starts_with("21/tcp"), "{}", q.p.dump());
@@ -166,10 +176,16 @@ fn kv_query_help_and_exit_codes() {
             .stdin("?ftp\n?nothing\n"),
     );
     let origin = net.next_origin("s1", before);
-    net.settled(&origin, 0, &["s1", "s2", "s3", "s4"], &["s1"]);
+    let first = net.first_seq("s1", &origin);
+    net.settled(&origin, first, &["s1", "s2", "s3", "s4"], &["s1"]);
     q.wait_answers(1);
     q.end_wait();
-    net.settled(&origin, 1, &["s1", "s2", "s3", "s4"], &[]);
+    net.settled(
+        &origin,
+        first.wrapping_add(1),
+        &["s1", "s2", "s3", "s4"],
+        &[],
+    );
     q.end_wait();
     assert_eq!(q.p.wait_exit().code(), Some(1), "{}", q.p.dump());
     q.p.wait_stderr(|l| l.ends_with("?nothing: no response received"));
@@ -200,4 +216,43 @@ fn a_shell_reconnects_after_the_servent_closes_its_idle_link() {
     q.end_wait();
     assert!(q.p.wait_exit().success(), "{}", q.p.dump());
     q.p.wait_stderr(|l| l.contains("reconnected"));
+}
+
+#[test]
+fn two_clients_on_the_same_port_back_to_back_are_both_answered() {
+    // The servent drops a query whose (origin, seq) it saw lately: a new
+    // client on a recent one's port must not look like it.
+    let dir = TempDir::new("kv-same-port");
+    let s = ssh_servent(&dir, &[]);
+    let port = {
+        let l = high_port_listener();
+        l.local_addr().unwrap().port().to_string()
+    };
+    let mut seqs = Vec::new();
+    for _ in 0..2 {
+        cmd(bin!("kv-query"))
+            .args(["--port", &port, "--wait", "1", &s.addr, "?ssh"])
+            .run()
+            .code(0)
+            .stdout_has(SSH);
+        let lines = s.stdout_lines();
+        let seq = lines
+            .iter()
+            .rfind(|l| l.starts_with("request key "))
+            .and_then(|l| {
+                l.split(" seq ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no request logged\n{}", s.dump()));
+        seqs.push(seq);
+    }
+    assert_ne!(seqs[0], seqs[1], "{}", s.dump());
+    assert!(
+        !s.stdout_lines().iter().any(|l| l.starts_with("duplicate ")),
+        "{}",
+        s.dump()
+    );
 }

@@ -102,7 +102,8 @@ impl Net {
         let addr = self.addr(entry);
         let q = Query::start(&addr, query);
         let origin = self.next_origin(entry, before);
-        self.settled(&origin, 0, reached, answerers);
+        let seq = self.first_seq(entry, &origin);
+        self.settled(&origin, seq, reached, answerers);
         (values(&q.finish_after(answerers.len())), origin)
     }
 
@@ -112,6 +113,24 @@ impl Net {
         wait_until(
             "the servent logs its new client",
             || client_lines(p).get(before).cloned(),
+            || p.dump(),
+        )
+    }
+
+    /// The sequence number of the first query from `origin` that `entry`
+    /// received (a client starts at a random one).
+    fn first_seq(&mut self, entry: &str, origin: &str) -> u32 {
+        let p = self.get(entry);
+        let key = format!("request key {origin} seq ");
+        let topo = format!("request topo {origin} seq ");
+        wait_until(
+            "the servent logs the client's first query",
+            || {
+                p.stdout_lines().iter().find_map(|l| {
+                    let rest = l.strip_prefix(&key).or_else(|| l.strip_prefix(&topo))?;
+                    rest.split(' ').next()?.parse().ok()
+                })
+            },
             || p.dump(),
         )
     }

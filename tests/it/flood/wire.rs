@@ -104,14 +104,17 @@ fn kv_query_speaks_the_protocol_to_a_servent() {
     assert_eq!(id[..2], [0x00, 0x04]);
     let cport = u16::from_be_bytes([id[2], id[3]]);
     assert_ne!(cport, 0);
-    // KEYREQ seq 0, "some key" (8 bytes).
-    let mut req = vec![0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08];
-    req.extend_from_slice(b"some key");
-    assert_eq!(read_exact_bytes(&mut link, req.len()), req);
+    // KEYREQ seq S (random), "some key" (8 bytes).
+    let got = read_exact_bytes(&mut link, 16);
+    assert_eq!(got[..2], [0x00, 0x05]);
+    let seq: [u8; 4] = got[2..6].try_into().unwrap();
+    assert_eq!(&got[6..], b"\x00\x08some key");
+    let [s0, s1, s2, s3] = seq;
 
     // An answer with the wrong seq is reported and ignored.
+    let [w0, w1, w2, w3] = u32::from_be_bytes(seq).wrapping_add(5).to_be_bytes();
     let mut c = TcpStream::connect(("127.0.0.1", cport)).unwrap();
-    c.write_all(&[0x00, 0x09, 0x00, 0x00, 0x00, 0x05, 0x00, 0x01, b'x'])
+    c.write_all(&[0x00, 0x09, w0, w1, w2, w3, 0x00, 0x01, b'x'])
         .unwrap();
     drop(c);
     q.p.wait_stderr(|l| l.contains("unexpected message from 127.0.0.1:"));
@@ -119,13 +122,11 @@ fn kv_query_speaks_the_protocol_to_a_servent() {
     let mut c = TcpStream::connect(("127.0.0.1", cport)).unwrap();
     let from = c.local_addr().unwrap();
     c.write_all(&[0x00, 0x04, 0x00, 0x00]).unwrap();
-    c.write_all(&[
-        0x00, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, b'v', b' ', b'1',
-    ])
-    .unwrap();
+    c.write_all(&[0x00, 0x09, s0, s1, s2, s3, 0x00, 0x03, b'v', b' ', b'1'])
+        .unwrap();
     drop(c);
     // And an answer on the link itself.
-    link.write_all(&[0x00, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, b'w'])
+    link.write_all(&[0x00, 0x09, s0, s1, s2, s3, 0x00, 0x01, b'w'])
         .unwrap();
 
     let lines = q.finish_after(2);
