@@ -15,7 +15,7 @@ set -uo pipefail
 BROWSER_DIR="$ROOT/tests/browser"
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 skip() {
-    say "SKIPPED: browser test: $*"
+    skipped "browser test" "$*"
     exit 0
 }
 [ -x "$CHROMIUM" ] || skip "no Chromium at $CHROMIUM (scripts/install-deps.sh browser)"
@@ -117,7 +117,7 @@ if /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null; then
         metrics_parse "$VIEW_index" "$VIEW_superd" "$VIEW_nap" "$VIEW_rdir" "$VIEW_flood" \
         "$VIEW_naplog" "$VIEW_naptime"
 else
-    say "SKIPPED: the /metrics parse check: no prometheus_client for /usr/bin/python3 (scripts/install-deps.sh browser)"
+    skipped "the /metrics parse check" "no prometheus_client for /usr/bin/python3 (scripts/install-deps.sh browser)"
 fi
 
 step "every page passes in Chromium" \

@@ -1237,7 +1237,7 @@ main() {
         fi
     done
     if ! can_make_namespaces; then
-        say "SKIPPED: the multi-host suite needs network namespaces: $WHY"
+        skipped "the multi-host suite" "needs network namespaces: $WHY"
         return 0
     fi
     demo_init hosts

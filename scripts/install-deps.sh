@@ -2,6 +2,8 @@
 # Installs, on a fresh Debian machine, what the demos and the interop tests
 # use beyond the Rust toolchain. Best effort: a package that cannot be
 # installed is reported, and the tests that need it say so and are skipped.
+# Needs root (it runs apt-get and may start rpcbind): run it as root, or as a
+# user who may use sudo.
 #
 #   scripts/install-deps.sh            every group
 #   scripts/install-deps.sh GROUP...   the named groups
@@ -22,6 +24,21 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
 
+if [ "$(id -u)" -ne 0 ] && ! sudo -n true 2>/dev/null; then
+    say "scripts/install-deps.sh needs root: it installs Debian packages (run it as root, or with sudo)" >&2
+    exit 1
+fi
+
+# install_pkg PACKAGE WHAT: installs a Debian package, saying what for.
+install_pkg() {
+    say "installing $1 (for $2)" >&2
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq >/dev/null && apt-get install -y -qq "$1" >/dev/null
+    else
+        sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq "$1" >/dev/null
+    fi
+}
+
 group_demo() {
     need tmux tmux
 }
@@ -29,7 +46,7 @@ group_demo() {
 # need_file FILE PACKAGE: installs PACKAGE if FILE is missing.
 need_file() {
     if [ ! -e "$1" ]; then
-        need "/nonexistent/$(basename "$1")" "$2"
+        install_pkg "$2" "$1"
     fi
     [ -e "$1" ]
 }
@@ -45,7 +62,7 @@ group_rpc() {
     need pkg-config pkg-config || true
     need_file /usr/include/tirpc/rpc/rpc.h libtirpc-dev || ok=1
     if [ -z "$(rpcbind_path)" ]; then
-        need /nonexistent/rpcbind rpcbind || true
+        install_pkg rpcbind rpcbind || true
     fi
     local rpcbind
     rpcbind=$(rpcbind_path)
@@ -95,7 +112,7 @@ group_hosts() {
     need unshare util-linux || ok=1
     need nsenter util-linux || ok=1
     if [ -z "$(rpcbind_path)" ]; then
-        need /nonexistent/rpcbind rpcbind || true
+        install_pkg rpcbind rpcbind || true
     fi
     [ -n "$(rpcbind_path)" ] || ok=1
     need nc netcat-openbsd || ok=1

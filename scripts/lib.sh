@@ -156,6 +156,15 @@ nc_seconds() {
     awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 
+# skipped WHAT WHY: says "SKIPPED: WHAT: WHY" and adds the line to the skip
+# list .ci/run prints at the end ($PEERKIT_SKIPPED, when set).
+skipped() {
+    say "SKIPPED: $1: $2"
+    if [ -n "${PEERKIT_SKIPPED:-}" ]; then
+        printf 'skipped: %s (%s)\n' "$1" "$2" >>"$PEERKIT_SKIPPED" || true
+    fi
+}
+
 # need CMD PACKAGE: installs a Debian package if CMD is missing.
 need() {
     if ! command -v "$1" >/dev/null 2>&1; then

@@ -102,7 +102,7 @@ if /usr/bin/python3 -c 'import zeep' 2>/dev/null; then
     step "zeep calls get_current_datetime through nap-time's WSDL" \
         /usr/bin/python3 -c "import zeep; print('    zeep:', zeep.Client(wsdl='$TIME_URL?wsdl').service.get_current_datetime())"
 else
-    say "    (zeep not installed for /usr/bin/python3: scripts/install-deps.sh nap)"
+    skipped "nap demo: zeep calls nap-time" "zeep not installed for /usr/bin/python3 (scripts/install-deps.sh nap)"
 fi
 
 note "every operation with the server down"

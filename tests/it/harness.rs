@@ -29,6 +29,29 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Says visibly that a test, or a part of one, is skipped and why, and
+/// appends the line to the skip list that `.ci/run` prints at the end
+/// (`$PEERKIT_SKIPPED`, by default `target/tmp/skipped.txt`).
+pub fn skip(what: &str, why: &str) {
+    eprintln!("SKIPPED {what}: {why}");
+    let list = std::env::var_os("PEERKIT_SKIPPED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped.txt"));
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(list) {
+        let _ = writeln!(f, "skipped: {what} ({why})");
+    }
+}
+
+/// True when `program` is on the PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A fresh folder under the target directory, removed on drop.
 pub struct TempDir(PathBuf);
 

@@ -4,6 +4,7 @@
 mod harness;
 
 mod dht;
+mod dirops;
 mod flood;
 mod nap;
 mod rdir;

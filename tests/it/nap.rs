@@ -603,13 +603,14 @@ fn zeep_calls_nap_time_through_its_wsdl() {
     let python = "/usr/bin/python3";
     let has_zeep = Command::new(python)
         .args(["-c", "import zeep"])
+        .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !has_zeep {
-        eprintln!(
-            "skipped: {python} cannot import zeep (scripts/install-deps.sh nap installs python3-zeep)"
+        return crate::harness::skip(
+            "zeep calls nap-time",
+            "zeep not installed for /usr/bin/python3 (scripts/install-deps.sh nap installs python3-zeep)",
         );
-        return;
     }
     let script = format!(
         "import zeep\nc = zeep.Client(wsdl='http://{}/?wsdl')\n\
@@ -634,12 +635,16 @@ fn an_rpcgen_client_calls_nap_log() {
             .is_ok_and(|o| o.status.success())
     };
     if !(have("rpcgen") && have("cc") && Path::new("/usr/include/tirpc/rpc/rpc.h").exists()) {
-        eprintln!("skipped: rpcgen, cc or libtirpc-dev missing (scripts/install-deps.sh rpc)");
-        return;
+        return crate::harness::skip(
+            "rpcgen client calls nap-log",
+            "rpcgen, cc or libtirpc-dev missing (scripts/install-deps.sh rpc)",
+        );
     }
     if !Path::new("/run/rpcbind.sock").exists() {
-        eprintln!("skipped: no rpcbind running (scripts/install-deps.sh rpc starts one)");
-        return;
+        return crate::harness::skip(
+            "rpcgen client calls nap-log",
+            "no rpcbind running (scripts/install-deps.sh rpc starts one)",
+        );
     }
     let dir = TempDir::new("nap-rpcgen");
     let x = Path::new(env!("CARGO_MANIFEST_DIR")).join("operations.x");

@@ -821,16 +821,18 @@ fn the_rpcgen_built_c_client_lists_through_rpcbind() {
         .collect();
     let tirpc = Path::new("/usr/include/tirpc/rpc/rpc.h").exists();
     if !missing.is_empty() || !tirpc || !harness_rpcbind() {
-        eprintln!(
-            "SKIPPED the rpcgen C client test: missing {:?}{}{} \
-             (scripts/install-deps.sh rpc installs and starts them)",
-            missing,
-            if tirpc { "" } else { " libtirpc-dev" },
-            if harness_rpcbind() {
-                ""
-            } else {
-                " a running rpcbind"
-            }
+        harness::skip(
+            "the rpcgen C client of rdir.x",
+            &format!(
+                "missing {:?}{}{} (scripts/install-deps.sh rpc installs and starts them)",
+                missing,
+                if tirpc { "" } else { " libtirpc-dev" },
+                if harness_rpcbind() {
+                    ""
+                } else {
+                    " a running rpcbind"
+                }
+            ),
         );
         return;
     }

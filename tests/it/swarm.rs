@@ -563,8 +563,7 @@ fn peers_that_go_silent_without_closing_do_not_stall_the_download() {
 #[test]
 fn a_peer_on_another_address_with_the_same_port_is_not_taken_for_oneself() {
     if TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback here");
-        return;
+        return skip("swarm same-port peer over IPv6", "no IPv6 loopback here");
     }
     let dir = TempDir::new("swarm-sameport");
     let src = dir.sub("seed").join("s.bin");
@@ -892,8 +891,10 @@ fn screen_lines(transcript: &str) -> Vec<String> {
 #[test]
 fn the_progress_bar_leaves_no_stray_lines() {
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: no script(1) to give bt-peer a terminal");
-        return;
+        return skip(
+            "swarm progress bar",
+            "no script(1) to give bt-peer a terminal (util-linux)",
+        );
     }
     let dir = TempDir::new("swarm-bar");
     let src = dir.sub("seed").join("p.bin");
@@ -1028,8 +1029,10 @@ fn peers_via(addr: &str, swarm: SwarmId) -> Vec<SocketAddr> {
 #[test]
 fn a_member_registered_over_loopback_is_handed_out_at_the_address_the_asker_reached() {
     let Some(ip) = non_loopback_ipv4() else {
-        eprintln!("skipped: no non-loopback IPv4 address here");
-        return;
+        return skip(
+            "swarm member handed out at the reached address",
+            "no non-loopback IPv4 address here",
+        );
     };
     let dir = TempDir::new("swarm-reachable");
     let src = dir.sub("seed").join("r.bin");
@@ -1090,8 +1093,10 @@ fn a_member_registered_over_loopback_is_handed_out_at_the_address_the_asker_reac
 #[test]
 fn a_peer_only_on_loopback_with_a_remote_tracker_says_which_flag_fixes_it() {
     let Some(ip) = non_loopback_ipv4() else {
-        eprintln!("skipped: no non-loopback IPv4 address here");
-        return;
+        return skip(
+            "swarm loopback-only peer advice",
+            "no non-loopback IPv4 address here",
+        );
     };
     let dir = TempDir::new("swarm-loopback-only");
     let src = dir.sub("seed").join("l.bin");
