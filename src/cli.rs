@@ -365,7 +365,10 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         c.is::<StdoutClosed>()
             || c.downcast_ref::<io::Error>().is_some_and(marked)
-            || matches!(c.downcast_ref::<crate::Error>(), Some(crate::Error::Io(e)) if marked(e))
+            || matches!(
+                c.downcast_ref::<crate::Error>().map(crate::Error::root),
+                Some(crate::Error::Io(e)) if marked(e)
+            )
     })
 }
 
@@ -448,6 +451,10 @@ mod tests {
         assert!(is_broken_pipe(&stdout.context("writing output")));
         let wrapped = crate::Error::from(mark_closed(io::Error::from_raw_os_error(32)));
         assert!(is_broken_pipe(&anyhow::Error::new(wrapped)));
+        // Under the library's own context (`writing standard output: ...`).
+        let deep = crate::Error::from(mark_closed(io::Error::from_raw_os_error(32)))
+            .doing("writing standard output");
+        assert!(is_broken_pipe(&anyhow::Error::new(deep)));
         let socket = anyhow::Error::new(io::Error::from_raw_os_error(32));
         assert!(!is_broken_pipe(&socket));
     }

@@ -5,9 +5,10 @@
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use indicatif::HumanBytes;
 
 use clap::Args;
 
@@ -236,9 +237,24 @@ pub fn get(args: GetArgs) -> anyhow::Result<()> {
         ),
         _ => {}
     };
+    let started = Instant::now();
     let fetched = client::get(&addr, &name, &opts, report, |len| bar(level, len, &name))?;
     match fetched {
-        Fetched::Got { .. } => Ok(()),
+        Fetched::Got { from, size } => {
+            let into = match &opts.dest {
+                Dest::Path(p) => p.display().to_string(),
+                Dest::Stdout => "standard output".to_string(),
+            };
+            finished(
+                level,
+                &format!(
+                    "got {name} ({}) from {from} into {into}, BLAKE3 verified, in {}",
+                    HumanBytes(size),
+                    seconds(started.elapsed())
+                ),
+            );
+            Ok(())
+        }
         Fetched::NotAvailable { .. } => {
             Err(Refused(format!("{name} is not available in the network")).into())
         }
@@ -315,6 +331,7 @@ pub fn put(a: PutArgs) -> anyhow::Result<()> {
             eprintln!("{line}");
         }
     };
+    let started = Instant::now();
     let put = client::put(&addr, path, &timeouts, note, |len| {
         if level == Level::Quiet {
             indicatif::ProgressBar::hidden()
@@ -327,9 +344,38 @@ pub fn put(a: PutArgs) -> anyhow::Result<()> {
             if level == Level::Verbose {
                 eprintln!("{name}: stored at {addr} ({size} bytes)");
             }
+            finished(
+                level,
+                &format!(
+                    "put {name} ({}) at {addr}, BLAKE3 verified there, in {}",
+                    HumanBytes(size),
+                    seconds(started.elapsed())
+                ),
+            );
             Ok(())
         }
         Put::AlreadyExists => Err(Refused(format!("{name} already exists at {addr}")).into()),
+    }
+}
+
+/// The one line that ends a transfer on a terminal (what, where, size,
+/// verified, time), so a success is seen; none under -q or off a terminal,
+/// where the exit status says it.
+fn finished(level: Level, line: &str) {
+    if level >= Level::Normal && std::io::stderr().is_terminal() {
+        eprintln!("{line}");
+    }
+}
+
+/// A duration as people read it: `0.42 s`, `12.3 s`, `2 min 05 s`.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else if s < 60.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{} min {:02} s", d.as_secs() / 60, d.as_secs() % 60)
     }
 }
 
@@ -452,6 +498,13 @@ mod tests {
         assert_eq!(listed("x y", false), "x y");
         assert_eq!(listed("x y", true), "'x y'");
         assert_eq!(listed("a\nb", false), "'a'$'\\n''b'");
+    }
+
+    #[test]
+    fn times_read_as_people_read_them() {
+        assert_eq!(seconds(Duration::from_millis(420)), "0.42 s");
+        assert_eq!(seconds(Duration::from_millis(12_340)), "12.3 s");
+        assert_eq!(seconds(Duration::from_secs(125)), "2 min 05 s");
     }
 
     #[test]
