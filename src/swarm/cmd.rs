@@ -272,8 +272,8 @@ pub fn share(
     // Register once before printing the id, so a script that waits for the
     // id can fetch at once; if the tracker is down, the loop retries.
     let registered = match node.register(&client) {
-        Ok(_) => {
-            node.log(&format!("registered with {}", client.addr()));
+        Ok((_, me)) => {
+            node.log(&format!("registered with {} as {me}", client.addr()));
             true
         }
         Err(e) => {
