@@ -12,23 +12,31 @@ use clap::Args;
 
 use crate::error::describe_io;
 pub use crate::log::Level;
-use crate::net::Timeouts;
+use crate::net::{HostPort, Timeouts};
 pub use crate::output::{Stdout, StdoutClosed, byte_bar, progress_enabled, stdout};
 use crate::server::{self, Limits};
 
 /// Network flags shared by every program.
 #[derive(Debug, Clone, Args)]
 pub struct NetArgs {
-    /// Seconds a connect, read or write may take before giving up
-    #[arg(long, value_name = "SECS", default_value_t = 30, global = true)]
-    pub timeout: u64,
+    /// Seconds a connect, read or write may take before giving up (e.g. 30,
+    /// 0.5, 250ms, 2m)
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs,
+          global = true)]
+    pub timeout: Duration,
 }
 
 impl NetArgs {
     pub fn timeouts(&self) -> Timeouts {
+        // 0 meant "as short as allowed", one second, and still does.
+        let io = if self.timeout.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            self.timeout
+        };
         Timeouts {
-            connect: Duration::from_secs(self.timeout.clamp(1, 10)),
-            io: Duration::from_secs(self.timeout.max(1)),
+            connect: io.min(Duration::from_secs(10)),
+            io,
         }
     }
 }
@@ -66,14 +74,12 @@ pub struct LimitArgs {
     pub max_conns: usize,
 
     /// Seconds a whole request (handshake, frame, ID) may take to arrive
-    #[arg(long, value_name = "SECS", default_value_t = server::DEFAULT_REQUEST_TIMEOUT.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub request_timeout: u64,
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_period)]
+    pub request_timeout: Duration,
 
     /// Seconds a connection may sit idle between requests
-    #[arg(long, value_name = "SECS", default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub idle_timeout: u64,
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_period)]
+    pub idle_timeout: Duration,
 }
 
 impl LimitArgs {
@@ -81,8 +87,8 @@ impl LimitArgs {
     pub fn limits(&self, net: &NetArgs) -> Limits {
         Limits {
             max_conns: self.max_conns,
-            request_timeout: Duration::from_secs(self.request_timeout),
-            idle_timeout: Duration::from_secs(self.idle_timeout),
+            request_timeout: self.request_timeout,
+            idle_timeout: self.idle_timeout,
             io: net.timeouts(),
         }
     }
@@ -132,6 +138,195 @@ pub fn parse_count(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Parses a length of time, as people who use `timeout`, `sleep` or `curl`
+/// write it: seconds by default, fractions allowed (`5`, `0.5`), or a number
+/// with a unit `ms`, `s`, `m` or `h` (`250ms`, `2m`, `1h`). From 0 to 10^9
+/// seconds.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a length of time (seconds like 5 or 0.5, or 250ms, 2m, 1h)"
+            ));
+        }
+    };
+    let v: f64 = num.trim().parse().map_err(|_| {
+        format!("{s:?} is not a length of time (seconds like 5 or 0.5, or 250ms, 2m, 1h)")
+    })?;
+    let secs = v * scale;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("{s:?}: a length of time is from 0 to 1e9 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// [`parse_secs`] for a period that cannot be zero (timeouts, intervals).
+pub fn parse_period(s: &str) -> Result<Duration, String> {
+    match parse_secs(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be more than 0 seconds")),
+        d => Ok(d),
+    }
+}
+
+/// Parses a size in bytes: a number with an optional binary unit, `K`, `M`,
+/// `G` or `T` (powers of 1024), written also `KB`, `KiB`, `k`...: `64K`,
+/// `1M`, `1MiB`, `1.5G`, `1000000`. At least one byte.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit.strip_suffix("IB").map_or_else(
+        || unit.strip_suffix('B').unwrap_or(&unit).to_string(),
+        str::to_string,
+    );
+    let mult: u64 = match unit.as_str() {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit (use K, M, G or T, powers of 1024: 64K, 1M, 1MiB)"
+            ));
+        }
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 64K, 1M, 1MiB or 1000000"))?;
+    let bytes = v * mult as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{s:?}: a size is at least 1 byte"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Parses a rate in bytes per second: a size ([`parse_size`]) optionally
+/// followed by `/s`: `500K`, `4M`, `1.5MB/s`, `1000000`.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    parse_size(t.strip_suffix("/s").unwrap_or(t))
+        .map_err(|e| e.replace("size", "rate").replace("byte", "byte per second"))
+}
+
+/// Parses a server's address, `HOST:PORT` (see [`HostPort`]).
+pub fn parse_addr(s: &str) -> Result<HostPort, String> {
+    HostPort::parse(s)
+}
+
+/// Parses the command line into `T`. `--help` and `--version` print and
+/// exit 0 as clap does; a mistake is told as a sentence that starts with
+/// the program's name, then the usage and where to read more, exit 2:
+///
+/// ```text
+/// p2p-get: missing NAME
+/// Usage: p2p-get [OPTIONS] HOST:PORT NAME
+/// Try 'p2p-get --help' for more information.
+/// ```
+pub fn parse<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                err.exit();
+            }
+            let cmd = T::command();
+            let tool = cmd.get_bin_name().unwrap_or(cmd.get_name()).to_string();
+            let rendered = err.render().to_string();
+            eprintln!("{tool}: {}", usage_sentence(&err, &rendered));
+            let mut usage = rendered
+                .lines()
+                .skip_while(|l| !l.starts_with("Usage:"))
+                .take_while(|l| !l.trim().is_empty())
+                .peekable();
+            if usage.peek().is_some() {
+                for line in usage {
+                    eprintln!("{line}");
+                }
+            }
+            eprintln!("Try '{tool} --help' for more information.");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// One plain sentence for a command-line mistake clap found.
+fn usage_sentence(err: &clap::Error, rendered: &str) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let text = |kind: ContextKind| match err.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => Some(v.join(", ")),
+        _ => None,
+    };
+    // `<NAME>` and `--timeout <SECS>` read as NAME and --timeout.
+    let arg_name = |a: &str| {
+        if a.starts_with('-') {
+            a.split([' ', '=']).next().unwrap_or(a).to_string()
+        } else {
+            a.replace(['<', '>'], "").replace("...", "")
+        }
+    };
+    let arg = text(ContextKind::InvalidArg).map(|a| arg_name(&a));
+    let sentence = match (err.kind(), &arg) {
+        (ErrorKind::MissingRequiredArgument, _) => match err.get(ContextKind::InvalidArg) {
+            Some(ContextValue::Strings(v)) => {
+                let names: Vec<String> = v.iter().map(|a| arg_name(a)).collect();
+                Some(format!("missing {}", names.join(" and ")))
+            }
+            _ => None,
+        },
+        (ErrorKind::ValueValidation, Some(arg)) => {
+            use std::error::Error as _;
+            err.source().map(|why| {
+                if arg.starts_with('-') {
+                    format!("{arg}: {why}")
+                } else {
+                    why.to_string()
+                }
+            })
+        }
+        (ErrorKind::InvalidValue, Some(arg)) => {
+            let value = text(ContextKind::InvalidValue).unwrap_or_default();
+            Some(match text(ContextKind::ValidValue) {
+                Some(valid) => format!("{value:?} is not one of {valid} ({arg})"),
+                None if value.is_empty() => format!("{arg} needs a value"),
+                None => format!("{value:?} is not a valid {arg}"),
+            })
+        }
+        (ErrorKind::UnknownArgument, Some(arg)) => Some(if arg.starts_with('-') {
+            let hint = text(ContextKind::SuggestedArg)
+                .map(|s| format!(" (did you mean {s}?)"))
+                .unwrap_or_default();
+            format!("unknown option {arg}{hint}")
+        } else {
+            format!("unexpected argument {arg:?}")
+        }),
+        (ErrorKind::ArgumentConflict, Some(arg)) => text(ContextKind::PriorArg)
+            .map(|other| format!("{arg} cannot be used with {}", arg_name(&other))),
+        _ => None,
+    };
+    sentence.unwrap_or_else(|| {
+        // Clap's own first line, without its `error: ` label.
+        let first = rendered.lines().next().unwrap_or("invalid arguments");
+        first.strip_prefix("error: ").unwrap_or(first).to_string()
+    })
+}
+
 /// An error meaning "the thing asked for is not there, or was refused":
 /// `run` reports it and exits 1 instead of 2.
 #[derive(Debug)]
@@ -170,7 +365,10 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         c.is::<StdoutClosed>()
             || c.downcast_ref::<io::Error>().is_some_and(marked)
-            || matches!(c.downcast_ref::<crate::Error>(), Some(crate::Error::Io(e)) if marked(e))
+            || matches!(
+                c.downcast_ref::<crate::Error>().map(crate::Error::root),
+                Some(crate::Error::Io(e)) if marked(e)
+            )
     })
 }
 
@@ -195,6 +393,49 @@ mod tests {
     use crate::output::mark_closed;
 
     #[test]
+    fn times_read_as_seconds_or_with_a_unit() {
+        let ms = |s: &str| parse_secs(s).map(|d| d.as_millis());
+        assert_eq!(ms("5"), Ok(5000));
+        assert_eq!(ms("0.5"), Ok(500));
+        assert_eq!(ms("0"), Ok(0));
+        assert_eq!(ms("250ms"), Ok(250));
+        assert_eq!(ms("2m"), Ok(120_000));
+        assert_eq!(ms("1h"), Ok(3_600_000));
+        assert_eq!(ms("1.5s"), Ok(1500));
+        assert_eq!(ms(" 10 "), Ok(10_000));
+        for bad in ["-1", "soon", "inf", "NaN", "5x", "", "m", "1e10"] {
+            assert!(parse_secs(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_period("0").is_err());
+        assert!(parse_period("0ms").is_err());
+        assert_eq!(parse_period("1ms"), Ok(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn defaults_written_as_text_match_the_constants() {
+        assert_eq!(parse_period("10"), Ok(server::DEFAULT_REQUEST_TIMEOUT));
+        assert_eq!(parse_period("60"), Ok(server::DEFAULT_IDLE_TIMEOUT));
+    }
+
+    #[test]
+    fn sizes_and_rates_take_binary_units() {
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("1mb"), Ok(1 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("1000000"), Ok(1_000_000));
+        assert_eq!(parse_size("16k"), Ok(16 << 10));
+        for bad in ["0", "-1", "4Q", "lots", "", "0.1"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_rate("500K"), Ok(500 << 10));
+        assert_eq!(parse_rate("1.5MB/s"), Ok(3 << 19));
+        assert_eq!(parse_rate("4M/s"), Ok(4 << 20));
+        assert!(parse_rate("0").unwrap_err().contains("rate"));
+    }
+
+    #[test]
     fn chain_is_one_line() {
         let err = anyhow::Error::new(io::Error::from_raw_os_error(111))
             .context("connecting to 127.0.0.1:1");
@@ -210,6 +451,10 @@ mod tests {
         assert!(is_broken_pipe(&stdout.context("writing output")));
         let wrapped = crate::Error::from(mark_closed(io::Error::from_raw_os_error(32)));
         assert!(is_broken_pipe(&anyhow::Error::new(wrapped)));
+        // Under the library's own context (`writing standard output: ...`).
+        let deep = crate::Error::from(mark_closed(io::Error::from_raw_os_error(32)))
+            .doing("writing standard output");
+        assert!(is_broken_pipe(&anyhow::Error::new(deep)));
         let socket = anyhow::Error::new(io::Error::from_raw_os_error(32));
         assert!(!is_broken_pipe(&socket));
     }

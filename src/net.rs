@@ -80,6 +80,104 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// A server's address as people write it, `HOST:PORT`: a host name or IP
+/// (IPv6 in brackets, `[::1]:7000`) and a port. Parsed once where it is
+/// typed; shown the same way (`Display`), so it can be handed to `connect`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    host: String,
+    port: u16,
+}
+
+impl HostPort {
+    /// `host` and `port` joined (no check of the host beyond non-empty).
+    pub fn new(host: &str, port: u16) -> HostPort {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        HostPort {
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    /// Parses `HOST:PORT`. Errors read as sentences:
+    /// `missing port in "127.0.0.1" (expected HOST:PORT)`.
+    pub fn parse(s: &str) -> std::result::Result<HostPort, String> {
+        match HostPort::parse_opt_port(s)? {
+            (host, Some(port)) => Ok(HostPort { host, port }),
+            (_, None) => Err(format!("missing port in {s:?} (expected HOST:PORT)")),
+        }
+    }
+
+    /// Parses `HOST:PORT`, or `HOST` alone (port `None`), for clients whose
+    /// server has a default port.
+    pub fn parse_opt_port(s: &str) -> std::result::Result<(String, Option<u16>), String> {
+        let t = s.trim();
+        let expected = "(expected HOST:PORT)";
+        let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+            // [v6] or [v6]:port
+            let Some((host, after)) = rest.split_once(']') else {
+                return Err(format!("unclosed [ in {s:?} {expected}"));
+            };
+            match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(p) => (host, Some(p)),
+                    None => return Err(format!("{s:?} is not an address {expected}")),
+                },
+            }
+        } else if t.matches(':').count() > 1 {
+            // A bare IPv6 address: no room for a port without brackets.
+            if t.parse::<std::net::Ipv6Addr>().is_ok() {
+                (t, None)
+            } else {
+                return Err(format!(
+                    "{s:?} is not an address (an IPv6 address with a port goes in brackets: [::1]:7000)"
+                ));
+            }
+        } else {
+            match t.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (t, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("missing host in {s:?} {expected}"));
+        }
+        let port = match port {
+            None => None,
+            Some("") => return Err(format!("missing port in {s:?} {expected}")),
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) => return Err(format!("port 0 in {s:?}: give the server's port")),
+                Ok(n) => Some(n),
+                Err(_) => return Err(format!("{p:?} is not a port number in {s:?} {expected}")),
+            },
+        };
+        Ok((host.to_string(), port))
+    }
+
+    /// The host, without brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&host_port(&self.host, self.port))
+    }
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<HostPort, String> {
+        HostPort::parse(s)
+    }
+}
+
 /// The address to give a client for a member of this server registered at
 /// `member`. A member that registered from loopback (or as unspecified) is
 /// on this host; a client that came in on `via` (the local address of its
@@ -179,6 +277,37 @@ pub fn close(stream: &TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_parse_as_host_and_port_with_sentences_for_errors() {
+        let ok = |s: &str| HostPort::parse(s).unwrap().to_string();
+        assert_eq!(ok("127.0.0.1:7000"), "127.0.0.1:7000");
+        assert_eq!(ok("localhost:80"), "localhost:80");
+        assert_eq!(ok("[::1]:7000"), "[::1]:7000");
+        assert_eq!(ok(" h:1 "), "h:1");
+        assert_eq!(HostPort::parse("[::1]:7").unwrap().host(), "::1");
+        let err = |s: &str| HostPort::parse(s).unwrap_err();
+        assert_eq!(
+            err("127.0.0.1"),
+            "missing port in \"127.0.0.1\" (expected HOST:PORT)"
+        );
+        assert_eq!(err("h:"), "missing port in \"h:\" (expected HOST:PORT)");
+        assert_eq!(err(":7"), "missing host in \":7\" (expected HOST:PORT)");
+        assert_eq!(err("::1"), "missing port in \"::1\" (expected HOST:PORT)");
+        assert!(err("h:x").starts_with("\"x\" is not a port number"));
+        assert!(err("h:70000").starts_with("\"70000\" is not a port number"));
+        assert!(err("h:0").starts_with("port 0"));
+        assert!(err("a:b:c").contains("brackets"));
+        assert!(err("[::1").contains("unclosed"));
+        assert_eq!(
+            HostPort::parse_opt_port("srv").unwrap(),
+            ("srv".to_string(), None)
+        );
+        assert_eq!(
+            HostPort::parse_opt_port("[fe80::1]").unwrap(),
+            ("fe80::1".to_string(), None)
+        );
+    }
 
     #[test]
     fn host_port_brackets_ipv6() {

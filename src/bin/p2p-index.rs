@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use peerkit::cli::{self, DaemonArgs, Verbosity, ViewArgs};
-use peerkit::dht::{cmd, index};
+use peerkit::cli;
+use peerkit::dht::cmd::{self, IndexArgs};
 
 /// Keeps the consistent-hash ring of supernodes and tells them which one is
 /// responsible for a file name. Logs joins and departures on stdout.
 #[derive(Parser)]
 #[command(
+    name = env!("CARGO_BIN_NAME"),
     version,
     after_help = "Listens on 0.0.0.0:6110 (every interface) unless --listen is given; \
                   the first line on stdout is `listening on HOST:PORT`.\n\n\
@@ -17,21 +18,10 @@ use peerkit::dht::{cmd, index};
 )]
 struct Args {
     #[command(flatten)]
-    daemon: DaemonArgs,
-    #[command(flatten)]
-    view: ViewArgs,
-    #[command(flatten)]
-    verbosity: Verbosity,
+    index: IndexArgs,
 }
 
 fn main() -> ExitCode {
-    let a = Args::parse();
-    cli::run(env!("CARGO_BIN_NAME"), || {
-        cmd::index(
-            &a.daemon.listen_or(index::DEFAULT_LISTEN),
-            a.daemon.limits(),
-            a.verbosity.level(),
-            a.view.http.as_deref(),
-        )
-    })
+    let a: Args = cli::parse();
+    cli::run(env!("CARGO_BIN_NAME"), || cmd::index(a.index))
 }

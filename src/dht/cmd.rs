@@ -5,92 +5,137 @@
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use indicatif::HumanBytes;
 
-use crate::cli::{self, Level, Refused};
+use clap::Args;
+
+use crate::cli::{self, DaemonArgs, Level, NetArgs, Refused, Verbosity, ViewArgs};
 use crate::dht::client::{self, Dest, Fetched, GetOptions, Put, Step};
 use crate::dht::proto::MAX_HEARTBEAT;
 use crate::dht::{index, superd};
 use crate::name::FileName;
-use crate::net::{self, Timeouts};
-use crate::server::Limits;
+use crate::net::HostPort;
 use crate::transfer::Overwrite;
 
+/// `p2p-index`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct IndexArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
 /// `p2p-index`: serves the ring until Ctrl-C or SIGTERM.
-pub fn index(listen: &str, limits: Limits, level: Level, http: Option<&str>) -> anyhow::Result<()> {
-    index::run(listen, limits, level, http)?;
+pub fn index(a: IndexArgs) -> anyhow::Result<()> {
+    index::run(
+        &a.daemon.listen_or(index::DEFAULT_LISTEN),
+        a.daemon.limits(),
+        a.verbosity.level(),
+        a.view.http.as_deref(),
+    )?;
     Ok(())
 }
 
-/// `p2p-superd`'s settings, as given on the command line.
+/// `p2p-superd`'s flags.
+#[derive(Debug, Clone, Args)]
 pub struct SuperdArgs {
-    pub repo: PathBuf,
-    pub index: String,
-    pub listen: String,
-    pub sync_interval_secs: f64,
-    pub heartbeat_secs: f64,
-    pub limits: Limits,
-    pub level: Level,
-    /// Serve a live view at this address (`--http`).
-    pub http: Option<String>,
+    /// The repository folder
+    #[arg(default_value = ".")]
+    pub repo_dir: PathBuf,
+
+    /// The index server, HOST:PORT
+    #[arg(long, value_name = "HOST:PORT", default_value = superd::DEFAULT_INDEX,
+          value_parser = cli::parse_addr)]
+    pub index: HostPort,
+
+    /// Seconds between synchronizer rounds (e.g. 2, 0.5, 250ms)
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = cli::parse_period)]
+    pub sync_interval: Duration,
+
+    /// Seconds between keep-alives on a quiet control connection to the
+    /// index (e.g. 5, 0.5, 250ms; at most 10)
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = cli::parse_period)]
+    pub heartbeat: Duration,
+
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 }
 
 /// `p2p-superd`: runs a supernode until Ctrl-C or SIGTERM, then leaves.
 pub fn superd(a: SuperdArgs) -> anyhow::Result<()> {
-    let sync = a.sync_interval_secs;
-    if !(sync.is_finite() && sync > 0.0 && sync < 1e6) {
-        bail!("--sync-interval must be a positive number of seconds");
-    }
-    let max_beat = MAX_HEARTBEAT.as_secs_f64();
-    let beat = a.heartbeat_secs;
-    if !(beat.is_finite() && beat > 0.0 && beat <= max_beat) {
-        bail!("--heartbeat must be a positive number of seconds, at most {max_beat}");
+    if a.heartbeat > MAX_HEARTBEAT {
+        bail!(
+            "--heartbeat must be at most {} seconds",
+            MAX_HEARTBEAT.as_secs_f64()
+        );
     }
     superd::run(superd::Options {
-        repo: a.repo,
-        index: a.index,
-        listen: a.listen,
-        sync_interval: Duration::from_secs_f64(sync),
-        heartbeat: Duration::from_secs_f64(beat),
-        limits: a.limits,
-        level: a.level,
-        http: a.http,
+        repo: a.repo_dir,
+        index: a.index.to_string(),
+        listen: a.daemon.listen_or(superd::DEFAULT_LISTEN),
+        sync_interval: a.sync_interval,
+        heartbeat: a.heartbeat,
+        limits: a.daemon.limits(),
+        level: a.verbosity.level(),
+        http: a.view.http,
     })?;
     Ok(())
 }
 
-/// The supernode's address from the first operands, `HOST:PORT` or
-/// `HOST PORT`, when `rest` more operands follow it; and those operands.
-fn address(operands: &[String], rest: usize) -> anyhow::Result<(String, &[String])> {
-    match operands.len() {
-        n if n == rest + 1 => {
-            let addr = &operands[0];
-            match addr.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                    Ok((addr.clone(), &operands[1..]))
-                }
-                _ => bail!("{addr:?} is not HOST:PORT (or give HOST and PORT apart)"),
+/// The supernode's address from the operands, `HOST:PORT` or `HOST PORT`:
+/// `first` and, when the two-operand form was used, `port`.
+fn address(first: &str, port: Option<&str>) -> anyhow::Result<HostPort> {
+    match port {
+        None => Ok(cli::parse_addr(first).map_err(anyhow::Error::msg)?),
+        Some(p) => {
+            let (host, given) = HostPort::parse_opt_port(first).map_err(anyhow::Error::msg)?;
+            if given.is_some() {
+                bail!("{first:?} already has a port; give HOST:PORT or HOST PORT, not both");
             }
+            let port = match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => bail!("{p:?} is not a port number"),
+            };
+            Ok(HostPort::new(&host, port))
         }
-        n if n == rest + 2 => {
-            let port: u16 = operands[1]
-                .parse()
-                .map_err(|_| anyhow::anyhow!("{:?} is not a port number", operands[1]))?;
-            Ok((net::host_port(&operands[0], port), &operands[2..]))
-        }
-        _ => bail!("expected the supernode as HOST:PORT or HOST PORT (see --help)"),
     }
+}
+
+/// `p2p-ls`'s operands and flags.
+#[derive(Debug, Clone, Args)]
+pub struct LsArgs {
+    /// The supernode, HOST:PORT
+    #[arg(value_name = "HOST:PORT")]
+    pub server: String,
+    /// The supernode's port, for the older form HOST PORT
+    #[arg(value_name = "PORT", hide = true)]
+    pub port: Option<String>,
+    /// Print a JSON array of the exact names instead
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 }
 
 /// `p2p-ls HOST:PORT` / `p2p-ls HOST PORT`: prints the names of one
 /// supernode's repository, escaped (see `shell_escape`) unless `json`.
-pub fn ls(operands: &[String], json: bool, timeouts: Timeouts, level: Level) -> anyhow::Result<()> {
-    let (addr, _) = address(operands, 0)?;
-    let names = client::list(&addr, &timeouts).with_context(|| format!("listing {addr}"))?;
+pub fn ls(a: LsArgs) -> anyhow::Result<()> {
+    let addr = address(&a.server, a.port.as_deref())?.to_string();
+    let names = client::list(&addr, &a.net.timeouts()).with_context(|| addr.clone())?;
     let mut out = cli::stdout();
-    if json {
+    if a.json {
         let items: Vec<&str> = names.iter().map(FileName::as_str).collect();
         serde_json::to_writer(&mut out, &items)?;
         writeln!(out)?;
@@ -101,34 +146,56 @@ pub fn ls(operands: &[String], json: bool, timeouts: Timeouts, level: Level) -> 
         }
     }
     out.flush()?;
-    if level == Level::Verbose {
+    if a.verbosity.level() == Level::Verbose {
         eprintln!("{addr}: {} names", names.len());
     }
     Ok(())
 }
 
-/// What `p2p-get` was asked to do besides the address and name.
+/// `p2p-get`'s operands and flags.
+#[derive(Debug, Clone, Args)]
 pub struct GetArgs {
-    /// `-o PATH` (`-` for stdout).
+    /// The supernode, HOST:PORT
+    #[arg(value_name = "HOST:PORT")]
+    pub server: String,
+    /// The file's name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// NAME, for the older form HOST PORT NAME
+    #[arg(value_name = "NAME", hide = true)]
+    pub name_after_port: Option<String>,
+    /// Where to write it: a file, a folder to put NAME in, or `-` for
+    /// stdout (default: NAME in the current folder)
+    #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// `--force`: replace an existing file.
+    /// Replace a file already at the destination (default: refuse, exit 1)
+    #[arg(short, long)]
     pub force: bool,
-    /// `--continue`: resume a partial download.
+    /// Resume an interrupted download from its partial file; the whole file's
+    /// digest is still checked. Implies --keep-partial
+    #[arg(short = 'c', long = "continue")]
     pub resume: bool,
-    /// `--keep-partial`: keep what arrived if the download fails.
+    /// Keep the partial file when the download fails or is interrupted
+    /// (default: remove it)
+    #[arg(long)]
     pub keep_partial: bool,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 }
 
 /// `p2p-get HOST:PORT NAME` / `p2p-get HOST PORT NAME`: downloads NAME to
 /// the current folder, to PATH, or to stdout (`-o -`).
-pub fn get(
-    operands: &[String],
-    args: GetArgs,
-    timeouts: Timeouts,
-    level: Level,
-) -> anyhow::Result<()> {
-    let (addr, rest) = address(operands, 1)?;
-    let name = FileName::new(rest[0].as_str())?;
+pub fn get(args: GetArgs) -> anyhow::Result<()> {
+    let (addr, name) = match &args.name_after_port {
+        None => (address(&args.server, None)?, &args.name),
+        Some(name) => (address(&args.server, Some(&args.name))?, name),
+    };
+    let addr = addr.to_string();
+    let level = args.verbosity.level();
+    let timeouts = args.net.timeouts();
+    let name = FileName::new(name.as_str())?;
     let dest = match &args.output {
         Some(p) if p == Path::new("-") => Dest::Stdout,
         Some(p) if p.is_dir() => Dest::Path(p.join(name.as_str())),
@@ -170,9 +237,24 @@ pub fn get(
         ),
         _ => {}
     };
+    let started = Instant::now();
     let fetched = client::get(&addr, &name, &opts, report, |len| bar(level, len, &name))?;
     match fetched {
-        Fetched::Got { .. } => Ok(()),
+        Fetched::Got { from, size } => {
+            let into = match &opts.dest {
+                Dest::Path(p) => p.display().to_string(),
+                Dest::Stdout => "standard output".to_string(),
+            };
+            finished(
+                level,
+                &format!(
+                    "got {name} ({}) from {from} into {into}, BLAKE3 verified, in {}",
+                    HumanBytes(size),
+                    seconds(started.elapsed())
+                ),
+            );
+            Ok(())
+        }
         Fetched::NotAvailable { .. } => {
             Err(Refused(format!("{name} is not available in the network")).into())
         }
@@ -213,17 +295,43 @@ fn bar(level: Level, len: u64, name: &FileName) -> indicatif::ProgressBar {
     }
 }
 
+/// `p2p-put`'s operands and flags.
+#[derive(Debug, Clone, Args)]
+pub struct PutArgs {
+    /// The supernode, HOST:PORT
+    #[arg(value_name = "HOST:PORT")]
+    pub server: String,
+    /// The local file
+    #[arg(value_name = "PATH")]
+    pub path: String,
+    /// PATH, for the older form HOST PORT PATH
+    #[arg(value_name = "PATH", hide = true)]
+    pub path_after_port: Option<String>,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
 /// `p2p-put HOST:PORT PATH` / `p2p-put HOST PORT PATH`: uploads a local
 /// file under its own name.
-pub fn put(operands: &[String], timeouts: Timeouts, level: Level) -> anyhow::Result<()> {
-    let (addr, rest) = address(operands, 1)?;
-    let path = Path::new(&rest[0]);
-    let name = FileName::from_path(path).map_or_else(|_| rest[0].clone(), |n| n.to_string());
+pub fn put(a: PutArgs) -> anyhow::Result<()> {
+    let (addr, path) = match &a.path_after_port {
+        None => (address(&a.server, None)?, &a.path),
+        Some(path) => (address(&a.server, Some(&a.path))?, path),
+    };
+    let addr = addr.to_string();
+    let level = a.verbosity.level();
+    let timeouts = a.net.timeouts();
+    let path = Path::new(path.as_str());
+    let name =
+        FileName::from_path(path).map_or_else(|_| path.display().to_string(), |n| n.to_string());
     let note = |line: &str| {
         if level == Level::Verbose {
             eprintln!("{line}");
         }
     };
+    let started = Instant::now();
     let put = client::put(&addr, path, &timeouts, note, |len| {
         if level == Level::Quiet {
             indicatif::ProgressBar::hidden()
@@ -236,9 +344,38 @@ pub fn put(operands: &[String], timeouts: Timeouts, level: Level) -> anyhow::Res
             if level == Level::Verbose {
                 eprintln!("{name}: stored at {addr} ({size} bytes)");
             }
+            finished(
+                level,
+                &format!(
+                    "put {name} ({}) at {addr}, BLAKE3 verified there, in {}",
+                    HumanBytes(size),
+                    seconds(started.elapsed())
+                ),
+            );
             Ok(())
         }
         Put::AlreadyExists => Err(Refused(format!("{name} already exists at {addr}")).into()),
+    }
+}
+
+/// The one line that ends a transfer on a terminal (what, where, size,
+/// verified, time), so a success is seen; none under -q or off a terminal,
+/// where the exit status says it.
+fn finished(level: Level, line: &str) {
+    if level >= Level::Normal && std::io::stderr().is_terminal() {
+        eprintln!("{line}");
+    }
+}
+
+/// A duration as people read it: `0.42 s`, `12.3 s`, `2 min 05 s`.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else if s < 60.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{} min {:02} s", d.as_secs() / 60, d.as_secs() % 60)
     }
 }
 
@@ -364,17 +501,24 @@ mod tests {
     }
 
     #[test]
+    fn times_read_as_people_read_them() {
+        assert_eq!(seconds(Duration::from_millis(420)), "0.42 s");
+        assert_eq!(seconds(Duration::from_millis(12_340)), "12.3 s");
+        assert_eq!(seconds(Duration::from_secs(125)), "2 min 05 s");
+    }
+
+    #[test]
     fn addresses_come_as_one_operand_or_two() {
-        let ops = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (two, one) = (ops(&["h", "7", "f"]), ops(&["h:7", "f"]));
-        let (a, rest) = address(&two, 1).unwrap();
-        assert_eq!((a.as_str(), rest), ("h:7", &ops(&["f"])[..]));
-        let (a, rest) = address(&one, 1).unwrap();
-        assert_eq!((a.as_str(), rest), ("h:7", &ops(&["f"])[..]));
-        assert_eq!(address(&ops(&["::1", "7"]), 0).unwrap().0, "[::1]:7");
-        assert_eq!(address(&ops(&["[::1]:7"]), 0).unwrap().0, "[::1]:7");
-        assert!(address(&ops(&["h"]), 0).is_err());
-        assert!(address(&ops(&["h", "x"]), 0).is_err());
-        assert!(address(&ops(&["h:7", "f", "g", "i"]), 1).is_err());
+        let at = |a: &str, p: Option<&str>| address(a, p).map(|a| a.to_string());
+        assert_eq!(at("h", Some("7")).unwrap(), "h:7");
+        assert_eq!(at("h:7", None).unwrap(), "h:7");
+        assert_eq!(at("::1", Some("7")).unwrap(), "[::1]:7");
+        assert_eq!(at("[::1]:7", None).unwrap(), "[::1]:7");
+        assert_eq!(
+            at("h", None).unwrap_err().to_string(),
+            "missing port in \"h\" (expected HOST:PORT)"
+        );
+        assert!(at("h", Some("x")).is_err());
+        assert!(at("h:7", Some("8")).is_err());
     }
 }

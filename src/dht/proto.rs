@@ -127,6 +127,10 @@ pub enum SuperRequestOf<N> {
     /// `offset` to the end follow; `Sent` still carries the whole file's
     /// digest. An `offset` past the end is an `Error`.
     DownloadFrom { name: N, offset: u64 },
+    /// The sender is the supernode listening at `addr` (`HOST:PORT`), sent
+    /// first by a synchronizer so the receiver's log names it by the address
+    /// people know it by, not the connection's ephemeral port. No answer.
+    Member { addr: String },
 }
 
 /// A supernode request with validated names.
@@ -186,7 +190,7 @@ impl Names for SuperRequestOf<String> {
             | SuperRequestOf::DownloadFrom { name, .. } => {
                 vec![name.as_str()]
             }
-            SuperRequestOf::List => Vec::new(),
+            SuperRequestOf::List | SuperRequestOf::Member { .. } => Vec::new(),
         }
     }
 }
@@ -292,6 +296,9 @@ mod tests {
                 digest: d,
             },
             SuperRequest::Download { name: name("f") },
+            SuperRequest::Member {
+                addr: "127.0.0.1:7000".into(),
+            },
             SuperRequest::DownloadFrom {
                 name: name("f"),
                 offset: 7,

@@ -2,18 +2,110 @@
 //! and `kv-query`'s one-shot, shell and pipeline modes (anyhow for context).
 
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
+use clap::Args;
 
 use super::client::{self, Client, Command, HELP, Options};
-use super::servent::{self, Config};
-use crate::cli::{self, Level, Refused};
+use super::servent::{self, Config, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_LINKS, DEFAULT_TTL};
+use crate::cli::{self, Level, LimitArgs, NetArgs, Refused, Verbosity, ViewArgs};
+use crate::net::HostPort;
 use crate::shutdown::Shutdown;
 
+/// `kv-servent`'s operands and flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServentArgs {
+    /// Port to listen on (0 picks a free one)
+    pub port: u16,
+    /// Key-value file: `KEY VALUE...` per line, `#` comments
+    pub kv_file: PathBuf,
+    /// Neighbours to connect to, already running
+    #[arg(value_name = "HOST:PORT", value_parser = cli::parse_addr)]
+    pub neighbours: Vec<HostPort>,
+    /// TTL given to the floods this servent starts
+    #[arg(long, default_value_t = DEFAULT_TTL, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ttl: u16,
+    /// Interface address to listen on (all IPv4 interfaces by default)
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Seconds a query is remembered, to drop its duplicates
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = cli::parse_secs)]
+    pub seen_secs: Duration,
+    /// Client connections open at once; when all are taken, the one idle
+    /// longest is dropped for a newcomer
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS, value_parser = cli::parse_count)]
+    pub max_clients: usize,
+    /// Neighbour links accepted at once; when all are taken, the one idle
+    /// longest is dropped for a newcomer
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LINKS, value_parser = cli::parse_count)]
+    pub max_links: usize,
+    /// Seconds an accepted neighbour link may stay silent before it is closed
+    #[arg(long, value_name = "SECS", default_value = "86400", value_parser = cli::parse_period)]
+    pub link_idle_timeout: Duration,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
 /// `kv-servent`: runs a servent until Ctrl-C or SIGTERM.
-pub fn servent(config: Config) -> anyhow::Result<()> {
+pub fn servent(a: ServentArgs) -> anyhow::Result<()> {
+    let config = Config {
+        bind: a.bind,
+        port: a.port,
+        kv_file: a.kv_file,
+        neighbours: a.neighbours.iter().map(HostPort::to_string).collect(),
+        ttl: a.ttl,
+        seen_for: a.seen_secs,
+        limits: a.limits.limits(&a.net),
+        max_clients: a.max_clients,
+        max_links: a.max_links,
+        link_idle_timeout: a.link_idle_timeout,
+        level: a.verbosity.level(),
+        http: a.view.http,
+    };
     servent::run(config, &Shutdown::install()?)?;
     Ok(())
+}
+
+/// `kv-query`'s operands and flags.
+#[derive(Debug, Clone, Args)]
+pub struct QueryArgs {
+    /// Port to listen on for answers, on all interfaces (0 picks a free one)
+    #[arg(long, value_name = "LOCALPORT", default_value_t = 0)]
+    pub port: u16,
+    /// Seconds to wait after the query or its latest answer (e.g. 4, 0.5,
+    /// 250ms)
+    #[arg(long, value_name = "SECS", default_value = "4", value_parser = cli::parse_secs)]
+    pub wait: Duration,
+    /// The servent to ask, HOST:PORT
+    #[arg(value_name = "HOST:PORT", value_parser = cli::parse_addr)]
+    pub servent: HostPort,
+    /// `?KEY`, `T` or `help`; none starts the shell
+    pub query: Option<String>,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `kv-query` from its flags.
+pub fn query_main(a: QueryArgs) -> anyhow::Result<()> {
+    let opts = Options {
+        servent: a.servent.to_string(),
+        local_port: a.port,
+        wait: a.wait,
+        timeouts: a.net.timeouts(),
+        level: a.verbosity.level(),
+    };
+    query(opts, a.query)
 }
 
 /// `kv-query`: one query if `query` is given, else commands from stdin.
@@ -31,8 +123,7 @@ pub fn query(opts: Options, query: Option<String>) -> anyhow::Result<()> {
         Some(Ok(_)) => anyhow::bail!("nothing to ask: give ?KEY or T (help lists the commands)"),
         Some(Err(e)) => return Err(e.into()),
     };
-    let mut client =
-        Client::connect(&opts).with_context(|| format!("connecting to {}", opts.servent))?;
+    let mut client = Client::connect(&opts).with_context(|| opts.servent.clone())?;
     client.stop_waiting_on_signal()?;
     if let Some(cmd) = one_shot {
         let n = client.query(&cmd, &mut stdout)?;
@@ -111,5 +202,18 @@ fn shell(
             }
             Err(e) => crate::diag!("{e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_written_as_text_match_the_constants() {
+        use super::servent::{DEFAULT_LINK_IDLE_TIMEOUT, DEFAULT_SEEN_FOR};
+        assert_eq!(cli::parse_secs("10"), Ok(DEFAULT_SEEN_FOR));
+        assert_eq!(cli::parse_period("86400"), Ok(DEFAULT_LINK_IDLE_TIMEOUT));
+        assert_eq!(cli::parse_secs("4"), Ok(client::DEFAULT_WAIT));
     }
 }

@@ -1,17 +1,62 @@
 //! The Napster-like programs' bodies, called by the thin binaries.
 
-use anyhow::bail;
+use std::path::PathBuf;
 
+use anyhow::bail;
+use clap::Args;
+
+use crate::cli::{self, DaemonArgs, Verbosity, ViewArgs};
+use crate::nap::ResultFormat;
 use crate::nap::oplog::{self, Sender, Target};
 use crate::nap::peer::{self, Options};
-use crate::nap::server::{self, Config};
+use crate::nap::server::{self, Config, DEFAULT_PORT, DEFAULT_WORKERS};
 use crate::nap::time_service;
-use crate::server::Limits;
+
+/// `nap-server`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Port to listen on (all interfaces); --listen overrides it
+    #[arg(short, long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Folder holding the directory's state (kept across restarts); without
+    /// it the state lives in memory only
+    #[arg(long, value_name = "DIR")]
+    pub storage: Option<PathBuf>,
+    /// Worker threads carrying out requests
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS, value_parser = cli::parse_count)]
+    pub workers: usize,
+    /// How result codes are sent: `text` ("0\0", the course's) or `byte`
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub result_format: ResultFormat,
+    /// The operation log (nap-log): HOST, found through its rpcbind, or
+    /// HOST:PORT; LOG_RPC_IP in the environment does the same
+    #[arg(long, value_name = "HOST")]
+    pub log_rpc: Option<String>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
 
 /// `nap-server`: serves the directory until Ctrl-C or SIGTERM.
 /// The log server is `--log-rpc HOST`, or else `$LOG_RPC_IP`.
-pub fn server(mut config: Config, log_rpc: Option<String>) -> anyhow::Result<()> {
-    let target = log_rpc.or_else(|| std::env::var("LOG_RPC_IP").ok().filter(|s| !s.is_empty()));
+pub fn server(a: ServerArgs) -> anyhow::Result<()> {
+    let mut config = Config {
+        listen: listen_addr(a.daemon.listen.clone(), a.port),
+        limits: a.daemon.limits(),
+        workers: a.workers,
+        storage: a.storage,
+        format: a.result_format,
+        quiet: a.verbosity.quiet,
+        verbose: a.verbosity.verbose,
+        log: None,
+        http: a.view.http,
+    };
+    let target = a
+        .log_rpc
+        .or_else(|| std::env::var("LOG_RPC_IP").ok().filter(|s| !s.is_empty()));
     if let Some(t) = target {
         config.log = Some(Box::new(Sender::start(Target::new(&t))?));
     }
@@ -19,9 +64,23 @@ pub fn server(mut config: Config, log_rpc: Option<String>) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The flags of the daemons that take nothing but the common ones
+/// (`nap-time`, `nap-log`).
+#[derive(Debug, Clone, Args)]
+pub struct PlainDaemonArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
+}
+
 /// `nap-time`: serves the date-time until Ctrl-C or SIGTERM.
-pub fn time(listen: &str, limits: Limits, http: Option<&str>) -> anyhow::Result<()> {
-    time_service::run(listen, limits, http)?;
+pub fn time(a: PlainDaemonArgs) -> anyhow::Result<()> {
+    time_service::run(
+        &a.daemon.listen_or(time_service::DEFAULT_LISTEN),
+        a.daemon.limits(),
+        a.view.http.as_deref(),
+    )?;
     Ok(())
 }
 
@@ -45,7 +104,11 @@ pub fn listen_addr(listen: Option<String>, port: u16) -> String {
 }
 
 /// `nap-log`: prints every logged operation until Ctrl-C or SIGTERM.
-pub fn log(listen: &str, limits: Limits, http: Option<&str>) -> anyhow::Result<()> {
-    oplog::run(listen, limits, http)?;
+pub fn log(a: PlainDaemonArgs) -> anyhow::Result<()> {
+    oplog::run(
+        &a.daemon.listen_or("0.0.0.0:0"),
+        a.daemon.limits(),
+        a.view.http.as_deref(),
+    )?;
     Ok(())
 }

@@ -45,6 +45,15 @@ impl Endpoint {
     fn addr(&self) -> String {
         net::host_port(&self.host, self.port.unwrap_or(DEFAULT_PORT))
     }
+
+    /// The server as people name it: `HOST:PORT`, or `HOST` when the port
+    /// comes from its rpcbind.
+    pub fn describe(&self) -> String {
+        match self.port {
+            Some(p) => net::host_port(&self.host, p),
+            None => self.host.clone(),
+        }
+    }
 }
 
 /// How a listing proceeds.

@@ -8,24 +8,69 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 
 use super::client::{self, Endpoint, Options, RemoteDir, StatefulDir};
 use super::dir::Root;
-use super::rpc::{RDIRVERS, RdirProgram};
+use super::rpc::{self, RDIRVERS, RdirProgram};
 use super::stateful::{self, Stateful};
 use super::stateless::{self, Stateless};
 use super::view::RdirSite;
 use super::watch::Watch;
-use super::{DEFAULT_PORT, Mode};
-use crate::cli::{self, Refused};
+use super::{DEFAULT_LISTEN, DEFAULT_PORT, MAX_BATCH, Mode};
+use crate::cli::{self, DaemonArgs, Level, NetArgs, Refused, Verbosity, ViewArgs};
 use crate::events::Events;
 use crate::metrics::Registry;
-use crate::net::Timeouts;
+use crate::net::HostPort;
 use crate::oncrpc::portmap::Registration;
 use crate::server::{Limits, Server};
 
 /// Largest RPC record `rdird` accepts (a call carries at most a 4 KiB path).
 const MAX_RPC_RECORD: usize = 64 * 1024;
+
+/// `rdird`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct RdirdArgs {
+    /// The design served
+    #[arg(long, value_enum, default_value_t = Mode::Stateless)]
+    pub mode: Mode,
+    /// Folder served; nothing outside it is
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub root: PathBuf,
+    /// RPC program number (rpc mode)
+    #[arg(long, value_name = "N", default_value_t = rpc::NUMPROG, value_parser = parse_prog)]
+    pub prog: u32,
+    /// Directories open at once (stateful mode; one connection holds at most an eighth)
+    #[arg(long, value_name = "N", default_value_t = stateful::DEFAULT_MAX_OPEN,
+          value_parser = cli::parse_count)]
+    pub max_open: usize,
+    /// Seconds an open directory may go unused before it is closed (stateful mode)
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = cli::parse_period)]
+    pub dir_idle: Duration,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// `rdird` from its flags.
+pub fn rdird_main(a: RdirdArgs) -> Result<()> {
+    rdird(
+        &a.daemon.listen_or(DEFAULT_LISTEN),
+        a.daemon.limits(),
+        DaemonOptions {
+            mode: a.mode,
+            root: a.root,
+            prog: a.prog,
+            max_open: a.max_open,
+            dir_idle: a.dir_idle,
+            log: a.verbosity.level() > Level::Quiet,
+            http: a.view.http,
+        },
+    )
+}
 
 /// How `rdird` serves.
 #[derive(Debug, Clone)]
@@ -127,48 +172,113 @@ pub fn parse_prog(s: &str) -> Result<u32, String> {
     parsed.map_err(|_| format!("{s:?} is not a program number"))
 }
 
-/// How `rls` lists.
-#[derive(Debug, Clone)]
-pub struct LsOptions {
-    pub mode: Mode,
-    /// `--server`, else `$SERVIDOR`, else 127.0.0.1.
-    pub server: Option<String>,
-    /// `--port`, else `$PUERTO` (socket modes), else the default or rpcbind.
-    pub port: Option<u16>,
-    pub prog: u32,
-    pub batch: u32,
-    pub mix: bool,
-    pub json: bool,
-    pub pause: Duration,
-    pub timeouts: Timeouts,
-    /// Stateful: read with this handle instead of opening (the server must
-    /// refuse a handle it did not give this connection).
-    pub handle: Option<u64>,
+/// Parses a stateful handle, hexadecimal with or without `0x`.
+fn parse_handle(s: &str) -> Result<u64, String> {
+    let hex = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    u64::from_str_radix(hex, 16).map_err(|_| format!("{s:?} is not a hexadecimal handle"))
 }
 
-fn endpoint(o: &LsOptions) -> Result<Endpoint> {
-    let host = match &o.server {
-        Some(h) => h.clone(),
-        None => std::env::var("SERVIDOR").unwrap_or_else(|_| "127.0.0.1".to_string()),
+/// `rls`'s operands and flags: how it lists.
+#[derive(Debug, Clone, Args)]
+pub struct RlsArgs {
+    /// The design to use
+    #[arg(long, value_enum, default_value_t = Mode::Stateless)]
+    pub mode: Mode,
+    /// The server, HOST:PORT or HOST (default: $SERVIDOR, else 127.0.0.1)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+    /// The server's port, when --server has none (default: $PUERTO, else
+    /// 7654; rpc: ask rpcbind)
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Entries per request, 1 to 1024
+    #[arg(long, value_name = "N", default_value_t = MAX_BATCH,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH as i64))]
+    pub batch: u32,
+    /// Open every directory and read them alternately, one entry each
+    #[arg(long)]
+    pub mix: bool,
+    /// One JSON object per entry: {"dir":..,"name":..}; a name that is not
+    /// UTF-8 comes as "name_bytes":[..] instead
+    #[arg(long)]
+    pub json: bool,
+    /// RPC program number
+    #[arg(long, value_name = "N", default_value_t = rpc::NUMPROG, value_parser = parse_prog)]
+    pub prog: u32,
+    /// Milliseconds to wait before each request after the first (demos)
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub pause_ms: u64,
+    /// Stateful: read with this handle (hex) instead of opening, to see the
+    /// server refuse a handle it did not give (after a restart, made up)
+    #[arg(long, value_name = "HEX", value_parser = parse_handle)]
+    pub handle: Option<u64>,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Remote directories (relative to the server's root, or absolute in it)
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<OsString>,
+}
+
+/// The server's host and port from the flags and the environment: the
+/// port in `--server HOST:PORT`, else `--port`, else the one in
+/// `$SERVIDOR`, else `$PUERTO`; `None` for the default (or rpcbind).
+fn server_of(
+    flag: Option<&str>,
+    port_flag: Option<u16>,
+    env_server: Option<String>,
+    env_port: Option<String>,
+) -> Result<(String, Option<u16>)> {
+    let parse = |s: &str, what: &str| {
+        HostPort::parse_opt_port(s).map_err(|e| anyhow::anyhow!("{what}: {e}"))
     };
-    let port = match o.port {
+    // A port written in --server and --port must agree; one in $SERVIDOR
+    // gives way to --port.
+    let (host, port) = match flag {
+        Some(s) => match (parse(s, "--server")?, port_flag) {
+            ((_, Some(a)), Some(b)) if a != b => {
+                bail!("two ports given: {a} in --server and --port {b}")
+            }
+            ((host, p), f) => (host, p.or(f)),
+        },
+        None => match env_server.filter(|s| !s.trim().is_empty()) {
+            Some(s) => {
+                let (host, p) = parse(&s, "SERVIDOR")?;
+                (host, port_flag.or(p))
+            }
+            None => ("127.0.0.1".to_string(), port_flag),
+        },
+    };
+    let port = match (port, env_port) {
+        (Some(p), _) => Some(p),
+        (None, Some(p)) => Some(
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .with_context(|| format!("PUERTO={p:?} is not a port number"))?,
+        ),
+        (None, None) => None,
+    };
+    Ok((host, port))
+}
+
+fn endpoint(o: &RlsArgs) -> Result<Endpoint> {
+    let env = |k: &str| std::env::var(k).ok();
+    let (host, port) = server_of(o.server.as_deref(), o.port, env("SERVIDOR"), env("PUERTO"))?;
+    let port = match port {
         Some(p) => Some(p),
         // The course's RPC clients find the port through rpcbind.
         None if o.mode == Mode::Rpc => None,
-        None => match std::env::var("PUERTO") {
-            Ok(p) => Some(
-                p.trim()
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .with_context(|| format!("PUERTO={p:?} is not a port number"))?,
-            ),
-            Err(_) => Some(DEFAULT_PORT),
-        },
+        None => Some(DEFAULT_PORT),
     };
     let mut ep = Endpoint::new(&host, port);
     ep.prog = o.prog;
-    ep.timeouts = o.timeouts;
+    ep.timeouts = o.net.timeouts();
     Ok(ep)
 }
 
@@ -196,7 +306,8 @@ fn entry_line(out: &mut impl Write, json: bool, dir: &[u8], name: &[u8]) -> std:
 }
 
 /// `rls`: lists each remote directory, or with `mix` reads them in turn.
-pub fn rls(o: &LsOptions, dirs: &[OsString]) -> Result<()> {
+pub fn rls(o: &RlsArgs) -> Result<()> {
+    let dirs = &o.dirs;
     if dirs.is_empty() {
         bail!("no directory given");
     }
@@ -206,8 +317,17 @@ pub fn rls(o: &LsOptions, dirs: &[OsString]) -> Result<()> {
     let ep = endpoint(o)?;
     let opts = Options {
         batch: o.batch,
-        pause: o.pause,
+        pause: Duration::from_millis(o.pause_ms),
     };
+    let verbose = o.verbosity.level() == Level::Verbose;
+    let server = ep.describe();
+    if verbose {
+        crate::diag!(
+            "{server}: listing {} directories ({:?} mode)",
+            dirs.len(),
+            o.mode
+        );
+    }
     if o.handle.is_some() && o.mode != Mode::Stateful {
         bail!("--handle is for --mode stateful");
     }
@@ -225,7 +345,8 @@ pub fn rls(o: &LsOptions, dirs: &[OsString]) -> Result<()> {
             *failed += 1;
             Ok(())
         } else {
-            Err(e.into())
+            // Not an answer from the server: say which server.
+            Err(anyhow::Error::new(e).context(server.clone()))
         }
     };
     if o.mix {
@@ -275,11 +396,13 @@ pub fn rls(o: &LsOptions, dirs: &[OsString]) -> Result<()> {
                 out.write_all(b":\n")?;
             }
             let mut result = Ok(());
+            let mut listed = 0usize;
             for name in dir.entries() {
                 match name {
                     Ok(name) => {
+                        listed += 1;
                         entry_line(&mut out, o.json, path, &name)?;
-                        if !o.pause.is_zero() {
+                        if o.pause_ms > 0 {
                             // A slowed listing shows its progress.
                             out.flush()?;
                         }
@@ -291,7 +414,16 @@ pub fn rls(o: &LsOptions, dirs: &[OsString]) -> Result<()> {
                 }
             }
             match result {
-                Ok(()) => dir.close()?,
+                Ok(()) => {
+                    dir.close()?;
+                    if verbose {
+                        out.flush()?;
+                        crate::diag!(
+                            "{server}: {}: {listed} entries",
+                            String::from_utf8_lossy(path)
+                        );
+                    }
+                }
                 Err(e) => {
                     out.flush()?;
                     report(e, &mut failed)?;
@@ -313,6 +445,26 @@ pub fn rls(o: &LsOptions, dirs: &[OsString]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_comes_as_host_port_or_in_the_older_forms() {
+        let of = |f: Option<&str>, p: Option<u16>, es: Option<&str>, ep: Option<&str>| {
+            server_of(f, p, es.map(String::from), ep.map(String::from)).map_err(|e| e.to_string())
+        };
+        let hp = |h: &str, p: Option<u16>| Ok((h.to_string(), p));
+        assert_eq!(of(Some("h:1"), None, None, None), hp("h", Some(1)));
+        assert_eq!(of(Some("h"), Some(2), None, None), hp("h", Some(2)));
+        assert_eq!(of(Some("h"), None, None, Some("3")), hp("h", Some(3)));
+        assert_eq!(of(None, None, Some("e:4"), Some("5")), hp("e", Some(4)));
+        assert_eq!(of(None, None, Some("e"), Some("5")), hp("e", Some(5)));
+        assert_eq!(of(None, Some(6), Some("e:4"), None), hp("e", Some(6)));
+        assert_eq!(of(None, None, None, None), hp("127.0.0.1", None));
+        assert_eq!(of(Some("[::1]:7"), None, None, None), hp("::1", Some(7)));
+        assert_eq!(of(Some("h:1"), Some(1), None, None), hp("h", Some(1)));
+        assert!(of(Some("h:1"), Some(2), None, None).is_err());
+        assert!(of(Some("h:x"), None, None, None).is_err());
+        assert!(of(None, None, None, Some("x")).is_err());
+    }
 
     #[test]
     fn json_keeps_names_exact() {

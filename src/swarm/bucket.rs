@@ -100,36 +100,6 @@ impl Reservation {
     }
 }
 
-/// Parses a rate in bytes per second: a number with an optional binary
-/// suffix `K`, `M` or `G` (powers of 1024), optionally followed by `B`,
-/// `/s` or `B/s`: `500K`, `4M`, `1.5MB/s`, `1000000`.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t);
-    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let mult = match c.to_ascii_uppercase() {
-                'K' => 1u64 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => return Err(format!("{s:?}: unknown unit {c:?} (use K, M or G)")),
-            };
-            (&t[..i], mult)
-        }
-        _ => (t, 1),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a rate like 500K, 4M or 1000000"))?;
-    let bytes = v * mult as f64;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
-        return Err(format!("{s:?}: a rate must be at least 1 byte per second"));
-    }
-    Ok(bytes as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,20 +116,6 @@ mod tests {
         let later = b.backlog_at(t0 + Duration::from_millis(600)).as_secs_f64();
         assert!((later - 0.4).abs() < 0.01, "{later}");
         assert_eq!(b.time_for(1 << 19), Duration::from_millis(500));
-    }
-
-    #[test]
-    fn rates_parse() {
-        assert_eq!(parse_rate("4M"), Ok(4 << 20));
-        assert_eq!(parse_rate("500K"), Ok(500 << 10));
-        assert_eq!(parse_rate("1.5MB/s"), Ok(3 << 19));
-        assert_eq!(parse_rate("2g"), Ok(2 << 30));
-        assert_eq!(parse_rate("1000000"), Ok(1_000_000));
-        assert!(parse_rate("0").is_err());
-        assert!(parse_rate("-3M").is_err());
-        assert!(parse_rate("fast").is_err());
-        assert!(parse_rate("3X").is_err());
-        assert!(parse_rate("").is_err());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The tracker client peers use: one short connection per request.
 
+use std::net::IpAddr;
+
 use crate::error::{Error, Result};
 use crate::frame::Conn;
 use crate::net::Timeouts;
@@ -28,11 +30,18 @@ impl TrackerClient {
 
     /// Sends one request; an `Error` answer becomes `Error::Remote`.
     pub fn call(&self, req: &TrackerRequest) -> Result<TrackerResponse> {
+        self.call_via(req).map(|(resp, _)| resp)
+    }
+
+    /// [`call`](Self::call), also giving the local IP the request left
+    /// from: the address the tracker sees this peer at.
+    pub fn call_via(&self, req: &TrackerRequest) -> Result<(TrackerResponse, IpAddr)> {
         let mut conn = Conn::open(&self.addr, &self.timeouts, TRACKER)?;
+        let via = conn.local_addr()?.ip();
         conn.send(req)?;
         match conn.expect::<TrackerResponse>()? {
             TrackerResponse::Error(why) => Err(Error::Remote(format!("tracker: {why}"))),
-            other => Ok(other),
+            other => Ok((other, via)),
         }
     }
 }

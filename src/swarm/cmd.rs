@@ -3,21 +3,186 @@
 //! uses `anyhow`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
+use clap::{Args, Subcommand};
 
-use crate::cli::Refused;
+use crate::cli::{self, DaemonArgs, Level, Refused, Verbosity};
+use crate::net::HostPort;
 use crate::server::Server;
 
 use super::client::TrackerClient;
-use super::manifest::{Bitfield, Manifest};
+use super::manifest::{Bitfield, Manifest, check_piece_size};
 use super::peer::{Node, PeerConfig};
 use super::proto::{Query, TrackerRequest, TrackerResponse};
 use super::store::Store;
-use super::tracker::{Tracker, TrackerConfig};
+use super::tracker::{Limits as TrackerLimits, Tracker, TrackerConfig};
+
+/// Periods given on the command line are at least this long.
+const MIN_PERIOD: Duration = Duration::from_millis(10);
+
+/// `bt-tracker`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct TrackerArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
+    /// The period peers ping at (their --ping-interval): a member silent for
+    /// 3 of them is evicted, at most 1 s later
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = cli::parse_secs)]
+    pub ping_interval: Duration,
+
+    /// Older name: evict members silent for 1.5 × SECS (ping interval SECS/2)
+    #[arg(long, value_name = "SECS", value_parser = cli::parse_secs, hide = true,
+          conflicts_with = "ping_interval")]
+    pub cleanup_interval: Option<Duration>,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// `bt-tracker` from its flags.
+pub fn tracker_main(a: TrackerArgs) -> anyhow::Result<()> {
+    let ping = a.cleanup_interval.map_or(a.ping_interval, |c| c / 2);
+    let cfg = TrackerConfig {
+        ping_interval: ping.max(MIN_PERIOD),
+        server: a.daemon.limits(),
+        limits: TrackerLimits::default(),
+        quiet: a.verbosity.level() == Level::Quiet,
+    };
+    tracker(&a.daemon.listen_or(TRACKER_LISTEN), &cfg)
+}
+
+/// `bt-peer`'s subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PeerCmd {
+    /// Share FILE: build its manifest, print the swarm id, serve until Ctrl-C
+    #[command(
+        after_help = "Example:\n  bt-peer share movie.mkv --tracker 127.0.0.1:6969 --upload-limit 4M"
+    )]
+    Share {
+        /// The file to share
+        file: PathBuf,
+        /// Piece size in bytes, a power of two from 16K to 16M [default: 256K,
+        /// larger for files over 1 GiB]
+        #[arg(long, value_name = "SIZE", value_parser = parse_piece_size)]
+        piece_size: Option<u32>,
+        #[command(flatten)]
+        common: PeerArgs,
+    },
+    /// Fetch a swarm's file by name or id into --out, then seed it until
+    /// Ctrl-C (or exit with --exit-when-done)
+    #[command(
+        after_help = "Exit status: 0 complete (or seeding stopped by Ctrl-C), 1 no such swarm, \
+                      2 error, or interrupted before complete with --exit-when-done.\n\n\
+                      Example:\n  bt-peer fetch movie.mkv --tracker 127.0.0.1:6969 --out downloads --exit-when-done"
+    )]
+    Fetch {
+        /// The file name, or the 64-hex-digit swarm id
+        what: String,
+        /// Folder to download into (a partial download there is resumed)
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// Exit once the file is complete instead of seeding
+        #[arg(long)]
+        exit_when_done: bool,
+        /// Seconds between piece requests (0: as fast as peers answer)
+        #[arg(long, value_name = "SECS", default_value = "0", value_parser = cli::parse_secs)]
+        request_interval: Duration,
+        #[command(flatten)]
+        common: PeerArgs,
+    },
+}
+
+/// The flags `bt-peer share` and `bt-peer fetch` share.
+#[derive(Debug, Clone, Args)]
+pub struct PeerArgs {
+    /// The tracker, HOST:PORT
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6969",
+          value_parser = cli::parse_addr)]
+    pub tracker: HostPort,
+    /// Seconds between pings to the tracker
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = cli::parse_secs)]
+    pub ping_interval: Duration,
+    /// Seconds between piece-list reports to the tracker
+    #[arg(long, value_name = "SECS", default_value = "20", value_parser = cli::parse_secs)]
+    pub report_interval: Duration,
+    /// Cap on total upload, bytes per second (K, M, G = 1024 multiples), e.g. 4M
+    /// [default: no cap]
+    #[arg(long, value_name = "RATE", value_parser = cli::parse_rate)]
+    pub upload_limit: Option<u64>,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+impl PeerArgs {
+    fn config(&self, request_interval: Duration) -> PeerConfig {
+        PeerConfig {
+            tracker: self.tracker.to_string(),
+            limits: self.daemon.limits(),
+            ping_interval: self.ping_interval.max(MIN_PERIOD),
+            report_interval: self.report_interval.max(MIN_PERIOD),
+            request_interval,
+            upload_limit: self.upload_limit,
+            level: self.verbosity.level(),
+        }
+    }
+
+    fn listen(&self) -> String {
+        self.daemon.listen_or("0.0.0.0:0")
+    }
+}
+
+/// A piece size: a size ([`cli::parse_size`]) that is a power of two from
+/// 16K to 16M.
+fn parse_piece_size(s: &str) -> Result<u32, String> {
+    let v = cli::parse_size(s)?;
+    let v = u32::try_from(v).map_err(|_| format!("{s:?} is too large"))?;
+    check_piece_size(v)?;
+    Ok(v)
+}
+
+/// `bt-peer` from its subcommand and flags.
+pub fn peer(cmd: PeerCmd) -> anyhow::Result<()> {
+    match cmd {
+        PeerCmd::Share {
+            file,
+            piece_size,
+            common,
+        } => share(
+            &file,
+            piece_size,
+            &common.listen(),
+            common.config(Duration::ZERO),
+        ),
+        PeerCmd::Fetch {
+            what,
+            out,
+            exit_when_done,
+            request_interval,
+            common,
+        } => {
+            let when_done = if exit_when_done {
+                WhenDone::Exit
+            } else {
+                WhenDone::Seed
+            };
+            fetch(
+                &what,
+                &out,
+                when_done,
+                &common.listen(),
+                common.config(request_interval),
+            )
+        }
+    }
+}
 
 /// The tracker's default address: every interface, port 6969.
 pub const TRACKER_LISTEN: &str = "0.0.0.0:6969";
@@ -107,8 +272,8 @@ pub fn share(
     // Register once before printing the id, so a script that waits for the
     // id can fetch at once; if the tracker is down, the loop retries.
     let registered = match node.register(&client) {
-        Ok(_) => {
-            node.log(&format!("registered with {}", client.addr()));
+        Ok((_, me)) => {
+            node.log(&format!("registered with {} as {me}", client.addr()));
             true
         }
         Err(e) => {

@@ -29,37 +29,8 @@ pub mod proto;
 mod store;
 mod tracker;
 
-pub use bucket::parse_rate;
 pub use cmd::WhenDone;
 pub use manifest::{Bitfield, Manifest, SwarmId, check_piece_size};
 pub use peer::PeerConfig;
 pub use store::partial_path;
 pub use tracker::{CLEANUP_EVERY, Limits as TrackerLimits, SILENT_PINGS, TrackerConfig};
-
-use std::time::Duration;
-/// Parses a period in seconds, fractions allowed (`10`, `0.2`).
-pub fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
-        return Err(format!("{s:?}: seconds must be from 0 to 1e9"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seconds_parse_with_fractions() {
-        assert_eq!(parse_secs("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_secs("0.25"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_secs("0"), Ok(Duration::ZERO));
-        assert!(parse_secs("-1").is_err());
-        assert!(parse_secs("soon").is_err());
-        assert!(parse_secs("inf").is_err());
-    }
-}

@@ -3,6 +3,8 @@
 
 mod harness;
 
+mod conventions;
+
 mod dht;
 mod dirops;
 mod flood;

@@ -954,6 +954,50 @@ fn rls_takes_the_server_and_port_from_the_environment_and_mixes() {
     );
 }
 
+#[test]
+fn rls_takes_the_server_as_host_port_and_in_every_older_form() {
+    let t = TempDir::new("rdir-forms");
+    let root = t.sub("root");
+    t.sub("root/a");
+    fs::File::create(root.join("a").join("only")).unwrap();
+    let d = rdird(Mode::Stateless, &root, 91, &["-q"]);
+    let port = d.port().to_string();
+    let at = format!("127.0.0.1:{port}");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(bin!("rls"));
+        c.env_remove("SERVIDOR").env_remove("PUERTO");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.args(args).output().expect("run rls");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), lines(&out.stdout), err)
+    };
+    let listed = |args: &[&str], env: &[(&str, &str)]| {
+        let (code, got, err) = run(args, env);
+        assert_eq!(code, Some(0), "{args:?} {env:?}: {err}");
+        assert!(got.contains(&b"only".to_vec()), "{args:?} {env:?}: {got:?}");
+    };
+    listed(&["--server", &at, "a"], &[]);
+    listed(&["--server", "127.0.0.1", "--port", &port, "a"], &[]);
+    listed(&["a"], &[("SERVIDOR", "127.0.0.1"), ("PUERTO", &port)]);
+    listed(&["a"], &[("SERVIDOR", &at)]);
+    listed(&["--port", &port, "a"], &[("SERVIDOR", "127.0.0.1:1")]);
+    // -q and -v as everywhere: -v says what it listed, from where.
+    let (code, _, err) = run(&["-v", "--server", &at, "a"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(&format!("rls: {at}: a: 3 entries")), "{err}");
+    let (code, _, err) = run(&["-q", "--server", &at, "a"], &[]);
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    // Two different ports is a mistake, said as such.
+    let (code, _, err) = run(&["--server", &at, "--port", "1", "a"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("two ports given"), "{err}");
+    let (code, _, err) = run(&["--server", "127.0.0.1:x", "a"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"x\" is not a port number"), "{err}");
+}
+
 /// `rls` against `args` with no server behind them: exit 2 and the reason.
 fn rls_unreachable(mode: Mode, args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(bin!("rls"))
@@ -986,7 +1030,12 @@ fn an_unreachable_server_or_rpcbind_is_exit_2_in_every_mode() {
     for mode in MODES {
         let (code, err) = rls_unreachable(mode, &["--port", &port]);
         assert_eq!(code, Some(2), "{mode} with nothing at the port: {err}");
-        assert!(err.contains("refused"), "{mode}: {err}");
+        // The one line names the server it could not reach.
+        assert_eq!(
+            err.trim_end(),
+            format!("rls: 127.0.0.1:{port}: connection refused"),
+            "{mode}"
+        );
     }
     // Through rpcbind: either none answers at the host, or it has no such
     // program registered. Both mean the server is not there.

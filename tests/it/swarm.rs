@@ -1149,3 +1149,22 @@ fn a_fetcher_that_reaches_no_peer_says_so_and_keeps_trying() {
     let (_seed2, _) = share(&src, &t.addr, &[]);
     finishes_with(&mut p, &out, &src);
 }
+
+#[test]
+fn a_peer_on_every_interface_names_itself_by_the_address_the_tracker_hands_out() {
+    // The readiness line says 0.0.0.0:PORT, which no one can reach; the
+    // registration line gives the address others fetch from (what a pane
+    // title or a log reader can match against the tracker's lines).
+    let dir = TempDir::new("swarm-me");
+    let src = dir.sub("seed").join("me.bin");
+    write_random_file(&src, 64 << 10, 5);
+    let t = tracker(&[]);
+    let mut p = cmd(bin!("bt-peer"))
+        .arg("share")
+        .arg(&src)
+        .args(["--tracker", &t.addr, "--listen", "0.0.0.0:0"])
+        .args(FAST)
+        .daemon();
+    let port = p.port();
+    p.wait_stdout(|l| l == format!("registered with {} as 127.0.0.1:{port}", t.addr));
+}

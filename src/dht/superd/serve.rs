@@ -40,14 +40,20 @@ pub(super) fn handle(node: &Node, shutdown: &Shutdown, session: Session) {
 }
 
 fn serve_client(node: &Node, conn: &mut Conn, peer: SocketAddr) -> Result<()> {
+    // Who is at the other end, as the logs name it: the connection's
+    // address, or a supernode's listening address once it says so.
+    let mut who = peer.to_string();
     while let Some(req) = conn.next_request::<SuperRequest, SuperResponse>()? {
         match req {
+            SuperRequest::Member { addr } => {
+                who = format!("supernode {}", addr.chars().take(300).collect::<String>());
+            }
             SuperRequest::List => {
                 node.detail(format_args!("{peer}: list"));
                 list(node, conn)?;
             }
             SuperRequest::Upload { name, size, digest } => {
-                if !receive(node, conn, peer, &name, size, digest)? {
+                if !receive(node, conn, peer, &who, &name, size, digest)? {
                     return Ok(());
                 }
             }
@@ -87,6 +93,7 @@ fn receive(
     node: &Node,
     conn: &mut Conn,
     peer: SocketAddr,
+    who: &str,
     name: &FileName,
     size: u64,
     digest: FileDigest,
@@ -119,7 +126,7 @@ fn receive(
         }
     };
     conn.send(&SuperResponse::Ready)?;
-    node.note(format_args!("receiving {name} from {peer}"));
+    node.note(format_args!("receiving {name} from {who}"));
     let bar = ProgressBar::hidden();
     let ticket = node.watch.begin(
         Kind::Upload,

@@ -121,7 +121,11 @@ fn push(
     };
     let digest = node.repo.digest(&out)?;
     if !peers.contains_key(owner) {
-        let conn = Conn::open(owner, &node.timeouts, SUPER_PROTOCOL)?;
+        let mut conn = Conn::open(owner, &node.timeouts, SUPER_PROTOCOL)?;
+        // Named in the owner's log by the address the ring knows us by.
+        conn.queue(&SuperRequest::Member {
+            addr: node.control.me(),
+        })?;
         peers.insert(owner.to_string(), conn);
     }
     let Some(conn) = peers.get_mut(owner) else {

@@ -19,15 +19,29 @@ use super::{
 };
 
 impl Node {
-    pub(crate) fn register(&self, client: &TrackerClient) -> Result<u32> {
+    /// Registers with the tracker: the swarm's member count, and this
+    /// peer's address as the tracker hands it to others (its listening
+    /// port at the address it reached the tracker from, unless it listens
+    /// on one address only), which logs name it by.
+    pub(crate) fn register(&self, client: &TrackerClient) -> Result<(u32, String)> {
         let req = TrackerRequest::Register {
             manifest: (*self.manifest).clone(),
             port: self.local.port(),
             have: self.have(),
         };
-        match client.call(&req)? {
-            TrackerResponse::Registered { peers, .. } => Ok(peers),
-            other => Err(Error::Protocol(format!(
+        match client.call_via(&req)? {
+            (TrackerResponse::Registered { peers, .. }, via) => {
+                let ip = if self.local.ip().is_unspecified() {
+                    via
+                } else {
+                    self.local.ip()
+                };
+                Ok((
+                    peers,
+                    crate::net::host_port(&ip.to_string(), self.local.port()),
+                ))
+            }
+            (other, _) => Err(Error::Protocol(format!(
                 "unexpected answer to register: {other:?}"
             ))),
         }
@@ -67,12 +81,12 @@ impl Node {
                 }
                 if !registered {
                     match self.register(client) {
-                        Ok(peers) => {
+                        Ok((peers, me)) => {
                             registered = true;
                             tracker_ok = true;
                             reported_complete = complete;
                             self.log(&format!(
-                                "registered with {} (swarm {}, {peers} peers)",
+                                "registered with {} as {me} (swarm {}, {peers} peers)",
                                 client.addr(),
                                 self.id.short()
                             ));

@@ -49,7 +49,7 @@ fn programs_have_help_and_version_and_clear_errors() {
         .args(["--index", &dead, "--heartbeat", "11"])
         .run()
         .code(2)
-        .stderr_has("--heartbeat must be a positive number of seconds, at most 10");
+        .stderr_has("--heartbeat must be at most 10 seconds");
     cmd(bin!("p2p-superd"))
         .arg(dir.path().join("nope"))
         .args(["--index", &dead])
@@ -98,12 +98,29 @@ fn clients_take_host_colon_port_or_host_and_port() {
         .arg(format!("{h}:port"))
         .run()
         .code(2)
-        .stderr_has("is not HOST:PORT");
+        .stderr_has(&format!("\"port\" is not a port number in \"{h}:port\""));
     cmd(bin!("p2p-ls"))
         .args([&h, "port"])
         .run()
         .code(2)
         .stderr_has("is not a port number");
+    // A missing port is said as such, by every client.
+    let missing = format!("missing port in \"{h}\" (expected HOST:PORT)");
+    cmd(bin!("p2p-ls"))
+        .arg(&h)
+        .run()
+        .code(2)
+        .stderr_has(&format!("p2p-ls: {missing}"));
+    cmd(bin!("p2p-get"))
+        .args([&h, "one.txt"])
+        .run()
+        .code(2)
+        .stderr_has(&format!("p2p-get: {missing}"));
+    cmd(bin!("p2p-put"))
+        .args([&h, "one.txt"])
+        .run()
+        .code(2)
+        .stderr_has(&format!("p2p-put: {missing}"));
 }
 
 #[test]
@@ -189,4 +206,90 @@ fn quiet_and_verbose_mean_the_same_in_every_dht_program() {
         .run()
         .code(1)
         .stderr_has("nowhere.txt is not available");
+}
+
+/// Runs `line` (a shell command) with a terminal for its stdin, stdout and
+/// stderr, as a person would; `None` (said on stderr) when there is no
+/// script(1) here.
+fn on_a_terminal(line: &str, cwd: &Path) -> Option<Output> {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no script(1) to give p2p-get and p2p-put a terminal");
+        return None;
+    }
+    Some(
+        cmd("script")
+            .args(["-qec", &format!("TERM=xterm {line}"), "/dev/null"])
+            .cwd(cwd)
+            .run(),
+    )
+}
+
+#[test]
+fn a_transfer_ends_with_one_line_on_a_terminal_and_none_with_q_or_off_it() {
+    let dir = TempDir::new("dht-done");
+    let repo = dir.sub("repo");
+    fs::write(repo.join("notes.txt"), vec![b'n'; 3000]).unwrap();
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let work = dir.sub("work");
+    fs::write(work.join("up.txt"), b"up").unwrap();
+    let get = format!("{} {} notes.txt", bin!("p2p-get"), s.addr);
+    let Some(out) = on_a_terminal(&get, &work) else {
+        return;
+    };
+    let out = out.ok();
+    let done = format!(
+        "got notes.txt (2.93 KiB) from {} into notes.txt, BLAKE3 verified, in ",
+        s.addr
+    );
+    assert!(out.stdout.contains(&done), "{}", out.dump());
+    let put = format!("{} {} up.txt", bin!("p2p-put"), s.addr);
+    let out = on_a_terminal(&put, &work).unwrap().ok();
+    let done = format!("put up.txt (2 B) at {}, BLAKE3 verified there, in ", s.addr);
+    assert!(out.stdout.contains(&done), "{}", out.dump());
+
+    // -q: nothing on the terminal but what was asked for.
+    let get_q = format!("{} -q --force {} notes.txt", bin!("p2p-get"), s.addr);
+    let out = on_a_terminal(&get_q, &work).unwrap().ok();
+    assert!(!out.stdout.contains("got notes.txt"), "{}", out.dump());
+    // Off a terminal the exit status says it; stderr stays empty.
+    let out = cmd(bin!("p2p-get"))
+        .args(["--force", &s.addr, "notes.txt"])
+        .cwd(&work)
+        .run()
+        .ok();
+    assert_eq!(out.stderr, "", "{}", out.dump());
+}
+
+#[test]
+fn a_reader_that_stops_early_is_success() {
+    // `p2p-get -o - | head`: the reader closes the pipe; p2p-get exits 0
+    // and says nothing, like any tool.
+    let dir = TempDir::new("dht-head");
+    let repo = dir.sub("repo");
+    write_random_file(&repo.join("big.bin"), 4 << 20, 3);
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let mut child = std::process::Command::new(bin!("p2p-get"))
+        .args(["-o", "-", &s.addr, "big.bin"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        (Some(0), "")
+    );
 }

@@ -22,7 +22,11 @@ fn balancing_puts_every_file_on_its_responsible_supernode() {
         let owner = ring.owner(name).unwrap();
         if owner != s1.addr {
             let s = [&s2, &s3].into_iter().find(|p| p.addr == owner).unwrap();
-            s.wait_stdout_any(|l| l.starts_with(&format!("receiving {name} from 127.0.0.1:")));
+            // Named by the address the sender listens on (supernode 1, or
+            // one that got the file before the ring settled), not by its
+            // connection's port.
+            let from = |p: &Proc| format!("receiving {name} from supernode {}", p.addr);
+            s.wait_stdout_any(|l| [&s1, &s2, &s3].iter().any(|p| l == from(p)));
         }
         assert!(r1.join(name).exists());
     }

@@ -17,7 +17,7 @@ fn kv_query_modes_and_exit_codes() {
         .args(["--wait", "0.1", "127.0.0.1:1", "?k"])
         .run()
         .code(2)
-        .stderr_has("connecting to 127.0.0.1:1");
+        .stderr_has("kv-query: 127.0.0.1:1: connection refused");
 
     // A pipeline: one command per line; unknown ones are reported and
     // skipped; Q ends it before the last line. Each wait is ended by the
@@ -108,6 +108,14 @@ fn servent_stops_cleanly_and_reports_stats() {
         .run()
         .code(2)
         .stderr_has("connecting to neighbour 127.0.0.1:1");
+    // A neighbour without a port is refused before anything starts.
+    cmd(bin!("kv-servent"))
+        .args(["--bind", "127.0.0.1", "0"])
+        .arg(&good)
+        .arg("127.0.0.1")
+        .run()
+        .code(2)
+        .stderr_has("kv-servent: missing port in \"127.0.0.1\" (expected HOST:PORT)");
 }
 
 #[test]
