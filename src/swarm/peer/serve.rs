@@ -32,18 +32,12 @@ impl Node {
     }
 
     /// One downloader's connection: handshake, then requests until it
-    /// closes.
+    /// closes. A failure other than the downloader going away is logged
+    /// with its address by the framed server's loop.
     fn serve_conn(&self, session: Session) {
         let peer = session.peer();
-        let mut conn = match Conn::accept(session, PEER_WIRE) {
-            Ok(Some(c)) => c,
-            Ok(None) => return,
-            Err(e) => {
-                if !e.is_disconnect() {
-                    self.warn(&format!("{peer}: {e}"));
-                }
-                return;
-            }
+        let Some(mut conn) = Conn::accept_logged(session, PEER_WIRE) else {
+            return;
         };
         // A downloader that stops reading (it vanished without closing)
         // fails our write after `SEND_STALL` instead of the I/O timeout, so
@@ -55,52 +49,42 @@ impl Node {
         }
         let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
         let mut buf = vec![0u8; chunk];
-        loop {
-            let req = match conn.next_request::<PeerRequest, PeerResponse>() {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
-                Err(e) => {
-                    if !e.is_disconnect() {
-                        self.warn(&format!("{peer}: {e}"));
-                    }
-                    return;
+        conn.serve_requests::<PeerRequest, PeerResponse>(|conn, req| {
+            self.answer(conn, req, &mut buf)
+        });
+    }
+
+    /// Answers one request: what this peer holds, or a piece (its header
+    /// and bytes, or why not).
+    fn answer(&self, conn: &mut Conn, req: PeerRequest, buf: &mut [u8]) -> Result<()> {
+        let resp = match req {
+            PeerRequest::Have { swarm } if swarm == self.id => {
+                let st = self.lock();
+                PeerResponse::Have {
+                    have: st.have.clone(),
+                    fetching: st.fetching(),
+                    sending: st.sending(),
                 }
-            };
-            let resp = match req {
-                PeerRequest::Have { swarm } if swarm == self.id => {
-                    let st = self.lock();
-                    PeerResponse::Have {
-                        have: st.have.clone(),
-                        fetching: st.fetching(),
-                        sending: st.sending(),
-                    }
-                }
-                PeerRequest::Piece { swarm, index } if swarm == self.id => {
-                    match self.manifest.index(index) {
-                        None => PeerResponse::Error(format!(
-                            "no piece {index}: the swarm has {} pieces",
-                            self.manifest.piece_count()
-                        )),
-                        Some(i) => match self.start_upload(i) {
-                            Err(refusal) => refusal,
-                            Ok(()) => match self.send_piece(&mut conn, i, &mut buf) {
-                                Ok(()) => continue,
-                                Err(e) => {
-                                    if !e.is_disconnect() {
-                                        self.warn(&format!("{peer}: sending piece {i}: {e}"));
-                                    }
-                                    return;
-                                }
-                            },
-                        },
-                    }
-                }
-                _ => PeerResponse::UnknownSwarm,
-            };
-            if conn.send(&resp).is_err() {
-                return;
             }
-        }
+            PeerRequest::Piece { swarm, index } if swarm == self.id => {
+                match self.manifest.index(index) {
+                    None => PeerResponse::Error(format!(
+                        "no piece {index}: the swarm has {} pieces",
+                        self.manifest.piece_count()
+                    )),
+                    Some(i) => match self.start_upload(i) {
+                        Err(refusal) => refusal,
+                        Ok(()) => {
+                            return self
+                                .send_piece(conn, i, buf)
+                                .map_err(|e| e.doing(format!("sending piece {i}")));
+                        }
+                    },
+                }
+            }
+            _ => PeerResponse::UnknownSwarm,
+        };
+        conn.send(&resp)
     }
 
     /// Sends piece `i`: its header, then its bytes read from disk in chunks,
