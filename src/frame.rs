@@ -142,6 +142,20 @@ pub trait Request: DeserializeOwned {
 pub trait Response: Serialize {
     /// The error reply to an invalid request.
     fn error(message: String) -> Self;
+
+    /// The message of an error reply, on the client side: an answer no
+    /// caller of [`Conn::call`] wants, which is still the server's word.
+    fn error_message(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// The error for an answer the client did not expect.
+pub fn unexpected<R: Response + std::fmt::Debug>(expected: &str, other: &R) -> Error {
+    match other.error_message() {
+        Some(message) => Error::Remote(message.to_string()),
+        None => Error::Protocol(format!("expected {expected}, got {other:?}")),
+    }
 }
 
 /// A framed connection: buffered reader and writer halves of one socket,
@@ -315,6 +329,37 @@ impl Conn {
         Ok(())
     }
 
+    /// Client side: sends `req`, then reads its one answer with
+    /// [`answer`](Self::answer).
+    pub fn call<R, T>(
+        &mut self,
+        req: &impl Serialize,
+        expected: &str,
+        pick: impl FnOnce(R) -> std::result::Result<T, R>,
+    ) -> Result<T>
+    where
+        R: Response + DeserializeOwned + std::fmt::Debug,
+    {
+        self.send(req)?;
+        self.answer(expected, pick)
+    }
+
+    /// Client side: reads one answer that the peer owes and hands it to
+    /// `pick`, which keeps what it wants (`Ok`) and gives back the rest
+    /// (`Err`). An answer given back is the server's error reply
+    /// ([`Error::Remote`], its message) or an [`Error::Protocol`] naming
+    /// what was `expected` and what came instead.
+    pub fn answer<R, T>(
+        &mut self,
+        expected: &str,
+        pick: impl FnOnce(R) -> std::result::Result<T, R>,
+    ) -> Result<T>
+    where
+        R: Response + DeserializeOwned + std::fmt::Debug,
+    {
+        pick(self.expect::<R>()?).map_err(|other| unexpected(expected, &other))
+    }
+
     /// Receives one message; `Ok(None)` on a clean EOF between frames.
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
         read_frame(&mut self.reader)
@@ -418,6 +463,64 @@ mod tests {
         let back = read_frame::<_, Msg>(&mut r).unwrap().unwrap();
         assert!(r.is_empty());
         back
+    }
+
+    impl Response for Msg {
+        fn error(message: String) -> Self {
+            Msg::Text(message)
+        }
+        fn error_message(&self) -> Option<&str> {
+            match self {
+                Msg::Text(m) => Some(m),
+                _ => None,
+            }
+        }
+    }
+
+    /// A client `Conn` whose server answers each request with the next of
+    /// `answers`.
+    fn answered_by(answers: Vec<Msg>) -> Conn {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut server = Conn::new(stream).unwrap();
+            for a in answers {
+                if server.recv::<Msg>().ok().flatten().is_none() {
+                    return;
+                }
+                server.send(&a).unwrap();
+            }
+        });
+        Conn::connect(&addr.to_string(), &Timeouts::default()).unwrap()
+    }
+
+    #[test]
+    fn a_call_keeps_the_answer_wanted_and_names_what_else_came() {
+        let pair = |r| match r {
+            Msg::Pair { a, .. } => Ok(a),
+            other => Err(other),
+        };
+        let mut conn = answered_by(vec![
+            Msg::Pair { a: 7, b: vec![] },
+            Msg::Ping,
+            Msg::Text("no such thing".into()),
+        ]);
+        assert_eq!(conn.call(&Msg::Ping, "Pair", pair).unwrap(), 7);
+        match conn.call(&Msg::Ping, "Pair", pair) {
+            Err(Error::Protocol(m)) => assert_eq!(m, "expected Pair, got Ping"),
+            other => panic!("{other:?}"),
+        }
+        // The server's error reply is its word, not a protocol fault.
+        match conn.call(&Msg::Ping, "Pair", pair) {
+            Err(Error::Remote(m)) => assert_eq!(m, "no such thing"),
+            other => panic!("{other:?}"),
+        }
+        // No answer at all: the peer closed.
+        assert!(matches!(
+            conn.call(&Msg::Ping, "Pair", pair),
+            Err(Error::Closed) | Err(Error::Io(_))
+        ));
     }
 
     #[test]

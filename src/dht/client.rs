@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use crate::dht::proto::{SUPER_PROTOCOL, SuperRequest, SuperResponse};
 use crate::digest::{self, FileDigest, FileHasher};
 use crate::error::{Error, Result, ResultExt};
-use crate::frame::Conn;
+use crate::frame::{self, Conn};
 use crate::name::FileName;
 use crate::net::Timeouts;
 use crate::transfer::{self, Failure, Overwrite};
@@ -19,25 +19,20 @@ use crate::transfer::{self, Failure, Overwrite};
 /// Most redirects a download follows.
 pub(crate) const MAX_REDIRECTS: usize = 4;
 
-fn unexpected(what: &str, resp: SuperResponse) -> Error {
-    match resp {
-        SuperResponse::Error { message } => Error::Remote(message),
-        other => Error::Protocol(format!("unexpected answer to {what}: {other:?}")),
-    }
-}
-
 /// The names in the repository of the supernode at `addr`.
 pub fn list(addr: &str, timeouts: &Timeouts) -> Result<Vec<FileName>> {
     let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL)?;
     conn.send(&SuperRequest::List)?;
     let mut names = Vec::new();
-    loop {
-        match conn.expect::<SuperResponse>()? {
-            SuperResponse::Names { names: batch } => names.extend(batch),
-            SuperResponse::EndOfList => return Ok(names),
-            other => return Err(unexpected("a listing", other)),
-        }
+    let batch = |r| match r {
+        SuperResponse::Names { names } => Ok(Some(names)),
+        SuperResponse::EndOfList => Ok(None),
+        other => Err(other),
+    };
+    while let Some(more) = conn.answer("Names or EndOfList", batch)? {
+        names.extend(more);
     }
+    Ok(names)
 }
 
 /// Where a download goes.
@@ -239,7 +234,12 @@ pub(crate) fn get(
                 at = next;
             }
             SuperResponse::NotFound => return Ok(Fetched::NotAvailable { at }),
-            other => return Err(remote(unexpected("a download", other))),
+            other => {
+                return Err(remote(frame::unexpected(
+                    "File, Redirect or NotFound",
+                    &other,
+                )));
+            }
         }
     }
 }
@@ -262,11 +262,11 @@ fn hash_prefix(file: File) -> io::Result<(FileHasher, u64)> {
 /// What follows a download's body: the whole file's digest (`Sent`), or
 /// the supernode's word that it could not vouch for what it sent.
 fn trailer(conn: &mut Conn) -> std::result::Result<FileDigest, Failure> {
-    match conn.expect::<SuperResponse>() {
-        Ok(SuperResponse::Sent { digest }) => Ok(digest),
-        Ok(other) => Err(Failure::Remote(unexpected("a file body", other))),
-        Err(e) => Err(Failure::Remote(e)),
-    }
+    conn.answer("Sent", |r| match r {
+        SuperResponse::Sent { digest } => Ok(digest),
+        other => Err(other),
+    })
+    .map_err(Failure::Remote)
 }
 
 /// Checks a received file's digest against the one its supernode sent.
@@ -407,16 +407,20 @@ pub(crate) fn put(
         "offering {name} ({size} bytes, BLAKE3 {digest}) to {addr}"
     ));
     let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL).map_err(remote)?;
-    conn.send(&SuperRequest::Upload {
+    let upload = SuperRequest::Upload {
         name: name.clone(),
         size,
         digest,
-    })
-    .map_err(remote)?;
-    match conn.expect::<SuperResponse>().map_err(remote)? {
-        SuperResponse::Ready => {}
-        SuperResponse::AlreadyExists => return Ok(Put::AlreadyExists),
-        other => return Err(remote(unexpected("an upload", other))),
+    };
+    let ready = conn
+        .call(&upload, "Ready or AlreadyExists", |r| match r {
+            SuperResponse::Ready => Ok(true),
+            SuperResponse::AlreadyExists => Ok(false),
+            other => Err(other),
+        })
+        .map_err(remote)?;
+    if !ready {
+        return Ok(Put::AlreadyExists);
     }
     note("sending the body");
     let bar = progress(size);
@@ -431,11 +435,12 @@ pub(crate) fn put(
         transfer::send_body(file, size, &mut counted).map_err(remote)?;
         bar.finish_and_clear();
     }
-    match conn.expect::<SuperResponse>().map_err(remote)? {
+    conn.answer("Stored or AlreadyExists", |r| match r {
         SuperResponse::Stored => Ok(Put::Stored { size }),
         SuperResponse::AlreadyExists => Ok(Put::AlreadyExists),
-        other => Err(remote(unexpected("an upload", other))),
-    }
+        other => Err(other),
+    })
+    .map_err(remote)
 }
 
 /// A writer that advances a progress bar.

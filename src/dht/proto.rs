@@ -229,11 +229,25 @@ impl Response for IndexResponse {
     fn error(message: String) -> Self {
         IndexResponse::Error { message }
     }
+
+    fn error_message(&self) -> Option<&str> {
+        match self {
+            IndexResponse::Error { message: m } => Some(m),
+            _ => None,
+        }
+    }
 }
 
 impl Response for SuperResponse {
     fn error(message: String) -> Self {
         SuperResponse::Error { message }
+    }
+
+    fn error_message(&self) -> Option<&str> {
+        match self {
+            SuperResponse::Error { message: m } => Some(m),
+            _ => None,
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use super::proto::{
 use super::rpc::{self, Args, RDIR_READDIR, RDIRVERS};
 use super::{DEFAULT_PORT, Mode};
 use crate::error::{Error, Result};
-use crate::frame::Conn;
+use crate::frame::{self, Conn};
 use crate::net::{self, Timeouts};
 use crate::oncrpc::{self, Client, portmap};
 
@@ -164,18 +164,15 @@ pub struct StatefulDir {
 impl StatefulDir {
     pub fn open(ep: &Endpoint, path: &[u8], opts: Options) -> Result<StatefulDir> {
         let mut conn = Conn::open(&ep.addr(), &ep.timeouts, STATEFUL)?;
-        conn.send(&StatefulRequest::Open {
+        let open = StatefulRequest::Open {
             path: path.to_vec(),
-        })?;
-        match conn.expect::<StatefulResponse>()? {
-            StatefulResponse::Opened { handle } => {
-                Ok(StatefulDir::with(ep, conn, path, handle, opts))
-            }
-            StatefulResponse::Error { status, message } => Err(refused(path, status, &message)),
-            other => Err(Error::Protocol(format!(
-                "unexpected answer to open: {other:?}"
-            ))),
-        }
+        };
+        let handle = conn.call(&open, "Opened", |r| match r {
+            StatefulResponse::Opened { handle } => Ok(Ok(handle)),
+            StatefulResponse::Error { status, message } => Ok(Err(refused(path, status, &message))),
+            other => Err(other),
+        })??;
+        Ok(StatefulDir::with(ep, conn, path, handle, opts))
     }
 
     /// Reads with a handle this client did not get from `open` (one from
@@ -259,11 +256,7 @@ impl RemoteDir for StatefulDir {
                     }
                     return Err(refused(&self.path, status, &message));
                 }
-                other => {
-                    return Err(Error::Protocol(format!(
-                        "unexpected answer to read: {other:?}"
-                    )));
-                }
+                other => return Err(frame::unexpected("Entries", &other)),
             }
         }
         Ok(self.buf.pop_front())
@@ -274,18 +267,15 @@ impl RemoteDir for StatefulDir {
             return Ok(());
         }
         self.closed = true;
-        self.conn.send(&StatefulRequest::Close {
+        let close = StatefulRequest::Close {
             handle: self.handle,
-        })?;
-        match self.conn.expect::<StatefulResponse>()? {
-            StatefulResponse::Closed => Ok(()),
-            StatefulResponse::Error { status, message } => {
-                Err(refused(&self.path, status, &message))
-            }
-            other => Err(Error::Protocol(format!(
-                "unexpected answer to close: {other:?}"
-            ))),
-        }
+        };
+        let path = &self.path;
+        self.conn.call(&close, "Closed", |r| match r {
+            StatefulResponse::Closed => Ok(Ok(())),
+            StatefulResponse::Error { status, message } => Ok(Err(refused(path, status, &message))),
+            other => Err(other),
+        })?
     }
 }
 

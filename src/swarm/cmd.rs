@@ -339,7 +339,13 @@ pub fn fetch(
             ))
             .into());
         }
-        other => anyhow::bail!("tracker: unexpected answer {other:?}"),
+        other => {
+            return Err(crate::frame::unexpected(
+                "Manifest, NotFound or Ambiguous",
+                &other,
+            ))
+            .with_context(|| format!("tracker {}", client.addr()));
+        }
     };
     if let Query::Id(id) = query {
         anyhow::ensure!(

@@ -148,6 +148,13 @@ impl Response for TrackerResponse {
     fn error(message: String) -> Self {
         TrackerResponse::Error(message)
     }
+
+    fn error_message(&self) -> Option<&str> {
+        match self {
+            TrackerResponse::Error(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 impl Request for PeerRequest {
@@ -157,6 +164,13 @@ impl Request for PeerRequest {
 impl Response for PeerResponse {
     fn error(message: String) -> Self {
         PeerResponse::Error(message)
+    }
+
+    fn error_message(&self) -> Option<&str> {
+        match self {
+            PeerResponse::Error(m) => Some(m),
+            _ => None,
+        }
     }
 }
 

@@ -26,24 +26,15 @@ fn open_control(
 ) -> Result<(Conn, String)> {
     let mut conn = Conn::open(addr, timeouts, INDEX_PROTOCOL)?;
     let heartbeat_ms = u32::try_from(heartbeat.as_millis()).unwrap_or(u32::MAX);
-    conn.send(&IndexRequest::Join { port, heartbeat_ms })?;
-    match conn.expect::<IndexResponse>()? {
-        IndexResponse::Joined { addr } => Ok((conn, addr)),
-        IndexResponse::Error { message } => Err(Error::Remote(message)),
-        other => Err(Error::Protocol(format!(
-            "unexpected answer to join: {other:?}"
-        ))),
-    }
-}
-
-/// One request/response exchange on an index connection; an `Error` reply
-/// becomes `Error::Remote`.
-fn exchange(conn: &mut Conn, req: &IndexRequest) -> Result<IndexResponse> {
-    conn.send(req)?;
-    match conn.expect::<IndexResponse>()? {
-        IndexResponse::Error { message } => Err(Error::Remote(message)),
-        resp => Ok(resp),
-    }
+    let addr = conn.call(
+        &IndexRequest::Join { port, heartbeat_ms },
+        "Joined",
+        |r| match r {
+            IndexResponse::Joined { addr } => Ok(addr),
+            other => Err(other),
+        },
+    )?;
+    Ok((conn, addr))
 }
 
 /// A short-lived query connection to the index. It never joins, so it can
@@ -63,13 +54,13 @@ impl Lookup {
 
     /// The supernode responsible for `name`, `None` if the ring is empty.
     pub(super) fn owner(&mut self, name: &FileName) -> Result<Option<String>> {
-        match exchange(&mut self.conn, &IndexRequest::Query { name: name.clone() })? {
-            IndexResponse::Owner { addr } => Ok(Some(addr)),
-            IndexResponse::NoSupernodes => Ok(None),
-            other => Err(Error::Protocol(format!(
-                "unexpected answer to a query: {other:?}"
-            ))),
-        }
+        let query = IndexRequest::Query { name: name.clone() };
+        self.conn
+            .call(&query, "Owner or NoSupernodes", |r| match r {
+                IndexResponse::Owner { addr } => Ok(Some(addr)),
+                IndexResponse::NoSupernodes => Ok(None),
+                other => Err(other),
+            })
     }
 }
 
@@ -235,14 +226,15 @@ impl ControlLink {
         let _ = conn
             .stream()
             .set_read_timeout(Some(self.heartbeat.max(self.parting_wait())));
-        match exchange(&mut conn, &IndexRequest::Ping) {
-            Ok(IndexResponse::Pong) => {
+        match conn.call(&IndexRequest::Ping, "Pong", |r| match r {
+            IndexResponse::Pong => Ok(()),
+            other => Err(other),
+        }) {
+            Ok(()) => {
                 self.conn = Some(conn);
                 Ok(())
             }
-            Ok(other) => Err(Error::Protocol(format!(
-                "unexpected answer to a ping: {other:?}"
-            ))),
+            Err(e @ Error::Protocol(_)) => Err(e),
             Err(e) => Err(e.doing("control connection lost (re-opening it at the next heartbeat)")),
         }
     }
@@ -264,12 +256,13 @@ impl ControlLink {
                 // A daemon that is stopping does not wait out the I/O timeout
                 // on an index that cannot be reached.
                 let _ = conn.stream().set_read_timeout(Some(wait));
-                match exchange(conn, &IndexRequest::Leave) {
-                    Ok(IndexResponse::Left) => Ok(()),
-                    Ok(other) => Err(Error::Protocol(format!(
-                        "unexpected answer to leave: {other:?}"
-                    ))),
-                    Err(e @ Error::Remote(_)) => Err(e),
+                let left = conn.call(&IndexRequest::Leave, "Left", |r| match r {
+                    IndexResponse::Left => Ok(()),
+                    other => Err(other),
+                });
+                match left {
+                    Ok(()) => Ok(()),
+                    Err(e @ (Error::Remote(_) | Error::Protocol(_))) => Err(e),
                     Err(e) if e.is_timeout() => {
                         self.conn = None;
                         Err(Error::TimedOut(format!(
@@ -290,14 +283,12 @@ impl ControlLink {
                     return Ok(());
                 };
                 let _ = conn.stream().set_read_timeout(Some(self.parting_wait()));
-                let result = exchange(&mut conn, &IndexRequest::Disconnect);
-                net::close(conn.stream());
-                match result? {
+                let result = conn.call(&IndexRequest::Disconnect, "Bye", |r| match r {
                     IndexResponse::Bye => Ok(()),
-                    other => Err(Error::Protocol(format!(
-                        "unexpected answer to disconnect: {other:?}"
-                    ))),
-                }
+                    other => Err(other),
+                });
+                net::close(conn.stream());
+                result
             }
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::Node;
 use super::control::Lookup;
 use crate::dht::proto::{SUPER_PROTOCOL, SuperRequest, SuperResponse};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::frame::Conn;
 use crate::name::FileName;
 use crate::shutdown::Shutdown;
@@ -131,20 +131,18 @@ fn push(
     let Some(conn) = peers.get_mut(owner) else {
         return Ok(());
     };
-    conn.send(&SuperRequest::Upload {
+    let upload = SuperRequest::Upload {
         name: name.clone(),
         size: out.len,
         digest,
+    };
+    let ready = conn.call(&upload, "Ready or AlreadyExists", |r| match r {
+        SuperResponse::Ready => Ok(true),
+        SuperResponse::AlreadyExists => Ok(false),
+        other => Err(other),
     })?;
-    match conn.expect::<SuperResponse>()? {
-        SuperResponse::Ready => {}
-        SuperResponse::AlreadyExists => return Ok(()),
-        SuperResponse::Error { message } => return Err(Error::Remote(message)),
-        other => {
-            return Err(Error::Protocol(format!(
-                "unexpected answer to an upload: {other:?}"
-            )));
-        }
+    if !ready {
+        return Ok(());
     }
     node.note(format_args!("[balance] sending {name} to {owner}"));
     let bar = ProgressBar::hidden();
@@ -158,12 +156,11 @@ fn push(
         started += YIELD_PIECE;
         node.serving.wait_quiet(YIELD_WAIT);
     })
-    .and_then(|()| match conn.expect::<SuperResponse>()? {
-        SuperResponse::Stored | SuperResponse::AlreadyExists => Ok(()),
-        SuperResponse::Error { message } => Err(Error::Remote(message)),
-        other => Err(Error::Protocol(format!(
-            "unexpected answer after an upload: {other:?}"
-        ))),
+    .and_then(|()| {
+        conn.answer("Stored or AlreadyExists", |r| match r {
+            SuperResponse::Stored | SuperResponse::AlreadyExists => Ok(()),
+            other => Err(other),
+        })
     });
     ticket.end(outcome.is_ok());
     outcome

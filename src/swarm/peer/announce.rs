@@ -9,6 +9,7 @@ use std::thread;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::frame;
 use crate::swarm::client::TrackerClient;
 use crate::swarm::proto::{PeerInfo, TrackerRequest, TrackerResponse};
 
@@ -41,9 +42,7 @@ impl Node {
                     crate::net::host_port(&ip.to_string(), self.local.port()),
                 ))
             }
-            (other, _) => Err(Error::Protocol(format!(
-                "unexpected answer to register: {other:?}"
-            ))),
+            (other, _) => Err(frame::unexpected("Registered", &other)),
         }
     }
 
@@ -137,7 +136,10 @@ impl Node {
                         registered = false;
                         next_ping = now;
                     }
-                    Ok(other) => self.warn(&format!("tracker: unexpected answer {other:?}")),
+                    Ok(other) => {
+                        let e = frame::unexpected("Peers", &other);
+                        self.warn(&format!("tracker {}: {e}", client.addr()));
+                    }
                     Err(e) => self.tracker_trouble(&mut tracker_ok, client, &e),
                 }
             }

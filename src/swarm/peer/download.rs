@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::frame::Conn;
+use crate::frame::{self, Conn};
 use crate::log::Level;
 use crate::net::{self, Timeouts};
 use crate::swarm::manifest::PieceIndex;
@@ -30,7 +30,7 @@ use super::state::State;
 use super::{
     ENDGAME, FIRST_OVERDUE, HAVE_POLL_TIMEOUT, HAVE_REFRESH, IDLE_HAVE_REFRESH, KEEP_ALIVE,
     MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE, Node, OVERDUE_FACTOR, OVERDUE_GRACE, PIPELINE,
-    PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK, unexpected,
+    PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK,
 };
 
 /// What a download connection ended with.
@@ -476,7 +476,7 @@ impl Node {
             PeerResponse::UnknownSwarm => {
                 Err(Error::Protocol("the peer is not in this swarm".into()))
             }
-            other => Err(unexpected(&other)),
+            other => Err(frame::unexpected("Have or UnknownSwarm", &other)),
         }
     }
 
@@ -645,7 +645,12 @@ impl Node {
                                 st.set_remote_have(addr, have, fetching);
                             }
                         }
-                        other => return Err(unexpected(&other)),
+                        other => {
+                            return Err(frame::unexpected(
+                                &format!("Piece or Busy for piece {index}"),
+                                &other,
+                            ));
+                        }
                     }
                 }
             }

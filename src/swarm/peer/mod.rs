@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::log::Level;
 use crate::output;
 use crate::server::Limits;
@@ -33,7 +33,6 @@ use crate::shutdown::Shutdown;
 
 use super::bucket::TokenBucket;
 use super::manifest::{Bitfield, Manifest, SwarmId};
-use super::proto::PeerResponse;
 use super::store::Store;
 
 use state::State;
@@ -302,12 +301,5 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.clear_bar();
-    }
-}
-
-fn unexpected(resp: &PeerResponse) -> Error {
-    match resp {
-        PeerResponse::Error(why) => Error::Remote(why.clone()),
-        other => Error::Protocol(format!("unexpected answer {other:?}")),
     }
 }
