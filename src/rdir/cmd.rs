@@ -208,9 +208,12 @@ pub struct RlsArgs {
     /// RPC program number
     #[arg(long, value_name = "N", default_value_t = rpc::NUMPROG, value_parser = parse_prog)]
     pub prog: u32,
-    /// Milliseconds to wait before each request after the first (demos)
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    pub pause_ms: u64,
+    /// Time to wait before each request after the first, e.g. 100ms (demos)
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = cli::parse_secs)]
+    pub pause: Duration,
+    /// Older form of --pause, in milliseconds
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "pause")]
+    pub pause_ms: Option<u64>,
     /// Stateful: read with this handle (hex) instead of opening, to see the
     /// server refuse a handle it did not give (after a restart, made up)
     #[arg(long, value_name = "HEX", value_parser = parse_handle)]
@@ -315,9 +318,10 @@ pub fn rls(o: &RlsArgs) -> Result<()> {
         bail!("--mix needs two directories or more");
     }
     let ep = endpoint(o)?;
+    let pause = o.pause_ms.map_or(o.pause, Duration::from_millis);
     let opts = Options {
         batch: o.batch,
-        pause: Duration::from_millis(o.pause_ms),
+        pause,
     };
     let verbose = o.verbosity.level() == Level::Verbose;
     let server = ep.describe();
@@ -402,7 +406,7 @@ pub fn rls(o: &RlsArgs) -> Result<()> {
                     Ok(name) => {
                         listed += 1;
                         entry_line(&mut out, o.json, path, &name)?;
-                        if o.pause_ms > 0 {
+                        if !pause.is_zero() {
                             // A slowed listing shows its progress.
                             out.flush()?;
                         }

@@ -983,6 +983,16 @@ fn rls_takes_the_server_as_host_port_and_in_every_older_form() {
     listed(&["a"], &[("SERVIDOR", "127.0.0.1"), ("PUERTO", &port)]);
     listed(&["a"], &[("SERVIDOR", &at)]);
     listed(&["--port", &port, "a"], &[("SERVIDOR", "127.0.0.1:1")]);
+    // A pause between requests as a length of time, or in the older
+    // milliseconds flag.
+    listed(
+        &["--server", &at, "--batch", "1", "--pause", "1ms", "a"],
+        &[],
+    );
+    listed(
+        &["--server", &at, "--batch", "1", "--pause-ms", "1", "a"],
+        &[],
+    );
     // -q and -v as everywhere: -v says what it listed, from where.
     let (code, _, err) = run(&["-v", "--server", &at, "a"], &[]);
     assert_eq!(code, Some(0), "{err}");
