@@ -15,7 +15,7 @@ use peerkit::nap::peer::Options;
 /// file description..., DELETE file, LIST_USERS, LIST_CONTENT user,
 /// DISCONNECT user, GET_FILE user remote local, QUIT.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = env!("CARGO_BIN_NAME"), version)]
 struct Args {
     /// The directory server's host
     #[arg(short, long, value_name = "SERVER")]
@@ -39,7 +39,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let a = Args::parse();
+    let a: Args = cli::parse();
     cli::run(env!("CARGO_BIN_NAME"), || {
         cmd::peer(Options {
             server: a.server,

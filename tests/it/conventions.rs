@@ -5,8 +5,8 @@
 use crate::bin;
 use crate::harness::cmd;
 
-/// Every program but `nap-peer`, whose shell has flags of its own.
-const PROGRAMS: [(&str, &str); 14] = [
+/// Every program.
+const PROGRAMS: [(&str, &str); 15] = [
     ("p2p-index", bin!("p2p-index")),
     ("p2p-superd", bin!("p2p-superd")),
     ("p2p-ls", bin!("p2p-ls")),
@@ -21,6 +21,7 @@ const PROGRAMS: [(&str, &str); 14] = [
     ("nap-server", bin!("nap-server")),
     ("nap-time", bin!("nap-time")),
     ("nap-log", bin!("nap-log")),
+    ("nap-peer", bin!("nap-peer")),
 ];
 
 #[test]
