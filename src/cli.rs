@@ -1,6 +1,8 @@
-//! What every binary shares: common flags, and `run`, which turns a result
-//! into a one-line diagnostic and an exit code (0 success, 1 not there /
-//! refused, 2 error; a closed stdout is success). Only binaries and each
+//! What every binary shares: common flags; one flag vocabulary (lengths of
+//! time, sizes, `HOST:PORT`); `parse`, which tells a command-line mistake
+//! as one sentence; and `run`, which turns a result into a one-line
+//! diagnostic and an exit code (0 success, 1 not there / refused, 2 error;
+//! a closed stdout is success). Only binaries and each
 //! system's `cmd` use it; the library below speaks through `log` and
 //! `output`.
 

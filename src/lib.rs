@@ -6,9 +6,9 @@
 //! Shared layer, used by every system:
 //! - [`error`]: the library's `Error` type and `Result` alias.
 //! - [`events`]: protocol events for the live views, fanned out through bounded queues that drop (and count) rather than wait.
-//! - [`frame`]: `[u32 length][postcard]` frames, the buffered `Conn`, the version handshake.
+//! - [`frame`]: `[u32 length][postcard]` frames, the buffered `Conn` (`serve_requests` for servers, `call` for clients), the version handshake.
 //! - [`http`]: HTTP/1.1 requests read whole and bounded, whole replies (nap-time, the live views).
-//! - [`net`]: connecting and binding with timeouts, `SharedStream`, which address to give a client for a member.
+//! - [`net`]: `HostPort` (a server's address as typed), connecting and binding with timeouts, `SharedStream`, which address to give a client for a member.
 //! - [`server`]: the server core every daemon stands on: the `listening on` line, the accept loop, bounded connection threads or a worker pool, deadlines, eviction, connection classes, background thread priority.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM flag that stops accept loops and periodic tasks.
 //! - [`metrics`]: counters, gauges and histograms in atomics, rendered in the Prometheus text format.
@@ -18,7 +18,7 @@
 //! - [`log`]: `event!` lines on stdout and `diag!` lines (`tool: message`) on stderr that never fail; `Throttle` for bursts.
 //! - [`output`]: data on a stdout that knows a closed pipe, progress bars on a terminal.
 //! - [`view`]: the live view behind `--http`: the page, `state.json`, Server-Sent Events and `/metrics` on a listener of its own.
-//! - [`cli`]: shared flags and error-to-exit-code mapping, for binaries and each system's `cmd` only.
+//! - [`cli`]: shared flags, the flag vocabulary (`parse_secs`, `parse_size`, `parse_addr`), argument mistakes as sentences, error-to-exit-code mapping; for binaries and each system's `cmd` only.
 //! - [`rng`]: a small random generator for tie breaks and peer choice.
 //! - [`oncrpc`]: ONC RPC v2 over TCP: XDR, record marking, call/reply headers, a `Program` server on the core, a client, the rpcbind client.
 //!
