@@ -100,7 +100,7 @@ impl LimitArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DaemonArgs {
     /// Address to listen on, HOST:PORT (port 0 picks a free port)
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Option<String>,
 
     #[command(flatten)]
@@ -128,7 +128,7 @@ pub struct ViewArgs {
     /// Serve a live view at ADDR, HOST:PORT (port 0 picks one): the page at
     /// /, /state.json, /events (Server-Sent Events) and /metrics
     /// (Prometheus); off unless given
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub http: Option<String>,
 }
 
@@ -218,6 +218,11 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     let t = s.trim();
     parse_size(t.strip_suffix("/s").unwrap_or(t))
         .map_err(|e| e.replace("size", "rate").replace("byte", "byte per second"))
+}
+
+/// Checks an address to listen on, `HOST:PORT` (port 0 picks a free one).
+pub fn parse_listen(s: &str) -> Result<String, String> {
+    HostPort::parse_listen(s)
 }
 
 /// Parses a server's address, `HOST:PORT` (see [`HostPort`]).

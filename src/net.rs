@@ -111,6 +111,21 @@ impl HostPort {
     /// Parses `HOST:PORT`, or `HOST` alone (port `None`), for clients whose
     /// server has a default port.
     pub fn parse_opt_port(s: &str) -> std::result::Result<(String, Option<u16>), String> {
+        HostPort::split(s, false)
+    }
+
+    /// Checks an address to listen on, `HOST:PORT` where port 0 picks a
+    /// free one; the address as given.
+    pub fn parse_listen(s: &str) -> std::result::Result<String, String> {
+        match HostPort::split(s, true)? {
+            (_, Some(_)) => Ok(s.trim().to_string()),
+            (_, None) => Err(format!(
+                "missing port in {s:?} (expected HOST:PORT; port 0 picks a free one)"
+            )),
+        }
+    }
+
+    fn split(s: &str, zero_ok: bool) -> std::result::Result<(String, Option<u16>), String> {
         let t = s.trim();
         let expected = "(expected HOST:PORT)";
         let (host, port) = if let Some(rest) = t.strip_prefix('[') {
@@ -147,7 +162,9 @@ impl HostPort {
             None => None,
             Some("") => return Err(format!("missing port in {s:?} {expected}")),
             Some(p) => match p.parse::<u16>() {
-                Ok(0) => return Err(format!("port 0 in {s:?}: give the server's port")),
+                Ok(0) if !zero_ok => {
+                    return Err(format!("port 0 in {s:?}: give the server's port"));
+                }
                 Ok(n) => Some(n),
                 Err(_) => return Err(format!("{p:?} is not a port number in {s:?} {expected}")),
             },
@@ -299,6 +316,14 @@ mod tests {
         assert!(err("h:0").starts_with("port 0"));
         assert!(err("a:b:c").contains("brackets"));
         assert!(err("[::1").contains("unclosed"));
+        assert_eq!(HostPort::parse_listen("0.0.0.0:0").unwrap(), "0.0.0.0:0");
+        assert_eq!(HostPort::parse_listen("[::]:7000").unwrap(), "[::]:7000");
+        assert!(
+            HostPort::parse_listen("127.0.0.1")
+                .unwrap_err()
+                .starts_with("missing port in \"127.0.0.1\"")
+        );
+        assert!(HostPort::parse_listen("h:x").is_err());
         assert_eq!(
             HostPort::parse_opt_port("srv").unwrap(),
             ("srv".to_string(), None)

@@ -74,6 +74,10 @@ fn argument_mistakes_read_as_sentences() {
         "kv-query: missing port in \"127.0.0.1\" (expected HOST:PORT)"
     );
     assert_eq!(
+        first_line(&["--listen", "127.0.0.1"], bin!("p2p-index")),
+        "p2p-index: --listen: missing port in \"127.0.0.1\" (expected HOST:PORT; port 0 picks a free one)"
+    );
+    assert_eq!(
         first_line(&["--mode", "foo"], bin!("rdird")),
         "rdird: \"foo\" is not one of stateful, stateless, rpc (--mode)"
     );
