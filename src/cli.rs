@@ -256,17 +256,28 @@ pub fn parse<T: clap::Parser>() -> T {
             let tool = cmd.get_bin_name().unwrap_or(cmd.get_name()).to_string();
             let rendered = err.render().to_string();
             eprintln!("{tool}: {}", usage_sentence(&err, &rendered));
-            let mut usage = rendered
+            let usage: Vec<&str> = rendered
                 .lines()
                 .skip_while(|l| !l.starts_with("Usage:"))
                 .take_while(|l| !l.trim().is_empty())
-                .peekable();
-            if usage.peek().is_some() {
-                for line in usage {
-                    eprintln!("{line}");
-                }
+                .collect();
+            for line in &usage {
+                eprintln!("{line}");
             }
-            eprintln!("Try '{tool} --help' for more information.");
+            // The help to read is the subcommand's, when the usage names one
+            // (`bt-peer fetch --help`).
+            let command = usage
+                .first()
+                .and_then(|l| l.strip_prefix("Usage:"))
+                .map(|l| {
+                    l.split_whitespace()
+                        .take_while(|w| !w.starts_with(['<', '[', '-']))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .filter(|c| c.starts_with(&tool))
+                .unwrap_or_else(|| tool.clone());
+            eprintln!("Try '{command} --help' for more information.");
             std::process::exit(2);
         }
     }
@@ -300,10 +311,13 @@ fn usage_sentence(err: &clap::Error, rendered: &str) -> String {
         (ErrorKind::ValueValidation, Some(arg)) => {
             use std::error::Error as _;
             err.source().map(|why| {
-                if arg.starts_with('-') {
-                    format!("{arg}: {why}")
+                let why = why.to_string();
+                // An operand's own message may name it already
+                // (`... (expected HOST:PORT)`).
+                if !arg.starts_with('-') && why.contains(arg.as_str()) {
+                    why
                 } else {
-                    why.to_string()
+                    format!("{arg}: {why}")
                 }
             })
         }

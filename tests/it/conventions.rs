@@ -78,6 +78,17 @@ fn argument_mistakes_read_as_sentences() {
         "p2p-index: --listen: missing port in \"127.0.0.1\" (expected HOST:PORT; port 0 picks a free one)"
     );
     assert_eq!(
+        first_line(&["70000", "x.kv"], bin!("kv-servent")),
+        "kv-servent: PORT: 70000 is not in 0..=65535"
+    );
+    // A subcommand's mistake points at the subcommand's help.
+    cmd(bin!("bt-peer"))
+        .arg("fetch")
+        .run()
+        .code(2)
+        .stderr_has("bt-peer: missing WHAT")
+        .stderr_has("Try 'bt-peer fetch --help' for more information.");
+    assert_eq!(
         first_line(&["--mode", "foo"], bin!("rdird")),
         "rdird: \"foo\" is not one of stateful, stateless, rpc (--mode)"
     );
