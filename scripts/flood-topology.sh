@@ -8,8 +8,10 @@ TD=$ROOT/testdata/flood
 # The names, in start order, end up in TOPO_NAMES; LINK_FROM[PREFIX_n]
 # lists, for servent n, "ADDR=NAME" for each link it accepted: the
 # address its "link in ADDR" line shows (the neighbour's ephemeral port)
-# and the servent on the other end.
+# and the servent on the other end. SERVENT_ARGS (an array) goes to every
+# kv-servent: the tmux layout gives --http and --ttl.
 declare -A LINKS_IN LINK_FROM
+SERVENT_ARGS=("${SERVENT_ARGS[@]}")
 start_topology() {
     local topo=$1 prefix=$2 name kv neighbours n v
     TOPO_NAMES=()
@@ -20,7 +22,8 @@ start_topology() {
             v="ADDR_${prefix}_$n"
             addrs+=("${!v}")
         done
-        start "${prefix}_$name" kv-servent --bind 127.0.0.1 0 "$TD/$kv" "${addrs[@]}" || return 1
+        VIEW_LABEL="servent $name" start "${prefix}_$name" kv-servent --bind 127.0.0.1 \
+            "${SERVENT_ARGS[@]}" 0 "$TD/$kv" "${addrs[@]}" || return 1
         for n in $neighbours; do
             LINKS_IN[${prefix}_$n]=$((${LINKS_IN[${prefix}_$n]:-0} + 1))
             wait_count "$RUN/${prefix}_$n.out" '^link in ' "${LINKS_IN[${prefix}_$n]}" || return 1
