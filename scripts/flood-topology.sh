@@ -1,5 +1,19 @@
-# Starting a flooding topology from testdata/flood/NAME.topo; sourced by the
-# flood demo and its tmux layout after scripts/lib.sh.
+#!/usr/bin/env bash
+# Starting a flooding topology from testdata/flood/NAME.topo, in the order
+# its file gives (each servent links to neighbours already running).
+#
+#   scripts/flood-topology.sh chain|diamond [KV-SERVENT FLAGS...]
+#       starts the servents on free loopback ports, prints each one's
+#       address (and page, with --http 127.0.0.1:0), and keeps them until
+#       Ctrl-C; their logs are in the run folder it names (removed then,
+#       unless KEEP=1)
+#
+# Sourced (by the flood demo and its tmux layout, after scripts/lib.sh), it
+# only defines start_topology.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    set -uo pipefail
+    . "$(dirname "$0")/lib.sh"
+fi
 TD=$ROOT/testdata/flood
 
 # start_topology TOPO PREFIX: starts the servents of testdata/flood/TOPO.topo
@@ -33,3 +47,23 @@ start_topology() {
         TOPO_NAMES+=("$name")
     done <"$TD/$topo.topo"
 }
+
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
+topo=${1:-}
+if [ ! -f "$TD/$topo.topo" ]; then
+    say "usage: scripts/flood-topology.sh chain|diamond [KV-SERVENT FLAGS...]" >&2
+    exit 2
+fi
+shift
+demo_init "flood-$topo"
+SERVENT_ARGS=("$@")
+start_topology "$topo" f || exit 1
+for name in "${TOPO_NAMES[@]}"; do
+    v="ADDR_f_$name"
+    page="VIEW_f_$name"
+    say "servent $name on ${!v}${!page:+  page ${!page}}  (log: $RUN/f_$name.out)"
+done
+say "ask with: kv-query $(v=ADDR_f_s1 && echo "${!v}") '?servent'   (Ctrl-C here stops them all)"
+# Ctrl-C: stop them (demo_init's EXIT trap) and drop the folder unless KEEP=1.
+trap 'cleanup; [ -n "${KEEP:-}" ] || { rm -rf "$RUN"; rmdir "$ROOT/run" 2>/dev/null; }; exit 0' INT TERM
+while :; do sleep 1; done
