@@ -8,7 +8,7 @@
 # `scripts/test.sh view DEMO` prints the pages to open.
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
-demo_init tmux
+demo_init layouts
 if ! command -v tmux >/dev/null; then
     skipped "tmux layouts check" "no tmux (scripts/install-deps.sh demo)"
     exit 0
