@@ -79,7 +79,13 @@ wait_count() {
 start() {
     local name=$1
     shift
-    "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    if [ -n "${TMUX_LAYOUT:-}" ]; then
+        # A tmux layout's daemons outlive the terminal that started them
+        # (detached sessions): a session of their own, no hangup.
+        setsid "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" </dev/null &
+    else
+        "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    fi
     PIDS+=($!)
     eval "PID_$name=$!"
     if ! wait_line "$RUN/$name.out" '^listening on ' 30; then
@@ -222,6 +228,7 @@ need() {
 # uses a private tmux server (tmux -L NAME), as the headless check does.
 # Sessions are made at 128x36, a 1280x720 screen in a 10x20 font; attaching
 # resizes them to the terminal.
+# A layout sets TMUX_LAYOUT=1 before its daemons start (see start).
 TMUX_SESSION=
 tmx() {
     if [ -n "${PEERKIT_TMUX_SOCKET:-}" ]; then
@@ -309,6 +316,7 @@ tmux_keep() {
     # daemons until the session ends, then tidies up.
     (
         trap - EXIT
+        trap '' HUP
         exec </dev/null >/dev/null 2>&1
         while tmx has-session -t "$TMUX_SESSION" 2>/dev/null; do
             sleep 1

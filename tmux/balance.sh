@@ -141,6 +141,7 @@ if [ "${1:-}" = pane ]; then
 fi
 
 demo_init balance-tmux
+TMUX_LAYOUT=1
 mkdir -p "$RUN/repo1" "$RUN/repo2" "$RUN/repo3" "$RUN/client"
 cp "$ROOT"/testdata/repo01/texto0?.txt "$RUN/repo1/"
 VIEW_LABEL="index" start index p2p-index --listen 127.0.0.1:0 "${HTTP[@]}" || exit 1

@@ -15,6 +15,7 @@
 set -uo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 demo_init flood-tmux
+TMUX_LAYOUT=1
 TOPO=${FLOOD_TOPO:-diamond}
 . "$ROOT/scripts/flood-topology.sh"
 

@@ -10,6 +10,7 @@
 set -uo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 demo_init nap-tmux
+TMUX_LAYOUT=1
 
 VIEW_LABEL=nap-time start time nap-time --listen 127.0.0.1:0 "${HTTP[@]}" || exit 1
 VIEW_LABEL=nap-log start log nap-log --listen 127.0.0.1:0 "${HTTP[@]}" || exit 1
