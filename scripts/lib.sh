@@ -79,7 +79,13 @@ wait_count() {
 start() {
     local name=$1
     shift
-    "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    if [ -n "${TMUX_LAYOUT:-}" ]; then
+        # A tmux layout's daemons outlive the terminal that started them
+        # (detached sessions): a session of their own, no hangup.
+        setsid "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" </dev/null &
+    else
+        "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    fi
     PIDS+=($!)
     eval "PID_$name=$!"
     if ! wait_line "$RUN/$name.out" '^listening on ' 30; then
@@ -91,7 +97,33 @@ start() {
     addr=$(grep -m1 '^listening on ' "$RUN/$name.out" | sed 's/^listening on //')
     eval "ADDR_$name=\$addr"
     eval "PORT_$name=\${addr##*:}"
+    # Started with --http: its page's address, in VIEW_NAME and views.txt.
+    # VIEW_LABEL=TEXT start ...: how the page is listed (default NAME).
+    case " $* " in *" --http "*) view_of "$name" "${VIEW_LABEL:-$name}" "$RUN/$name.out" || return 1 ;; esac
 }
+
+# view_of NAME LABEL FILE [SECS]: waits (up to SECS, 60) for the "view on
+# URL" line in FILE (a daemon started with --http), sets VIEW_NAME and adds
+# "LABEL URL" to $RUN/views.txt, the pages a demo prints and
+# `scripts/test.sh view` lists.
+view_of() {
+    local url
+    wait_line "$3" '^view on ' "${4:-60}" || return 1
+    url=$(grep -m1 '^view on ' "$3" | sed 's/^view on //')
+    eval "VIEW_$1=\$url"
+    printf '%s %s\n' "$2" "$url" >>"$RUN/views.txt"
+}
+
+# view_later LABEL FILE: view_of in the background, for a daemon that a
+# pane starts later.
+view_later() {
+    (view_of _ "$1" "$2" 600) </dev/null >/dev/null 2>&1 &
+}
+
+# Where the demos' pages listen: VIEW_HOST=0.0.0.0 to open them from
+# another machine (a projector's laptop).
+VIEW_HOST=${VIEW_HOST:-127.0.0.1}
+HTTP=(--http "$VIEW_HOST:0")
 
 # step DESC CMD...: one checked step of a demo.
 step() {
@@ -180,37 +212,117 @@ need() {
 # tmux layouts (tmux/NAME.sh):
 #   tmux_open SESSION TITLE CMD   new detached session whose first pane runs CMD
 #   tmux_pane TITLE CMD           another pane in it running CMD (tiled)
-#   tmux_show                     tiles the panes and attaches (or switches)
+#   tmux_show [N]                 tiles the panes, prints the pages (waiting
+#                                 for N of them when detached), then attaches
+#                                 (or switches) on a terminal, or says how to
+#                                 attach when there is none
+#   tmux_keep                     keeps the demo's daemons until the session
+#                                 ends, then stops them and removes the run
+#                                 folder (unless KEEP=1 or a pane marked it
+#                                 $RUN/failed); in the background when the
+#                                 session was left running
 # Every pane shows its TITLE (`index`, `supernode 1 (repo01)`, `peer 3`) in
 # its top border; the status line says how to end the demo. Pane commands
 # run under "bash -c" and keep the pane open when they end.
+# DETACH=1 never attaches (scripts/test.sh view); PEERKIT_TMUX_SOCKET=NAME
+# uses a private tmux server (tmux -L NAME), as the headless check does.
+# Sessions are made at 128x36, a 1280x720 screen in a 10x20 font; attaching
+# resizes them to the terminal.
+# A layout sets TMUX_LAYOUT=1 before its daemons start (see start).
 TMUX_SESSION=
+tmx() {
+    if [ -n "${PEERKIT_TMUX_SOCKET:-}" ]; then
+        tmux -L "$PEERKIT_TMUX_SOCKET" "$@"
+    else
+        tmux "$@"
+    fi
+}
+# The tmux command a person types to reach the session.
+tmux_cmd() {
+    if [ -n "${PEERKIT_TMUX_SOCKET:-}" ]; then
+        echo "tmux -L $PEERKIT_TMUX_SOCKET"
+    else
+        echo tmux
+    fi
+}
 tmux_open() {
     TMUX_SESSION="$1-$$"
-    tmux new-session -d -s "$TMUX_SESSION" -x 220 -y 60 "bash -c '$3; exec bash'"
-    tmux set-option -t "$TMUX_SESSION" remain-on-exit on >/dev/null
-    tmux set-option -t "$TMUX_SESSION" pane-border-status top >/dev/null
-    tmux set-option -t "$TMUX_SESSION" pane-border-format ' #{pane_index}: #{pane_title} ' >/dev/null
-    tmux set-option -t "$TMUX_SESSION" status-left-length 40 >/dev/null
-    tmux set-option -t "$TMUX_SESSION" status-right-length 120 >/dev/null
-    tmux set-option -t "$TMUX_SESSION" status-left " demo $1 " >/dev/null
-    tmux set-option -t "$TMUX_SESSION" status-right \
-        " end the demo: Ctrl-b : kill-session   (or: tmux kill-session -t $TMUX_SESSION) " >/dev/null
-    tmux select-pane -t "$TMUX_SESSION:0.0" -T "$2"
+    tmx new-session -d -s "$TMUX_SESSION" -x "${TMUX_COLS:-128}" -y "${TMUX_ROWS:-36}" "bash -c '$3; exec bash'"
+    tmx set-option -t "$TMUX_SESSION" remain-on-exit on >/dev/null
+    tmx set-option -t "$TMUX_SESSION" pane-border-status top >/dev/null
+    tmx set-option -t "$TMUX_SESSION" pane-border-format ' #{pane_index}: #{pane_title} ' >/dev/null
+    tmx set-option -t "$TMUX_SESSION" status-left-length 40 >/dev/null
+    tmx set-option -t "$TMUX_SESSION" status-right-length 120 >/dev/null
+    tmx set-option -t "$TMUX_SESSION" status-left " demo $1 " >/dev/null
+    tmx set-option -t "$TMUX_SESSION" status-right \
+        " end: Ctrl-b : kill-session   leave running: Ctrl-b d " >/dev/null
+    tmx select-pane -t "$TMUX_SESSION:0.0" -T "$2"
 }
 tmux_pane() {
-    tmux split-window -t "$TMUX_SESSION" "bash -c '$2; exec bash'"
-    tmux select-pane -t "$TMUX_SESSION" -T "$1"
-    tmux select-layout -t "$TMUX_SESSION" tiled >/dev/null
+    tmx split-window -t "$TMUX_SESSION" "bash -c '$2; exec bash'"
+    tmx select-pane -t "$TMUX_SESSION" -T "$1"
+    tmx select-layout -t "$TMUX_SESSION" tiled >/dev/null
+}
+# tmux_views [N] [SECS]: prints the pages in $RUN/views.txt, first waiting
+# (up to SECS, 90) until there are N.
+tmux_views() {
+    local n=${1:-0} secs=${2:-90} line
+    [ "$n" -gt 0 ] && wait_count "$RUN/views.txt" . "$n" "$secs" >/dev/null 2>&1
+    [ -s "$RUN/views.txt" ] || return 0
+    say "pages (open in a browser):"
+    while read -r line; do
+        printf '  %-22s %s\n' "${line% *}" "${line##* }"
+    done <"$RUN/views.txt"
 }
 tmux_show() {
-    tmux select-layout -t "$TMUX_SESSION" tiled >/dev/null
-    tmux select-pane -t "$TMUX_SESSION:0.0"
-    if [ -n "${TMUX:-}" ]; then
-        tmux switch-client -t "$TMUX_SESSION"
-    elif [ -t 1 ]; then
-        tmux attach -t "$TMUX_SESSION"
+    local t
+    t=$(tmux_cmd)
+    tmx select-pane -t "$TMUX_SESSION:0.0"
+    if [ -n "${TMUX:-}" ] && [ -z "${DETACH:-}" ] && [ -z "${PEERKIT_TMUX_SOCKET:-}" ]; then
+        tmux_views
+        tmx switch-client -t "$TMUX_SESSION"
+    elif [ -t 0 ] && [ -t 1 ] && [ -z "${DETACH:-}" ]; then
+        tmux_views
+        tmx attach -t "$TMUX_SESSION"
     else
-        say "tmux session $TMUX_SESSION started; attach with: tmux attach -t $TMUX_SESSION"
+        tmux_views "${1:-0}"
+        say "tmux session $TMUX_SESSION runs detached (no terminal here, or DETACH=1)"
+        say "  watch it:  $t attach -t $TMUX_SESSION"
+        say "  end it:    $t kill-session -t $TMUX_SESSION"
+        say "folder: $RUN (removed when the session ends, unless KEEP=1)"
     fi
+}
+# tmux_finish: after the session ended: stop the daemons, drop the folder.
+tmux_finish() {
+    cleanup
+    if [ -z "${KEEP:-}" ] && [ ! -e "$RUN/failed" ]; then
+        rm -rf "$RUN"
+        rmdir "$ROOT/run" 2>/dev/null || true
+    fi
+}
+tmux_keep() {
+    if tmx has-session -t "$TMUX_SESSION" 2>/dev/null &&
+        { [ -t 0 ] && [ -t 1 ] && [ -z "${DETACH:-}" ] && [ -z "${TMUX:-}" ]; } &&
+        [ -z "${PEERKIT_TMUX_SOCKET:-}" ]; then
+        # Back from an attach that left the session running (Ctrl-b d).
+        say "the demo goes on; watch it: $(tmux_cmd) attach -t $TMUX_SESSION"
+    fi
+    if ! tmx has-session -t "$TMUX_SESSION" 2>/dev/null; then
+        tmux_finish
+        trap - EXIT
+        return 0
+    fi
+    # The session outlives this script: a keeper of its own holds the
+    # daemons until the session ends, then tidies up.
+    (
+        trap - EXIT
+        trap '' HUP
+        exec </dev/null >/dev/null 2>&1
+        while tmx has-session -t "$TMUX_SESSION" 2>/dev/null; do
+            sleep 1
+        done
+        tmux_finish
+    ) &
+    disown
+    trap - EXIT
 }

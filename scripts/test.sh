@@ -3,7 +3,11 @@
 #
 #   scripts/test.sh                 every demo, headless, with a summary
 #   scripts/test.sh DEMO...         the named demos, headless
-#   scripts/test.sh tmux DEMO       one demo laid out in tmux panes
+#   scripts/test.sh tmux DEMO       one demo laid out in tmux panes (attached on
+#                                   a terminal; detached, with how to attach,
+#                                   when there is none)
+#   scripts/test.sh view DEMO       the tmux demo, detached, and the addresses of
+#                                   its daemons' pages (--http) to open
 #   scripts/test.sh hosts           the multi-host suite (scripts/hosts.sh)
 #
 # Demos live in scripts/demos/NAME.sh (headless, exit 0 only if every step
@@ -38,20 +42,20 @@ script_of() {
 }
 
 usage() {
-    say "usage: scripts/test.sh [tmux] [DEMO...]"
+    say "usage: scripts/test.sh [tmux|view] [DEMO...]"
     say "demos: $(available | tr '\n' ' ')"
     say "run only when named: ${SUITES[*]}"
 }
 
 mode=headless
-if [ "${1:-}" = "tmux" ]; then
-    mode=tmux
+if [ "${1:-}" = "tmux" ] || [ "${1:-}" = "view" ]; then
+    mode=$1
     shift
 fi
 case "${1:-}" in -h | --help) usage; exit 0 ;; esac
 
 if [ $# -eq 0 ]; then
-    if [ "$mode" = tmux ]; then
+    if [ "$mode" != headless ]; then
         usage >&2
         exit 2
     fi
@@ -66,7 +70,7 @@ for d in "${demos[@]}"; do
         usage >&2
         exit 2
     fi
-    if [ "$mode" = tmux ] && [ ! -f "$ROOT/tmux/$d.sh" ]; then
+    if [ "$mode" != headless ] && [ ! -f "$ROOT/tmux/$d.sh" ]; then
         say "scripts/test.sh: $d has no tmux layout" >&2
         exit 2
     fi
@@ -75,8 +79,9 @@ done
 build_release
 export PEERKIT_SKIP_BUILD=1
 
-if [ "$mode" = tmux ]; then
+if [ "$mode" != headless ]; then
     need tmux tmux
+    [ "$mode" = view ] && export DETACH=1
     exec bash "$ROOT/tmux/${demos[0]}.sh"
 fi
 

@@ -2,7 +2,11 @@
 # Key-value flooding in tmux: the diamond topology (testdata/flood/diamond.topo,
 # or FLOOD_TOPO=chain for the chain), one pane per servent showing its event
 # log, and an interactive kv-query on s1. Try ?imap, ?http, ?servent, T, help, Q.
-# The servents stop when the tmux session ends.
+# FLOOD_TTL=N gives the servents --ttl N (default 3): FLOOD_TOPO=chain
+# FLOOD_TTL=4 shows the course write-up's "five servents reached" (see the
+# README). Every servent serves its page (--http): the addresses are printed
+# and in the pane titles. The servents stop, and the run folder goes, when
+# the tmux session ends.
 #
 # Every pane title carries the address its process listens on; each servent
 # pane starts with the addresses its links show up as in its log (a link it
@@ -11,10 +15,13 @@
 set -uo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 demo_init flood-tmux
+TMUX_LAYOUT=1
 TOPO=${FLOOD_TOPO:-diamond}
 . "$ROOT/scripts/flood-topology.sh"
 
 # Start the servents in file order, each linked to its running neighbours.
+SERVENT_ARGS=("${HTTP[@]}")
+[ -n "${FLOOD_TTL:-}" ] && SERVENT_ARGS+=(--ttl "$FLOOD_TTL")
 start_topology "$TOPO" t || exit 1
 
 # banner NAME: what servent NAME holds, and who is behind each link address.
@@ -33,18 +40,13 @@ banner() {
     done
 }
 
-query="echo \"kv-query on s1 ($ADDR_t_s1), $TOPO topology\"; $BIN/kv-query -v --wait 2 $ADDR_t_s1"
+query="echo \"kv-query on s1 ($ADDR_t_s1), $TOPO topology, TTL ${FLOOD_TTL:-3}\"; $BIN/kv-query -v --wait 2 $ADDR_t_s1"
 tmux_open "flood" "kv-query -> s1 ($ADDR_t_s1)" "$query"
 for name in "${TOPO_NAMES[@]}"; do
     v="ADDR_t_$name"
     banner "$name" >"$RUN/t_$name.banner"
-    tmux_pane "servent $name (${!v})" "cat $RUN/t_$name.banner; tail -n +1 -f $RUN/t_$name.out $RUN/t_$name.err"
+    page="VIEW_t_$name"
+    tmux_pane "servent $name ${!v}  page ${!page}" "cat $RUN/t_$name.banner; tail -n +1 -f $RUN/t_$name.out $RUN/t_$name.err"
 done
-tmux_show
-# Keep the servents alive as long as the session exists.
-while tmux has-session -t "$TMUX_SESSION" 2>/dev/null; do
-    sleep 1
-done
-# The session is over: stop the servents and drop the run folder (KEEP=1 keeps it).
-cleanup
-[ -n "${KEEP:-}" ] || rm -rf "$RUN"
+tmux_show "${#TOPO_NAMES[@]}"
+tmux_keep

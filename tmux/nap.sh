@@ -4,14 +4,17 @@
 # own folders. Try in ana's pane: REGISTER ana, CONNECT ana, PUBLISH
 # notes.txt my notes; in bo's: REGISTER bo, CONNECT bo, LIST_USERS,
 # LIST_CONTENT ana, GET_FILE ana notes.txt copy.txt, QUIT.
-# The daemons stop when the tmux session ends.
+# The daemons serve their pages (--http); their addresses are printed and
+# in the pane titles. The daemons stop, and the run folder goes, when the
+# tmux session ends.
 set -uo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 demo_init nap-tmux
+TMUX_LAYOUT=1
 
-start time nap-time --listen 127.0.0.1:0 || exit 1
-start log nap-log --listen 127.0.0.1:0 || exit 1
-start server nap-server --listen 127.0.0.1:0 --storage "$RUN/state" --log-rpc "$ADDR_log" || exit 1
+VIEW_LABEL=nap-time start time nap-time --listen 127.0.0.1:0 "${HTTP[@]}" || exit 1
+VIEW_LABEL=nap-log start log nap-log --listen 127.0.0.1:0 "${HTTP[@]}" || exit 1
+VIEW_LABEL=nap-server start server nap-server --listen 127.0.0.1:0 --storage "$RUN/state" --log-rpc "$ADDR_log" "${HTTP[@]}" || exit 1
 mkdir -p "$RUN/ana" "$RUN/bo"
 printf 'notes of ana\n' >"$RUN/ana/notes.txt"
 printf 'a song of bo\n' >"$RUN/bo/song.txt"
@@ -20,13 +23,10 @@ peer() {
     echo "cd $RUN/$1 && echo \"peer $1: shares $RUN/$1 (try: REGISTER $1, CONNECT $1, PUBLISH $2, LIST_USERS, LIST_CONTENT $3, GET_FILE ...)\" && $BIN/nap-peer -s 127.0.0.1 -p $PORT_server --share $RUN/$1 --time-url http://$ADDR_time/ --listen-ip 127.0.0.1"
 }
 
-tmux_open "nap" "nap-server ($ADDR_server)" "tail -n +1 -f $RUN/server.out $RUN/server.err"
-tmux_pane "nap-time ($ADDR_time)" "echo \"GET http://$ADDR_time/ or the WSDL at http://$ADDR_time/?wsdl\"; tail -n +1 -f $RUN/time.out $RUN/time.err"
-tmux_pane "nap-log ($ADDR_log)" "tail -n +1 -f $RUN/log.out $RUN/log.err"
+tmux_open "nap" "nap-server $ADDR_server  page $VIEW_server" "tail -n +1 -f $RUN/server.out $RUN/server.err"
+tmux_pane "nap-time $ADDR_time  page $VIEW_time" "echo \"GET http://$ADDR_time/ or the WSDL at http://$ADDR_time/?wsdl\"; tail -n +1 -f $RUN/time.out $RUN/time.err"
+tmux_pane "nap-log $ADDR_log  page $VIEW_log" "tail -n +1 -f $RUN/log.out $RUN/log.err"
 tmux_pane "peer 1 (ana)" "$(peer ana "notes.txt my notes" bo)"
 tmux_pane "peer 2 (bo)" "$(peer bo "song.txt a song" ana)"
-tmux_show
-# Keep the daemons alive as long as the session exists.
-while tmux has-session -t "$TMUX_SESSION" 2>/dev/null; do
-    sleep 1
-done
+tmux_show 3
+tmux_keep

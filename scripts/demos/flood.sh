@@ -5,7 +5,9 @@
 #   diamond: s4 is reached from s1 along both sides and answers once;
 #            a key held on both sides is answered twice; T lists 4 paths.
 #   chain:   with TTL 3 a query from s1 reaches s1..s4 and stops at s4;
-#            s5's key is not found; T returns the growing path.
+#            s5's key is not found; T returns the growing path. Then s1
+#            restarted with --ttl 4: the query reaches five servents,
+#            s1..s5, the figure the course's write-up gives for TTL 3.
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$ROOT/scripts/flood-topology.sh"
@@ -164,5 +166,22 @@ echo $? >"$RUN/pipe.rc"
 sed 's/^/    /' "$RUN/pipe.ans" "$RUN/pipe.qerr"
 step "chain: a pipeline runs each line until Q" \
     test "$(rc pipe):$(values pipe | cut -d/ -f1 | tr '\n' ' '):$(cat "$RUN/pipe.qerr")" = '0:21 22 23 :kv-query: unknown command "bogus" (help lists the commands)'
+
+note "chain, s1 restarted with --ttl 4: the write-up's five servents"
+# The write-up says TTL 3 reaches five of the six; the protocol's
+# arithmetic (the entry servent, then one more per TTL) gives four, as
+# above. With --ttl 4 the flood reaches the five the write-up counts.
+kill "$PID_c_s1"
+wait "$PID_c_s1" 2>/dev/null
+links=$(grep -c '^link in ' "$RUN/c_s2.out")
+start c_s1 kv-servent --bind 127.0.0.1 --ttl 4 0 "$TD/chain/s1.kv" "$ADDR_c_s2" || exit 1
+wait_count "$RUN/c_s2.out" '^link in ' $((links + 1)) || exit 1
+C5="s1 s2 s3 s4 s5"
+ask reach4 c s1 '?servent' "$C5" "$C5"
+step "chain, --ttl 4: ?servent reaches s1, s2, s3, s4, s5 (five servents)" \
+    test "$(values reach4 | tr '\n' ' ')" = "s1 s2 s3 s4 s5 "
+O=$(origin_of reach4)
+step "chain, --ttl 4: s5 stopped the flood, s6 never saw it" \
+    test "$(grep -cxF "stopped $O seq 0" "$RUN/c_s5.out"):$(grep -c "$O" "$RUN/c_s6.out")" = "1:0"
 
 summary
