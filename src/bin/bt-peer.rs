@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use peerkit::cli::{self, DaemonArgs, Verbosity};
+use peerkit::cli::{self, DaemonArgs, Verbosity, ViewArgs};
 use peerkit::swarm::{self, PeerConfig, WhenDone, cmd};
 
 /// A peer of a BitTorrent-like swarm: fetches pieces rarest first from
@@ -84,6 +84,8 @@ struct Common {
     verbosity: Verbosity,
     #[command(flatten)]
     daemon: DaemonArgs,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 impl Common {
@@ -97,6 +99,7 @@ impl Common {
             request_interval,
             upload_limit: self.upload_limit,
             level: self.verbosity.level(),
+            http: self.view.http.clone(),
         }
     }
 

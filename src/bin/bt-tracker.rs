@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use peerkit::cli::{self, DaemonArgs};
+use peerkit::cli::{self, DaemonArgs, ViewArgs};
 use peerkit::swarm::{self, TrackerConfig, TrackerLimits, cmd};
 
 /// Tracker of BitTorrent-like swarms: keeps each swarm's manifest and its
@@ -36,6 +36,9 @@ struct Args {
 
     #[command(flatten)]
     verbosity: cli::Verbosity,
+
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
             server: a.daemon.limits(),
             limits: TrackerLimits::default(),
             quiet: a.verbosity.level() == cli::Level::Quiet,
+            http: a.view.http.clone(),
         };
         cmd::tracker(&a.daemon.listen_or(cmd::TRACKER_LISTEN), &cfg)
     })

@@ -10,6 +10,8 @@ use std::thread;
 use anyhow::Context;
 
 use crate::cli::Refused;
+use crate::events::Events;
+use crate::metrics::Registry;
 use crate::server::Server;
 
 use super::client::TrackerClient;
@@ -18,6 +20,7 @@ use super::peer::{Node, PeerConfig};
 use super::proto::{Query, TrackerRequest, TrackerResponse};
 use super::store::Store;
 use super::tracker::{Tracker, TrackerConfig};
+use super::tracker_view::TrackerSite;
 
 /// The tracker's default address: every interface, port 6969.
 pub const TRACKER_LISTEN: &str = "0.0.0.0:6969";
@@ -36,7 +39,22 @@ pub fn tracker(listen: &str, cfg: &TrackerConfig) -> anyhow::Result<()> {
             local.port()
         );
     }
-    Arc::new(Tracker::with_limits(cfg.limits, cfg.quiet)).serve(server, cfg)?;
+    let metrics = Registry::new();
+    let events = Events::new();
+    server.export_metrics(&metrics);
+    let tracker = Arc::new(Tracker::watched(
+        cfg.limits,
+        cfg.quiet,
+        &metrics,
+        events.clone(),
+    ));
+    tracker.export_metrics(&metrics);
+    crate::view::serve_if(cfg.http.as_deref(), &server, metrics, events, || {
+        Arc::new(TrackerSite {
+            tracker: tracker.clone(),
+        })
+    })?;
+    tracker.serve(server, cfg)?;
     Ok(())
 }
 
@@ -103,6 +121,7 @@ pub fn share(
     let have = Bitfield::full(manifest.piece_count());
     let client = TrackerClient::new(&cfg.tracker, cfg.limits.io);
     let node = Node::new(manifest.clone(), store, have, cfg, shutdown.clone(), local);
+    node.serve_view(&server)?;
     let server = node.spawn_server(server)?;
     // Register once before printing the id, so a script that waits for the
     // id can fetch at once; if the tracker is down, the loop retries.
@@ -189,6 +208,7 @@ pub fn fetch(
         .with_context(|| format!("opening the download in {}", out.display()))?;
     let resumed = have.count();
     let node = Node::new(manifest.clone(), store, have, cfg, shutdown.clone(), local);
+    node.serve_view(&server)?;
     node.log(&format!(
         "fetching {}: {} bytes in {} pieces (swarm {})",
         manifest.name(),

@@ -15,6 +15,7 @@ use crate::server::{Server, Session};
 use crate::swarm::manifest::PieceIndex;
 use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
+use super::watch::{Dir, LinkGuard, Served, Trouble};
 use super::{Node, SEND_STALL, TICK};
 use crate::swarm::bucket::{Reservation, TokenBucket};
 
@@ -53,6 +54,7 @@ impl Node {
             self.warn(&format!("{peer}: {e}"));
             return;
         }
+        let link = self.watch.open(Dir::Up, peer);
         let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
         let mut buf = vec![0u8; chunk];
         loop {
@@ -68,6 +70,7 @@ impl Node {
             };
             let resp = match req {
                 PeerRequest::Have { swarm } if swarm == self.id => {
+                    self.watch.served(Served::Have);
                     let st = self.lock();
                     PeerResponse::Have {
                         have: st.have.clone(),
@@ -76,14 +79,21 @@ impl Node {
                     }
                 }
                 PeerRequest::Piece { swarm, index } if swarm == self.id => {
+                    self.watch.served(Served::Piece);
                     match self.manifest.index(index) {
                         None => PeerResponse::Error(format!(
                             "no piece {index}: the swarm has {} pieces",
                             self.manifest.piece_count()
                         )),
                         Some(i) => match self.start_upload(i) {
-                            Err(refusal) => refusal,
-                            Ok(()) => match self.send_piece(&mut conn, i, &mut buf) {
+                            Err(refusal) => {
+                                self.watch.trouble(match refusal {
+                                    PeerResponse::Busy { .. } => Trouble::Busy,
+                                    _ => Trouble::Missing,
+                                });
+                                refusal
+                            }
+                            Ok(()) => match self.send_piece(&mut conn, i, &mut buf, &link) {
                                 Ok(()) => continue,
                                 Err(e) => {
                                     if !e.is_disconnect() {
@@ -174,8 +184,18 @@ impl Node {
     }
 
     /// Sends piece `i` (counted in by `start_upload`), then counts it out.
-    fn send_piece(&self, conn: &mut Conn, i: PieceIndex, buf: &mut [u8]) -> Result<()> {
+    fn send_piece(
+        &self,
+        conn: &mut Conn,
+        i: PieceIndex,
+        buf: &mut [u8],
+        link: &LinkGuard<'_>,
+    ) -> Result<()> {
+        link.piece(i.get());
         let sent = self.send_piece_body(conn, i, buf);
+        if sent.is_ok() {
+            link.moved(i.get(), self.manifest.piece_len(i), None);
+        }
         let mut st = self.lock();
         st.sending[i.slot()] = st.sending[i.slot()].saturating_sub(1);
         if sent.is_ok()
