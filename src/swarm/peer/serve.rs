@@ -54,7 +54,9 @@ impl Node {
             self.warn(&format!("{peer}: {e}"));
             return;
         }
-        let link = self.watch.open(Dir::Up, peer);
+        // Counted as a transfer once it asks for a piece (a connection
+        // that only polls `Have` moves none).
+        let mut link: Option<LinkGuard<'_>> = None;
         let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
         let mut buf = vec![0u8; chunk];
         loop {
@@ -93,7 +95,12 @@ impl Node {
                                 });
                                 refusal
                             }
-                            Ok(()) => match self.send_piece(&mut conn, i, &mut buf, &link) {
+                            Ok(()) => match self.send_piece(
+                                &mut conn,
+                                i,
+                                &mut buf,
+                                link.get_or_insert_with(|| self.watch.open(Dir::Up, peer)),
+                            ) {
                                 Ok(()) => continue,
                                 Err(e) => {
                                     if !e.is_disconnect() {
