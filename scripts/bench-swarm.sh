@@ -19,6 +19,10 @@
 #   F_MIB=16 RATE_MIB=2 NS="4" BIG_MIB=0 scripts/bench-swarm.sh   (quicker; BIG_MIB=0 skips case 2)
 #   SYSTEMS=peerkit scripts/bench-swarm.sh                        (peerkit only)
 #   FETCH_FLAGS=-v scripts/bench-swarm.sh                         (per-piece lines in the logs)
+#   VIEW=1 REPEAT=3 scripts/bench-swarm.sh  (peerkit without and with its live views: every
+#       daemon with --http, a viewer holding the tracker's and the seed's /events open and
+#       asking their state.json every second, as an open page does; runs alternate, medians
+#       of REPEAT, the ratio with/without; aria2c is left out)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -27,6 +31,11 @@ RATE_MIB=${RATE_MIB:-4}
 NS=${NS:-4 16}
 BIG_MIB=${BIG_MIB:-1024}
 PIECE_KIB=${PIECE_KIB:-256}
+VIEW=${VIEW:-}
+REPEAT=${REPEAT:-3}
+if [ -n "$VIEW" ]; then
+    SYSTEMS=peerkit
+fi
 SYSTEMS=${SYSTEMS:-peerkit aria2c}
 PERIODS=(--ping-interval 1 --report-interval 2)
 
@@ -35,6 +44,7 @@ note "swarm benchmark in $RUN ($(nproc) cores; $(uptime | sed 's/.*load average/
 
 need bc bc
 need nc netcat-openbsd
+[ -n "$VIEW" ] && need curl curl
 case " $SYSTEMS " in *" aria2c "*)
     need aria2c aria2
     need opentracker opentracker
@@ -77,21 +87,39 @@ stop_all() {
     RUN_PIDS=()
 }
 
+# watch VIEW_URL: what an open page does, in the background: the event
+# stream held open, state.json asked every second.
+watch_view() {
+    curl -sN "$1events" >/dev/null 2>&1 &
+    RUN_PIDS+=($!)
+    PIDS+=($!)
+    (while :; do curl -s "$1state.json" >/dev/null 2>&1; sleep 1; done) &
+    RUN_PIDS+=($!)
+    PIDS+=($!)
+}
+
 # run_peerkit NAME FILE N [CAP]: bt-tracker, a seeder, N leechers; waits
-# until every leecher completes; sets ELAPSED, SEED_PID, PEER_PIDS.
+# until every leecher completes; sets ELAPSED, SEED_PID, PEER_PIDS. With
+# WITH_VIEW set, every daemon serves its view and the tracker's and the
+# seed's are watched.
 run_peerkit() {
-    local name=$1 file=$2 n=$3 cap=${4:-} limit=() i
+    local name=$1 file=$2 n=$3 cap=${4:-} limit=() i http=()
     [ -n "$cap" ] && limit=(--upload-limit "$cap")
+    [ -n "${WITH_VIEW:-}" ] && http=(--http 127.0.0.1:0)
     local dir="$RUN/$name"
     mkdir -p "$dir"
     local save=$RUN
     RUN=$dir
-    start tracker bt-tracker --listen 127.0.0.1:0 || return 1
+    start tracker bt-tracker --listen 127.0.0.1:0 "${http[@]}" || return 1
     start seed bt-peer share "$file" --tracker "$ADDR_tracker" --listen 127.0.0.1:0 \
-        "${limit[@]}" --piece-size "${PIECE_KIB}K" "${PERIODS[@]}" || return 1
+        "${limit[@]}" --piece-size "${PIECE_KIB}K" "${PERIODS[@]}" "${http[@]}" || return 1
     RUN=$save
     RUN_PIDS=("$PID_tracker" "$PID_seed")
     wait_line "$dir/seed.out" '^swarm ' 600 || return 1
+    if [ -n "${WITH_VIEW:-}" ]; then
+        watch_view "$(sed -n 's/^view on //p' "$dir/tracker.out")"
+        watch_view "$(sed -n 's/^view on //p' "$dir/seed.out")"
+    fi
     SEED_PID=$PID_seed
     PEER_PIDS=()
     local t0
@@ -100,7 +128,7 @@ run_peerkit() {
         mkdir -p "$dir/p$i"
         # shellcheck disable=SC2086 # FETCH_FLAGS is a list of flags
         "$BIN/bt-peer" fetch "$(basename "$file")" --tracker "$ADDR_tracker" --out "$dir/p$i" \
-            --listen 127.0.0.1:0 "${limit[@]}" "${PERIODS[@]}" ${FETCH_FLAGS:-} \
+            --listen 127.0.0.1:0 "${limit[@]}" "${PERIODS[@]}" "${http[@]}" ${FETCH_FLAGS:-} \
             >"$dir/p$i.out" 2>"$dir/p$i.err" &
         PIDS+=($!)
         RUN_PIDS+=($!)
@@ -265,6 +293,56 @@ bench() {
     done
     say "$row"
 }
+
+# bench_view CASE FILE N CAP BOUND: peerkit without and with its views,
+# REPEAT runs each, alternating which goes first; prints the medians and
+# the ratio with/without (1.03 is 3 % slower with the views).
+bench_view() {
+    local label=$1 file=$2 n=$3 cap=$4 bound=$5 r off=() on=() tag=${1// /-}
+    tag=${tag//=/}
+    for r in $(seq 1 "$REPEAT"); do
+        local order="off on"
+        [ $((r % 2)) -eq 0 ] && order="on off"
+        for mode in $order; do
+            if [ "$mode" = on ]; then
+                WITH_VIEW=1 run_peerkit "view-$tag-$r" "$file" "$n" "$cap" || { stop_all; exit 2; }
+                on+=("$ELAPSED")
+            else
+                WITH_VIEW='' run_peerkit "plain-$tag-$r" "$file" "$n" "$cap" || { stop_all; exit 2; }
+                off+=("$ELAPSED")
+            fi
+            stop_all
+            rm -f "$RUN"/*-"$tag-$r"/p*/"$(basename "$file")"
+        done
+    done
+    local a b
+    a=$(printf '%s\n' "${off[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    b=$(printf '%s\n' "${on[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    say "$(printf '%-22s %8.2f %10.2f %10.2f %7.3f   (runs: without %s; with %s)' "$label" "$bound" "$a" "$b" \
+        "$(echo "$b / $a" | bc -l)" "${off[*]}" "${on[*]}")"
+}
+
+if [ -n "$VIEW" ]; then
+    mkdir -p "$RUN/src"
+    F=$((F_MIB << 20))
+    U=$((RATE_MIB << 20))
+    note "live views: peerkit without and with --http and a watching page; medians of $REPEAT runs"
+    printf '%-22s %8s %10s %10s %7s\n' case bound without with ratio
+    head -c "$F" /dev/urandom >"$RUN/src/capped.bin"
+    for n in $NS; do
+        bound=$(echo "a = $F / $U; b = $n * $F / ($U + $n * $U); if (a > b) a else b" | bc -l)
+        bench_view "capped N=$n" "$RUN/src/capped.bin" "$n" "${RATE_MIB}M" "$bound"
+    done
+    rm -f "$RUN/src/capped.bin"
+    if [ "$BIG_MIB" -gt 0 ]; then
+        head -c "$((BIG_MIB << 20))" /dev/urandom >"$RUN/src/big.bin"
+        nc_copy "$RUN/src/big.bin" || { say "nc copy failed" >&2; exit 2; }
+        bench_view "uncapped 4 leechers" "$RUN/src/big.bin" 4 "" "$ELAPSED"
+        rm -f "$RUN/src/big.bin"
+    fi
+    say "logs: $RUN"
+    exit 0
+fi
 
 MEM_NOTES=()
 mkdir -p "$RUN/src"

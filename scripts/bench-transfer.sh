@@ -23,11 +23,17 @@
 # at least as fast), and the peak memory of every process.
 #
 #   scripts/bench-transfer.sh            (RUNS=7 SMALL_MIB=512 BIG_MIB=1024)
+#   VIEW=1 scripts/bench-transfer.sh     every daemon with its live view (--http) and
+#                                        the index's and the serving supernodes' pages
+#                                        open (their /events held, state.json asked every
+#                                        second); compare the ratios to nc with a run
+#                                        without VIEW
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need nc netcat-openbsd
 
 RUNS=${RUNS:-7}
+VIEW=${VIEW:-}
 SMALL_MIB=${SMALL_MIB:-512}
 BIG_MIB=${BIG_MIB:-1024}
 demo_init bench-transfer
@@ -38,12 +44,33 @@ head -c "$((BIG_MIB << 20))" /dev/urandom >"$RUN/src/big.bin"
 ln "$RUN/src/small.bin" "$RUN/r1/warm.bin"
 sync
 
-start index p2p-index --listen 127.0.0.1:0
+HTTP=()
+if [ -n "$VIEW" ]; then
+    need curl curl
+    HTTP=(--http 127.0.0.1:0)
+fi
+# watch NAME: what an open page of NAME's view does, in the background:
+# its event stream held open, its state.json asked every second.
+watch() {
+    local view
+    view=$(sed -n 's/^view on //p' "$RUN/$1.out")
+    curl -sN "${view}events" >/dev/null 2>&1 &
+    PIDS+=($!)
+    (while :; do curl -s "${view}state.json" >/dev/null 2>&1; sleep 1; done) &
+    PIDS+=($!)
+}
+start index p2p-index --listen 127.0.0.1:0 "${HTTP[@]}"
 for i in 1 2 3; do
-    start "s$i" p2p-superd "$RUN/r$i" --index "$ADDR_index" --listen 127.0.0.1:0 --sync-interval 0.2
+    start "s$i" p2p-superd "$RUN/r$i" --index "$ADDR_index" --listen 127.0.0.1:0 --sync-interval 0.2 \
+        "${HTTP[@]}"
 done
-start index1 p2p-index --listen 127.0.0.1:0
-start solo p2p-superd "$RUN/solo" --index "$ADDR_index1" --listen 127.0.0.1:0 --sync-interval 3600
+start index1 p2p-index --listen 127.0.0.1:0 "${HTTP[@]}"
+start solo p2p-superd "$RUN/solo" --index "$ADDR_index1" --listen 127.0.0.1:0 --sync-interval 3600 \
+    "${HTTP[@]}"
+if [ -n "$VIEW" ]; then
+    note "live views on, pages open on the index, s1 and the lone supernode"
+    for v in index s1 index1 solo; do watch "$v"; done
+fi
 
 now() { date +%s.%N; }
 best() { printf '%s\n' "$@" | sort -g | head -1; }

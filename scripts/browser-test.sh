@@ -2,7 +2,8 @@
 # The live views in a real browser: starts daemons with --http on
 # 127.0.0.1, loads each page in headless Chromium through playwright-core
 # (tests/browser/views.mjs) and checks it against its own state.json, with
-# hostile names among the files. Screenshots go to run/browser-*/shots/.
+# hostile names among the files. Screenshots go to run/browser-*/shots/
+# (SAVE_SHOTS=1 also copies one per page to tests/browser/screenshots/).
 #
 #   scripts/browser-test.sh            (scripts/install-deps.sh browser installs
 #                                       chromium, node and playwright-core)
@@ -88,40 +89,115 @@ wait_count "$RUN/rdir.out" ' -> 1 entries' 2 10 || exit 1
 printf 'ssh 22/tcp\n' >"$RUN/a.kv"
 printf 'http 80/tcp\n' >"$RUN/b.kv"
 printf 'ssh 22/tcp # also here\n' >"$RUN/c.kv"
-start kvb kv-servent 0 "$RUN/b.kv" --bind 127.0.0.1 --http 127.0.0.1:0 || exit 1
-start kvc kv-servent 0 "$RUN/c.kv" --bind 127.0.0.1 "$ADDR_kvb" || exit 1
-start kva kv-servent 0 "$RUN/a.kv" --bind 127.0.0.1 "$ADDR_kvb" "$ADDR_kvc" || exit 1
+# Every servent's view at its port + 1000, so any page can draw the overlay.
+start kvb kv-servent 0 "$RUN/b.kv" --bind 127.0.0.1 --http 127.0.0.1:+1000 || exit 1
+start kvc kv-servent 0 "$RUN/c.kv" --bind 127.0.0.1 --http 127.0.0.1:+1000 "$ADDR_kvb" || exit 1
+start kva kv-servent 0 "$RUN/a.kv" --bind 127.0.0.1 --http 127.0.0.1:+1000 "$ADDR_kvb" "$ADDR_kvc" || exit 1
 wait_line "$RUN/kvb.out" '^view on ' 10 || exit 1
 VIEW_flood=$(sed -n 's/^view on //p' "$RUN/kvb.out")
 printf '%s\n' '?ssh' '?<img src=x onerror=alert(4)>' '?http' |
     kv-query "$ADDR_kva" --wait 1 >"$RUN/kvq.out" 2>&1 || true
 wait_line "$RUN/kvb.out" 'seq 2 ' 10 || exit 1
 wait_line "$RUN/kvb.out" '^duplicate ' 10 || exit 1
+VIEW_overlay=$(sed -n 's/^view on //p' "$RUN/kva.out")
+
+# A Napster-like peer serving a file whose name is markup, with its view;
+# another peer fetches it twice. Its commands come through a FIFO, closed
+# (so it quits) when this script ends.
+mkdir -p "$RUN/ana" "$RUN/bo"
+head -c $((4 << 20)) /dev/urandom >"$RUN/ana/<img src=x onerror=alert(5)>.txt"
+mkfifo "$RUN/ana.in"
+nap-peer -s 127.0.0.1 -p "$PORT_nap" --listen-ip 127.0.0.1 --share "$RUN/ana" --http 127.0.0.1:0 \
+    <"$RUN/ana.in" >"$RUN/ana.out" 2>"$RUN/ana.err" &
+PIDS+=($!)
+exec 7>"$RUN/ana.in"
+printf '%s\n' 'REGISTER ana' 'CONNECT ana' 'PUBLISH "<img src=x onerror=alert(5)>.txt" a file' >&7
+wait_line "$RUN/ana.out" '^PUBLISH OK' 10 || exit 1
+VIEW_nappeer=$(sed -n 's/^view on //p' "$RUN/ana.out")
+printf '%s\n' 'REGISTER bo' 'CONNECT bo' 'GET_FILE ana "<img src=x onerror=alert(5)>.txt" one' \
+    'GET_FILE ana "<img src=x onerror=alert(5)>.txt" two' 'QUIT' |
+    nap-peer -s 127.0.0.1 -p "$PORT_nap" --listen-ip 127.0.0.1 --share "$RUN/bo" \
+        >"$RUN/bo.out" 2>"$RUN/bo.err" || true
+
+# The swarm, last, so its pages are looked at while pieces move: a seed
+# capped at 256 KiB/s, a file whose name is markup, two fetchers.
+mkdir -p "$RUN/seed"
+head -c $((3 << 20)) /dev/urandom >"$RUN/seed/<img src=x onerror=alert(6)>.bin"
+start tracker bt-tracker --listen 127.0.0.1:0 --http 127.0.0.1:0 --ping-interval 1 || exit 1
+wait_line "$RUN/tracker.out" '^view on ' 10 || exit 1
+VIEW_tracker=$(sed -n 's/^view on //p' "$RUN/tracker.out")
+start seed bt-peer share "$RUN/seed/<img src=x onerror=alert(6)>.bin" --tracker "$ADDR_tracker" \
+    --listen 127.0.0.1:0 --piece-size 64K --upload-limit 256K --ping-interval 1 --http 127.0.0.1:0 || exit 1
+wait_line "$RUN/seed.out" '^swarm ' 10 || exit 1
+VIEW_seed=$(sed -n 's/^view on //p' "$RUN/seed.out")
+for i in 1 2; do
+    start "fetch$i" bt-peer fetch "<img src=x onerror=alert(6)>.bin" --tracker "$ADDR_tracker" \
+        --listen 127.0.0.1:0 --out "$RUN/fetch$i" --ping-interval 1 --http 127.0.0.1:0 || exit 1
+done
+wait_line "$RUN/fetch1.out" '^view on ' 10 || exit 1
+VIEW_fetch=$(sed -n 's/^view on //p' "$RUN/fetch1.out")
 
 # Every /metrics, read by an independent parser (the Prometheus client's).
 metrics_parse() {
     /usr/bin/python3 - "$@" <<'PY'
 import sys, urllib.request
 from prometheus_client.parser import text_string_to_metric_families
-for view in sys.argv[1:]:
+def scrape(view):
     text = urllib.request.urlopen(view + "metrics", timeout=10).read().decode()
-    families = list(text_string_to_metric_families(text))
+    return list(text_string_to_metric_families(text))
+def served(families):
+    for f in families:
+        if f.name == "peerkit_view_requests":
+            for s in f.samples:
+                if s.name.endswith("_total") and s.labels.get("path") == "/state.json":
+                    return s.value
+    raise AssertionError("no peerkit_view_requests_total{path=/state.json}")
+for arg in sys.argv[1:]:
+    # VIEW or VIEW!noserver: a view whose daemon has no server core of its own
+    # (nap-peer's listener comes and goes with CONNECT).
+    view, _, flag = arg.partition("!")
+    families = scrape(view)
     names = [f.name for f in families]
     assert all(n.startswith("peerkit_") for n in names), names
-    assert any(n == "peerkit_connections_open" for n in names), names
-    print(f"{view}metrics: {len(families)} families parse")
+    if flag != "noserver":
+        assert any(n == "peerkit_connections_open" for n in names), names
+    # A counter moves by exactly the requests made here.
+    before = served(families)
+    for _ in range(3):
+        urllib.request.urlopen(view + "state.json", timeout=10).read()
+    after = served(scrape(view))
+    assert after == before + 3, (view, before, after)
+    print(f"{view}metrics: {len(families)} families parse; 3 state.json asks counted as 3")
 PY
 }
 if /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null; then
     step "every /metrics parses with prometheus_client" \
         metrics_parse "$VIEW_index" "$VIEW_superd" "$VIEW_nap" "$VIEW_rdir" "$VIEW_flood" \
-        "$VIEW_naplog" "$VIEW_naptime"
+        "$VIEW_naplog" "$VIEW_naptime" "$VIEW_tracker" "$VIEW_seed" "$VIEW_fetch" \
+        "$VIEW_nappeer!noserver"
 else
     skipped "the /metrics parse check" "no prometheus_client for /usr/bin/python3 (scripts/install-deps.sh browser)"
 fi
 
 step "every page passes in Chromium" \
     env CHROMIUM="$CHROMIUM" node "$BROWSER_DIR/views.mjs" "$RUN/shots" \
+    "tracker=$VIEW_tracker" "btpeer=$VIEW_fetch" "btpeer=$VIEW_seed" \
+    "overlay=${VIEW_overlay}?overlay=1" "nappeer=$VIEW_nappeer" \
     "index=$VIEW_index" "superd=$VIEW_superd" "nap=$VIEW_nap" "rdir=$VIEW_rdir" "flood=$VIEW_flood" \
     "records=$VIEW_naplog" "records=$VIEW_naptime"
+# SAVE_SHOTS=1: the first screenshot of each page becomes
+# tests/browser/screenshots/NAME.png (the README shows them).
+if [ -n "${SAVE_SHOTS:-}" ]; then
+    mkdir -p "$BROWSER_DIR/screenshots"
+    for shot in "$RUN"/shots/*.png; do
+        [ -e "$shot" ] || continue
+        name=$(basename "$shot" | sed 's/-[0-9]*\.png$//')
+        [ -e "$BROWSER_DIR/screenshots/$name.png.new" ] ||
+            cp "$shot" "$BROWSER_DIR/screenshots/$name.png.new"
+    done
+    for new in "$BROWSER_DIR"/screenshots/*.png.new; do
+        [ -e "$new" ] && mv "$new" "${new%.new}"
+    done
+    say "screenshots saved in tests/browser/screenshots/"
+fi
 KEEP=${KEEP:-1} summary

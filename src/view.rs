@@ -39,6 +39,12 @@ pub trait Site: Send + Sync + 'static {
     fn page(&self) -> &'static str;
     /// The current state, as `state.json` gives it.
     fn state(&self) -> serde_json::Value;
+    /// Another JSON document of the site's, at `path` (ending in `.json`)
+    /// with the request's `query` string (after `?`, possibly empty);
+    /// `None`: there is none (404).
+    fn json(&self, _path: &str, _query: &str) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// The styles every page shares.
@@ -195,7 +201,9 @@ fn serve_conn(shared: &Shared, session: &Session) -> Result<()> {
                 "a view is read-only\n",
             )));
         }
-        let reply = match req.path.as_str() {
+        // The page may be asked for with a query (`/?overlay=1`).
+        let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+        let reply = match path {
             "/" | "/index.html" => {
                 shared.counts.page.inc();
                 let mut reply =
@@ -224,10 +232,20 @@ fn serve_conn(shared: &Shared, session: &Session) -> Result<()> {
                 stream_events(shared, session)?;
                 return Ok(Handled::Done);
             }
-            _ => {
-                shared.counts.other.inc();
-                Reply::text("404 Not Found", "not found\n")
-            }
+            other => match other
+                .ends_with(".json")
+                .then(|| shared.site.json(other, query))
+                .flatten()
+            {
+                Some(doc) => {
+                    shared.counts.other.inc();
+                    Reply::new("200 OK", "application/json", doc.to_string())
+                }
+                None => {
+                    shared.counts.other.inc();
+                    Reply::text("404 Not Found", "not found\n")
+                }
+            },
         };
         Ok(Handled::Reply(reply))
     })

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use peerkit::cli::{self, NetArgs};
+use peerkit::cli::{self, NetArgs, ViewArgs};
 use peerkit::nap::cmd;
 use peerkit::nap::peer::Options;
 
@@ -36,11 +36,18 @@ struct Args {
     listen_ip: IpAddr,
     #[command(flatten)]
     net: NetArgs,
+    // The view shows the files this peer serves and fetches; its `view on
+    // URL` line is the first on stdout.
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 fn main() -> ExitCode {
     let a: Args = cli::parse();
     cli::run(env!("CARGO_BIN_NAME"), || {
+        if let Some(addr) = &a.view.http {
+            peerkit::nap::peer::serve_view(addr, a.net.timeouts())?;
+        }
         cmd::peer(Options {
             server: a.server,
             port: a.port,

@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::cli::{self, DaemonArgs, Level, Refused, Verbosity};
+use crate::cli::{self, DaemonArgs, Level, Refused, Verbosity, ViewArgs};
+use crate::events::Events;
+use crate::metrics::Registry;
 use crate::net::HostPort;
 use crate::server::Server;
 
@@ -21,6 +23,7 @@ use super::peer::{Node, PeerConfig};
 use super::proto::{Query, TrackerRequest, TrackerResponse};
 use super::store::Store;
 use super::tracker::{Limits as TrackerLimits, Tracker, TrackerConfig};
+use super::tracker_view::TrackerSite;
 
 /// Periods given on the command line are at least this long.
 const MIN_PERIOD: Duration = Duration::from_millis(10);
@@ -43,6 +46,9 @@ pub struct TrackerArgs {
 
     #[command(flatten)]
     pub verbosity: Verbosity,
+
+    #[command(flatten)]
+    pub view: ViewArgs,
 }
 
 /// `bt-tracker` from its flags.
@@ -53,6 +59,7 @@ pub fn tracker_main(a: TrackerArgs) -> anyhow::Result<()> {
         server: a.daemon.limits(),
         limits: TrackerLimits::default(),
         quiet: a.verbosity.level() == Level::Quiet,
+        http: a.view.http.clone(),
     };
     tracker(&a.daemon.listen_or(TRACKER_LISTEN), &cfg)
 }
@@ -119,6 +126,8 @@ pub struct PeerArgs {
     pub verbosity: Verbosity,
     #[command(flatten)]
     pub daemon: DaemonArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
 }
 
 impl PeerArgs {
@@ -131,6 +140,7 @@ impl PeerArgs {
             request_interval,
             upload_limit: self.upload_limit,
             level: self.verbosity.level(),
+            http: self.view.http.clone(),
         }
     }
 
@@ -201,7 +211,22 @@ pub fn tracker(listen: &str, cfg: &TrackerConfig) -> anyhow::Result<()> {
             local.port()
         );
     }
-    Arc::new(Tracker::with_limits(cfg.limits, cfg.quiet)).serve(server, cfg)?;
+    let metrics = Registry::new();
+    let events = Events::new();
+    server.export_metrics(&metrics);
+    let tracker = Arc::new(Tracker::watched(
+        cfg.limits,
+        cfg.quiet,
+        &metrics,
+        events.clone(),
+    ));
+    tracker.export_metrics(&metrics);
+    crate::view::serve_if(cfg.http.as_deref(), &server, metrics, events, || {
+        Arc::new(TrackerSite {
+            tracker: tracker.clone(),
+        })
+    })?;
+    tracker.serve(server, cfg)?;
     Ok(())
 }
 
@@ -268,6 +293,7 @@ pub fn share(
     let have = Bitfield::full(manifest.piece_count());
     let client = TrackerClient::new(&cfg.tracker, cfg.limits.io);
     let node = Node::new(manifest.clone(), store, have, cfg, shutdown.clone(), local);
+    node.serve_view(&server)?;
     let server = node.spawn_server(server)?;
     // Register once before printing the id, so a script that waits for the
     // id can fetch at once; if the tracker is down, the loop retries.
@@ -360,6 +386,7 @@ pub fn fetch(
         .with_context(|| format!("opening the download in {}", out.display()))?;
     let resumed = have.count();
     let node = Node::new(manifest.clone(), store, have, cfg, shutdown.clone(), local);
+    node.serve_view(&server)?;
     node.log(&format!(
         "fetching {}: {} bytes in {} pieces (swarm {})",
         manifest.name(),

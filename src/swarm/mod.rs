@@ -12,6 +12,8 @@
 //! - [`proto`]: the tracker and peer-wire request/response enums.
 //! - `manifest`: `Manifest`, `SwarmId`, `PieceIndex`, `Bitfield`.
 //! - `tracker`: the tracker's state and server.
+//! - `tracker_view`: the tracker's live view (piece map, rarity, rates,
+//!   who sends to whom, time against the lower bound) and its counters.
 //! - `client`: the tracker client peers use.
 //! - `peer`: one peer: its state, serving, announcing and downloading.
 //! - `picker`: rarest-first choice with random tie breaks.
@@ -28,6 +30,7 @@ mod picker;
 pub mod proto;
 mod store;
 mod tracker;
+mod tracker_view;
 
 pub use cmd::WhenDone;
 pub use manifest::{Bitfield, Manifest, SwarmId, check_piece_size};

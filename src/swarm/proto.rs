@@ -74,6 +74,37 @@ pub enum TrackerRequest {
     Lookup(Query),
     /// Leaves a swarm (a peer shutting down).
     Leave { swarm: SwarmId, port: u16 },
+    /// What a member holds and moved lately, for the tracker's view: sent
+    /// about once a second while pieces move (and with each report). The
+    /// tracker answers like `Report`.
+    Stats {
+        swarm: SwarmId,
+        port: u16,
+        have: Bitfield,
+        stats: PeerStats,
+    },
+}
+
+/// Most sources one `Stats` names (a peer downloads from at most 32 at once).
+pub const MAX_STATS_SOURCES: usize = 64;
+
+/// A member's traffic, as it measured it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStats {
+    /// Piece bytes sent to other peers since it started.
+    pub uploaded: u64,
+    /// Verified piece bytes received since it started.
+    pub downloaded: u64,
+    /// Bytes per second sent lately.
+    pub up_rate: u64,
+    /// Bytes per second received lately.
+    pub down_rate: u64,
+    /// Its upload cap in bytes per second (`--upload-limit`), if any.
+    pub upload_limit: Option<u64>,
+    /// Bytes per second received lately from each peer it fetches from,
+    /// at the address the tracker listed it under; at most
+    /// `MAX_STATS_SOURCES`.
+    pub from: Vec<(SocketAddr, u64)>,
 }
 
 /// One other member of a swarm, as the tracker last heard of it.
@@ -220,6 +251,19 @@ mod tests {
             TrackerRequest::Lookup(Query::Id(id)),
             TrackerRequest::Lookup(Query::Name(FileName::new("a.bin").unwrap())),
             TrackerRequest::Leave { swarm: id, port: 1 },
+            TrackerRequest::Stats {
+                swarm: id,
+                port: 1,
+                have: have.clone(),
+                stats: PeerStats {
+                    uploaded: 5,
+                    downloaded: 6,
+                    up_rate: 7,
+                    down_rate: 8,
+                    upload_limit: Some(9),
+                    from: vec![("127.0.0.1:4001".parse().unwrap(), 10)],
+                },
+            },
         ] {
             roundtrip(&r);
         }

@@ -12,12 +12,17 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::events::Events;
 use crate::frame::Conn;
+use crate::metrics::Registry;
 use crate::rng::Rng;
 use crate::server::{Limits as ServerLimits, Server, Session};
 
 use super::manifest::{Bitfield, Manifest, SwarmId};
-use super::proto::{MAX_PEERS_LISTED, PeerInfo, Query, TRACKER, TrackerRequest, TrackerResponse};
+use super::proto::{
+    MAX_PEERS_LISTED, MAX_STATS_SOURCES, PeerInfo, Query, TRACKER, TrackerRequest, TrackerResponse,
+};
+use super::tracker_view::{Traffic, Watch};
 
 /// A member silent for this many ping intervals is evicted.
 pub const SILENT_PINGS: u32 = 3;
@@ -39,6 +44,8 @@ pub struct TrackerConfig {
     pub limits: Limits,
     /// Quiet: no membership lines (registered, left, evicted) on stdout.
     pub quiet: bool,
+    /// Serve a live view at this address (`--http`).
+    pub http: Option<String>,
 }
 
 /// Caps on what the tracker keeps, so its memory stays bounded whatever
@@ -106,22 +113,24 @@ pub fn reachable(member: SocketAddr, link: Link) -> SocketAddr {
 
 /// One member of a swarm.
 #[derive(Debug)]
-struct Member {
-    have: Bitfield,
+pub(super) struct Member {
+    pub(super) have: Bitfield,
     last_seen: Instant,
+    /// What the view shows of it beyond its pieces.
+    pub(super) traffic: Traffic,
 }
 
 /// One swarm: the manifest its members registered and the members.
 #[derive(Debug)]
-struct Swarm {
-    manifest: Manifest,
-    members: HashMap<SocketAddr, Member>,
+pub(super) struct Swarm {
+    pub(super) manifest: Manifest,
+    pub(super) members: HashMap<SocketAddr, Member>,
 }
 
 /// Everything behind the tracker's lock.
 #[derive(Debug, Default)]
-struct Swarms {
-    swarms: HashMap<SwarmId, Swarm>,
+pub(super) struct Swarms {
+    pub(super) swarms: HashMap<SwarmId, Swarm>,
     /// Memberships per member IP, across all swarms.
     per_ip: HashMap<IpAddr, usize>,
 }
@@ -138,14 +147,83 @@ impl Swarms {
     }
 }
 
+/// A step the view's event stream tells, collected under the lock and
+/// published after it.
+enum Note {
+    Joined(SocketAddr, SwarmId, u32),
+    Left(SocketAddr, SwarmId, &'static str),
+    Held(SocketAddr, SwarmId, Vec<u32>),
+    Complete(SocketAddr, SwarmId, f64),
+}
+
+/// What one request changed: log lines and view events.
+#[derive(Default)]
+struct Told {
+    lines: Vec<String>,
+    notes: Vec<Note>,
+}
+
 /// The tracker's state. One lock, never held during socket I/O nor while
 /// logging: handlers collect their log lines and print them after.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Tracker {
     state: Mutex<Swarms>,
     limits: Limits,
     /// No membership lines on stdout.
     quiet: bool,
+    /// The view's counters and events.
+    watch: Watch,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker").finish_non_exhaustive()
+    }
+}
+
+/// Pieces `new` holds that `old` did not.
+fn gained(old: &Bitfield, new: &Bitfield) -> Vec<u32> {
+    (0..new.len() as usize)
+        .filter(|i| new.has(*i) && !old.has(*i))
+        .map(|i| i as u32)
+        .collect()
+}
+
+/// A member's new piece list: taken, with what it gained told.
+fn take_have(
+    id: SwarmId,
+    addr: SocketAddr,
+    m: &mut Member,
+    have: Bitfield,
+    now: Instant,
+    told: &mut Told,
+) {
+    let new = gained(&m.have, &have);
+    if !new.is_empty() {
+        told.notes.push(Note::Held(addr, id, new));
+    }
+    if have.is_complete() && !m.traffic.seed && m.traffic.completed.is_none() {
+        m.traffic.completed = Some(now);
+        let secs = now
+            .saturating_duration_since(m.traffic.joined)
+            .as_secs_f64();
+        told.notes.push(Note::Complete(addr, id, secs));
+    }
+    m.have = have;
+}
+
+/// The member a `Stats` source names: the address as the tracker handed
+/// it out, turned back into the member's own when the tracker gave its own
+/// address for a member on its host.
+fn resolve(src: SocketAddr, link: Link, members: &HashMap<SocketAddr, Member>) -> SocketAddr {
+    if members.contains_key(&src) || src.ip().to_canonical() != link.local {
+        return src;
+    }
+    members
+        .keys()
+        .find(|a| a.port() == src.port() && (a.ip().is_loopback() || a.ip().is_unspecified()))
+        .copied()
+        .unwrap_or(src)
 }
 
 impl Tracker {
@@ -160,40 +238,110 @@ impl Tracker {
             state: Mutex::default(),
             limits,
             quiet,
+            watch: Watch::default(),
         }
     }
 
-    /// Prints membership lines on stdout, unless quiet. Never call it with
-    /// the lock held.
-    fn log(&self, events: Vec<String>) {
+    /// A tracker whose counters are in `metrics` and whose steps go to
+    /// `events`.
+    pub fn watched(
+        limits: Limits,
+        quiet: bool,
+        metrics: &Arc<Registry>,
+        events: Arc<Events>,
+    ) -> Tracker {
+        Tracker {
+            watch: Watch::new(metrics, events),
+            ..Tracker::with_limits(limits, quiet)
+        }
+    }
+
+    /// Registers the gauges read from the tracker's state in `metrics`.
+    pub fn export_metrics(self: &Arc<Self>, metrics: &Registry) {
+        type Read = fn(&Swarms) -> f64;
+        let gauges: [(&str, &str, Read); 3] = [
+            ("tracker_swarms", "Swarms the tracker keeps.", |s| {
+                s.swarms.len() as f64
+            }),
+            ("swarm_members", "Members of all swarms together.", |s| {
+                s.swarms.values().map(|w| w.members.len()).sum::<usize>() as f64
+            }),
+            (
+                "swarm_pieces_held",
+                "Pieces held by all members of all swarms together, as last reported.",
+                |s| {
+                    s.swarms
+                        .values()
+                        .flat_map(|w| w.members.values())
+                        .map(|m| u64::from(m.have.count()))
+                        .sum::<u64>() as f64
+                },
+            ),
+        ];
+        for (name, help, read) in gauges {
+            let t = self.clone();
+            metrics.gauge_fn(name, help, &[], move || read(&t.lock()));
+        }
+    }
+
+    /// Prints membership lines on stdout, unless quiet, and hands the view
+    /// its events. Never call it with the lock held.
+    fn log(&self, told: Told) {
         if !self.quiet {
-            for e in events {
+            for e in told.lines {
                 crate::event!("{e}");
+            }
+        }
+        let events = &self.watch.events;
+        for note in told.notes {
+            match note {
+                Note::Joined(addr, id, pieces) => events.publish("joined", |m| {
+                    m.insert("addr".into(), addr.to_string().into());
+                    m.insert("swarm".into(), id.to_string().into());
+                    m.insert("pieces".into(), pieces.into());
+                }),
+                Note::Left(addr, id, how) => events.publish(how, |m| {
+                    m.insert("addr".into(), addr.to_string().into());
+                    m.insert("swarm".into(), id.to_string().into());
+                }),
+                Note::Held(addr, id, pieces) => events.publish("held", |m| {
+                    m.insert("addr".into(), addr.to_string().into());
+                    m.insert("swarm".into(), id.to_string().into());
+                    m.insert("pieces".into(), pieces.into());
+                }),
+                Note::Complete(addr, id, secs) => events.publish("complete", |m| {
+                    m.insert("addr".into(), addr.to_string().into());
+                    m.insert("swarm".into(), id.to_string().into());
+                    m.insert("seconds".into(), secs.into());
+                }),
             }
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Swarms> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Swarms> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Answers one request from a peer that came in on `link`. Membership
     /// changes are logged on stdout.
     pub fn handle(&self, req: TrackerRequest, link: Link, now: Instant) -> TrackerResponse {
-        let mut events = Vec::new();
-        let resp = self.answer(&mut self.lock(), req, link, now, &mut events);
-        self.log(events);
+        let began = Instant::now();
+        let kind = Watch::kind(&req);
+        let mut told = Told::default();
+        let resp = self.answer(&mut self.lock(), req, link, now, &mut told);
+        self.log(told);
+        self.watch.answered(kind, began.elapsed(), &resp);
         resp
     }
 
-    /// `handle` with the lock held; log lines go to `events`.
+    /// `handle` with the lock held; log lines and view events go to `told`.
     fn answer(
         &self,
         state: &mut Swarms,
         req: TrackerRequest,
         link: Link,
         now: Instant,
-        events: &mut Vec<String>,
+        told: &mut Told,
     ) -> TrackerResponse {
         let ip = link.peer;
         let swarms = &mut state.swarms;
@@ -238,16 +386,26 @@ impl Tracker {
                     manifest,
                     members: HashMap::new(),
                 });
-                let member = Member {
-                    have,
-                    last_seen: now,
-                };
-                if swarm.members.insert(addr, member).is_none() {
-                    events.push(format!(
-                        "registered {addr} (swarm {} {})",
-                        id.short(),
-                        swarm.manifest.name()
-                    ));
+                match swarm.members.get_mut(&addr) {
+                    Some(m) => {
+                        m.last_seen = now;
+                        take_have(id, addr, m, have, now, told);
+                    }
+                    None => {
+                        let seed = have.is_complete();
+                        told.notes.push(Note::Joined(addr, id, have.count()));
+                        let member = Member {
+                            have,
+                            last_seen: now,
+                            traffic: Traffic::new(now, seed),
+                        };
+                        swarm.members.insert(addr, member);
+                        told.lines.push(format!(
+                            "registered {addr} (swarm {} {})",
+                            id.short(),
+                            swarm.manifest.name()
+                        ));
+                    }
                 }
                 TrackerResponse::Registered {
                     swarm: id,
@@ -270,10 +428,44 @@ impl Tracker {
                 if let Err(e) = have.check_for(&s.manifest) {
                     return TrackerResponse::Error(e.to_string());
                 }
-                match s.members.get_mut(&SocketAddr::new(ip, port)) {
+                let addr = SocketAddr::new(ip, port);
+                match s.members.get_mut(&addr) {
                     Some(m) => {
-                        m.have = have;
+                        take_have(swarm, addr, m, have, now, told);
                         m.last_seen = now;
+                        TrackerResponse::Ok
+                    }
+                    None => TrackerResponse::UnknownPeer,
+                }
+            }
+            TrackerRequest::Stats {
+                swarm,
+                port,
+                have,
+                mut stats,
+            } => {
+                let Some(s) = swarms.get_mut(&swarm) else {
+                    return TrackerResponse::UnknownPeer;
+                };
+                if let Err(e) = have.check_for(&s.manifest) {
+                    return TrackerResponse::Error(e.to_string());
+                }
+                if stats.from.len() > MAX_STATS_SOURCES {
+                    return TrackerResponse::Error(format!(
+                        "stats name {} sources; at most {MAX_STATS_SOURCES}",
+                        stats.from.len()
+                    ));
+                }
+                for (src, _) in stats.from.iter_mut() {
+                    *src = resolve(*src, link, &s.members);
+                }
+                let addr = SocketAddr::new(ip, port);
+                match s.members.get_mut(&addr) {
+                    Some(m) => {
+                        take_have(swarm, addr, m, have, now, told);
+                        m.last_seen = now;
+                        m.traffic.peak_up = m.traffic.peak_up.max(stats.up_rate);
+                        m.traffic.stats = stats;
                         TrackerResponse::Ok
                     }
                     None => TrackerResponse::UnknownPeer,
@@ -330,10 +522,13 @@ impl Tracker {
                 if s.members.remove(&addr).is_none() {
                     return TrackerResponse::UnknownPeer;
                 }
-                events.push(format!("left {addr} (swarm {})", swarm.short()));
+                told.lines
+                    .push(format!("left {addr} (swarm {})", swarm.short()));
+                told.notes.push(Note::Left(addr, swarm, "left"));
                 if s.members.is_empty() {
                     swarms.remove(&swarm);
-                    events.push(format!("forgot swarm {} (no members)", swarm.short()));
+                    told.lines
+                        .push(format!("forgot swarm {} (no members)", swarm.short()));
                 }
                 state.forget(addr);
                 TrackerResponse::Ok
@@ -345,20 +540,23 @@ impl Tracker {
     /// without members. Returns the evicted addresses.
     pub fn cleanup(&self, since: Instant) -> Vec<SocketAddr> {
         let mut evicted = Vec::new();
-        let mut events = Vec::new();
+        let mut told = Told::default();
         {
             let mut state = self.lock();
             state.swarms.retain(|id, s| {
                 s.members.retain(|addr, m| {
                     let keep = m.last_seen >= since;
                     if !keep {
-                        events.push(format!("evicted {addr} (swarm {})", id.short()));
+                        told.lines
+                            .push(format!("evicted {addr} (swarm {})", id.short()));
+                        told.notes.push(Note::Left(*addr, *id, "evicted"));
                         evicted.push(*addr);
                     }
                     keep
                 });
                 if s.members.is_empty() {
-                    events.push(format!("forgot swarm {} (no members)", id.short()));
+                    told.lines
+                        .push(format!("forgot swarm {} (no members)", id.short()));
                 }
                 !s.members.is_empty()
             });
@@ -366,7 +564,8 @@ impl Tracker {
                 state.forget(*a);
             }
         }
-        self.log(events);
+        self.watch.evicted.add(evicted.len() as u64);
+        self.log(told);
         evicted
     }
 

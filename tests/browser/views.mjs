@@ -133,6 +133,96 @@ const checks = {
   },
 };
 
+// The swarm's pages change many times a second: the check draws the page
+// from a state.json it reads itself, in one turn of the page's event loop,
+// and compares what is then on the page with that state.
+async function drawnFrom(page, kind) {
+  return page.evaluate(async (kind) => {
+    const state = await (await fetch("state.json", { cache: "no-store" })).json();
+    draw(state);
+    const all = (sel, root) => [...(root || document).querySelectorAll(sel)];
+    const readers = {
+      tracker: () => all("section.swarm").map((sec) => ({
+        title: sec.querySelector("h2").firstChild.textContent,
+        rows: all("tr.peer", sec).map((tr) => ({
+          held: tr.querySelectorAll(".cell.held").length,
+          cells: tr.querySelectorAll(".cell").length,
+        })),
+        rarity: sec.querySelectorAll("tr.rarity .cell").length,
+        members: sec.querySelectorAll("circle.member").length,
+        flows: sec.querySelectorAll("line.flow").length,
+      })),
+      btpeer: () => ({
+        cells: all("#mine .cell").length,
+        held: all("#mine .cell.held").length,
+        transfers: all("#transfers > tr").length,
+        remotes: all("#remotes > tr").length,
+        title: document.getElementById("name").textContent,
+      }),
+      nappeer: () => ({
+        files: all("#files > li").map((li) => li.textContent),
+        finished: all("#finished > tr > td:nth-child(3)").map((td) => td.textContent),
+      }),
+    };
+    return { state, drawn: readers[kind]() };
+  }, kind);
+}
+
+Object.assign(checks, {
+  async tracker(page, _state, name) {
+    await page.waitForFunction(() => document.querySelectorAll("tr.peer").length > 0, null, { timeout: 15000 });
+    const { state, drawn } = await drawnFrom(page, "tracker");
+    check(drawn.length === state.swarms.length, `${name}: one section per swarm (${state.swarms.length})`, drawn.length);
+    state.swarms.forEach((s, i) => {
+      const d = drawn[i];
+      if (!d) return;
+      check(d.title === s.name, `${name}: the swarm's name as text`, JSON.stringify(d.title));
+      check(d.rows.length === s.peers.length, `${name}: rows in the piece map = members (${s.peers.length})`, d.rows.length);
+      const held = s.peers.map((p) => p.pieces), shown = d.rows.map((r) => r.held);
+      check(JSON.stringify(held) === JSON.stringify(shown), `${name}: cells filled = pieces held (${held.join(", ")})`, shown.join(", "));
+      check(d.rows.every((r) => r.cells === s.piece_count) && d.rarity === s.piece_count,
+        `${name}: a cell per piece in every row and in the rarity row (${s.piece_count})`, JSON.stringify(d.rows.map((r) => r.cells)));
+      check(d.members === s.peers.length, `${name}: a circle per member in who-sends-to-whom`, d.members);
+      check(d.flows <= s.flows.length, `${name}: an arrow per flow reported (${s.flows.length})`, d.flows);
+    });
+  },
+  async btpeer(page, _state, name) {
+    await page.waitForFunction(() => document.querySelectorAll("#mine .cell").length > 0, null, { timeout: 15000 });
+    const { state, drawn } = await drawnFrom(page, "btpeer");
+    check(drawn.cells === state.piece_count, `${name}: a cell per piece (${state.piece_count})`, drawn.cells);
+    check(drawn.held === state.pieces, `${name}: cells filled = pieces held (${state.pieces})`, drawn.held);
+    check(drawn.transfers === state.transfers.length, `${name}: a row per transfer (${state.transfers.length})`, drawn.transfers);
+    check(drawn.remotes === state.remotes.length, `${name}: a row per other member (${state.remotes.length})`, drawn.remotes);
+    check(drawn.title.startsWith(state.name), `${name}: the file's name as text`, drawn.title);
+  },
+  async nappeer(page, _state, name) {
+    await page.waitForFunction(() => document.querySelectorAll("#files > li").length > 0, null, { timeout: 15000 });
+    const { state, drawn } = await drawnFrom(page, "nappeer");
+    check(JSON.stringify(drawn.files) === JSON.stringify(state.files), `${name}: the files it serves, names as text`,
+      JSON.stringify(drawn.files));
+    const want = state.finished.slice().reverse().slice(0, 40).map((t) => t.name);
+    check(JSON.stringify(drawn.finished) === JSON.stringify(want) && want.length > 0,
+      `${name}: a row per finished transfer (${state.finished.length})`, JSON.stringify(drawn.finished));
+  },
+  async overlay(page, _state, name) {
+    const overlay = await page.evaluate(async () => (await fetch("overlay.json", { cache: "no-store" })).json());
+    await page.waitForFunction((n) => document.querySelectorAll("circle.servent").length === n,
+      overlay.servents.length, { timeout: 15000 });
+    const drawn = await page.evaluate(() => ({
+      servents: document.querySelectorAll("circle.servent").length,
+      links: document.querySelectorAll("line.overlay-link").length,
+      tree: document.querySelectorAll("line.tree").length,
+      rows: document.querySelectorAll("#oqueries > tr").length,
+    }));
+    const pairs = new Set();
+    for (const s of overlay.servents) for (const l of s.links) if (l.to) pairs.add([s.addr, l.to].sort().join(" "));
+    check(overlay.servents.length === 3 && drawn.servents === 3, `${name}: every servent of the overlay read and drawn (3)`,
+      `read ${overlay.servents.length}, drawn ${drawn.servents}`);
+    check(drawn.links === pairs.size, `${name}: a line per link (${pairs.size})`, drawn.links);
+    check(drawn.tree > 0 && drawn.rows > 0, `${name}: the newest query's flood tree drawn`, JSON.stringify(drawn));
+  },
+});
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -998,3 +998,77 @@ fn nap_time_and_nap_log_views_count_what_they_served() {
         .collect();
     assert_eq!(users, ["ana", "bo"]);
 }
+
+#[test]
+fn the_peer_view_shows_what_it_serves_and_counts_exactly() {
+    let dir = TempDir::new("nap-peer-view");
+    let share_a = dir.sub("ana");
+    let share_b = dir.sub("bo");
+    let name = "<img src=x onerror=alert(1)>.txt";
+    let size = 3 << 20;
+    write_random_file(&share_a.join(name), size, 9);
+    let server = nap_server(&[]);
+    let mut ana = Shell::start(&server, &share_a, &["--http", "127.0.0.1:0"]);
+    let line = ana.p.wait_stdout(|l| l.starts_with("view on "));
+    assert_eq!(ana.p.stdout_lines()[0], line, "the first line");
+    let view = line["view on ".len()..].to_string();
+    for cmd in [
+        "REGISTER ana".to_string(),
+        "CONNECT ana".to_string(),
+        format!("PUBLISH \"{name}\" a file"),
+    ] {
+        ana.run(&cmd);
+    }
+    let (_, before) = view_get(&view, "/metrics");
+    let ok = "peerkit_nap_peer_requests_total{result=\"ok\"}";
+    assert_eq!(metric(&before, ok), Some(0.0));
+    assert_eq!(metric(&before, "peerkit_nap_peer_files"), Some(1.0));
+    let got = peer_script(
+        server.port(),
+        &share_b,
+        &format!(
+            "REGISTER bo\nCONNECT bo\nGET_FILE ana \"{name}\" one\nGET_FILE ana \"{name}\" two\n\
+             GET_FILE ana missing.txt three\nQUIT\n"
+        ),
+    );
+    assert_eq!(
+        got.iter().filter(|l| *l == "GET_FILE OK").count(),
+        2,
+        "{got:?}"
+    );
+    let (_, after) = view_get(&view, "/metrics");
+    assert_eq!(metric(&after, ok), Some(2.0));
+    assert_eq!(
+        metric(
+            &after,
+            "peerkit_nap_peer_requests_total{result=\"no_file\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&after, "peerkit_nap_peer_bytes_total{direction=\"out\"}"),
+        Some(2.0 * size as f64)
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "peerkit_nap_peer_transfer_seconds_count{direction=\"out\"}"
+        ),
+        Some(2.0)
+    );
+    let (status, body) = view_get(&view, "/state.json");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(state["system"], "nap-peer");
+    assert_eq!(state["files"], serde_json::json!([name]));
+    assert_eq!(state["transfers"], serde_json::json!([]));
+    let finished = state["finished"].as_array().unwrap();
+    assert_eq!(finished.len(), 2, "{state}");
+    for t in finished {
+        assert_eq!(t["name"], name);
+        assert_eq!(t["direction"], "out");
+        assert_eq!(t["ok"], true);
+        assert_eq!(t["bytes"], size);
+    }
+    ana.quit();
+}

@@ -1168,3 +1168,205 @@ fn a_peer_on_every_interface_names_itself_by_the_address_the_tracker_hands_out()
     let port = p.port();
     p.wait_stdout(|l| l == format!("registered with {} as 127.0.0.1:{port}", t.addr));
 }
+
+/// Reads Server-Sent Events from a view until `want` has been seen; the
+/// events read, in order.
+fn events_until(
+    events: &mut std::io::BufReader<TcpStream>,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let mut seen = Vec::new();
+    let mut l = String::new();
+    loop {
+        l.clear();
+        let n = events
+            .read_line(&mut l)
+            .expect("an event before the deadline");
+        assert!(n > 0, "the event stream closed; seen {seen:?}");
+        if let Some(data) = l.strip_prefix("data: ") {
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            let done = want(&v);
+            seen.push(v);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+/// Subscribes to a view's events; returns once subscribed.
+fn subscribe(view: &str) -> std::io::BufReader<TcpStream> {
+    use std::io::BufRead;
+    let addr = view.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\n\r\n").unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let mut l = String::new();
+    while l != ": events\n" {
+        l.clear();
+        r.read_line(&mut l).unwrap();
+    }
+    r
+}
+
+fn view_of(p: &mut Proc) -> String {
+    let line = p.wait_stdout_any(|l| l.starts_with("view on "));
+    assert_eq!(p.stdout_lines()[1], line, "{}", p.dump());
+    line["view on ".len()..].to_string()
+}
+
+fn state_of(view: &str) -> serde_json::Value {
+    let (status, body) = view_get(view, "/state.json");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn the_tracker_and_peer_views_show_the_piece_map_rates_and_count_exactly() {
+    let dir = TempDir::new("swarm-view");
+    let name = "<img src=x onerror=alert(1)>.bin";
+    let src = dir.sub("seed").join(name);
+    let size: u64 = 1 << 20;
+    write_random_file(&src, size, 5);
+    let mut t = tracker(&["--http", "127.0.0.1:0", "--ping-interval", "0.2"]);
+    let tview = view_of(&mut t);
+    let mut events = subscribe(&tview);
+    let (mut seed, _) = share(
+        &src,
+        &t.addr,
+        &[
+            "--piece-size",
+            "64K",
+            "--upload-limit",
+            "2M",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let sview = view_of(&mut seed);
+    let mut f = fetch(name, &dir.sub("out"), &t.addr, &["--http", "127.0.0.1:0"]);
+    let fview = view_of(&mut f);
+    f.wait_stdout(|l| l.starts_with("complete: "));
+
+    // Events: both joined, the fetcher's pieces held, its completion.
+    let seen = events_until(&mut events, |e| e["kind"] == "complete");
+    let joined: Vec<&str> = seen
+        .iter()
+        .filter(|e| e["kind"] == "joined")
+        .map(|e| e["addr"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, [seed.addr.as_str(), f.addr.as_str()], "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|e| e["kind"] == "held" && e["addr"] == f.addr.as_str())
+    );
+    assert_eq!(seen.last().unwrap()["addr"], f.addr.as_str());
+
+    // The tracker's state: the piece map, rarity, the members' traffic.
+    let full = "1".repeat(16);
+    let state = wait_until(
+        "the seed's stats with everything it sent",
+        || {
+            let s = state_of(&tview);
+            let peers = s["swarms"][0]["peers"].as_array()?;
+            let sent = peers.iter().find(|p| p["seed"] == true)?["uploaded"].as_u64()?;
+            (sent == size).then_some(s)
+        },
+        || t.dump(),
+    );
+    assert_eq!(state["system"], "bt-tracker");
+    let swarm = &state["swarms"][0];
+    assert_eq!(swarm["name"], name);
+    assert_eq!(swarm["size"], size);
+    assert_eq!(swarm["piece_count"], 16);
+    assert_eq!(swarm["rarity"], serde_json::json!(vec![2; 16]));
+    let peers = swarm["peers"].as_array().unwrap();
+    let addrs: Vec<&str> = peers.iter().map(|p| p["addr"].as_str().unwrap()).collect();
+    assert_eq!(addrs, [seed.addr.as_str(), f.addr.as_str()], "seeds first");
+    for p in peers {
+        assert_eq!(p["bitfield"], full.as_str());
+        assert_eq!(p["pieces"], 16);
+    }
+    assert_eq!(peers[0]["upload_limit"], 2 << 20);
+    assert_eq!(peers[1]["seed"], false);
+    assert!(peers[1]["completed_secs"].as_f64().is_some(), "{state}");
+    let timing = &swarm["timing"];
+    assert_eq!(timing["done"], true, "{state}");
+    assert_eq!(timing["fetchers"], 1);
+    // F/u_s with the seed's cap: 1 MiB at 2 MiB/s.
+    assert_eq!(timing["bound_seed_secs"], 0.5, "{state}");
+    assert!(timing["elapsed_secs"].as_f64().unwrap() > 0.0);
+
+    // Metrics: a counter the test alone moves, moved by exactly its asks.
+    let lookups = "peerkit_tracker_requests_total{kind=\"lookup\"}";
+    let (_, before) = view_get(&tview, "/metrics");
+    assert_eq!(
+        metric(&before, lookups),
+        Some(1.0),
+        "the fetcher's one lookup"
+    );
+    let mut c = open(&t.addr, TRACKER);
+    for _ in 0..3 {
+        c.send(&TrackerRequest::Lookup(
+            Query::parse("nothing-here.bin").unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(
+            c.expect::<TrackerResponse>().unwrap(),
+            TrackerResponse::NotFound
+        );
+    }
+    let (_, after) = view_get(&tview, "/metrics");
+    assert_eq!(metric(&after, lookups), Some(4.0));
+    assert_eq!(
+        metric(&after, "peerkit_tracker_errors_total{kind=\"not_found\"}"),
+        Some(3.0)
+    );
+    assert_eq!(metric(&after, "peerkit_swarm_members"), Some(2.0));
+    assert_eq!(metric(&after, "peerkit_swarm_pieces_held"), Some(32.0));
+    assert!(after.contains("# TYPE peerkit_tracker_request_seconds histogram"));
+
+    // The peers' own views and counters.
+    let fs_ = state_of(&fview);
+    assert_eq!(fs_["system"], "bt-peer");
+    assert_eq!(fs_["name"], name);
+    assert_eq!(fs_["bitfield"], full.as_str());
+    assert_eq!(fs_["complete"], true);
+    assert_eq!(fs_["downloaded"], size);
+    let recent = fs_["recent"].as_array().unwrap();
+    assert_eq!(recent.len(), 16);
+    assert!(
+        recent
+            .iter()
+            .all(|r| r["direction"] == "down" && r["peer"] == seed.addr.as_str())
+    );
+    let (_, fm) = view_get(&fview, "/metrics");
+    assert_eq!(
+        metric(&fm, "peerkit_peer_pieces_total{direction=\"in\"}"),
+        Some(16.0)
+    );
+    assert_eq!(
+        metric(&fm, "peerkit_peer_bytes_total{direction=\"in\"}"),
+        Some(size as f64)
+    );
+    assert_eq!(metric(&fm, "peerkit_peer_piece_seconds_count"), Some(16.0));
+    assert_eq!(metric(&fm, "peerkit_swarm_pieces_held"), Some(16.0));
+    let (_, sm) = view_get(&sview, "/metrics");
+    assert_eq!(
+        metric(&sm, "peerkit_peer_pieces_total{direction=\"out\"}"),
+        Some(16.0)
+    );
+    assert_eq!(
+        metric(&sm, "peerkit_peer_requests_total{kind=\"piece\"}"),
+        Some(16.0)
+    );
+    assert_eq!(
+        metric(&sm, "peerkit_peer_bytes_total{direction=\"out\"}"),
+        Some(size as f64)
+    );
+    assert!(sm.contains("peerkit_connections_open "));
+    let page = view_get(&tview, "/").1;
+    assert!(page.contains("EventSource(\"events\")") && page.contains("BitTorrent-like tracker"));
+}

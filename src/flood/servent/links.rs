@@ -30,6 +30,11 @@ pub(super) struct LinkTx {
     /// Our end's IPv4 address on this link, unless it is loopback: an
     /// address of this host the neighbour (and its network) can reach.
     pub(super) local: Option<Ipv4Addr>,
+    /// The neighbour's own (listening) address, as the last hop of a
+    /// topology path it sent on this link: known at once for an outgoing
+    /// link, after a topology query for an incoming one. The overlay view
+    /// follows links by it.
+    pub(super) heard_as: Option<SocketAddr>,
     pub(super) tx: SyncSender<Arc<[u8]>>,
 }
 
@@ -87,14 +92,17 @@ pub(super) fn own_address(stream: &TcpStream, port: u16) -> io::Result<String> {
 }
 
 impl Servent {
-    /// Every link: the neighbour, whether we opened it, our end's address.
-    pub(super) fn link_list(&self) -> Vec<(SocketAddr, bool, Option<Ipv4Addr>)> {
+    /// Every link: the neighbour, whether we opened it, our end's address,
+    /// the neighbour's own address if known.
+    pub(super) fn link_list(
+        &self,
+    ) -> Vec<(SocketAddr, bool, Option<Ipv4Addr>, Option<SocketAddr>)> {
         let links = lock(&self.links);
         let mut ids: Vec<&LinkId> = links.map.keys().collect();
         ids.sort();
         ids.into_iter()
             .filter_map(|id| links.map.get(id))
-            .map(|l| (l.peer, l.outgoing, l.local))
+            .map(|l| (l.peer, l.outgoing, l.local, l.heard_as))
             .collect()
     }
 
@@ -121,6 +129,7 @@ impl Servent {
                     peer,
                     outgoing,
                     local,
+                    heard_as: outgoing.then_some(peer),
                     tx,
                 },
             );

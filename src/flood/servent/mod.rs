@@ -66,6 +66,7 @@ use std::time::{Duration, Instant};
 
 mod answers;
 mod links;
+mod overlay;
 mod seen;
 mod view;
 
@@ -134,6 +135,18 @@ pub struct Config {
     pub level: Level,
     /// Serve a live view at this address (`--http`).
     pub http: Option<String>,
+}
+
+/// `--http`'s address: `HOST:+N` is `(HOST, Some(N))`, the view at the
+/// servent's own port plus N; anything else is taken as it is.
+fn view_at(http: &str) -> (String, Option<u16>) {
+    if let Some((host, n)) = http.rsplit_once(":+")
+        && let Ok(n) = n.parse::<u16>()
+    {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        return (host.to_string(), Some(n));
+    }
+    (http.to_string(), None)
 }
 
 /// Which of the two queries a request or a flood carries.
@@ -325,14 +338,22 @@ pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
         outgoing.push((stream, peer, id));
     }
     server.announce()?;
+    // `--http HOST:+N`: the view at this servent's port plus N, where the
+    // overlay page of any servent started the same way looks for it.
+    let (http, view_offset) = match config.http.as_deref().map(view_at) {
+        Some((host, Some(n))) => (Some(net::host_port(&host, port.saturating_add(n))), Some(n)),
+        Some((addr, None)) => (Some(addr), None),
+        None => (None, None),
+    };
     crate::view::serve_if(
-        config.http.as_deref(),
+        http.as_deref(),
         &server,
         metrics,
         servent.events.clone(),
         || {
             Arc::new(view::ServentSite {
                 servent: servent.clone(),
+                view_offset,
             })
         },
     )?;
@@ -561,6 +582,16 @@ impl Servent {
                 }
             }
             Query::Topo => {
+                // The path's last hop is the neighbour that sent it: its
+                // own address, which an incoming link does not show.
+                let last = std::str::from_utf8(flood.info.as_bytes())
+                    .ok()
+                    .and_then(|p| p.split(' ').next_back());
+                if let Some(addr) = last.and_then(|w| w.parse::<SocketAddr>().ok())
+                    && let Some(l) = lock(&self.links).map.get_mut(&from)
+                {
+                    l.heard_as = Some(addr);
+                }
                 let path = match me {
                     Ok(me) => flood.info.append_word(me),
                     Err(_) => None,

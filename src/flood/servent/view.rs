@@ -4,12 +4,12 @@
 //! answered (straight to the client) or stopped it (TTL used up).
 
 use std::collections::VecDeque;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Value, json};
 
-use super::{Query, Servent};
+use super::{Query, Servent, lock};
 use crate::view::Site;
 
 /// Queries the view remembers.
@@ -125,9 +125,37 @@ impl Trace {
 /// The servent's page and state.
 pub(super) struct ServentSite {
     pub(super) servent: Arc<Servent>,
+    /// With `--http HOST:+N`: N, where the other servents' views are
+    /// looked for by default (their port plus N).
+    pub(super) view_offset: Option<u16>,
+}
+
+impl ServentSite {
+    /// This servent's own address as its neighbours name it: its address
+    /// on its links (loopback when they are all on this host) and its port.
+    fn addr(&self) -> SocketAddr {
+        let ip = lock(&self.servent.links)
+            .reachable_ipv4()
+            .unwrap_or(Ipv4Addr::LOCALHOST);
+        SocketAddr::new(ip.into(), self.servent.port)
+    }
 }
 
 impl Site for ServentSite {
+    fn json(&self, path: &str, query: &str) -> Option<Value> {
+        if path != "/overlay.json" {
+            return None;
+        }
+        // `offset=N`: where the other servents' views are (port + N).
+        let offset = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("offset="))
+            .and_then(|v| v.parse::<u16>().ok())
+            .or(self.view_offset)
+            .unwrap_or(0);
+        Some(super::overlay::crawl(self.addr(), &self.state(), offset))
+    }
+
     fn page(&self) -> &'static str {
         include_str!("servent.html")
     }
@@ -137,16 +165,19 @@ impl Site for ServentSite {
         let links: Vec<Value> = s
             .link_list()
             .into_iter()
-            .map(|(peer, outgoing, local)| {
+            .map(|(peer, outgoing, local, heard_as)| {
                 json!({
                     "peer": peer.to_string(),
                     "direction": if outgoing { "out" } else { "in" },
                     "local": local.map(|ip| ip.to_string()),
+                    "listening": heard_as.map(|a| a.to_string()),
                 })
             })
             .collect();
         json!({
             "system": "kv-servent",
+            "addr": self.addr().to_string(),
+            "view_offset": self.view_offset,
             "port": s.port,
             "ttl": s.ttl,
             "keys": s.kv.len(),

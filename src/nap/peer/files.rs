@@ -7,9 +7,11 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::net::TcpStream;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use super::view::{Answered, Dir, watch};
 use super::{DATETIME_GRACE, Options};
 use crate::error::{Error, Result};
 use crate::name::FileName;
@@ -18,6 +20,10 @@ use crate::net::{self, SharedStream, Timeouts};
 use crate::server::{Limits, Server, Session};
 use crate::shutdown::Shutdown;
 use crate::transfer::{self, TempFile};
+
+/// A served file goes out this many bytes per sendfile call, so the view
+/// can tell how far it got.
+const SEND_PIECE: u64 = 1 << 20;
 
 /// The files this peer published, by name; shared with its listener.
 pub(super) type Published = Arc<Mutex<BTreeSet<FileName>>>;
@@ -42,6 +48,7 @@ impl Listener {
             shutdown.clone(),
         )?;
         let port = server.local_addr().port();
+        watch().serving(&published);
         let share = opts.share.clone();
         let thread = std::thread::Builder::new()
             .name("listener".into())
@@ -87,11 +94,24 @@ fn serve_get(session: &Session, share: &Path, published: &Published) {
         Err(_) => get_file::FAIL,
         Ok(name) => match open_published(share, published, name.as_str()) {
             Ok((file, len)) => {
+                watch().answered(Answered::Ok);
+                let ticket =
+                    watch().begin(Dir::Out, &peer.to_string(), name.as_str(), Some(len), None);
                 let mut w = BufWriter::new(SharedStream::new(session.shared_stream()));
-                let sent = w
-                    .write_all(b"0\0")
-                    .map_err(Error::from)
-                    .and_then(|()| transfer::send_body_to_socket(&file, len, &mut w));
+                // Sent a MiB at a time, so the view sees it go.
+                let mut pieces = 0u64;
+                let sent = w.write_all(b"0\0").map_err(Error::from).and_then(|()| {
+                    transfer::send_body_paced(&file, len, &mut w, SEND_PIECE, || {
+                        ticket
+                            .done
+                            .store((pieces * SEND_PIECE).min(len), Ordering::Relaxed);
+                        pieces += 1;
+                    })
+                });
+                if sent.is_ok() {
+                    ticket.done.store(len, Ordering::Relaxed);
+                }
+                watch().end(ticket, sent.is_ok());
                 match sent {
                     // A date-time that came after the grace period is still
                     // unread: read it before closing, so the close does not
@@ -101,7 +121,14 @@ fn serve_get(session: &Session, share: &Path, published: &Published) {
                 }
                 return;
             }
-            Err(code) => code,
+            Err(code) => {
+                watch().answered(if code == get_file::NO_FILE {
+                    Answered::NoFile
+                } else {
+                    Answered::Fail
+                });
+                code
+            }
         },
     };
     let mut answer = Vec::new();
@@ -165,8 +192,23 @@ pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) 
     };
     let mut tmp = TempFile::create_in(dir)
         .map_err(|e| Error::from(e).doing(format!("writing in {}", dir.display())))?;
-    io::copy(&mut r, tmp.file())?;
-    tmp.persist(local)
-        .map_err(|e| Error::from(e).doing(format!("writing {}", local.display())))?;
+    // The view reads the temporary file's length as the progress.
+    let ticket = watch().begin(
+        Dir::In,
+        addr,
+        req.file.as_str(),
+        None,
+        tmp.file().try_clone().ok(),
+    );
+    let copied = io::copy(&mut r, tmp.file());
+    if let Ok(n) = copied {
+        ticket.done.store(n, Ordering::Relaxed);
+    }
+    let kept = copied.map_err(Error::from).and_then(|_| {
+        tmp.persist(local)
+            .map_err(|e| Error::from(e).doing(format!("writing {}", local.display())))
+    });
+    watch().end(ticket, kept.is_ok());
+    kept?;
     Ok(Fetched::Done)
 }

@@ -26,9 +26,11 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 mod files;
+mod view;
 
 pub use files::{Fetched, fetch_file};
 use files::{Listener, Published};
+pub use view::serve_view;
 
 use super::time_service;
 use super::wire::{self, Answer, Body, DateTime, Field, GetFile, Op, Refusal, Request};

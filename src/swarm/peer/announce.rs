@@ -16,7 +16,7 @@ use crate::swarm::proto::{PeerInfo, TrackerRequest, TrackerResponse};
 use super::state::{Remote, State};
 use super::{
     MAX_WORKERS, Node, PEERS_REFRESH, SETTLED_ASKS, STARTING_FOR, STARTING_PEERS_REFRESH,
-    STUCK_AFTER, STUCK_REPEAT, TICK,
+    STATS_EVERY, STUCK_AFTER, STUCK_REPEAT, TICK,
 };
 
 impl Node {
@@ -62,6 +62,11 @@ impl Node {
         let mut quiet_asks = 0u32;
         let mut reported_complete = self.is_complete();
         let mut tracker_ok = registered;
+        // Stats go out while pieces move, and once more after they stop
+        // (rates of zero); not at all to a tracker that does not take them.
+        let mut next_stats = now + STATS_EVERY;
+        let mut stats_taken = true;
+        let mut told = (self.watch.moved_total(), self.have().count(), false);
         loop {
             let now = Instant::now();
             let complete = self.is_complete();
@@ -111,6 +116,30 @@ impl Node {
                     Err(e) => self.tracker_trouble(&mut tracker_ok, client, &e),
                 }
             }
+            if registered && stats_taken && now >= next_stats {
+                next_stats = now + STATS_EVERY;
+                let moved = (self.watch.moved_total(), self.have().count());
+                if (moved.0, moved.1) != (told.0, told.1) || told.2 {
+                    let stats = self.watch.stats(self.cfg.upload_limit);
+                    told = (moved.0, moved.1, stats.up_rate > 0 || stats.down_rate > 0);
+                    let req = TrackerRequest::Stats {
+                        swarm: self.id,
+                        port: self.local.port(),
+                        have: self.have(),
+                        stats,
+                    };
+                    match client.call(&req) {
+                        Ok(TrackerResponse::UnknownPeer) => {
+                            registered = false;
+                            next_ping = now;
+                        }
+                        Ok(_) => {}
+                        // A tracker of another version: it goes without.
+                        Err(Error::Remote(_)) => stats_taken = false,
+                        Err(e) => self.tracker_trouble(&mut tracker_ok, client, &e),
+                    }
+                }
+            }
             if !complete && now >= next_peers {
                 next_peers = now
                     + if starting && started.elapsed() < STARTING_FOR {
@@ -148,7 +177,7 @@ impl Node {
                 // link is cut hears from nobody, and says so.
                 self.say_if_stuck();
             }
-            let mut next = next_ping.min(next_report);
+            let mut next = next_ping.min(next_report).min(next_stats);
             if !complete {
                 next = next.min(next_peers);
             }

@@ -27,6 +27,7 @@ use crate::swarm::picker;
 use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
 use super::state::State;
+use super::watch::{Dir, Trouble};
 use super::{
     ENDGAME, FIRST_OVERDUE, HAVE_POLL_TIMEOUT, HAVE_REFRESH, IDLE_HAVE_REFRESH, KEEP_ALIVE,
     MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE, Node, OVERDUE_FACTOR, OVERDUE_GRACE, PIPELINE,
@@ -495,6 +496,7 @@ impl Node {
                 r.last_error = None;
             }
         }
+        let link = self.watch.open(Dir::Down, addr);
         let pending = &mut slot.pending;
         let mut last_have_ask: Option<Instant> = None;
         let mut buf: Vec<u8> = Vec::new();
@@ -587,7 +589,7 @@ impl Node {
                     index,
                     holders,
                     given_back,
-                    ..
+                    sent,
                 } => {
                     // From here until the answer settles it, every way out
                     // (`?`, a wrong answer, a panic) gives the piece back.
@@ -603,6 +605,7 @@ impl Node {
                                     "piece {index} announced as {len} bytes, it has {want}"
                                 )));
                             }
+                            link.piece(index.get());
                             buf.resize(want as usize, 0);
                             reader.read_exact(&mut buf, index, &mut on_late)?;
                             pace.done(&next, true);
@@ -611,12 +614,14 @@ impl Node {
                                 if claim.live {
                                     drop(claim.release());
                                 }
+                                self.watch.trouble(Trouble::Corrupt);
                                 self.log(&format!(
                                     "piece {index} from {addr} failed its check; not asking {addr} again"
                                 ));
                                 return Ok(End::Banned);
                             }
                             self.piece_done(claim, &buf, addr, holders)?;
+                            link.moved(index.get(), want, Some(sent.elapsed()));
                         }
                         PeerResponse::Missing { index: got } if got == index.get() => {
                             pace.done(&next, false);
@@ -788,6 +793,7 @@ impl Node {
                 let mut st = self.lock();
                 st.in_flight[slot] = st.in_flight[slot].saturating_sub(1);
             }
+            self.watch.trouble(Trouble::Duplicate);
             self.detail(&format!("piece {i} again from {from} (a duplicate)"));
             return Ok(());
         }
@@ -876,6 +882,7 @@ mod tests {
             request_interval: Duration::ZERO,
             upload_limit: None,
             level: Level::Normal,
+            http: None,
         };
         let local = "127.0.0.1:1".parse().unwrap();
         let node = Node::new(manifest, store, have, cfg, Shutdown::new(), local);

@@ -9,6 +9,8 @@
 //! - [`announce`]: the tracker loop (register, ping, report, peer lists,
 //!   leave), which also starts download workers.
 //! - [`download`]: one worker per remote, piece picking, verification.
+//! - [`watch`]: the peer's live view, counters and the traffic it tells
+//!   the tracker.
 //!
 //! Locks: `Node::state` and `Node::store` are never held together, and
 //! neither is held during socket I/O nor while logging. `Node::gate` is
@@ -18,6 +20,7 @@ mod announce;
 mod download;
 mod serve;
 mod state;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
@@ -103,6 +106,9 @@ const MAX_BACKOFF_DOUBLINGS: u32 = 3;
 const STUCK_AFTER: Duration = Duration::from_secs(3);
 /// ...and again every this long while it lasts.
 const STUCK_REPEAT: Duration = Duration::from_secs(15);
+/// How often, while pieces move, the tracker is told this peer's traffic
+/// (`Stats`, which its view shows).
+const STATS_EVERY: Duration = Duration::from_secs(1);
 /// Longest a periodic loop sleeps before looking at its clocks again.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -125,6 +131,8 @@ pub struct PeerConfig {
     /// Quiet: only data lines (`swarm`, `complete:`), warnings and errors.
     /// Verbose: also a line per piece received and per request sent.
     pub level: Level,
+    /// Serve a live view at this address (`--http`).
+    pub http: Option<String>,
 }
 
 /// Capped uploads waiting to reserve the bucket: each is `(rank, ticket)`,
@@ -151,6 +159,8 @@ pub(crate) struct Node {
     /// Our listening address (the port is what the tracker is told).
     local: SocketAddr,
     bar: Option<ProgressBar>,
+    /// The live view's counters, events and transfers.
+    pub(crate) watch: watch::Watch,
 }
 
 impl Node {
@@ -196,6 +206,7 @@ impl Node {
             shutdown,
             local,
             bar,
+            watch: watch::Watch::new(),
         })
     }
 
@@ -286,6 +297,10 @@ impl Node {
         let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
         let path = store.finish()?;
         drop(store);
+        self.watch.events.publish("complete", |m| {
+            m.insert("name".into(), self.manifest.name().as_str().into());
+            m.insert("pieces".into(), self.manifest.piece_count().into());
+        });
         self.data(&format!(
             "complete: {} (sha256 {}, {} pieces checked)",
             path.file_name()

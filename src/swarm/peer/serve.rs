@@ -15,6 +15,7 @@ use crate::server::{Server, Session};
 use crate::swarm::manifest::PieceIndex;
 use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
+use super::watch::{Dir, LinkGuard, Served, Trouble};
 use super::{Node, SEND_STALL, TICK};
 use crate::swarm::bucket::{Reservation, TokenBucket};
 
@@ -47,18 +48,29 @@ impl Node {
             self.warn(&format!("{peer}: {e}"));
             return;
         }
+        // Counted as a transfer once it asks for a piece (a connection
+        // that only polls `Have` moves none).
+        let mut link: Option<LinkGuard<'_>> = None;
         let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
         let mut buf = vec![0u8; chunk];
         conn.serve_requests::<PeerRequest, PeerResponse>(|conn, req| {
-            self.answer(conn, req, &mut buf)
+            self.answer(conn, req, &mut buf, &mut link, peer)
         });
     }
 
     /// Answers one request: what this peer holds, or a piece (its header
     /// and bytes, or why not).
-    fn answer(&self, conn: &mut Conn, req: PeerRequest, buf: &mut [u8]) -> Result<()> {
+    fn answer<'a>(
+        &'a self,
+        conn: &mut Conn,
+        req: PeerRequest,
+        buf: &mut [u8],
+        link: &mut Option<LinkGuard<'a>>,
+        peer: std::net::SocketAddr,
+    ) -> Result<()> {
         let resp = match req {
             PeerRequest::Have { swarm } if swarm == self.id => {
+                self.watch.served(Served::Have);
                 let st = self.lock();
                 PeerResponse::Have {
                     have: st.have.clone(),
@@ -67,16 +79,24 @@ impl Node {
                 }
             }
             PeerRequest::Piece { swarm, index } if swarm == self.id => {
+                self.watch.served(Served::Piece);
                 match self.manifest.index(index) {
                     None => PeerResponse::Error(format!(
                         "no piece {index}: the swarm has {} pieces",
                         self.manifest.piece_count()
                     )),
                     Some(i) => match self.start_upload(i) {
-                        Err(refusal) => refusal,
+                        Err(refusal) => {
+                            self.watch.trouble(match refusal {
+                                PeerResponse::Busy { .. } => Trouble::Busy,
+                                _ => Trouble::Missing,
+                            });
+                            refusal
+                        }
                         Ok(()) => {
+                            let link = link.get_or_insert_with(|| self.watch.open(Dir::Up, peer));
                             return self
-                                .send_piece(conn, i, buf)
+                                .send_piece(conn, i, buf, link)
                                 .map_err(|e| e.doing(format!("sending piece {i}")));
                         }
                     },
@@ -87,8 +107,6 @@ impl Node {
         conn.send(&resp)
     }
 
-    /// Sends piece `i`: its header, then its bytes read from disk in chunks,
-    /// paced by the upload bucket.
     /// Counts an upload of piece `i` in, or says why there is none: the
     /// piece is not held, or (upload capped) it is already on its way to
     /// another peer, who can pass it on; the cap is better spent on a piece
@@ -158,8 +176,18 @@ impl Node {
     }
 
     /// Sends piece `i` (counted in by `start_upload`), then counts it out.
-    fn send_piece(&self, conn: &mut Conn, i: PieceIndex, buf: &mut [u8]) -> Result<()> {
+    fn send_piece(
+        &self,
+        conn: &mut Conn,
+        i: PieceIndex,
+        buf: &mut [u8],
+        link: &LinkGuard<'_>,
+    ) -> Result<()> {
+        link.piece(i.get());
         let sent = self.send_piece_body(conn, i, buf);
+        if sent.is_ok() {
+            link.moved(i.get(), self.manifest.piece_len(i), None);
+        }
         let mut st = self.lock();
         st.sending[i.slot()] = st.sending[i.slot()].saturating_sub(1);
         if sent.is_ok()

@@ -53,3 +53,75 @@ fn the_servent_view_traces_each_query_and_counts_exactly() {
     assert_eq!(q["from"], neighbour);
     assert_eq!(q["duplicates_from"][0], neighbour);
 }
+
+#[test]
+fn any_servents_overlay_page_reads_the_others_hop_by_hop() {
+    let dir = TempDir::new("flood-overlay");
+    // A chain a <- b <- c (each links to the one before), every view at
+    // its servent's port + 7.
+    let mut procs: Vec<Proc> = Vec::new();
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        let kv = dir.sub("kv").join(format!("{name}.kv"));
+        fs::write(&kv, format!("k{i} v{i}\n")).unwrap();
+        let neighbours: Vec<String> = procs.last().map(|p| p.addr.clone()).into_iter().collect();
+        let mut p = servent(&kv, &neighbours, &["--http", "127.0.0.1:+7"]);
+        let line = p.wait_stdout(|l| l.starts_with("view on "));
+        let port: u16 = p.addr.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(line, format!("view on http://127.0.0.1:{}/", port + 7));
+        procs.push(p);
+    }
+    let view = |p: &Proc| {
+        let port: u16 = p.addr.rsplit(':').next().unwrap().parse().unwrap();
+        format!("http://127.0.0.1:{}/", port + 7)
+    };
+    let overlay = |p: &Proc| -> serde_json::Value {
+        let (status, body) = view_get(&view(p), "/overlay.json");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        serde_json::from_str(&body).unwrap()
+    };
+    // From c, every servent is reached over outgoing links.
+    let o = overlay(&procs[2]);
+    let addrs: Vec<&str> = o["servents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["addr"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = procs.iter().rev().map(|p| p.addr.as_str()).collect();
+    assert_eq!(addrs, want, "{o}");
+    assert_eq!(o["offset"], 7);
+    assert_eq!(o["unreached"], serde_json::json!([]));
+    // From a, its one link is incoming and not named yet.
+    let o = overlay(&procs[0]);
+    assert_eq!(o["servents"].as_array().unwrap().len(), 1, "{o}");
+    assert_eq!(o["unnamed_links"], 1);
+    // A topology query asked at c floods to a through b: a learns b's own
+    // address from the path, and a's page then reaches b (and c).
+    cmd(bin!("kv-query"))
+        .args([procs[2].addr.as_str(), "T", "--wait", "1"])
+        .run();
+    let o = wait_until(
+        "a's overlay to reach every servent",
+        || {
+            let o = overlay(&procs[0]);
+            (o["servents"].as_array()?.len() == 3).then_some(o)
+        },
+        || procs[0].dump(),
+    );
+    // The query's hops, named by the servents' own addresses.
+    let b = o["servents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["addr"] == procs[1].addr.as_str())
+        .unwrap();
+    let q = &b["queries"][0];
+    assert_eq!(q["query"], "topo");
+    assert_eq!(q["from"], procs[2].addr.as_str());
+    assert_eq!(
+        q["forwarded_to"],
+        serde_json::json!([procs[0].addr.as_str()])
+    );
+    let (_, page) = view_get(&view(&procs[0]), "/?overlay=1");
+    assert!(page.contains("overlay.json"));
+}
