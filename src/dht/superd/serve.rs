@@ -40,20 +40,20 @@ pub(super) fn handle(node: &Node, shutdown: &Shutdown, session: Session) {
 }
 
 fn serve_client(node: &Node, conn: &mut Conn, peer: SocketAddr) -> Result<()> {
-    // Who is at the other end, as the logs name it: the connection's
-    // address, or a supernode's listening address once it says so.
-    let mut who = peer.to_string();
+    // A supernode's listening address, once it says it is one: the logs
+    // and the view name it by that, else by the connection's address.
+    let mut member: Option<String> = None;
     while let Some(req) = conn.next_request::<SuperRequest, SuperResponse>()? {
         match req {
             SuperRequest::Member { addr } => {
-                who = format!("supernode {}", addr.chars().take(300).collect::<String>());
+                member = Some(addr.chars().take(300).collect());
             }
             SuperRequest::List => {
                 node.detail(format_args!("{peer}: list"));
                 list(node, conn)?;
             }
             SuperRequest::Upload { name, size, digest } => {
-                if !receive(node, conn, peer, &who, &name, size, digest)? {
+                if !receive(node, conn, peer, member.as_deref(), &name, size, digest)? {
                     return Ok(());
                 }
             }
@@ -93,7 +93,7 @@ fn receive(
     node: &Node,
     conn: &mut Conn,
     peer: SocketAddr,
-    who: &str,
+    member: Option<&str>,
     name: &FileName,
     size: u64,
     digest: FileDigest,
@@ -126,11 +126,14 @@ fn receive(
         }
     };
     conn.send(&SuperResponse::Ready)?;
-    node.note(format_args!("receiving {name} from {who}"));
+    match member {
+        Some(m) => node.note(format_args!("receiving {name} from supernode {m}")),
+        None => node.note(format_args!("receiving {name} from {peer}")),
+    }
     let bar = ProgressBar::hidden();
     let ticket = node.watch.begin(
         Kind::Upload,
-        &peer.to_string(),
+        &member.map_or_else(|| peer.to_string(), str::to_string),
         name,
         size,
         Some(bar.clone()),
