@@ -296,7 +296,7 @@ fn usage_sentence(err: &clap::Error, rendered: &str) -> String {
         if a.starts_with('-') {
             a.split([' ', '=']).next().unwrap_or(a).to_string()
         } else {
-            a.replace(['<', '>'], "").replace("...", "")
+            a.replace(['<', '>', '[', ']'], "").replace("...", "")
         }
     };
     let arg = text(ContextKind::InvalidArg).map(|a| arg_name(&a));
@@ -323,9 +323,10 @@ fn usage_sentence(err: &clap::Error, rendered: &str) -> String {
         }
         (ErrorKind::InvalidValue, Some(arg)) => {
             let value = text(ContextKind::InvalidValue).unwrap_or_default();
-            Some(match text(ContextKind::ValidValue) {
+            let valid = text(ContextKind::ValidValue).filter(|v| !v.is_empty());
+            Some(match valid {
+                _ if value.is_empty() => format!("{arg} needs a value"),
                 Some(valid) => format!("{value:?} is not one of {valid} ({arg})"),
-                None if value.is_empty() => format!("{arg} needs a value"),
                 None => format!("{value:?} is not a valid {arg}"),
             })
         }
@@ -412,6 +413,45 @@ pub fn describe(err: &anyhow::Error) -> String {
 mod tests {
     use super::*;
     use crate::output::mark_closed;
+
+    #[derive(Debug, clap::Parser)]
+    #[command(name = "tool")]
+    struct Toy {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "HOST:PORT", value_parser = parse_addr)]
+        peers: Vec<HostPort>,
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        wait: Option<Duration>,
+        #[arg(long, value_name = "N")]
+        count: Option<u8>,
+    }
+
+    fn sentence(args: &[&str]) -> String {
+        use clap::Parser;
+        let err =
+            Toy::try_parse_from(std::iter::once("tool").chain(args.iter().copied())).unwrap_err();
+        usage_sentence(&err, &err.render().to_string())
+    }
+
+    #[test]
+    fn argument_mistakes_are_one_sentence_each() {
+        assert_eq!(sentence(&[]), "missing NAME");
+        assert_eq!(
+            sentence(&["n", "127.0.0.1"]),
+            "missing port in \"127.0.0.1\" (expected HOST:PORT)"
+        );
+        assert_eq!(
+            sentence(&["n", "--wait", "soon"]),
+            "--wait: \"soon\" is not a length of time (seconds like 5 or 0.5, or 250ms, 2m, 1h)"
+        );
+        assert_eq!(
+            sentence(&["n", "--count", "300"]),
+            "--count: 300 is not in 0..=255"
+        );
+        assert_eq!(sentence(&["n", "--frob"]), "unknown option --frob");
+        assert_eq!(sentence(&["n", "--wait"]), "--wait needs a value");
+    }
 
     #[test]
     fn times_read_as_seconds_or_with_a_unit() {
