@@ -182,6 +182,6 @@ step "chain, --ttl 4: ?servent reaches s1, s2, s3, s4, s5 (five servents)" \
     test "$(values reach4 | tr '\n' ' ')" = "s1 s2 s3 s4 s5 "
 O=$(origin_of reach4)
 step "chain, --ttl 4: s5 stopped the flood, s6 never saw it" \
-    test "$(grep -cxF "stopped $O seq 0" "$RUN/c_s5.out"):$(grep -c "$O" "$RUN/c_s6.out")" = "1:0"
+    test "$(grep -cxF "stopped $O seq $S0" "$RUN/c_s5.out"):$(grep -c "$O" "$RUN/c_s6.out")" = "1:0"
 
 summary
