@@ -130,6 +130,9 @@ fn peer_script(server_port: u16, share: &Path, script: &str) -> Vec<String> {
         .args(["--listen-ip", "127.0.0.1"])
         .arg("--share")
         .arg(share)
+        // GET_FILE's local names are relative: they land in the share
+        // folder, never in the crate's own.
+        .cwd(share)
         .stdin(script)
         .run()
         .ok();
