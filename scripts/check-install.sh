@@ -21,7 +21,7 @@ echo "check-install: $command --root $tmp (bin/rls -> rustup)"
 # shellcheck disable=SC2086 # the README's command, split into words
 $command --root "$tmp" --quiet
 test ! -L "$tmp/bin/rls"
-"$tmp/bin/rls" --version | grep -q '^peerkit '
+"$tmp/bin/rls" --version | grep -q '^rls [0-9]'
 test "$("$tmp/bin/rustup")" = "fake rustup"
 for f in src/bin/*.rs; do
     test -x "$tmp/bin/$(basename "$f" .rs)"
