@@ -21,7 +21,8 @@ echo "check-install: $command --root $tmp (bin/rls -> rustup)"
 # shellcheck disable=SC2086 # the README's command, split into words
 $command --root "$tmp" --quiet
 test ! -L "$tmp/bin/rls"
-"$tmp/bin/rls" --version | grep -q '^rls [0-9]'
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+test "$("$tmp/bin/rls" --version)" = "rls $version"
 test "$("$tmp/bin/rustup")" = "fake rustup"
 for f in src/bin/*.rs; do
     test -x "$tmp/bin/$(basename "$f" .rs)"
