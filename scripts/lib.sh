@@ -79,6 +79,10 @@ wait_count() {
 start() {
     local name=$1
     shift
+    # Emptied here, not only by the child's redirection: a restart under the
+    # same name must not find the last run's readiness line.
+    : >"$RUN/$name.out"
+    : >"$RUN/$name.err"
     if [ -n "${TMUX_LAYOUT:-}" ]; then
         # A tmux layout's daemons outlive the terminal that started them
         # (detached sessions): a session of their own, no hangup.

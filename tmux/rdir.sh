@@ -61,7 +61,7 @@ pane_client() {
     say
     say "-- a slow stateless listing; its server restarts after 100 entries"
     : >"$RUN/slow.txt"
-    rls --port "$sl" --batch 20 --pause-ms 100 many | tee "$RUN/slow.txt" | tail -n 3 &
+    rls --port "$sl" --batch 20 --pause 100ms many | tee "$RUN/slow.txt" | tail -n 3 &
     local pid=$!
     wait_count "$RUN/slow.txt" . 100 30
     local page
@@ -74,7 +74,7 @@ pane_client() {
     say
     say "-- a slow stateful listing; its server restarts after 60 entries"
     : >"$RUN/slowful.txt"
-    rls --mode stateful --port "$sf" --batch 20 --pause-ms 100 many >"$RUN/slowful.txt" &
+    rls --mode stateful --port "$sf" --batch 20 --pause 100ms many >"$RUN/slowful.txt" &
     pid=$!
     wait_count "$RUN/slowful.txt" . 60 30
     page=$(page_of stateful)

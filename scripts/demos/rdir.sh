@@ -56,7 +56,7 @@ restart() {
 # across a restart of its server.
 listing_survives_restart() {
     : >"$RUN/slow.txt"
-    rls --port "$PORT_stateless" --batch 20 --pause-ms 100 many >"$RUN/slow.txt" 2>"$RUN/slow.err" &
+    rls --port "$PORT_stateless" --batch 20 --pause 100ms many >"$RUN/slow.txt" 2>"$RUN/slow.err" &
     local pid=$!
     wait_count "$RUN/slow.txt" . 100 30 || return 1
     restart stateless stateless || return 1
@@ -70,7 +70,7 @@ listing_survives_restart() {
 # its server restarts: the new server refuses the old handle.
 handle_refused_after_restart() {
     : >"$RUN/slowful.txt"
-    rls --mode stateful --port "$PORT_stateful" --batch 20 --pause-ms 100 many \
+    rls --mode stateful --port "$PORT_stateful" --batch 20 --pause 100ms many \
         >"$RUN/slowful.txt" 2>"$RUN/slowful.err" &
     local pid=$!
     wait_count "$RUN/slowful.txt" . 60 30 || return 1
