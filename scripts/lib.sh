@@ -118,6 +118,22 @@ view_of() {
     printf '%s %s\n' "$2" "$url" >>"$RUN/views.txt"
 }
 
+# view_in_pane PANE LABEL: view_of for an interactive program whose stdout
+# is its pane (nap-peer): waits (up to 60 s) for the "view on" line on the
+# pane's screen.
+view_in_pane() {
+    local i url
+    for i in $(seq 300); do
+        url=$(tmx capture-pane -pJ -t "$1" 2>/dev/null | sed -n 's/^view on \(http[^ ]*\).*/\1/p' | head -n1)
+        if [ -n "$url" ]; then
+            printf '%s %s\n' "$2" "$url" >>"$RUN/views.txt"
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
 # view_later LABEL FILE: view_of in the background, for a daemon that a
 # pane starts later.
 view_later() {

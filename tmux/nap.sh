@@ -21,12 +21,14 @@ printf 'notes of ana\n' >"$RUN/ana/notes.txt"
 printf 'a song of bo\n' >"$RUN/bo/song.txt"
 
 peer() {
-    echo "cd $RUN/$1 && echo \"peer $1: shares $RUN/$1 (try: REGISTER $1, CONNECT $1, PUBLISH $2, LIST_USERS, LIST_CONTENT $3, GET_FILE ...)\" && $BIN/nap-peer -s 127.0.0.1 -p $PORT_server --share $RUN/$1 --time-url http://$ADDR_time/ --listen-ip 127.0.0.1"
+    echo "cd $RUN/$1 && echo \"peer $1: shares $RUN/$1 (try: REGISTER $1, CONNECT $1, PUBLISH $2, LIST_USERS, LIST_CONTENT $3, GET_FILE ...)\" && $BIN/nap-peer -s 127.0.0.1 -p $PORT_server --share $RUN/$1 --time-url http://$ADDR_time/ --listen-ip 127.0.0.1 --http $VIEW_HOST:0"
 }
 
 tmux_open "nap" "peer 1 (ana)" "$(peer ana "notes.txt my notes" bo)"
 tmux_pane "peer 2 (bo)" "$(peer bo "song.txt a song" ana)"
 tmux_pane "nap-server $ADDR_server  page $VIEW_server" "echo \"nap-time on $ADDR_time (page $VIEW_time): GET http://$ADDR_time/ or the WSDL at http://$ADDR_time/?wsdl\"; tail -n +1 -f $RUN/server.out $RUN/server.err"
 tmux_pane "nap-log $ADDR_log  page $VIEW_log" "tail -n +1 -f $RUN/log.out $RUN/log.err"
-tmux_show 3
+view_in_pane "$TMUX_SESSION:0.0" "nap-peer ana" || exit 1
+view_in_pane "$TMUX_SESSION:0.1" "nap-peer bo" || exit 1
+tmux_show 5
 tmux_keep

@@ -94,7 +94,7 @@ for demo in nap flood balance rdir swarm; do
     step "$demo: session runs" t has-session -t "$SESSION"
     case $demo in
         nap)
-            step "nap: 3 pages listed and answering" pages_answer 3
+            step "nap: 5 pages listed and answering" pages_answer 5
             step "nap: 4 panes of at least 60x14 at 128x36" panes_at_least 60 14
             ;;
         flood) step "flood: 6 pages listed and answering" pages_answer 6 ;;
@@ -111,7 +111,10 @@ for demo in nap flood balance rdir swarm; do
                 bash -c "for i in \$(seq 900); do [ -e '$FOLDER/client-done' ] && exit 0; sleep 0.2; done; exit 1"
             step "rdir: a restarted server keeps its page" pages_answer 3
             ;;
-        swarm) step "swarm: 6 panes" test "$(t list-panes -t "$SESSION" | wc -l)" -eq 6 ;;
+        swarm)
+            step "swarm: 6 panes" test "$(t list-panes -t "$SESSION" | wc -l)" -eq 6
+            step "swarm: 6 pages (tracker, seed, 4 peers) listed and answering" pages_answer 6
+            ;;
     esac
     step "$demo: ending the session stops its daemons and removes its folder" ended_and_tidied
 done
@@ -130,6 +133,6 @@ sed 's/^/    /' "$OUT"
 SESSION=$(sed -n 's/.* attach -t //p' "$OUT" | head -n1)
 FOLDER=$(sed -n 's/^folder: \([^ ]*\).*/\1/p' "$OUT" | head -n1)
 step "view: returns with the pages to open" [ "$rc" -eq 0 ]
-step "view: nap-server, nap-time and nap-log pages answer" pages_answer 3
+step "view: nap-server, nap-time, nap-log and both peers' pages answer" pages_answer 5
 step "view: ending the session tidies up" ended_and_tidied
 summary
