@@ -312,6 +312,14 @@ tmux_show() {
         say "folder: $RUN (removed when the session ends, unless KEEP=1)"
     fi
 }
+# tmux_abort WHAT: a layout could not start WHAT: ends its session, stops
+# its daemons, keeps the run folder for inspection, exits 1.
+tmux_abort() {
+    say "demo failed: $1; logs kept in $RUN" >&2
+    [ -n "$TMUX_SESSION" ] && tmx kill-session -t "$TMUX_SESSION" 2>/dev/null
+    exit 1
+}
+
 # tmux_finish: after the session ended: stop the daemons, drop the folder.
 tmux_finish() {
     cleanup

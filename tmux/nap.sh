@@ -28,7 +28,7 @@ tmux_open "nap" "peer 1 (ana)" "$(peer ana "notes.txt my notes" bo)"
 tmux_pane "peer 2 (bo)" "$(peer bo "song.txt a song" ana)"
 tmux_pane "nap-server $ADDR_server  page $VIEW_server" "echo \"nap-time on $ADDR_time (page $VIEW_time): GET http://$ADDR_time/ or the WSDL at http://$ADDR_time/?wsdl\"; tail -n +1 -f $RUN/server.out $RUN/server.err"
 tmux_pane "nap-log $ADDR_log  page $VIEW_log" "tail -n +1 -f $RUN/log.out $RUN/log.err"
-view_in_pane "$TMUX_SESSION:0.0" "nap-peer ana" || exit 1
-view_in_pane "$TMUX_SESSION:0.1" "nap-peer bo" || exit 1
+view_in_pane "$TMUX_SESSION:0.0" "nap-peer ana" || tmux_abort "nap-peer ana (no page)"
+view_in_pane "$TMUX_SESSION:0.1" "nap-peer bo" || tmux_abort "nap-peer bo (no page)"
 tmux_show 5
 tmux_keep

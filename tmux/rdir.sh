@@ -122,7 +122,7 @@ tmx display-message -p -t "$TMUX_SESSION" '#{pane_id}' >"$RUN/pane-stateless"
 tmux_pane "rdird rpc" "$me server rpc"
 tmux_pane "client" "$me client"
 for mode in stateful stateless rpc; do
-    view_of "$mode" "rdird $mode" "$RUN/$mode.out" || exit 1
+    view_of "$mode" "rdird $mode" "$RUN/$mode.out" || tmux_abort "rdird $mode"
 done
 tmux_show 3
 tmux_keep

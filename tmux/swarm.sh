@@ -17,13 +17,13 @@ mkdir -p "$RUN/seed"
 head -c "$((SIZE_MIB << 20))" /dev/urandom >"$RUN/seed/movie.bin"
 
 tmux_open swarm "tracker" "echo tracker; $BIN/bt-tracker --listen 127.0.0.1:0 --cleanup-interval 6 --http $VIEW_HOST:0 | tee $RUN/tracker.out"
-wait_line "$RUN/tracker.out" '^listening on ' 30 || exit 2
+wait_line "$RUN/tracker.out" '^listening on ' 30 || tmux_abort "bt-tracker"
 TRACKER=$(grep -m1 '^listening on ' "$RUN/tracker.out" | sed 's/^listening on //')
 
-view_of tracker "bt-tracker" "$RUN/tracker.out" || exit 2
+view_of tracker "bt-tracker" "$RUN/tracker.out" || tmux_abort "bt-tracker's page"
 tmux_pane "seed" "echo seed; $BIN/bt-peer share $RUN/seed/movie.bin --tracker $TRACKER --listen 127.0.0.1:0 --piece-size 128K --upload-limit 1M $PERIODS --http $VIEW_HOST:0 | tee $RUN/seed.out"
-wait_line "$RUN/seed.out" '^swarm ' 60 || exit 2
-view_of seed "bt-peer seed" "$RUN/seed.out" || exit 2
+wait_line "$RUN/seed.out" '^swarm ' 60 || tmux_abort "the seed"
+view_of seed "bt-peer seed" "$RUN/seed.out" || tmux_abort "the seed's page"
 
 for i in 1 2 3 4; do
     mkdir -p "$RUN/peer$i"
