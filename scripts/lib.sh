@@ -3,7 +3,11 @@
 #   demo_init NAME         fresh git-ignored run folder in $RUN, builds release binaries
 #   start NAME CMD...      runs CMD in the background (stdout $RUN/NAME.out,
 #                          stderr $RUN/NAME.err), waits for its "listening on"
-#                          line and sets ADDR_NAME / PORT_NAME
+#                          line and sets ADDR_NAME / PORT_NAME; with --http in
+#                          CMD also its "view on" line: VIEW_NAME, views.txt
+#   "${HTTP[@]}"           --http on $VIEW_HOST (127.0.0.1), port 0
+#   view_of, view_later, view_in_pane   a page started another way, in views.txt
+#   skipped WHAT WHY       SKIPPED line, and into $PEERKIT_SKIPPED
 #   wait_line FILE ERE [SECS]   waits until FILE has a line matching ERE
 #   wait_count FILE ERE N [SECS]  waits until FILE has N lines matching ERE
 #   step DESC CMD...       runs CMD, prints "ok - DESC" or "FAIL - DESC"
@@ -11,6 +15,8 @@
 #                          removes $RUN after a passing run unless KEEP=1
 #
 # Every background process is killed when the sourcing script exits.
+# The tmux layouts' helpers (tmux_open, tmux_pane, tmux_show, tmux_keep)
+# are described where they are defined, below.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${BIN:-$ROOT/target/release}
