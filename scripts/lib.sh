@@ -3,7 +3,11 @@
 #   demo_init NAME         fresh git-ignored run folder in $RUN, builds release binaries
 #   start NAME CMD...      runs CMD in the background (stdout $RUN/NAME.out,
 #                          stderr $RUN/NAME.err), waits for its "listening on"
-#                          line and sets ADDR_NAME / PORT_NAME
+#                          line and sets ADDR_NAME / PORT_NAME; with --http in
+#                          CMD also its "view on" line: VIEW_NAME, views.txt
+#   "${HTTP[@]}"           --http on $VIEW_HOST (127.0.0.1), port 0
+#   view_of, view_later, view_in_pane   a page started another way, in views.txt
+#   skipped WHAT WHY       SKIPPED line, and into $PEERKIT_SKIPPED
 #   wait_line FILE ERE [SECS]   waits until FILE has a line matching ERE
 #   wait_count FILE ERE N [SECS]  waits until FILE has N lines matching ERE
 #   step DESC CMD...       runs CMD, prints "ok - DESC" or "FAIL - DESC"
@@ -11,6 +15,8 @@
 #                          removes $RUN after a passing run unless KEEP=1
 #
 # Every background process is killed when the sourcing script exits.
+# The tmux layouts' helpers (tmux_open, tmux_pane, tmux_show, tmux_keep)
+# are described where they are defined, below.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${BIN:-$ROOT/target/release}
@@ -79,6 +85,10 @@ wait_count() {
 start() {
     local name=$1
     shift
+    # Emptied here, not only by the child's redirection: a restart under the
+    # same name must not find the last run's readiness line.
+    : >"$RUN/$name.out"
+    : >"$RUN/$name.err"
     if [ -n "${TMUX_LAYOUT:-}" ]; then
         # A tmux layout's daemons outlive the terminal that started them
         # (detached sessions): a session of their own, no hangup.
@@ -112,6 +122,22 @@ view_of() {
     url=$(grep -m1 '^view on ' "$3" | sed 's/^view on //')
     eval "VIEW_$1=\$url"
     printf '%s %s\n' "$2" "$url" >>"$RUN/views.txt"
+}
+
+# view_in_pane PANE LABEL: view_of for an interactive program whose stdout
+# is its pane (nap-peer): waits (up to 60 s) for the "view on" line on the
+# pane's screen.
+view_in_pane() {
+    local i url
+    for i in $(seq 300); do
+        url=$(tmx capture-pane -pJ -t "$1" 2>/dev/null | sed -n 's/^view on \(http[^ ]*\).*/\1/p' | head -n1)
+        if [ -n "$url" ]; then
+            printf '%s %s\n' "$2" "$url" >>"$RUN/views.txt"
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
 }
 
 # view_later LABEL FILE: view_of in the background, for a daemon that a
@@ -292,6 +318,14 @@ tmux_show() {
         say "folder: $RUN (removed when the session ends, unless KEEP=1)"
     fi
 }
+# tmux_abort WHAT: a layout could not start WHAT: ends its session, stops
+# its daemons, keeps the run folder for inspection, exits 1.
+tmux_abort() {
+    say "demo failed: $1; logs kept in $RUN" >&2
+    [ -n "$TMUX_SESSION" ] && tmx kill-session -t "$TMUX_SESSION" 2>/dev/null
+    exit 1
+}
+
 # tmux_finish: after the session ended: stop the daemons, drop the folder.
 tmux_finish() {
     cleanup

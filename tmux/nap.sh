@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The Napster-like directory in tmux: nap-server, nap-time and nap-log each
-# showing their lines, and two interactive peers (ana and bo) sharing their
-# own folders. Try in ana's pane: REGISTER ana, CONNECT ana, PUBLISH
+# The Napster-like directory in tmux, four panes in a 2x2 grid (readable on
+# a 1280x720 projector): two interactive peers (ana and bo) sharing their
+# own folders above, nap-server's and nap-log's lines below; nap-time runs
+# behind them (its address and WSDL in the server pane). Try in ana's pane: REGISTER ana, CONNECT ana, PUBLISH
 # notes.txt my notes; in bo's: REGISTER bo, CONNECT bo, LIST_USERS,
 # LIST_CONTENT ana, GET_FILE ana notes.txt copy.txt, QUIT.
 # The daemons serve their pages (--http); their addresses are printed and
@@ -20,13 +21,14 @@ printf 'notes of ana\n' >"$RUN/ana/notes.txt"
 printf 'a song of bo\n' >"$RUN/bo/song.txt"
 
 peer() {
-    echo "cd $RUN/$1 && echo \"peer $1: shares $RUN/$1 (try: REGISTER $1, CONNECT $1, PUBLISH $2, LIST_USERS, LIST_CONTENT $3, GET_FILE ...)\" && $BIN/nap-peer -s 127.0.0.1 -p $PORT_server --share $RUN/$1 --time-url http://$ADDR_time/ --listen-ip 127.0.0.1"
+    echo "cd $RUN/$1 && echo \"peer $1: shares $RUN/$1 (try: REGISTER $1, CONNECT $1, PUBLISH $2, LIST_USERS, LIST_CONTENT $3, GET_FILE ...)\" && $BIN/nap-peer -s 127.0.0.1 -p $PORT_server --share $RUN/$1 --time-url http://$ADDR_time/ --listen-ip 127.0.0.1 --http $VIEW_HOST:0"
 }
 
-tmux_open "nap" "nap-server $ADDR_server  page $VIEW_server" "tail -n +1 -f $RUN/server.out $RUN/server.err"
-tmux_pane "nap-time $ADDR_time  page $VIEW_time" "echo \"GET http://$ADDR_time/ or the WSDL at http://$ADDR_time/?wsdl\"; tail -n +1 -f $RUN/time.out $RUN/time.err"
-tmux_pane "nap-log $ADDR_log  page $VIEW_log" "tail -n +1 -f $RUN/log.out $RUN/log.err"
-tmux_pane "peer 1 (ana)" "$(peer ana "notes.txt my notes" bo)"
+tmux_open "nap" "peer 1 (ana)" "$(peer ana "notes.txt my notes" bo)"
 tmux_pane "peer 2 (bo)" "$(peer bo "song.txt a song" ana)"
-tmux_show 3
+tmux_pane "nap-server $ADDR_server  page $VIEW_server" "echo \"nap-time on $ADDR_time (page $VIEW_time): GET http://$ADDR_time/ or the WSDL at http://$ADDR_time/?wsdl\"; tail -n +1 -f $RUN/server.out $RUN/server.err"
+tmux_pane "nap-log $ADDR_log  page $VIEW_log" "tail -n +1 -f $RUN/log.out $RUN/log.err"
+view_in_pane "$TMUX_SESSION:0.0" "nap-peer ana" || tmux_abort "nap-peer ana (no page)"
+view_in_pane "$TMUX_SESSION:0.1" "nap-peer bo" || tmux_abort "nap-peer bo (no page)"
+tmux_show 5
 tmux_keep

@@ -61,7 +61,7 @@ pane_client() {
     say
     say "-- a slow stateless listing; its server restarts after 100 entries"
     : >"$RUN/slow.txt"
-    rls --port "$sl" --batch 20 --pause-ms 100 many | tee "$RUN/slow.txt" | tail -n 3 &
+    rls --port "$sl" --batch 20 --pause 100ms many | tee "$RUN/slow.txt" | tail -n 3 &
     local pid=$!
     wait_count "$RUN/slow.txt" . 100 30
     local page
@@ -74,7 +74,7 @@ pane_client() {
     say
     say "-- a slow stateful listing; its server restarts after 60 entries"
     : >"$RUN/slowful.txt"
-    rls --mode stateful --port "$sf" --batch 20 --pause-ms 100 many >"$RUN/slowful.txt" &
+    rls --mode stateful --port "$sf" --batch 20 --pause 100ms many >"$RUN/slowful.txt" &
     pid=$!
     wait_count "$RUN/slowful.txt" . 60 30
     page=$(page_of stateful)
@@ -122,7 +122,7 @@ tmx display-message -p -t "$TMUX_SESSION" '#{pane_id}' >"$RUN/pane-stateless"
 tmux_pane "rdird rpc" "$me server rpc"
 tmux_pane "client" "$me client"
 for mode in stateful stateless rpc; do
-    view_of "$mode" "rdird $mode" "$RUN/$mode.out" || exit 1
+    view_of "$mode" "rdird $mode" "$RUN/$mode.out" || tmux_abort "rdird $mode"
 done
 tmux_show 3
 tmux_keep

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The tmux layouts, checked without a terminal on a private tmux server
 # (tmux -L): each demo returns at once, detached, saying how to attach and
-# listing its daemons' pages, which answer; the balance layout keeps every
-# pane at least 60x14 on a 1280x720 screen (128x36 cells); the balance and
+# listing its daemons' pages, which answer; the balance and nap layouts keep
+# every pane at least 60x14 on a 1280x720 screen (128x36 cells); the balance and
 # rdir client panes finish their steps; ending the session stops the
 # daemons and removes the run folder (KEEP=1 keeps it); and
 # `scripts/test.sh view DEMO` prints the pages to open.
@@ -93,7 +93,10 @@ for demo in nap flood balance rdir swarm; do
     step "$demo: says how to attach" grep -q "attach -t $SESSION\$" "$OUT"
     step "$demo: session runs" t has-session -t "$SESSION"
     case $demo in
-        nap) step "nap: 3 pages listed and answering" pages_answer 3 ;;
+        nap)
+            step "nap: 5 pages listed and answering" pages_answer 5
+            step "nap: 4 panes of at least 60x14 at 128x36" panes_at_least 60 14
+            ;;
         flood) step "flood: 6 pages listed and answering" pages_answer 6 ;;
         balance)
             step "balance: 4 pages listed and answering" pages_answer 4
@@ -108,7 +111,10 @@ for demo in nap flood balance rdir swarm; do
                 bash -c "for i in \$(seq 900); do [ -e '$FOLDER/client-done' ] && exit 0; sleep 0.2; done; exit 1"
             step "rdir: a restarted server keeps its page" pages_answer 3
             ;;
-        swarm) step "swarm: 6 panes" test "$(t list-panes -t "$SESSION" | wc -l)" -eq 6 ;;
+        swarm)
+            step "swarm: 6 panes" test "$(t list-panes -t "$SESSION" | wc -l)" -eq 6
+            step "swarm: 6 pages (tracker, seed, 4 peers) listed and answering" pages_answer 6
+            ;;
     esac
     step "$demo: ending the session stops its daemons and removes its folder" ended_and_tidied
 done
@@ -127,6 +133,6 @@ sed 's/^/    /' "$OUT"
 SESSION=$(sed -n 's/.* attach -t //p' "$OUT" | head -n1)
 FOLDER=$(sed -n 's/^folder: \([^ ]*\).*/\1/p' "$OUT" | head -n1)
 step "view: returns with the pages to open" [ "$rc" -eq 0 ]
-step "view: nap-server, nap-time and nap-log pages answer" pages_answer 3
+step "view: nap-server, nap-time, nap-log and both peers' pages answer" pages_answer 5
 step "view: ending the session tidies up" ended_and_tidied
 summary

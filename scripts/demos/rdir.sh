@@ -56,7 +56,7 @@ restart() {
 # across a restart of its server.
 listing_survives_restart() {
     : >"$RUN/slow.txt"
-    rls --port "$PORT_stateless" --batch 20 --pause-ms 100 many >"$RUN/slow.txt" 2>"$RUN/slow.err" &
+    rls --port "$PORT_stateless" --batch 20 --pause 100ms many >"$RUN/slow.txt" 2>"$RUN/slow.err" &
     local pid=$!
     wait_count "$RUN/slow.txt" . 100 30 || return 1
     restart stateless stateless || return 1
@@ -70,7 +70,7 @@ listing_survives_restart() {
 # its server restarts: the new server refuses the old handle.
 handle_refused_after_restart() {
     : >"$RUN/slowful.txt"
-    rls --mode stateful --port "$PORT_stateful" --batch 20 --pause-ms 100 many \
+    rls --mode stateful --port "$PORT_stateful" --batch 20 --pause 100ms many \
         >"$RUN/slowful.txt" 2>"$RUN/slowful.err" &
     local pid=$!
     wait_count "$RUN/slowful.txt" . 60 30 || return 1
@@ -87,6 +87,16 @@ c_client() {
     rls --mode rpc docs >"$RUN/rpc.txt" || return 1
     say "   rls-c listed $(wc -l <"$RUN/c.txt") entries, byte-identical to rls --mode rpc"
     cmp -s "$RUN/c.txt" "$RUN/rpc.txt"
+}
+
+# course_rls DESIGN PORT DIR: the course's rls.c, linked against DESIGN's
+# dirops library, lists DIR as rls --mode DESIGN does, byte for byte.
+course_rls() {
+    local design=$1 port=$2 dir=$3
+    SERVIDOR=127.0.0.1 PUERTO=$port "$RUN/dirops/$design/rls" "$dir" >"$RUN/course.txt" || return 1
+    rls --mode "$design" --port "$port" "$dir" >"$RUN/ours.txt" || return 1
+    say "   rls.c ($design) listed $(wc -l <"$RUN/course.txt") entries of $dir"
+    cmp -s "$RUN/course.txt" "$RUN/ours.txt"
 }
 
 rdir_demo() {
@@ -125,8 +135,18 @@ rdir_demo() {
         rpcinfo -p 127.0.0.1 >/dev/null 2>&1; then
         step "the rpcgen-built C client lists docs through rpcbind" c_client
     else
-        say "skipped: the rpcgen C client (no rpcgen, gcc, libtirpc-dev or rpcbind:"
-        say "         scripts/install-deps.sh rpc installs them); $(tail -1 "$RUN/c-build.log")"
+        skipped "rdir demo: the rpcgen C client" \
+            "no rpcgen, gcc, libtirpc-dev or rpcbind (scripts/install-deps.sh rpc); $(tail -1 "$RUN/c-build.log")"
+    fi
+    if "$ROOT/scripts/build-dirops.sh" "$RUN/dirops" >"$RUN/dirops-build.log" 2>&1; then
+        step "the course's rls.c over dirops.h lists many (stateful)" \
+            course_rls stateful "$PORT_stateful" many
+        step "the course's rls.c over dirops.h lists many (stateless)" \
+            course_rls stateless "$PORT_stateless" many
+        step "the course's rls.c over dirops.h lists many (rpc)" course_rls rpc "$PORT_rpc" many
+    else
+        skipped "rdir demo: the dirops C library" \
+            "no C compiler, rpcgen or libtirpc-dev (scripts/install-deps.sh rpc); $(tail -1 "$RUN/dirops-build.log")"
     fi
     say "logs: $RUN/*.out, $RUN/*.err"
     summary

@@ -276,7 +276,7 @@ int dirops_recv(int fd, unsigned char **payload, size_t *len)
     return 0;
 }
 
-static int connect_to_server(void)
+static int connect_to_server(int quiet)
 {
     struct addrinfo hints, *res, *ai;
     struct timeval tv = {IO_SECS, 0};
@@ -293,7 +293,8 @@ static int connect_to_server(void)
     hints.ai_socktype = SOCK_STREAM;
     rc = getaddrinfo(dirops_host(), port, &hints, &res);
     if (rc != 0) {
-        dirops_warn("%s: %s", dirops_server(), gai_strerror(rc));
+        if (!quiet)
+            dirops_warn("%s: %s", dirops_server(), gai_strerror(rc));
         errno = EHOSTUNREACH;
         return -1;
     }
@@ -318,7 +319,7 @@ static int connect_to_server(void)
     return fd;
 }
 
-int dirops_open(const char *protocol)
+int dirops_open(const char *protocol, int quiet)
 {
     struct dirops_buf b = {0};
     struct dirops_rd r;
@@ -327,10 +328,10 @@ int dirops_open(const char *protocol)
     uint64_t variant = 99, version = 0;
     const unsigned char *reason;
     size_t nreason;
-    int fd = connect_to_server();
+    int fd = connect_to_server(quiet);
 
     if (fd < 0) {
-        if (errno != EINVAL && errno != EHOSTUNREACH)
+        if (!quiet && errno != EINVAL && errno != EHOSTUNREACH)
             dirops_warn("%s: %s", dirops_server(), strerror(errno));
         return -1;
     }

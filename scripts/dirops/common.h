@@ -44,8 +44,9 @@ int dirops_get_varint(struct dirops_rd *r, uint64_t *v);
 int dirops_get_bytes(struct dirops_rd *r, const unsigned char **p, size_t *n);
 
 /* Connects to $SERVIDOR:$PUERTO (default port 7654) with timeouts and
- * says hello for `protocol` (version 1); the socket, or -1 with a message. */
-int dirops_open(const char *protocol);
+ * says hello for `protocol` (version 1); the socket, or -1 with a message
+ * (none for a failed connect when `quiet`: a caller trying again). */
+int dirops_open(const char *protocol, int quiet);
 /* Sends `b` as one frame; 0 or -1. */
 int dirops_send(int fd, const struct dirops_buf *b);
 /* Receives one frame into *payload (malloc'd); 0, or -1 with errno. */

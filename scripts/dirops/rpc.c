@@ -121,8 +121,9 @@ static int fetch(RDIR *d)
         }
         if (!d->started) {
             dirops_warn("%s: %s: %s", dirops_host(), d->path, why);
-            d->failed = EIO;
-            errno = EIO;
+            /* The system's reason when there is one (connection refused). */
+            d->failed = rpc_createerr.cf_error.re_errno ? rpc_createerr.cf_error.re_errno : EIO;
+            errno = d->failed;
             return -1;
         }
         if (deadline == 0)

@@ -39,7 +39,7 @@ static int exchange(RDIR *d, const struct dirops_buf *req, unsigned char **paylo
     int attempt;
 
     for (attempt = 0; attempt < 2; attempt++) {
-        if (d->fd < 0 && (d->fd = dirops_open(PROTOCOL)) < 0)
+        if (d->fd < 0 && (d->fd = dirops_open(PROTOCOL, 0)) < 0)
             return -1;
         if (dirops_send(d->fd, req) == 0 && dirops_recv(d->fd, payload, &len) == 0) {
             r->p = *payload;

@@ -55,7 +55,7 @@ static int fetch(RDIR *d)
     dirops_put_varint(&req, dirops_batch());
     for (;;) {
         if (d->fd < 0)
-            d->fd = dirops_open(PROTOCOL);
+            d->fd = dirops_open(PROTOCOL, d->started);
         if (d->fd >= 0 && dirops_send(d->fd, &req) == 0 &&
             dirops_recv(d->fd, &payload, &len) == 0)
             break;
