@@ -54,6 +54,33 @@ fn the_servent_view_traces_each_query_and_counts_exactly() {
     assert_eq!(q["duplicates_from"][0], neighbour);
 }
 
+/// A servent whose view listens at its own port + 7. The kernel picks the
+/// servent's port, so that one may already be another program's: the
+/// servent then says so and exits, and a fresh start picks another port.
+fn servent_with_view_at_plus_7(kv: &Path, neighbours: &[String]) -> Proc {
+    for _ in 0..20 {
+        let mut p = servent(kv, neighbours, &["--http", "127.0.0.1:+7"]);
+        let viewing = wait_until(
+            "the view line, or the view's port taken",
+            || {
+                if p.stdout_lines().iter().any(|l| l.starts_with("view on ")) {
+                    Some(true)
+                } else if p.stderr_lines().iter().any(|l| l.contains("in use")) {
+                    Some(false)
+                } else {
+                    None
+                }
+            },
+            || p.dump(),
+        );
+        if viewing {
+            return p;
+        }
+        p.kill();
+    }
+    panic!("20 servent ports in a row had their port + 7 taken");
+}
+
 #[test]
 fn any_servents_overlay_page_reads_the_others_hop_by_hop() {
     let dir = TempDir::new("flood-overlay");
@@ -64,7 +91,7 @@ fn any_servents_overlay_page_reads_the_others_hop_by_hop() {
         let kv = dir.sub("kv").join(format!("{name}.kv"));
         fs::write(&kv, format!("k{i} v{i}\n")).unwrap();
         let neighbours: Vec<String> = procs.last().map(|p| p.addr.clone()).into_iter().collect();
-        let mut p = servent(&kv, &neighbours, &["--http", "127.0.0.1:+7"]);
+        let mut p = servent_with_view_at_plus_7(&kv, &neighbours);
         let line = p.wait_stdout(|l| l.starts_with("view on "));
         let port: u16 = p.addr.rsplit(':').next().unwrap().parse().unwrap();
         assert_eq!(line, format!("view on http://127.0.0.1:{}/", port + 7));
