@@ -436,10 +436,12 @@ fn wireshark_decodes_a_bt_peer_download() {
         .args(["-i", "lo", "-f", &format!("tcp port {port}"), "-w"])
         .arg(&pcap)
         .start();
+    // dumpcap is capturing once tshark says "Capture started" ("Capturing
+    // on" comes before the capture has begun).
     let line = cap.wait_stderr(|l| {
-        l.contains("Capturing on") || l.contains("ermission") || l.contains("rror")
+        l.contains("Capture started") || l.contains("ermission") || l.contains("rror")
     });
-    if !line.contains("Capturing on") {
+    if !line.contains("Capture started") {
         eprintln!("skipped: tshark capture: tshark cannot capture here: {line}");
         return;
     }
