@@ -45,9 +45,9 @@ pub struct TrackerArgs {
     pub cleanup_interval: Option<Duration>,
 
     /// Also serve BitTorrent's HTTP tracker (GET /announce, GET /scrape)
-    /// at ADDR, e.g. 127.0.0.1:6970; peers are asked to announce every 3
-    /// ping intervals
-    #[arg(long, value_name = "ADDR")]
+    /// at HOST:PORT, e.g. 0.0.0.0:6970 (port 0 picks a free port); peers
+    /// are asked to announce every 3 ping intervals
+    #[arg(long, value_name = "HOST:PORT")]
     pub announce: Option<String>,
 
     #[command(flatten)]

@@ -1,6 +1,6 @@
 //! Interoperability of the swarm's BitTorrent wire with real clients on
 //! 127.0.0.1: aria2c, Transmission, opentracker, mktorrent, tshark. A test
-//! whose tool is missing prints `skipped: ...` and passes
+//! whose tool is missing says SKIPPED (and CI lists it) and passes
 //! (scripts/install-deps.sh bittorrent installs them).
 
 use std::fs;
@@ -12,20 +12,18 @@ use std::process::Command;
 use crate::bin;
 use crate::harness::*;
 
-/// Whether every tool is installed; prints a visible skip if not.
-fn have(test: &str, tools: &[&str]) -> bool {
-    for t in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            eprintln!("skipped: {test}: {t} is not installed (scripts/install-deps.sh bittorrent)");
-            return false;
+/// Whether every tool is installed; a visible skip (listed by CI) if not.
+fn tools(test: &str, needed: &[&str]) -> bool {
+    match needed.iter().find(|t| !have(t)) {
+        None => true,
+        Some(t) => {
+            skip(
+                test,
+                &format!("{t} is not installed (scripts/install-deps.sh bittorrent)"),
+            );
+            false
         }
     }
-    true
 }
 
 /// A port free right now on 127.0.0.1 (for tools that cannot take port 0).
@@ -171,7 +169,7 @@ fn transmission_hash(torrent: &Path) -> String {
 
 #[test]
 fn bt_peer_seeds_to_aria2c_and_transmission_through_bt_tracker() {
-    if !have(
+    if !tools(
         "bt-peer seeds to aria2c and Transmission",
         &["aria2c", "transmission-cli"],
     ) {
@@ -204,7 +202,7 @@ fn bt_peer_seeds_to_aria2c_and_transmission_through_bt_tracker() {
 
 #[test]
 fn bt_peer_fetches_from_aria2c_through_opentracker_by_torrent_and_magnet() {
-    if !have(
+    if !tools(
         "bt-peer fetches from aria2c",
         &["aria2c", "opentracker", "mktorrent"],
     ) {
@@ -227,7 +225,7 @@ fn bt_peer_fetches_from_aria2c_through_opentracker_by_torrent_and_magnet() {
     assert!(o.status.success(), "{o:?}");
     let hash = bt_torrent(&file, &d.path().join("ours.torrent"), &url, "64K");
     // Both torrents have the same info dict: the same hash.
-    if have("transmission-show", &["transmission-show"]) {
+    if have("transmission-show") {
         assert_eq!(transmission_hash(&torrent), hash);
     }
     let _ot = opentracker(d.path(), port, &hash);
@@ -259,7 +257,7 @@ fn bt_peer_fetches_from_aria2c_through_opentracker_by_torrent_and_magnet() {
 
 #[test]
 fn mixed_swarm_of_bt_peer_and_aria2c_trades_pieces_both_ways() {
-    if !have("mixed swarm", &["aria2c"]) {
+    if !tools("mixed swarm", &["aria2c"]) {
         return;
     }
     let d = TempDir::new("bt-mixed");
@@ -320,7 +318,7 @@ fn mixed_swarm_of_bt_peer_and_aria2c_trades_pieces_both_ways() {
 
 #[test]
 fn torrents_agree_across_mktorrent_transmission_show_and_aria2c() {
-    if !have(
+    if !tools(
         "torrent interop",
         &["aria2c", "mktorrent", "transmission-show"],
     ) {
@@ -371,7 +369,7 @@ fn make_tree(root: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn folder_torrents_go_both_ways() {
-    if !have("folder torrents", &["aria2c", "mktorrent"]) {
+    if !tools("folder torrents", &["aria2c", "mktorrent"]) {
         return;
     }
     let d = TempDir::new("bt-folder");
@@ -420,7 +418,7 @@ fn folder_torrents_go_both_ways() {
 
 #[test]
 fn wireshark_decodes_a_bt_peer_download() {
-    if !have("tshark capture", &["tshark"]) {
+    if !tools("tshark capture", &["tshark"]) {
         return;
     }
     let d = TempDir::new("bt-tshark");
@@ -442,7 +440,10 @@ fn wireshark_decodes_a_bt_peer_download() {
         l.contains("Capture started") || l.contains("ermission") || l.contains("rror")
     });
     if !line.contains("Capture started") {
-        eprintln!("skipped: tshark capture: tshark cannot capture here: {line}");
+        skip(
+            "tshark capture",
+            &format!("tshark cannot capture here: {line}"),
+        );
         return;
     }
     let out = d.sub("out");
