@@ -5,7 +5,11 @@
 //! peer, partly fetched pieces finished before new ones start; once every
 //! missing block is asked for, the endgame asks a second peer and cancels
 //! the loser. Each piece is checked against its SHA-1 before it is
-//! announced with `have`. Up to [`MAX_UNCHOKED`] interested peers are
+//! announced with `have`. A seed starts with a first pass (as BEP 16's
+//! super-seeding): instead of a bitfield it tells each peer of a few pieces
+//! no one else was told of, and more as those spread, so each piece leaves
+//! the seed about once and the peers trade the rest among themselves; once
+//! every piece is out it tells everyone everything. Up to [`MAX_UNCHOKED`] interested peers are
 //! unchoked; a link silent for [`KEEPALIVE`] gets a keep-alive, and one
 //! silent for [`DEAD_AFTER`] is dropped.
 
@@ -45,6 +49,11 @@ pub const KEEPALIVE: Duration = Duration::from_secs(60);
 pub const DEAD_AFTER: Duration = Duration::from_secs(150);
 /// A request unanswered this long is given back for others to ask.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// In a seed's first pass, pieces told to one peer and not yet seen spread.
+const FIRST_PASS_SHOWN: usize = 3;
+/// A piece told to a peer that has not spread after this long is told to
+/// another.
+const FIRST_PASS_STALE: Duration = Duration::from_secs(30);
 /// How often a connection's loop wakes without traffic.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -56,6 +65,17 @@ pub struct Config {
     pub level: Level,
     /// Leave once complete.
     pub exit_when_done: bool,
+}
+
+/// A piece in a seed's first pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reveal {
+    /// Told to no one yet.
+    Hidden,
+    /// Told to connection `to` at `at`.
+    Shown { to: u64, at: Instant },
+    /// Some peer has it.
+    Spread,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +102,8 @@ struct St {
     selves: HashSet<SocketAddr>,
     unchoked: usize,
     rng: Rng,
+    /// A seed's first pass, while some piece has not spread.
+    first_pass: Option<Vec<Reveal>>,
 }
 
 /// One torrent being downloaded or seeded.
@@ -162,6 +184,7 @@ impl Torrent {
                 selves: HashSet::new(),
                 unchoked: 0,
                 rng: Rng::new(),
+                first_pass: complete.then(|| vec![Reveal::Hidden; n as usize]),
             }),
             shutdown,
             bucket: cfg.upload_limit.map(TokenBucket::new),
@@ -371,7 +394,8 @@ impl Torrent {
         let mut out = Vec::new();
         {
             let st = lock(&self.st);
-            if st.count > 0 {
+            if st.first_pass.is_none() && st.count > 0 {
+                c.told_all = true;
                 let mut bits = vec![0u8; self.info.piece_count().div_ceil(8) as usize];
                 for (i, _) in st.have.iter().enumerate().filter(|(_, h)| **h) {
                     bits[i / 8] |= 0x80 >> (i % 8);
@@ -431,7 +455,9 @@ impl Torrent {
                 if !c.bits[i as usize] {
                     c.bits[i as usize] = true;
                     c.count += 1;
-                    lock(&self.st).avail.adjust(i as usize, true);
+                    let mut st = lock(&self.st);
+                    st.avail.adjust(i as usize, true);
+                    spread(&mut st, i);
                 }
             }
             Message::Bitfield(b) => {
@@ -452,6 +478,9 @@ impl Torrent {
                             c.count -= 1;
                         }
                         st.avail.adjust(i as usize, has);
+                        if has {
+                            spread(&mut st, i);
+                        }
                     }
                 }
             }
@@ -634,6 +663,9 @@ impl Torrent {
         let now = Instant::now();
         {
             let mut st = lock(&self.st);
+            if !c.told_all {
+                self.reveal(&mut st, c, now, &mut out);
+            }
             for &i in &st.completed[c.sent_haves..] {
                 wire::encode(&Message::Have(i), &mut out);
             }
@@ -713,6 +745,62 @@ impl Torrent {
         Ok(())
     }
 
+    /// A seed's first pass on connection `c`: keeps it told of a few
+    /// pieces no one else has; once every piece has spread (or the pass
+    /// ends), tells it of every piece.
+    fn reveal(&self, st: &mut St, c: &mut Conn, now: Instant, out: &mut Vec<u8>) {
+        if let Some(pass) = &st.first_pass
+            && pass.iter().all(|r| *r == Reveal::Spread)
+        {
+            st.first_pass = None;
+            self.log(|| "first pass done: every piece has left this seed".to_string());
+        }
+        let St {
+            first_pass,
+            rng,
+            have,
+            ..
+        } = st;
+        let Some(pass) = first_pass else {
+            for (i, told) in c.told.iter_mut().enumerate() {
+                if !*told && have[i] {
+                    *told = true;
+                    wire::encode(&Message::Have(i as u32), out);
+                }
+            }
+            c.told_all = true;
+            return;
+        };
+        let shown = pass
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| matches!(r, Reveal::Shown { to, .. } if *to == c.id) && !c.bits[*i])
+            .count();
+        for _ in shown..FIRST_PASS_SHOWN {
+            let free = |i: usize, r: &Reveal| {
+                !c.bits[i]
+                    && !c.told[i]
+                    && match r {
+                        Reveal::Hidden => true,
+                        Reveal::Shown { at, .. } => now.duration_since(*at) > FIRST_PASS_STALE,
+                        Reveal::Spread => false,
+                    }
+            };
+            let candidates: Vec<usize> = pass
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| free(*i, r))
+                .map(|(i, _)| i)
+                .collect();
+            let Some(&i) = rng.choose(&candidates) else {
+                break;
+            };
+            pass[i] = Reveal::Shown { to: c.id, at: now };
+            c.told[i] = true;
+            wire::encode(&Message::Have(i as u32), out);
+        }
+    }
+
     /// The next block to ask `c` for: a missing block of a piece under
     /// way, else the first block of the rarest piece not started, else (the
     /// endgame) a block another peer is fetching.
@@ -790,6 +878,13 @@ impl Torrent {
         if c.registered {
             st.peers.remove(&c.id);
         }
+        if let Some(pass) = st.first_pass.as_mut() {
+            for r in pass.iter_mut() {
+                if matches!(r, Reveal::Shown { to, .. } if *to == c.id) {
+                    *r = Reveal::Hidden;
+                }
+            }
+        }
     }
 
     /// Waits (up to 2 s) for connection threads to end after shutdown.
@@ -824,6 +919,13 @@ impl Torrent {
             self.info.files.len(),
             if self.info.files.len() == 1 { "" } else { "s" }
         )
+    }
+}
+
+/// Piece `i` is held by a peer: in a seed's first pass, it has spread.
+fn spread(st: &mut St, i: u32) {
+    if let Some(r) = st.first_pass.as_mut().and_then(|p| p.get_mut(i as usize)) {
+        *r = Reveal::Spread;
     }
 }
 
@@ -862,6 +964,10 @@ struct Conn {
     up: u64,
     ext: ExtHandshake,
     wants_metadata: bool,
+    /// Pieces this peer was told of with `have` (a seed's first pass).
+    told: Vec<bool>,
+    /// Whether it was told of every piece held (or sent the bitfield).
+    told_all: bool,
 }
 
 impl Conn {
@@ -885,6 +991,8 @@ impl Conn {
             up: 0,
             ext: ExtHandshake::default(),
             wants_metadata: false,
+            told: vec![false; pieces as usize],
+            told_all: false,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! asks the peers a tracker names, piece by piece, until the bytes hash to
 //! the link's info hash.
 
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -184,7 +185,7 @@ fn from_peer(
     deadline: Instant,
 ) -> Result<Info> {
     let mut s: TcpStream = net::connect_addr(addr, timeouts)?;
-    s.write_all_buf(&Handshake::new(hash, peer_id).encode())?;
+    s.write_all(&Handshake::new(hash, peer_id).encode())?;
     let theirs = Handshake::read(&mut s)?;
     if theirs.info_hash != hash {
         return Err(Error::Handshake("another torrent".into()));
@@ -234,6 +235,8 @@ fn from_peer(
                     if total as usize != buf.len() || data.len() != want || want == 0 {
                         return Err(Error::Protocol("a metadata piece of the wrong size".into()));
                     }
+                    // A piece past the end has want == 0 and was refused
+                    // above: piece < got.len() and the range is in buf.
                     buf[start..start + want].copy_from_slice(&data);
                     got[piece as usize] = true;
                     if got.iter().all(|&g| g) {
@@ -255,15 +258,6 @@ fn from_peer(
         }
     }
     Err(Error::TimedOut("fetching the metadata".into()))
-}
-
-trait WriteAll {
-    fn write_all_buf(&mut self, b: &[u8]) -> std::io::Result<()>;
-}
-impl WriteAll for TcpStream {
-    fn write_all_buf(&mut self, b: &[u8]) -> std::io::Result<()> {
-        std::io::Write::write_all(self, b)
-    }
 }
 
 /// Fetches the info dictionary for a magnet link: announces to its
