@@ -396,7 +396,12 @@ impl Torrent {
         let mut out = Vec::new();
         {
             let st = lock(&self.st);
-            if st.first_pass.is_none() && st.count > 0 {
+            if st.first_pass.is_some() {
+                // A first-pass seed tells its pieces one by one: an empty
+                // bitfield (as super-seeding seeds send), then `have`s.
+                let bits = vec![0u8; self.info.piece_count().div_ceil(8) as usize];
+                wire::encode(&Message::Bitfield(bits), &mut out);
+            } else if st.count > 0 {
                 c.told_all = true;
                 let mut bits = vec![0u8; self.info.piece_count().div_ceil(8) as usize];
                 for (i, _) in st.have.iter().enumerate().filter(|(_, h)| **h) {
