@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Swarm benchmark: peerkit (bt-tracker, bt-peer) against the BitTorrent
+# Swarm benchmark: peerkit (bt-tracker, bt-peer) on its own wire and on the
+# BitTorrent wire (bt-peer torrent, share --torrent, fetch NAME.torrent,
+# bt-tracker --announce), against the BitTorrent
 # client a user would pick instead (aria2c as seeder and leechers,
 # opentracker as tracker, mktorrent for the torrent), in the same run, with
 # the same file, piece size, peer count and upload caps. aria2c runs with
@@ -13,11 +15,13 @@
 # 2. Uncapped: BIG from one seeder to 4 leechers. Lower bound: the time
 #    nc takes to copy the file once over loopback into a file (u_s = u_i =
 #    one TCP stream's rate, so the formula above gives F/u).
-# Each line prints both systems' times and their ratios to the bound.
+# Each line prints every system's time and its ratio to the bound, then the
+# BitTorrent wire's time over the own wire's (goal: at most 1.1).
 #
 #   scripts/bench-swarm.sh                 defaults: F=32M, RATE=4M, BIG=1024M, pieces 256K
 #   F_MIB=16 RATE_MIB=2 NS="4" BIG_MIB=0 scripts/bench-swarm.sh   (quicker; BIG_MIB=0 skips case 2)
 #   SYSTEMS=peerkit scripts/bench-swarm.sh                        (peerkit only)
+#   SYSTEMS="peerkit btwire" scripts/bench-swarm.sh               (both wires, no aria2c)
 #   FETCH_FLAGS=-v scripts/bench-swarm.sh                         (per-piece lines in the logs)
 #   VIEW=1 REPEAT=3 scripts/bench-swarm.sh  (peerkit without and with its live views: every
 #       daemon with --http, a viewer holding the tracker's and the seed's /events open and
@@ -36,7 +40,7 @@ REPEAT=${REPEAT:-3}
 if [ -n "$VIEW" ]; then
     SYSTEMS=peerkit
 fi
-SYSTEMS=${SYSTEMS:-peerkit aria2c}
+SYSTEMS=${SYSTEMS:-peerkit btwire aria2c}
 PERIODS=(--ping-interval 1 --report-interval 2)
 
 demo_init bench-swarm
@@ -150,6 +154,60 @@ run_peerkit() {
     copies_match "$dir" "$n" "$(basename "$file")" "$file"
 }
 
+# run_btwire NAME FILE N [CAP]: as run_peerkit, on the BitTorrent wire:
+# bt-tracker --announce, bt-peer torrent, a seeder sharing with --torrent,
+# N leechers fetching the .torrent.
+run_btwire() {
+    local name=$1 file=$2 n=$3 cap=${4:-} limit=() i
+    [ -n "$cap" ] && limit=(--upload-limit "$cap")
+    local dir="$RUN/$name" base url
+    base=$(basename "$file")
+    mkdir -p "$dir"
+    local save=$RUN
+    RUN=$dir
+    start tracker bt-tracker --listen 127.0.0.1:0 --announce 127.0.0.1:0 || { RUN=$save; return 1; }
+    RUN=$save
+    RUN_PIDS=("$PID_tracker")
+    wait_line "$dir/tracker.out" '^announce on ' 30 || return 1
+    url=$(sed -n 's/^announce on //p' "$dir/tracker.out" | head -n1)
+    "$BIN/bt-peer" torrent "$file" -o "$dir/$base.torrent" --tracker "$url" \
+        --piece-size "${PIECE_KIB}K" >"$dir/torrent.out" 2>&1 || return 1
+    RUN=$dir
+    start seed bt-peer share "$file" --torrent "$dir/$base.torrent" --listen 127.0.0.1:0 \
+        "${limit[@]}" || { RUN=$save; return 1; }
+    RUN=$save
+    RUN_PIDS+=("$PID_seed")
+    wait_line "$dir/seed.out" '^seeding ' 600 || return 1
+    SEED_PID=$PID_seed
+    PEER_PIDS=()
+    local t0
+    t0=$(now)
+    for i in $(seq 1 "$n"); do
+        mkdir -p "$dir/p$i"
+        # shellcheck disable=SC2086 # FETCH_FLAGS is a list of flags
+        "$BIN/bt-peer" fetch "$dir/$base.torrent" --out "$dir/p$i" \
+            --listen 127.0.0.1:0 "${limit[@]}" ${FETCH_FLAGS:-} \
+            >"$dir/p$i.out" 2>"$dir/p$i.err" &
+        PIDS+=($!)
+        RUN_PIDS+=($!)
+        PEER_PIDS+=($!)
+    done
+    local left=$n deadline=$(($(date +%s) + 1800))
+    while [ "$left" -gt 0 ]; do
+        left=0
+        for i in $(seq 1 "$n"); do
+            grep -q '^complete: ' "$dir/p$i.out" 2>/dev/null || left=$((left + 1))
+        done
+        if [ "$(date +%s)" -gt "$deadline" ]; then
+            say "timed out with $left leechers unfinished" >&2
+            return 1
+        fi
+        [ "$left" -gt 0 ] && sleep 0.05
+    done
+    ELAPSED=$(echo "$(now) - $t0" | bc -l)
+    copies_match "$dir" "$n" "$base" "$file"
+}
+
 # run_aria NAME FILE N [CAP]: opentracker, an aria2c seeder and N aria2c
 # leechers (which keep seeding, as bt-peer fetch does); sets ELAPSED, the
 # latest completion time (each leecher's completion hook writes it).
@@ -260,9 +318,9 @@ nc_copy() {
 
 # bench CASE FILE N CAP BOUND: runs each system; prints one row.
 bench() {
-    local label=$1 file=$2 n=$3 cap=$4 bound=$5 sys t row
+    local label=$1 file=$2 n=$3 cap=$4 bound=$5 sys t row own= bt=
     row=$(printf '%-22s %8.2f' "$label" "$bound")
-    for sys in peerkit aria2c; do
+    for sys in peerkit btwire aria2c; do
         case " $SYSTEMS " in *" $sys "*) ;; *)
             row+=$(printf ' %10s %7s' - -)
             continue
@@ -272,6 +330,8 @@ bench() {
         tag=${tag//=/}
         if [ "$sys" = peerkit ]; then
             run_peerkit "peerkit-$tag" "$file" "$n" "$cap"
+        elif [ "$sys" = btwire ]; then
+            run_btwire "btwire-$tag" "$file" "$n" "$cap"
         else
             run_aria "aria2c-$tag" "$file" "$n" "$cap"
         fi
@@ -289,8 +349,15 @@ bench() {
             exit 2
         fi
         t=$ELAPSED
+        [ "$sys" = peerkit ] && own=$t
+        [ "$sys" = btwire ] && bt=$t
         row+=$(printf ' %10.2f %7.3f' "$t" "$(echo "$t / $bound" | bc -l)")
     done
+    if [ -n "$own" ] && [ -n "$bt" ]; then
+        row+=$(printf ' %8.3f' "$(echo "$bt / $own" | bc -l)")
+    else
+        row+=$(printf ' %8s' -)
+    fi
     say "$row"
 }
 
@@ -349,7 +416,8 @@ mkdir -p "$RUN/src"
 F=$((F_MIB << 20))
 U=$((RATE_MIB << 20))
 note "pieces of $PIECE_KIB KiB; capped: F = $F_MIB MiB, every peer's upload capped at $RATE_MIB MiB/s"
-printf '%-22s %8s %10s %7s %10s %7s\n' case "bound" "peerkit" ratio "aria2c" ratio
+printf '%-22s %8s %10s %7s %10s %7s %10s %7s %8s\n' case "bound" "own wire" ratio "bt wire" ratio \
+    "aria2c" ratio "bt/own"
 head -c "$F" /dev/urandom >"$RUN/src/capped.bin"
 for n in $NS; do
     bound=$(echo "a = $F / $U; b = $n * $F / ($U + $n * $U); if (a > b) a else b" | bc -l)

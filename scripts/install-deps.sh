@@ -20,6 +20,9 @@
 #   browser Debian's chromium, and playwright-core from npm in tests/browser
 #           (scripts/browser-test.sh drives the live views with them);
 #           python3-prometheus-client (its parser reads every /metrics)
+#   bittorrent  aria2c, transmission-cli (transmission-show too), opentracker,
+#           mktorrent and tshark (answering debconf's question about
+#           non-root capture) for the BitTorrent interop tests
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
@@ -141,9 +144,33 @@ group_browser() {
     return "$ok"
 }
 
+group_bittorrent() {
+    local ok=0
+    need aria2c aria2 || true
+    need transmission-cli transmission-cli || true
+    need opentracker opentracker || true
+    need mktorrent mktorrent || true
+    if ! command -v tshark >/dev/null 2>&1; then
+        say "installing tshark (for the capture test)" >&2
+        local sudo=
+        [ "$(id -u)" -eq 0 ] || sudo=sudo
+        echo "wireshark-common wireshark-common/install-setuid boolean false" |
+            $sudo debconf-set-selections
+        $sudo apt-get update -qq >/dev/null &&
+            $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
+    fi
+    for c in aria2c transmission-cli transmission-show opentracker mktorrent tshark; do
+        command -v "$c" >/dev/null 2>&1 || {
+            say "$c is still missing" >&2
+            ok=1
+        }
+    done
+    return "$ok"
+}
+
 groups=("$@")
 if [ ${#groups[@]} -eq 0 ]; then
-    groups=(demo rpc nap hosts browser)
+    groups=(demo rpc nap hosts browser bittorrent)
 fi
 status=0
 for g in "${groups[@]}"; do

@@ -24,7 +24,7 @@
 //!
 //! One module per system; a system never reaches into another:
 //! - [`dht`]: the supernode DHT (`p2p-index`, `p2p-superd`, `p2p-ls`, `p2p-get`, `p2p-put`).
-//! - [`swarm`]: the BitTorrent-like swarm (`bt-tracker`, `bt-peer`).
+//! - [`swarm`]: the BitTorrent-like swarm (`bt-tracker`, `bt-peer`), and real BitTorrent beside its own wire (`swarm::bt`).
 //! - [`flood`]: Gnutella-like key-value flooding (`kv-servent`, `kv-query`).
 //! - [`rdir`]: remote directory reading, stateful, stateless and ONC RPC (`rdird`, `rls`).
 //! - [`nap`]: the Napster-like directory with peer-to-peer transfer (`nap-server`,

@@ -44,6 +44,12 @@ pub struct TrackerArgs {
           conflicts_with = "ping_interval")]
     pub cleanup_interval: Option<Duration>,
 
+    /// Also serve BitTorrent's HTTP tracker (GET /announce, GET /scrape)
+    /// at HOST:PORT, e.g. 0.0.0.0:6970 (port 0 picks a free port); peers
+    /// are asked to announce every 3 ping intervals
+    #[arg(long, value_name = "HOST:PORT")]
+    pub announce: Option<String>,
+
     #[command(flatten)]
     pub verbosity: Verbosity,
 
@@ -61,7 +67,11 @@ pub fn tracker_main(a: TrackerArgs) -> anyhow::Result<()> {
         quiet: a.verbosity.level() == Level::Quiet,
         http: a.view.http.clone(),
     };
-    tracker(&a.daemon.listen_or(TRACKER_LISTEN), &cfg)
+    tracker(
+        &a.daemon.listen_or(TRACKER_LISTEN),
+        a.announce.as_deref(),
+        &cfg,
+    )
 }
 
 /// `bt-peer`'s subcommands.
@@ -72,14 +82,41 @@ pub enum PeerCmd {
         after_help = "Example:\n  bt-peer share movie.mkv --tracker 127.0.0.1:6969 --upload-limit 4M"
     )]
     Share {
-        /// The file to share
+        /// The file to share; with --torrent, the file or folder the torrent
+        /// describes; with --data, the .torrent
         file: PathBuf,
+        /// Seed FILE over the BitTorrent wire as described by this .torrent
+        #[arg(long, value_name = "NAME.torrent", conflicts_with = "data")]
+        torrent: Option<PathBuf>,
+        /// FILE is a .torrent: seed the file or folder at PATH over the
+        /// BitTorrent wire
+        #[arg(long, value_name = "PATH")]
+        data: Option<PathBuf>,
         /// Piece size in bytes, a power of two from 16K to 16M [default: 256K,
         /// larger for files over 1 GiB]
         #[arg(long, value_name = "SIZE", value_parser = parse_piece_size)]
         piece_size: Option<u32>,
         #[command(flatten)]
         common: PeerArgs,
+    },
+    /// Write a BitTorrent metainfo file for a file or folder and print its
+    /// info hash
+    #[command(
+        after_help = "Example:\n  bt-peer torrent photos/ -o photos.torrent --tracker http://127.0.0.1:6970/announce"
+    )]
+    Torrent {
+        /// The file or folder
+        path: PathBuf,
+        /// Where to write the .torrent
+        #[arg(short, long, value_name = "NAME.torrent")]
+        output: PathBuf,
+        /// An HTTP tracker's announce URL (repeat for more)
+        #[arg(long = "tracker", value_name = "URL")]
+        trackers: Vec<String>,
+        /// Piece size in bytes, a power of two from 16K to 64M [default: 256K,
+        /// larger to keep at most 4096 pieces]
+        #[arg(long, value_name = "SIZE", value_parser = cli::parse_size)]
+        piece_size: Option<u64>,
     },
     /// Fetch a swarm's file by name or id into --out, then seed it until
     /// Ctrl-C (or exit with --exit-when-done)
@@ -89,7 +126,8 @@ pub enum PeerCmd {
                       Example:\n  bt-peer fetch movie.mkv --tracker 127.0.0.1:6969 --out downloads --exit-when-done"
     )]
     Fetch {
-        /// The file name, or the 64-hex-digit swarm id
+        /// The file name, or the 64-hex-digit swarm id; or a NAME.torrent or
+        /// 'magnet:?xt=urn:btih:...' link, fetched over the BitTorrent wire
         what: String,
         /// Folder to download into (a partial download there is resumed)
         #[arg(long, value_name = "DIR", default_value = ".")]
@@ -144,6 +182,15 @@ impl PeerArgs {
         }
     }
 
+    fn bt(&self, exit_when_done: bool) -> super::bt::cmd::BtConfig {
+        super::bt::cmd::BtConfig {
+            timeouts: self.daemon.limits().io,
+            upload_limit: self.upload_limit,
+            level: self.verbosity.level(),
+            exit_when_done,
+        }
+    }
+
     fn listen(&self) -> String {
         self.daemon.listen_or("0.0.0.0:0")
     }
@@ -160,17 +207,51 @@ fn parse_piece_size(s: &str) -> Result<u32, String> {
 
 /// `bt-peer` from its subcommand and flags.
 pub fn peer(cmd: PeerCmd) -> anyhow::Result<()> {
+    use super::bt::cmd as bt;
     match cmd {
+        PeerCmd::Torrent {
+            path,
+            output,
+            trackers,
+            piece_size,
+        } => {
+            let piece_size = piece_size
+                .map(|p| u32::try_from(p).with_context(|| format!("--piece-size {p} is too large")))
+                .transpose()?;
+            bt::torrent(&path, &output, &trackers, piece_size)
+        }
+        PeerCmd::Share {
+            file,
+            torrent: Some(torrent),
+            common,
+            ..
+        } => bt::share(&torrent, &file, &common.listen(), common.bt(false)),
+        PeerCmd::Share {
+            file,
+            data: Some(data),
+            common,
+            ..
+        } => bt::share(&file, &data, &common.listen(), common.bt(false)),
         PeerCmd::Share {
             file,
             piece_size,
             common,
+            ..
         } => share(
             &file,
             piece_size,
             &common.listen(),
             common.config(Duration::ZERO),
         ),
+        PeerCmd::Fetch {
+            what,
+            out,
+            exit_when_done,
+            common,
+            ..
+        } if bt::is_torrent(&what) => {
+            bt::fetch(&what, &out, &common.listen(), common.bt(exit_when_done))
+        }
         PeerCmd::Fetch {
             what,
             out,
@@ -199,7 +280,9 @@ pub const TRACKER_LISTEN: &str = "0.0.0.0:6969";
 
 /// `bt-tracker`: binds, prints the readiness line and serves until Ctrl-C
 /// / SIGTERM.
-pub fn tracker(listen: &str, cfg: &TrackerConfig) -> anyhow::Result<()> {
+/// With `announce`, also serves BitTorrent's HTTP `/announce` and
+/// `/scrape` there, printing `announce on http://HOST:PORT/announce`.
+pub fn tracker(listen: &str, announce: Option<&str>, cfg: &TrackerConfig) -> anyhow::Result<()> {
     // The handler goes in before the readiness line, so a SIGTERM sent as
     // soon as that line appears still stops the tracker cleanly.
     let server = Server::start(listen, cfg.server)?;
@@ -210,6 +293,16 @@ pub fn tracker(listen: &str, cfg: &TrackerConfig) -> anyhow::Result<()> {
              --listen 0.0.0.0:{} serves every interface",
             local.port()
         );
+    }
+    if let Some(addr) = announce {
+        super::bt::tracker::start(
+            addr,
+            cfg.server,
+            server.shutdown().clone(),
+            cfg.ping_interval * 3,
+            cfg.quiet,
+        )
+        .with_context(|| format!("announce listener on {addr}"))?;
     }
     let metrics = Registry::new();
     let events = Events::new();

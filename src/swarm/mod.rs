@@ -20,7 +20,10 @@
 //! - `bucket`: the token bucket behind `--upload-limit`.
 //! - `store`: piece storage, resume, and the final rename.
 //! - [`cmd`]: the bodies of `bt-tracker` and `bt-peer`.
+//! - [`bt`]: the real BitTorrent beside it: `.torrent` files, the BEP 3
+//!   wire, HTTP trackers, magnets (used whenever a torrent or magnet is given).
 
+pub mod bt;
 mod bucket;
 mod client;
 pub mod cmd;

@@ -5,6 +5,7 @@ mod harness;
 
 mod conventions;
 
+mod bittorrent;
 mod dht;
 mod dirops;
 mod flood;
