@@ -98,7 +98,16 @@ struct Flows {
     down: Meter,
     /// Received per remote (by its listening address), for `Stats`.
     from: HashMap<SocketAddr, Meter>,
-    recent: VecDeque<Value>,
+    recent: VecDeque<Moved>,
+}
+
+/// A piece that went through, as the view lists it.
+struct Moved {
+    t: u64,
+    dir: Dir,
+    peer: SocketAddr,
+    piece: u32,
+    bytes: u32,
 }
 
 /// The peer's counters, events and transfers.
@@ -267,13 +276,13 @@ impl LinkGuard<'_> {
             if f.recent.len() >= RECENT {
                 f.recent.pop_front();
             }
-            f.recent.push_back(json!({
-                "t": crate::events::now_ms(),
-                "direction": dir.name(),
-                "peer": peer.to_string(),
-                "piece": index,
-                "bytes": len,
-            }));
+            f.recent.push_back(Moved {
+                t: crate::events::now_ms(),
+                dir,
+                peer,
+                piece: index,
+                bytes: len,
+            });
             (dir, peer)
         };
         match dir {
@@ -364,7 +373,19 @@ impl Watch {
                 })
             })
             .collect();
-        let recent = f.recent.iter().cloned().collect();
+        let recent = f
+            .recent
+            .iter()
+            .map(|m| {
+                json!({
+                    "t": m.t,
+                    "direction": m.dir.name(),
+                    "peer": m.peer.to_string(),
+                    "piece": m.piece,
+                    "bytes": m.bytes,
+                })
+            })
+            .collect();
         let (up, down) = (f.up.rate(now), f.down.rate(now));
         (recent, links, up, down, f.up.total, f.down.total)
     }
