@@ -89,10 +89,31 @@ wait_count "$RUN/rdir.out" ' -> 1 entries' 2 10 || exit 1
 printf 'ssh 22/tcp\n' >"$RUN/a.kv"
 printf 'http 80/tcp\n' >"$RUN/b.kv"
 printf 'ssh 22/tcp # also here\n' >"$RUN/c.kv"
-# Every servent's view at its port + 1000, so any page can draw the overlay.
-start kvb kv-servent 0 "$RUN/b.kv" --bind 127.0.0.1 --http 127.0.0.1:+1000 || exit 1
-start kvc kv-servent 0 "$RUN/c.kv" --bind 127.0.0.1 --http 127.0.0.1:+1000 "$ADDR_kvb" || exit 1
-start kva kv-servent 0 "$RUN/a.kv" --bind 127.0.0.1 --http 127.0.0.1:+1000 "$ADDR_kvb" "$ADDR_kvc" || exit 1
+# Every servent's view at its port + 1000, so any page can draw the overlay:
+# ports below the ephemeral range (where an outgoing connection could hold
+# port + 1000), each free with its + 1000 now.
+kv_port() {
+    /usr/bin/python3 - "$1" <<'PY'
+import socket, sys
+def free(p):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", p))
+            return True
+        except OSError:
+            return False
+p = int(sys.argv[1])
+while not (free(p) and free(p + 1000)):
+    p += 1
+print(p)
+PY
+}
+kvport=$(kv_port $((20000 + $$ % 8000))) || exit 1
+start kvb kv-servent "$kvport" "$RUN/b.kv" --bind 127.0.0.1 --http 127.0.0.1:+1000 || exit 1
+kvport=$(kv_port $((kvport + 1))) || exit 1
+start kvc kv-servent "$kvport" "$RUN/c.kv" --bind 127.0.0.1 --http 127.0.0.1:+1000 "$ADDR_kvb" || exit 1
+kvport=$(kv_port $((kvport + 1))) || exit 1
+start kva kv-servent "$kvport" "$RUN/a.kv" --bind 127.0.0.1 --http 127.0.0.1:+1000 "$ADDR_kvb" "$ADDR_kvc" || exit 1
 wait_line "$RUN/kvb.out" '^view on ' 10 || exit 1
 VIEW_flood=$(sed -n 's/^view on //p' "$RUN/kvb.out")
 printf '%s\n' '?ssh' '?<img src=x onerror=alert(4)>' '?http' |
