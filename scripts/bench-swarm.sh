@@ -93,13 +93,20 @@ stop_all() {
 
 # watch VIEW_URL: what an open page does, in the background: the event
 # stream held open, state.json asked every second.
+# VIEW_WATCH="events state" (the default) picks what it does.
 watch_view() {
-    curl -sN "$1events" >/dev/null 2>&1 &
-    RUN_PIDS+=($!)
-    PIDS+=($!)
-    (while :; do curl -s "$1state.json" >/dev/null 2>&1; sleep 1; done) &
-    RUN_PIDS+=($!)
-    PIDS+=($!)
+    case " ${VIEW_WATCH:-events state} " in *" events "*)
+        curl -sN "$1events" >/dev/null 2>&1 &
+        RUN_PIDS+=($!)
+        PIDS+=($!)
+        ;;
+    esac
+    case " ${VIEW_WATCH:-events state} " in *" state "*)
+        (while :; do curl -s "$1state.json" >/dev/null 2>&1; sleep 1; done) &
+        RUN_PIDS+=($!)
+        PIDS+=($!)
+        ;;
+    esac
 }
 
 # run_peerkit NAME FILE N [CAP]: bt-tracker, a seeder, N leechers; waits
