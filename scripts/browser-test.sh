@@ -213,8 +213,8 @@ step "every page passes in Chromium" \
 # tests/browser/screenshots/NAME.png (the README shows them).
 if [ -n "${SAVE_SHOTS:-}" ]; then
     mkdir -p "$BROWSER_DIR/screenshots"
-    for shot in "$RUN"/shots/*.png; do
-        [ -e "$shot" ] || continue
+    # In the order they were taken: a page's first one wins.
+    for shot in $(ls -tr "$RUN"/shots/*.png 2>/dev/null); do
         name=$(basename "$shot" | sed 's/-[0-9]*\.png$//')
         [ -e "$BROWSER_DIR/screenshots/$name.png.new" ] ||
             cp "$shot" "$BROWSER_DIR/screenshots/$name.png.new"
