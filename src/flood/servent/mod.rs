@@ -458,9 +458,14 @@ impl Servent {
     }
 
     /// Remembers a query; false (and a log line) if it was seen before.
-    fn first_sight(&self, id: QueryId, peer: impl fmt::Display) -> bool {
+    /// Whether `id` is new; a copy seen before is counted in `dups` (if
+    /// given) before it is told, so whoever reads the line sees it counted.
+    fn first_sight(&self, id: QueryId, peer: impl fmt::Display, dups: Option<&AtomicU64>) -> bool {
         if lock(&self.seen).insert(id, Instant::now()) {
             return true;
+        }
+        if let Some(c) = dups {
+            bump(c, 1);
         }
         let from = peer.to_string();
         self.trace.duplicate(id.0, id.1, &from);
@@ -517,7 +522,7 @@ impl Servent {
             ),
             _ => (origin, me),
         };
-        if !self.first_sight((origin, seq), "client") {
+        if !self.first_sight((origin, seq), "client", None) {
             return;
         }
         self.traced(query, origin, seq, &key, "client", self.ttl);
@@ -559,8 +564,7 @@ impl Servent {
     ) {
         bump(&self.stats.floods, 1);
         let (origin, seq) = (flood.origin, flood.seq);
-        if !self.first_sight((origin, seq), peer) {
-            bump(&self.stats.duplicates, 1);
+        if !self.first_sight((origin, seq), peer, Some(&self.stats.duplicates)) {
             return;
         }
         self.traced(
