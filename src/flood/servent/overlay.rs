@@ -11,7 +11,7 @@
 //! `--http IP:+1000`). An outgoing link names the neighbour's own address;
 //! an incoming one only after a topology query came over it (the path's
 //! last hop), so links still unnamed are counted and the page says to run
-//! `T` once.
+//! `T` once. The servents a topology path names are visited too.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
@@ -99,6 +99,14 @@ fn normalise(addr: SocketAddr, state: &Value) -> (Value, Vec<SocketAddr>, usize)
             .map(|a| a.iter().map(name).collect())
             .unwrap_or_default()
     };
+    // A topology query's path so far names servents too (those upstream
+    // of an incoming link among them): worth a visit.
+    for q in state["queries"].as_array().into_iter().flatten() {
+        if q["query"] == "topo" {
+            let path = q["info"].as_str().unwrap_or("");
+            next.extend(path.split(' ').filter_map(|w| w.parse::<SocketAddr>().ok()));
+        }
+    }
     let queries: Vec<Value> = state["queries"]
         .as_array()
         .map(|qs| {
