@@ -128,6 +128,7 @@ impl Throttle {
     }
 
     /// Lines held back since the last one printed.
+    #[cfg(test)]
     pub fn held(&self) -> u64 {
         self.state
             .lock()

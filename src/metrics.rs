@@ -9,7 +9,7 @@
 //! ring's size) is a closure run at scrape time.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Every metric name starts with this.
@@ -34,24 +34,6 @@ impl Counter {
     }
 
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A number that goes up and down.
-#[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
-
-impl Gauge {
-    pub fn set(&self, v: i64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-
-    pub fn add(&self, n: i64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -93,6 +75,7 @@ impl Histogram {
     }
 
     /// How many observations so far.
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
@@ -110,7 +93,6 @@ type CountFn = Box<dyn Fn() -> u64 + Send + Sync>;
 enum Value {
     Counter(Arc<Counter>),
     CounterFn(CountFn),
-    Gauge(Arc<Gauge>),
     GaugeFn(ReadFn),
     Histogram(Arc<Histogram>),
 }
@@ -119,7 +101,7 @@ impl Value {
     fn kind(&self) -> &'static str {
         match self {
             Value::Counter(_) | Value::CounterFn(_) => "counter",
-            Value::Gauge(_) | Value::GaugeFn(_) => "gauge",
+            Value::GaugeFn(_) => "gauge",
             Value::Histogram(_) => "histogram",
         }
     }
@@ -235,13 +217,6 @@ impl Registry {
         }
     }
 
-    /// A gauge `peerkit_NAME` with `labels`, set by its owner.
-    pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Arc<Gauge> {
-        let g = Arc::new(Gauge::default());
-        self.add(name, help, labels, Value::Gauge(g.clone()));
-        g
-    }
-
     /// A gauge `peerkit_NAME` whose value `read` gives at scrape time.
     pub fn gauge_fn(
         &self,
@@ -302,9 +277,6 @@ fn render_series(out: &mut String, name: &str, labels: &str, value: &Value) {
         Value::CounterFn(read) => {
             let _ = writeln!(out, "{name}{labels} {}", read());
         }
-        Value::Gauge(g) => {
-            let _ = writeln!(out, "{name}{labels} {}", g.get());
-        }
         Value::GaugeFn(read) => {
             let _ = writeln!(out, "{name}{labels} {}", num(read()));
         }
@@ -343,8 +315,7 @@ mod tests {
         );
         gets.add(3);
         puts.inc();
-        let open = r.gauge("connections_open", "Connections open now.", &[]);
-        open.set(-2);
+        r.gauge_fn("connections_open", "Connections open now.", &[], || -2.0);
         r.gauge_fn("ring_members", "Supernodes in the ring.", &[], || 7.0);
         let text = r.render();
         assert_eq!(

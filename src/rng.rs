@@ -51,10 +51,12 @@ impl Rng {
         }
     }
 
-    /// Fisher–Yates shuffle.
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i + 1);
+    /// Moves `k` elements chosen at random (each subset alike) to the
+    /// front of `items`, in random order: the first `k` steps of a
+    /// Fisher–Yates shuffle. All of them when `k` is the length or more.
+    pub fn pick_front<T>(&mut self, items: &mut [T], k: usize) {
+        for i in 0..k.min(items.len().saturating_sub(1)) {
+            let j = i + self.below(items.len() - i);
             items.swap(i, j);
         }
     }

@@ -18,9 +18,6 @@ use crate::net::{self, Timeouts};
 use crate::server::{Limits, Server, Session};
 use crate::shutdown::Shutdown;
 
-/// How long the client waits after a query or its latest answer, unless told.
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(4);
-
 /// Answer connections handled at once.
 const MAX_ANSWER_CONNS: usize = 64;
 

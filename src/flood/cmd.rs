@@ -204,16 +204,3 @@ fn shell(
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_written_as_text_match_the_constants() {
-        use super::servent::{DEFAULT_LINK_IDLE_TIMEOUT, DEFAULT_SEEN_FOR};
-        assert_eq!(cli::parse_secs("10"), Ok(DEFAULT_SEEN_FOR));
-        assert_eq!(cli::parse_period("86400"), Ok(DEFAULT_LINK_IDLE_TIMEOUT));
-        assert_eq!(cli::parse_secs("4"), Ok(client::DEFAULT_WAIT));
-    }
-}

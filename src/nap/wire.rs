@@ -661,14 +661,6 @@ impl GetFile {
     }
 }
 
-/// What reading a `GET_FILE` request gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IncomingGet {
-    Get(GetFile),
-    /// The file name is too long or not UTF-8: answer [`get_file::FAIL`].
-    Refused(FieldError),
-}
-
 /// Reads the start of a `GET_FILE` request: the name (`GET_FILE` or
 /// `GET_FILE `) and the file name. The caller then reads the optional
 /// date-time with [`read_get_datetime`], as it may never come.

@@ -39,11 +39,6 @@ impl<S: Read + Write> Client<S> {
         }
     }
 
-    /// Sets the largest reply accepted.
-    pub fn set_max_record(&mut self, max: usize) {
-        self.max_record = max;
-    }
-
     /// The stream, e.g. to change its timeouts.
     pub fn stream(&self) -> &S {
         self.stream.get_ref()

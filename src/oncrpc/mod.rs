@@ -100,20 +100,6 @@ impl From<io::Error> for Error {
     }
 }
 
-impl Error {
-    /// True for a decoding failure of the message itself (GARBAGE_ARGS on a
-    /// server), as opposed to the connection failing.
-    pub fn is_malformed(&self) -> bool {
-        matches!(
-            self,
-            Error::Truncated { .. }
-                | Error::TooLong { .. }
-                | Error::Invalid { .. }
-                | Error::TrailingBytes(_)
-        )
-    }
-}
-
 impl From<Error> for crate::Error {
     fn from(e: Error) -> Self {
         match e {

@@ -32,8 +32,6 @@ use crate::server::{Server, Session};
 
 /// Default cap on directories open at once.
 pub const DEFAULT_MAX_OPEN: usize = 128;
-/// Default time an open directory may go unused before it is closed.
-pub const DEFAULT_DIR_IDLE: Duration = Duration::from_secs(60);
 
 /// How many directories one connection may hold open when the table holds
 /// `max_open`: an eighth of it, at least one.

@@ -483,11 +483,7 @@ impl Tracker {
                 let mut others: Vec<(&SocketAddr, &Member)> =
                     s.members.iter().filter(|(a, _)| **a != me).collect();
                 let chosen = others.len().min(MAX_PEERS_LISTED);
-                let mut rng = Rng::new();
-                for k in 0..chosen {
-                    let j = k + rng.below(others.len() - k);
-                    others.swap(k, j);
-                }
+                Rng::new().pick_front(&mut others, chosen);
                 let list = others[..chosen]
                     .iter()
                     .map(|(a, m)| PeerInfo {

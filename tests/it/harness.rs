@@ -2,9 +2,6 @@
 //! folders, spawning the real binaries, waiting on readiness lines under a
 //! deadline, killing children on drop, and dumping everything on failure.
 
-#![allow(dead_code)]
-
-use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -408,11 +405,6 @@ impl Proc {
         w.flush().expect("flush stdin");
     }
 
-    /// Closes the kept stdin (the program sees the end of its input).
-    pub fn close_stdin(&mut self) {
-        self.stdin.take();
-    }
-
     /// Sends SIGTERM (a graceful stop).
     pub fn terminate(&self) {
         signal(self.child.id(), "TERM");
@@ -603,11 +595,6 @@ impl RawClient {
     }
 }
 
-/// Lines of a string, as a VecDeque (handy for order checks).
-pub fn lines_of(s: &str) -> VecDeque<String> {
-    s.lines().map(str::to_string).collect()
-}
-
 /// Descriptors and threads a process holds now, read from /proc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
@@ -782,10 +769,10 @@ pub fn exhaustion(name: &str, p: &Proc, fill: u8, probe: impl Fn()) -> Exhaustio
          fds {} -> peak {}, threads {} -> peak {}",
         report.idle_wait,
         report.trickle_wait,
-        baseline.fds,
-        peak.fds,
-        baseline.threads,
-        peak.threads
+        report.baseline.fds,
+        report.peak.fds,
+        report.baseline.threads,
+        report.peak.threads
     );
     report
 }

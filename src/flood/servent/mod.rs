@@ -88,22 +88,12 @@ use crate::shutdown::Shutdown;
 /// The TTL a servent gives the floods it starts, unless told otherwise.
 pub const DEFAULT_TTL: u16 = 3;
 
-/// How long a query is remembered, unless told otherwise. A flood crosses a
-/// network in well under a second; ten seconds covers stragglers while
-/// letting a client that restarts on the same port reuse its sequence numbers.
-pub const DEFAULT_SEEN_FOR: Duration = Duration::from_secs(10);
-
 /// Client connections open at once, unless told otherwise.
 pub const DEFAULT_MAX_CLIENTS: usize = 256;
 
 /// Neighbour links accepted at once, unless told otherwise (the links this
 /// servent opens itself are not counted).
 pub const DEFAULT_MAX_LINKS: usize = 64;
-
-/// How long an accepted neighbour link may stay silent, unless told
-/// otherwise. The protocol has no keep-alive, and a quiet network is not a
-/// broken one: a day.
-pub const DEFAULT_LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// At most this many queries are remembered at once, whatever their age.
 const SEEN_CAP: usize = 65_536;
