@@ -408,6 +408,44 @@ impl fmt::Debug for Bitfield {
     }
 }
 
+/// Any valid bitfield of up to 300 pieces, for property tests.
+#[cfg(test)]
+pub(crate) fn arb_bitfield() -> impl proptest::strategy::Strategy<Value = Bitfield> {
+    use proptest::prelude::*;
+    proptest::collection::vec(any::<bool>(), 0..300).prop_map(|bits| {
+        let mut b = Bitfield::new(bits.len() as u32);
+        for (i, on) in bits.into_iter().enumerate() {
+            b.set_bit(i, on);
+        }
+        b
+    })
+}
+
+/// Any valid manifest of up to 40 pieces, for property tests.
+#[cfg(test)]
+pub(crate) fn arb_manifest() -> impl proptest::strategy::Strategy<Value = Manifest> {
+    use proptest::prelude::*;
+    let digest = || any::<[u8; 32]>().prop_map(Digest);
+    (
+        crate::name::arb_name(),
+        0u32..=10,
+        0u64..40,
+        any::<u64>(),
+        digest(),
+    )
+        .prop_flat_map(move |(name, shift, pieces, extra, hash)| {
+            let ps = MIN_PIECE_SIZE << shift;
+            // A size making exactly `pieces` pieces.
+            let size = match pieces {
+                0 => 0,
+                n => (n - 1) * u64::from(ps) + 1 + extra % u64::from(ps),
+            };
+            proptest::collection::vec(digest(), pieces as usize).prop_map(move |list| {
+                Manifest::new(name.clone(), size, ps, hash, list).expect("consistent parts")
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +490,8 @@ mod tests {
     fn roundtrip_keeps_the_id() {
         let m = sample(1_000_000, DEFAULT_PIECE_SIZE);
         let bytes = postcard::to_stdvec(&m).unwrap();
+        crate::fuzzing::seed_frame::<Manifest>(&crate::frame::encode(&m).unwrap());
+        crate::fuzzing::seed_frame::<Bitfield>(&crate::frame::encode(&m.empty_bitfield()).unwrap());
         assert_eq!(m.id(), SwarmId(Digest::of(&bytes)));
         let back: Manifest = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, m);
