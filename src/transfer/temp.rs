@@ -113,6 +113,7 @@ pub fn receive_file(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    super::ensure_room(dir, len)?;
     let mut tmp = TempFile::create_in(dir)?;
     let mut hasher = FileHasher::new();
     receive_into(r, len, tmp.file(), &mut hasher, progress).map_err(Failure::into_error)?;
