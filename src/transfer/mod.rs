@@ -19,7 +19,7 @@ mod splice;
 mod temp;
 
 pub use send::{send_body, send_body_paced, send_body_to_socket};
-pub use temp::{Overwrite, TempFile, receive_file};
+pub use temp::{Overwrite, TempFile, receive_file, remove_stale};
 
 /// Size of the buffer used to move file bytes.
 pub const CHUNK: usize = 256 * 1024;
