@@ -585,7 +585,7 @@ fn read_exact<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<()> {
 }
 
 /// Most entries a listing may announce (a bound on what a client reads).
-pub const MAX_ENTRIES: usize = 1 << 20;
+pub const MAX_ENTRIES: usize = 1 << 16;
 
 /// Reads the count that follows a successful listing.
 fn read_count<R: BufRead>(r: &mut R) -> Result<usize> {

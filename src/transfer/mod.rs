@@ -46,6 +46,14 @@ pub fn ensure_room(dir: &std::path::Path, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes free for an unprivileged writer on the filesystem holding `dir`,
+/// if it can be read.
+pub fn free_space(dir: &std::path::Path) -> Option<u64> {
+    rustix::fs::statvfs(dir)
+        .ok()
+        .map(|st| st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// A receive that failed, and on which side: the local file, or the peer
 /// (the connection failed or closed early).
 #[derive(Debug)]

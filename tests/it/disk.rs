@@ -176,3 +176,87 @@ fn a_bt_peer_fetch_onto_a_full_disk_fails_cleanly_and_succeeds_after() {
     fetch().ok();
     assert!(fs::read(out.path().join("big.bin")).unwrap() == fs::read(&src).unwrap());
 }
+
+/// A stand-in directory server: to every request, `answer(op name)`.
+fn fake_nap_server(answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut op = Vec::new();
+                if r.read_until(0, &mut op).is_err() {
+                    return;
+                }
+                op.pop();
+                // The rest of the request is not needed.
+                let _ = s.write_all(&answer(&String::from_utf8_lossy(&op)));
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn nap_peer_facing_a_huge_user_list_and_an_endless_file_stays_bounded() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("disk-nap");
+    // A peer that answers GET_FILE with a file that never ends.
+    let endless = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endless_port = endless.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in endless.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let _ = s.read(&mut [0; 512]);
+                let _ = s.write_all(b"0\0");
+                let junk = vec![0x5au8; 64 * 1024];
+                while s.write_all(&junk).is_ok() {}
+            });
+        }
+    });
+    let list = format!("0\x001\x00bob\x00127.0.0.1\x00{endless_port}\x00");
+    let good = fake_nap_server(move |_| list.clone().into_bytes());
+    // A server announcing a million users, then sending them.
+    let huge = fake_nap_server(|op| {
+        if op != "LIST_USERS" {
+            return b"0\0".to_vec();
+        }
+        let mut v = b"0\x001000000\x00".to_vec();
+        for i in 0..1000 {
+            v.extend_from_slice(format!("u{i}\x00127.0.0.1\x001\x00").as_bytes());
+        }
+        v
+    });
+    let peer = |port: u16, cwd: &Path, input: &str| {
+        cmd(bin!("nap-peer"))
+            .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--listen-ip", "127.0.0.1", "--timeout", "5"])
+            .cwd(cwd)
+            .stdin(input)
+            .run()
+    };
+    let work = dir.sub("work");
+    peer(huge, &work, "LIST_USERS\nQUIT\n")
+        .stderr_has(&format!("LIST_USERS: server 127.0.0.1:{huge}"))
+        .stderr_has("bad count \"1000000\"");
+
+    let Some(small) = Tmpfs::mount(&dir.path().join("small"), "4m") else {
+        return;
+    };
+    let out = peer(good, small.path(), "GET_FILE bob f.bin f.bin\nQUIT\n")
+        .stdout_has("GET_FILE FAIL")
+        .stderr_has(&format!("GET_FILE: bob at 127.0.0.1:{endless_port}"))
+        .stderr_has("No space left on device");
+    assert!(
+        all_names(small.path()).is_empty(),
+        "{:?}\n{}",
+        all_names(small.path()),
+        out.stderr
+    );
+}
