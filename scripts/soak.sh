@@ -31,6 +31,14 @@ note "soak: $MINUTES minutes, seed $SEED (SEED=$SEED $0 --minutes $MINUTES repea
 T="--timeout 5"
 pick() { echo $((RANDOM % $1)); }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
+# signal SIG PID NAME: sends SIG only to our own child PID still running
+# NAME (a pid that ended may have been given to another process since).
+signal() {
+    local sig=$1 pid=$2 name=$3
+    [ "$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)" = "$$" ] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name" || return 1
+    kill "-$sig" "$pid" 2>/dev/null
+}
 log() { printf '%5ss %s\n' "$(($(date +%s) - START))" "$*" >>"$RUN/events.log"; }
 
 # ---- DHT: an index and 5 supernodes; sn1 is never killed (it is measured).
@@ -163,9 +171,9 @@ while [ "$(date +%s)" -lt "$END" ]; do
         if [ "${#u[@]}" -gt 3 ]; then
             i=${u[$((1 + $(pick $((${#u[@]} - 1)))))]}
             if [ "$(pick 2)" = 0 ]; then
-                kill -KILL "${SN_PID[$i]}" 2>/dev/null; KILLS=$((KILLS + 1)); how=SIGKILL
+                signal KILL "${SN_PID[$i]}" p2p-superd; KILLS=$((KILLS + 1)); how=SIGKILL
             else
-                kill -TERM "${SN_PID[$i]}" 2>/dev/null; LEAVES=$((LEAVES + 1)); how=SIGTERM
+                signal TERM "${SN_PID[$i]}" p2p-superd; LEAVES=$((LEAVES + 1)); how=SIGTERM
             fi
             wait "${SN_PID[$i]}" 2>/dev/null
             SN_DOWN[$i]=1
@@ -176,14 +184,14 @@ while [ "$(date +%s)" -lt "$END" ]; do
         # SIGKILL a fetcher; it resumes (or, one time in three, starts over).
         i=$((1 + $(pick 8)))
         if [ -z "${RESTART_AT[bt$i]:-}" ]; then
-            kill -KILL "${BT_PID[$i]}" 2>/dev/null; wait "${BT_PID[$i]}" 2>/dev/null
+            signal KILL "${BT_PID[$i]}" bt-peer; wait "${BT_PID[$i]}" 2>/dev/null
             KILLS=$((KILLS + 1))
             if [ "$(pick 3)" = 0 ]; then rm -rf "${RUN:?}/peer$i"; how="and wiped"; else how=""; fi
             RESTART_AT[bt$i]=$((now + 1 + $(pick 4)))
             log "SIGKILL peer $i $how"
         fi
     elif [ "$r" -lt 87 ] && [ "${S3_DOWN:-0}" = 0 ]; then
-        kill -KILL "$S3_PID" 2>/dev/null; wait "$S3_PID" 2>/dev/null
+        signal KILL "$S3_PID" kv-servent; wait "$S3_PID" 2>/dev/null
         KILLS=$((KILLS + 1)); S3_DOWN=1
         RESTART_AT[s3]=$((now + 2 + $(pick 4)))
         log "SIGKILL servent s3"
