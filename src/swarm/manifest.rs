@@ -450,6 +450,48 @@ pub(crate) fn arb_manifest() -> impl proptest::strategy::Strategy<Value = Manife
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_manifest_of_a_billion_pieces_does_not_decode() {
+        // What a lying tracker could send: the wire form of a manifest
+        // claiming 10^9 pieces (and listing them, or not).
+        #[derive(Serialize)]
+        struct Wire {
+            name: FileName,
+            size: u64,
+            piece_size: u32,
+            file_hash: Digest,
+            pieces: Vec<Digest>,
+        }
+        let ps = MIN_PIECE_SIZE;
+        for listed in [0, 3] {
+            let lie = Wire {
+                name: FileName::new("big.iso").unwrap(),
+                size: 1_000_000_000 * u64::from(ps),
+                piece_size: ps,
+                file_hash: Digest([1; 32]),
+                pieces: vec![Digest([2; 32]); listed],
+            };
+            let bytes = crate::frame::encode(&lie).unwrap();
+            crate::fuzzing::seed_frame::<Manifest>(&bytes);
+            // (postcard keeps only "malformed message" of the reason.)
+            assert!(crate::frame::decode::<Manifest>(&bytes[4..]).is_err());
+        }
+        // A count prefix of 10^9 with nothing behind it: an error, not a
+        // 32 GB allocation.
+        let mut bytes = crate::frame::encode(&Wire {
+            name: FileName::new("x").unwrap(),
+            size: 1,
+            piece_size: ps,
+            file_hash: Digest([0; 32]),
+            pieces: Vec::new(),
+        })
+        .unwrap()[4..]
+            .to_vec();
+        bytes.pop();
+        bytes.extend_from_slice(&[0x80, 0x94, 0xeb, 0xdc, 0x03]);
+        assert!(crate::frame::decode::<Manifest>(&bytes).is_err());
+    }
+
     fn sample(size: u64, ps: u32) -> Manifest {
         let n = count_pieces(size, ps);
         let pieces = (0..n).map(|i| Digest::of(&i.to_le_bytes())).collect();
