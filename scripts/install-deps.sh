@@ -23,6 +23,8 @@
 #   bittorrent  aria2c, transmission-cli (transmission-show too), opentracker,
 #           mktorrent and tshark (answering debconf's question about
 #           non-root capture) for the BitTorrent interop tests
+#   fuzz    what scripts/fuzz.sh uses: the nightly toolchain (rustup),
+#           cargo-fuzz from crates.io, a C++ compiler for libFuzzer
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
@@ -168,9 +170,23 @@ group_bittorrent() {
     return "$ok"
 }
 
+group_fuzz() {
+    local ok=0
+    need g++ g++ || ok=1
+    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+        say "installing the nightly toolchain" >&2
+        rustup toolchain install nightly --profile minimal >/dev/null || ok=1
+    fi
+    if ! command -v cargo-fuzz >/dev/null; then
+        say "installing cargo-fuzz" >&2
+        cargo install --locked --quiet cargo-fuzz || ok=1
+    fi
+    return "$ok"
+}
+
 groups=("$@")
 if [ ${#groups[@]} -eq 0 ]; then
-    groups=(demo rpc nap hosts browser bittorrent)
+    groups=(demo rpc nap hosts browser bittorrent fuzz)
 fi
 status=0
 for g in "${groups[@]}"; do

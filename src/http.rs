@@ -238,6 +238,7 @@ mod tests {
     use super::*;
 
     fn read(bytes: &[u8]) -> Result<Request> {
+        crate::fuzzing::seed("http_request", bytes);
         read_request(&mut &bytes[..], 1024)
     }
 

@@ -21,6 +21,7 @@
 //! - [`cli`]: shared flags, the flag vocabulary (`parse_secs`, `parse_size`, `parse_addr`), argument mistakes as sentences, error-to-exit-code mapping; for binaries and each system's `cmd` only.
 //! - [`rng`]: a small random generator for tie breaks and peer choice.
 //! - [`oncrpc`]: ONC RPC v2 over TCP: XDR, record marking, call/reply headers, a `Program` server on the core, a client, the rpcbind client.
+//! - `fuzzing` (hidden): the parsers the `fuzz/` targets reach that are not public otherwise.
 //!
 //! One module per system; a system never reaches into another:
 //! - [`dht`]: the supernode DHT (`p2p-index`, `p2p-superd`, `p2p-ls`, `p2p-get`, `p2p-put`).
@@ -55,5 +56,8 @@ pub mod flood;
 pub mod nap;
 pub mod rdir;
 pub mod swarm;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use error::{Error, Result};

@@ -130,6 +130,15 @@ impl fmt::Display for FileName {
     }
 }
 
+/// Any valid file name, for property tests.
+#[cfg(test)]
+pub(crate) fn arb_name() -> impl proptest::strategy::Strategy<Value = FileName> {
+    use proptest::strategy::Strategy;
+    proptest::string::string_regex("[^/\u{0}]{1,40}|[a-z0-9 ._-]{200,255}")
+        .expect("a valid regex")
+        .prop_filter_map("a valid name", |s| FileName::new(s).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,8 +65,7 @@ pub(crate) struct GetOptions {
 pub(crate) enum Fetched {
     /// The file arrived from `from`, `size` bytes, its digest verified.
     Got { from: String, size: u64 },
-    /// No supernode has it: the responsible one (`at`) said not found, or
-    /// the redirects went in a circle or too far.
+    /// No supernode has it: the responsible one (`at`) said not found.
     NotAvailable { at: String },
     /// A file is already at the destination and may not be replaced.
     Exists { path: PathBuf },
@@ -224,8 +223,18 @@ pub(crate) fn get(
                 return Ok(Fetched::Got { from: at, size });
             }
             SuperResponse::Redirect { addr: next } => {
-                if asked.contains(&next) || asked.len() > MAX_REDIRECTS {
-                    return Ok(Fetched::NotAvailable { at });
+                // Supernodes that disagree on who holds a name (or lie)
+                // could send a download round for ever.
+                if asked.contains(&next) {
+                    return Err(remote(Error::Protocol(format!(
+                        "redirected back to {next}, which was already asked: \
+                         the supernodes disagree on who holds it"
+                    ))));
+                }
+                if asked.len() > MAX_REDIRECTS {
+                    return Err(remote(Error::Protocol(format!(
+                        "redirected to {next} after {MAX_REDIRECTS} redirects; giving up"
+                    ))));
                 }
                 step(Step::Redirect {
                     from: &at,
@@ -296,6 +305,11 @@ fn receive_to_file(
     let partial = partial_path(path);
     let resuming = prefix.is_some();
     let local = |e: io::Error| Failure::Local(e.into());
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    transfer::ensure_room(dir, body).map_err(local)?;
     let mut open = OpenOptions::new();
     open.read(true).write(true);
     if !resuming {

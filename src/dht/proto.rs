@@ -259,84 +259,94 @@ mod tests {
         FileName::new(s).unwrap()
     }
 
-    fn roundtrip<T>(msg: &T)
-    where
-        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
-    {
-        let bytes = frame::encode(msg).unwrap();
-        let mut r = &bytes[..];
-        let back: T = frame::read_frame(&mut r).unwrap().unwrap();
-        assert_eq!(&back, msg);
-        assert!(r.is_empty());
-    }
+    mod props {
+        use super::*;
+        use crate::frame::assert_roundtrip;
+        use crate::name::arb_name;
+        use proptest::prelude::*;
 
-    #[test]
-    fn every_message_roundtrips() {
-        let d = FileDigest::of(b"x");
-        for m in [
-            IndexRequest::Join {
-                port: 4000,
-                heartbeat_ms: 5000,
-            },
-            IndexRequest::Leave,
-            IndexRequest::Disconnect,
-            IndexRequest::Query { name: name("a b") },
-            IndexRequest::Ping,
-        ] {
-            roundtrip(&m);
+        fn digest() -> impl Strategy<Value = FileDigest> {
+            any::<[u8; 32]>().prop_map(FileDigest)
         }
-        for m in [
-            IndexResponse::Joined {
-                addr: "127.0.0.1:1".into(),
-            },
-            IndexResponse::Left,
-            IndexResponse::Bye,
-            IndexResponse::Owner {
-                addr: "[::1]:2".into(),
-            },
-            IndexResponse::NoSupernodes,
-            IndexResponse::Pong,
-            IndexResponse::Error {
-                message: "no".into(),
-            },
-        ] {
-            roundtrip(&m);
+
+        fn index_request() -> impl Strategy<Value = IndexRequest> {
+            prop_oneof![
+                (any::<u16>(), any::<u32>())
+                    .prop_map(|(port, heartbeat_ms)| IndexRequest::Join { port, heartbeat_ms }),
+                Just(IndexRequest::Leave),
+                Just(IndexRequest::Disconnect),
+                arb_name().prop_map(|name| IndexRequest::Query { name }),
+                Just(IndexRequest::Ping),
+            ]
         }
-        for m in [
-            SuperRequest::List,
-            SuperRequest::Upload {
-                name: name("f"),
-                size: u64::MAX,
-                digest: d,
-            },
-            SuperRequest::Download { name: name("f") },
-            SuperRequest::Member {
-                addr: "127.0.0.1:7000".into(),
-            },
-            SuperRequest::DownloadFrom {
-                name: name("f"),
-                offset: 7,
-            },
-        ] {
-            roundtrip(&m);
+
+        fn index_response() -> impl Strategy<Value = IndexResponse> {
+            prop_oneof![
+                any::<String>().prop_map(|addr| IndexResponse::Joined { addr }),
+                Just(IndexResponse::Left),
+                Just(IndexResponse::Bye),
+                any::<String>().prop_map(|addr| IndexResponse::Owner { addr }),
+                Just(IndexResponse::NoSupernodes),
+                Just(IndexResponse::Pong),
+                any::<String>().prop_map(|message| IndexResponse::Error { message }),
+            ]
         }
-        for m in [
-            SuperResponse::Names {
-                names: vec![name("a"), name("b")],
-            },
-            SuperResponse::EndOfList,
-            SuperResponse::Ready,
-            SuperResponse::AlreadyExists,
-            SuperResponse::Stored,
-            SuperResponse::File { size: 3 },
-            SuperResponse::Sent { digest: d },
-            SuperResponse::Redirect { addr: "h:1".into() },
-            SuperResponse::NotFound,
-            SuperResponse::Error {
-                message: "bad".into(),
-            },
-        ] {
-            roundtrip(&m);
+
+        fn super_request() -> impl Strategy<Value = SuperRequest> {
+            prop_oneof![
+                Just(SuperRequest::List),
+                (arb_name(), any::<u64>(), digest())
+                    .prop_map(|(name, size, digest)| SuperRequest::Upload { name, size, digest }),
+                arb_name().prop_map(|name| SuperRequest::Download { name }),
+                (arb_name(), any::<u64>())
+                    .prop_map(|(name, offset)| SuperRequest::DownloadFrom { name, offset }),
+                any::<String>().prop_map(|addr| SuperRequest::Member { addr }),
+            ]
+        }
+
+        fn super_response() -> impl Strategy<Value = SuperResponse> {
+            prop_oneof![
+                proptest::collection::vec(arb_name(), 0..20)
+                    .prop_map(|names| SuperResponse::Names { names }),
+                Just(SuperResponse::EndOfList),
+                Just(SuperResponse::Ready),
+                Just(SuperResponse::AlreadyExists),
+                Just(SuperResponse::Stored),
+                any::<u64>().prop_map(|size| SuperResponse::File { size }),
+                digest().prop_map(|digest| SuperResponse::Sent { digest }),
+                any::<String>().prop_map(|addr| SuperResponse::Redirect { addr }),
+                Just(SuperResponse::NotFound),
+                any::<String>().prop_map(|message| SuperResponse::Error { message }),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn index_requests_roundtrip(m in index_request()) {
+                assert_roundtrip(&m);
+                // The lenient form reads every valid request the same.
+                let bytes = frame::encode(&m).unwrap();
+                let lenient: IndexRequestOf<String> = frame::decode(&bytes[4..]).unwrap();
+                prop_assert_eq!(lenient.names().len(), usize::from(matches!(m, IndexRequest::Query { .. })));
+            }
+
+            #[test]
+            fn index_responses_roundtrip(m in index_response()) {
+                assert_roundtrip(&m);
+            }
+
+            #[test]
+            fn super_requests_roundtrip(m in super_request()) {
+                assert_roundtrip(&m);
+                let bytes = frame::encode(&m).unwrap();
+                let lenient: SuperRequestOf<String> = frame::decode(&bytes[4..]).unwrap();
+                prop_assert_eq!(lenient.names().len(), usize::from(!matches!(m, SuperRequest::List | SuperRequest::Member { .. })));
+            }
+
+            #[test]
+            fn super_responses_roundtrip(m in super_response()) {
+                assert_roundtrip(&m);
+            }
         }
     }
 

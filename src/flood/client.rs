@@ -176,6 +176,10 @@ impl Link {
     }
 }
 
+/// Most answers one query may get: far more than servents in any network
+/// this toolkit runs, far fewer than a flood.
+pub const MAX_ANSWERS: usize = 10_000;
+
 /// A client connected to its servent.
 pub(super) struct Client {
     opts: Options,
@@ -322,6 +326,9 @@ impl Client {
         }
         let mut deadline = Instant::now() + self.opts.wait;
         let mut answers = 0;
+        // A flood of garbage or of stray answers is reported a few lines a
+        // second, the rest counted.
+        let noise = crate::log::Throttle::new(self.opts.level == Level::Verbose);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -336,16 +343,24 @@ impl Client {
                     writeln!(out, "{value} {from}")?;
                     out.flush()?;
                     answers += 1;
+                    // Each servent answers a query once: this many is a
+                    // flood that would hold the wait open for ever.
+                    if answers > MAX_ANSWERS {
+                        return Err(Error::Protocol(format!(
+                            "over {MAX_ANSWERS} answers to one query, the last from {from}: \
+                             a flood; giving up"
+                        )));
+                    }
                     deadline = Instant::now() + self.opts.wait;
                 }
                 Ok(Event::Answer { seq: s, from, .. }) => {
-                    crate::diag!("unexpected message from {from} (RESP seq {s})")
+                    noise.diag(|| format!("unexpected message from {from} (RESP seq {s})"))
                 }
                 Ok(Event::Unexpected { from, what }) => {
-                    crate::diag!("unexpected message from {from} ({what})")
+                    noise.diag(|| format!("unexpected message from {from} ({what})"))
                 }
                 Ok(Event::Bad { from, why }) => {
-                    crate::diag!("bad message from {from}: {why}")
+                    noise.diag(|| format!("bad message from {from}: {why}"))
                 }
                 Ok(Event::LinkClosed { link }) => {
                     if link == self.link.number && !self.link.reported {

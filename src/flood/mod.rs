@@ -20,6 +20,6 @@
 
 pub mod client;
 pub mod cmd;
-mod kvfile;
+pub(crate) mod kvfile;
 pub mod servent;
-mod wire;
+pub(crate) mod wire;

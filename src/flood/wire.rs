@@ -380,6 +380,7 @@ mod tests {
     #[test]
     fn golden_bytes_decode_exactly_one_message() {
         for (msg, bytes) in golden() {
+            crate::fuzzing::seed("flood_wire", &bytes);
             let mut input = bytes.clone();
             input.extend_from_slice(b"NEXT");
             let mut r = &input[..];
@@ -474,5 +475,55 @@ mod tests {
         let bytes = [0, 9, 0, 0, 0, 1, 0, 2, 0xc3, 0xa9];
         let msg = read_message(&mut &bytes[..]).unwrap().unwrap();
         assert_eq!(msg.encode(), bytes);
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = Text> {
+        proptest::string::string_regex("[ -~\t]{0,400}")
+            .expect("a valid regex")
+            .prop_map(|s| Text::new(&s).expect("printable ASCII"))
+    }
+
+    fn flood() -> impl Strategy<Value = Flood> {
+        (any::<u16>(), any::<u32>(), any::<SocketAddrV4>(), text()).prop_map(
+            |(ttl, seq, origin, info)| Flood {
+                ttl,
+                seq,
+                origin,
+                info,
+            },
+        )
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            any::<u16>().prop_map(|port| Message::Id { port }),
+            (any::<u32>(), text()).prop_map(|(seq, key)| Message::KeyReq { seq, key }),
+            any::<u32>().prop_map(|seq| Message::TopoReq { seq }),
+            flood().prop_map(Message::KeyFlood),
+            flood().prop_map(Message::TopoFlood),
+            (any::<u32>(), text()).prop_map(|(seq, value)| Message::Resp { seq, value }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn messages_roundtrip_back_to_back(msgs in proptest::collection::vec(message(), 1..8)) {
+            let mut bytes = Vec::new();
+            for m in &msgs {
+                m.encode_into(&mut bytes);
+            }
+            crate::fuzzing::seed("flood_wire", &bytes);
+            let mut r = &bytes[..];
+            for m in &msgs {
+                prop_assert_eq!(read_message(&mut r).unwrap(), Some(m.clone()));
+            }
+            prop_assert_eq!(read_message(&mut r).unwrap(), None);
+        }
     }
 }

@@ -362,6 +362,7 @@ mod tests {
         assert_eq!(e.as_bytes(), golden);
         let mut with_args = golden.to_vec();
         with_args.extend_from_slice(&[0, 0, 0, 9]);
+        crate::fuzzing::seed("oncrpc_call", &with_args);
         let (h, mut args) = decode_call(&with_args).unwrap();
         assert_eq!(h, CallHeader::new(0x1234_5678, 100_000, 2, 3));
         assert_eq!(args.u32("arg").unwrap(), 9);
@@ -393,6 +394,8 @@ mod tests {
         for (a, golden) in cases {
             let r = Reply::accepted(0x1234_5678, a);
             assert_eq!(r.encode(), golden, "{r:?}");
+            crate::fuzzing::seed("oncrpc_reply", &golden);
+            crate::fuzzing::seed("rpcbind_reply", &golden);
             assert_eq!(Reply::decode(&golden).unwrap(), r);
         }
         let denied = [
@@ -457,6 +460,63 @@ mod tests {
                 assert_eq!(r, Reply::denied(7, Denied::AuthError(auth_stat::BADCRED)))
             }
             other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    fn reply() -> impl Strategy<Value = Reply> {
+        let accepted = prop_oneof![
+            vec(any::<u8>(), 0..200).prop_map(Accepted::Success),
+            Just(Accepted::ProgUnavail),
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(low, high)| Accepted::ProgMismatch { low, high }),
+            Just(Accepted::ProcUnavail),
+            Just(Accepted::GarbageArgs),
+            Just(Accepted::SystemErr),
+        ];
+        let denied = prop_oneof![
+            (any::<u32>(), any::<u32>()).prop_map(|(low, high)| Denied::RpcMismatch { low, high }),
+            any::<u32>().prop_map(Denied::AuthError),
+        ];
+        prop_oneof![
+            (any::<u32>(), accepted).prop_map(|(xid, a)| Reply::accepted(xid, a)),
+            (any::<u32>(), denied).prop_map(|(xid, d)| Reply::denied(xid, d)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn replies_roundtrip(r in reply()) {
+            let bytes = r.encode();
+            crate::fuzzing::seed("oncrpc_reply", &bytes);
+            prop_assert_eq!(Reply::decode(&bytes).unwrap(), r);
+        }
+
+        #[test]
+        fn call_headers_roundtrip(
+            xid: u32, prog: u32, vers: u32, proc_: u32,
+            sys in any::<bool>(),
+            cred in vec(any::<u8>(), 0..=MAX_AUTH_BODY as usize),
+            args in vec(any::<u8>(), 0..64),
+        ) {
+            let mut h = CallHeader::new(xid, prog, vers, proc_);
+            if sys {
+                h.cred = Auth { flavor: AUTH_SYS, body: cred };
+            }
+            let mut e = Encoder::new();
+            h.encode(&mut e);
+            e.raw(&args);
+            let bytes = e.into_bytes();
+            crate::fuzzing::seed("oncrpc_call", &bytes);
+            let (back, d) = decode_call(&bytes).unwrap();
+            prop_assert_eq!(back, h);
+            prop_assert_eq!(d.remaining(), &args[..]);
         }
     }
 }

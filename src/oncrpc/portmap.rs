@@ -180,30 +180,38 @@ impl Portmapper {
 
     /// PMAPPROC_DUMP: every mapping.
     pub fn dump(&mut self) -> Result<Vec<Mapping>> {
-        self.client.call_with(
-            PROC_DUMP,
-            |_| {},
-            |d| {
-                let mut list = Vec::new();
-                while d.bool("pmaplist")? {
-                    if list.len() >= MAX_DUMP {
-                        return Err(Error::TooLong {
-                            what: "pmaplist",
-                            len: list.len() as u64,
-                            max: MAX_DUMP as u64,
-                        });
-                    }
-                    list.push(Mapping {
-                        prog: d.u32("prog")?,
-                        vers: d.u32("vers")?,
-                        prot: d.u32("prot")?,
-                        port: d.u32("port")?,
-                    });
-                }
-                Ok(list)
-            },
-        )
+        self.client.call_with(PROC_DUMP, |_| {}, decode_dump)
     }
+}
+
+/// The results of PMAPPROC_DUMP: a `pmaplist`, at most `MAX_DUMP` long.
+pub fn decode_dump(d: &mut super::Decoder<'_>) -> Result<Vec<Mapping>> {
+    let mut list = Vec::new();
+    while d.bool("pmaplist")? {
+        if list.len() >= MAX_DUMP {
+            return Err(Error::TooLong {
+                what: "pmaplist",
+                len: list.len() as u64,
+                max: MAX_DUMP as u64,
+            });
+        }
+        list.push(Mapping {
+            prog: d.u32("prog")?,
+            vers: d.u32("vers")?,
+            prot: d.u32("prot")?,
+            port: d.u32("port")?,
+        });
+    }
+    Ok(list)
+}
+
+/// A `pmaplist` as PMAPPROC_DUMP's results.
+pub fn encode_dump(list: &[Mapping], e: &mut super::Encoder) {
+    for m in list {
+        e.bool(true);
+        m.encode(e);
+    }
+    e.bool(false);
 }
 
 /// Asks the portmapper on `host` for the TCP port of (prog, vers).

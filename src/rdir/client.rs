@@ -85,6 +85,63 @@ pub trait RemoteDir {
     fn close(&mut self) -> Result<()>;
 }
 
+/// Most entries one listing may have: a server that never ends a listing
+/// is cut off here.
+pub const MAX_LISTING: u64 = 1 << 22;
+
+/// What a listing has received so far, to catch a server that lies: more
+/// entries than asked for, names longer than a name can be, a name or a
+/// stateless cookie that comes again (the listing would go round for
+/// ever), or no end. Names are kept as 64-bit hashes: bounded memory.
+#[derive(Default)]
+struct Seen {
+    keys: std::collections::hash_map::RandomState,
+    names: std::collections::HashSet<u64>,
+    cookies: std::collections::HashSet<u64>,
+}
+
+impl Seen {
+    fn batch(&mut self, names: &[Vec<u8>], asked: u32) -> Result<()> {
+        use std::hash::BuildHasher;
+        if names.len() > asked as usize {
+            return Err(Error::Protocol(format!(
+                "the server sent {} entries for a batch of {asked}",
+                names.len()
+            )));
+        }
+        for n in names {
+            if n.len() > super::MAX_NAME as usize {
+                return Err(Error::Protocol(format!(
+                    "the server sent an entry of {} bytes (a name is at most {})",
+                    n.len(),
+                    super::MAX_NAME
+                )));
+            }
+            if !self.names.insert(self.keys.hash_one(n)) {
+                return Err(Error::Protocol(format!(
+                    "the server sent {:?} twice: the listing goes round",
+                    String::from_utf8_lossy(n)
+                )));
+            }
+        }
+        if self.names.len() as u64 > MAX_LISTING {
+            return Err(Error::Protocol(format!(
+                "the listing goes past {MAX_LISTING} entries; giving up"
+            )));
+        }
+        Ok(())
+    }
+
+    fn cookie(&mut self, cookie: u64) -> Result<()> {
+        if !self.cookies.insert(cookie) {
+            return Err(Error::Protocol(format!(
+                "the server's cookie went back to {cookie}: the listing would never end"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The entry names of a `RemoteDir`; stops after the first error.
 pub struct Entries<'a> {
     dir: &'a mut dyn RemoteDir,
@@ -159,6 +216,7 @@ pub struct StatefulDir {
     eof: bool,
     closed: bool,
     asked: bool,
+    seen: Seen,
 }
 
 impl StatefulDir {
@@ -194,6 +252,7 @@ impl StatefulDir {
             eof: false,
             closed: false,
             asked: false,
+            seen: Seen::default(),
         }
     }
 
@@ -246,6 +305,13 @@ impl RemoteDir for StatefulDir {
             self.asked = true;
             match self.read()? {
                 StatefulResponse::Entries { names, eof } => {
+                    self.seen.batch(&names, self.opts.batch).map_err(|e| {
+                        e.doing(format!(
+                            "listing {} from {}",
+                            String::from_utf8_lossy(&self.path),
+                            self.ep.addr()
+                        ))
+                    })?;
                     self.buf.extend(names);
                     self.eof = eof;
                 }
@@ -303,6 +369,8 @@ trait Fetch {
     /// Drops the connection; the next fetch connects anew.
     fn reset(&mut self);
     fn timeouts(&self) -> Timeouts;
+    /// The server, as errors name it.
+    fn peer(&self) -> String;
 }
 
 struct SocketFetch {
@@ -312,6 +380,10 @@ struct SocketFetch {
 }
 
 impl Fetch for SocketFetch {
+    fn peer(&self) -> String {
+        self.addr.clone()
+    }
+
     fn fetch(
         &mut self,
         path: &[u8],
@@ -369,6 +441,13 @@ impl RpcFetch {
 }
 
 impl Fetch for RpcFetch {
+    fn peer(&self) -> String {
+        match self.ep.port {
+            Some(p) => format!("{}:{p}", self.ep.host),
+            None => self.ep.host.clone(),
+        }
+    }
+
     fn fetch(
         &mut self,
         path: &[u8],
@@ -418,6 +497,7 @@ struct StatelessDir<F> {
     buf: VecDeque<Vec<u8>>,
     eof: bool,
     started: bool,
+    seen: Seen,
 }
 
 /// How long to wait between attempts to reach a restarting server.
@@ -433,7 +513,10 @@ impl<F: Fetch> StatelessDir<F> {
             buf: VecDeque::new(),
             eof: false,
             started: false,
+            seen: Seen::default(),
         };
+        // A cookie of 0 again would start the listing over.
+        d.seen.cookies.insert(0);
         // opendir's errors belong to open: ask for the first batch now.
         d.fill()?;
         Ok(d)
@@ -465,6 +548,20 @@ impl<F: Fetch> StatelessDir<F> {
         self.started = true;
         match answer {
             Ok(b) => {
+                let checked = self.seen.batch(&b.names, self.opts.batch).and_then(|()| {
+                    if b.eof {
+                        Ok(())
+                    } else {
+                        self.seen.cookie(b.cookie)
+                    }
+                });
+                checked.map_err(|e| {
+                    e.doing(format!(
+                        "listing {} from {}",
+                        String::from_utf8_lossy(&self.path),
+                        self.fetch.peer()
+                    ))
+                })?;
                 self.buf.extend(b.names);
                 self.cookie = b.cookie;
                 self.eof = b.eof;

@@ -108,6 +108,7 @@ mod tests {
             max: 2,
         };
         let bytes = frame::encode(&r).unwrap();
+        crate::fuzzing::seed_frame::<StatelessRequest>(&bytes);
         assert_eq!(bytes, [0, 0, 0, 6, 0, 2, b'a', 0xff, 1, 2]);
         assert_eq!(frame::decode::<StatelessRequest>(&bytes[4..]).unwrap(), r);
         for m in [
@@ -123,7 +124,57 @@ mod tests {
             },
         ] {
             let bytes = frame::encode(&m).unwrap();
+            crate::fuzzing::seed_frame::<StatefulResponse>(&bytes);
             assert_eq!(frame::decode::<StatefulResponse>(&bytes[4..]).unwrap(), m);
+        }
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::frame::assert_roundtrip;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    fn names() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        vec(vec(any::<u8>(), 0..300), 0..20)
+    }
+
+    proptest! {
+        #[test]
+        fn stateful_requests_roundtrip(m in prop_oneof![
+            vec(any::<u8>(), 0..5000).prop_map(|path| StatefulRequest::Open { path }),
+            (any::<u64>(), any::<u32>()).prop_map(|(handle, max)| StatefulRequest::Read { handle, max }),
+            any::<u64>().prop_map(|handle| StatefulRequest::Close { handle }),
+        ]) {
+            assert_roundtrip(&m);
+        }
+
+        #[test]
+        fn stateful_responses_roundtrip(m in prop_oneof![
+            any::<u64>().prop_map(|handle| StatefulResponse::Opened { handle }),
+            (names(), any::<bool>()).prop_map(|(names, eof)| StatefulResponse::Entries { names, eof }),
+            Just(StatefulResponse::Closed),
+            (any::<u32>(), any::<String>())
+                .prop_map(|(status, message)| StatefulResponse::Error { status, message }),
+        ]) {
+            assert_roundtrip(&m);
+        }
+
+        #[test]
+        fn stateless_requests_roundtrip(path in vec(any::<u8>(), 0..5000), cookie: u64, max: u32) {
+            assert_roundtrip(&StatelessRequest::ReadDir { path, cookie, max });
+        }
+
+        #[test]
+        fn stateless_responses_roundtrip(m in prop_oneof![
+            (names(), any::<u64>(), any::<bool>())
+                .prop_map(|(names, cookie, eof)| StatelessResponse::Batch { names, cookie, eof }),
+            (any::<u32>(), any::<String>())
+                .prop_map(|(status, message)| StatelessResponse::Error { status, message }),
+        ]) {
+            assert_roundtrip(&m);
         }
     }
 }

@@ -132,6 +132,11 @@ mod tests {
             max_entries: 1024,
         }
         .encode(&mut e);
+        // A call to the rdir program with these arguments.
+        let mut call = Encoder::new();
+        crate::oncrpc::msg::CallHeader::new(1, NUMPROG, RDIRVERS, RDIR_READDIR).encode(&mut call);
+        call.raw(e.as_bytes());
+        crate::fuzzing::seed("oncrpc_call", call.as_bytes());
         assert_eq!(
             e.as_bytes(),
             [
@@ -149,6 +154,11 @@ mod tests {
         let mut e = Encoder::new();
         encode_res(&Ok(b.clone()), &mut e);
         let bytes = e.into_bytes();
+        let reply = crate::oncrpc::msg::Reply::accepted(
+            1,
+            crate::oncrpc::msg::Accepted::Success(bytes.clone()),
+        );
+        crate::fuzzing::seed("oncrpc_reply", &reply.encode());
         let mut d = Decoder::new(&bytes);
         assert_eq!(decode_res(&mut d).unwrap(), Ok(b));
         d.finish().unwrap();

@@ -474,6 +474,12 @@ pub fn fetch(
         );
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // Room for what is still to come (a resumed download's partial file
+    // holds the rest), said before a byte is written.
+    let held = std::fs::metadata(super::store::partial_path(out, manifest.id()))
+        .map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
+    crate::transfer::ensure_room(out, manifest.size().saturating_sub(held))
+        .with_context(|| format!("writing {}", out.join(manifest.name().as_str()).display()))?;
     let manifest = Arc::new(manifest);
     let (store, have) = Store::open(out, manifest.clone())
         .with_context(|| format!("opening the download in {}", out.display()))?;

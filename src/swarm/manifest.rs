@@ -408,9 +408,89 @@ impl fmt::Debug for Bitfield {
     }
 }
 
+/// Any valid bitfield of up to 300 pieces, for property tests.
+#[cfg(test)]
+pub(crate) fn arb_bitfield() -> impl proptest::strategy::Strategy<Value = Bitfield> {
+    use proptest::prelude::*;
+    proptest::collection::vec(any::<bool>(), 0..300).prop_map(|bits| {
+        let mut b = Bitfield::new(bits.len() as u32);
+        for (i, on) in bits.into_iter().enumerate() {
+            b.set_bit(i, on);
+        }
+        b
+    })
+}
+
+/// Any valid manifest of up to 40 pieces, for property tests.
+#[cfg(test)]
+pub(crate) fn arb_manifest() -> impl proptest::strategy::Strategy<Value = Manifest> {
+    use proptest::prelude::*;
+    let digest = || any::<[u8; 32]>().prop_map(Digest);
+    (
+        crate::name::arb_name(),
+        0u32..=10,
+        0u64..40,
+        any::<u64>(),
+        digest(),
+    )
+        .prop_flat_map(move |(name, shift, pieces, extra, hash)| {
+            let ps = MIN_PIECE_SIZE << shift;
+            // A size making exactly `pieces` pieces.
+            let size = match pieces {
+                0 => 0,
+                n => (n - 1) * u64::from(ps) + 1 + extra % u64::from(ps),
+            };
+            proptest::collection::vec(digest(), pieces as usize).prop_map(move |list| {
+                Manifest::new(name.clone(), size, ps, hash, list).expect("consistent parts")
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_of_a_billion_pieces_does_not_decode() {
+        // What a lying tracker could send: the wire form of a manifest
+        // claiming 10^9 pieces (and listing them, or not).
+        #[derive(Serialize)]
+        struct Wire {
+            name: FileName,
+            size: u64,
+            piece_size: u32,
+            file_hash: Digest,
+            pieces: Vec<Digest>,
+        }
+        let ps = MIN_PIECE_SIZE;
+        for listed in [0, 3] {
+            let lie = Wire {
+                name: FileName::new("big.iso").unwrap(),
+                size: 1_000_000_000 * u64::from(ps),
+                piece_size: ps,
+                file_hash: Digest([1; 32]),
+                pieces: vec![Digest([2; 32]); listed],
+            };
+            let bytes = crate::frame::encode(&lie).unwrap();
+            crate::fuzzing::seed_frame::<Manifest>(&bytes);
+            // (postcard keeps only "malformed message" of the reason.)
+            assert!(crate::frame::decode::<Manifest>(&bytes[4..]).is_err());
+        }
+        // A count prefix of 10^9 with nothing behind it: an error, not a
+        // 32 GB allocation.
+        let mut bytes = crate::frame::encode(&Wire {
+            name: FileName::new("x").unwrap(),
+            size: 1,
+            piece_size: ps,
+            file_hash: Digest([0; 32]),
+            pieces: Vec::new(),
+        })
+        .unwrap()[4..]
+            .to_vec();
+        bytes.pop();
+        bytes.extend_from_slice(&[0x80, 0x94, 0xeb, 0xdc, 0x03]);
+        assert!(crate::frame::decode::<Manifest>(&bytes).is_err());
+    }
 
     fn sample(size: u64, ps: u32) -> Manifest {
         let n = count_pieces(size, ps);
@@ -452,6 +532,8 @@ mod tests {
     fn roundtrip_keeps_the_id() {
         let m = sample(1_000_000, DEFAULT_PIECE_SIZE);
         let bytes = postcard::to_stdvec(&m).unwrap();
+        crate::fuzzing::seed_frame::<Manifest>(&crate::frame::encode(&m).unwrap());
+        crate::fuzzing::seed_frame::<Bitfield>(&crate::frame::encode(&m.empty_bitfield()).unwrap());
         assert_eq!(m.id(), SwarmId(Digest::of(&bytes)));
         let back: Manifest = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, m);

@@ -222,87 +222,145 @@ mod tests {
         .unwrap()
     }
 
-    fn roundtrip<T>(m: &T)
-    where
-        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
-    {
-        let bytes = encode(m).unwrap();
-        assert_eq!(&decode::<T>(&bytes[4..]).unwrap(), m);
-    }
+    mod props {
+        use super::*;
+        use crate::frame::assert_roundtrip;
+        use crate::name::arb_name;
+        use crate::swarm::manifest::{arb_bitfield, arb_manifest};
+        use proptest::prelude::*;
 
-    #[test]
-    fn every_message_roundtrips() {
-        let m = manifest();
-        let id = m.id();
-        let have = Bitfield::full(2);
-        for r in [
-            TrackerRequest::Register {
-                manifest: m.clone(),
-                port: 4001,
-                have: have.clone(),
-            },
-            TrackerRequest::Ping { swarm: id, port: 1 },
-            TrackerRequest::Report {
-                swarm: id,
-                port: 1,
-                have: have.clone(),
-            },
-            TrackerRequest::Peers { swarm: id, port: 1 },
-            TrackerRequest::Lookup(Query::Id(id)),
-            TrackerRequest::Lookup(Query::Name(FileName::new("a.bin").unwrap())),
-            TrackerRequest::Leave { swarm: id, port: 1 },
-            TrackerRequest::Stats {
-                swarm: id,
-                port: 1,
-                have: have.clone(),
-                stats: PeerStats {
-                    uploaded: 5,
-                    downloaded: 6,
-                    up_rate: 7,
-                    down_rate: 8,
-                    upload_limit: Some(9),
-                    from: vec![("127.0.0.1:4001".parse().unwrap(), 10)],
-                },
-            },
-        ] {
-            roundtrip(&r);
+        fn swarm() -> impl Strategy<Value = SwarmId> {
+            any::<[u8; 32]>().prop_map(|b| SwarmId(Digest(b)))
         }
-        for r in [
-            TrackerResponse::Registered {
-                swarm: id,
-                peers: 3,
-            },
-            TrackerResponse::Ok,
-            TrackerResponse::UnknownPeer,
-            TrackerResponse::Peers(vec![PeerInfo {
-                addr: "127.0.0.1:4001".parse().unwrap(),
-                have: have.clone(),
-            }]),
-            TrackerResponse::Manifest(m.clone()),
-            TrackerResponse::NotFound,
-            TrackerResponse::Ambiguous(vec![id]),
-            TrackerResponse::Error("no".into()),
-        ] {
-            roundtrip(&r);
+
+        fn addr() -> impl Strategy<Value = std::net::SocketAddr> {
+            // serde carries an address's IP and port only: an IPv6 flow
+            // label or scope id does not cross the wire.
+            any::<std::net::SocketAddr>().prop_map(|a| std::net::SocketAddr::new(a.ip(), a.port()))
         }
-        roundtrip(&PeerRequest::Have { swarm: id });
-        roundtrip(&PeerRequest::Piece {
-            swarm: id,
-            index: 7,
-        });
-        for r in [
-            PeerResponse::Have {
-                have: have.clone(),
-                fetching: Bitfield::new(2),
-                sending: Bitfield::new(2),
-            },
-            PeerResponse::Piece { index: 1, len: 5 },
-            PeerResponse::Missing { index: 1 },
-            PeerResponse::Busy { index: 1 },
-            PeerResponse::UnknownSwarm,
-            PeerResponse::Error("x".into()),
-        ] {
-            roundtrip(&r);
+
+        fn stats() -> impl Strategy<Value = PeerStats> {
+            (
+                any::<[u64; 4]>(),
+                any::<Option<u64>>(),
+                proptest::collection::vec((addr(), any::<u64>()), 0..MAX_STATS_SOURCES),
+            )
+                .prop_map(
+                    |([uploaded, downloaded, up_rate, down_rate], upload_limit, from)| PeerStats {
+                        uploaded,
+                        downloaded,
+                        up_rate,
+                        down_rate,
+                        upload_limit,
+                        from,
+                    },
+                )
+        }
+
+        fn query() -> impl Strategy<Value = Query> {
+            prop_oneof![
+                swarm().prop_map(Query::Id),
+                arb_name().prop_map(Query::Name)
+            ]
+        }
+
+        fn tracker_request() -> impl Strategy<Value = TrackerRequest> {
+            prop_oneof![
+                (arb_manifest(), any::<u16>(), arb_bitfield()).prop_map(
+                    |(manifest, port, have)| {
+                        TrackerRequest::Register {
+                            manifest,
+                            port,
+                            have,
+                        }
+                    }
+                ),
+                (swarm(), any::<u16>())
+                    .prop_map(|(swarm, port)| TrackerRequest::Ping { swarm, port }),
+                (swarm(), any::<u16>(), arb_bitfield())
+                    .prop_map(|(swarm, port, have)| TrackerRequest::Report { swarm, port, have }),
+                (swarm(), any::<u16>())
+                    .prop_map(|(swarm, port)| TrackerRequest::Peers { swarm, port }),
+                query().prop_map(TrackerRequest::Lookup),
+                (swarm(), any::<u16>(), arb_bitfield(), stats()).prop_map(
+                    |(swarm, port, have, stats)| TrackerRequest::Stats {
+                        swarm,
+                        port,
+                        have,
+                        stats
+                    }
+                ),
+                (swarm(), any::<u16>())
+                    .prop_map(|(swarm, port)| TrackerRequest::Leave { swarm, port }),
+            ]
+        }
+
+        fn tracker_response() -> impl Strategy<Value = TrackerResponse> {
+            // serde carries an address's IP and port only: an IPv6 flow
+            // label or scope id does not cross the wire.
+            let addr = any::<std::net::SocketAddr>()
+                .prop_map(|a| std::net::SocketAddr::new(a.ip(), a.port()));
+            let peer = (addr, arb_bitfield()).prop_map(|(addr, have)| PeerInfo { addr, have });
+            prop_oneof![
+                (swarm(), any::<u32>())
+                    .prop_map(|(swarm, peers)| TrackerResponse::Registered { swarm, peers }),
+                Just(TrackerResponse::Ok),
+                Just(TrackerResponse::UnknownPeer),
+                proptest::collection::vec(peer, 0..8).prop_map(TrackerResponse::Peers),
+                arb_manifest().prop_map(TrackerResponse::Manifest),
+                Just(TrackerResponse::NotFound),
+                proptest::collection::vec(swarm(), 0..8).prop_map(TrackerResponse::Ambiguous),
+                any::<String>().prop_map(TrackerResponse::Error),
+            ]
+        }
+
+        fn peer_request() -> impl Strategy<Value = PeerRequest> {
+            prop_oneof![
+                swarm().prop_map(|swarm| PeerRequest::Have { swarm }),
+                (swarm(), any::<u32>())
+                    .prop_map(|(swarm, index)| PeerRequest::Piece { swarm, index }),
+            ]
+        }
+
+        fn peer_response() -> impl Strategy<Value = PeerResponse> {
+            prop_oneof![
+                (arb_bitfield(), arb_bitfield(), arb_bitfield()).prop_map(
+                    |(have, fetching, sending)| PeerResponse::Have {
+                        have,
+                        fetching,
+                        sending
+                    }
+                ),
+                (any::<u32>(), any::<u32>())
+                    .prop_map(|(index, len)| PeerResponse::Piece { index, len }),
+                any::<u32>().prop_map(|index| PeerResponse::Missing { index }),
+                any::<u32>().prop_map(|index| PeerResponse::Busy { index }),
+                Just(PeerResponse::UnknownSwarm),
+                any::<String>().prop_map(PeerResponse::Error),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn tracker_requests_roundtrip(m in tracker_request()) {
+                assert_roundtrip(&m);
+            }
+
+            #[test]
+            fn tracker_responses_roundtrip(m in tracker_response()) {
+                assert_roundtrip(&m);
+            }
+
+            #[test]
+            fn peer_requests_roundtrip(m in peer_request()) {
+                assert_roundtrip(&m);
+                prop_assert!(encode(&m).unwrap().len() - 4 <= MAX_PEER_REQUEST);
+            }
+
+            #[test]
+            fn peer_responses_roundtrip(m in peer_response()) {
+                assert_roundtrip(&m);
+            }
         }
     }
 

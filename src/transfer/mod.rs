@@ -19,13 +19,40 @@ mod splice;
 mod temp;
 
 pub use send::{send_body, send_body_paced, send_body_to_socket};
-pub use temp::{Overwrite, TempFile, receive_file};
+pub use temp::{Overwrite, TempFile, receive_file, remove_stale};
 
 /// Size of the buffer used to move file bytes.
 pub const CHUNK: usize = 256 * 1024;
 
 /// Size of the buffer `receive_into` copies through where it cannot splice.
 const RECV_CHUNK: usize = 1 << 20;
+
+/// Checks, before a byte is written, that the filesystem holding `dir` has
+/// room for `len` more bytes: a peer announcing more than the disk holds
+/// (or a lie of 2^60 bytes) is refused at once with `No space left on
+/// device`, instead of filling the disk first. Where the free space
+/// cannot be read, the write itself will tell.
+pub fn ensure_room(dir: &std::path::Path, len: u64) -> io::Result<()> {
+    let Ok(st) = rustix::fs::statvfs(dir) else {
+        return Ok(());
+    };
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if len > free {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!("No space left on device: {len} bytes to receive, {free} free"),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes free for an unprivileged writer on the filesystem holding `dir`,
+/// if it can be read.
+pub fn free_space(dir: &std::path::Path) -> Option<u64> {
+    rustix::fs::statvfs(dir)
+        .ok()
+        .map(|st| st.f_bavail.saturating_mul(st.f_frsize))
+}
 
 /// A receive that failed, and on which side: the local file, or the peer
 /// (the connection failed or closed early).

@@ -89,6 +89,31 @@ impl Drop for TempFile {
     }
 }
 
+/// Removes the temporary files in `dir` that a process no longer running
+/// left (killed with SIGKILL mid-transfer, or the machine stopped): those
+/// named `.peerkit-tmp-<pid>-<n>` whose `<pid>` is not alive. Returns how
+/// many went. A live process's files are never touched.
+pub fn remove_stale(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists();
+        if !alive && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Whether receiving may replace an existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overwrite {
@@ -113,6 +138,7 @@ pub fn receive_file(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    super::ensure_room(dir, len)?;
     let mut tmp = TempFile::create_in(dir)?;
     let mut hasher = FileHasher::new();
     receive_into(r, len, tmp.file(), &mut hasher, progress).map_err(Failure::into_error)?;
@@ -125,4 +151,28 @@ pub fn receive_file(
         Overwrite::Never => tmp.persist_new(dest)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temp_files_of_dead_processes_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // No process has pid 4194305 (above Linux's pid_max).
+        fs::write(d.join(format!("{TEMP_PREFIX}4194305-0")), b"x").unwrap();
+        let mine = TempFile::create_in(d).unwrap();
+        fs::write(d.join(format!("{TEMP_PREFIX}bt-abc.part")), b"x").unwrap();
+        fs::write(d.join("kept.txt"), b"x").unwrap();
+        assert_eq!(remove_stale(d), 1);
+        let mut left: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(mine.path().exists());
+    }
 }

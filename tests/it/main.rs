@@ -8,6 +8,7 @@ mod conventions;
 mod bittorrent;
 mod dht;
 mod dirops;
+mod disk;
 mod flood;
 mod nap;
 mod rdir;

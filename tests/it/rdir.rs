@@ -1114,3 +1114,108 @@ fn the_rdird_view_shows_handles_in_stateful_mode_and_nothing_in_stateless() {
         drop(held);
     }
 }
+
+/// A stand-in server of `protocol` answering each request with `answer`
+/// (given the request's number), for as many connections as come.
+fn fake_rdir<Q, R>(
+    protocol: peerkit::frame::Protocol,
+    answer: impl Fn(usize, Q) -> R + Send + Sync + 'static,
+) -> String
+where
+    Q: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize,
+{
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(stream) = stream else { return };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut conn = Conn::new(stream).unwrap();
+                if !conn.server_handshake(protocol).unwrap_or(false) {
+                    return;
+                }
+                let mut n = 0;
+                while let Ok(Some(req)) = conn.recv::<Q>() {
+                    if conn.send(&answer(n, req)).is_err() {
+                        return;
+                    }
+                    n += 1;
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn rls_at(addr: &str, mode: Mode) -> harness::Output {
+    let port = addr.rsplit(':').next().unwrap();
+    cmd(bin!("rls"))
+        .args([
+            "--mode",
+            &mode.to_string(),
+            "--server",
+            "127.0.0.1",
+            "--port",
+            port,
+        ])
+        .args(["--timeout", "5", "some/dir"])
+        .run()
+}
+
+#[test]
+fn rls_facing_lying_servers_fails_clearly_and_in_bounded_time() {
+    // A listing that never ends, the same names over and over.
+    let endless = fake_rdir(STATEFUL, |_, req: StatefulRequest| match req {
+        StatefulRequest::Open { .. } => StatefulResponse::Opened { handle: 7 },
+        StatefulRequest::Read { .. } => StatefulResponse::Entries {
+            names: vec![b"a".to_vec(), b"b".to_vec()],
+            eof: false,
+        },
+        StatefulRequest::Close { .. } => StatefulResponse::Closed,
+    });
+    rls_at(&endless, Mode::Stateful)
+        .code(2)
+        .stderr_has(&format!("listing some/dir from {endless}"))
+        .stderr_has("the server sent \"a\" twice: the listing goes round");
+
+    // An entry of 1 MiB (names are at most 255 bytes).
+    let huge = fake_rdir(STATEFUL, |_, req: StatefulRequest| match req {
+        StatefulRequest::Open { .. } => StatefulResponse::Opened { handle: 7 },
+        StatefulRequest::Read { .. } => StatefulResponse::Entries {
+            names: vec![vec![b'x'; (1 << 20) - 64]],
+            eof: true,
+        },
+        StatefulRequest::Close { .. } => StatefulResponse::Closed,
+    });
+    rls_at(&huge, Mode::Stateful)
+        .code(2)
+        .stderr_has("an entry of 1048512 bytes (a name is at most 255)");
+
+    // More entries than the batch asked for.
+    let flood = fake_rdir(STATELESS, |_, _: StatelessRequest| {
+        StatelessResponse::Batch {
+            names: (0..2000).map(|i| format!("n{i}").into_bytes()).collect(),
+            cookie: 1,
+            eof: true,
+        }
+    });
+    rls_at(&flood, Mode::Stateless)
+        .code(2)
+        .stderr_has("2000 entries for a batch of 1024");
+
+    // A cookie that goes back: 1, 2, 1, ... never ending otherwise.
+    let back = fake_rdir(STATELESS, |n, _: StatelessRequest| {
+        StatelessResponse::Batch {
+            names: vec![format!("n{n}").into_bytes()],
+            cookie: [1, 2, 1][n.min(2)],
+            eof: false,
+        }
+    });
+    rls_at(&back, Mode::Stateless)
+        .code(2)
+        .stderr_has(&format!("listing some/dir from {back}"))
+        .stderr_has("the server's cookie went back to 1");
+}

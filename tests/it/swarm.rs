@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use peerkit::frame::{self, Conn};
 use peerkit::net::Timeouts;
 use peerkit::swarm::proto::{
-    PEER_WIRE, PeerRequest, PeerResponse, Query, TRACKER, TrackerRequest, TrackerResponse,
+    PEER_WIRE, PeerInfo, PeerRequest, PeerResponse, Query, TRACKER, TrackerRequest, TrackerResponse,
 };
 use peerkit::swarm::{Bitfield, SwarmId, partial_path};
 
@@ -1369,4 +1369,86 @@ fn the_tracker_and_peer_views_show_the_piece_map_rates_and_count_exactly() {
     assert!(sm.contains("peerkit_connections_open "));
     let page = view_get(&tview, "/").1;
     assert!(page.contains("EventSource(\"events\")") && page.contains("BitTorrent-like tracker"));
+}
+
+/// A tracker in front of `real` that passes every request on, except
+/// `Peers`, answered with `bogus` made-up peers (each with a bitfield the
+/// right length, so nothing else gives them away).
+fn lying_tracker(real: String, bogus: usize) -> (String, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let lists = Arc::new(AtomicUsize::new(0));
+    let counted = lists.clone();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            let real = real.clone();
+            let counted = counted.clone();
+            thread::spawn(move || {
+                let mut front = Conn::new(s).unwrap();
+                if !front.server_handshake(TRACKER).unwrap_or(false) {
+                    return;
+                }
+                let mut back = Conn::open(&real, &Timeouts::secs(20), TRACKER).unwrap();
+                let mut pieces = 0;
+                while let Ok(Some(req)) = front.recv::<TrackerRequest>() {
+                    let resp = match req {
+                        TrackerRequest::Peers { .. } => {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            TrackerResponse::Peers(
+                                (0..bogus)
+                                    .map(|i| PeerInfo {
+                                        addr: SocketAddr::from((
+                                            [127, 1, (i >> 8) as u8, i as u8],
+                                            1 + (i >> 16) as u16,
+                                        )),
+                                        have: Bitfield::full(pieces),
+                                    })
+                                    .collect(),
+                            )
+                        }
+                        other => {
+                            back.send(&other).unwrap();
+                            let resp: TrackerResponse = back.expect().unwrap();
+                            if let TrackerResponse::Manifest(m) = &resp {
+                                pieces = m.piece_count();
+                            }
+                            resp
+                        }
+                    };
+                    if front.send(&resp).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, lists)
+}
+
+#[test]
+fn a_tracker_listing_a_hundred_thousand_peers_is_sampled_down_and_memory_stays_bounded() {
+    let dir = TempDir::new("swarm-liar-tracker");
+    let file = dir.path().join("liar.bin");
+    fs::write(&file, pseudo_random_bytes(300_000, 3)).unwrap();
+    let t = tracker(&[]);
+    let (_seed, _) = share(&file, &t.addr, &[]);
+    let (liar, lists) = lying_tracker(t.addr.clone(), 100_000);
+    let p = fetch("liar.bin", &dir.sub("out"), &liar, &[]);
+    p.wait_stderr(|l| {
+        l.contains("tracker: 100000 peers listed, at most 64 expected; using 64 at random")
+    });
+    // Still asking, so still working, in bounded memory, lists later.
+    wait_until(
+        "five lists of 100000 peers taken in",
+        || (lists.load(Ordering::SeqCst) >= 5).then_some(()),
+        || p.dump(),
+    );
+    let rss_kib: u64 = fs::read_to_string(format!("/proc/{}/status", p.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    assert!(rss_kib < 200 * 1024, "{rss_kib} KiB resident\n{}", p.dump());
 }

@@ -42,10 +42,21 @@ impl Repo {
     /// The repository in `dir`, which must be a folder.
     pub(super) fn open(dir: &Path) -> Result<Repo> {
         match fs::metadata(dir) {
-            Ok(m) if m.is_dir() => Ok(Repo {
-                dir: dir.to_path_buf(),
-                digests: DigestCache::default(),
-            }),
+            Ok(m) if m.is_dir() => {
+                // What a supernode killed mid-upload left behind.
+                let stale = crate::transfer::remove_stale(dir);
+                if stale > 0 {
+                    crate::diag!(
+                        "removed {stale} temporary file{} left by an earlier run in {}",
+                        if stale == 1 { "" } else { "s" },
+                        dir.display()
+                    );
+                }
+                Ok(Repo {
+                    dir: dir.to_path_buf(),
+                    digests: DigestCache::default(),
+                })
+            }
             Ok(_) => Err(Error::Local(format!(
                 "repository {}: not a folder",
                 dir.display()

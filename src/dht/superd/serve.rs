@@ -4,6 +4,7 @@
 
 use std::io::{self, Seek, SeekFrom};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::thread;
 
 use indicatif::ProgressBar;
@@ -125,6 +126,15 @@ fn receive(
             return Ok(true);
         }
     };
+    // A full disk: said before the body moves, and the connection goes on.
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    if let Err(e) = transfer::ensure_room(dir, size) {
+        crate::diag!("{peer}: receiving {name} into {}: {e}", dir.display());
+        conn.send(&SuperResponse::Error {
+            message: format!("storing {name}: {e}"),
+        })?;
+        return Ok(true);
+    }
     conn.send(&SuperResponse::Ready)?;
     match member {
         Some(m) => node.note(format_args!("receiving {name} from supernode {m}")),
@@ -171,7 +181,7 @@ fn receive(
         }
         Err(e) if e.is_disconnect() => Err(e),
         Err(e) => {
-            crate::diag!("{peer}: receiving {name}: {e}");
+            crate::diag!("{peer}: receiving {name} into {}: {e}", dest.display());
             // Best effort: the body may be half read, so the connection ends.
             let _ = conn.send(&SuperResponse::Error {
                 message: format!("storing {name}: {e}"),

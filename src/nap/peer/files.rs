@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -200,11 +200,38 @@ pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) 
         None,
         tmp.file().try_clone().ok(),
     );
-    let copied = io::copy(&mut r, tmp.file());
+    // The wire gives no length: the file ends when the owner closes. A
+    // peer that never stops is cut off once it has sent more than the
+    // disk can hold, before the disk is full.
+    let room = transfer::free_space(dir).unwrap_or(u64::MAX);
+    let copied = (|| -> Result<u64> {
+        let mut got: u64 = 0;
+        let mut buf = vec![0u8; transfer::CHUNK];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => return Ok(got),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::from(e).doing(format!("getting {} from {addr}", req.file)));
+                }
+            };
+            got += n as u64;
+            if got > room {
+                return Err(Error::Local(format!(
+                    "writing {}: No space left on device: {addr} sent more than the {room} bytes free",
+                    local.display()
+                )));
+            }
+            tmp.file()
+                .write_all(&buf[..n])
+                .map_err(|e| Error::from(e).doing(format!("writing {}", local.display())))?;
+        }
+    })();
     if let Ok(n) = copied {
         ticket.done.store(n, Ordering::Relaxed);
     }
-    let kept = copied.map_err(Error::from).and_then(|_| {
+    let kept = copied.and_then(|_| {
         tmp.persist(local)
             .map_err(|e| Error::from(e).doing(format!("writing {}", local.display())))
     });

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::swarm::client::TrackerClient;
-use crate::swarm::proto::{PeerInfo, TrackerRequest, TrackerResponse};
+use crate::swarm::proto::{MAX_PEERS_LISTED, PeerInfo, TrackerRequest, TrackerResponse};
 
 use super::state::{Remote, State};
 use super::{
@@ -209,10 +209,20 @@ impl Node {
 
     /// Merges the tracker's peer list and starts workers for new peers;
     /// how many peers it did not know.
-    fn update_peers(self: &Arc<Self>, list: Vec<PeerInfo>) -> usize {
+    fn update_peers(self: &Arc<Self>, mut list: Vec<PeerInfo>) -> usize {
+        // A tracker lists at most MAX_PEERS_LISTED; one that sends more (a
+        // liar, or 100,000 made-up peers) is sampled down to that many.
+        if list.len() > MAX_PEERS_LISTED {
+            self.warn(&format!(
+                "tracker: {} peers listed, at most {MAX_PEERS_LISTED} expected; using {MAX_PEERS_LISTED} at random",
+                list.len()
+            ));
+            crate::rng::Rng::new().shuffle(&mut list);
+            list.truncate(MAX_PEERS_LISTED);
+        }
         let mut new = 0;
         let mut st = self.lock();
-        let listed: Vec<SocketAddr> = list.iter().map(|p| p.addr).collect();
+        let listed: std::collections::HashSet<SocketAddr> = list.iter().map(|p| p.addr).collect();
         for p in list {
             if p.have.check_for(&self.manifest).is_err() || self.is_me(p.addr) {
                 continue;

@@ -161,7 +161,14 @@ fn hundred_megabyte_transfer_keeps_its_hash() {
 /// A supernode stand-in for one download: after the handshake and the
 /// request, `serve` answers on the connection as it likes.
 fn fake_supernode(serve: impl FnOnce(&mut Conn) + Send + 'static) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    fake_supernode_on(TcpListener::bind("127.0.0.1:0").unwrap(), serve)
+}
+
+/// As `fake_supernode`, on a listener already bound.
+fn fake_supernode_on(
+    listener: TcpListener,
+    serve: impl FnOnce(&mut Conn) + Send + 'static,
+) -> String {
     let addr = listener.local_addr().unwrap().to_string();
     thread::spawn(move || {
         let Ok((stream, _)) = listener.accept() else {
@@ -430,4 +437,107 @@ fn p2p_get_never_overwrites_without_force_and_names_local_paths() {
         .run()
         .code(2)
         .stderr_has("p2p-put: reading nodir/y.txt: no such file or directory");
+}
+
+/// A supernode stand-in that redirects one download to `to`.
+fn redirecting_supernode(listener: TcpListener, to: String) -> String {
+    fake_supernode_on(listener, move |conn| {
+        let _ = conn.send(&SuperResponse::Redirect { addr: to });
+    })
+}
+
+#[test]
+fn p2p_get_facing_lying_supernodes_fails_clearly_naming_them_and_leaves_nothing() {
+    let dir = TempDir::new("dht-liars");
+    let work = dir.sub("work");
+    let get = |addr: &str, extra: &[&str]| {
+        cmd(bin!("p2p-get"))
+            .args([addr, "f.bin", "--timeout", "2"])
+            .args(extra)
+            .cwd(&work)
+            .run()
+    };
+
+    // Two supernodes redirecting to each other: said after the round.
+    let (a, b) = (
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let (a_addr, b_addr) = (
+        a.local_addr().unwrap().to_string(),
+        b.local_addr().unwrap().to_string(),
+    );
+    redirecting_supernode(a, b_addr.clone());
+    redirecting_supernode(b, a_addr.clone());
+    get(&a_addr, &[])
+        .code(2)
+        .stderr_has(&format!("getting f.bin from {b_addr}"))
+        .stderr_has(&format!(
+            "redirected back to {a_addr}, which was already asked"
+        ));
+    assert!(names_in(&work).is_empty());
+
+    // A chain of redirects longer than any ring needs: given up.
+    let listeners: Vec<TcpListener> = (0..7)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    for (i, l) in listeners.into_iter().enumerate().take(6) {
+        redirecting_supernode(l, addrs[i + 1].clone());
+    }
+    get(&addrs[0], &[])
+        .code(2)
+        .stderr_has("redirects; giving up");
+
+    // A redirect to an address that accepts and then says nothing: the
+    // timeout, naming it.
+    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_addr = hole.local_addr().unwrap().to_string();
+    let to_hole =
+        redirecting_supernode(TcpListener::bind("127.0.0.1:0").unwrap(), hole_addr.clone());
+    get(&to_hole, &[])
+        .code(2)
+        .stderr_has(&format!("getting f.bin from {hole_addr}"));
+    drop(hole);
+    assert!(names_in(&work).is_empty());
+
+    // A size no disk holds: refused before a byte is written.
+    let huge = fake_supernode(|conn| {
+        let _ = conn.send(&SuperResponse::File { size: 1 << 60 });
+        let _ = conn.writer().write_all(&[0; 4096]);
+        let _ = conn.flush();
+    });
+    get(&huge, &[])
+        .code(2)
+        .stderr_has("No space left on device");
+    assert!(names_in(&work).is_empty());
+
+    // A body that goes on past its size: what follows is no digest.
+    let endless = fake_supernode(|conn| {
+        let _ = conn.send(&SuperResponse::File { size: 1000 });
+        let junk = vec![0xa5u8; 64 * 1024];
+        while conn.writer().write_all(&junk).is_ok() && conn.flush().is_ok() {}
+    });
+    get(&endless, &[])
+        .code(2)
+        .stderr_has(&format!("getting f.bin from {endless}"));
+    assert!(names_in(&work).is_empty());
+
+    // A body, then no digest ever: the timeout, nothing kept.
+    let (silent, release) = cutting_supernode(vec![7; 5000], 5000, true);
+    get(&silent, &[])
+        .code(2)
+        .stderr_has(&format!("getting f.bin from {silent}"));
+    drop(release);
+    assert!(names_in(&work).is_empty());
+
+    // A size larger than what follows, then the close.
+    let (short, _release) = cutting_supernode(vec![7; 5000], 100, false);
+    get(&short, &[])
+        .code(2)
+        .stderr_has(&format!("getting f.bin from {short}"));
+    assert!(names_in(&work).is_empty());
 }

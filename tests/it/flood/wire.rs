@@ -135,3 +135,69 @@ fn kv_query_speaks_the_protocol_to_a_servent() {
         set(&[&format!("v 1 {from}"), &format!("w {addr}")]),
     );
 }
+
+/// A stand-in servent for one kv-query: reads its ID and KEYREQ, then
+/// calls `lie(link, answer port, seq)`.
+fn lying_servent(lie: impl FnOnce(TcpStream, u16, u32) + Send + 'static) -> String {
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = fake.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        let (mut link, _) = fake.accept().unwrap();
+        link.set_read_timeout(Some(DEADLINE)).unwrap();
+        let id = read_exact_bytes(&mut link, 4);
+        let cport = u16::from_be_bytes([id[2], id[3]]);
+        let head = read_exact_bytes(&mut link, 8);
+        let seq = u32::from_be_bytes([head[2], head[3], head[4], head[5]]);
+        let klen = u16::from_be_bytes([head[6], head[7]]);
+        read_exact_bytes(&mut link, klen.into());
+        lie(link, cport, seq);
+    });
+    addr
+}
+
+#[test]
+fn kv_query_facing_lying_servents_keeps_to_its_own_answers_and_stops_a_flood() {
+    // Garbage on answer connections, answers to another seq (a blind
+    // spoofer cannot guess the random one), then the real answer.
+    let addr = lying_servent(|link, cport, seq| {
+        for _ in 0..50 {
+            let mut c = TcpStream::connect(("127.0.0.1", cport)).unwrap();
+            let _ = c.write_all(&[0xff; 64]);
+        }
+        for wrong in 1..50u32 {
+            let mut c = TcpStream::connect(("127.0.0.1", cport)).unwrap();
+            let _ = c.write_all(&resp_bytes(seq.wrapping_add(wrong), "spoofed"));
+        }
+        let mut c = TcpStream::connect(("127.0.0.1", cport)).unwrap();
+        c.write_all(&resp_bytes(seq, "real")).unwrap();
+        drop(c);
+        // Keeps the link open until kv-query is done.
+        let mut link = link;
+        let _ = link.read(&mut [0; 1]);
+    });
+    let out = cmd(bin!("kv-query"))
+        .args(["--wait", "2", &addr, "?k"])
+        .run()
+        .ok()
+        .stderr_has("bad message from 127.0.0.1:");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    assert!(lines[0].starts_with("real 127.0.0.1:"), "{}", out.stdout);
+    // Diagnostics are throttled, not one line per bad message.
+    assert!(out.stderr.lines().count() < 40, "{}", out.stderr);
+
+    // A flood of answers to the right seq would hold the wait open for
+    // ever: stopped, naming the flooder.
+    let addr = lying_servent(|mut link, _, seq| {
+        let one = resp_bytes(seq, "again");
+        let many: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+        while link.write_all(&many).is_ok() {}
+    });
+    cmd(bin!("kv-query"))
+        .args(["--wait", "5", &addr, "?k"])
+        .run()
+        .code(2)
+        .stderr_has(&format!(
+            "answers to one query, the last from {addr}: a flood; giving up"
+        ));
+}

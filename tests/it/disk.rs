@@ -1,0 +1,262 @@
+//! A full disk: received files on a small tmpfs (mounted by the test when
+//! it runs as root; skipped, saying so, elsewhere). Each receiver fails
+//! with `No space left on device` naming the path, leaves no partial
+//! file, keeps serving, and succeeds once space is freed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::bin;
+use crate::harness::*;
+
+/// A tmpfs mounted on a fresh folder, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// A `size`-byte tmpfs at `dir`, or `None` (with a SKIPPED line) where
+    /// mounting is not allowed.
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root): the full-disk test");
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Gives it `size` bytes (freeing space without touching its files).
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount {}", self.0.display());
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Every name in `dir`, hidden ones (temporary and partial files) too.
+fn all_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn dht_uploads_and_downloads_onto_a_full_disk_fail_cleanly_and_succeed_after() {
+    let dir = TempDir::new("disk-dht");
+    let Some(repo) = Tmpfs::mount(&dir.path().join("repo"), "1m") else {
+        return;
+    };
+    let Some(dest) = Tmpfs::mount(&dir.path().join("dest"), "1m") else {
+        return;
+    };
+    let index = cmd(bin!("p2p-index"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let mut s = cmd(bin!("p2p-superd"))
+        .arg(repo.path())
+        .args(["--index", &index.addr, "--listen", "127.0.0.1:0"])
+        .daemon();
+    s.wait_stdout(|l| l.starts_with("joined the ring as "));
+    let small = dir.path().join("small.txt");
+    fs::write(&small, b"fits\n").unwrap();
+    let big = dir.path().join("big.bin");
+    let body = pseudo_random_bytes(3 << 20, 5);
+    fs::write(&big, &body).unwrap();
+    cmd(bin!("p2p-put")).arg(&s.addr).arg(&small).run().ok();
+
+    // The supernode's disk is full for big.bin: refused, nothing left, and
+    // it serves on.
+    cmd(bin!("p2p-put"))
+        .arg(&s.addr)
+        .arg(&big)
+        .run()
+        .code(2)
+        .stderr_has("storing big.bin: No space left on device");
+    s.wait_stderr(|l| {
+        l.contains("receiving big.bin into ") && l.contains(&repo.path().display().to_string())
+    });
+    assert_eq!(all_names(repo.path()), ["small.txt"]);
+    cmd(bin!("p2p-get"))
+        .arg(&s.addr)
+        .args(["small.txt", "-o", "-"])
+        .run()
+        .ok()
+        .stdout_has("fits");
+    // Space freed: the same upload works.
+    repo.resize("8m");
+    cmd(bin!("p2p-put")).arg(&s.addr).arg(&big).run().ok();
+    assert!(fs::read(repo.path().join("big.bin")).unwrap() == body);
+
+    // The client's disk is full: an error naming the path, no partial file.
+    let out = dest.path().join("big.bin");
+    cmd(bin!("p2p-get"))
+        .arg(&s.addr)
+        .arg("big.bin")
+        .arg("-o")
+        .arg(&out)
+        .run()
+        .code(2)
+        .stderr_has(&format!("writing {}", out.display()))
+        .stderr_has("No space left on device");
+    assert!(
+        all_names(dest.path()).is_empty(),
+        "{:?}",
+        all_names(dest.path())
+    );
+    dest.resize("8m");
+    cmd(bin!("p2p-get"))
+        .arg(&s.addr)
+        .arg("big.bin")
+        .arg("-o")
+        .arg(&out)
+        .run()
+        .ok();
+    assert!(fs::read(&out).unwrap() == body);
+}
+
+#[test]
+fn a_bt_peer_fetch_onto_a_full_disk_fails_cleanly_and_succeeds_after() {
+    let dir = TempDir::new("disk-swarm");
+    let Some(out) = Tmpfs::mount(&dir.path().join("out"), "1m") else {
+        return;
+    };
+    let src = dir.sub("src").join("big.bin");
+    fs::write(&src, pseudo_random_bytes(3 << 20, 8)).unwrap();
+    let t = cmd(bin!("bt-tracker"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let mut seed = cmd(bin!("bt-peer"))
+        .arg("share")
+        .arg(&src)
+        .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
+        .args(["--ping-interval", "0.2", "--report-interval", "0.5"])
+        .daemon();
+    seed.wait_stdout(|l| l.starts_with("swarm "));
+    let fetch = || {
+        cmd(bin!("bt-peer"))
+            .args(["fetch", "big.bin", "--tracker", &t.addr])
+            .args(["--listen", "127.0.0.1:0", "--exit-when-done"])
+            .args(["--ping-interval", "0.2", "--report-interval", "0.5"])
+            .arg("--out")
+            .arg(out.path())
+            .run()
+    };
+    fetch()
+        .code(2)
+        .stderr_has("No space left on device")
+        .stderr_has(&out.path().display().to_string());
+    assert!(
+        all_names(out.path()).is_empty(),
+        "{:?}",
+        all_names(out.path())
+    );
+    out.resize("8m");
+    fetch().ok();
+    assert!(fs::read(out.path().join("big.bin")).unwrap() == fs::read(&src).unwrap());
+}
+
+/// A stand-in directory server: to every request, `answer(op name)`.
+fn fake_nap_server(answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut op = Vec::new();
+                if r.read_until(0, &mut op).is_err() {
+                    return;
+                }
+                op.pop();
+                // The rest of the request is not needed.
+                let _ = s.write_all(&answer(&String::from_utf8_lossy(&op)));
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn nap_peer_facing_a_huge_user_list_and_an_endless_file_stays_bounded() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("disk-nap");
+    // A peer that answers GET_FILE with a file that never ends.
+    let endless = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endless_port = endless.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in endless.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let _ = s.read(&mut [0; 512]);
+                let _ = s.write_all(b"0\0");
+                let junk = vec![0x5au8; 64 * 1024];
+                while s.write_all(&junk).is_ok() {}
+            });
+        }
+    });
+    let list = format!("0\x001\x00bob\x00127.0.0.1\x00{endless_port}\x00");
+    let good = fake_nap_server(move |_| list.clone().into_bytes());
+    // A server announcing a million users, then sending them.
+    let huge = fake_nap_server(|op| {
+        if op != "LIST_USERS" {
+            return b"0\0".to_vec();
+        }
+        let mut v = b"0\x001000000\x00".to_vec();
+        for i in 0..1000 {
+            v.extend_from_slice(format!("u{i}\x00127.0.0.1\x001\x00").as_bytes());
+        }
+        v
+    });
+    let peer = |port: u16, cwd: &Path, input: &str| {
+        cmd(bin!("nap-peer"))
+            .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--listen-ip", "127.0.0.1", "--timeout", "5"])
+            .cwd(cwd)
+            .stdin(input)
+            .run()
+    };
+    let work = dir.sub("work");
+    peer(huge, &work, "LIST_USERS\nQUIT\n")
+        .stderr_has(&format!("LIST_USERS: server 127.0.0.1:{huge}"))
+        .stderr_has("bad count \"1000000\"");
+
+    let Some(small) = Tmpfs::mount(&dir.path().join("small"), "4m") else {
+        return;
+    };
+    let out = peer(good, small.path(), "GET_FILE bob f.bin f.bin\nQUIT\n")
+        .stdout_has("GET_FILE FAIL")
+        .stderr_has(&format!("GET_FILE: bob at 127.0.0.1:{endless_port}"))
+        .stderr_has("No space left on device");
+    assert!(
+        all_names(small.path()).is_empty(),
+        "{:?}\n{}",
+        all_names(small.path()),
+        out.stderr
+    );
+}
