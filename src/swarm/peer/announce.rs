@@ -217,7 +217,7 @@ impl Node {
                 "tracker: {} peers listed, at most {MAX_PEERS_LISTED} expected; using {MAX_PEERS_LISTED} at random",
                 list.len()
             ));
-            crate::rng::Rng::new().shuffle(&mut list);
+            crate::rng::Rng::new().pick_front(&mut list, MAX_PEERS_LISTED);
             list.truncate(MAX_PEERS_LISTED);
         }
         let mut new = 0;
