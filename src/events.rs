@@ -13,25 +13,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 /// Events waiting for one subscriber before new ones are dropped for it.
-pub const QUEUE: usize = 1024;
+pub(crate) const QUEUE: usize = 1024;
 
 /// Subscribers at once; more are refused.
-pub const MAX_SUBSCRIBERS: usize = 16;
+pub(crate) const MAX_SUBSCRIBERS: usize = 16;
 
 /// Now, in milliseconds since the epoch: the `t` of every event and of
 /// every record a view keeps.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One event as it goes out: a JSON object, shared by every subscriber.
-pub type Event = Arc<str>;
+pub(crate) type Event = Arc<str>;
 
 /// The events of one daemon.
 #[derive(Debug, Default)]
-pub struct Events {
+pub(crate) struct Events {
     /// Each subscriber's queue, and a token that dies with its receiver.
     subscribers: Mutex<Vec<(SyncSender<Event>, Weak<()>)>>,
     /// How many subscribers there are, read without the lock.
@@ -41,19 +41,19 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn new() -> Arc<Events> {
+    pub(crate) fn new() -> Arc<Events> {
         Arc::new(Events::default())
     }
 
     /// Whether anyone is listening (so building an event is worth it).
-    pub fn wanted(&self) -> bool {
+    pub(crate) fn wanted(&self) -> bool {
         self.active.load(Ordering::Relaxed) > 0
     }
 
     /// Hands the event `kind` with the fields `fields` makes to every
     /// subscriber; `fields` is only called if there is one. A value that
     /// came from a peer goes in as a JSON string, never as markup.
-    pub fn publish(&self, kind: &str, fields: impl FnOnce(&mut Map<String, Value>)) {
+    pub(crate) fn publish(&self, kind: &str, fields: impl FnOnce(&mut Map<String, Value>)) {
         if !self.wanted() {
             return;
         }
@@ -80,7 +80,7 @@ impl Events {
 
     /// A new subscriber, or `None` when [`MAX_SUBSCRIBERS`] listen.
     /// Dropping it unsubscribes.
-    pub fn subscribe(&self) -> Option<Subscription> {
+    pub(crate) fn subscribe(&self) -> Option<Subscription> {
         let mut subs = self
             .subscribers
             .lock()
@@ -98,19 +98,19 @@ impl Events {
     }
 
     /// Events published while someone listened.
-    pub fn published(&self) -> u64 {
+    pub(crate) fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
     }
 
     /// Events a subscriber lost because its queue was full.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 }
 
 /// One subscriber's queue of events.
 #[derive(Debug)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     pub rx: Receiver<Event>,
     /// Dropped with the subscription, which frees its place.
     _alive: Arc<()>,

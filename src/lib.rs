@@ -30,26 +30,33 @@
 //! - [`rdir`]: remote directory reading, stateful, stateless and ONC RPC (`rdird`, `rls`).
 //! - [`nap`]: the Napster-like directory with peer-to-peer transfer (`nap-server`,
 //!   `nap-peer`, `nap-time`, `nap-log`).
+//!
+//! # Visibility
+//!
+//! `pub` means a binary, an integration test, an example or a fuzz target
+//! uses it; everything else is `pub(crate)` in a crate-private module, and
+//! the `unreachable_pub` lint keeps it that way.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(unreachable_pub)]
 
 pub mod cli;
 pub mod digest;
 pub mod error;
-pub mod events;
+pub(crate) mod events;
 pub mod frame;
 pub mod http;
-pub mod log;
-pub mod metrics;
-pub mod name;
+pub(crate) mod log;
+pub(crate) mod metrics;
+pub(crate) mod name;
 pub mod net;
 pub mod oncrpc;
-pub mod output;
+pub(crate) mod output;
 pub mod rng;
-pub mod server;
-pub mod shutdown;
-pub mod transfer;
-pub mod view;
+pub(crate) mod server;
+pub(crate) mod shutdown;
+pub(crate) mod transfer;
+pub(crate) mod view;
 
 pub mod dht;
 pub mod flood;

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 static TOOL: OnceLock<String> = OnceLock::new();
 
 /// Names the running program for diagnostics; `cli::run` calls it.
-pub fn set_tool(name: &str) {
+pub(crate) fn set_tool(name: &str) {
     let _ = TOOL.set(name.to_string());
 }
 
 /// The running program's name (`peerkit` until `set_tool`).
-pub fn tool() -> &'static str {
+pub(crate) fn tool() -> &'static str {
     TOOL.get().map(String::as_str).unwrap_or("peerkit")
 }
 
@@ -32,7 +32,7 @@ pub enum Level {
 }
 
 /// Writes one event line to stdout, ignoring errors. Use `event!`.
-pub fn write_event(args: fmt::Arguments<'_>) {
+pub(crate) fn write_event(args: fmt::Arguments<'_>) {
     // In unit tests through the test harness's capture, so a passing test
     // prints nothing.
     if cfg!(test) {
@@ -43,7 +43,7 @@ pub fn write_event(args: fmt::Arguments<'_>) {
 }
 
 /// Writes `tool: message` to stderr, ignoring errors. Use `diag!`.
-pub fn write_diag(args: fmt::Arguments<'_>) {
+pub(crate) fn write_diag(args: fmt::Arguments<'_>) {
     if cfg!(test) {
         eprintln!("{}: {args}", tool());
     } else {
@@ -69,14 +69,14 @@ macro_rules! diag {
 
 /// Diagnostic lines a second that a [`Throttle`] lets through; the rest are
 /// counted and summed up in the next line that gets through.
-pub const LINES_PER_SEC: u32 = 5;
+pub(crate) const LINES_PER_SEC: u32 = 5;
 
 /// Diagnostics of one sort that may come in bursts (an attack: closed,
 /// dropped or evicted connections): at most [`LINES_PER_SEC`] a second,
 /// the rest counted into the next line as `(and N more like it)`. A
 /// throttle built to let `all` lines through (`-v`) only prints.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     all: bool,
     state: Mutex<Window>,
 }
@@ -93,7 +93,7 @@ struct Window {
 
 impl Throttle {
     /// A throttle; with `all`, every line is printed.
-    pub fn new(all: bool) -> Throttle {
+    pub(crate) fn new(all: bool) -> Throttle {
         Throttle {
             all,
             state: Mutex::new(Window {
@@ -106,7 +106,7 @@ impl Throttle {
 
     /// Prints the line `line` makes, unless this second's budget is spent
     /// (then it is only counted, and `line` is not called).
-    pub fn diag(&self, line: impl FnOnce() -> String) {
+    pub(crate) fn diag(&self, line: impl FnOnce() -> String) {
         let held = {
             let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
@@ -129,7 +129,7 @@ impl Throttle {
 
     /// Lines held back since the last one printed.
     #[cfg(test)]
-    pub fn held(&self) -> u64 {
+    pub(crate) fn held(&self) -> u64 {
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

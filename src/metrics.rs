@@ -13,34 +13,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Every metric name starts with this.
-pub const PREFIX: &str = "peerkit_";
+pub(crate) const PREFIX: &str = "peerkit_";
 
 /// Buckets for request latencies, in seconds: 100 µs to 10 s.
-pub const LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
 ];
 
 /// A number that only goes up.
 #[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.add(1);
     }
 
-    pub fn add(&self, n: u64) {
+    pub(crate) fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// Observations counted into fixed buckets, with their sum and count.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     /// One count per bound (not cumulative), then the `+Inf` one.
     counts: Vec<AtomicU64>,
@@ -58,7 +58,7 @@ impl Histogram {
     }
 
     /// Counts one observation of `v` (seconds, bytes, ...).
-    pub fn observe(&self, v: f64) {
+    pub(crate) fn observe(&self, v: f64) {
         let i = self
             .bounds
             .iter()
@@ -76,13 +76,13 @@ impl Histogram {
 
     /// How many observations so far.
     #[cfg(test)]
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 }
 
 /// A counter kept in a field of `T`: its short name, its help, where it is.
-pub type Field<T> = (&'static str, &'static str, fn(&T) -> &AtomicU64);
+pub(crate) type Field<T> = (&'static str, &'static str, fn(&T) -> &AtomicU64);
 
 /// A gauge read at scrape time.
 type ReadFn = Box<dyn Fn() -> f64 + Send + Sync>;
@@ -117,7 +117,7 @@ struct Family {
 
 /// The metrics of one daemon.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     families: Mutex<Vec<Family>>,
 }
 
@@ -153,7 +153,7 @@ fn valid_name(s: &str) -> bool {
 }
 
 impl Registry {
-    pub fn new() -> Arc<Registry> {
+    pub(crate) fn new() -> Arc<Registry> {
         Arc::new(Registry::default())
     }
 
@@ -181,7 +181,7 @@ impl Registry {
     }
 
     /// A counter `peerkit_NAME` (which ends in `_total`) with `labels`.
-    pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Arc<Counter> {
+    pub(crate) fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Arc<Counter> {
         let c = Arc::new(Counter::default());
         self.add(name, help, labels, Value::Counter(c.clone()));
         c
@@ -189,7 +189,7 @@ impl Registry {
 
     /// A counter `peerkit_NAME` (ending in `_total`) whose value, kept
     /// elsewhere and only ever growing, `read` gives at scrape time.
-    pub fn counter_fn(
+    pub(crate) fn counter_fn(
         &self,
         name: &str,
         help: &str,
@@ -202,7 +202,7 @@ impl Registry {
     /// One counter per field of `owner`: `peerkit_{prefix}{name}_total`,
     /// read at scrape time from the atomic each `(name, help, field)`
     /// points to. For counters a system keeps anyway (a stats line).
-    pub fn counter_fields<T: Send + Sync + 'static>(
+    pub(crate) fn counter_fields<T: Send + Sync + 'static>(
         &self,
         owner: &Arc<T>,
         prefix: &str,
@@ -218,7 +218,7 @@ impl Registry {
     }
 
     /// A gauge `peerkit_NAME` whose value `read` gives at scrape time.
-    pub fn gauge_fn(
+    pub(crate) fn gauge_fn(
         &self,
         name: &str,
         help: &str,
@@ -229,7 +229,7 @@ impl Registry {
     }
 
     /// A histogram `peerkit_NAME` with `labels` over `bounds` (ascending).
-    pub fn histogram(
+    pub(crate) fn histogram(
         &self,
         name: &str,
         help: &str,
@@ -243,7 +243,7 @@ impl Registry {
     }
 
     /// The exposition text of every family.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::new();
         for f in families.iter() {

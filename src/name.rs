@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Longest name accepted, in bytes (the usual `NAME_MAX`).
-pub const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 
 /// Prefix of the temporary files receivers write before renaming; such names
 /// are never valid `FileName`s, so listings skip them and nobody can claim one.
-pub const TEMP_PREFIX: &str = ".peerkit-tmp-";
+pub(crate) const TEMP_PREFIX: &str = ".peerkit-tmp-";
 
 /// Why a string is not a plain file name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,11 +42,11 @@ use crate::net::{self, Timeouts};
 use crate::shutdown::Shutdown;
 
 /// Default cap on connections served at once.
-pub const DEFAULT_MAX_CONNS: usize = 256;
+pub(crate) const DEFAULT_MAX_CONNS: usize = 256;
 /// Default time a whole request may take to arrive.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a connection may sit idle between requests.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often the watchdog looks for connections past their deadline.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
@@ -77,7 +77,7 @@ impl Default for Limits {
 
 /// A fixed pool of workers fed by a bounded queue of complete requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pool {
+pub(crate) struct Pool {
     /// Worker threads.
     pub workers: usize,
     /// Requests waiting for a worker before readers wait too.
@@ -599,7 +599,7 @@ impl std::fmt::Debug for Session {
 }
 
 /// A bound, not yet serving, server.
-pub struct Server {
+pub(crate) struct Server {
     listener: TcpListener,
     local: SocketAddr,
     shutdown: Arc<Shutdown>,
@@ -609,13 +609,13 @@ pub struct Server {
 impl Server {
     /// Installs the Ctrl-C / SIGTERM handler (once per process), then binds
     /// `addr`. Call [`Server::announce`] once the daemon is ready.
-    pub fn start(addr: &str, limits: Limits) -> Result<Server> {
+    pub(crate) fn start(addr: &str, limits: Limits) -> Result<Server> {
         Server::bind(addr, limits, Shutdown::install()?)
     }
 
     /// Binds `addr` (`HOST:PORT`, port 0 picks one) for a server stopped by
     /// `shutdown`.
-    pub fn bind(addr: &str, limits: Limits, shutdown: Arc<Shutdown>) -> Result<Server> {
+    pub(crate) fn bind(addr: &str, limits: Limits, shutdown: Arc<Shutdown>) -> Result<Server> {
         let listener = net::bind(addr)?;
         let local = listener.local_addr()?;
         Ok(Server {
@@ -627,7 +627,7 @@ impl Server {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
@@ -635,7 +635,7 @@ impl Server {
     /// naming them in log lines ("client connections"). Lines about members
     /// dropped for newcomers are throttled unless `all_lines`. Only before
     /// serving starts.
-    pub fn class(&mut self, what: &'static str, max: usize, all_lines: bool) -> ConnClass {
+    pub(crate) fn class(&mut self, what: &'static str, max: usize, all_lines: bool) -> ConnClass {
         // The registry is shared only by the accept loop and the sessions
         // it makes, and serving takes `self`: here it is ours alone.
         let registry = Arc::get_mut(&mut self.registry).expect("registry shared before serving");
@@ -650,7 +650,7 @@ impl Server {
     /// Registers the core's own metrics in `metrics`: connections open now,
     /// and those accepted, closed at a deadline, dropped for a newcomer
     /// and turned away.
-    pub fn export_metrics(&self, metrics: &crate::metrics::Registry) {
+    pub(crate) fn export_metrics(&self, metrics: &crate::metrics::Registry) {
         let r = self.registry.clone();
         metrics.gauge_fn(
             "connections_open",
@@ -662,18 +662,18 @@ impl Server {
     }
 
     /// The flag that stops this server.
-    pub fn shutdown(&self) -> &Arc<Shutdown> {
+    pub(crate) fn shutdown(&self) -> &Arc<Shutdown> {
         &self.shutdown
     }
 
     /// The server's limits.
-    pub fn limits(&self) -> &Limits {
+    pub(crate) fn limits(&self) -> &Limits {
         &self.registry.limits
     }
 
     /// Prints the readiness line `listening on HOST:PORT` as the first line
     /// of stdout and flushes it; scripts and tests wait on it.
-    pub fn announce(&self) -> Result<SocketAddr> {
+    pub(crate) fn announce(&self) -> Result<SocketAddr> {
         let mut out = io::stdout().lock();
         writeln!(out, "listening on {}", self.local).doing(|| "writing the readiness line")?;
         out.flush().doing(|| "writing the readiness line")?;
@@ -684,7 +684,7 @@ impl Server {
     /// at once, until shutdown. Returns once the accept loop has stopped;
     /// connections still open are served on until the process exits (a
     /// leaving supernode still answers on them).
-    pub fn serve<H>(self, handler: H) -> Result<()>
+    pub(crate) fn serve<H>(self, handler: H) -> Result<()>
     where
         H: Fn(Session) + Send + Sync + 'static,
     {
@@ -697,7 +697,7 @@ impl Server {
     /// deadline), then queues it; a worker takes it from the bounded queue
     /// and runs `work`. A slow or silent client only ever holds a reader,
     /// never a worker.
-    pub fn serve_pool<T, R, W>(self, pool: Pool, read: R, work: W) -> Result<()>
+    pub(crate) fn serve_pool<T, R, W>(self, pool: Pool, read: R, work: W) -> Result<()>
     where
         T: Send + 'static,
         R: Fn(&Session) -> Option<T> + Send + Sync + 'static,
@@ -832,7 +832,7 @@ impl std::fmt::Debug for Server {
 /// only, a no-op elsewhere): for background work such as a supernode's
 /// synchronizer, so that on a busy machine the clients being served get
 /// the CPU first. A refusal is harmless and ignored.
-pub fn background_priority(nice: i32) {
+pub(crate) fn background_priority(nice: i32) {
     // On Linux, PRIO_PROCESS with a thread id sets that one thread's nice
     // value (elsewhere it would be the whole process's).
     #[cfg(target_os = "linux")]

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// The process-wide "please stop" flag.
 #[derive(Debug, Default)]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     flag: AtomicBool,
     /// Listening sockets to wake (descriptors of their own, duplicated).
     state: Mutex<Vec<TcpListener>>,
@@ -21,12 +21,12 @@ pub struct Shutdown {
 
 impl Shutdown {
     /// A flag not tied to any signal (tests, embedded servers).
-    pub fn new() -> Arc<Shutdown> {
+    pub(crate) fn new() -> Arc<Shutdown> {
         Arc::new(Shutdown::default())
     }
 
     /// A flag set by Ctrl-C (SIGINT), SIGTERM and SIGHUP. Call once per process.
-    pub fn install() -> Result<Arc<Shutdown>> {
+    pub(crate) fn install() -> Result<Arc<Shutdown>> {
         let shutdown = Shutdown::new();
         let s = shutdown.clone();
         ctrlc::set_handler(move || s.trigger())
@@ -35,7 +35,7 @@ impl Shutdown {
     }
 
     /// Sets the flag, wakes every waiter and every registered listener.
-    pub fn trigger(&self) {
+    pub(crate) fn trigger(&self) {
         self.flag.store(true, Ordering::SeqCst);
         let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         self.changed.notify_all();
@@ -45,13 +45,13 @@ impl Shutdown {
     }
 
     /// True once shutdown has started.
-    pub fn is_triggered(&self) -> bool {
+    pub(crate) fn is_triggered(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
 
     /// Sleeps up to `dur`, returning early (with `true`) if shutdown starts.
     /// Periodic tasks use it instead of `thread::sleep`.
-    pub fn wait(&self, dur: Duration) -> bool {
+    pub(crate) fn wait(&self, dur: Duration) -> bool {
         let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = self
             .changed
@@ -63,7 +63,7 @@ impl Shutdown {
     /// Registers a listening socket to wake when shutdown starts, so a
     /// thread blocked in `accept` on it returns. The registration holds a
     /// duplicate descriptor of the same socket.
-    pub fn wake_on(&self, listener: &TcpListener) -> Result<()> {
+    pub(crate) fn wake_on(&self, listener: &TcpListener) -> Result<()> {
         let dup = listener.try_clone()?;
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if self.is_triggered() {

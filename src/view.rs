@@ -31,7 +31,7 @@ use crate::server::{Limits, Server, Session};
 use crate::shutdown::Shutdown;
 
 /// What a system shows.
-pub trait Site: Send + Sync + 'static {
+pub(crate) trait Site: Send + Sync + 'static {
     /// The page (an HTML document, compiled in). Where its `<style>` and
     /// `<script>` say `/* peerkit: prelude css */` and `/* peerkit: prelude
     /// js */`, the view puts what every page shares (the base styles, `el`,
@@ -92,7 +92,7 @@ struct Shared {
 /// Binds `listen`, prints `view on http://HOST:PORT/` on stdout (flushed)
 /// and serves the view on a thread of its own until `shutdown`. Call it
 /// right after the daemon's `listening on` line.
-pub fn start(
+pub(crate) fn start(
     listen: &str,
     io: Timeouts,
     shutdown: Arc<Shutdown>,
@@ -171,7 +171,7 @@ pub fn start(
 /// When `http` names an address, serves `server`'s view there ([`start`]
 /// with the server's own timeouts and shutdown flag); `site` is made only
 /// then. Call it right after the server's `announce`.
-pub fn serve_if(
+pub(crate) fn serve_if(
     http: Option<&str>,
     server: &Server,
     metrics: Arc<Registry>,

@@ -20,7 +20,7 @@ use crate::net;
 use crate::server::{Limits, Server, Session};
 
 /// Default listening address of `p2p-index`.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:6110";
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:6110";
 
 /// The index's shared state: the ring, behind its only lock.
 pub(super) struct Index {

@@ -14,8 +14,8 @@
 
 pub mod client;
 pub mod cmd;
-pub mod index;
+pub(crate) mod index;
 mod index_view;
 pub mod proto;
 pub mod ring;
-pub mod superd;
+pub(crate) mod superd;

@@ -178,7 +178,7 @@ impl Link {
 
 /// Most answers one query may get: far more than servents in any network
 /// this toolkit runs, far fewer than a flood.
-pub const MAX_ANSWERS: usize = 10_000;
+pub(crate) const MAX_ANSWERS: usize = 10_000;
 
 /// A client connected to its servent.
 pub(super) struct Client {

@@ -18,8 +18,8 @@
 //! - [`cmd`]: the programs' bodies: `kv-servent`, and `kv-query`'s
 //!   one-shot, shell and pipeline modes.
 
-pub mod client;
+pub(crate) mod client;
 pub mod cmd;
 pub(crate) mod kvfile;
-pub mod servent;
+pub(crate) mod servent;
 pub(crate) mod wire;

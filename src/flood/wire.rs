@@ -22,16 +22,16 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use crate::error::{Error, Result};
 
 /// The longest string (key, value, topology info) a message may carry.
-pub const MAX_TEXT: usize = 400;
+pub(crate) const MAX_TEXT: usize = 400;
 
 /// Message type numbers.
-pub mod kind {
-    pub const ID: u16 = 4;
-    pub const KEYREQ: u16 = 5;
-    pub const TOPOREQ: u16 = 6;
-    pub const KEYFLOOD: u16 = 7;
-    pub const TOPOFLOOD: u16 = 8;
-    pub const RESP: u16 = 9;
+pub(crate) mod kind {
+    pub(crate) const ID: u16 = 4;
+    pub(crate) const KEYREQ: u16 = 5;
+    pub(crate) const TOPOREQ: u16 = 6;
+    pub(crate) const KEYFLOOD: u16 = 7;
+    pub(crate) const TOPOFLOOD: u16 = 8;
+    pub(crate) const RESP: u16 = 9;
 }
 
 /// A protocol string: at most [`MAX_TEXT`] bytes.

@@ -22,14 +22,14 @@
 //! - [`cmd`]: the programs' bodies.
 
 pub mod cmd;
-pub mod datetime;
-pub mod oplog;
+pub(crate) mod datetime;
+pub(crate) mod oplog;
 pub mod peer;
 mod records;
-pub mod server;
+pub(crate) mod server;
 mod server_view;
-pub mod store;
-pub mod time_service;
+pub(crate) mod store;
+pub(crate) mod time_service;
 pub mod wire;
 
 pub use wire::{Answer, DateTime, Field, Op, Request, ResultFormat};

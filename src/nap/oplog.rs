@@ -36,11 +36,11 @@ use crate::oncrpc::{Client, Decoder, Encoder};
 use crate::server::{Limits, Server};
 
 /// The program number.
-pub const PROG: u32 = 0x2000_0099;
+pub(crate) const PROG: u32 = 0x2000_0099;
 /// The version.
-pub const VERS: u32 = 1;
+pub(crate) const VERS: u32 = 1;
 /// `LOG_OPERATION`.
-pub const LOG_OPERATION: u32 = 1;
+pub(crate) const LOG_OPERATION: u32 = 1;
 
 /// Bound of each string.
 const MAX_STRING: u32 = MAX_FIELD as u32;
@@ -50,17 +50,17 @@ const MAX_STRING: u32 = MAX_FIELD as u32;
 const MAX_RECORD: usize = 4096;
 
 /// Entries waiting for the sender.
-pub const QUEUE: usize = 1024;
+pub(crate) const QUEUE: usize = 1024;
 
 /// Connect and I/O timeout of each call to the log server.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// After a failure, how long entries are dropped before trying again.
-pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// One logged operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub username: String,
     pub operation: String,
     pub timestamp: String,
@@ -69,7 +69,7 @@ pub struct Entry {
 impl Entry {
     /// The entry for a carried-out request: PUBLISH and DELETE name their
     /// file; the timestamp is the request's, or now if it had none.
-    pub fn of(req: &Request) -> Entry {
+    pub(crate) fn of(req: &Request) -> Entry {
         let op = req.op().name();
         let operation = match &req.body {
             Body::Publish { file, .. } | Body::Delete { file } => format!("{op} {file}"),
@@ -83,14 +83,14 @@ impl Entry {
     }
 
     /// The call's arguments.
-    pub fn encode(&self, e: &mut Encoder) {
+    pub(crate) fn encode(&self, e: &mut Encoder) {
         e.string(self.username.as_bytes())
             .string(self.operation.as_bytes())
             .string(self.timestamp.as_bytes());
     }
 
     /// Decodes the call's arguments.
-    pub fn decode(d: &mut Decoder<'_>) -> crate::oncrpc::Result<Entry> {
+    pub(crate) fn decode(d: &mut Decoder<'_>) -> crate::oncrpc::Result<Entry> {
         let mut s = |what| {
             d.string(MAX_STRING, what)
                 .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -152,7 +152,7 @@ impl Program for LogProgram {
 
 /// Serves the log until Ctrl-C or SIGTERM, registered with the local
 /// rpcbind (or, if there is none, on its port only, with a warning).
-pub fn run(listen: &str, limits: Limits, http: Option<&str>) -> Result<()> {
+pub(crate) fn run(listen: &str, limits: Limits, http: Option<&str>) -> Result<()> {
     let server = Server::start(listen, limits)?;
     let port = server.local_addr().port();
     let registration = Registration::register_or_warn(PROG, VERS, port);
@@ -184,10 +184,10 @@ pub fn run(listen: &str, limits: Limits, http: Option<&str>) -> Result<()> {
 /// Where the log server is: `HOST` (asked through its rpcbind) or
 /// `HOST:PORT` (straight there).
 #[derive(Debug, Clone)]
-pub struct Target(String);
+pub(crate) struct Target(String);
 
 impl Target {
-    pub fn new(s: &str) -> Target {
+    pub(crate) fn new(s: &str) -> Target {
         Target(s.to_string())
     }
 
@@ -209,14 +209,14 @@ fn has_port(s: &str) -> bool {
 }
 
 /// The server's side: a bounded queue and one sender thread.
-pub struct Sender {
+pub(crate) struct Sender {
     tx: SyncSender<Entry>,
     dropped: Arc<AtomicU64>,
 }
 
 impl Sender {
     /// Starts the sender thread for the log server at `target`.
-    pub fn start(target: Target) -> Result<Sender> {
+    pub(crate) fn start(target: Target) -> Result<Sender> {
         let (tx, rx) = sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let d = dropped.clone();

@@ -25,13 +25,13 @@ use crate::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
 use crate::server::{Limits, Pool, Server, Session};
 
 /// Default port, as in the course's examples.
-pub const DEFAULT_PORT: u16 = 5000;
+pub(crate) const DEFAULT_PORT: u16 = 5000;
 
 /// Default number of workers.
-pub const DEFAULT_WORKERS: usize = 10;
+pub(crate) const DEFAULT_WORKERS: usize = 10;
 
 /// Complete requests waiting for a worker before readers wait too.
-pub const QUEUE_PER_WORKER: usize = 8;
+pub(crate) const QUEUE_PER_WORKER: usize = 8;
 
 /// How long a refused request's leftover bytes are read and dropped before
 /// closing, so that the close does not reset the connection before the
@@ -42,13 +42,13 @@ const DRAIN_FOR: Duration = Duration::from_millis(200);
 const DRAIN_MAX: u64 = 64 * 1024;
 
 /// Hears of every operation carried out (the RPC operation log).
-pub trait OpLog: Send + Sync {
+pub(crate) trait OpLog: Send + Sync {
     /// Called after `req` was carried out; must not block.
     fn record(&self, req: &Request);
 }
 
 /// What `nap-server` runs with.
-pub struct Config {
+pub(crate) struct Config {
     pub listen: String,
     pub limits: Limits,
     pub workers: usize,
@@ -101,7 +101,7 @@ pub(super) struct Shared {
 }
 
 /// Serves the directory until Ctrl-C or SIGTERM.
-pub fn run(config: Config) -> Result<()> {
+pub(crate) fn run(config: Config) -> Result<()> {
     let store = match &config.storage {
         Some(dir) => Store::open(dir)?,
         None => Store::in_memory(),
@@ -204,7 +204,7 @@ fn reachable_users(users: &mut [wire::UserEntry], via: IpAddr) {
 }
 
 /// `s` with control characters shown as `?`, for log lines.
-pub fn printable(s: &str) -> String {
+pub(crate) fn printable(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()

@@ -35,7 +35,7 @@ use crate::error::{Error, Result, ResultExt};
 use crate::transfer::TempFile;
 
 /// The state file's name inside `--storage`.
-pub const STATE_FILE: &str = "directory.state";
+pub(crate) const STATE_FILE: &str = "directory.state";
 
 /// The state file's first bytes: what it is and its format version.
 const MAGIC: &[u8] = b"peerkit nap directory v1\n";
@@ -69,7 +69,7 @@ struct Disk {
 
 /// A registered user as the live view shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserInfo {
+pub(crate) struct UserInfo {
     pub name: String,
     /// The listening address given at CONNECT, while connected.
     pub connected: Option<(String, u16)>,
@@ -79,14 +79,14 @@ pub struct UserInfo {
 
 /// The directory: its state and, with `--storage`, its file.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     state: Mutex<Versioned>,
     disk: Option<Disk>,
 }
 
 impl Store {
     /// A directory kept in memory only.
-    pub fn in_memory() -> Store {
+    pub(crate) fn in_memory() -> Store {
         Store {
             state: Mutex::new(Versioned::default()),
             disk: None,
@@ -95,7 +95,7 @@ impl Store {
 
     /// Opens (or starts) the directory kept in `dir`, marks every user
     /// disconnected and writes it back.
-    pub fn open(dir: &Path) -> Result<Store> {
+    pub(crate) fn open(dir: &Path) -> Result<Store> {
         fs::create_dir_all(dir).doing(|| format!("creating {}", dir.display()))?;
         let file = dir.join(STATE_FILE);
         let mut state = match fs::read(&file) {
@@ -123,12 +123,12 @@ impl Store {
     }
 
     /// Number of registered users.
-    pub fn users(&self) -> usize {
+    pub(crate) fn users(&self) -> usize {
         self.lock().state.users.len()
     }
 
     /// Number of users connected now.
-    pub fn connected(&self) -> usize {
+    pub(crate) fn connected(&self) -> usize {
         let g = self.lock();
         g.state
             .users
@@ -139,7 +139,7 @@ impl Store {
 
     /// Every registered user, by name: where it is connected, if it is,
     /// and what it published (name, description).
-    pub fn snapshot(&self) -> Vec<UserInfo> {
+    pub(crate) fn snapshot(&self) -> Vec<UserInfo> {
         let g = self.lock();
         g.state
             .users
@@ -159,7 +159,7 @@ impl Store {
     /// Carries out one request from a connection coming from `from`, and
     /// gives the answer. A change that cannot be saved is undone and
     /// answered with the operation's FAIL code.
-    pub fn apply(&self, req: &Request, from: IpAddr) -> Answer {
+    pub(crate) fn apply(&self, req: &Request, from: IpAddr) -> Answer {
         let op = req.op();
         let name = req.user.as_str();
         let (answer, version, before, after) = {

@@ -32,19 +32,19 @@ use crate::net::{self, Timeouts};
 use crate::server::{Limits, Server, Session};
 
 /// Default address, as the course's service.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8000";
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:8000";
 
 /// The service's namespace.
-pub const NAMESPACE: &str = "spyne.examples.datetime";
+pub(crate) const NAMESPACE: &str = "spyne.examples.datetime";
 
 /// The SOAP 1.1 envelope namespace.
 const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 
 /// Longest request body (a SOAP envelope).
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// Serves the date-time until Ctrl-C or SIGTERM.
-pub fn run(listen: &str, limits: Limits, http: Option<&str>) -> Result<()> {
+pub(crate) fn run(listen: &str, limits: Limits, http: Option<&str>) -> Result<()> {
     let server = Server::start(listen, limits)?;
     server.announce()?;
     let metrics = Registry::new();
@@ -274,7 +274,7 @@ fn wsdl(address: &str) -> String {
 
 /// Asks the date-time service at `url` (`http://HOST[:PORT][/PATH]`, plain
 /// `GET`) for the date-time.
-pub fn fetch(url: &str, timeouts: &Timeouts) -> Result<DateTime> {
+pub(crate) fn fetch(url: &str, timeouts: &Timeouts) -> Result<DateTime> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| Error::Local(format!("{url}: only http:// URLs are supported")))?;

@@ -9,12 +9,12 @@
 //! [`xdr::Encoder`]. [`server::serve`] runs it on a [`crate::server::Server`]
 //! and [`portmap::Registration`] registers it with the local rpcbind.
 
-pub mod client;
+pub(crate) mod client;
 pub mod msg;
 pub mod portmap;
 pub mod record;
-pub mod server;
-pub mod xdr;
+pub(crate) mod server;
+pub(crate) mod xdr;
 
 use std::fmt;
 use std::io;

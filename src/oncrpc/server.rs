@@ -66,7 +66,7 @@ pub trait Program: Send + Sync + 'static {
 
 /// What to do with one received record.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// Send this reply.
     Reply(Reply),
     /// Close the connection without a reply.
@@ -74,7 +74,7 @@ pub enum Answer {
 }
 
 /// Handles one record: the call header, then NULLPROC or the program.
-pub fn answer<P: Program + ?Sized>(program: &P, record: &[u8], peer: SocketAddr) -> Answer {
+pub(crate) fn answer<P: Program + ?Sized>(program: &P, record: &[u8], peer: SocketAddr) -> Answer {
     let (header, args) = match msg::decode_call(record) {
         Ok(call) => call,
         Err(BadCall::Reply(r)) => return Answer::Reply(r),
@@ -118,13 +118,21 @@ pub fn answer<P: Program + ?Sized>(program: &P, record: &[u8], peer: SocketAddr)
 
 /// Serves `program` on `server`, one thread per connection (the core's
 /// limits apply), accepting records of at most `max_record` bytes.
-pub fn serve<P: Program>(server: Server, program: Arc<P>, max_record: usize) -> crate::Result<()> {
+pub(crate) fn serve<P: Program>(
+    server: Server,
+    program: Arc<P>,
+    max_record: usize,
+) -> crate::Result<()> {
     server.serve(move |session| serve_connection(&session, &*program, max_record))
 }
 
 /// Serves one connection until it closes, the core closes it, or it sends
 /// something that ends it.
-pub fn serve_connection<P: Program + ?Sized>(session: &Session, program: &P, max_record: usize) {
+pub(crate) fn serve_connection<P: Program + ?Sized>(
+    session: &Session,
+    program: &P,
+    max_record: usize,
+) {
     let peer = session.peer();
     let mut reader = BufReader::with_capacity(64 * 1024, session.stream());
     loop {

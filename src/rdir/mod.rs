@@ -17,8 +17,8 @@ pub mod cmd;
 pub mod dir;
 pub mod proto;
 pub mod rpc;
-pub mod stateful;
-pub mod stateless;
+pub(crate) mod stateful;
+pub(crate) mod stateless;
 mod view;
 mod watch;
 

@@ -31,11 +31,11 @@ use crate::rng::Rng;
 use crate::server::{Server, Session};
 
 /// Default cap on directories open at once.
-pub const DEFAULT_MAX_OPEN: usize = 128;
+pub(crate) const DEFAULT_MAX_OPEN: usize = 128;
 
 /// How many directories one connection may hold open when the table holds
 /// `max_open`: an eighth of it, at least one.
-pub fn per_conn_cap(max_open: usize) -> usize {
+pub(crate) fn per_conn_cap(max_open: usize) -> usize {
     (max_open / 8).max(1)
 }
 
@@ -60,7 +60,7 @@ struct Entry {
 
 /// An open directory as the live view shows it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HandleInfo {
+pub(crate) struct HandleInfo {
     pub handle: u64,
     pub client: SocketAddr,
     pub path: Vec<u8>,
@@ -71,7 +71,7 @@ pub struct HandleInfo {
 }
 
 /// The stateful server's state.
-pub struct Stateful {
+pub(crate) struct Stateful {
     root: Root,
     max_open: usize,
     dir_idle: Duration,
@@ -118,12 +118,12 @@ impl Stateful {
     }
 
     /// Directories open now.
-    pub fn open_count(&self) -> usize {
+    pub(crate) fn open_count(&self) -> usize {
         lock(&self.table).len()
     }
 
     /// Every open directory: its handle, who opened it, where it is.
-    pub fn handles(&self) -> Vec<HandleInfo> {
+    pub(crate) fn handles(&self) -> Vec<HandleInfo> {
         let now = Instant::now();
         let mut all: Vec<HandleInfo> = lock(&self.table)
             .iter()
@@ -336,7 +336,7 @@ impl Stateful {
     }
 
     /// Serves one connection.
-    pub fn serve_connection(&self, session: Session) {
+    pub(crate) fn serve_connection(&self, session: Session) {
         let peer = session.peer();
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let Some(mut conn) = Conn::accept_logged(session, STATEFUL) else {
@@ -362,7 +362,7 @@ impl Stateful {
 }
 
 /// Serves the stateful protocol until shutdown.
-pub fn serve(server: Server, state: Arc<Stateful>) -> crate::Result<()> {
+pub(crate) fn serve(server: Server, state: Arc<Stateful>) -> crate::Result<()> {
     server.serve(move |session| state.serve_connection(session))
 }
 

@@ -13,14 +13,14 @@ use crate::frame::Conn;
 use crate::server::{Server, Session};
 
 /// The stateless server's configuration (it has no state).
-pub struct Stateless {
+pub(crate) struct Stateless {
     pub root: Root,
     pub log: bool,
     pub(crate) watch: Arc<Watch>,
 }
 
 /// One request line for the log.
-pub fn log_line(
+pub(crate) fn log_line(
     path: &[u8],
     cookie: u64,
     max: u32,
@@ -60,7 +60,7 @@ impl Stateless {
     }
 
     /// Serves one connection.
-    pub fn serve_connection(&self, session: Session) {
+    pub(crate) fn serve_connection(&self, session: Session) {
         let peer = session.peer();
         let Some(mut conn) = Conn::accept_logged(session, STATELESS) else {
             return;
@@ -79,6 +79,6 @@ impl Stateless {
 }
 
 /// Serves the stateless protocol until shutdown.
-pub fn serve(server: Server, state: Arc<Stateless>) -> crate::Result<()> {
+pub(crate) fn serve(server: Server, state: Arc<Stateless>) -> crate::Result<()> {
     server.serve(move |session| state.serve_connection(session))
 }

@@ -10,7 +10,7 @@ use crate::shutdown::Shutdown;
 /// tokens under the lock and sleep outside it, so a taker that goes into
 /// debt waits exactly as long as the rate demands and others queue behind.
 #[derive(Debug)]
-pub struct TokenBucket {
+pub(super) struct TokenBucket {
     rate: f64,
     burst: f64,
     state: Mutex<(f64, Instant)>,
@@ -19,7 +19,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A bucket of `rate` bytes per second holding at most a tenth of a
     /// second of tokens (16 KiB to 1 MiB).
-    pub fn new(rate: u64) -> TokenBucket {
+    pub(super) fn new(rate: u64) -> TokenBucket {
         let rate = rate.max(1) as f64;
         let burst = (rate / 10.0).clamp(16.0 * 1024.0, 1024.0 * 1024.0);
         TokenBucket {
@@ -31,7 +31,7 @@ impl TokenBucket {
 
     /// Reserves `n` bytes at time `now`; returns how long the caller must
     /// wait before sending them.
-    pub fn reserve_at(&self, n: usize, now: Instant) -> Duration {
+    pub(super) fn reserve_at(&self, n: usize, now: Instant) -> Duration {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (tokens, last) = *st;
         let elapsed = now.saturating_duration_since(last).as_secs_f64();
@@ -45,7 +45,7 @@ impl TokenBucket {
     }
 
     /// How long, at `now`, until everything reserved so far is paid for.
-    pub fn backlog_at(&self, now: Instant) -> Duration {
+    pub(super) fn backlog_at(&self, now: Instant) -> Duration {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (tokens, last) = *st;
         let elapsed = now.saturating_duration_since(last).as_secs_f64();
@@ -58,14 +58,14 @@ impl TokenBucket {
     }
 
     /// How long `n` bytes take at this rate.
-    pub fn time_for(&self, n: usize) -> Duration {
+    pub(super) fn time_for(&self, n: usize) -> Duration {
         Duration::from_secs_f64(n as f64 / self.rate)
     }
 
     /// Reserves `n` bytes to be sent as one run, after everything reserved
     /// before: the run gets the whole rate until it is paid for, so runs
     /// (pieces) complete one after another instead of all together.
-    pub fn reserve(&self, n: usize) -> Reservation {
+    pub(super) fn reserve(&self, n: usize) -> Reservation {
         let now = Instant::now();
         Reservation {
             end: now + self.reserve_at(n, now),
@@ -77,7 +77,7 @@ impl TokenBucket {
 /// A run of bytes paid for by `TokenBucket::reserve`, sent in chunks each
 /// at its due time.
 #[derive(Debug, Clone, Copy)]
-pub struct Reservation {
+pub(super) struct Reservation {
     /// When the last byte is paid for.
     end: Instant,
     rate: f64,
@@ -85,14 +85,14 @@ pub struct Reservation {
 
 impl Reservation {
     /// When the run may have sent all but `left` of its bytes.
-    pub fn due(&self, left: usize) -> Instant {
+    pub(super) fn due(&self, left: usize) -> Instant {
         let ahead = Duration::from_secs_f64(left as f64 / self.rate);
         self.end.checked_sub(ahead).unwrap_or(self.end)
     }
 
     /// Blocks until the run may have sent all but `left` of its bytes (or
     /// shutdown starts).
-    pub fn wait(&self, left: usize, shutdown: &Shutdown) {
+    pub(super) fn wait(&self, left: usize, shutdown: &Shutdown) {
         let wait = self.due(left).saturating_duration_since(Instant::now());
         if !wait.is_zero() {
             shutdown.wait(wait);

@@ -10,13 +10,13 @@ use super::proto::{TRACKER, TrackerRequest, TrackerResponse};
 
 /// The peer's side: one short connection per request.
 #[derive(Debug, Clone)]
-pub struct TrackerClient {
+pub(super) struct TrackerClient {
     addr: String,
     timeouts: Timeouts,
 }
 
 impl TrackerClient {
-    pub fn new(addr: &str, timeouts: Timeouts) -> TrackerClient {
+    pub(super) fn new(addr: &str, timeouts: Timeouts) -> TrackerClient {
         TrackerClient {
             addr: addr.to_string(),
             timeouts,
@@ -24,18 +24,18 @@ impl TrackerClient {
     }
 
     /// The tracker's address as given.
-    pub fn addr(&self) -> &str {
+    pub(super) fn addr(&self) -> &str {
         &self.addr
     }
 
     /// Sends one request; an `Error` answer becomes `Error::Remote`.
-    pub fn call(&self, req: &TrackerRequest) -> Result<TrackerResponse> {
+    pub(super) fn call(&self, req: &TrackerRequest) -> Result<TrackerResponse> {
         self.call_via(req).map(|(resp, _)| resp)
     }
 
     /// [`call`](Self::call), also giving the local IP the request left
     /// from: the address the tracker sees this peer at.
-    pub fn call_via(&self, req: &TrackerRequest) -> Result<(TrackerResponse, IpAddr)> {
+    pub(super) fn call_via(&self, req: &TrackerRequest) -> Result<(TrackerResponse, IpAddr)> {
         let mut conn = Conn::open(&self.addr, &self.timeouts, TRACKER)?;
         let via = conn.local_addr()?.ip();
         conn.send(req)?;

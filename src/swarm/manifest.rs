@@ -57,7 +57,7 @@ impl fmt::Debug for SwarmId {
 /// The index of a piece known to exist in a given manifest. Only
 /// `Manifest::index` and `Manifest::indices` make one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PieceIndex(u32);
+pub(crate) struct PieceIndex(u32);
 
 impl PieceIndex {
     pub(crate) fn get(self) -> u32 {

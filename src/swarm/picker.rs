@@ -5,21 +5,21 @@ use crate::rng::Rng;
 
 /// Holder counts per piece, kept up to date as peers' bitfields change.
 #[derive(Debug, Clone, Default)]
-pub struct Availability(Vec<u16>);
+pub(super) struct Availability(Vec<u16>);
 
 impl Availability {
     /// `n` pieces, no holders.
-    pub fn new(n: usize) -> Availability {
+    pub(super) fn new(n: usize) -> Availability {
         Availability(vec![0; n])
     }
 
     /// Holders of piece `i` (0 past the end).
-    pub fn holders(&self, i: usize) -> u16 {
+    pub(super) fn holders(&self, i: usize) -> u16 {
         self.0.get(i).copied().unwrap_or(0)
     }
 
     /// Counts a holder of piece `i` in or out.
-    pub fn adjust(&mut self, i: usize, holds: bool) {
+    pub(super) fn adjust(&mut self, i: usize, holds: bool) {
         if let Some(c) = self.0.get_mut(i) {
             *c = if holds {
                 c.saturating_add(1)
@@ -29,7 +29,7 @@ impl Availability {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.0.len()
     }
 }
@@ -38,7 +38,7 @@ impl Availability {
 /// given by `count(i)` (lower is rarer, e.g. holders plus peers already
 /// fetching the piece), with a uniformly random choice among equally rare
 /// ones; `None` if nothing is eligible.
-pub fn rarest_by(
+pub(super) fn rarest_by(
     n: usize,
     count: impl Fn(usize) -> u32,
     eligible: impl Fn(usize) -> bool,

@@ -19,7 +19,7 @@ use super::manifest::{Bitfield, Manifest, PieceIndex, SwarmId};
 /// (`pread`/`pwrite`), so any number of threads share one `Store`, and the
 /// open handle keeps working across the final rename.
 #[derive(Debug)]
-pub struct Store {
+pub(super) struct Store {
     file: File,
     manifest: Arc<Manifest>,
     /// The partial file while downloading; `None` once complete.
@@ -34,7 +34,7 @@ pub fn partial_path(dir: &Path, id: SwarmId) -> PathBuf {
 
 impl Store {
     /// A complete file shared in place, opened read-only.
-    pub fn shared(path: &Path, manifest: Arc<Manifest>) -> Result<Store> {
+    pub(super) fn shared(path: &Path, manifest: Arc<Manifest>) -> Result<Store> {
         Ok(Store {
             file: File::open(path)?,
             manifest,
@@ -47,7 +47,7 @@ impl Store {
     /// already there and intact. If `DIR/NAME` exists it must be the
     /// complete file; otherwise pieces go to the partial file, which is
     /// created or, if a previous run left it, checked piece by piece.
-    pub fn open(dir: &Path, manifest: Arc<Manifest>) -> Result<(Store, Bitfield)> {
+    pub(super) fn open(dir: &Path, manifest: Arc<Manifest>) -> Result<(Store, Bitfield)> {
         let dest = manifest.name().within(dir);
         if dest.exists() {
             let file = File::open(&dest)?;
@@ -94,18 +94,18 @@ impl Store {
     }
 
     /// Reads `buf.len()` bytes at `offset` in the file.
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    pub(super) fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)
     }
 
     /// Writes a verified piece in place.
-    pub fn write_piece(&self, i: PieceIndex, data: &[u8]) -> io::Result<()> {
+    pub(super) fn write_piece(&self, i: PieceIndex, data: &[u8]) -> io::Result<()> {
         self.file.write_all_at(data, self.manifest.offset(i))
     }
 
     /// Renames the partial file to `DIR/NAME` (refusing to replace a file
     /// that appeared meanwhile) and returns the final path.
-    pub fn finish(&mut self) -> Result<PathBuf> {
+    pub(super) fn finish(&mut self) -> Result<PathBuf> {
         if let Some(partial) = self.partial.take() {
             match fs::hard_link(&partial, &self.dest) {
                 Ok(()) => {

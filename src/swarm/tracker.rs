@@ -75,7 +75,7 @@ impl Default for Limits {
 /// the tracker's own IP on that connection (its address as the asker sees
 /// it, an address of this host the asker can reach).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Link {
+pub(super) struct Link {
     /// The asker's IP.
     pub peer: IpAddr,
     /// The local IP of the asker's connection.
@@ -85,7 +85,7 @@ pub struct Link {
 impl Link {
     /// A link from `peer` to the tracker's `local` address (IPv4-mapped IPv6
     /// addresses of a dual-stack socket are turned back into IPv4).
-    pub fn new(peer: IpAddr, local: IpAddr) -> Link {
+    pub(super) fn new(peer: IpAddr, local: IpAddr) -> Link {
         Link {
             peer: peer.to_canonical(),
             local: local.to_canonical(),
@@ -101,7 +101,7 @@ impl Link {
 /// over loopback itself is on this host and gets the member as registered,
 /// so plain 127.0.0.1 setups see 127.0.0.1 (and a member listening on
 /// loopback only stays reachable for them).
-pub fn reachable(member: SocketAddr, link: Link) -> SocketAddr {
+pub(super) fn reachable(member: SocketAddr, link: Link) -> SocketAddr {
     let ip = member.ip().to_canonical();
     let on_this_host = ip.is_unspecified() || ip.is_loopback();
     if ip.is_unspecified() || (on_this_host && !link.peer.is_loopback()) {
@@ -166,7 +166,7 @@ struct Told {
 /// The tracker's state. One lock, never held during socket I/O nor while
 /// logging: handlers collect their log lines and print them after.
 #[derive(Default)]
-pub struct Tracker {
+pub(super) struct Tracker {
     state: Mutex<Swarms>,
     limits: Limits,
     /// No membership lines on stdout.
@@ -233,7 +233,7 @@ impl Tracker {
     }
 
     /// A tracker with the given caps; `quiet`: no membership lines.
-    pub fn with_limits(limits: Limits, quiet: bool) -> Tracker {
+    pub(super) fn with_limits(limits: Limits, quiet: bool) -> Tracker {
         Tracker {
             state: Mutex::default(),
             limits,
@@ -244,7 +244,7 @@ impl Tracker {
 
     /// A tracker whose counters are in `metrics` and whose steps go to
     /// `events`.
-    pub fn watched(
+    pub(super) fn watched(
         limits: Limits,
         quiet: bool,
         metrics: &Arc<Registry>,
@@ -257,7 +257,7 @@ impl Tracker {
     }
 
     /// Registers the gauges read from the tracker's state in `metrics`.
-    pub fn export_metrics(self: &Arc<Self>, metrics: &Registry) {
+    pub(super) fn export_metrics(self: &Arc<Self>, metrics: &Registry) {
         type Read = fn(&Swarms) -> f64;
         let gauges: [(&str, &str, Read); 3] = [
             ("tracker_swarms", "Swarms the tracker keeps.", |s| {
@@ -324,7 +324,7 @@ impl Tracker {
 
     /// Answers one request from a peer that came in on `link`. Membership
     /// changes are logged on stdout.
-    pub fn handle(&self, req: TrackerRequest, link: Link, now: Instant) -> TrackerResponse {
+    pub(super) fn handle(&self, req: TrackerRequest, link: Link, now: Instant) -> TrackerResponse {
         let began = Instant::now();
         let kind = Watch::kind(&req);
         let mut told = Told::default();
@@ -534,7 +534,7 @@ impl Tracker {
 
     /// Evicts members not heard from since `since`; drops swarms left
     /// without members. Returns the evicted addresses.
-    pub fn cleanup(&self, since: Instant) -> Vec<SocketAddr> {
+    pub(super) fn cleanup(&self, since: Instant) -> Vec<SocketAddr> {
         let mut evicted = Vec::new();
         let mut told = Told::default();
         {
@@ -567,7 +567,7 @@ impl Tracker {
 
     /// Serves peers until shutdown, with a cleanup thread that evicts
     /// members silent for `SILENT_PINGS` ping intervals.
-    pub fn serve(self: Arc<Self>, server: Server, cfg: &TrackerConfig) -> Result<()> {
+    pub(super) fn serve(self: Arc<Self>, server: Server, cfg: &TrackerConfig) -> Result<()> {
         let cleaner = {
             let tracker = self.clone();
             let shutdown = server.shutdown().clone();

@@ -18,11 +18,11 @@ mod send;
 mod splice;
 mod temp;
 
-pub use send::{send_body, send_body_paced, send_body_to_socket};
-pub use temp::{Overwrite, TempFile, receive_file, remove_stale};
+pub(crate) use send::{send_body, send_body_paced, send_body_to_socket};
+pub(crate) use temp::{Overwrite, TempFile, receive_file, remove_stale};
 
 /// Size of the buffer used to move file bytes.
-pub const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 /// Size of the buffer `receive_into` copies through where it cannot splice.
 const RECV_CHUNK: usize = 1 << 20;
@@ -32,7 +32,7 @@ const RECV_CHUNK: usize = 1 << 20;
 /// (or a lie of 2^60 bytes) is refused at once with `No space left on
 /// device`, instead of filling the disk first. Where the free space
 /// cannot be read, the write itself will tell.
-pub fn ensure_room(dir: &std::path::Path, len: u64) -> io::Result<()> {
+pub(crate) fn ensure_room(dir: &std::path::Path, len: u64) -> io::Result<()> {
     let Ok(st) = rustix::fs::statvfs(dir) else {
         return Ok(());
     };
@@ -48,7 +48,7 @@ pub fn ensure_room(dir: &std::path::Path, len: u64) -> io::Result<()> {
 
 /// Bytes free for an unprivileged writer on the filesystem holding `dir`,
 /// if it can be read.
-pub fn free_space(dir: &std::path::Path) -> Option<u64> {
+pub(crate) fn free_space(dir: &std::path::Path) -> Option<u64> {
     rustix::fs::statvfs(dir)
         .ok()
         .map(|st| st.f_bavail.saturating_mul(st.f_frsize))
@@ -57,7 +57,7 @@ pub fn free_space(dir: &std::path::Path) -> Option<u64> {
 /// A receive that failed, and on which side: the local file, or the peer
 /// (the connection failed or closed early).
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Writing or reading the local file failed.
     Local(Error),
     /// The connection failed or ended before the whole body.
@@ -66,7 +66,7 @@ pub enum Failure {
 
 impl Failure {
     /// The error, whichever side it was on.
-    pub fn into_error(self) -> Error {
+    pub(crate) fn into_error(self) -> Error {
         match self {
             Failure::Local(e) | Failure::Remote(e) => e,
         }
@@ -94,7 +94,7 @@ fn remote(e: impl Into<Error>) -> Failure {
 /// `scripts/bench-transfer.sh`: 541-657 MiB/s pipelined against 479-568
 /// MiB/s single-threaded. BLAKE3 hashes about 2.5 times as fast, so the
 /// gain is smaller now; the pipelined path is kept for slower CPUs.)
-pub fn receive_body<R: Read, W: Write>(
+pub(crate) fn receive_body<R: Read, W: Write>(
     r: &mut R,
     len: u64,
     out: &mut W,
@@ -109,7 +109,7 @@ pub fn receive_body<R: Read, W: Write>(
 }
 
 /// Fewest CPUs on which `receive_body` hashes on a second thread.
-pub const PIPELINE_CPUS: usize = 2;
+pub(crate) const PIPELINE_CPUS: usize = 2;
 
 /// `receive_body` with hashing on a second thread.
 fn receive_body_pipelined<R: Read, W: Write>(
@@ -144,10 +144,10 @@ fn receive_body_pipelined<R: Read, W: Write>(
 }
 
 /// Bodies at least this long are hashed on a second thread.
-pub const PIPELINE_MIN: u64 = 4 * CHUNK as u64;
+pub(crate) const PIPELINE_MIN: u64 = 4 * CHUNK as u64;
 
 /// Buffers in flight between the receiving and the hashing thread.
-pub const PIPELINE_BUFFERS: usize = 4;
+pub(crate) const PIPELINE_BUFFERS: usize = 4;
 
 /// The receiving half of `receive_body`'s pipeline: fills a free buffer,
 /// writes it out, and hands it to the hasher.
@@ -233,7 +233,7 @@ fn copy_hashed<R: Read, W: Write>(
 /// way in; they are hashed by reading them back from the page cache,
 /// `HASH_CHUNK` at a time. Elsewhere (or where splice is refused) a plain
 /// read-write loop does the same.
-pub fn receive_into(
+pub(crate) fn receive_into(
     r: &mut BufReader<SharedStream>,
     len: u64,
     file: &mut File,

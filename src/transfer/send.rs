@@ -10,7 +10,7 @@ use crate::net::SharedStream;
 
 /// Streams exactly `len` bytes of `file` to `w` (sendfile on Linux when `w`
 /// is a socket) and flushes. A file that shrank meanwhile is an error.
-pub fn send_body<W: Write>(file: File, len: u64, w: &mut W) -> Result<()> {
+pub(crate) fn send_body<W: Write>(file: File, len: u64, w: &mut W) -> Result<()> {
     let sent = io::copy(&mut file.take(len), w)?;
     if sent != len {
         return Err(Error::Local(format!(
@@ -27,14 +27,18 @@ pub fn send_body<W: Write>(file: File, len: u64, w: &mut W) -> Result<()> {
 /// our memory. (std's `io::copy` does not use sendfile towards sockets: it
 /// reads and writes 8 KiB at a time.) Falls back to a `CHUNK`-sized copy
 /// loop where sendfile is unavailable.
-pub fn send_body_to_socket(file: &File, len: u64, w: &mut BufWriter<SharedStream>) -> Result<()> {
+pub(crate) fn send_body_to_socket(
+    file: &File,
+    len: u64,
+    w: &mut BufWriter<SharedStream>,
+) -> Result<()> {
     send_body_paced(file, len, w, u64::MAX, || {})
 }
 
 /// `send_body_to_socket` in pieces of at most `piece` bytes, calling
 /// `before` ahead of each: background copies use it to hold back while
 /// something more urgent runs.
-pub fn send_body_paced(
+pub(crate) fn send_body_paced(
     file: &File,
     len: u64,
     w: &mut BufWriter<SharedStream>,
@@ -105,14 +109,14 @@ mod sendfile {
 
     /// One sendfile(2) call from the file's current offset (which it
     /// advances) to the socket; the byte count sent.
-    pub fn send(file: &File, sock: &TcpStream, left: u64) -> io::Result<usize> {
+    pub(super) fn send(file: &File, sock: &TcpStream, left: u64) -> io::Result<usize> {
         let count = left.min(MAX_CALL) as usize;
         // No offset: use and advance the file's own.
         Ok(rustix::fs::sendfile(sock, file, None, count)?)
     }
 
     /// Errors meaning "sendfile cannot do this here", not "the copy failed".
-    pub fn unsupported(e: &io::Error) -> bool {
+    pub(super) fn unsupported(e: &io::Error) -> bool {
         matches!(
             Errno::from_io_error(e),
             Some(Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP)

@@ -23,7 +23,7 @@ const PIPE_SIZE: usize = 1 << 20;
 /// position (advancing it), hashing them as they land. Returns what is
 /// still to be received: 0, or everything if splice is not supported
 /// here (then nothing was consumed and the caller copies instead).
-pub fn receive(
+pub(super) fn receive(
     sock: &TcpStream,
     mut left: u64,
     file: &mut File,

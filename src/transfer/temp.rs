@@ -19,14 +19,14 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// A file under a temporary name in its final folder. Dropped without
 /// `persist*`, it is removed, so a failed transfer leaves nothing behind.
 #[derive(Debug)]
-pub struct TempFile {
+pub(crate) struct TempFile {
     path: PathBuf,
     file: Option<File>,
 }
 
 impl TempFile {
     /// Creates `dir/.peerkit-tmp-<pid>-<n>`, never reusing an existing name.
-    pub fn create_in(dir: &Path) -> io::Result<TempFile> {
+    pub(crate) fn create_in(dir: &Path) -> io::Result<TempFile> {
         loop {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
@@ -50,7 +50,7 @@ impl TempFile {
     }
 
     /// The open file.
-    pub fn file(&mut self) -> &mut File {
+    pub(crate) fn file(&mut self) -> &mut File {
         // Only `persist*` take the file, and they consume `self`.
         self.file
             .as_mut()
@@ -58,12 +58,12 @@ impl TempFile {
     }
 
     /// The temporary path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Renames onto `dest`, replacing whatever is there.
-    pub fn persist(mut self, dest: &Path) -> io::Result<()> {
+    pub(crate) fn persist(mut self, dest: &Path) -> io::Result<()> {
         self.file.take();
         fs::rename(&self.path, dest)?;
         self.path = PathBuf::new();
@@ -72,7 +72,7 @@ impl TempFile {
 
     /// Moves to `dest` only if nothing is there (atomically: a hard link
     /// cannot replace an existing name). `ErrorKind::AlreadyExists` otherwise.
-    pub fn persist_new(mut self, dest: &Path) -> io::Result<()> {
+    pub(crate) fn persist_new(mut self, dest: &Path) -> io::Result<()> {
         self.file.take();
         fs::hard_link(&self.path, dest)?;
         let _ = fs::remove_file(&self.path);
@@ -93,7 +93,7 @@ impl Drop for TempFile {
 /// left (killed with SIGKILL mid-transfer, or the machine stopped): those
 /// named `.peerkit-tmp-<pid>-<n>` whose `<pid>` is not alive. Returns how
 /// many went. A live process's files are never touched.
-pub fn remove_stale(dir: &Path) -> usize {
+pub(crate) fn remove_stale(dir: &Path) -> usize {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };
@@ -116,7 +116,7 @@ pub fn remove_stale(dir: &Path) -> usize {
 
 /// Whether receiving may replace an existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overwrite {
+pub(crate) enum Overwrite {
     /// Replace whatever is at the destination.
     Replace,
     /// Refuse (with `AlreadyExists`) if the destination exists.
@@ -126,7 +126,7 @@ pub enum Overwrite {
 /// Receives a `len`-byte body from a connection's reader into `dest`,
 /// through a temporary file in `dest`'s folder that becomes `dest` only if
 /// its BLAKE3 digest is `expected`.
-pub fn receive_file(
+pub(crate) fn receive_file(
     r: &mut BufReader<SharedStream>,
     len: u64,
     expected: FileDigest,

@@ -49,10 +49,10 @@ use crate::events::Events;
 use crate::metrics::Registry;
 
 /// Default index address of `p2p-superd`.
-pub const DEFAULT_INDEX: &str = "localhost:6110";
+pub(crate) const DEFAULT_INDEX: &str = "localhost:6110";
 /// Default listening address of `p2p-superd`: every interface, a port the
 /// system picks (printed on the `listening on` line).
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:0";
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:0";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

@@ -86,21 +86,21 @@ use crate::server::{ConnClass, Limits, Server, Session};
 use crate::shutdown::Shutdown;
 
 /// The TTL a servent gives the floods it starts, unless told otherwise.
-pub const DEFAULT_TTL: u16 = 3;
+pub(crate) const DEFAULT_TTL: u16 = 3;
 
 /// Client connections open at once, unless told otherwise.
-pub const DEFAULT_MAX_CLIENTS: usize = 256;
+pub(crate) const DEFAULT_MAX_CLIENTS: usize = 256;
 
 /// Neighbour links accepted at once, unless told otherwise (the links this
 /// servent opens itself are not counted).
-pub const DEFAULT_MAX_LINKS: usize = 64;
+pub(crate) const DEFAULT_MAX_LINKS: usize = 64;
 
 /// At most this many queries are remembered at once, whatever their age.
 const SEEN_CAP: usize = 65_536;
 
 /// How a servent runs.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// Interface to listen on (all IPv4 interfaces by default).
     pub bind: IpAddr,
     /// Port to listen on; 0 picks a free one.

@@ -17,7 +17,7 @@ const MAX_REPLY: u64 = 1024 * 1024;
 
 /// What an announce says.
 #[derive(Debug, Clone)]
-pub struct Announce<'a> {
+pub(crate) struct Announce<'a> {
     pub info_hash: InfoHash,
     pub peer_id: [u8; 20],
     pub port: u16,
@@ -31,14 +31,14 @@ pub struct Announce<'a> {
 
 /// A tracker's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// Seconds until the next announce.
     pub interval: u32,
     pub peers: Vec<SocketAddr>,
 }
 
 /// Percent-encodes every byte outside the unreserved set (RFC 3986).
-pub fn url_encode(bytes: &[u8]) -> String {
+pub(crate) fn url_encode(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 3);
     for &b in bytes {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -51,7 +51,7 @@ pub fn url_encode(bytes: &[u8]) -> String {
 }
 
 /// Decodes `%XX` escapes (a `+` stays a `+`); `None` on a bad escape.
-pub fn url_decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn url_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -70,7 +70,7 @@ pub fn url_decode(s: &str) -> Option<Vec<u8>> {
 
 /// `http://HOST:PORT/PATH` split into `HOST:PORT` (port 80 if none) and
 /// the path with any query.
-pub fn split_url(url: &str) -> Result<(String, String)> {
+pub(crate) fn split_url(url: &str) -> Result<(String, String)> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| Error::Local(format!("{url}: only http:// trackers are spoken")))?;
@@ -93,7 +93,7 @@ pub fn split_url(url: &str) -> Result<(String, String)> {
 }
 
 /// Announces to the tracker at `url`.
-pub fn announce(url: &str, a: &Announce<'_>, timeouts: &Timeouts) -> Result<Reply> {
+pub(crate) fn announce(url: &str, a: &Announce<'_>, timeouts: &Timeouts) -> Result<Reply> {
     let (host, path) = split_url(url)?;
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut target = format!(
@@ -157,7 +157,7 @@ fn get(host: &str, target: &str, timeouts: &Timeouts) -> Result<Vec<u8>> {
 
 /// Parses a tracker's announce reply: a `failure reason` becomes
 /// `Error::Remote`; peers come compact (6 bytes each) or as dicts.
-pub fn parse_reply(body: &[u8]) -> Result<Reply> {
+pub(crate) fn parse_reply(body: &[u8]) -> Result<Reply> {
     let v = bencode::decode(body)?;
     let d = bencode::as_dict(&v, "tracker reply")?;
     if let Ok(why) = bencode::bytes(d, "failure reason") {
@@ -207,7 +207,7 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply> {
 }
 
 /// How long to wait before the next announce after one that failed.
-pub const RETRY: Duration = Duration::from_secs(2);
+pub(crate) const RETRY: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

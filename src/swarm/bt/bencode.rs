@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use bendy::decoding::{Decoder, FromBencode, Object};
 use bendy::encoding::Encoder;
-pub use bendy::value::Value;
+pub(crate) use bendy::value::Value;
 
 use crate::error::{Error, Result};
 
@@ -16,14 +16,14 @@ use crate::error::{Error, Result};
 const MAX_DEPTH: usize = 32;
 
 /// A bencoded dictionary.
-pub type Dict<'a> = BTreeMap<Cow<'a, [u8]>, Value<'a>>;
+pub(crate) type Dict<'a> = BTreeMap<Cow<'a, [u8]>, Value<'a>>;
 
 fn bad(why: impl std::fmt::Display) -> Error {
     Error::Decode(format!("bencode: {why}"))
 }
 
 /// Decodes exactly one value spanning all of `bytes`.
-pub fn decode(bytes: &[u8]) -> Result<Value<'_>> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Value<'_>> {
     let mut d = Decoder::new(bytes).with_max_depth(MAX_DEPTH);
     let v = match d.next_object().map_err(bad)? {
         Some(o) => Value::decode_bencode_object(o).map_err(bad)?,
@@ -36,7 +36,7 @@ pub fn decode(bytes: &[u8]) -> Result<Value<'_>> {
 }
 
 /// The exact bytes of the value under `key` in the top-level dict `bytes`.
-pub fn raw_entry<'a>(bytes: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>> {
+pub(crate) fn raw_entry<'a>(bytes: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>> {
     let mut d = Decoder::new(bytes).with_max_depth(MAX_DEPTH);
     let Some(Object::Dict(mut dict)) = d.next_object().map_err(bad)? else {
         return Err(bad("not a dictionary"));
@@ -56,7 +56,7 @@ pub fn raw_entry<'a>(bytes: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>> {
 }
 
 /// Canonical bytes of `v` (dict keys sorted, as `BTreeMap` holds them).
-pub fn encode(v: &Value<'_>) -> Vec<u8> {
+pub(crate) fn encode(v: &Value<'_>) -> Vec<u8> {
     // Encoding a Value fails only past the encoder's depth limit, which
     // values built here never reach.
     let mut e = Encoder::new().with_max_depth(MAX_DEPTH);
@@ -67,7 +67,7 @@ pub fn encode(v: &Value<'_>) -> Vec<u8> {
 }
 
 /// `v` as a dict.
-pub fn as_dict<'v, 'a>(v: &'v Value<'a>, what: &str) -> Result<&'v Dict<'a>> {
+pub(crate) fn as_dict<'v, 'a>(v: &'v Value<'a>, what: &str) -> Result<&'v Dict<'a>> {
     match v {
         Value::Dict(d) => Ok(d),
         _ => Err(bad(format!("{what} is not a dictionary"))),
@@ -75,12 +75,12 @@ pub fn as_dict<'v, 'a>(v: &'v Value<'a>, what: &str) -> Result<&'v Dict<'a>> {
 }
 
 /// The entry `key` of `d`, if present.
-pub fn get<'v, 'a>(d: &'v Dict<'a>, key: &str) -> Option<&'v Value<'a>> {
+pub(crate) fn get<'v, 'a>(d: &'v Dict<'a>, key: &str) -> Option<&'v Value<'a>> {
     d.get(key.as_bytes())
 }
 
 /// A required byte string.
-pub fn bytes<'v>(d: &'v Dict<'_>, key: &str) -> Result<&'v [u8]> {
+pub(crate) fn bytes<'v>(d: &'v Dict<'_>, key: &str) -> Result<&'v [u8]> {
     match get(d, key) {
         Some(Value::Bytes(b)) => Ok(b),
         Some(_) => Err(bad(format!("{key:?} is not a byte string"))),
@@ -89,12 +89,12 @@ pub fn bytes<'v>(d: &'v Dict<'_>, key: &str) -> Result<&'v [u8]> {
 }
 
 /// A required UTF-8 string.
-pub fn string<'v>(d: &'v Dict<'_>, key: &str) -> Result<&'v str> {
+pub(crate) fn string<'v>(d: &'v Dict<'_>, key: &str) -> Result<&'v str> {
     std::str::from_utf8(bytes(d, key)?).map_err(|_| bad(format!("{key:?} is not UTF-8")))
 }
 
 /// A required integer.
-pub fn int(d: &Dict<'_>, key: &str) -> Result<i64> {
+pub(crate) fn int(d: &Dict<'_>, key: &str) -> Result<i64> {
     match get(d, key) {
         Some(Value::Integer(i)) => Ok(*i),
         Some(_) => Err(bad(format!("{key:?} is not an integer"))),
@@ -103,7 +103,7 @@ pub fn int(d: &Dict<'_>, key: &str) -> Result<i64> {
 }
 
 /// A required list.
-pub fn list<'v, 'a>(d: &'v Dict<'a>, key: &str) -> Result<&'v [Value<'a>]> {
+pub(crate) fn list<'v, 'a>(d: &'v Dict<'a>, key: &str) -> Result<&'v [Value<'a>]> {
     match get(d, key) {
         Some(Value::List(l)) => Ok(l),
         Some(_) => Err(bad(format!("{key:?} is not a list"))),
@@ -112,7 +112,7 @@ pub fn list<'v, 'a>(d: &'v Dict<'a>, key: &str) -> Result<&'v [Value<'a>]> {
 }
 
 /// A dict built from `(key, value)` pairs (encoded in key order).
-pub fn dict<'a>(pairs: impl IntoIterator<Item = (&'static str, Value<'a>)>) -> Value<'a> {
+pub(crate) fn dict<'a>(pairs: impl IntoIterator<Item = (&'static str, Value<'a>)>) -> Value<'a> {
     Value::Dict(
         pairs
             .into_iter()
@@ -122,7 +122,7 @@ pub fn dict<'a>(pairs: impl IntoIterator<Item = (&'static str, Value<'a>)>) -> V
 }
 
 /// A byte-string value.
-pub fn b(v: impl Into<Vec<u8>>) -> Value<'static> {
+pub(crate) fn b(v: impl Into<Vec<u8>>) -> Value<'static> {
     Value::Bytes(Cow::Owned(v.into()))
 }
 

@@ -15,17 +15,17 @@ use super::magnet::{self, Magnet};
 use super::metainfo::{self, Metainfo};
 use super::storage::Storage;
 
-pub use engine::Config as BtConfig;
+pub(crate) use engine::Config as BtConfig;
 
 /// Whether `what` (the argument of `fetch`) names a torrent or a magnet link
 /// rather than a swarm of the own wire.
-pub fn is_torrent(what: &str) -> bool {
+pub(crate) fn is_torrent(what: &str) -> bool {
     what.starts_with("magnet:?") || what.ends_with(".torrent")
 }
 
 /// `bt-peer torrent PATH -o OUT`: writes the metainfo (to a temporary
 /// name, then renamed) and prints the info hash.
-pub fn torrent(
+pub(crate) fn torrent(
     path: &Path,
     out: &Path,
     trackers: &[String],
@@ -71,7 +71,7 @@ fn run(t: Arc<Torrent>, server: Server) -> anyhow::Result<()> {
 
 /// `bt-peer share`: seeds `data` (the file, or the torrent's folder) of
 /// the torrent at `torrent` over the BitTorrent wire.
-pub fn share(torrent: &Path, data: &Path, listen: &str, cfg: Config) -> anyhow::Result<()> {
+pub(crate) fn share(torrent: &Path, data: &Path, listen: &str, cfg: Config) -> anyhow::Result<()> {
     let server = Server::start(listen, crate::server::Limits::default())?;
     let local = server.announce()?;
     let m = Metainfo::read(torrent).with_context(|| format!("reading {}", torrent.display()))?;
@@ -110,7 +110,7 @@ pub fn share(torrent: &Path, data: &Path, listen: &str, cfg: Config) -> anyhow::
 }
 
 /// `bt-peer fetch NAME.torrent|MAGNET --out DIR`.
-pub fn fetch(what: &str, out: &Path, listen: &str, cfg: Config) -> anyhow::Result<()> {
+pub(crate) fn fetch(what: &str, out: &Path, listen: &str, cfg: Config) -> anyhow::Result<()> {
     let server = Server::start(listen, crate::server::Limits::default())?;
     let local = server.announce()?;
     let shutdown = server.shutdown().clone();

@@ -40,13 +40,13 @@ use super::wire::{self, BLOCK, Handshake, MAX_REQUEST, Message, MsgReader};
 /// Block requests kept in flight per peer.
 const QUEUE: usize = 64;
 /// Peers unchoked at once.
-pub const MAX_UNCHOKED: usize = 16;
+pub(super) const MAX_UNCHOKED: usize = 16;
 /// Connections kept at most.
 const MAX_PEERS: usize = 50;
 /// A keep-alive goes out after this long without sending.
-pub const KEEPALIVE: Duration = Duration::from_secs(60);
+pub(super) const KEEPALIVE: Duration = Duration::from_secs(60);
 /// A peer silent this long is dropped.
-pub const DEAD_AFTER: Duration = Duration::from_secs(150);
+pub(super) const DEAD_AFTER: Duration = Duration::from_secs(150);
 /// A request unanswered this long is given back for others to ask.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// In a seed's first pass, pieces told to one peer and not yet seen spread
@@ -61,7 +61,7 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     pub timeouts: Timeouts,
     pub upload_limit: Option<u64>,
     pub level: Level,
@@ -109,7 +109,7 @@ struct St {
 }
 
 /// One torrent being downloaded or seeded.
-pub struct Torrent {
+pub(super) struct Torrent {
     pub info: Info,
     pub hash: InfoHash,
     pub trackers: Vec<String>,
@@ -131,7 +131,7 @@ pub struct Torrent {
 }
 
 /// A fresh peer id: `-PK0100-` and 12 random characters.
-pub fn new_peer_id() -> [u8; 20] {
+pub(super) fn new_peer_id() -> [u8; 20] {
     let mut id = *b"-PK0100-000000000000";
     let mut rng = Rng::new();
     for b in &mut id[8..] {
@@ -141,7 +141,7 @@ pub fn new_peer_id() -> [u8; 20] {
 }
 
 /// A peer id as text: the printable part, the rest as `.`.
-pub fn client_of(id: &[u8; 20]) -> String {
+pub(super) fn client_of(id: &[u8; 20]) -> String {
     id.iter()
         .take(8)
         .map(|&c| if c.is_ascii_graphic() { c as char } else { '.' })
@@ -155,7 +155,7 @@ fn lock(m: &Mutex<St>) -> MutexGuard<'_, St> {
 impl Torrent {
     /// A torrent over `storage`, holding the pieces marked in `have`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(super) fn new(
         info: Info,
         trackers: Vec<String>,
         storage: Storage,
@@ -202,7 +202,7 @@ impl Torrent {
         })
     }
 
-    pub fn is_complete(&self) -> bool {
+    pub(super) fn is_complete(&self) -> bool {
         self.complete.load(Ordering::SeqCst)
     }
 
@@ -227,7 +227,10 @@ impl Torrent {
     }
 
     /// Serves incoming connections from `server` on its own threads.
-    pub fn spawn_listener(self: &Arc<Self>, server: Server) -> Result<thread::JoinHandle<()>> {
+    pub(super) fn spawn_listener(
+        self: &Arc<Self>,
+        server: Server,
+    ) -> Result<thread::JoinHandle<()>> {
         let t = self.clone();
         Ok(thread::Builder::new()
             .name("listen".into())
@@ -246,7 +249,7 @@ impl Torrent {
 
     /// Announces to the trackers until shutdown (then says `stopped`),
     /// connecting to the peers they name.
-    pub fn announce_loop(self: &Arc<Self>) {
+    pub(super) fn announce_loop(self: &Arc<Self>) {
         let mut event = Some("started");
         let mut next = Instant::now();
         let timeouts = Timeouts {
@@ -309,7 +312,7 @@ impl Torrent {
     }
 
     /// Connects to `addr` on a thread of its own unless already linked.
-    pub fn dial(self: &Arc<Self>, addr: SocketAddr) {
+    pub(super) fn dial(self: &Arc<Self>, addr: SocketAddr) {
         {
             let mut st = lock(&self.st);
             if st.selves.contains(&addr)
@@ -895,28 +898,28 @@ impl Torrent {
     }
 
     /// Waits (up to 2 s) for connection threads to end after shutdown.
-    pub fn wait_connections(&self) {
+    pub(super) fn wait_connections(&self) {
         let until = Instant::now() + Duration::from_secs(2);
         while self.live.load(Ordering::SeqCst) > 0 && Instant::now() < until {
             thread::sleep(Duration::from_millis(20));
         }
     }
 
-    pub fn uploaded(&self) -> u64 {
+    pub(super) fn uploaded(&self) -> u64 {
         self.uploaded.load(Ordering::Relaxed)
     }
 
-    pub fn downloaded(&self) -> u64 {
+    pub(super) fn downloaded(&self) -> u64 {
         self.downloaded.load(Ordering::Relaxed)
     }
 
     /// The pieces held now.
-    pub fn pieces_held(&self) -> u32 {
+    pub(super) fn pieces_held(&self) -> u32 {
         lock(&self.st).count
     }
 
     /// Where a download's data ends up.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!(
             "{}: {} bytes in {} pieces of {} bytes ({} file{})",
             self.info.name,
@@ -1005,6 +1008,6 @@ impl Conn {
 }
 
 /// Where a finished download lives.
-pub fn final_path(dir: &std::path::Path, info: &Info) -> PathBuf {
+pub(super) fn final_path(dir: &std::path::Path, info: &Info) -> PathBuf {
     dir.join(&info.name)
 }

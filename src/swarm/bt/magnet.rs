@@ -20,18 +20,18 @@ use super::metainfo::{Info, InfoHash, MAX_TORRENT_LEN};
 use super::wire::{self, BLOCK, Handshake, Message, MsgReader};
 
 /// Our extended-message id for `ut_metadata` (what peers send it to us as).
-pub const UT_METADATA: u8 = 1;
+pub(crate) const UT_METADATA: u8 = 1;
 
 /// A parsed `magnet:?xt=urn:btih:...` link.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Magnet {
+pub(crate) struct Magnet {
     pub hash: InfoHash,
     pub name: Option<String>,
     pub trackers: Vec<String>,
 }
 
 impl Magnet {
-    pub fn parse(s: &str) -> Result<Magnet> {
+    pub(crate) fn parse(s: &str) -> Result<Magnet> {
         let q = s
             .strip_prefix("magnet:?")
             .ok_or_else(|| Error::Local(format!("{s:?} is not a magnet link")))?;
@@ -67,14 +67,14 @@ impl Magnet {
 
 /// What a peer's extended handshake says that we use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExtHandshake {
+pub(crate) struct ExtHandshake {
     /// Its id for `ut_metadata`, if it speaks it.
     pub ut_metadata: Option<u8>,
     pub metadata_size: Option<u32>,
 }
 
 /// Our extended handshake.
-pub fn ext_handshake(metadata_size: Option<usize>) -> Vec<u8> {
+pub(crate) fn ext_handshake(metadata_size: Option<usize>) -> Vec<u8> {
     let mut pairs = vec![
         (
             "m",
@@ -89,7 +89,7 @@ pub fn ext_handshake(metadata_size: Option<usize>) -> Vec<u8> {
 }
 
 /// Reads a peer's extended handshake (lenient: BEP 10 allows any keys).
-pub fn parse_ext_handshake(payload: &[u8]) -> Result<ExtHandshake> {
+pub(crate) fn parse_ext_handshake(payload: &[u8]) -> Result<ExtHandshake> {
     let v = first_value(payload)?.0;
     let d = bencode::as_dict(&v, "extended handshake")?;
     let ut_metadata = bencode::get(d, "m")
@@ -122,7 +122,7 @@ fn first_value(payload: &[u8]) -> Result<(Value<'_>, &[u8])> {
 
 /// A `ut_metadata` message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Metadata {
+pub(crate) enum Metadata {
     Request(u32),
     Data {
         piece: u32,
@@ -132,7 +132,7 @@ pub enum Metadata {
     Reject(u32),
 }
 
-pub fn encode_metadata(m: &Metadata) -> Vec<u8> {
+pub(crate) fn encode_metadata(m: &Metadata) -> Vec<u8> {
     let (t, piece) = match m {
         Metadata::Request(p) => (0, *p),
         Metadata::Data { piece, .. } => (1, *piece),
@@ -152,7 +152,7 @@ pub fn encode_metadata(m: &Metadata) -> Vec<u8> {
     out
 }
 
-pub fn decode_metadata(payload: &[u8]) -> Result<Metadata> {
+pub(crate) fn decode_metadata(payload: &[u8]) -> Result<Metadata> {
     let (v, rest) = first_value(payload)?;
     let d = bencode::as_dict(&v, "ut_metadata")?;
     let piece = u32::try_from(bencode::int(d, "piece")?)
@@ -263,7 +263,7 @@ fn from_peer(
 /// Fetches the info dictionary for a magnet link: announces to its
 /// trackers and asks each peer named until one delivers metadata that
 /// hashes to the link's info hash.
-pub fn fetch_info(
+pub(crate) fn fetch_info(
     m: &Magnet,
     peer_id: [u8; 20],
     port: u16,

@@ -13,12 +13,12 @@
 //! - `cmd`: the bodies of `bt-peer torrent`, and of `share` and `fetch`
 //!   when a torrent or magnet is given.
 
-pub mod announce;
-pub mod bencode;
-pub mod cmd;
+pub(crate) mod announce;
+pub(crate) mod bencode;
+pub(crate) mod cmd;
 mod engine;
-pub mod magnet;
+pub(crate) mod magnet;
 pub mod metainfo;
 mod storage;
-pub mod tracker;
-pub mod wire;
+pub(crate) mod tracker;
+pub(crate) mod wire;

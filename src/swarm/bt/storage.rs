@@ -20,7 +20,7 @@ use super::metainfo::{Info, InfoHash};
 
 /// Where a torrent's bytes live.
 #[derive(Debug)]
-pub struct Storage {
+pub(super) struct Storage {
     /// One handle per file, in torrent order, with its offset and length.
     files: Vec<(File, u64, u64)>,
     /// The partial copy and its final name while downloading.
@@ -28,14 +28,14 @@ pub struct Storage {
 }
 
 /// The partial download of torrent `hash` in `dir`.
-pub fn partial_path(dir: &Path, hash: InfoHash) -> PathBuf {
+pub(super) fn partial_path(dir: &Path, hash: InfoHash) -> PathBuf {
     dir.join(format!("{TEMP_PREFIX}bt-{hash}.part"))
 }
 
 impl Storage {
     /// The complete data at `root` (the file itself or the torrent's
     /// folder), opened read-only.
-    pub fn existing(root: &Path, info: &Info) -> Result<Storage> {
+    pub(super) fn existing(root: &Path, info: &Info) -> Result<Storage> {
         let mut files = Vec::with_capacity(info.files.len());
         for f in &info.files {
             let p = info.file_path(root, f);
@@ -59,7 +59,7 @@ impl Storage {
     /// Opens the download of `info` into `dir`: the complete copy under its
     /// final name if there is one, else the partial copy (created, or kept
     /// from an earlier run). Returns whether the final copy was found.
-    pub fn open(dir: &Path, info: &Info) -> Result<(Storage, bool)> {
+    pub(super) fn open(dir: &Path, info: &Info) -> Result<(Storage, bool)> {
         let dest = dir.join(&info.name);
         if dest.exists() {
             return Ok((Storage::existing(&dest, info)?, true));
@@ -118,19 +118,19 @@ impl Storage {
     }
 
     /// Reads `buf.len()` bytes at torrent offset `offset`.
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    pub(super) fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.spans(offset, buf.len(), |f, at, r| {
             f.read_exact_at(&mut buf[r], at)
         })
     }
 
     /// Writes `data` at torrent offset `offset`.
-    pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+    pub(super) fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.spans(offset, data.len(), |f, at, r| f.write_all_at(&data[r], at))
     }
 
     /// Whether piece `i` on disk matches its SHA-1 (read in 64 KiB steps).
-    pub fn check_piece(&self, info: &Info, i: u32) -> io::Result<bool> {
+    pub(super) fn check_piece(&self, info: &Info, i: u32) -> io::Result<bool> {
         let mut h = Sha1::new();
         let mut buf = vec![0u8; 64 * 1024];
         let start = u64::from(i) * u64::from(info.piece_len);
@@ -147,7 +147,7 @@ impl Storage {
     }
 
     /// Every piece checked: which are intact.
-    pub fn verify(&self, info: &Info) -> io::Result<Vec<bool>> {
+    pub(super) fn verify(&self, info: &Info) -> io::Result<Vec<bool>> {
         (0..info.piece_count())
             .map(|i| self.check_piece(info, i))
             .collect()
@@ -155,7 +155,7 @@ impl Storage {
 
     /// Renames the partial copy to its final name (refusing to replace
     /// something that appeared there meanwhile); returns the final path.
-    pub fn finish(&self) -> Result<Option<PathBuf>> {
+    pub(super) fn finish(&self) -> Result<Option<PathBuf>> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let Some((partial, dest)) = pending.take() else {
             return Ok(None);

@@ -41,7 +41,7 @@ struct Swarm {
 
 /// The HTTP tracker's state.
 #[derive(Debug)]
-pub struct HttpTracker {
+pub(crate) struct HttpTracker {
     swarms: Mutex<HashMap<InfoHash, Swarm>>,
     interval: Duration,
     quiet: bool,
@@ -49,7 +49,7 @@ pub struct HttpTracker {
 
 /// A parsed announce.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnnounceQuery {
+pub(crate) struct AnnounceQuery {
     pub info_hash: InfoHash,
     pub peer_id: [u8; 20],
     pub port: u16,
@@ -76,7 +76,7 @@ fn twenty(v: &[u8], what: &str) -> std::result::Result<[u8; 20], String> {
 }
 
 /// Parses an announce's query string, naming what is wrong.
-pub fn parse_announce(q: &str) -> std::result::Result<AnnounceQuery, String> {
+pub(crate) fn parse_announce(q: &str) -> std::result::Result<AnnounceQuery, String> {
     let p = params(q);
     let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_slice());
     let num = |k: &str| -> std::result::Result<Option<u64>, String> {
@@ -124,7 +124,7 @@ fn failure(why: &str) -> Reply {
 }
 
 impl HttpTracker {
-    pub fn new(interval: Duration, quiet: bool) -> Arc<HttpTracker> {
+    pub(crate) fn new(interval: Duration, quiet: bool) -> Arc<HttpTracker> {
         Arc::new(HttpTracker {
             swarms: Mutex::new(HashMap::new()),
             interval: interval.max(Duration::from_secs(1)),
@@ -133,7 +133,7 @@ impl HttpTracker {
     }
 
     /// Serves `server` until shutdown.
-    pub fn serve(self: Arc<Self>, server: Server) -> Result<()> {
+    pub(crate) fn serve(self: Arc<Self>, server: Server) -> Result<()> {
         server.serve(move |session| {
             let peer = session.peer();
             let _ = http::serve(&session, 0, |req| {
@@ -158,7 +158,7 @@ impl HttpTracker {
     }
 
     /// Records an announce and answers it with other members.
-    pub fn announce(&self, a: &AnnounceQuery, ip: IpAddr) -> Reply {
+    pub(crate) fn announce(&self, a: &AnnounceQuery, ip: IpAddr) -> Reply {
         let now = Instant::now();
         let ttl = self.interval * 3;
         let mut swarms = self.swarms.lock().unwrap_or_else(PoisonError::into_inner);
@@ -251,7 +251,7 @@ impl HttpTracker {
     }
 
     /// Counts for the torrents asked about (every torrent if none is named).
-    pub fn scrape(&self, q: &str) -> Reply {
+    pub(crate) fn scrape(&self, q: &str) -> Reply {
         let mut wanted = Vec::new();
         for (k, v) in params(q) {
             if k == "info_hash" {
@@ -294,7 +294,7 @@ impl HttpTracker {
 
 /// Binds `addr` for the HTTP tracker, prints `announce on
 /// http://HOST:PORT/announce`, and serves on a thread of its own.
-pub fn start(
+pub(crate) fn start(
     addr: &str,
     limits: crate::server::Limits,
     shutdown: Arc<crate::shutdown::Shutdown>,

@@ -12,14 +12,14 @@ use crate::error::{Error, Result};
 use super::metainfo::InfoHash;
 
 /// The block size every request asks for (the last block of a piece may be shorter).
-pub const BLOCK: u32 = 16 * 1024;
+pub(crate) const BLOCK: u32 = 16 * 1024;
 /// Most pieces a torrent may have (its info dict is bounded by
 /// `MAX_TORRENT_LEN`, 20 bytes a piece).
-pub const MAX_PIECES: u32 = (super::metainfo::MAX_TORRENT_LEN / 20) as u32;
+pub(crate) const MAX_PIECES: u32 = (super::metainfo::MAX_TORRENT_LEN / 20) as u32;
 /// Longest message accepted: a bitfield of [`MAX_PIECES`], or a piece
 /// message of one block with its 9-byte head, or an extended message
 /// carrying a block of metadata with its dict.
-pub const MAX_MSG_LEN: u32 = {
+pub(crate) const MAX_MSG_LEN: u32 = {
     let bitfield = 1 + MAX_PIECES.div_ceil(8);
     let piece = 9 + BLOCK;
     let ext = 2 + BLOCK + 1024;
@@ -27,17 +27,17 @@ pub const MAX_MSG_LEN: u32 = {
     if ext > m { ext } else { m }
 };
 /// A request for more than this is refused (BEP 3 clients send 16 KiB).
-pub const MAX_REQUEST: u32 = 2 * BLOCK;
+pub(crate) const MAX_REQUEST: u32 = 2 * BLOCK;
 
 const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
 /// Handshake length: 1 + 19 + 8 + 20 + 20.
-pub const HANDSHAKE_LEN: usize = 68;
+pub(crate) const HANDSHAKE_LEN: usize = 68;
 /// Reserved bit for the extension protocol (BEP 10): byte 5, 0x10.
-pub const EXTENSION_BIT: (usize, u8) = (5, 0x10);
+pub(crate) const EXTENSION_BIT: (usize, u8) = (5, 0x10);
 
 /// The opening handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Handshake {
+pub(crate) struct Handshake {
     pub reserved: [u8; 8],
     pub info_hash: InfoHash,
     pub peer_id: [u8; 20],
@@ -45,7 +45,7 @@ pub struct Handshake {
 
 impl Handshake {
     /// Ours: the extension protocol on.
-    pub fn new(info_hash: InfoHash, peer_id: [u8; 20]) -> Handshake {
+    pub(crate) fn new(info_hash: InfoHash, peer_id: [u8; 20]) -> Handshake {
         let mut reserved = [0u8; 8];
         reserved[EXTENSION_BIT.0] |= EXTENSION_BIT.1;
         Handshake {
@@ -55,11 +55,11 @@ impl Handshake {
         }
     }
 
-    pub fn supports_extensions(&self) -> bool {
+    pub(crate) fn supports_extensions(&self) -> bool {
         self.reserved[EXTENSION_BIT.0] & EXTENSION_BIT.1 != 0
     }
 
-    pub fn encode(&self) -> [u8; HANDSHAKE_LEN] {
+    pub(crate) fn encode(&self) -> [u8; HANDSHAKE_LEN] {
         let mut b = [0u8; HANDSHAKE_LEN];
         b[0] = 19;
         b[1..20].copy_from_slice(PROTOCOL);
@@ -69,7 +69,7 @@ impl Handshake {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<Handshake> {
+    pub(crate) fn decode(b: &[u8]) -> Result<Handshake> {
         if b.len() != HANDSHAKE_LEN {
             return Err(Error::Handshake(format!(
                 "{} bytes, not {HANDSHAKE_LEN}",
@@ -91,7 +91,7 @@ impl Handshake {
     }
 
     /// Reads one handshake from `r`.
-    pub fn read(r: &mut impl Read) -> Result<Handshake> {
+    pub(crate) fn read(r: &mut impl Read) -> Result<Handshake> {
         let mut b = [0u8; HANDSHAKE_LEN];
         r.read_exact(&mut b).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => Error::Closed,
@@ -103,7 +103,7 @@ impl Handshake {
 
 /// One peer-wire message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
+pub(crate) enum Message {
     /// A zero-length message: the link is alive.
     KeepAlive,
     Choke,
@@ -148,7 +148,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 /// Decodes the first message in `buf`: `Ok(None)` if more bytes are
 /// needed, else the message and how many bytes it took. A length over
 /// [`MAX_MSG_LEN`] or a payload of the wrong size is an error.
-pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>> {
+pub(crate) fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>> {
     if buf.len() < 4 {
         return Ok(None);
     }
@@ -228,7 +228,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>> {
 }
 
 /// Appends `m`'s encoding to `out`.
-pub fn encode(m: &Message, out: &mut Vec<u8>) {
+pub(crate) fn encode(m: &Message, out: &mut Vec<u8>) {
     let mut head = |len: usize, id: u8| {
         out.extend_from_slice(&(len as u32 + 1).to_be_bytes());
         out.push(id);
@@ -290,7 +290,7 @@ pub fn encode(m: &Message, out: &mut Vec<u8>) {
 
 /// Checks a received bitfield against a torrent of `pieces` pieces: the
 /// right length, and the spare bits past the last piece clear.
-pub fn check_bitfield(b: &[u8], pieces: u32) -> Result<()> {
+pub(crate) fn check_bitfield(b: &[u8], pieces: u32) -> Result<()> {
     let want = pieces.div_ceil(8) as usize;
     if b.len() != want {
         return Err(Error::Protocol(format!(
@@ -306,7 +306,7 @@ pub fn check_bitfield(b: &[u8], pieces: u32) -> Result<()> {
 }
 
 /// Whether bit `i` is set in a BEP 3 bitfield.
-pub fn bit(b: &[u8], i: u32) -> bool {
+pub(crate) fn bit(b: &[u8], i: u32) -> bool {
     b.get((i / 8) as usize)
         .is_some_and(|byte| byte & (0x80 >> (i % 8)) != 0)
 }
@@ -314,13 +314,13 @@ pub fn bit(b: &[u8], i: u32) -> bool {
 /// Messages read from a socket whose reads time out: bytes are kept across
 /// timeouts until a whole message is there.
 #[derive(Debug, Default)]
-pub struct MsgReader {
+pub(crate) struct MsgReader {
     buf: Vec<u8>,
     len: usize,
 }
 
 impl MsgReader {
-    pub fn new() -> MsgReader {
+    pub(crate) fn new() -> MsgReader {
         MsgReader {
             buf: vec![0; 32 * 1024],
             len: 0,
@@ -329,7 +329,7 @@ impl MsgReader {
 
     /// The next message: `Ok(None)` when a read timed out first,
     /// `Err(Closed)` at a clean end, `Err(Truncated)` at an end mid-message.
-    pub fn next(&mut self, r: &mut impl Read) -> Result<Option<Message>> {
+    pub(crate) fn next(&mut self, r: &mut impl Read) -> Result<Option<Message>> {
         loop {
             if let Some((m, used)) = decode(&self.buf[..self.len])? {
                 self.buf.copy_within(used..self.len, 0);
@@ -361,7 +361,7 @@ impl MsgReader {
 }
 
 /// Writes `m` to `w` whole.
-pub fn send(w: &mut impl Write, m: &Message) -> Result<()> {
+pub(crate) fn send(w: &mut impl Write, m: &Message) -> Result<()> {
     let mut out = Vec::new();
     encode(m, &mut out);
     w.write_all(&out)?;
