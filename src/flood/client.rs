@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -132,7 +132,7 @@ enum Event {
     /// The servent closed our link number `link`.
     LinkClosed { link: u64 },
     /// Ctrl-C or SIGTERM came while the client waited for the answers to
-    /// the query numbered `waiting` (see [`Client::waiting`]).
+    /// the query numbered `waiting` (its `seq + 1`).
     Interrupted { waiting: u64 },
 }
 
@@ -189,10 +189,10 @@ pub(super) struct Client {
     seq: u32,
     events: Receiver<Event>,
     stop: Arc<Shutdown>,
-    /// Feeds `events`; kept for the signal handler and new links.
+    /// Feeds `events`; kept for the signal catcher and new links.
     tx: Sender<Event>,
-    /// While answers to a query are awaited, its `seq + 1`; else 0.
-    waiting: Arc<AtomicU64>,
+    /// The process's Ctrl-C / SIGTERM flag, caught during each wait.
+    signals: Option<Arc<Shutdown>>,
 }
 
 impl Client {
@@ -240,25 +240,16 @@ impl Client {
             events,
             stop,
             tx,
-            waiting: Arc::new(AtomicU64::new(0)),
+            signals: None,
         })
     }
 
-    /// Lets Ctrl-C (SIGINT) and SIGTERM end the wait for answers early, as
-    /// if the quiet time had passed: a one-shot query then ends, a shell
-    /// goes on with its next command. Outside a wait the signal ends the
-    /// program (status 130) as usual. Call at most once per process.
-    pub(super) fn stop_waiting_on_signal(&self) -> Result<()> {
-        let tx = std::sync::Mutex::new(self.tx.clone());
-        let waiting = self.waiting.clone();
-        ctrlc::set_handler(move || match waiting.load(Ordering::SeqCst) {
-            0 => std::process::exit(130),
-            n => {
-                let tx = tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let _ = tx.send(Event::Interrupted { waiting: n });
-            }
-        })
-        .map_err(|e| Error::Local(format!("installing the signal handler: {e}")))
+    /// Lets Ctrl-C (SIGINT) and SIGTERM end each wait for answers early,
+    /// as if the quiet time had passed: a one-shot query then ends, a shell
+    /// goes on with its next command. Outside a wait a signal stops the
+    /// program as usual (`signals` is the process's flag).
+    pub(super) fn stop_waiting_on_signal(&mut self, signals: Arc<Shutdown>) {
+        self.signals = Some(signals);
     }
 
     /// A new link when the servent has closed ours (it closes clients idle
@@ -286,17 +277,24 @@ impl Client {
             Command::Topo => Message::TopoReq { seq },
             Command::Help | Command::Quit => return Ok(0),
         };
+        if self.signals.as_ref().is_some_and(|s| s.is_triggered()) {
+            return Err(Error::Stopped("the client".into()));
+        }
         if !self.link.open.load(Ordering::SeqCst) {
             self.relink()?;
         }
         self.seq = self.seq.wrapping_add(1);
-        // Waiting starts before the request leaves, so a signal sent once
-        // the servent has it always ends this wait.
+        // The catcher is in place before the request leaves, so a signal
+        // sent once the servent has it always ends this wait.
         let waiting = u64::from(seq) + 1;
-        self.waiting.store(waiting, Ordering::SeqCst);
+        let _catch = self.signals.as_ref().map(|s| {
+            let tx = self.tx.clone();
+            s.catch(move || {
+                let _ = tx.send(Event::Interrupted { waiting });
+            })
+        });
         let started = Instant::now();
         let res = self.collect(seq, waiting, &msg, out);
-        self.waiting.store(0, Ordering::SeqCst);
         if let (Level::Verbose, Ok(n)) = (self.opts.level, &res) {
             crate::diag!(
                 "seq {seq}: {cmd}: {n} answer{} in {:.1}s",

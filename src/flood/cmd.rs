@@ -1,7 +1,7 @@
 //! The flooding programs' bodies, called by the thin binaries: `kv-servent`
 //! and `kv-query`'s one-shot, shell and pipeline modes (anyhow for context).
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +11,8 @@ use clap::Args;
 
 use super::client::{self, Client, Command, HELP, Options};
 use super::servent::{self, Config, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_LINKS, DEFAULT_TTL};
-use crate::cli::{self, Level, LimitArgs, NetArgs, Refused, Verbosity, ViewArgs};
+use crate::cli::{self, Interrupted, Level, LimitArgs, NetArgs, Refused, Verbosity, ViewArgs};
+use crate::input::{Input, Line};
 use crate::net::HostPort;
 use crate::shutdown::Shutdown;
 
@@ -123,24 +124,36 @@ pub fn query(opts: Options, query: Option<String>) -> anyhow::Result<()> {
         Some(Ok(_)) => anyhow::bail!("nothing to ask: give ?KEY or T (help lists the commands)"),
         Some(Err(e)) => return Err(e.into()),
     };
+    let signals = Shutdown::install()?;
     let mut client = Client::connect(&opts).with_context(|| opts.servent.clone())?;
-    client.stop_waiting_on_signal()?;
+    client.stop_waiting_on_signal(signals.clone());
+    let interrupted = || Interrupted("interrupted".into());
     if let Some(cmd) = one_shot {
-        let n = client.query(&cmd, &mut stdout)?;
+        let n = match client.query(&cmd, &mut stdout) {
+            Err(_) if signals.is_triggered() => return Err(interrupted().into()),
+            res => res?,
+        };
         if n == 0 {
             return Err(Refused("no response received".into()).into());
         }
         return Ok(());
     }
-    let stdin = io::stdin();
-    let interactive = stdin.is_terminal();
-    let tally = shell(
+    let mut input = Input::stdin("kv-query", &signals);
+    let interactive = input.is_terminal();
+    let tally = match shell(
         &mut client,
-        stdin.lock(),
+        &mut input,
         interactive,
         opts.level,
         &mut stdout,
-    )?;
+    ) {
+        Err(_) if signals.is_triggered() => return Err(interrupted().into()),
+        res => res?,
+    };
+    drop(input);
+    if tally.interrupted {
+        return Err(interrupted().into());
+    }
     if !interactive && tally.unanswered > 0 {
         return Err(Refused(format!(
             "{} of {} queries got no response",
@@ -156,13 +169,16 @@ pub fn query(opts: Options, query: Option<String>) -> anyhow::Result<()> {
 struct Tally {
     asked: usize,
     unanswered: usize,
+    /// Ended by Ctrl-C at the prompt or a signal between commands.
+    interrupted: bool,
 }
 
-/// Reads commands from `input` until `Q` or its end, running each query;
-/// a prompt and the command list first when `interactive`.
+/// Reads commands from `input` until `Q`, its end or an interruption,
+/// running each query; a prompt and the command list first when
+/// `interactive`.
 fn shell(
     client: &mut Client,
-    mut input: impl BufRead,
+    input: &mut Input,
     interactive: bool,
     level: Level,
     out: &mut impl Write,
@@ -170,20 +186,20 @@ fn shell(
     let mut tally = Tally::default();
     if interactive && level > Level::Quiet {
         writeln!(out, "{HELP}")?;
+        out.flush()?;
     }
-    let mut line = String::new();
     loop {
-        if interactive {
-            write!(out, "kv> ")?;
-            out.flush()?;
-        }
-        line.clear();
-        if input.read_line(&mut line)? == 0 {
-            if interactive {
-                writeln!(out)?;
+        let line = match input.next("kv> ") {
+            Line::Text(line) => line,
+            ended => {
+                if interactive {
+                    writeln!(out)?;
+                    out.flush()?;
+                }
+                tally.interrupted = ended == Line::Interrupted;
+                return Ok(tally);
             }
-            return Ok(tally);
-        }
+        };
         match client::parse_command(&line) {
             Ok(None) => {}
             Ok(Some(Command::Quit)) => return Ok(tally),

@@ -94,8 +94,10 @@ pub fn peer(opts: Options) -> anyhow::Result<()> {
     {
         bail!("--time-url {url}: only http:// URLs are supported");
     }
-    peer::run(opts, crate::cli::stdout())?;
-    Ok(())
+    match peer::run(opts, crate::cli::stdout())? {
+        peer::Ended::Quit => Ok(()),
+        peer::Ended::Interrupted => Err(crate::cli::Interrupted("interrupted".into()).into()),
+    }
 }
 
 /// The `--listen` address: given, or any interface on `port`.

@@ -176,9 +176,17 @@ pub enum Fetched {
 
 /// Fetches one file from the peer at `addr` into `local`. The bytes go to a
 /// temporary file beside `local`, renamed onto it only once the owner has
-/// closed the connection cleanly; any failure leaves nothing behind.
-pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) -> Result<Fetched> {
+/// closed the connection cleanly; any failure, or `stop` starting (Ctrl-C),
+/// leaves nothing behind.
+pub fn fetch_file(
+    addr: &str,
+    req: &GetFile,
+    local: &Path,
+    timeouts: &Timeouts,
+    stop: &Arc<Shutdown>,
+) -> Result<Fetched> {
     let stream: TcpStream = net::connect(addr, timeouts)?;
+    let _closer = stop.close_on(&stream)?;
     (&stream).write_all(&req.encode())?;
     let mut r = BufReader::with_capacity(transfer::CHUNK, &stream);
     match wire::read_code(&mut r)? {
@@ -232,6 +240,10 @@ pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) 
         ticket.done.store(n, Ordering::Relaxed);
     }
     let kept = copied.and_then(|_| {
+        if stop.is_triggered() {
+            // The connection was closed under the copy: not the whole file.
+            return Err(Error::Stopped("the download".into()));
+        }
         tmp.persist(local)
             .map_err(|e| Error::from(e).doing(format!("writing {}", local.display())))
     });

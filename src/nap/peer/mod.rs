@@ -19,7 +19,7 @@
 //! it. The listener serves only files this peer published, by plain name,
 //! from the share folder.
 
-use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
@@ -35,8 +35,10 @@ pub use view::serve_view;
 use super::time_service;
 use super::wire::{self, Answer, Body, DateTime, Field, GetFile, Op, Refusal, Request};
 use crate::error::Result;
+use crate::input::{Input, Line};
 use crate::name::FileName;
 use crate::net::{self, Timeouts};
+use crate::shutdown::Shutdown;
 
 /// How long a listener waits for the date-time field after the file name
 /// before answering without it (some clients never send one).
@@ -140,6 +142,16 @@ fn split_words(line: &str) -> Vec<(String, usize)> {
     words
 }
 
+/// How a shell session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// QUIT or the end of the input.
+    Quit,
+    /// Ctrl-C at the prompt, or Ctrl-C / SIGTERM at any time: the user was
+    /// disconnected and temporary files removed all the same.
+    Interrupted,
+}
+
 /// The shell's state.
 pub struct Peer<W: Write> {
     opts: Options,
@@ -152,10 +164,13 @@ pub struct Peer<W: Write> {
     published: Published,
     /// The date-time service failed once already (said once).
     time_failed: bool,
+    /// Ctrl-C / SIGTERM: cuts a GET_FILE short and ends the shell.
+    signals: Arc<Shutdown>,
 }
 
 impl<W: Write> Peer<W> {
-    pub fn new(opts: Options, out: W) -> Peer<W> {
+    /// A shell stopped by `signals` (the process's flag, or one of its own).
+    pub fn new(opts: Options, out: W, signals: Arc<Shutdown>) -> Peer<W> {
         Peer {
             opts,
             out,
@@ -164,28 +179,32 @@ impl<W: Write> Peer<W> {
             listener: None,
             published: Arc::default(),
             time_failed: false,
+            signals,
         }
     }
 
-    /// Runs the shell on `input` until QUIT or its end.
-    pub fn run<R: BufRead>(&mut self, mut input: R, prompt: bool) -> Result<()> {
-        let mut line = String::new();
+    /// Runs the shell on `input` until QUIT, its end, or an interruption;
+    /// each way out disconnects the connected user first.
+    pub fn run(&mut self, input: &mut Input) -> Result<Ended> {
         loop {
-            if prompt {
-                write!(self.out, "c> ")?;
-                self.out.flush()?;
-            }
-            line.clear();
-            if input.read_line(&mut line)? == 0 {
-                if prompt {
-                    writeln!(self.out)?;
+            let ended = match input.next("c> ") {
+                Line::Text(line) => {
+                    if !self.command(&line)? {
+                        return Ok(Ended::Quit);
+                    }
+                    if !self.signals.is_triggered() {
+                        continue;
+                    }
+                    Ended::Interrupted
                 }
-                self.quit()?;
-                return Ok(());
+                Line::End => Ended::Quit,
+                Line::Interrupted => Ended::Interrupted,
+            };
+            if input.is_terminal() {
+                writeln!(self.out)?;
             }
-            if !self.command(line.trim_end_matches(['\n', '\r']))? {
-                return Ok(());
-            }
+            self.quit()?;
+            return Ok(ended);
         }
     }
 
@@ -472,7 +491,14 @@ impl<W: Write> Peer<W> {
             file: remote,
             datetime: Some(self.now()),
         };
-        let text = match fetch_file(&addr, &req, Path::new(local), &self.opts.timeouts) {
+        let fetched = fetch_file(
+            &addr,
+            &req,
+            Path::new(local),
+            &self.opts.timeouts,
+            &self.signals,
+        );
+        let text = match fetched {
             Ok(Fetched::Done) => GET_FILE_OK,
             Ok(Fetched::NoFile) => GET_FILE_NO_FILE,
             Ok(Fetched::Failed(code)) => {
@@ -514,17 +540,21 @@ fn route_ip(opts: &Options) -> IpAddr {
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
-/// Runs the shell on stdin (prompt only on a terminal) until QUIT or the
-/// end of input, printing the course's messages on `out`.
-pub fn run(opts: Options, out: impl Write) -> Result<()> {
+/// Runs the shell on stdin (line editing, history and the prompt only on
+/// a terminal) until QUIT, the end of input or Ctrl-C / SIGTERM, printing
+/// the course's messages on `out`.
+pub fn run(opts: Options, out: impl Write) -> Result<Ended> {
     if let Some(why) = net::unreachable_listen(SocketAddr::new(opts.listen_ip, 0), route_ip(&opts))
     {
         crate::diag!("warning: file listener {why} (use --listen-ip 0.0.0.0)");
     }
-    let stdin = io::stdin();
-    let prompt = stdin.is_terminal();
-    let mut peer = Peer::new(opts, out);
-    peer.run(stdin.lock(), prompt)
+    let signals = Shutdown::install()?;
+    let mut input = Input::stdin("nap-peer", &signals);
+    let _say = signals.subscribe(|| {
+        crate::diag!("interrupted: disconnecting and tidying up (Ctrl-C again quits at once)")
+    });
+    let mut peer = Peer::new(opts, out, signals.clone());
+    peer.run(&mut input)
 }
 
 #[cfg(test)]
@@ -575,6 +605,7 @@ mod tests {
                 timeouts: Timeouts::secs(2),
             },
             Vec::new(),
+            Shutdown::new(),
         )
     }
 
@@ -583,7 +614,8 @@ mod tests {
         let mut p = peer_to_nowhere();
         let input = "REGISTER ana\nUNREGISTER ana\nCONNECT ana\nPUBLISH a.txt d\nDELETE a.txt\n\
                      LIST_USERS\nLIST_CONTENT ana\nDISCONNECT ana\nGET_FILE ana a b\nbogus\nQUIT\n";
-        p.run(input.as_bytes(), false).unwrap();
+        let mut input = Input::reader(std::io::Cursor::new(input), &Shutdown::new());
+        assert_eq!(p.run(&mut input).unwrap(), Ended::Quit);
         let out = String::from_utf8(p.out.clone()).unwrap();
         assert_eq!(
             out,
