@@ -205,22 +205,24 @@ fn connected_users(server: &Proc) -> Vec<String> {
 }
 
 fn nap_peer(server: &Proc, share: &Path, data: &Path) -> Terminal {
+    nap_peer_with(server, share, data, &[])
+}
+
+fn nap_peer_with(server: &Proc, share: &Path, data: &Path, extra: &[&str]) -> Terminal {
     let port = server.port().to_string();
     let share = share.to_string_lossy().into_owned();
-    Terminal::start(
-        bin!("nap-peer"),
-        &[
-            "-s",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "--listen-ip",
-            "127.0.0.1",
-            "--share",
-            &share,
-        ],
-        data,
-    )
+    let mut args = vec![
+        "-s",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "--listen-ip",
+        "127.0.0.1",
+        "--share",
+        &share,
+    ];
+    args.extend_from_slice(extra);
+    Terminal::start(bin!("nap-peer"), &args, data)
 }
 
 #[test]
@@ -380,4 +382,64 @@ fn kv_query_up_arrow_recalls_the_previous_command_and_history_is_kept() {
     q.wait_for("22/tcp ", 1);
     q.at_prompt(2, CTRL_C);
     assert_eq!(q.wait_exit().code(), Some(130), "{}", q.dump());
+}
+
+/// A fake owner registered as `user` that answers every GET_FILE with
+/// `body`, `times` times.
+fn owner_sending(
+    server: &Proc,
+    user: &str,
+    body: &'static [u8],
+    times: usize,
+) -> thread::JoinHandle<()> {
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = fake.local_addr().unwrap().port().to_string();
+    assert_eq!(ask(&server.addr, &["REGISTER", DT, user]), b"0\0");
+    assert_eq!(
+        ask(&server.addr, &["CONNECT", DT, user, "127.0.0.1", &port]),
+        b"0\0"
+    );
+    thread::spawn(move || {
+        for _ in 0..times {
+            let (mut s, _) = fake.accept().unwrap();
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf);
+            s.write_all(b"0\0").unwrap();
+            s.write_all(body).unwrap();
+        }
+    })
+}
+
+#[test]
+fn nap_peer_get_file_says_what_it_got_on_a_terminal_unless_quiet() {
+    if !have_script("nap_peer_get_file_success_line") {
+        return;
+    }
+    let dir = TempDir::new("shell-nap-success");
+    let out = dir.sub("out");
+    let server = nap_server();
+    let owner = owner_sending(&server, "eve", b"twelve bytes", 2);
+    for (quiet, name) in [(false, "a.txt"), (true, "b.txt")] {
+        let extra: &[&str] = if quiet { &["-q"] } else { &[] };
+        let mut p = nap_peer_with(&server, &out, &dir.sub("data"), extra);
+        p.at_prompt(1, "REGISTER bo\r");
+        p.at_prompt(2, "CONNECT bo\r");
+        let dest = out.join(name);
+        p.at_prompt(3, &format!("GET FILE eve f.txt {}\r", dest.display()));
+        p.wait_for("GET_FILE OK", 1);
+        p.at_prompt(4, "QUIT\r");
+        assert_eq!(p.wait_exit().code(), Some(0), "{}", p.dump());
+        let said = "got f.txt from eve (127.0.0.1:";
+        assert_eq!(p.text().contains(said), !quiet, "{}", p.dump());
+        if !quiet {
+            assert!(
+                p.text()
+                    .contains(&format!("into {}: 12 bytes in ", dest.display())),
+                "{}",
+                p.dump()
+            );
+        }
+        assert_eq!(fs::read(&dest).unwrap(), b"twelve bytes");
+    }
+    owner.join().unwrap();
 }
