@@ -23,7 +23,17 @@ pub(crate) const MAX_REDIRECTS: usize = 4;
 
 /// The names in the repository of the supernode at `addr`.
 pub fn list(addr: &str, timeouts: &Timeouts) -> Result<Vec<FileName>> {
+    list_noting(addr, timeouts, |_| {})
+}
+
+/// `list`, telling `note` when the connection is made.
+pub(crate) fn list_noting(
+    addr: &str,
+    timeouts: &Timeouts,
+    mut note: impl FnMut(&str),
+) -> Result<Vec<FileName>> {
     let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL)?;
+    note(&format!("connected to {addr}"));
     conn.send(&SuperRequest::List)?;
     let mut names = Vec::new();
     let batch = |r| match r {
@@ -449,10 +459,11 @@ pub(crate) fn put(
     let (digest, size) = digest::hash_reader(&mut file).doing(local)?;
     let file = File::open(path).doing(local)?;
     let remote = |e: Error| e.doing(format!("uploading {name} to {addr}"));
+    let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL).map_err(remote)?;
+    note(&format!("connected to {addr}"));
     note(&format!(
         "offering {name} ({size} bytes, BLAKE3 {digest}) to {addr}"
     ));
-    let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL).map_err(remote)?;
     let upload = SuperRequest::Upload {
         name: name.clone(),
         size,
@@ -468,7 +479,7 @@ pub(crate) fn put(
     if !ready {
         return Ok(Put::AlreadyExists);
     }
-    note("sending the body");
+    note(&format!("transmitting {name} ({size} bytes)"));
     let bar = progress(size);
     if bar.is_hidden() {
         // Straight to the socket, so the kernel copies (sendfile).

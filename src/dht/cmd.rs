@@ -134,7 +134,18 @@ pub struct LsArgs {
 /// supernode's repository, escaped (see `shell_escape`) unless `json`.
 pub fn ls(a: LsArgs) -> anyhow::Result<()> {
     let addr = address(&a.server, a.port.as_deref())?.to_string();
-    let names = client::list(&addr, &a.net.timeouts()).with_context(|| addr.clone())?;
+    let verbose = a.verbosity.level() == Level::Verbose;
+    let names = client::list_noting(&addr, &a.net.timeouts(), |line| {
+        if verbose {
+            eprintln!("{line}");
+        }
+    })
+    .with_context(|| addr.clone())?;
+    // The list's header, before the names.
+    if verbose {
+        let n = names.len();
+        eprintln!("{addr}: {n} name{}", if n == 1 { "" } else { "s" });
+    }
     let mut out = cli::stdout();
     if a.json {
         let items: Vec<&str> = names.iter().map(FileName::as_str).collect();
@@ -147,9 +158,6 @@ pub fn ls(a: LsArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
-    if a.verbosity.level() == Level::Verbose {
-        eprintln!("{addr}: {} names", names.len());
-    }
     Ok(())
 }
 
