@@ -82,10 +82,14 @@ pub struct QueryArgs {
     /// Port to listen on for answers, on all interfaces (0 picks a free one)
     #[arg(long, value_name = "LOCALPORT", default_value_t = 0)]
     pub port: u16,
-    /// Seconds to wait after the query or its latest answer (e.g. 4, 0.5,
-    /// 250ms)
+    /// Seconds to wait after the queries or their latest answer while a
+    /// query is still unanswered (e.g. 4, 0.5, 250ms)
     #[arg(long, value_name = "SECS", default_value = "4", value_parser = cli::parse_secs)]
     pub wait: Duration,
+    /// Once every query has an answer, seconds without a new one that end
+    /// the wait (at most --wait)
+    #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = cli::parse_secs)]
+    pub settle: Duration,
     /// The servent to ask, HOST:PORT
     #[arg(value_name = "HOST:PORT", value_parser = cli::parse_addr)]
     pub servent: HostPort,
@@ -103,6 +107,7 @@ pub fn query_main(a: QueryArgs) -> anyhow::Result<()> {
         servent: a.servent.to_string(),
         local_port: a.port,
         wait: a.wait,
+        settle: a.settle,
         timeouts: a.net.timeouts(),
         level: a.verbosity.level(),
     };
@@ -184,7 +189,10 @@ fn shell(
     out: &mut impl Write,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
-    if interactive && level > Level::Quiet {
+    if !interactive {
+        return pipeline(client, input, level, out);
+    }
+    if level > Level::Quiet {
         writeln!(out, "{HELP}")?;
         out.flush()?;
     }
@@ -219,4 +227,48 @@ fn shell(
             Err(e) => crate::diag!("{e}"),
         }
     }
+}
+
+/// Commands from a pipe: reads them all (to `Q` or the end), sends every
+/// query at once, waits once for all the answers and prints them grouped
+/// by query, in order.
+fn pipeline(
+    client: &mut Client,
+    input: &mut Input,
+    level: Level,
+    out: &mut impl Write,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut queries = Vec::new();
+    loop {
+        let line = match input.next("") {
+            Line::Text(line) => line,
+            Line::End => break,
+            Line::Interrupted => {
+                tally.interrupted = true;
+                return Ok(tally);
+            }
+        };
+        match client::parse_command(&line) {
+            Ok(None) => {}
+            Ok(Some(Command::Quit)) => break,
+            Ok(Some(Command::Help)) => {
+                writeln!(out, "{HELP}")?;
+                out.flush()?;
+            }
+            Ok(Some(cmd)) => queries.push(cmd),
+            Err(e) => crate::diag!("{e}"),
+        }
+    }
+    let counts = client.query_all(&queries, out)?;
+    for (cmd, n) in queries.iter().zip(counts) {
+        tally.asked += 1;
+        if n == 0 {
+            tally.unanswered += 1;
+            if level > Level::Quiet {
+                crate::diag!("{cmd}: no response received");
+            }
+        }
+    }
+    Ok(tally)
 }

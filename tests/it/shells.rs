@@ -443,3 +443,37 @@ fn nap_peer_get_file_says_what_it_got_on_a_terminal_unless_quiet() {
     }
     owner.join().unwrap();
 }
+
+#[test]
+fn a_kv_query_shell_left_alone_reconnects_after_the_servent_closes_its_idle_link() {
+    if !have_script("kv_query_shell_reconnects") {
+        return;
+    }
+    let dir = TempDir::new("shell-kv-relink");
+    let kv = dir.path().join("s.kv");
+    fs::write(&kv, "ssh 22/tcp\n").unwrap();
+    let mut servent = cmd(bin!("kv-servent"))
+        .args(["--bind", "127.0.0.1", "--idle-timeout", "1", "0"])
+        .arg(&kv)
+        .daemon();
+    // Waits that only Ctrl-C ends: a Ctrl-C during a wait ends the wait,
+    // not the shell.
+    let mut q = Terminal::start(
+        bin!("kv-query"),
+        &["-v", "--wait", "3600", "--settle", "3600", &servent.addr],
+        &dir.sub("data"),
+    );
+    q.at_prompt(1, "?ssh\r");
+    q.wait_for("22/tcp ", 1);
+    // The link sits idle: the servent closes it, and the client sees it.
+    servent.wait_stdout(|l| l.starts_with("client closed "));
+    q.wait_for("closed the connection", 1);
+    q.type_keys(CTRL_C);
+    // The next query goes out on a new link.
+    q.at_prompt(2, "?ssh\r");
+    q.wait_for("22/tcp ", 2);
+    q.wait_for("reconnected", 1);
+    q.type_keys(CTRL_C);
+    q.at_prompt(3, "Q\r");
+    assert_eq!(q.wait_exit().code(), Some(0), "{}", q.dump());
+}
