@@ -47,6 +47,8 @@ pub struct Input {
     /// Asks the reader for one line, with this prompt.
     want: Option<Sender<String>>,
     lines: Receiver<Line>,
+    /// The input has ended: the reader is gone (or going), ask it no more.
+    ended: bool,
     terminal: bool,
     shutdown: Arc<Shutdown>,
     _interrupt: Subscription,
@@ -177,6 +179,7 @@ impl Input {
         Input {
             want,
             lines,
+            ended: false,
             terminal,
             shutdown: shutdown.clone(),
             _interrupt: interrupt,
@@ -199,10 +202,13 @@ impl Input {
         let Some(want) = &self.want else {
             return Line::End;
         };
-        if want.send(prompt.to_string()).is_err() {
+        if self.ended || want.send(prompt.to_string()).is_err() {
             return Line::End;
         }
+        // The subscription holds a sender too, so a reader that is gone is
+        // never seen as a disconnection: it said End before it went.
         let line = self.lines.recv().unwrap_or(Line::End);
+        self.ended = line == Line::End;
         if line == Line::Interrupted {
             // Ctrl-C typed at the prompt means what SIGINT means: the
             // program is stopping, and a second Ctrl-C ends it at once.
