@@ -704,7 +704,9 @@ fn daemons_stop_cleanly_on_sigterm() {
     t.terminate();
     assert!(t.wait_exit().success(), "{}", t.dump());
 
-    // A SIGTERM as soon as the readiness line appears also exits 0.
+    // A SIGTERM as soon as the readiness line appears also stops them
+    // cleanly: exit 0, and 130 for a fetch stopped before its file was
+    // complete (an exit of its own, not a death by the signal).
     let mut quick = vec![tracker(&[])];
     let t = tracker(&[]);
     let (_seed, _) = share(&src, &t.addr, &[]);
@@ -715,13 +717,21 @@ fn daemons_stop_cleanly_on_sigterm() {
             .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
             .daemon(),
     );
-    quick.push(fetch("t.bin", &dir.sub("quick"), &t.addr, &[]));
+    let mut fetcher = fetch("t.bin", &dir.sub("quick"), &t.addr, &[]);
     for p in &quick {
         p.terminate();
     }
+    fetcher.terminate();
     for mut p in quick {
         assert!(p.wait_exit().success(), "{}", p.dump());
     }
+    let code = fetcher.wait_exit().code();
+    let complete = fetcher
+        .stdout_lines()
+        .iter()
+        .any(|l| l.starts_with("complete: "));
+    let want = if complete { Some(0) } else { Some(130) };
+    assert_eq!(code, want, "{}", fetcher.dump());
 }
 
 /// Socket timeouts for a real client probing a daemon under attack.
