@@ -539,17 +539,25 @@ fn p2p_get_facing_lying_supernodes_fails_clearly_naming_them_and_leaves_nothing(
         .stderr_has(&format!("getting f.bin from {endless}"));
     assert!(names_in(&work).is_empty());
 
-    // A body, then no digest ever: the timeout, nothing kept.
+    // A body, then no digest ever: the timeout. A cut transfer keeps its
+    // partial file for --continue (whose whole-file digest decides),
+    // unless asked not to.
     let (silent, release) = cutting_supernode(vec![7; 5000], 5000, true);
     get(&silent, &[])
         .code(2)
-        .stderr_has(&format!("getting f.bin from {silent}"));
+        .stderr_has(&format!("getting f.bin from {silent}"))
+        .stderr_has("partial download kept in .f.bin.part");
+    drop(release);
+    assert_eq!(names_in(&work), [".f.bin.part"]);
+    fs::remove_file(work.join(".f.bin.part")).unwrap();
+    let (silent, release) = cutting_supernode(vec![7; 5000], 5000, true);
+    get(&silent, &["--no-keep-partial"]).code(2);
     drop(release);
     assert!(names_in(&work).is_empty());
 
     // A size larger than what follows, then the close.
     let (short, _release) = cutting_supernode(vec![7; 5000], 100, false);
-    get(&short, &[])
+    get(&short, &["--no-keep-partial"])
         .code(2)
         .stderr_has(&format!("getting f.bin from {short}"));
     assert!(names_in(&work).is_empty());
