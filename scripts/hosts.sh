@@ -664,7 +664,7 @@ ask() {
     for s in 1 2 3 4; do
         before[s]=$(grep -cE '^(forwarded|stopped) ' "$RUN/fs$s.out")
     done
-    spawn_on "$name" "$n" kv-query --wait 3600 "$servent" "$query"
+    spawn_on "$name" "$n" kv-query --wait 3600 --settle 3600 "$servent" "$query"
     pid=$(eval echo "\$PID_$name")
     wait_count "$RUN/$name.out" '' "$want" 10 2>/dev/null
     for s in 1 2 3 4; do

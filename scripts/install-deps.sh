@@ -9,7 +9,8 @@
 #   scripts/install-deps.sh GROUP...   the named groups
 #
 # Groups:
-#   demo    tmux (the multi-pane demos)
+#   demo    tmux (the multi-pane demos), script (bsdutils: the shells'
+#           pseudo-terminal tests)
 #   rpc     gcc, rpcgen (rpcsvc-proto), libtirpc-dev and rpcbind for the rdir
 #           C client built from rdir.x; starts `rpcbind -w` if none runs
 #   nap     python3-zeep for /usr/bin/python3 (nap-time's SOAP interop test),
@@ -45,7 +46,11 @@ install_pkg() {
 }
 
 group_demo() {
-    need tmux tmux
+    local ok=0
+    need tmux tmux || ok=1
+    # The shells' tests type at kv-query and nap-peer on a pseudo-terminal.
+    need script bsdutils || ok=1
+    return "$ok"
 }
 
 # need_file FILE PACKAGE: installs PACKAGE if FILE is missing.

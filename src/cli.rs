@@ -1,8 +1,10 @@
 //! What every binary shares: common flags; one flag vocabulary (lengths of
 //! time, sizes, `HOST:PORT`); `parse`, which tells a command-line mistake
 //! as one sentence; and `run`, which turns a result into a one-line
-//! diagnostic and an exit code (0 success, 1 not there / refused, 2 error;
-//! a closed stdout is success). Only binaries and each
+//! diagnostic and an exit code (0 success, 1 not there / refused, 2 error,
+//! 130 interrupted; a closed stdout is success). `run` is the only place
+//! exit codes are chosen, including the immediate exit on a second Ctrl-C.
+//! Only binaries and each
 //! system's `cmd` use it; the library below speaks through `log` and
 //! `output`.
 
@@ -362,10 +364,29 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// An error meaning "stopped by Ctrl-C or SIGTERM before it was done":
+/// `run` reports it and exits 130, as a shell does for a program ended by
+/// SIGINT.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// The exit status of an interrupted program (128 + SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 /// Runs a program's body and maps the outcome to an exit code, printing
-/// `tool: what failed: why` on stderr for errors.
+/// `tool: what failed: why` on stderr for errors. A second Ctrl-C or
+/// SIGTERM, once the first has started shutting down, exits 130 at once.
 pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
     crate::log::set_tool(tool);
+    crate::shutdown::on_second_signal(|| std::process::exit(i32::from(EXIT_INTERRUPTED)));
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -373,7 +394,9 @@ pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("{tool}: {}", describe(&err));
-            if err.chain().any(|c| c.downcast_ref::<Refused>().is_some()) {
+            if err.chain().any(|c| c.is::<Interrupted>()) {
+                ExitCode::from(EXIT_INTERRUPTED)
+            } else if err.chain().any(|c| c.downcast_ref::<Refused>().is_some()) {
                 ExitCode::from(1)
             } else {
                 ExitCode::from(2)

@@ -10,7 +10,8 @@
 //! - [`http`]: HTTP/1.1 requests read whole and bounded, whole replies (nap-time, the live views).
 //! - [`net`]: `HostPort` (a server's address as typed), connecting and binding with timeouts, `SharedStream`, which address to give a client for a member.
 //! - [`server`]: the server core every daemon stands on: the `listening on` line, the accept loop, bounded connection threads or a worker pool, deadlines, eviction, connection classes, background thread priority.
-//! - [`shutdown`]: the Ctrl-C / SIGTERM flag that stops accept loops and periodic tasks.
+//! - [`shutdown`]: the process's one Ctrl-C / SIGTERM handler: the flag that stops accept loops and periodic tasks, subscribers, catchers.
+//! - [`input`]: the shells' command lines, edited with history on a terminal, plain from a pipe, ended by a signal.
 //! - [`metrics`]: counters, gauges and histograms in atomics, rendered in the Prometheus text format.
 //! - [`name`]: `FileName`, the validated plain file name.
 //! - [`digest`]: SHA-256 `Digest` (ring keys, swarm pieces) and BLAKE3 `FileDigest` (files the DHT moves), streaming hashers.
@@ -46,6 +47,7 @@ pub mod error;
 pub(crate) mod events;
 pub mod frame;
 pub mod http;
+pub(crate) mod input;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod name;

@@ -67,3 +67,19 @@ pub fn byte_bar(len: u64, label: &str) -> ProgressBar {
     bar.set_message(label.to_string());
     bar
 }
+
+/// A byte counter with the rate, for a transfer of unknown length (a
+/// GET_FILE body runs until the owner closes), on stderr when it is a
+/// terminal; hidden otherwise.
+pub(crate) fn byte_counter(label: &str) -> ProgressBar {
+    if !progress_enabled() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    // The template is a constant known to be valid.
+    let style = ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message(label.to_string());
+    bar
+}

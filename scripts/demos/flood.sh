@@ -56,13 +56,28 @@ settled() {
     kill -TERM "$QPID"
 }
 
+# flooded PREFIX K "REACHED" "ANSWERERS": waits until query ($O, S0 + K)
+# was forwarded or stopped by each servent in REACHED and answered by each
+# in ANSWERERS (a pipeline's answers are printed only when its one wait
+# ends).
+flooded() {
+    local prefix=$1 seq=$(((S0 + $2) % 4294967296)) reached=$3 answerers=$4 n o
+    o=$(ere "$O")
+    for n in $reached; do
+        wait_count "$RUN/${prefix}_$n.out" "^(forwarded $o seq $seq |stopped $o seq $seq\$)" 1 || return 1
+    done
+    for n in $answerers; do
+        wait_count "$RUN/${prefix}_$n.out" "^answered $o seq $seq\$" 1 || return 1
+    done
+}
+
 # ask NAME PREFIX ENTRY QUERY "REACHED" "ANSWERERS": asks servent ENTRY,
 # ends the wait once the flood is over, and keeps the output in $RUN/NAME.
 ask() {
     local name=$1 prefix=$2 entry=$3 query=$4 reached=$5 answerers=$6 v rc
     v="ADDR_${prefix}_$entry"
     say "\$ kv-query ${!v} '$query'"
-    if client_start "$name" "$RUN/${prefix}_$entry.out" kv-query --wait "$NEVER" "${!v}" "$query"; then
+    if client_start "$name" "$RUN/${prefix}_$entry.out" kv-query --wait "$NEVER" --settle "$NEVER" "${!v}" "$query"; then
         # shellcheck disable=SC2086
         settled "$prefix" 0 "$reached" "$answerers" "$(echo $answerers | wc -w)" "$name" ||
             kill -TERM "$QPID"
@@ -153,14 +168,13 @@ step "chain: T returns the path growing hop by hop up to s4" \
 
 printf '?ftp\n?ssh\nbogus\n?telnet\nQ\n?smtp\n' >"$RUN/pipe.in"
 say "\$ kv-query $ADDR_c_s1 <pipe.in   # $(tr '\n' ' ' <"$RUN/pipe.in")"
-# Each query's wait is ended as in ask: ?ftp (the first seq) is held by s1,
-# ?ssh (the next) by s2, ?telnet (the third) by s3.
-if client_start pipe "$RUN/c_s1.out" kv-query --wait "$NEVER" "$ADDR_c_s1"; then
-    settled c 0 "$C" s1 1 pipe && settled c 1 "$C" s2 2 pipe && settled c 2 "$C" s3 3 pipe ||
-        kill -TERM "$QPID"
-else
-    kill -TERM "$QPID"
+# The pipeline's queries go out together and share one wait, ended as in
+# ask once every flood is over: ?ftp (the first seq) is held by s1, ?ssh
+# (the next) by s2, ?telnet (the third) by s3.
+if client_start pipe "$RUN/c_s1.out" kv-query --wait "$NEVER" --settle "$NEVER" "$ADDR_c_s1"; then
+    flooded c 0 "$C" s1 && flooded c 1 "$C" s2 && flooded c 2 "$C" s3
 fi
+kill -TERM "$QPID"
 wait "$QPID"
 echo $? >"$RUN/pipe.rc"
 sed 's/^/    /' "$RUN/pipe.ans" "$RUN/pipe.qerr"

@@ -21,8 +21,14 @@ Examples:
   kv-query 127.0.0.1:5001                          # shell: ?KEY, T, help, Q
   printf '?ftp\\n?ssh\\n' | kv-query 127.0.0.1:5001   # pipeline
 
+A pipeline's queries are sent together and answered in one wait; the answers
+are printed grouped by query, in order. A wait ends --settle seconds after the
+latest answer once every query has one, or --wait seconds after the latest
+answer while one is still unanswered.
+
 Exit status: 0 answered; 1 a one-shot query, or any query of a pipeline, got no
-answer; 2 error (the servent unreachable, an unknown command given as QUERY)."
+answer; 2 error (the servent unreachable, an unknown command given as QUERY);
+130 interrupted."
 )]
 struct Args {
     #[command(flatten)]

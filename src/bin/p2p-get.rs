@@ -9,8 +9,11 @@ use peerkit::dht::cmd::{self, GetArgs};
 /// Downloads NAME through a supernode, following redirects to the supernode
 /// responsible for it, and checks its BLAKE3 digest. It arrives in `.NAME.part`
 /// beside the destination and takes its name only once verified; an
-/// existing file is never replaced without --force. Exits 1 if no
-/// supernode has it or the file exists, 130 when interrupted.
+/// existing file is never replaced without --force. An interrupted or cut
+/// download keeps `.NAME.part` and prints the command that resumes it
+/// (unless --no-keep-partial); one that fails verification leaves nothing.
+/// Exits 1 if no supernode has it or the file exists, 130 when interrupted
+/// (a second Ctrl-C exits at once).
 #[derive(Parser)]
 #[command(
     name = env!("CARGO_BIN_NAME"),

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indicatif::ProgressBar;
 
@@ -14,6 +15,7 @@ use crate::error::{Error, Result, ResultExt};
 use crate::frame::{self, Conn};
 use crate::name::FileName;
 use crate::net::Timeouts;
+use crate::shutdown::Shutdown;
 use crate::transfer::{self, Failure, Overwrite};
 
 /// Most redirects a download follows.
@@ -21,7 +23,17 @@ pub(crate) const MAX_REDIRECTS: usize = 4;
 
 /// The names in the repository of the supernode at `addr`.
 pub fn list(addr: &str, timeouts: &Timeouts) -> Result<Vec<FileName>> {
+    list_noting(addr, timeouts, |_| {})
+}
+
+/// `list`, telling `note` when the connection is made.
+pub(crate) fn list_noting(
+    addr: &str,
+    timeouts: &Timeouts,
+    mut note: impl FnMut(&str),
+) -> Result<Vec<FileName>> {
     let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL)?;
+    note(&format!("connected to {addr}"));
     conn.send(&SuperRequest::List)?;
     let mut names = Vec::new();
     let batch = |r| match r {
@@ -55,9 +67,13 @@ pub(crate) struct GetOptions {
     pub overwrite: Overwrite,
     /// Resume from the partial file of an earlier, interrupted download.
     pub resume: bool,
-    /// Keep the partial file when the download fails, for a later `resume`.
+    /// Keep the partial file when the download fails or is interrupted,
+    /// for a later `resume` (one that fails verification never is).
     pub keep_partial: bool,
     pub timeouts: Timeouts,
+    /// When this starts, the connection is closed and the download ends
+    /// like a failed one (its partial file kept or not as above).
+    pub shutdown: Option<Arc<Shutdown>>,
 }
 
 /// How a download ended.
@@ -76,6 +92,8 @@ pub(crate) enum Fetched {
 pub(crate) enum Step<'a> {
     /// Asking the supernode at this address.
     Asking(&'a str),
+    /// Connected to the supernode at this address (the handshake done).
+    Connected(&'a str),
     /// Not at `from`; `to` is responsible for it.
     Redirect { from: &'a str, to: &'a str },
     /// Resuming after the `offset` bytes already in the partial file.
@@ -155,10 +173,18 @@ pub(crate) fn get(
     let mut at = addr.to_string();
     let mut asked: HashSet<String> = HashSet::new();
     loop {
+        if opts.shutdown.as_ref().is_some_and(|s| s.is_triggered()) {
+            return Err(Error::Stopped("the download".into()));
+        }
         asked.insert(at.clone());
         step(Step::Asking(&at));
         let remote = |e: Error| e.doing(format!("getting {name} from {at}"));
         let mut conn = Conn::open(&at, &opts.timeouts, SUPER_PROTOCOL).map_err(remote)?;
+        step(Step::Connected(&at));
+        let _closer = match &opts.shutdown {
+            Some(s) => Some(s.close_on(conn.stream())?),
+            None => None,
+        };
         let request = if offset > 0 {
             SuperRequest::DownloadFrom {
                 name: name.clone(),
@@ -339,7 +365,23 @@ fn receive_to_file(
     let expected = match received {
         Ok(d) => d,
         Err(e) => {
-            discard(opts.keep_partial || opts.resume, step);
+            // Only a cut transfer leaves bytes worth resuming: a supernode
+            // that said its file changed under it vouches for none of them.
+            let cut = match &e {
+                Failure::Local(_) => true,
+                Failure::Remote(e) => {
+                    e.is_disconnect()
+                        || matches!(
+                            e,
+                            Error::Truncated
+                                | Error::Closed
+                                | Error::Io(_)
+                                | Error::TimedOut(_)
+                                | Error::Stopped(_)
+                        )
+                }
+            };
+            discard(cut && (opts.keep_partial || opts.resume), step);
             return Err(e);
         }
     };
@@ -417,10 +459,11 @@ pub(crate) fn put(
     let (digest, size) = digest::hash_reader(&mut file).doing(local)?;
     let file = File::open(path).doing(local)?;
     let remote = |e: Error| e.doing(format!("uploading {name} to {addr}"));
+    let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL).map_err(remote)?;
+    note(&format!("connected to {addr}"));
     note(&format!(
         "offering {name} ({size} bytes, BLAKE3 {digest}) to {addr}"
     ));
-    let mut conn = Conn::open(addr, timeouts, SUPER_PROTOCOL).map_err(remote)?;
     let upload = SuperRequest::Upload {
         name: name.clone(),
         size,
@@ -436,7 +479,7 @@ pub(crate) fn put(
     if !ready {
         return Ok(Put::AlreadyExists);
     }
-    note("sending the body");
+    note(&format!("transmitting {name} ({size} bytes)"));
     let bar = progress(size);
     if bar.is_hidden() {
         // Straight to the socket, so the kernel copies (sendfile).

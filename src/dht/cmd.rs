@@ -12,12 +12,13 @@ use indicatif::HumanBytes;
 
 use clap::Args;
 
-use crate::cli::{self, DaemonArgs, Level, NetArgs, Refused, Verbosity, ViewArgs};
+use crate::cli::{self, DaemonArgs, Interrupted, Level, NetArgs, Refused, Verbosity, ViewArgs};
 use crate::dht::client::{self, Dest, Fetched, GetOptions, Put, Step};
 use crate::dht::proto::MAX_HEARTBEAT;
 use crate::dht::{index, superd};
 use crate::name::FileName;
 use crate::net::HostPort;
+use crate::shutdown::Shutdown;
 use crate::transfer::Overwrite;
 
 /// `p2p-index`'s flags.
@@ -133,7 +134,18 @@ pub struct LsArgs {
 /// supernode's repository, escaped (see `shell_escape`) unless `json`.
 pub fn ls(a: LsArgs) -> anyhow::Result<()> {
     let addr = address(&a.server, a.port.as_deref())?.to_string();
-    let names = client::list(&addr, &a.net.timeouts()).with_context(|| addr.clone())?;
+    let verbose = a.verbosity.level() == Level::Verbose;
+    let names = client::list_noting(&addr, &a.net.timeouts(), |line| {
+        if verbose {
+            eprintln!("{line}");
+        }
+    })
+    .with_context(|| addr.clone())?;
+    // The list's header, before the names.
+    if verbose {
+        let n = names.len();
+        eprintln!("{addr}: {n} name{}", if n == 1 { "" } else { "s" });
+    }
     let mut out = cli::stdout();
     if a.json {
         let items: Vec<&str> = names.iter().map(FileName::as_str).collect();
@@ -146,9 +158,6 @@ pub fn ls(a: LsArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
-    if a.verbosity.level() == Level::Verbose {
-        eprintln!("{addr}: {} names", names.len());
-    }
     Ok(())
 }
 
@@ -172,12 +181,20 @@ pub struct GetArgs {
     #[arg(short, long)]
     pub force: bool,
     /// Resume an interrupted download from its partial file; the whole file's
-    /// digest is still checked. Implies --keep-partial
+    /// digest is still checked
     #[arg(short = 'c', long = "continue")]
     pub resume: bool,
+    /// Remove the partial file when the download fails or is interrupted
+    /// (default: keep it for --continue, as wget -c and rsync --partial do)
+    #[arg(
+        long,
+        visible_alias = "remove-on-error",
+        conflicts_with = "keep_partial"
+    )]
+    pub no_keep_partial: bool,
     /// Keep the partial file when the download fails or is interrupted
-    /// (default: remove it)
-    #[arg(long)]
+    /// (the default; kept for scripts written before it was)
+    #[arg(long, hide = true)]
     pub keep_partial: bool,
     #[command(flatten)]
     pub net: NetArgs,
@@ -186,7 +203,9 @@ pub struct GetArgs {
 }
 
 /// `p2p-get HOST:PORT NAME` / `p2p-get HOST PORT NAME`: downloads NAME to
-/// the current folder, to PATH, or to stdout (`-o -`).
+/// the current folder, to PATH, or to stdout (`-o -`). An interrupted or
+/// failed download keeps its partial file and says how to resume it,
+/// unless asked not to; one that fails verification leaves nothing.
 pub fn get(args: GetArgs) -> anyhow::Result<()> {
     let (addr, name) = match &args.name_after_port {
         None => (address(&args.server, None)?, &args.name),
@@ -202,10 +221,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<()> {
         Some(p) => Dest::Path(p.clone()),
         None => Dest::Path(PathBuf::from(name.as_str())),
     };
-    let keep = args.keep_partial || args.resume;
-    if let Dest::Path(path) = &dest {
-        clean_up_on_signal(client::partial_path(path), keep)?;
-    }
+    let shutdown = Shutdown::install()?;
     let opts = GetOptions {
         dest,
         overwrite: if args.force {
@@ -214,11 +230,14 @@ pub fn get(args: GetArgs) -> anyhow::Result<()> {
             Overwrite::Never
         },
         resume: args.resume,
-        keep_partial: keep,
+        keep_partial: !args.no_keep_partial,
         timeouts,
+        shutdown: Some(shutdown.clone()),
     };
+    let mut kept: Option<PathBuf> = None;
     let report = |step: Step<'_>| match step {
         Step::Asking(at) if level == Level::Verbose => eprintln!("asking {at} for {name}"),
+        Step::Connected(at) if level == Level::Verbose => eprintln!("connected to {at}"),
         Step::Redirect { from, to } if level >= Level::Normal => {
             eprintln!("{name} not found at {from}, redirecting to {to}")
         }
@@ -231,14 +250,47 @@ pub fn get(args: GetArgs) -> anyhow::Result<()> {
         Step::Verified(digest) if level == Level::Verbose => {
             eprintln!("{name}: BLAKE3 {digest} verified")
         }
-        Step::KeptPartial(p) if level >= Level::Normal => eprintln!(
-            "partial download kept in {}; resume it with --continue",
-            p.display()
-        ),
+        Step::KeptPartial(p) => kept = Some(p.to_path_buf()),
         _ => {}
     };
     let started = Instant::now();
-    let fetched = client::get(&addr, &name, &opts, report, |len| bar(level, len, &name))?;
+    let fetched = client::get(&addr, &name, &opts, report, |len| bar(level, len, &name));
+    // What was kept, and the command that resumes it; an empty partial
+    // file is no help to anyone and goes.
+    let kept = kept.and_then(|p| match std::fs::metadata(&p) {
+        Ok(m) if m.len() > 0 => Some((p, m.len())),
+        _ => {
+            let _ = std::fs::remove_file(&p);
+            None
+        }
+    });
+    let resume = || resume_command(&addr, &name, args.output.as_deref());
+    if shutdown.is_triggered() {
+        let what = match &kept {
+            Some((p, len)) => format!(
+                "interrupted; kept {len} bytes of {name} in {}; resume with: {}",
+                p.display(),
+                resume()
+            ),
+            None => "interrupted".to_string(),
+        };
+        return Err(Interrupted(what).into());
+    }
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(e) => {
+            if let Some((p, len)) = &kept
+                && level >= Level::Normal
+            {
+                crate::diag!(
+                    "partial download kept in {} ({len} bytes); resume it with: {}",
+                    p.display(),
+                    resume()
+                );
+            }
+            return Err(e.into());
+        }
+    };
     match fetched {
         Fetched::Got { from, size } => {
             let into = match &opts.dest {
@@ -266,24 +318,20 @@ pub fn get(args: GetArgs) -> anyhow::Result<()> {
     }
 }
 
-/// On Ctrl-C or SIGTERM, removes the partial file (unless it is to be
-/// kept) and exits 130: an interrupted download leaves nothing behind.
-fn clean_up_on_signal(partial: PathBuf, keep: bool) -> anyhow::Result<()> {
-    ctrlc::set_handler(move || {
-        let tool = crate::log::tool();
-        if keep && partial.exists() {
-            eprintln!(
-                "{tool}: interrupted; partial download kept in {} (resume it with --continue)",
-                partial.display()
-            );
-        } else {
-            // Best effort: it may not exist yet, or be renamed into place.
-            let _ = std::fs::remove_file(&partial);
-            eprintln!("{tool}: interrupted");
-        }
-        std::process::exit(130);
-    })?;
-    Ok(())
+/// The command line that resumes a download of `name` from `addr` into
+/// `output` (as it was given), each word quoted for a POSIX shell.
+fn resume_command(addr: &str, name: &FileName, output: Option<&Path>) -> String {
+    let mut words = vec![
+        "p2p-get".to_string(),
+        "-c".to_string(),
+        shell_escape(addr).into_owned(),
+        shell_escape(name.as_str()).into_owned(),
+    ];
+    if let Some(out) = output {
+        words.push("-o".into());
+        words.push(shell_escape(&out.to_string_lossy()).into_owned());
+    }
+    words.join(" ")
 }
 
 /// A progress bar for `len` bytes, none when quiet.

@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -37,8 +37,10 @@ pub struct Options {
     pub servent: String,
     /// Port to listen on for answers; 0 picks a free one.
     pub local_port: u16,
-    /// Quiet time that ends a query.
+    /// Quiet time that ends a wait with a query still unanswered.
     pub wait: Duration,
+    /// Quiet time that ends a wait once every query has an answer.
+    pub settle: Duration,
     pub timeouts: Timeouts,
     /// `-v`: a line on stderr per query sent, per wait ended, per reconnect.
     pub level: Level,
@@ -131,8 +133,7 @@ enum Event {
     Bad { from: SocketAddr, why: String },
     /// The servent closed our link number `link`.
     LinkClosed { link: u64 },
-    /// Ctrl-C or SIGTERM came while the client waited for the answers to
-    /// the query numbered `waiting` (see [`Client::waiting`]).
+    /// Ctrl-C or SIGTERM came during the wait numbered `waiting`.
     Interrupted { waiting: u64 },
 }
 
@@ -189,10 +190,12 @@ pub(super) struct Client {
     seq: u32,
     events: Receiver<Event>,
     stop: Arc<Shutdown>,
-    /// Feeds `events`; kept for the signal handler and new links.
+    /// Feeds `events`; kept for the signal catcher and new links.
     tx: Sender<Event>,
-    /// While answers to a query are awaited, its `seq + 1`; else 0.
-    waiting: Arc<AtomicU64>,
+    /// The process's Ctrl-C / SIGTERM flag, caught during each wait.
+    signals: Option<Arc<Shutdown>>,
+    /// Counts the waits for answers; a signal names the one it ended.
+    waits: u64,
 }
 
 impl Client {
@@ -240,25 +243,17 @@ impl Client {
             events,
             stop,
             tx,
-            waiting: Arc::new(AtomicU64::new(0)),
+            signals: None,
+            waits: 0,
         })
     }
 
-    /// Lets Ctrl-C (SIGINT) and SIGTERM end the wait for answers early, as
-    /// if the quiet time had passed: a one-shot query then ends, a shell
-    /// goes on with its next command. Outside a wait the signal ends the
-    /// program (status 130) as usual. Call at most once per process.
-    pub(super) fn stop_waiting_on_signal(&self) -> Result<()> {
-        let tx = std::sync::Mutex::new(self.tx.clone());
-        let waiting = self.waiting.clone();
-        ctrlc::set_handler(move || match waiting.load(Ordering::SeqCst) {
-            0 => std::process::exit(130),
-            n => {
-                let tx = tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let _ = tx.send(Event::Interrupted { waiting: n });
-            }
-        })
-        .map_err(|e| Error::Local(format!("installing the signal handler: {e}")))
+    /// Lets Ctrl-C (SIGINT) and SIGTERM end each wait for answers early,
+    /// as if the quiet time had passed: a one-shot query then ends, a shell
+    /// goes on with its next command. Outside a wait a signal stops the
+    /// program as usual (`signals` is the process's flag).
+    pub(super) fn stop_waiting_on_signal(&mut self, signals: Arc<Shutdown>) {
+        self.signals = Some(signals);
     }
 
     /// A new link when the servent has closed ours (it closes clients idle
@@ -275,48 +270,74 @@ impl Client {
     }
 
     /// Sends one query and prints its answers as `<value> <ip>:<port>` on
-    /// `out` until `wait` passes with nothing new; returns how many came.
+    /// `out` as they come (see [`Client::query_all`] for when it stops);
+    /// returns how many came.
     pub(super) fn query(&mut self, cmd: &Command, out: &mut impl Write) -> Result<usize> {
-        let seq = self.seq;
-        let msg = match cmd {
-            Command::Key(key) => Message::KeyReq {
-                seq,
-                key: key.clone(),
-            },
-            Command::Topo => Message::TopoReq { seq },
-            Command::Help | Command::Quit => return Ok(0),
-        };
+        let counts = self.run_queries(std::slice::from_ref(cmd), out, true)?;
+        Ok(counts.first().copied().unwrap_or(0))
+    }
+
+    /// Sends every query of `cmds` at once and waits once for all their
+    /// answers, then prints them grouped by query, in order; returns how
+    /// many answers each query got (`Help` and `Quit` get none).
+    ///
+    /// The wait ends when every query has an answer and none has come for
+    /// the settle time, or when nothing has come for the quiet time
+    /// (`wait`), or at Ctrl-C / SIGTERM.
+    pub(super) fn query_all(
+        &mut self,
+        cmds: &[Command],
+        out: &mut impl Write,
+    ) -> Result<Vec<usize>> {
+        self.run_queries(cmds, out, false)
+    }
+
+    fn run_queries(
+        &mut self,
+        cmds: &[Command],
+        out: &mut impl Write,
+        print_now: bool,
+    ) -> Result<Vec<usize>> {
+        if self.signals.as_ref().is_some_and(|s| s.is_triggered()) {
+            return Err(Error::Stopped("the client".into()));
+        }
+        // Each query's message and seq, by its place in `cmds`.
+        let mut sent: Vec<(usize, u32, Message)> = Vec::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            let seq = self.seq;
+            let msg = match cmd {
+                Command::Key(key) => Message::KeyReq {
+                    seq,
+                    key: key.clone(),
+                },
+                Command::Topo => Message::TopoReq { seq },
+                Command::Help | Command::Quit => continue,
+            };
+            self.seq = self.seq.wrapping_add(1);
+            sent.push((i, seq, msg));
+        }
+        let mut counts = vec![0; cmds.len()];
+        if sent.is_empty() {
+            return Ok(counts);
+        }
         if !self.link.open.load(Ordering::SeqCst) {
             self.relink()?;
         }
-        self.seq = self.seq.wrapping_add(1);
-        // Waiting starts before the request leaves, so a signal sent once
-        // the servent has it always ends this wait.
-        let waiting = u64::from(seq) + 1;
-        self.waiting.store(waiting, Ordering::SeqCst);
+        // The catcher is in place before the requests leave, so a signal
+        // sent once the servent has them always ends this wait.
+        self.waits += 1;
+        let waiting = self.waits;
+        let _catch = self.signals.as_ref().map(|s| {
+            let tx = self.tx.clone();
+            s.catch(move || {
+                let _ = tx.send(Event::Interrupted { waiting });
+            })
+        });
         let started = Instant::now();
-        let res = self.collect(seq, waiting, &msg, out);
-        self.waiting.store(0, Ordering::SeqCst);
-        if let (Level::Verbose, Ok(n)) = (self.opts.level, &res) {
-            crate::diag!(
-                "seq {seq}: {cmd}: {n} answer{} in {:.1}s",
-                if *n == 1 { "" } else { "s" },
-                started.elapsed().as_secs_f64()
-            );
+        let mut bytes = Vec::new();
+        for (_, _, msg) in &sent {
+            bytes.extend_from_slice(&msg.encode());
         }
-        res
-    }
-
-    /// Sends `msg` and prints the answers to `seq` until the quiet time
-    /// passes or a signal ends the wait numbered `waiting`.
-    fn collect(
-        &mut self,
-        seq: u32,
-        waiting: u64,
-        msg: &Message,
-        out: &mut impl Write,
-    ) -> Result<usize> {
-        let bytes = msg.encode();
         if (&self.link.stream).write_all(&bytes).is_err() {
             // Closed under us since the last look: one more try.
             self.relink()?;
@@ -324,13 +345,52 @@ impl Client {
                 .write_all(&bytes)
                 .doing(|| format!("sending to {}", self.link.servent))?;
         }
-        let mut deadline = Instant::now() + self.opts.wait;
-        let mut answers = 0;
+        let seqs: Vec<u32> = sent.iter().map(|(_, seq, _)| *seq).collect();
+        let mut answers: Vec<Vec<String>> = vec![Vec::new(); sent.len()];
+        self.collect(&seqs, waiting, &mut answers, print_now.then_some(&mut *out))?;
+        for (k, (i, seq, _)) in sent.iter().enumerate() {
+            counts[*i] = answers[k].len();
+            if !print_now {
+                for line in &answers[k] {
+                    writeln!(out, "{line}")?;
+                }
+            }
+            if self.opts.level == Level::Verbose {
+                let n = answers[k].len();
+                crate::diag!(
+                    "seq {seq}: {}: {n} answer{} in {:.1}s",
+                    cmds[*i],
+                    if n == 1 { "" } else { "s" },
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        out.flush()?;
+        Ok(counts)
+    }
+
+    /// Gathers the answers to `seqs` (into `answers`, by place; printed at
+    /// once on `out` if given) until the wait ends or a signal ends the
+    /// wait numbered `waiting`.
+    fn collect(
+        &mut self,
+        seqs: &[u32],
+        waiting: u64,
+        answers: &mut [Vec<String>],
+        mut out: Option<&mut impl Write>,
+    ) -> Result<()> {
+        let mut last = Instant::now();
+        let mut unanswered = seqs.len();
         // A flood of garbage or of stray answers is reported a few lines a
         // second, the rest counted.
         let noise = crate::log::Throttle::new(self.opts.level == Level::Verbose);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let quiet = if unanswered == 0 {
+                self.opts.settle.min(self.opts.wait)
+            } else {
+                self.opts.wait
+            };
+            let left = (last + quiet).saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
@@ -339,19 +399,26 @@ impl Client {
                     seq: s,
                     value,
                     from,
-                }) if s == seq => {
-                    writeln!(out, "{value} {from}")?;
-                    out.flush()?;
-                    answers += 1;
+                }) if seqs.contains(&s) => {
+                    let k = seqs.iter().position(|q| *q == s).unwrap_or(0);
+                    let line = format!("{value} {from}");
+                    if let Some(out) = out.as_mut() {
+                        writeln!(out, "{line}")?;
+                        out.flush()?;
+                    }
+                    if answers[k].is_empty() {
+                        unanswered -= 1;
+                    }
+                    answers[k].push(line);
+                    last = Instant::now();
                     // Each servent answers a query once: this many is a
                     // flood that would hold the wait open for ever.
-                    if answers > MAX_ANSWERS {
+                    if answers[k].len() > MAX_ANSWERS {
                         return Err(Error::Protocol(format!(
                             "over {MAX_ANSWERS} answers to one query, the last from {from}: \
                              a flood; giving up"
                         )));
                     }
-                    deadline = Instant::now() + self.opts.wait;
                 }
                 Ok(Event::Answer { seq: s, from, .. }) => {
                     noise.diag(|| format!("unexpected message from {from} (RESP seq {s})"))
@@ -374,7 +441,7 @@ impl Client {
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        Ok(answers)
+        Ok(())
     }
 }
 

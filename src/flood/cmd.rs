@@ -1,7 +1,7 @@
 //! The flooding programs' bodies, called by the thin binaries: `kv-servent`
 //! and `kv-query`'s one-shot, shell and pipeline modes (anyhow for context).
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +11,8 @@ use clap::Args;
 
 use super::client::{self, Client, Command, HELP, Options};
 use super::servent::{self, Config, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_LINKS, DEFAULT_TTL};
-use crate::cli::{self, Level, LimitArgs, NetArgs, Refused, Verbosity, ViewArgs};
+use crate::cli::{self, Interrupted, Level, LimitArgs, NetArgs, Refused, Verbosity, ViewArgs};
+use crate::input::{Input, Line};
 use crate::net::HostPort;
 use crate::shutdown::Shutdown;
 
@@ -81,10 +82,14 @@ pub struct QueryArgs {
     /// Port to listen on for answers, on all interfaces (0 picks a free one)
     #[arg(long, value_name = "LOCALPORT", default_value_t = 0)]
     pub port: u16,
-    /// Seconds to wait after the query or its latest answer (e.g. 4, 0.5,
-    /// 250ms)
+    /// Seconds to wait after the queries or their latest answer while a
+    /// query is still unanswered (e.g. 4, 0.5, 250ms)
     #[arg(long, value_name = "SECS", default_value = "4", value_parser = cli::parse_secs)]
     pub wait: Duration,
+    /// Once every query has an answer, seconds without a new one that end
+    /// the wait (at most --wait)
+    #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = cli::parse_secs)]
+    pub settle: Duration,
     /// The servent to ask, HOST:PORT
     #[arg(value_name = "HOST:PORT", value_parser = cli::parse_addr)]
     pub servent: HostPort,
@@ -102,6 +107,7 @@ pub fn query_main(a: QueryArgs) -> anyhow::Result<()> {
         servent: a.servent.to_string(),
         local_port: a.port,
         wait: a.wait,
+        settle: a.settle,
         timeouts: a.net.timeouts(),
         level: a.verbosity.level(),
     };
@@ -123,24 +129,36 @@ pub fn query(opts: Options, query: Option<String>) -> anyhow::Result<()> {
         Some(Ok(_)) => anyhow::bail!("nothing to ask: give ?KEY or T (help lists the commands)"),
         Some(Err(e)) => return Err(e.into()),
     };
+    let signals = Shutdown::install()?;
     let mut client = Client::connect(&opts).with_context(|| opts.servent.clone())?;
-    client.stop_waiting_on_signal()?;
+    client.stop_waiting_on_signal(signals.clone());
+    let interrupted = || Interrupted("interrupted".into());
     if let Some(cmd) = one_shot {
-        let n = client.query(&cmd, &mut stdout)?;
+        let n = match client.query(&cmd, &mut stdout) {
+            Err(_) if signals.is_triggered() => return Err(interrupted().into()),
+            res => res?,
+        };
         if n == 0 {
             return Err(Refused("no response received".into()).into());
         }
         return Ok(());
     }
-    let stdin = io::stdin();
-    let interactive = stdin.is_terminal();
-    let tally = shell(
+    let mut input = Input::stdin("kv-query", &signals);
+    let interactive = input.is_terminal();
+    let tally = match shell(
         &mut client,
-        stdin.lock(),
+        &mut input,
         interactive,
         opts.level,
         &mut stdout,
-    )?;
+    ) {
+        Err(_) if signals.is_triggered() => return Err(interrupted().into()),
+        res => res?,
+    };
+    drop(input);
+    if tally.interrupted {
+        return Err(interrupted().into());
+    }
     if !interactive && tally.unanswered > 0 {
         return Err(Refused(format!(
             "{} of {} queries got no response",
@@ -156,34 +174,40 @@ pub fn query(opts: Options, query: Option<String>) -> anyhow::Result<()> {
 struct Tally {
     asked: usize,
     unanswered: usize,
+    /// Ended by Ctrl-C at the prompt or a signal between commands.
+    interrupted: bool,
 }
 
-/// Reads commands from `input` until `Q` or its end, running each query;
-/// a prompt and the command list first when `interactive`.
+/// Reads commands from `input` until `Q`, its end or an interruption,
+/// running each query; a prompt and the command list first when
+/// `interactive`.
 fn shell(
     client: &mut Client,
-    mut input: impl BufRead,
+    input: &mut Input,
     interactive: bool,
     level: Level,
     out: &mut impl Write,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
-    if interactive && level > Level::Quiet {
-        writeln!(out, "{HELP}")?;
+    if !interactive {
+        return pipeline(client, input, level, out);
     }
-    let mut line = String::new();
+    if level > Level::Quiet {
+        writeln!(out, "{HELP}")?;
+        out.flush()?;
+    }
     loop {
-        if interactive {
-            write!(out, "kv> ")?;
-            out.flush()?;
-        }
-        line.clear();
-        if input.read_line(&mut line)? == 0 {
-            if interactive {
-                writeln!(out)?;
+        let line = match input.next("kv> ") {
+            Line::Text(line) => line,
+            ended => {
+                if interactive {
+                    writeln!(out)?;
+                    out.flush()?;
+                }
+                tally.interrupted = ended == Line::Interrupted;
+                return Ok(tally);
             }
-            return Ok(tally);
-        }
+        };
         match client::parse_command(&line) {
             Ok(None) => {}
             Ok(Some(Command::Quit)) => return Ok(tally),
@@ -203,4 +227,48 @@ fn shell(
             Err(e) => crate::diag!("{e}"),
         }
     }
+}
+
+/// Commands from a pipe: reads them all (to `Q` or the end), sends every
+/// query at once, waits once for all the answers and prints them grouped
+/// by query, in order.
+fn pipeline(
+    client: &mut Client,
+    input: &mut Input,
+    level: Level,
+    out: &mut impl Write,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut queries = Vec::new();
+    loop {
+        let line = match input.next("") {
+            Line::Text(line) => line,
+            Line::End => break,
+            Line::Interrupted => {
+                tally.interrupted = true;
+                return Ok(tally);
+            }
+        };
+        match client::parse_command(&line) {
+            Ok(None) => {}
+            Ok(Some(Command::Quit)) => break,
+            Ok(Some(Command::Help)) => {
+                writeln!(out, "{HELP}")?;
+                out.flush()?;
+            }
+            Ok(Some(cmd)) => queries.push(cmd),
+            Err(e) => crate::diag!("{e}"),
+        }
+    }
+    let counts = client.query_all(&queries, out)?;
+    for (cmd, n) in queries.iter().zip(counts) {
+        tally.asked += 1;
+        if n == 0 {
+            tally.unanswered += 1;
+            if level > Level::Quiet {
+                crate::diag!("{cmd}: no response received");
+            }
+        }
+    }
+    Ok(tally)
 }

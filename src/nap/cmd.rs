@@ -94,8 +94,44 @@ pub fn peer(opts: Options) -> anyhow::Result<()> {
     {
         bail!("--time-url {url}: only http:// URLs are supported");
     }
-    peer::run(opts, crate::cli::stdout())?;
+    let summary = peer::run(opts, crate::cli::stdout())?;
+    if summary.ended == peer::Ended::Interrupted {
+        return Err(crate::cli::Interrupted("interrupted".into()).into());
+    }
+    // As kv-query: commands from a pipe whose operation failed make the
+    // exit status 1 (a person at a terminal saw each message).
+    if !summary.terminal && summary.failed > 0 {
+        return Err(crate::cli::Refused(format!(
+            "{} of {} commands failed",
+            summary.failed, summary.ran
+        ))
+        .into());
+    }
     Ok(())
+}
+
+/// The directory server's address from `-s` and `-p`: `-s HOST:PORT`, or
+/// `-s HOST -p PORT` (the course's form).
+pub fn server_addr(server: &str, port: Option<u16>) -> anyhow::Result<(String, u16)> {
+    if let Some(port) = port {
+        return Ok((server.to_string(), port));
+    }
+    match split_host_port(server) {
+        Some((host, port)) => Ok((host.to_string(), port)),
+        None => bail!("missing port in {server:?} (expected HOST:PORT, or -s HOST -p PORT)"),
+    }
+}
+
+/// `HOST:PORT` or `[IPv6]:PORT` split in two.
+fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.strip_suffix(']')?,
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    (!host.is_empty()).then_some((host, port))
 }
 
 /// The `--listen` address: given, or any interface on `port`.
@@ -111,4 +147,20 @@ pub fn log(a: PlainDaemonArgs) -> anyhow::Result<()> {
         a.view.http.as_deref(),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_is_host_port_or_host_and_port() {
+        assert_eq!(server_addr("h:5000", None).unwrap(), ("h".into(), 5000));
+        assert_eq!(server_addr("[::1]:7", None).unwrap(), ("::1".into(), 7));
+        assert_eq!(server_addr("h", Some(5)).unwrap(), ("h".into(), 5));
+        let err = server_addr("127.0.0.1", None).unwrap_err().to_string();
+        assert!(err.starts_with("missing port in \"127.0.0.1\""), "{err}");
+        assert!(server_addr("::1", None).is_err());
+        assert!(server_addr(":80", None).is_err());
+    }
 }

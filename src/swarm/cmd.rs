@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::cli::{self, DaemonArgs, Level, Refused, Verbosity, ViewArgs};
+use crate::cli::{self, DaemonArgs, Interrupted, Level, Refused, Verbosity, ViewArgs};
 use crate::events::Events;
 use crate::metrics::Registry;
 use crate::net::HostPort;
@@ -121,15 +121,18 @@ pub enum PeerCmd {
     /// Fetch a swarm's file by name or id into --out, then seed it until
     /// Ctrl-C (or exit with --exit-when-done)
     #[command(
-        after_help = "Exit status: 0 complete (or seeding stopped by Ctrl-C), 1 no such swarm, \
-                      2 error, or interrupted before complete with --exit-when-done.\n\n\
-                      Example:\n  bt-peer fetch movie.mkv --tracker 127.0.0.1:6969 --out downloads --exit-when-done"
+        after_help = "Exit status: 0 complete (or seeding a complete file stopped by Ctrl-C), \
+                      1 no such swarm (or several match), 2 error, 130 interrupted before complete.\n\n\
+                      Example:\n  bt-peer fetch movie.mkv --tracker 127.0.0.1:6969 --out downloads --exit-when-done\n  \
+                      bt-peer fetch 3f9a0c1b2d4e... --out downloads    # the short id the tracker logs"
     )]
     Fetch {
-        /// The file name, or the 64-hex-digit swarm id; or a NAME.torrent or
+        /// The file name, the 64-hex-digit swarm id, or a start of it (at
+        /// least 4 digits) that only one swarm has; or a NAME.torrent or
         /// 'magnet:?xt=urn:btih:...' link, fetched over the BitTorrent wire
         what: String,
-        /// Folder to download into (a partial download there is resumed)
+        /// Folder to download into (a partial download there is resumed);
+        /// created if only its last part is missing
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
         /// Exit once the file is complete instead of seeding
@@ -371,6 +374,11 @@ pub fn share(
     listen: &str,
     cfg: PeerConfig,
 ) -> anyhow::Result<()> {
+    // A file that is not there, or not a file, fails before the readiness
+    // line: nothing is served, and a script waiting for it learns why.
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(meta.is_file(), "{}: not a regular file", path.display());
+    std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     // The handler goes in before the readiness line, so a SIGTERM sent as
     // soon as that line appears still stops the peer cleanly.
     let server = Server::start(listen, cfg.limits)?;
@@ -433,6 +441,7 @@ pub fn fetch(
 ) -> anyhow::Result<()> {
     let query = Query::parse(what)
         .with_context(|| format!("{what:?} is neither a swarm id nor a file name"))?;
+    prepare_out(out)?;
     // The handler goes in before the readiness line, so a SIGTERM sent as
     // soon as that line appears still stops the peer cleanly.
     let server = Server::start(listen, cfg.limits)?;
@@ -452,8 +461,12 @@ pub fn fetch(
         }
         TrackerResponse::Ambiguous(ids) => {
             let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+            let why = match query {
+                Query::Prefix(_) => format!("{what} matches several swarms"),
+                _ => format!("several swarms share the name {what}"),
+            };
             return Err(Refused(format!(
-                "several swarms share the name {what}; fetch one by id: {}",
+                "{why}; fetch one by id (or a longer start of it): {}",
                 ids.join(", ")
             ))
             .into());
@@ -466,14 +479,15 @@ pub fn fetch(
             .with_context(|| format!("tracker {}", client.addr()));
         }
     };
-    if let Query::Id(id) = query {
-        anyhow::ensure!(
-            manifest.id() == id,
-            "the tracker's manifest hashes to {}, not {id}",
-            manifest.id()
-        );
+    anyhow::ensure!(
+        query.matches(&manifest.id(), manifest.name()),
+        "the tracker's manifest ({}, swarm {}) is not the one asked for ({what})",
+        manifest.name(),
+        manifest.id()
+    );
+    if let Query::Prefix(_) = query {
+        crate::diag!("{what}: swarm {} ({})", manifest.id(), manifest.name());
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     // Room for what is still to come (a resumed download's partial file
     // holds the rest), said before a byte is written.
     let held = std::fs::metadata(super::store::partial_path(out, manifest.id()))
@@ -525,12 +539,38 @@ pub fn fetch(
             "stopped with {held} of {} pieces; run again with the same --out to resume",
             manifest.piece_count()
         );
-        // Asked to end once complete, it did not: a failure. A seeding
-        // fetch was asked to run until stopped: it did.
-        match when_done {
-            WhenDone::Exit => anyhow::bail!("interrupted: {why}"),
-            WhenDone::Seed => node.warn(&why),
-        }
+        // Stopped before the file was complete: not what was asked for,
+        // whether it was to exit or to seed once complete.
+        return Err(Interrupted(format!("interrupted: {why}")).into());
     }
+    Ok(())
+}
+
+/// The download folder: used if it exists, created (saying so) if only
+/// its last part is missing; a path whose parent is missing is refused,
+/// as a mistyped one more likely than a wish for a tree of new folders.
+fn prepare_out(out: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(out) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => anyhow::bail!("--out {}: not a folder", out.display()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(anyhow::Error::new(e).context(format!("--out {}", out.display())));
+        }
+        Err(_) => {}
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(Refused(format!(
+            "--out {}: {} does not exist (create it first)",
+            out.display(),
+            parent.display()
+        ))
+        .into());
+    }
+    std::fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?;
+    crate::diag!("created folder {}", out.display());
     Ok(())
 }

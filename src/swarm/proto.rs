@@ -37,14 +37,49 @@ pub enum Query {
     Id(SwarmId),
     /// By the shared file's name.
     Name(FileName),
+    /// By the first hex digits of a swarm id (as the tracker's log shows
+    /// them, `3f9a0c1b2d4e...`), or by a file name that is also such a
+    /// string: the tracker answers a manifest only if one swarm matches.
+    Prefix(String),
 }
 
+/// Fewest hex digits taken as the start of a swarm id.
+pub const MIN_ID_PREFIX: usize = 4;
+
 impl Query {
-    /// 64 hex digits are an id; anything else must be a plain file name.
+    /// 64 hex digits are an id; from 4 to 63 (a trailing `...` or `…`
+    /// allowed, as in the tracker's log lines) the start of one, or a file
+    /// name of those characters; anything else must be a plain file name.
     pub fn parse(s: &str) -> Result<Query, crate::name::NameError> {
-        match SwarmId::from_hex(s) {
-            Some(id) => Ok(Query::Id(id)),
-            None => FileName::new(s).map(Query::Name),
+        if let Some(id) = SwarmId::from_hex(s) {
+            return Ok(Query::Id(id));
+        }
+        let digits = s
+            .strip_suffix("...")
+            .or_else(|| s.strip_suffix('…'))
+            .unwrap_or(s);
+        if (MIN_ID_PREFIX..64).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            let query = if digits.len() == s.len() {
+                s.to_string()
+            } else {
+                digits.to_ascii_lowercase()
+            };
+            return Ok(Query::Prefix(query));
+        }
+        FileName::new(s).map(Query::Name)
+    }
+
+    /// Whether a swarm with this id and file name answers the query.
+    pub fn matches(&self, id: &SwarmId, name: &FileName) -> bool {
+        match self {
+            Query::Id(want) => want == id,
+            Query::Name(want) => want == name,
+            Query::Prefix(p) => {
+                name.as_str() == p
+                    || (!p.is_empty() && id.to_string().starts_with(&p.to_ascii_lowercase()))
+            }
         }
     }
 }

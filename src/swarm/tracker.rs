@@ -497,10 +497,10 @@ impl Tracker {
                 Some(s) => TrackerResponse::Manifest(s.manifest.clone()),
                 None => TrackerResponse::NotFound,
             },
-            TrackerRequest::Lookup(Query::Name(name)) => {
+            TrackerRequest::Lookup(query) => {
                 let mut found: Vec<&Swarm> = swarms
                     .values()
-                    .filter(|s| *s.manifest.name() == name)
+                    .filter(|s| query.matches(&s.manifest.id(), s.manifest.name()))
                     .collect();
                 match found.len() {
                     0 => TrackerResponse::NotFound,
@@ -724,8 +724,23 @@ mod tests {
         assert!(matches!(by_name("a"), TrackerResponse::Ambiguous(ids) if ids.len() == 2));
         assert_eq!(
             t.handle(TrackerRequest::Lookup(Query::Id(a2.id())), LO, now),
-            TrackerResponse::Manifest(a2)
+            TrackerResponse::Manifest(a2.clone())
         );
+        // The short id of the log lines, or any start of an id, when only
+        // one swarm's id begins so.
+        let by = |q: &str| t.handle(TrackerRequest::Lookup(Query::parse(q).unwrap()), LO, now);
+        let short = a2.id().short();
+        assert_eq!(by(&short), TrackerResponse::Manifest(a2.clone()));
+        assert_eq!(
+            by(&a2.id().to_string()[..20].to_ascii_uppercase()),
+            TrackerResponse::Manifest(a2.clone())
+        );
+        assert_eq!(by("0000000000000000000"), TrackerResponse::NotFound);
+        // Four digits shared by every id: ambiguous. Find such a start.
+        let (ia, ib) = (a.id().to_string(), b.id().to_string());
+        if ia[..4] == ib[..4] {
+            assert!(matches!(by(&ia[..4]), TrackerResponse::Ambiguous(_)));
+        }
     }
 
     #[test]

@@ -12,4 +12,5 @@ mod disk;
 mod flood;
 mod nap;
 mod rdir;
+mod shells;
 mod swarm;

@@ -97,10 +97,12 @@ impl Shell {
         assert_eq!(got, [want], "{line}\n{}", self.p.dump());
     }
 
-    /// QUIT: the lines printed after the last command, once it has exited.
+    /// QUIT: the lines printed after the last command, once it has exited
+    /// (1 if an operation failed, as commands from a pipe are).
     fn quit(&mut self) -> Vec<String> {
         self.p.send_stdin(b"QUIT\n");
-        assert!(self.p.wait_exit().success(), "{}", self.p.dump());
+        let code = self.p.wait_exit().code();
+        assert!(matches!(code, Some(0 | 1)), "{}", self.p.dump());
         let lines = self.p.stdout_lines();
         let start = match self.n {
             0 => 0,
@@ -123,7 +125,8 @@ impl Shell {
     }
 }
 
-/// Runs nap-peer on a script and returns its stdout lines.
+/// Runs nap-peer on a script and returns its stdout lines (it exits 0, or
+/// 1 if an operation failed).
 fn peer_script(server_port: u16, share: &Path, script: &str) -> Vec<String> {
     let out = cmd(bin!("nap-peer"))
         .args(["-s", "127.0.0.1", "-p", &server_port.to_string()])
@@ -134,8 +137,8 @@ fn peer_script(server_port: u16, share: &Path, script: &str) -> Vec<String> {
         // folder, never in the crate's own.
         .cwd(share)
         .stdin(script)
-        .run()
-        .ok();
+        .run();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", out.dump());
     out.stdout_lines()
 }
 
@@ -264,6 +267,7 @@ fn both_result_formats_on_the_wire_and_in_the_peer() {
         b"\x001\0ana\x00127.0.0.1\x007\0"
     );
     let dir = TempDir::new("nap-formats");
+    std::fs::write(dir.path().join("a.txt"), b"a").unwrap();
     let lines = peer_script(
         byte.port(),
         dir.path(),
@@ -474,26 +478,43 @@ fn hostile_names_in_get_file_and_publish() {
     let dir = TempDir::new("nap-hostile");
     let share = dir.sub("share");
     std::fs::write(share.join("ok.txt"), b"ok").unwrap();
-    std::fs::write(share.join("unpublished.txt"), b"secret").unwrap();
+    std::fs::write(share.join("unpublished.txt"), b"shared").unwrap();
+    std::fs::write(share.join(".hidden"), b"secret").unwrap();
     std::fs::write(dir.path().join("outside.txt"), b"secret").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside.txt"), share.join("link.txt")).unwrap();
+    std::fs::create_dir(share.join("sub")).unwrap();
     let server = nap_server(&[]);
     let mut ana = Shell::start(&server, &share, &[]);
     ana.expect("REGISTER ana", "REGISTER OK");
     ana.expect("CONNECT ana", "CONNECT OK");
-    for bad in ["../outside.txt", "/etc/passwd", "..", "a/b"] {
+    for bad in [
+        "../outside.txt",
+        "/etc/passwd",
+        "..",
+        "a/b",
+        ".hidden",
+        "link.txt",
+        "sub",
+        "absent.txt",
+    ] {
         ana.expect(&format!("PUBLISH {bad} x"), "PUBLISH FAIL");
     }
     ana.expect("PUBLISH ok.txt fine", "PUBLISH OK");
     let at = ana.address_of("ana");
     let get = |name: &str| ask(&at, &req(&["GET_FILE", name, DT]));
     assert_eq!(get("ok.txt"), b"0\0ok");
+    // Any regular, non-hidden file of the folder is served, published or
+    // not, as the course's client serves its folder.
+    assert_eq!(get("unpublished.txt"), b"0\0shared");
     for bad in [
         "../outside.txt",
         "/etc/passwd",
         "..",
         ".",
         "",
-        "unpublished.txt",
+        ".hidden",
+        "link.txt",
+        "sub",
     ] {
         assert_eq!(get(bad), b"1\0", "{bad:?}");
     }
@@ -1074,4 +1095,120 @@ fn the_peer_view_shows_what_it_serves_and_counts_exactly() {
         assert_eq!(t["bytes"], size);
     }
     ana.quit();
+}
+
+/// Runs nap-peer on `script` with `-s HOST:PORT` and `extra` flags.
+fn peer_run(server: &Proc, share: &Path, extra: &[&str], script: &str) -> crate::harness::Output {
+    cmd(bin!("nap-peer"))
+        .args(["-s", &server.addr, "--listen-ip", "127.0.0.1"])
+        .arg("--share")
+        .arg(share)
+        .args(extra)
+        .stdin(script)
+        .run()
+}
+
+#[test]
+fn nap_peer_help_spaced_forms_overwrite_refusal_reasons_and_exit_status() {
+    let dir = TempDir::new("nap-everyday");
+    let share_a = dir.sub("ana");
+    let share_b = dir.sub("bo");
+    std::fs::write(share_a.join("notes.txt"), b"hello\n").unwrap();
+    let server = nap_server(&[]);
+
+    // -s HOST:PORT; the old -s HOST -p PORT still works (the tests above);
+    // a host alone says what is missing.
+    cmd(bin!("nap-peer"))
+        .args(["-s", "127.0.0.1"])
+        .stdin("QUIT\n")
+        .run()
+        .code(2)
+        .stderr_has("missing port in \"127.0.0.1\" (expected HOST:PORT");
+
+    // HELP lists every command with its arguments.
+    let out = peer_run(&server, &share_b, &[], "HELP\n").ok();
+    for usage in [
+        "REGISTER <userName>",
+        "PUBLISH <fileName> <description...>",
+        "GET_FILE <userName> <remote_fileName> <local_fileName>",
+        "LIST USERS",
+        "QUIT",
+    ] {
+        assert!(out.stdout.contains(usage), "{usage}\n{}", out.dump());
+    }
+
+    // ana publishes; PUBLISH of a file that is not in --share is refused
+    // with the reason.
+    let mut ana = Shell::start(&server, &share_a, &[]);
+    ana.expect("REGISTER ana", "REGISTER OK");
+    ana.expect("CONNECT ana", "CONNECT OK");
+    ana.expect("PUBLISH notes.txt n", "PUBLISH OK");
+    ana.expect("PUBLISH ghost.txt n", "PUBLISH FAIL");
+    ana.p
+        .wait_stderr(|l| l.contains("PUBLISH: ghost.txt: no such file in"));
+
+    // The course's spaced forms; every operation OK: exit 0.
+    let got = share_b.join("got.txt");
+    let script = format!(
+        "REGISTER bo\nCONNECT bo\nlist users\nLIST CONTENT ana\nGET FILE ana notes.txt {}\nQUIT\n",
+        got.display()
+    );
+    let out = peer_run(&server, &share_b, &[], &script).ok();
+    let lines = out.stdout_lines();
+    assert!(
+        lines.contains(&"LIST_USERS OK".to_string()),
+        "{}",
+        out.dump()
+    );
+    assert!(lines.contains(&"notes.txt n".to_string()), "{}", out.dump());
+    assert!(lines.contains(&"GET_FILE OK".to_string()), "{}", out.dump());
+    assert!(!out.stdout.contains("not valid"), "{}", out.dump());
+    assert_eq!(std::fs::read(&got).unwrap(), b"hello\n");
+    // Off a terminal, no success line on stderr.
+    assert!(!out.stderr.contains("got notes.txt"), "{}", out.dump());
+
+    // An existing local file is not replaced without --force; the pipeline
+    // then exits 1 saying how many commands failed.
+    std::fs::write(&got, b"mine").unwrap();
+    let script = format!(
+        "CONNECT bo\nGET_FILE ana notes.txt {}\nQUIT\n",
+        got.display()
+    );
+    peer_run(&server, &share_b, &[], &script)
+        .code(1)
+        .stdout_has("GET_FILE FAIL")
+        .stderr_has("already exists (start nap-peer with --force to replace it)")
+        .stderr_has("1 of 3 commands failed");
+    assert_eq!(std::fs::read(&got).unwrap(), b"mine");
+    peer_run(&server, &share_b, &["--force"], &script)
+        .ok()
+        .stdout_has("GET_FILE OK");
+    assert_eq!(std::fs::read(&got).unwrap(), b"hello\n");
+    assert_eq!(
+        std::fs::read_dir(&share_b).unwrap().count(),
+        1,
+        "no temp files"
+    );
+
+    // After a server restart nobody is connected: GET_FILE says why.
+    let port = server.port();
+    drop(server);
+    let server = cmd(bin!("nap-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .daemon();
+    let out = peer_run(
+        &server,
+        &share_b,
+        &[],
+        &format!("GET_FILE ana notes.txt {}\n", share_b.join("x").display()),
+    )
+    .code(1)
+    .stdout_has("GET_FILE FAIL");
+    assert!(
+        out.stderr
+            .contains("GET_FILE: finding ana: the server answered LIST_USERS FAIL"),
+        "{}",
+        out.dump()
+    );
+    drop(ana);
 }

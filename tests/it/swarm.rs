@@ -704,7 +704,9 @@ fn daemons_stop_cleanly_on_sigterm() {
     t.terminate();
     assert!(t.wait_exit().success(), "{}", t.dump());
 
-    // A SIGTERM as soon as the readiness line appears also exits 0.
+    // A SIGTERM as soon as the readiness line appears also stops them
+    // cleanly: exit 0, and 130 for a fetch stopped before its file was
+    // complete (an exit of its own, not a death by the signal).
     let mut quick = vec![tracker(&[])];
     let t = tracker(&[]);
     let (_seed, _) = share(&src, &t.addr, &[]);
@@ -715,13 +717,21 @@ fn daemons_stop_cleanly_on_sigterm() {
             .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
             .daemon(),
     );
-    quick.push(fetch("t.bin", &dir.sub("quick"), &t.addr, &[]));
+    let mut fetcher = fetch("t.bin", &dir.sub("quick"), &t.addr, &[]);
     for p in &quick {
         p.terminate();
     }
+    fetcher.terminate();
     for mut p in quick {
         assert!(p.wait_exit().success(), "{}", p.dump());
     }
+    let code = fetcher.wait_exit().code();
+    let complete = fetcher
+        .stdout_lines()
+        .iter()
+        .any(|l| l.starts_with("complete: "));
+    let want = if complete { Some(0) } else { Some(130) };
+    assert_eq!(code, want, "{}", fetcher.dump());
 }
 
 /// Socket timeouts for a real client probing a daemon under attack.
@@ -835,7 +845,7 @@ fn an_interrupted_exit_when_done_fetch_exits_non_zero() {
         p.wait_stdout(|l| l.starts_with("piece "));
         signal(&p, sig);
         let status = p.wait_exit();
-        assert_eq!(status.code(), Some(2), "{how}\n{}", p.dump());
+        assert_eq!(status.code(), Some(130), "{how}\n{}", p.dump());
         p.wait_stderr(|l| l.contains("interrupted: stopped with "));
         assert!(
             !p.stdout_lines().iter().any(|l| l.starts_with("complete: ")),
@@ -843,13 +853,84 @@ fn an_interrupted_exit_when_done_fetch_exits_non_zero() {
             p.dump()
         );
     }
-    // Without --exit-when-done, a fetch seeds until stopped: a stop is
-    // what was asked for, even before the file is complete.
+    // Without --exit-when-done, a fetch stopped before the file is
+    // complete has not done what it was asked either.
     let out = dir.sub("seeding");
     let mut p = fetch("i.bin", &out, &t.addr, &["-v"]);
     p.wait_stdout(|l| l.starts_with("piece "));
     p.terminate();
-    assert!(p.wait_exit().success(), "{}", p.dump());
+    assert_eq!(p.wait_exit().code(), Some(130), "{}", p.dump());
+    p.wait_stderr(|l| l.contains("run again with the same --out to resume"));
+}
+
+#[test]
+fn share_and_fetch_check_their_paths_before_listening_and_take_short_ids() {
+    let dir = TempDir::new("swarm-paths");
+    let t = tracker(&[]);
+    // A file that is not there: the error, and no readiness line.
+    let missing = dir.path().join("missing.bin");
+    let out = cmd(bin!("bt-peer"))
+        .arg("share")
+        .arg(&missing)
+        .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
+        .run()
+        .code(2)
+        .stderr_has("missing.bin: no such file or directory");
+    assert!(out.stdout.is_empty(), "{}", out.dump());
+    cmd(bin!("bt-peer"))
+        .args(["share"])
+        .arg(dir.path())
+        .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
+        .run()
+        .code(2)
+        .stderr_has("not a regular file");
+
+    let src = dir.sub("seed").join("s.bin");
+    write_random_file(&src, 64 << 10, 21);
+    let (_seed, id) = share(&src, &t.addr, &["--piece-size", "16K"]);
+    // --out under a folder that does not exist: refused, nothing made.
+    let nowhere = dir.path().join("nonexistent").join("x");
+    let out = cmd(bin!("bt-peer"))
+        .args([
+            "fetch",
+            "s.bin",
+            "--tracker",
+            &t.addr,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--out")
+        .arg(&nowhere)
+        .run()
+        .code(1)
+        .stderr_has("does not exist (create it first)");
+    assert!(out.stdout.is_empty(), "{}", out.dump());
+    assert!(!dir.path().join("nonexistent").exists());
+    // A new last folder is made, and said so; the short id the tracker
+    // logs (12 digits and "...") finds the swarm.
+    let short = format!("{}...", &id[..12]);
+    let fresh = dir.path().join("fresh");
+    let mut p = fetch(&short, &fresh, &t.addr, &["--exit-when-done"]);
+    finishes_with(&mut p, &fresh, &src);
+    p.wait_stderr(|l| l.contains("created folder") && l.contains("fresh"));
+    // Any longer start of it too.
+    let again = dir.sub("again");
+    let mut p = fetch(&id[..20], &again, &t.addr, &["--exit-when-done"]);
+    finishes_with(&mut p, &again, &src);
+    cmd(bin!("bt-peer"))
+        .args([
+            "fetch",
+            "0000000000",
+            "--tracker",
+            &t.addr,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .run()
+        .code(1)
+        .stderr_has("knows no swarm 0000000000");
 }
 
 /// What a terminal shows of `transcript`, line by line, roughly: a carriage

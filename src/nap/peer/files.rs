@@ -1,15 +1,18 @@
-//! The file side of a peer: the listener that serves this peer's published
-//! files to other peers (GET_FILE, on the server core), and the client that
-//! fetches one from another peer into a verified-then-renamed file.
+//! The file side of a peer: the listener that serves the regular,
+//! non-hidden files of its share folder to other peers (GET_FILE, on the
+//! server core), as the course's client serves its folder, and the client
+//! that fetches one from another peer into a temporary-then-renamed file.
 
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+use indicatif::ProgressBar;
 
 use super::view::{Answered, Dir, watch};
 use super::{DATETIME_GRACE, Options};
@@ -25,7 +28,8 @@ use crate::transfer::{self, TempFile};
 /// can tell how far it got.
 const SEND_PIECE: u64 = 1 << 20;
 
-/// The files this peer published, by name; shared with its listener.
+/// The files this peer published, by name (the view lists them); the
+/// listener serves any regular, non-hidden file of the folder.
 pub(super) type Published = Arc<Mutex<BTreeSet<FileName>>>;
 
 /// The running listener.
@@ -52,7 +56,7 @@ impl Listener {
         let share = opts.share.clone();
         let thread = std::thread::Builder::new()
             .name("listener".into())
-            .spawn(move || server.serve(move |s| serve_get(&s, &share, &published)))
+            .spawn(move || server.serve(move |s| serve_get(&s, &share)))
             .map_err(|e| Error::Local(format!("starting the listener: {e}")))?;
         Ok(Listener {
             port,
@@ -68,7 +72,7 @@ impl Listener {
 }
 
 /// Serves one GET_FILE request on the listener.
-fn serve_get(session: &Session, share: &Path, published: &Published) {
+fn serve_get(session: &Session, share: &Path) {
     let peer = session.peer();
     let mut r = BufReader::new(session.stream());
     let name = match wire::read_get_file_name(&mut r) {
@@ -92,7 +96,7 @@ fn serve_get(session: &Session, share: &Path, published: &Published) {
     session.busy();
     let code = match name {
         Err(_) => get_file::FAIL,
-        Ok(name) => match open_published(share, published, name.as_str()) {
+        Ok(name) => match open_shared(share, name.as_str()) {
             Ok((file, len)) => {
                 watch().answered(Answered::Ok);
                 let ticket =
@@ -138,22 +142,33 @@ fn serve_get(session: &Session, share: &Path, published: &Published) {
     }
 }
 
-/// Opens a published file by its plain name: the file and its length, or
-/// the code to answer.
-fn open_published(
-    share: &Path,
-    published: &Published,
-    name: &str,
-) -> std::result::Result<(File, u64), u8> {
-    let name = FileName::new(name).map_err(|_| get_file::NO_FILE)?;
-    let listed = published
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .contains(&name);
-    if !listed {
-        return Err(get_file::NO_FILE);
+/// Why `name` cannot be served from `share`: it must be a plain,
+/// non-hidden name of a regular file inside the folder (a symbolic link
+/// is followed only if it stays inside).
+pub(super) fn servable(share: &Path, name: &str) -> std::result::Result<PathBuf, String> {
+    let name = FileName::new(name).map_err(|e| e.to_string())?;
+    if name.as_str().starts_with('.') {
+        return Err("hidden files are not served".into());
     }
     let path = name.within(share);
+    let real = path.canonicalize().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => format!("no such file in {}", share.display()),
+        _ => crate::error::describe_io(&e),
+    })?;
+    let inside = share.canonicalize().is_ok_and(|s| real.starts_with(s));
+    if !inside {
+        return Err(format!("leads outside {}", share.display()));
+    }
+    if !real.is_file() {
+        return Err("not a regular file".into());
+    }
+    Ok(real)
+}
+
+/// Opens a file of the share folder by its plain name: the file and its
+/// length, or the code to answer.
+fn open_shared(share: &Path, name: &str) -> std::result::Result<(File, u64), u8> {
+    let path = servable(share, name).map_err(|_| get_file::NO_FILE)?;
     let file = File::open(&path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => get_file::NO_FILE,
         _ => get_file::FAIL,
@@ -168,17 +183,34 @@ fn open_published(
 /// How a GET_FILE ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fetched {
-    Done,
+    /// The file is in place: this many bytes.
+    Done(u64),
     NoFile,
     /// Any other answer code.
     Failed(u8),
+    /// A file appeared at the local path meanwhile, and may not be replaced.
+    Exists,
+}
+
+/// How a GET_FILE is done.
+pub struct Fetch<'a> {
+    pub timeouts: &'a Timeouts,
+    /// Ctrl-C / SIGTERM: closes the connection and ends the fetch.
+    pub stop: &'a Arc<Shutdown>,
+    /// Replace a file already at the local path.
+    pub replace: bool,
+    /// Advanced by the bytes received (a hidden bar draws nothing).
+    pub progress: &'a ProgressBar,
 }
 
 /// Fetches one file from the peer at `addr` into `local`. The bytes go to a
 /// temporary file beside `local`, renamed onto it only once the owner has
-/// closed the connection cleanly; any failure leaves nothing behind.
-pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) -> Result<Fetched> {
-    let stream: TcpStream = net::connect(addr, timeouts)?;
+/// closed the connection cleanly; any failure, or `stop` starting (Ctrl-C),
+/// leaves nothing behind.
+pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, how: &Fetch<'_>) -> Result<Fetched> {
+    let stop = how.stop;
+    let stream: TcpStream = net::connect(addr, how.timeouts)?;
+    let _closer = stop.close_on(&stream)?;
     (&stream).write_all(&req.encode())?;
     let mut r = BufReader::with_capacity(transfer::CHUNK, &stream);
     match wire::read_code(&mut r)? {
@@ -210,7 +242,10 @@ pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) 
         loop {
             let n = match r.read(&mut buf) {
                 Ok(0) => return Ok(got),
-                Ok(n) => n,
+                Ok(n) => {
+                    how.progress.inc(n as u64);
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     return Err(Error::from(e).doing(format!("getting {} from {addr}", req.file)));
@@ -231,11 +266,22 @@ pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, timeouts: &Timeouts) 
     if let Ok(n) = copied {
         ticket.done.store(n, Ordering::Relaxed);
     }
-    let kept = copied.and_then(|_| {
-        tmp.persist(local)
-            .map_err(|e| Error::from(e).doing(format!("writing {}", local.display())))
+    let placed = copied.and_then(|size| {
+        if stop.is_triggered() {
+            // The connection was closed under the copy: not the whole file.
+            return Err(Error::Stopped("the download".into()));
+        }
+        let placed = if how.replace {
+            tmp.persist(local)
+        } else {
+            tmp.persist_new(local)
+        };
+        match placed {
+            Ok(()) => Ok(Fetched::Done(size)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Fetched::Exists),
+            Err(e) => Err(Error::from(e).doing(format!("writing {}", local.display()))),
+        }
     });
-    watch().end(ticket, kept.is_ok());
-    kept?;
-    Ok(Fetched::Done)
+    watch().end(ticket, matches!(placed, Ok(Fetched::Done(_))));
+    placed
 }

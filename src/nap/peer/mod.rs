@@ -16,27 +16,31 @@
 //! CONNECT starts the listener (on the server core, one thread per
 //! download) and sends its port with the address of our side of the
 //! connection to the server; DISCONNECT and QUIT (or the end of input) stop
-//! it. The listener serves only files this peer published, by plain name,
-//! from the share folder.
+//! it. The listener serves any regular, non-hidden file of the share folder
+//! by plain name, as the course's client serves its folder; PUBLISH lists
+//! only such files.
 
-use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufReader, IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod files;
 mod view;
 
-pub use files::{Fetched, fetch_file};
+pub use files::{Fetch, Fetched, fetch_file};
 use files::{Listener, Published};
 pub use view::serve_view;
 
 use super::time_service;
 use super::wire::{self, Answer, Body, DateTime, Field, GetFile, Op, Refusal, Request};
 use crate::error::Result;
+use crate::input::{Input, Line};
+use crate::log::Level;
 use crate::name::FileName;
 use crate::net::{self, Timeouts};
+use crate::shutdown::Shutdown;
 
 /// How long a listener waits for the date-time field after the file name
 /// before answering without it (some clients never send one).
@@ -55,6 +59,10 @@ pub struct Options {
     /// The listener's interface address.
     pub listen_ip: IpAddr,
     pub timeouts: Timeouts,
+    /// `--force`: GET_FILE may replace an existing local file.
+    pub force: bool,
+    /// `-q` silences the success line and progress of GET_FILE on a terminal.
+    pub level: Level,
 }
 
 /// The course's message for `op`'s result `code`.
@@ -99,6 +107,23 @@ pub fn message(op: Op, code: u8) -> &'static str {
     }
 }
 
+/// The commands, as HELP prints them.
+pub const HELP: &str = "\
+commands (case does not matter; quote a name with spaces: \"my file.txt\"):
+  REGISTER <userName>          add a user to the directory
+  UNREGISTER <userName>        remove a user
+  CONNECT <userName>           connect as a user and serve files from --share
+  DISCONNECT <userName>        disconnect (stops serving)
+  PUBLISH <fileName> <description...>
+                               list a file of --share under the connected user
+  DELETE <fileName>            unlist a published file
+  LIST_USERS                   connected users and their addresses (also: LIST USERS)
+  LIST_CONTENT <userName>      a user's published files (also: LIST CONTENT)
+  GET_FILE <userName> <remote_fileName> <local_fileName>
+                               fetch a file from a user (also: GET FILE)
+  HELP                         this list
+  QUIT                         disconnect and leave (also: the end of input, Ctrl-C)";
+
 const GET_FILE_OK: &str = "GET_FILE OK";
 const GET_FILE_NO_FILE: &str = "GET_FILE FAIL / FILE NOT EXIST";
 const GET_FILE_FAIL: &str = "GET_FILE FAIL";
@@ -140,6 +165,16 @@ fn split_words(line: &str) -> Vec<(String, usize)> {
     words
 }
 
+/// How a shell session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// QUIT or the end of the input.
+    Quit,
+    /// Ctrl-C at the prompt, or Ctrl-C / SIGTERM at any time: the user was
+    /// disconnected and temporary files removed all the same.
+    Interrupted,
+}
+
 /// The shell's state.
 pub struct Peer<W: Write> {
     opts: Options,
@@ -149,13 +184,20 @@ pub struct Peer<W: Write> {
     /// The last user named in a REGISTER or CONNECT.
     named: Option<String>,
     listener: Option<Listener>,
+    /// What this peer published (the view lists it).
     published: Published,
     /// The date-time service failed once already (said once).
     time_failed: bool,
+    /// Ctrl-C / SIGTERM: cuts a GET_FILE short and ends the shell.
+    signals: Arc<Shutdown>,
+    /// Commands whose operation failed, and all operations run.
+    failed: usize,
+    ran: usize,
 }
 
 impl<W: Write> Peer<W> {
-    pub fn new(opts: Options, out: W) -> Peer<W> {
+    /// A shell stopped by `signals` (the process's flag, or one of its own).
+    pub fn new(opts: Options, out: W, signals: Arc<Shutdown>) -> Peer<W> {
         Peer {
             opts,
             out,
@@ -164,28 +206,39 @@ impl<W: Write> Peer<W> {
             listener: None,
             published: Arc::default(),
             time_failed: false,
+            signals,
+            failed: 0,
+            ran: 0,
         }
     }
 
-    /// Runs the shell on `input` until QUIT or its end.
-    pub fn run<R: BufRead>(&mut self, mut input: R, prompt: bool) -> Result<()> {
-        let mut line = String::new();
+    /// How many operations ran, and how many of them failed.
+    pub fn tally(&self) -> (usize, usize) {
+        (self.ran, self.failed)
+    }
+
+    /// Runs the shell on `input` until QUIT, its end, or an interruption;
+    /// each way out disconnects the connected user first.
+    pub fn run(&mut self, input: &mut Input) -> Result<Ended> {
         loop {
-            if prompt {
-                write!(self.out, "c> ")?;
-                self.out.flush()?;
-            }
-            line.clear();
-            if input.read_line(&mut line)? == 0 {
-                if prompt {
-                    writeln!(self.out)?;
+            let ended = match input.next("c> ") {
+                Line::Text(line) => {
+                    if !self.command(&line)? {
+                        return Ok(Ended::Quit);
+                    }
+                    if !self.signals.is_triggered() {
+                        continue;
+                    }
+                    Ended::Interrupted
                 }
-                self.quit()?;
-                return Ok(());
+                Line::End => Ended::Quit,
+                Line::Interrupted => Ended::Interrupted,
+            };
+            if input.is_terminal() {
+                writeln!(self.out)?;
             }
-            if !self.command(line.trim_end_matches(['\n', '\r']))? {
-                return Ok(());
-            }
+            self.quit()?;
+            return Ok(ended);
         }
     }
 
@@ -195,15 +248,49 @@ impl<W: Write> Peer<W> {
         Ok(())
     }
 
+    /// Prints an operation's result message and counts it.
+    fn result(&mut self, text: &str) -> Result<()> {
+        self.ran += 1;
+        if !text.ends_with(" OK") {
+            self.failed += 1;
+        }
+        self.say(text)
+    }
+
+    /// The result of `op` as the server answered it (`code`), or as it
+    /// failed to (`None`, already explained on stderr). A bare failure
+    /// code says on stderr that the server gave no reason.
+    fn answered(&mut self, op: Op, code: Option<u8>) -> Result<()> {
+        if let Some(code) = code
+            && matches!(Refusal::from_code(op, code), Some(Refusal::Failed))
+        {
+            crate::diag!("{op}: the server answered {code} (a failure, with no reason given)");
+        }
+        self.result(message(op, code.unwrap_or(u8::MAX)))
+    }
+
     /// Runs one command line; false after QUIT.
     pub fn command(&mut self, line: &str) -> Result<bool> {
         let words = split_words(line);
         let Some((first, _)) = words.first() else {
             return Ok(true);
         };
-        let cmd = first.to_ascii_uppercase();
+        let mut cmd = first.to_ascii_uppercase();
+        let mut words = &words[..];
+        // The course's spaced forms: LIST USERS, LIST CONTENT, GET FILE.
+        if let Some((second, _)) = words.get(1) {
+            let joined = format!("{cmd}_{}", second.to_ascii_uppercase());
+            if matches!(joined.as_str(), "LIST_USERS" | "LIST_CONTENT" | "GET_FILE") {
+                cmd = joined;
+                words = &words[1..];
+            }
+        }
         let args: Vec<&str> = words[1..].iter().map(|(w, _)| w.as_str()).collect();
         let usage = match (cmd.as_str(), args.len()) {
+            ("HELP", _) => {
+                self.say(HELP)?;
+                return Ok(true);
+            }
             ("REGISTER", 1) => return self.simple(Op::Register, args[0]).map(|()| true),
             ("UNREGISTER", 1) => return self.simple(Op::Unregister, args[0]).map(|()| true),
             ("CONNECT", 1) => return self.connect(args[0]).map(|()| true),
@@ -234,6 +321,9 @@ impl<W: Write> Peer<W> {
             _ => {
                 let text = format!("Error: command {first} not valid.");
                 self.say(&text)?;
+                if self.opts.level > Level::Quiet {
+                    crate::diag!("HELP lists the commands");
+                }
                 return Ok(true);
             }
         };
@@ -319,7 +409,7 @@ impl<W: Write> Peer<W> {
                 self.named = None;
             }
         }
-        self.say(message(op, code.unwrap_or(u8::MAX)))
+        self.answered(op, code)
     }
 
     fn connect(&mut self, user: &str) -> Result<()> {
@@ -330,7 +420,7 @@ impl<W: Write> Peer<W> {
                 Ok(l) => self.listener = Some(l),
                 Err(e) => {
                     crate::diag!("CONNECT: {e}");
-                    return self.say(message(Op::Connect, u8::MAX));
+                    return self.answered(Op::Connect, None);
                 }
             }
         }
@@ -348,7 +438,7 @@ impl<W: Write> Peer<W> {
         } else if started && self.connected.is_none() {
             self.stop_listener();
         }
-        self.say(message(Op::Connect, code.unwrap_or(u8::MAX)))
+        self.answered(Op::Connect, code)
     }
 
     /// The address of our side of a connection to the server (what we
@@ -366,7 +456,7 @@ impl<W: Write> Peer<W> {
             self.connected = None;
             self.stop_listener();
         }
-        self.say(message(Op::Disconnect, code.unwrap_or(u8::MAX)))
+        self.answered(Op::Disconnect, code)
     }
 
     fn stop_listener(&mut self) {
@@ -378,12 +468,17 @@ impl<W: Write> Peer<W> {
     fn publish(&mut self, file: &str, description: &str) -> Result<()> {
         let Ok(name) = FileName::new(file) else {
             crate::diag!("PUBLISH: {file:?} is not a plain file name");
-            return self.say(message(Op::Publish, u8::MAX));
+            return self.answered(Op::Publish, None);
         };
         let (Ok(file_f), Ok(description)) = (Field::new(file), Field::new(description)) else {
             crate::diag!("PUBLISH: a field is over {} bytes", wire::MAX_FIELD);
-            return self.say(message(Op::Publish, u8::MAX));
+            return self.answered(Op::Publish, None);
         };
+        // Only what this peer can serve: a regular, non-hidden file of --share.
+        if let Err(why) = files::servable(&self.opts.share, name.as_str()) {
+            crate::diag!("PUBLISH: {file}: {why}");
+            return self.answered(Op::Publish, None);
+        }
         let user = self.acting().to_string();
         let body = Body::Publish {
             file: file_f,
@@ -391,17 +486,15 @@ impl<W: Write> Peer<W> {
         };
         let code = self.ask(&user, body).map(|a| a.code());
         if code == Some(0) {
-            self.published
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(name);
+            lock(&self.published).insert(name);
         }
-        self.say(message(Op::Publish, code.unwrap_or(u8::MAX)))
+        self.answered(Op::Publish, code)
     }
 
     fn delete(&mut self, file: &str) -> Result<()> {
         let Ok(file_f) = Field::new(file) else {
-            return self.say(message(Op::Delete, u8::MAX));
+            crate::diag!("DELETE: the name is over {} bytes", wire::MAX_FIELD);
+            return self.answered(Op::Delete, None);
         };
         let user = self.acting().to_string();
         let code = self
@@ -410,73 +503,118 @@ impl<W: Write> Peer<W> {
         if code == Some(0)
             && let Ok(name) = FileName::new(file)
         {
-            self.published
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&name);
+            lock(&self.published).remove(&name);
         }
-        self.say(message(Op::Delete, code.unwrap_or(u8::MAX)))
+        self.answered(Op::Delete, code)
     }
 
     fn list_users(&mut self) -> Result<()> {
         let user = self.acting().to_string();
         match self.ask(&user, Body::ListUsers) {
             Some(Answer::Users(users)) => {
-                self.say(message(Op::ListUsers, 0))?;
+                self.result(message(Op::ListUsers, 0))?;
                 for u in users {
                     self.say(&format!("{} {} {}", u.user, u.ip, u.port))?;
                 }
                 Ok(())
             }
-            other => self.say(message(Op::ListUsers, other.map_or(u8::MAX, |a| a.code()))),
+            other => self.answered(Op::ListUsers, other.map(|a| a.code())),
         }
     }
 
     fn list_content(&mut self, remote: &str) -> Result<()> {
         let Ok(remote) = Field::new(remote) else {
-            return self.say(message(Op::ListContent, u8::MAX));
+            crate::diag!(
+                "LIST_CONTENT: the user name is over {} bytes",
+                wire::MAX_FIELD
+            );
+            return self.answered(Op::ListContent, None);
         };
         let user = self.acting().to_string();
         match self.ask(&user, Body::ListContent { remote }) {
             Some(Answer::Content(files)) => {
-                self.say(message(Op::ListContent, 0))?;
+                self.result(message(Op::ListContent, 0))?;
                 for f in files {
                     self.say(&format!("{} {}", f.file, f.description))?;
                 }
                 Ok(())
             }
-            other => self.say(message(
-                Op::ListContent,
-                other.map_or(u8::MAX, |a| a.code()),
-            )),
+            other => self.answered(Op::ListContent, other.map(|a| a.code())),
         }
     }
 
     /// Finds `owner`'s address with LIST_USERS, then fetches `remote` from it
     /// into `local` through a temporary file renamed only when complete.
+    /// An existing `local` is replaced only with `--force`.
     fn get_file(&mut self, owner: &str, remote: &str, local: &str) -> Result<()> {
         let Ok(remote) = Field::new(remote) else {
-            return self.say(GET_FILE_FAIL);
+            crate::diag!("GET_FILE: the file name is over {} bytes", wire::MAX_FIELD);
+            return self.result(GET_FILE_FAIL);
         };
+        let local = Path::new(local);
+        if !self.opts.force && std::fs::symlink_metadata(local).is_ok() {
+            crate::diag!(
+                "GET_FILE: {}: already exists (start nap-peer with --force to replace it)",
+                local.display()
+            );
+            return self.result(GET_FILE_FAIL);
+        }
         let user = self.acting().to_string();
         let users = match self.ask(&user, Body::ListUsers) {
             Some(Answer::Users(users)) => users,
-            _ => return self.say(GET_FILE_FAIL),
+            Some(other) => {
+                crate::diag!(
+                    "GET_FILE: finding {owner}: the server answered {}",
+                    message(Op::ListUsers, other.code())
+                );
+                return self.result(GET_FILE_FAIL);
+            }
+            None => return self.result(GET_FILE_FAIL),
         };
         let Some(entry) = users.iter().find(|u| u.user.as_str() == owner) else {
             crate::diag!("GET_FILE: {owner} is not connected");
-            return self.say(GET_FILE_FAIL);
+            return self.result(GET_FILE_FAIL);
         };
         let addr = net::host_port(entry.ip.as_str(), entry.port.as_str().parse().unwrap_or(0));
         let req = GetFile {
-            file: remote,
+            file: remote.clone(),
             datetime: Some(self.now()),
         };
-        let text = match fetch_file(&addr, &req, Path::new(local), &self.opts.timeouts) {
-            Ok(Fetched::Done) => GET_FILE_OK,
+        let bar = if self.opts.level > Level::Quiet {
+            crate::output::byte_counter(&format!("{remote} from {owner}"))
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let started = std::time::Instant::now();
+        let how = Fetch {
+            timeouts: &self.opts.timeouts,
+            stop: &self.signals,
+            replace: self.opts.force,
+            progress: &bar,
+        };
+        let fetched = fetch_file(&addr, &req, local, &how);
+        bar.finish_and_clear();
+        let text = match fetched {
+            Ok(Fetched::Done(size)) => {
+                if self.opts.level > Level::Quiet && std::io::stderr().is_terminal() {
+                    let secs = started.elapsed().as_secs_f64();
+                    crate::diag!(
+                        "got {remote} from {owner} ({addr}) into {}: {size} bytes in {secs:.1} s",
+                        local.display()
+                    );
+                }
+                GET_FILE_OK
+            }
             Ok(Fetched::NoFile) => GET_FILE_NO_FILE,
             Ok(Fetched::Failed(code)) => {
                 crate::diag!("GET_FILE: {owner} at {addr} answered {code}");
+                GET_FILE_FAIL
+            }
+            Ok(Fetched::Exists) => {
+                crate::diag!(
+                    "GET_FILE: {}: already exists (start nap-peer with --force to replace it)",
+                    local.display()
+                );
                 GET_FILE_FAIL
             }
             Err(e) => {
@@ -484,7 +622,7 @@ impl<W: Write> Peer<W> {
                 GET_FILE_FAIL
             }
         };
-        self.say(text)
+        self.result(text)
     }
 
     /// QUIT: disconnects the connected user and stops the listener.
@@ -495,6 +633,10 @@ impl<W: Write> Peer<W> {
         self.stop_listener();
         Ok(())
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The address of this host the route to the server leaves from (what the
@@ -514,17 +656,39 @@ fn route_ip(opts: &Options) -> IpAddr {
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
-/// Runs the shell on stdin (prompt only on a terminal) until QUIT or the
-/// end of input, printing the course's messages on `out`.
-pub fn run(opts: Options, out: impl Write) -> Result<()> {
+/// What a shell session came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub ended: Ended,
+    /// Operations run, and how many of them failed.
+    pub ran: usize,
+    pub failed: usize,
+    /// The commands came from a terminal.
+    pub terminal: bool,
+}
+
+/// Runs the shell on stdin (line editing, history and the prompt only on
+/// a terminal) until QUIT, the end of input or Ctrl-C / SIGTERM, printing
+/// the course's messages on `out`.
+pub fn run(opts: Options, out: impl Write) -> Result<Summary> {
     if let Some(why) = net::unreachable_listen(SocketAddr::new(opts.listen_ip, 0), route_ip(&opts))
     {
         crate::diag!("warning: file listener {why} (use --listen-ip 0.0.0.0)");
     }
-    let stdin = io::stdin();
-    let prompt = stdin.is_terminal();
-    let mut peer = Peer::new(opts, out);
-    peer.run(stdin.lock(), prompt)
+    let signals = Shutdown::install()?;
+    let mut input = Input::stdin("nap-peer", &signals);
+    let _say = signals.subscribe(|| {
+        crate::diag!("interrupted: disconnecting and tidying up (Ctrl-C again quits at once)")
+    });
+    let mut peer = Peer::new(opts, out, signals.clone());
+    let ended = peer.run(&mut input)?;
+    let (ran, failed) = peer.tally();
+    Ok(Summary {
+        ended,
+        ran,
+        failed,
+        terminal: input.is_terminal(),
+    })
 }
 
 #[cfg(test)]
@@ -573,8 +737,11 @@ mod tests {
                 time_url: None,
                 listen_ip: "127.0.0.1".parse().unwrap(),
                 timeouts: Timeouts::secs(2),
+                force: false,
+                level: Level::Normal,
             },
             Vec::new(),
+            Shutdown::new(),
         )
     }
 
@@ -583,7 +750,8 @@ mod tests {
         let mut p = peer_to_nowhere();
         let input = "REGISTER ana\nUNREGISTER ana\nCONNECT ana\nPUBLISH a.txt d\nDELETE a.txt\n\
                      LIST_USERS\nLIST_CONTENT ana\nDISCONNECT ana\nGET_FILE ana a b\nbogus\nQUIT\n";
-        p.run(input.as_bytes(), false).unwrap();
+        let mut input = Input::reader(std::io::Cursor::new(input), &Shutdown::new());
+        assert_eq!(p.run(&mut input).unwrap(), Ended::Quit);
         let out = String::from_utf8(p.out.clone()).unwrap();
         assert_eq!(
             out,

@@ -293,3 +293,74 @@ fn a_reader_that_stops_early_is_success() {
         (Some(0), "")
     );
 }
+
+#[test]
+fn with_v_the_clients_print_a_line_per_step_on_stderr() {
+    let dir = TempDir::new("dht-steps");
+    let repo = dir.sub("repo");
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    let work = dir.sub("work");
+    fs::write(work.join("step.txt"), b"steps").unwrap();
+    // Each program's -v lines, in order, as the course's client prints
+    // its steps: connected, the list's header, transmitting, success.
+    let in_order = |out: &Output, steps: &[&str]| {
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        let mut at = 0;
+        for step in steps {
+            match lines[at..].iter().position(|l| l.contains(step)) {
+                Some(i) => at += i + 1,
+                None => panic!("no {step:?} in order\n{}", out.dump()),
+            }
+        }
+    };
+    let put = cmd(bin!("p2p-put"))
+        .args([&s.addr, "step.txt", "-v"])
+        .cwd(&work)
+        .run()
+        .ok();
+    in_order(
+        &put,
+        &[
+            &format!("connected to {}", s.addr),
+            "offering step.txt (5 bytes",
+            "transmitting step.txt (5 bytes)",
+            &format!("step.txt: stored at {} (5 bytes)", s.addr),
+        ],
+    );
+    let ls = cmd(bin!("p2p-ls")).args([&s.addr, "-v"]).run().ok();
+    in_order(
+        &ls,
+        &[
+            &format!("connected to {}", s.addr),
+            &format!("{}: 1 name", s.addr),
+        ],
+    );
+    assert_eq!(ls.stdout_lines(), ["step.txt"]);
+    let get = dir.sub("get");
+    let out = cmd(bin!("p2p-get"))
+        .args([&s.addr, "step.txt", "-v"])
+        .cwd(&get)
+        .run()
+        .ok();
+    in_order(
+        &out,
+        &[
+            &format!("connected to {}", s.addr),
+            "receiving step.txt from",
+            "step.txt: BLAKE3",
+        ],
+    );
+    // Without -v none of these lines.
+    fs::remove_file(get.join("step.txt")).unwrap();
+    for out in [
+        cmd(bin!("p2p-ls")).arg(&s.addr).run().ok(),
+        cmd(bin!("p2p-get"))
+            .args([&s.addr, "step.txt"])
+            .cwd(&get)
+            .run()
+            .ok(),
+    ] {
+        assert!(!out.stderr.contains("connected to"), "{}", out.dump());
+    }
+}

@@ -260,8 +260,9 @@ fn the_digest_after_the_body_decides_whether_a_download_is_kept() {
         assert!(names_in(&work).is_empty(), "{:?}", names_in(&work));
     }
 
-    // The supernode saying the file changed while it was sent, or closing
-    // instead of sending the digest: an error naming it, nothing left.
+    // The supernode saying the file changed while it was sent: an error
+    // naming it, nothing left; closing instead of sending the digest: the
+    // bytes stay for a resume, unless asked otherwise.
     let addr = trailing_supernode(
         body.clone(),
         SuperResponse::Error {
@@ -284,7 +285,7 @@ fn the_digest_after_the_body_decides_whether_a_download_is_kept() {
         let _ = conn.flush();
     });
     cmd(bin!("p2p-get"))
-        .args([&addr, "f.bin"])
+        .args([&addr, "f.bin", "--no-keep-partial"])
         .cwd(&work)
         .run()
         .code(2)
@@ -293,21 +294,21 @@ fn the_digest_after_the_body_decides_whether_a_download_is_kept() {
 }
 
 #[test]
-fn ctrl_c_or_sigterm_during_p2p_get_leaves_nothing_behind() {
+fn ctrl_c_or_sigterm_during_p2p_get_keeps_the_partial_file_and_says_how_to_resume() {
     let body = pseudo_random_bytes(4 << 20, 11);
-    for (signal, keep) in [("INT", false), ("TERM", false), ("INT", true)] {
+    for (signal, keep) in [("INT", true), ("TERM", true), ("INT", false)] {
         let dir = TempDir::new("dht-interrupt");
         let (addr, release) = cutting_supernode(body.clone(), 1 << 20, true);
         let out = dir.path().join("big.bin");
         let mut get = cmd(bin!("p2p-get"))
             .args([&addr, "big.bin", "-o"])
             .arg(&out)
-            .args(keep.then_some("--keep-partial"))
+            .args((!keep).then_some("--no-keep-partial"))
             .start();
         let partial = dir.path().join(".big.bin.part");
         wait_until(
             "the partial file to fill",
-            || (fs::metadata(&partial).ok()?.len() > 0).then_some(()),
+            || (fs::metadata(&partial).ok()?.len() >= 1 << 20).then_some(()),
             || get.dump(),
         );
         if signal == "INT" {
@@ -320,7 +321,17 @@ fn ctrl_c_or_sigterm_during_p2p_get_leaves_nothing_behind() {
         let left = names_in(dir.path());
         if keep {
             assert_eq!(left, [".big.bin.part"], "{}", get.dump());
-            assert!(get.stderr_lines().iter().any(|l| l.contains("--continue")));
+            let said = get.stderr_lines().join("\n");
+            let resume = format!(
+                "resume with: p2p-get -c {addr} big.bin -o {}",
+                out.display()
+            );
+            assert!(
+                said.contains(&format!("interrupted; kept {} bytes of big.bin", 1 << 20))
+                    && said.contains(&resume),
+                "SIG{signal}: {}",
+                get.dump()
+            );
         } else {
             assert!(left.is_empty(), "SIG{signal} left {left:?}\n{}", get.dump());
         }
@@ -336,24 +347,26 @@ fn continue_after_a_cut_transfer_gives_an_identical_file() {
     fs::write(repo.join("big.bin"), &body).unwrap();
     let work = dir.sub("work");
 
-    // A cut transfer without --keep-partial leaves nothing.
+    // A cut transfer with --no-keep-partial leaves nothing.
     let (addr, _r) = cutting_supernode(body.clone(), (1 << 20) + 12_345, false);
     cmd(bin!("p2p-get"))
-        .args([&addr, "big.bin"])
+        .args([&addr, "big.bin", "--no-keep-partial"])
         .cwd(&work)
         .run()
         .code(2);
     assert!(names_in(&work).is_empty());
 
-    // With it, what arrived stays for --continue.
+    // Without it, what arrived stays for --continue, and the command that
+    // resumes it is given.
     let (addr, _r) = cutting_supernode(body.clone(), (1 << 20) + 12_345, false);
     cmd(bin!("p2p-get"))
-        .args([&addr, "big.bin", "--keep-partial"])
+        .args([&addr, "big.bin"])
         .cwd(&work)
         .run()
         .code(2)
         .stderr_has(&format!("getting big.bin from {addr}"))
-        .stderr_has("partial download kept in .big.bin.part");
+        .stderr_has("partial download kept in .big.bin.part")
+        .stderr_has(&format!("resume it with: p2p-get -c {addr} big.bin"));
     let kept = fs::read(work.join(".big.bin.part")).unwrap();
     assert!(!kept.is_empty() && kept.len() < body.len());
     assert_eq!(kept[..], body[..kept.len()]);
@@ -526,17 +539,25 @@ fn p2p_get_facing_lying_supernodes_fails_clearly_naming_them_and_leaves_nothing(
         .stderr_has(&format!("getting f.bin from {endless}"));
     assert!(names_in(&work).is_empty());
 
-    // A body, then no digest ever: the timeout, nothing kept.
+    // A body, then no digest ever: the timeout. A cut transfer keeps its
+    // partial file for --continue (whose whole-file digest decides),
+    // unless asked not to.
     let (silent, release) = cutting_supernode(vec![7; 5000], 5000, true);
     get(&silent, &[])
         .code(2)
-        .stderr_has(&format!("getting f.bin from {silent}"));
+        .stderr_has(&format!("getting f.bin from {silent}"))
+        .stderr_has("partial download kept in .f.bin.part");
+    drop(release);
+    assert_eq!(names_in(&work), [".f.bin.part"]);
+    fs::remove_file(work.join(".f.bin.part")).unwrap();
+    let (silent, release) = cutting_supernode(vec![7; 5000], 5000, true);
+    get(&silent, &["--no-keep-partial"]).code(2);
     drop(release);
     assert!(names_in(&work).is_empty());
 
     // A size larger than what follows, then the close.
     let (short, _release) = cutting_supernode(vec![7; 5000], 100, false);
-    get(&short, &[])
+    get(&short, &["--no-keep-partial"])
         .code(2)
         .stderr_has(&format!("getting f.bin from {short}"));
     assert!(names_in(&work).is_empty());

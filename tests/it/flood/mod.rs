@@ -183,7 +183,7 @@ struct Query {
 impl Query {
     /// `kv-query ADDR QUERY`, one-shot.
     fn start(addr: &str, query: &str) -> Query {
-        Query::with(cmd(bin!("kv-query")).args(["--wait", NEVER, addr, query]))
+        Query::with(cmd(bin!("kv-query")).args(["--wait", NEVER, "--settle", NEVER, addr, query]))
     }
 
     fn with(spawn: Spawn) -> Query {
