@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use sha1::{Digest as _, Sha1};
+
 use crate::error::{Error, Result};
 use crate::log::Level;
 use crate::net::{self, Timeouts};
@@ -56,6 +58,9 @@ const FIRST_PASS_SHOWN: usize = 3;
 /// A piece told to a peer that has not spread after this long is told to
 /// another.
 const FIRST_PASS_STALE: Duration = Duration::from_secs(30);
+/// Uncapped, blocks asked for in one batch of requests go out in writes
+/// of about this many bytes (fewer system calls than one write a block).
+const SEND_BATCH: usize = 128 * 1024;
 /// How often a connection's loop wakes without traffic.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -95,6 +100,10 @@ struct St {
     completed: Vec<u32>,
     avail: Availability,
     partial: HashMap<u32, Vec<Block>>,
+    /// Each partial piece's SHA-1 over its blocks received in order so
+    /// far, and how many that is: verifying a piece reads back from disk
+    /// only the blocks that came out of order.
+    hashing: HashMap<u32, (Sha1, usize)>,
     verifying: HashSet<u32>,
     /// Connected peers' ids, by connection number.
     peers: HashMap<u64, [u8; 20]>,
@@ -180,6 +189,7 @@ impl Torrent {
                 completed: Vec::new(),
                 avail: Availability::new(n as usize),
                 partial: HashMap::new(),
+                hashing: HashMap::new(),
                 verifying: HashSet::new(),
                 peers: HashMap::new(),
                 dialing: HashSet::new(),
@@ -436,6 +446,11 @@ impl Torrent {
             } else if c.last_recv.elapsed() > DEAD_AFTER {
                 return Err(Error::TimedOut(format!("{DEAD_AFTER:?} of silence")));
             }
+            // Messages that came in one read are all handled before the
+            // answers go out in one write.
+            if reader.buffered() {
+                continue;
+            }
             self.maintain(c, &mut s)?;
             if self.is_complete() && c.count == self.info.piece_count() && !c.wants_metadata {
                 return Ok(());
@@ -515,7 +530,7 @@ impl Torrent {
             }
             Message::Piece { index, begin, data } => self.on_block(c, index, begin, data)?,
             Message::Cancel { .. } => {}
-            Message::Extended { id, payload } => self.on_extended(c, s, id, &payload)?,
+            Message::Extended { id, payload } => self.on_extended(c, id, &payload)?,
         }
         Ok(())
     }
@@ -529,18 +544,29 @@ impl Torrent {
         length: u32,
     ) -> Result<()> {
         let offset = u64::from(index) * u64::from(self.info.piece_len) + u64::from(begin);
-        let mut out = Vec::with_capacity(13 + length as usize);
+        // The head and the block go out in one write, after the blocks
+        // asked for before; the block is read from disk straight behind its head.
+        let out = &mut c.out;
+        let at = out.len();
         out.extend_from_slice(&(9 + length).to_be_bytes());
         out.push(7);
         out.extend_from_slice(&index.to_be_bytes());
         out.extend_from_slice(&begin.to_be_bytes());
-        out.resize(13 + length as usize, 0);
-        self.storage.read_at(offset, &mut out[13..])?;
+        out.resize(at + 13 + length as usize, 0);
+        if let Err(e) = self.storage.read_at(offset, &mut out[at + 13..]) {
+            out.truncate(at);
+            return Err(e.into());
+        }
+        // Capped, each block leaves as soon as it is paid for, so the
+        // pieces it completes can be passed on.
         if let Some(b) = &self.bucket {
             b.reserve(length as usize).wait(0, &self.shutdown);
         }
-        s.write_all(&out)?;
-        c.last_sent = Instant::now();
+        if self.bucket.is_some() || out.len() >= SEND_BATCH {
+            s.write_all(out)?;
+            out.clear();
+            c.last_sent = Instant::now();
+        }
         c.up += u64::from(length);
         self.uploaded
             .fetch_add(u64::from(length), Ordering::Relaxed);
@@ -576,10 +602,17 @@ impl Torrent {
             let Some(blocks) = st.partial.get_mut(&index) else {
                 return Ok(());
             };
-            if let Some(b) = blocks.get_mut(block) {
-                *b = Block::Received;
-            }
+            let fresh = blocks
+                .get_mut(block)
+                .is_some_and(|b| std::mem::replace(b, Block::Received) != Block::Received);
             let full = blocks.iter().all(|b| *b == Block::Received);
+            if fresh
+                && let Some((h, n)) = st.hashing.get_mut(&index)
+                && *n == block
+            {
+                h.update(&data);
+                *n += 1;
+            }
             full && st.verifying.insert(index)
         };
         if full {
@@ -589,7 +622,12 @@ impl Torrent {
     }
 
     fn verify(&self, c: &Conn, index: u32) -> Result<()> {
-        let ok = self.storage.check_piece(&self.info, index)?;
+        let (h, n) = lock(&self.st)
+            .hashing
+            .remove(&index)
+            .unwrap_or_else(|| (Sha1::new(), 0));
+        let from = (n as u64 * u64::from(BLOCK)).min(u64::from(self.info.piece_size(index)));
+        let ok = self.storage.check_piece_from(&self.info, index, h, from)?;
         let done = {
             let mut st = lock(&self.st);
             st.verifying.remove(&index);
@@ -632,7 +670,7 @@ impl Torrent {
         Ok(())
     }
 
-    fn on_extended(&self, c: &mut Conn, s: &mut TcpStream, id: u8, payload: &[u8]) -> Result<()> {
+    fn on_extended(&self, c: &mut Conn, id: u8, payload: &[u8]) -> Result<()> {
         if id == 0 {
             c.ext = magnet::parse_ext_handshake(payload).unwrap_or_default();
             return Ok(());
@@ -658,7 +696,7 @@ impl Torrent {
                 Metadata::Reject(p)
             };
             let payload = magnet::encode_metadata(&reply);
-            wire::send(s, &Message::Extended { id: their, payload })?;
+            wire::encode(&Message::Extended { id: their, payload }, &mut c.out);
             if start + BLOCK as usize >= raw.len() {
                 c.wants_metadata = false;
             }
@@ -669,7 +707,7 @@ impl Torrent {
     /// After each message or tick: haves, interest, choking, requests,
     /// cancels and keep-alives, written in one go.
     fn maintain(&self, c: &mut Conn, s: &mut TcpStream) -> Result<()> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut c.out);
         let now = Instant::now();
         {
             let mut st = lock(&self.st);
@@ -751,6 +789,12 @@ impl Torrent {
         if !out.is_empty() {
             s.write_all(&out)?;
             c.last_sent = now;
+        }
+        // The buffer is kept for the next batch, unless a batch grew it
+        // past its usual size.
+        out.clear();
+        if out.capacity() <= 2 * SEND_BATCH {
+            c.out = out;
         }
         Ok(())
     }
@@ -849,6 +893,7 @@ impl Torrent {
             let mut blocks = vec![Block::Missing; blocks_of(p)];
             blocks[0] = Block::Requested(1);
             partial.insert(p, blocks);
+            st.hashing.insert(p, (Sha1::new(), 0));
             return Some((p, 0));
         }
         // Endgame: a block someone else is fetching, asked once more.
@@ -978,6 +1023,8 @@ struct Conn {
     told: Vec<bool>,
     /// Whether it was told of every piece held (or sent the bitfield).
     told_all: bool,
+    /// Messages not yet written (blocks asked for in one batch).
+    out: Vec<u8>,
 }
 
 impl Conn {
@@ -1003,6 +1050,7 @@ impl Conn {
             wants_metadata: false,
             told: vec![false; pieces as usize],
             told_all: false,
+            out: Vec::new(),
         }
     }
 }

@@ -25,6 +25,8 @@ pub(super) struct Storage {
     files: Vec<(File, u64, u64)>,
     /// The partial copy and its final name while downloading.
     pending: Mutex<Option<(PathBuf, PathBuf)>>,
+    /// The partial copy was created by this `open`: it holds no piece yet.
+    fresh: bool,
 }
 
 /// The partial download of torrent `hash` in `dir`.
@@ -53,6 +55,7 @@ impl Storage {
         Ok(Storage {
             files,
             pending: Mutex::new(None),
+            fresh: false,
         })
     }
 
@@ -65,6 +68,7 @@ impl Storage {
             return Ok((Storage::existing(&dest, info)?, true));
         }
         let partial = partial_path(dir, info.hash());
+        let fresh = !partial.exists();
         let mut files = Vec::with_capacity(info.files.len());
         for f in &info.files {
             let p = info.file_path(&partial, f);
@@ -86,6 +90,7 @@ impl Storage {
         let s = Storage {
             files,
             pending: Mutex::new(Some((partial, dest))),
+            fresh,
         };
         Ok((s, false))
     }
@@ -131,11 +136,22 @@ impl Storage {
 
     /// Whether piece `i` on disk matches its SHA-1 (read in 64 KiB steps).
     pub(super) fn check_piece(&self, info: &Info, i: u32) -> io::Result<bool> {
-        let mut h = Sha1::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        self.check_piece_from(info, i, Sha1::new(), 0)
+    }
+
+    /// Whether piece `i` matches its SHA-1, given `h` over its first
+    /// `from` bytes: the rest is read from disk.
+    pub(super) fn check_piece_from(
+        &self,
+        info: &Info,
+        i: u32,
+        mut h: Sha1,
+        from: u64,
+    ) -> io::Result<bool> {
         let start = u64::from(i) * u64::from(info.piece_len);
         let len = info.piece_size(i) as u64;
-        let mut done = 0u64;
+        let mut done = from.min(len);
+        let mut buf = vec![0u8; (len - done).min(64 * 1024) as usize];
         while done < len {
             let n = (len - done).min(buf.len() as u64) as usize;
             self.read_at(start + done, &mut buf[..n])?;
@@ -144,6 +160,12 @@ impl Storage {
         }
         let digest: [u8; 20] = h.finalize().into();
         Ok(info.pieces.get(i as usize) == Some(&digest))
+    }
+
+    /// Whether the partial copy was created by [`Storage::open`] (so
+    /// no piece is there to check).
+    pub(super) fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
     /// Every piece checked: which are intact.
@@ -192,7 +214,7 @@ mod tests {
         let out = dir.join("out");
         fs::create_dir_all(&out).unwrap();
         let (dst, complete) = Storage::open(&out, &m.info).unwrap();
-        assert!(!complete);
+        assert!(!complete && dst.is_fresh());
         assert_eq!(dst.verify(&m.info).unwrap(), vec![false; 3]);
         let mut buf = vec![0u8; 40_000];
         src.read_at(0, &mut buf).unwrap();

@@ -312,37 +312,65 @@ pub(crate) fn bit(b: &[u8], i: u32) -> bool {
 }
 
 /// Messages read from a socket whose reads time out: bytes are kept across
-/// timeouts until a whole message is there.
+/// timeouts until a whole message is there. Reads go into a buffer of
+/// several blocks, so one read usually brings a few messages; the bytes
+/// not yet decoded move to the front only when the tail runs short.
 #[derive(Debug, Default)]
 pub(crate) struct MsgReader {
     buf: Vec<u8>,
+    /// Decoded up to here.
+    start: usize,
+    /// Read up to here.
     len: usize,
 }
+
+/// What a [`MsgReader`] holds at first: eight blocks with their heads.
+const READ_BUF: usize = 8 * (BLOCK as usize + 13);
 
 impl MsgReader {
     pub(crate) fn new() -> MsgReader {
         MsgReader {
-            buf: vec![0; 32 * 1024],
+            buf: vec![0; READ_BUF],
+            start: 0,
             len: 0,
         }
+    }
+
+    /// Whether a whole message is buffered (so [`MsgReader::next`] returns
+    /// it without reading).
+    pub(crate) fn buffered(&self) -> bool {
+        let b = &self.buf[self.start..self.len];
+        b.len() >= 4 && b.len() >= 4 + u32_at(b, 0) as usize
     }
 
     /// The next message: `Ok(None)` when a read timed out first,
     /// `Err(Closed)` at a clean end, `Err(Truncated)` at an end mid-message.
     pub(crate) fn next(&mut self, r: &mut impl Read) -> Result<Option<Message>> {
         loop {
-            if let Some((m, used)) = decode(&self.buf[..self.len])? {
-                self.buf.copy_within(used..self.len, 0);
-                self.len -= used;
+            if let Some((m, used)) = decode(&self.buf[self.start..self.len])? {
+                self.start += used;
+                if self.start == self.len {
+                    self.start = 0;
+                    self.len = 0;
+                }
                 return Ok(Some(m));
             }
-            if self.len == self.buf.len() {
-                // decode() has checked the length against MAX_MSG_LEN.
-                let grow = (self.buf.len() * 2).min(MAX_MSG_LEN as usize + 4);
-                self.buf.resize(grow, 0);
+            // decode() has checked the length against MAX_MSG_LEN.
+            let need = if self.len - self.start >= 4 {
+                4 + u32_at(&self.buf, self.start) as usize
+            } else {
+                4
+            };
+            if self.start + need > self.buf.len() || self.buf.len() - self.len < BLOCK as usize {
+                self.buf.copy_within(self.start..self.len, 0);
+                self.len -= self.start;
+                self.start = 0;
+            }
+            if need > self.buf.len() {
+                self.buf.resize(need.max(READ_BUF), 0);
             }
             match r.read(&mut self.buf[self.len..]) {
-                Ok(0) if self.len == 0 => return Err(Error::Closed),
+                Ok(0) if self.len == self.start => return Err(Error::Closed),
                 Ok(0) => return Err(Error::Truncated),
                 Ok(n) => self.len += n,
                 Err(e)
@@ -498,5 +526,48 @@ mod tests {
         }
         assert_eq!(got.len(), 2);
         assert_eq!(got[1], Message::Have(3));
+    }
+
+    #[test]
+    fn the_reader_hands_out_every_message_of_a_long_stream_in_order() {
+        let mut b = Vec::new();
+        let mut want = Vec::new();
+        for k in 0..40u32 {
+            let m = Message::Piece {
+                index: k,
+                begin: 0,
+                data: vec![k as u8; (BLOCK - k * 7) as usize],
+            };
+            encode(&m, &mut b);
+            want.push(m);
+            encode(&Message::Have(k), &mut b);
+            want.push(Message::Have(k));
+        }
+        // Reads of odd sizes, so messages straddle reads and the buffer's end.
+        struct Odd(Vec<u8>, usize);
+        impl Read for Odd {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = out.len().min(self.0.len()).min(37_000 + self.1 % 5_000);
+                self.1 += 1;
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0.drain(..n);
+                Ok(n)
+            }
+        }
+        let mut t = Odd(b, 0);
+        let mut r = MsgReader::new();
+        let mut got = Vec::new();
+        let mut buffered = 0;
+        loop {
+            match r.next(&mut t) {
+                Ok(Some(m)) => got.push(m),
+                Ok(None) => unreachable!("this reader never times out"),
+                Err(Error::Closed) => break,
+                Err(e) => panic!("{e}"),
+            }
+            buffered += usize::from(r.buffered());
+        }
+        assert_eq!(got, want);
+        assert!(buffered > 0, "some reads brought more than one message");
     }
 }
