@@ -48,6 +48,10 @@ pub enum Error {
     Unavailable(String),
     /// A local resource (a folder, a file) is not what it must be.
     Local(String),
+    /// A job of this program's own ran to its end but left part of its
+    /// work undone (`final sync: 2 file(s) could not be placed`): not the
+    /// answer of any one peer.
+    Unfinished(String),
     /// `source` happened while doing `what` (`binding 0.0.0.0:80`).
     Context { what: String, source: Box<Error> },
 }
@@ -74,6 +78,7 @@ impl fmt::Display for Error {
             Error::Stopped(what) => write!(f, "{what} has stopped"),
             Error::Unavailable(why) => write!(f, "{why}"),
             Error::Local(why) => write!(f, "{why}"),
+            Error::Unfinished(what) => write!(f, "{what}"),
             Error::Context { what, source } => write!(f, "{what}: {source}"),
         }
     }

@@ -203,7 +203,7 @@ fn leave(node: &Node) -> Result<()> {
     let report = sync::sync_round(node, None);
     node.control.disconnect().doing(via)?;
     if report.failed > 0 {
-        return Err(Error::Remote(format!(
+        return Err(Error::Unfinished(format!(
             "final sync: {} file(s) could not be placed on their supernode",
             report.failed
         )));
