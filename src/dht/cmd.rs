@@ -112,6 +112,19 @@ fn address(first: &str, port: Option<&str>) -> anyhow::Result<HostPort> {
     }
 }
 
+/// The supernode and the operand after it, from `HOST:PORT OPERAND` or
+/// the older `HOST PORT OPERAND` (where `operand` holds the port).
+fn address_and<'a>(
+    first: &str,
+    operand: &'a String,
+    after_port: Option<&'a String>,
+) -> anyhow::Result<(String, &'a String)> {
+    Ok(match after_port {
+        None => (address(first, None)?.to_string(), operand),
+        Some(last) => (address(first, Some(operand))?.to_string(), last),
+    })
+}
+
 /// `p2p-ls`'s operands and flags.
 #[derive(Debug, Clone, Args)]
 pub struct LsArgs {
@@ -207,11 +220,7 @@ pub struct GetArgs {
 /// failed download keeps its partial file and says how to resume it,
 /// unless asked not to; one that fails verification leaves nothing.
 pub fn get(args: GetArgs) -> anyhow::Result<()> {
-    let (addr, name) = match &args.name_after_port {
-        None => (address(&args.server, None)?, &args.name),
-        Some(name) => (address(&args.server, Some(&args.name))?, name),
-    };
-    let addr = addr.to_string();
+    let (addr, name) = address_and(&args.server, &args.name, args.name_after_port.as_ref())?;
     let level = args.verbosity.level();
     let timeouts = args.net.timeouts();
     let name = FileName::new(name.as_str())?;
@@ -364,11 +373,7 @@ pub struct PutArgs {
 /// `p2p-put HOST:PORT PATH` / `p2p-put HOST PORT PATH`: uploads a local
 /// file under its own name.
 pub fn put(a: PutArgs) -> anyhow::Result<()> {
-    let (addr, path) = match &a.path_after_port {
-        None => (address(&a.server, None)?, &a.path),
-        Some(path) => (address(&a.server, Some(&a.path))?, path),
-    };
-    let addr = addr.to_string();
+    let (addr, path) = address_and(&a.server, &a.path, a.path_after_port.as_ref())?;
     let level = a.verbosity.level();
     let timeouts = a.net.timeouts();
     let path = Path::new(path.as_str());
