@@ -289,6 +289,18 @@ tmux_pane() {
     tmx select-pane -t "$TMUX_SESSION" -T "$1"
     tmx select-layout -t "$TMUX_SESSION" tiled >/dev/null
 }
+# tmux_title_when FILE NAME: once FILE has its `listening on ADDR` line,
+# titles the pane opened last "NAME ADDR", the address the program's log
+# lines and the tracker's use (in the background; gives up after 60 s).
+tmux_title_when() {
+    local file=$1 name=$2 pane
+    pane=$(tmx display-message -p -t "$TMUX_SESSION" '#{pane_id}') || return 0
+    (
+        wait_line "$file" '^listening on ' 60 || exit 0
+        addr=$(grep -m1 '^listening on ' "$file" | sed 's/^listening on //')
+        tmx select-pane -t "$pane" -T "$name $addr" 2>/dev/null || true
+    ) &
+}
 # tmux_views [N] [SECS]: prints the pages in $RUN/views.txt, first waiting
 # (up to SECS, 90) until there are N.
 tmux_views() {

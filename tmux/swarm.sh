@@ -22,6 +22,7 @@ TRACKER=$(grep -m1 '^listening on ' "$RUN/tracker.out" | sed 's/^listening on //
 
 view_of tracker "bt-tracker" "$RUN/tracker.out" || tmux_abort "bt-tracker's page"
 tmux_pane "seed" "echo seed; $BIN/bt-peer share $RUN/seed/movie.bin --tracker $TRACKER --listen 127.0.0.1:0 --piece-size 128K --upload-limit 1M $PERIODS --http $VIEW_HOST:0 | tee $RUN/seed.out"
+tmux_title_when "$RUN/seed.out" "seed"
 wait_line "$RUN/seed.out" '^swarm ' 60 || tmux_abort "the seed"
 view_of seed "bt-peer seed" "$RUN/seed.out" || tmux_abort "the seed's page"
 
@@ -29,6 +30,7 @@ for i in 1 2 3 4; do
     mkdir -p "$RUN/peer$i"
     view_later "bt-peer $i" "$RUN/peer$i.out"
     tmux_pane "peer $i" "echo peer$i; $BIN/bt-peer fetch movie.bin -v --tracker $TRACKER --out $RUN/peer$i --listen 127.0.0.1:0 --request-interval $INTERVAL $PERIODS --http $VIEW_HOST:0 | tee $RUN/peer$i.out; echo; if cmp $RUN/seed/movie.bin $RUN/peer$i/movie.bin; then echo identical to the original; touch $RUN/done-$i; else touch $RUN/failed; fi"
+    tmux_title_when "$RUN/peer$i.out" "peer $i"
 done
 tmux_show 6
 tmux_keep
