@@ -649,6 +649,10 @@ impl Node {
                                 fetching.set_bit(index.slot(), true);
                                 st.set_remote_have(addr, have, fetching);
                             }
+                            drop(st);
+                            self.detail(&format!(
+                                "{addr} is busy with piece {index}; it goes to another holder"
+                            ));
                         }
                         other => {
                             return Err(frame::unexpected(
