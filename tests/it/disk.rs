@@ -177,6 +177,82 @@ fn a_bt_peer_fetch_onto_a_full_disk_fails_cleanly_and_succeeds_after() {
     assert!(fs::read(out.path().join("big.bin")).unwrap() == fs::read(&src).unwrap());
 }
 
+/// The disk fills during a fetch (another file takes the space after the
+/// up-front check passed): the fetch ends with `No space left on device`
+/// naming the partial file, blames no peer, and exits 2; the partial file
+/// is kept for a resume, which completes once space is freed.
+#[test]
+fn a_bt_peer_fetch_whose_disk_fills_midway_fails_and_resumes_after() {
+    let dir = TempDir::new("disk-swarm-mid");
+    let Some(out) = Tmpfs::mount(&dir.path().join("out"), "3m") else {
+        return;
+    };
+    let src = dir.sub("src").join("mid.bin");
+    fs::write(&src, pseudo_random_bytes(2 << 20, 9)).unwrap();
+    let t = cmd(bin!("bt-tracker"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let mut seed = cmd(bin!("bt-peer"))
+        .arg("share")
+        .arg(&src)
+        .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
+        .args(["--ping-interval", "0.2", "--report-interval", "0.5"])
+        .args(["--piece-size", "64K", "--upload-limit", "256K"])
+        .daemon();
+    seed.wait_stdout(|l| l.starts_with("swarm "));
+    let fetch = || {
+        cmd(bin!("bt-peer"))
+            .args(["fetch", "mid.bin", "--tracker", &t.addr])
+            .args(["--listen", "127.0.0.1:0", "--exit-when-done"])
+            .args(["--ping-interval", "0.2", "--report-interval", "0.5"])
+            .arg("--out")
+            .arg(out.path())
+    };
+    let mut p = fetch().start();
+    let partial = wait_until(
+        "the partial file",
+        || {
+            fs::read_dir(out.path())
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(".part"))
+        },
+        || p.dump(),
+    );
+    // Another file takes every byte left.
+    let filler = dir.path().join("out").join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+    }
+    let st = p.wait_exit();
+    assert_eq!(st.code(), Some(2), "{}", p.dump());
+    let err = p.stderr_lines().join("\n");
+    assert!(
+        err.contains("No space left on device")
+            && err.contains(&format!("writing {}", partial.display()))
+            && err.contains("run again with the same --out to resume"),
+        "{}",
+        p.dump()
+    );
+    assert!(
+        !err.contains(&seed.addr),
+        "the seed was blamed\n{}",
+        p.dump()
+    );
+    // Only the partial file (kept for the resume) and the filler.
+    let mut names = all_names(out.path());
+    names.retain(|n| n != "filler");
+    assert_eq!(names.len(), 1, "{names:?}");
+    fs::remove_file(&filler).unwrap();
+    fetch().run().ok();
+    assert!(fs::read(out.path().join("mid.bin")).unwrap() == fs::read(&src).unwrap());
+    assert_eq!(all_names(out.path()), ["mid.bin"]);
+}
+
 /// A stand-in directory server: to every request, `answer(op name)`.
 fn fake_nap_server(answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> u16 {
     use std::io::{BufRead, BufReader, Write};

@@ -801,10 +801,18 @@ impl Node {
             self.detail(&format!("piece {i} again from {from} (a duplicate)"));
             return Ok(());
         }
-        self.store
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .write_piece(i, data)?;
+        let written = {
+            let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
+            store
+                .write_piece(i, data)
+                .map_err(|e| format!("writing {}: {e}", store.path().display()))
+        };
+        if let Err(why) = written {
+            // Our disk (full, or failing), not the remote: the download
+            // ends, and the claim gives the piece back.
+            self.fail_locally(why.clone());
+            return Err(Error::Local(why));
+        }
         let counted = claim.live;
         claim.settle();
         let mut st = self.lock();
