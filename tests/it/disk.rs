@@ -253,6 +253,55 @@ fn a_bt_peer_fetch_whose_disk_fills_midway_fails_and_resumes_after() {
     assert_eq!(all_names(out.path()), ["mid.bin"]);
 }
 
+/// One nap-server request (each part followed by a NUL) and its answer.
+fn nap_ask(addr: &str, parts: &[&str]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for p in parts {
+        bytes.extend_from_slice(p.as_bytes());
+        bytes.push(0);
+    }
+    RawClient::connect(addr).send(&bytes).read_to_close()
+}
+
+/// The nap-server's state file on a full disk: a change that cannot be
+/// saved is refused (its FAIL code) and undone, the error names the state
+/// file, no temporary file is left, the server serves on from what it
+/// holds, and the same change succeeds once space is freed.
+#[test]
+fn nap_server_state_on_a_full_disk_refuses_the_change_and_serves_on() {
+    const DT: &str = "21/11/2026 10:00:00";
+    let dir = TempDir::new("disk-nap");
+    let Some(storage) = Tmpfs::mount(&dir.path().join("state"), "1m") else {
+        return;
+    };
+    let s = cmd(bin!("nap-server"))
+        .args(["--listen", "127.0.0.1:0", "--storage"])
+        .arg(storage.path())
+        .daemon();
+    assert_eq!(nap_ask(&s.addr, &["REGISTER", DT, "ana"]), b"0\0");
+    let filler = storage.path().join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        // The last partial block too: not one byte is left.
+        while f.write_all(&[0u8; 512]).is_ok() {}
+    }
+    let state = storage.path().join("directory.state");
+    let refused = nap_ask(&s.addr, &["REGISTER", DT, "bob"]);
+    assert_ne!(refused, b"0\0", "{}", s.dump());
+    s.wait_stderr(|l| {
+        l.contains("No space left on device") && l.contains(&format!("writing {}", state.display()))
+    });
+    assert_eq!(all_names(storage.path()), ["directory.state", "filler"]);
+    // Serving on: ana is known, bob was undone.
+    assert_eq!(nap_ask(&s.addr, &["REGISTER", DT, "ana"]), b"1\0");
+    fs::remove_file(&filler).unwrap();
+    assert_eq!(nap_ask(&s.addr, &["REGISTER", DT, "bob"]), b"0\0");
+    assert_eq!(all_names(storage.path()), ["directory.state"]);
+}
+
 /// A stand-in directory server: to every request, `answer(op name)`.
 fn fake_nap_server(answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> u16 {
     use std::io::{BufRead, BufReader, Write};

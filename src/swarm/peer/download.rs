@@ -803,9 +803,10 @@ impl Node {
         }
         let written = {
             let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
-            store
-                .write_piece(i, data)
-                .map_err(|e| format!("writing {}: {e}", store.path().display()))
+            store.write_piece(i, data).map_err(|e| {
+                let why = crate::error::describe_io(&e);
+                format!("writing {}: {why}", store.path().display())
+            })
         };
         if let Err(why) = written {
             // Our disk (full, or failing), not the remote: the download
