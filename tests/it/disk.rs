@@ -253,6 +253,68 @@ fn a_bt_peer_fetch_whose_disk_fills_midway_fails_and_resumes_after() {
     assert_eq!(all_names(out.path()), ["mid.bin"]);
 }
 
+/// A supernode receiving a sync copy from another onto a full disk: the
+/// copy is refused with `No space left on device` naming the folder, no
+/// partial file is left, the supernode serves on, and the next round's
+/// copy lands once space is freed.
+#[test]
+fn a_supernode_receiving_a_sync_copy_onto_a_full_disk_refuses_it_and_takes_it_after() {
+    let dir = TempDir::new("disk-sync");
+    let Some(repo_a) = Tmpfs::mount(&dir.path().join("a"), "1m") else {
+        return;
+    };
+    let repo_b = dir.sub("b");
+    let index = cmd(bin!("p2p-index"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let superd = |repo: &Path| {
+        let mut p = cmd(bin!("p2p-superd"))
+            .arg(repo)
+            .args(["--index", &index.addr, "--listen", "127.0.0.1:0"])
+            .args(["--sync-interval", "0.2"])
+            .daemon();
+        p.wait_stdout(|l| l.starts_with("joined the ring as "));
+        p
+    };
+    let a = superd(repo_a.path());
+    // A file B holds that A is responsible for, in the ring of the two.
+    let b = superd(&repo_b);
+    let mut ring = peerkit::dht::ring::Ring::new();
+    ring.add(&a.addr);
+    ring.add(&b.addr);
+    let name = (0..10_000)
+        .map(|i| format!("sync-{i}.bin"))
+        .find(|n| ring.owner(n) == Some(a.addr.as_str()))
+        .unwrap();
+    let body = pseudo_random_bytes(3 << 20, 11);
+    fs::write(repo_b.join(&name), &body).unwrap();
+    b.wait_stderr(|l| l.contains(&format!("sync: sending {name} to {}", a.addr)));
+    a.wait_stderr(|l| {
+        l.contains(&format!(
+            "receiving {name} into {}",
+            repo_a.path().display()
+        )) && l.contains("No space left on device")
+    });
+    assert!(
+        all_names(repo_a.path()).is_empty(),
+        "{:?}",
+        all_names(repo_a.path())
+    );
+    // A serves on: an upload that fits is taken.
+    let small = dir.path().join("small.txt");
+    fs::write(&small, b"fits\n").unwrap();
+    cmd(bin!("p2p-put")).arg(&a.addr).arg(&small).run().ok();
+    repo_a.resize("8m");
+    wait_until(
+        "the sync copy on the freed disk",
+        || (fs::read(repo_a.path().join(&name)).ok()? == body).then_some(()),
+        || format!("{}\n{}", a.dump(), b.dump()),
+    );
+    let mut names = all_names(repo_a.path());
+    names.retain(|n| n != "small.txt");
+    assert_eq!(names, [name]);
+}
+
 /// One nap-server request (each part followed by a NUL) and its answer.
 fn nap_ask(addr: &str, parts: &[&str]) -> Vec<u8> {
     let mut bytes = Vec::new();
