@@ -9,6 +9,153 @@ pub fn soap_operation(body: &[u8]) -> Result<String, String> {
     crate::nap::time_service::soap_operation(body)
 }
 
+/// The BitTorrent peer wire: with `handshake`, `data` as a handshake,
+/// which must re-encode to itself; else a stream of messages, each of
+/// which re-encodes to the bytes it came from (an unknown id without its
+/// payload) and decodes the same. Panics on any difference.
+pub fn bt_wire(data: &[u8], handshake: bool) {
+    use crate::swarm::bt::wire::{self, HANDSHAKE_LEN, Handshake, MAX_MSG_LEN, Message};
+    if handshake {
+        if let Ok(h) = Handshake::decode(data) {
+            assert_eq!(data.len(), HANDSHAKE_LEN);
+            assert_eq!(&h.encode()[..], data);
+        }
+        return;
+    }
+    let mut buf = data;
+    while let Ok(Some((m, used))) = wire::decode(buf) {
+        assert!(used >= 4 && used <= buf.len() && used <= 4 + MAX_MSG_LEN as usize);
+        let mut out = Vec::new();
+        wire::encode(&m, &mut out);
+        let again = wire::decode(&out).expect("an encoded message decodes");
+        assert_eq!(again, Some((m.clone(), out.len())));
+        if !matches!(m, Message::Unknown(_)) {
+            assert_eq!(&out[..], &buf[..used]);
+        }
+        buf = &buf[used..];
+    }
+}
+
+/// Bencode: with `raw`, the raw `info` entry of a dict, a slice of the
+/// input that decodes on its own when the whole does; else one value,
+/// which re-encodes to exactly its input (canonical) and decodes the same.
+pub fn bt_bencode(data: &[u8], raw: bool) {
+    use crate::swarm::bt::bencode::{self, Value};
+    if raw {
+        if let Ok(Some(entry)) = bencode::raw_entry(data, b"info") {
+            let start = entry.as_ptr() as usize - data.as_ptr() as usize;
+            assert!(start + entry.len() <= data.len());
+            if bencode::decode(data).is_ok() {
+                let v = bencode::decode(entry).expect("an entry of a valid dict decodes");
+                assert!(matches!(v, Value::Dict(_) | Value::List(_)));
+            }
+        }
+        return;
+    }
+    if let Ok(v) = bencode::decode(data) {
+        let out = bencode::encode(&v);
+        assert_eq!(out, data, "a decoded value re-encodes to its bytes");
+        assert_eq!(bencode::decode(&out).expect("an encoded value decodes"), v);
+    }
+}
+
+/// BEP 10 / BEP 9: with `handshake`, an extended handshake, whose values
+/// are in range and which ours, given the same size, reads back as; else a
+/// `ut_metadata` message, which re-encodes and decodes the same.
+pub fn bt_magnet(data: &[u8], handshake: bool) {
+    use crate::swarm::bt::magnet::{self, Metadata};
+    use crate::swarm::bt::metainfo::MAX_TORRENT_LEN;
+    if handshake {
+        if let Ok(h) = magnet::parse_ext_handshake(data) {
+            assert_ne!(h.ut_metadata, Some(0));
+            if let Some(n) = h.metadata_size {
+                assert!(n > 0 && n as usize <= MAX_TORRENT_LEN);
+            }
+            let ours = magnet::ext_handshake(h.metadata_size.map(|n| n as usize));
+            let back = magnet::parse_ext_handshake(&ours).expect("ours parses");
+            assert_eq!(back.metadata_size, h.metadata_size);
+            assert!(back.ut_metadata.is_some());
+        }
+        return;
+    }
+    if let Ok(m) = magnet::decode_metadata(data) {
+        if let Metadata::Data { data, .. } = &m {
+            assert!(data.len() <= 16 * 1024);
+        }
+        let out = magnet::encode_metadata(&m);
+        let again = magnet::decode_metadata(&out).expect("an encoded message decodes");
+        assert_eq!(again, m);
+    }
+}
+
+/// The HTTP tracker: with `query`, an announce query as `bt-tracker` reads
+/// it; else a reply as `bt-peer` reads it. Each re-encodes (every query
+/// field; compact IPv4 peers, or a dict list) and parses the same.
+pub fn bt_announce(data: &[u8], query: bool) {
+    use crate::swarm::bt::announce::{self, url_encode};
+    use crate::swarm::bt::bencode::{self, Value, b, dict};
+    use crate::swarm::bt::tracker::parse_announce;
+    if query {
+        let Ok(q) = std::str::from_utf8(data) else {
+            return;
+        };
+        if let Ok(a) = parse_announce(q) {
+            assert_ne!(a.port, 0);
+            let mut s = format!(
+                "info_hash={}&peer_id={}&port={}&left={}&numwant={}",
+                url_encode(&a.info_hash.0),
+                url_encode(&a.peer_id),
+                a.port,
+                a.left,
+                a.numwant
+            );
+            if a.compact {
+                s.push_str("&compact=1");
+            }
+            if a.no_peer_id {
+                s.push_str("&no_peer_id=1");
+            }
+            if let Some(e) = &a.event {
+                s.push_str("&event=");
+                s.push_str(e);
+            }
+            assert_eq!(parse_announce(&s).expect("a query parses"), a);
+        }
+        return;
+    }
+    if let Ok(r) = announce::parse_reply(data) {
+        assert!((1..=86_400).contains(&r.interval));
+        assert!(r.peers.iter().all(|p| p.port() != 0));
+        let peers = if r.peers.iter().all(|p| p.is_ipv4()) {
+            let mut c = Vec::new();
+            for p in &r.peers {
+                if let std::net::IpAddr::V4(ip) = p.ip() {
+                    c.extend_from_slice(&ip.octets());
+                    c.extend_from_slice(&p.port().to_be_bytes());
+                }
+            }
+            b(c)
+        } else {
+            Value::List(
+                r.peers
+                    .iter()
+                    .map(|p| {
+                        dict([
+                            ("ip", b(p.ip().to_string())),
+                            ("port", Value::Integer(i64::from(p.port()))),
+                        ])
+                    })
+                    .collect(),
+            )
+        };
+        let body = bencode::encode(&dict([
+            ("interval", Value::Integer(i64::from(r.interval))),
+            ("peers", peers),
+        ]));
+        assert_eq!(announce::parse_reply(&body).expect("a reply parses"), r);
+    }
+}
+
 /// Keeps `bytes` as a seed input of fuzz target `target` when the unit
 /// tests run with `PEERKIT_FUZZ_SEEDS=DIR` (scripts/fuzz.sh --seeds): the
 /// golden bytes and round-trip cases of the unit tests become the fuzzers'

@@ -99,7 +99,7 @@ impl Store {
     }
 
     /// Where pieces are written: the partial file, or the complete one.
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.partial.as_deref().unwrap_or(&self.dest)
     }
 
