@@ -172,8 +172,12 @@ impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
 }
 
 /// An I/O error without the `(os error N)` noise, in lower case, with read
-/// timeouts called what they are.
+/// timeouts called what they are; a full disk says `No space left on
+/// device`, as every tool on the system does.
 pub fn describe_io(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::StorageFull {
+        return "No space left on device".to_string();
+    }
     if matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut

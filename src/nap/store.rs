@@ -368,7 +368,7 @@ fn write_bytes(file: &Path, bytes: &[u8]) -> Result<()> {
     tmp.file()
         .write_all(bytes)
         .and_then(|()| tmp.file().sync_data())
-        .doing(|| format!("writing {}", tmp.path().display()))?;
+        .doing(|| format!("writing {}", file.display()))?;
     tmp.persist(file)
         .doing(|| format!("replacing {}", file.display()))?;
     // The rename itself reaches the disk with the folder.

@@ -534,6 +534,13 @@ pub fn fetch(
     let _ = server.join();
     node.clear_bar();
     let held = node.have().count();
+    if let Some(why) = node.local_failure() {
+        // The pieces written are kept in the partial file for a resume.
+        anyhow::bail!(
+            "{why}; {held} of {} pieces kept: free space and run again with the same --out to resume",
+            manifest.piece_count()
+        );
+    }
     if held < manifest.piece_count() {
         let why = format!(
             "stopped with {held} of {} pieces; run again with the same --out to resume",

@@ -98,6 +98,11 @@ impl Store {
         self.file.read_exact_at(buf, offset)
     }
 
+    /// Where pieces are written: the partial file, or the complete one.
+    pub(super) fn path(&self) -> &Path {
+        self.partial.as_deref().unwrap_or(&self.dest)
+    }
+
     /// Writes a verified piece in place.
     pub(super) fn write_piece(&self, i: PieceIndex, data: &[u8]) -> io::Result<()> {
         self.file.write_all_at(data, self.manifest.offset(i))

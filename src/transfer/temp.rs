@@ -58,6 +58,7 @@ impl TempFile {
     }
 
     /// The temporary path.
+    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -177,6 +177,193 @@ fn a_bt_peer_fetch_onto_a_full_disk_fails_cleanly_and_succeeds_after() {
     assert!(fs::read(out.path().join("big.bin")).unwrap() == fs::read(&src).unwrap());
 }
 
+/// The disk fills during a fetch (another file takes the space after the
+/// up-front check passed): the fetch ends with `No space left on device`
+/// naming the partial file, blames no peer, and exits 2; the partial file
+/// is kept for a resume, which completes once space is freed.
+#[test]
+fn a_bt_peer_fetch_whose_disk_fills_midway_fails_and_resumes_after() {
+    let dir = TempDir::new("disk-swarm-mid");
+    let Some(out) = Tmpfs::mount(&dir.path().join("out"), "3m") else {
+        return;
+    };
+    let src = dir.sub("src").join("mid.bin");
+    fs::write(&src, pseudo_random_bytes(2 << 20, 9)).unwrap();
+    let t = cmd(bin!("bt-tracker"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let mut seed = cmd(bin!("bt-peer"))
+        .arg("share")
+        .arg(&src)
+        .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
+        .args(["--ping-interval", "0.2", "--report-interval", "0.5"])
+        .args(["--piece-size", "64K", "--upload-limit", "256K"])
+        .daemon();
+    seed.wait_stdout(|l| l.starts_with("swarm "));
+    let fetch = || {
+        cmd(bin!("bt-peer"))
+            .args(["fetch", "mid.bin", "--tracker", &t.addr])
+            .args(["--listen", "127.0.0.1:0", "--exit-when-done"])
+            .args(["--ping-interval", "0.2", "--report-interval", "0.5"])
+            .arg("--out")
+            .arg(out.path())
+    };
+    let mut p = fetch().start();
+    let partial = wait_until(
+        "the partial file",
+        || {
+            fs::read_dir(out.path())
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(".part"))
+        },
+        || p.dump(),
+    );
+    // Another file takes every byte left.
+    let filler = dir.path().join("out").join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+    }
+    let st = p.wait_exit();
+    assert_eq!(st.code(), Some(2), "{}", p.dump());
+    let err = p.stderr_lines().join("\n");
+    assert!(
+        err.contains("No space left on device")
+            && err.contains(&format!("writing {}", partial.display()))
+            && err.contains("run again with the same --out to resume"),
+        "{}",
+        p.dump()
+    );
+    assert!(
+        !err.contains(&seed.addr),
+        "the seed was blamed\n{}",
+        p.dump()
+    );
+    // Only the partial file (kept for the resume) and the filler.
+    let mut names = all_names(out.path());
+    names.retain(|n| n != "filler");
+    assert_eq!(names.len(), 1, "{names:?}");
+    fs::remove_file(&filler).unwrap();
+    fetch().run().ok();
+    assert!(fs::read(out.path().join("mid.bin")).unwrap() == fs::read(&src).unwrap());
+    assert_eq!(all_names(out.path()), ["mid.bin"]);
+}
+
+/// A supernode receiving a sync copy from another onto a full disk: the
+/// copy is refused with `No space left on device` naming the folder, no
+/// partial file is left, the supernode serves on, and the next round's
+/// copy lands once space is freed.
+#[test]
+fn a_supernode_receiving_a_sync_copy_onto_a_full_disk_refuses_it_and_takes_it_after() {
+    let dir = TempDir::new("disk-sync");
+    let Some(repo_a) = Tmpfs::mount(&dir.path().join("a"), "1m") else {
+        return;
+    };
+    let repo_b = dir.sub("b");
+    let index = cmd(bin!("p2p-index"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let superd = |repo: &Path| {
+        let mut p = cmd(bin!("p2p-superd"))
+            .arg(repo)
+            .args(["--index", &index.addr, "--listen", "127.0.0.1:0"])
+            .args(["--sync-interval", "0.2"])
+            .daemon();
+        p.wait_stdout(|l| l.starts_with("joined the ring as "));
+        p
+    };
+    let a = superd(repo_a.path());
+    // A file B holds that A is responsible for, in the ring of the two.
+    let b = superd(&repo_b);
+    let mut ring = peerkit::dht::ring::Ring::new();
+    ring.add(&a.addr);
+    ring.add(&b.addr);
+    let name = (0..10_000)
+        .map(|i| format!("sync-{i}.bin"))
+        .find(|n| ring.owner(n) == Some(a.addr.as_str()))
+        .unwrap();
+    let body = pseudo_random_bytes(3 << 20, 11);
+    fs::write(repo_b.join(&name), &body).unwrap();
+    b.wait_stderr(|l| l.contains(&format!("sync: sending {name} to {}", a.addr)));
+    a.wait_stderr(|l| {
+        l.contains(&format!(
+            "receiving {name} into {}",
+            repo_a.path().display()
+        )) && l.contains("No space left on device")
+    });
+    assert!(
+        all_names(repo_a.path()).is_empty(),
+        "{:?}",
+        all_names(repo_a.path())
+    );
+    // A serves on: an upload that fits is taken.
+    let small = dir.path().join("small.txt");
+    fs::write(&small, b"fits\n").unwrap();
+    cmd(bin!("p2p-put")).arg(&a.addr).arg(&small).run().ok();
+    repo_a.resize("8m");
+    wait_until(
+        "the sync copy on the freed disk",
+        || (fs::read(repo_a.path().join(&name)).ok()? == body).then_some(()),
+        || format!("{}\n{}", a.dump(), b.dump()),
+    );
+    let mut names = all_names(repo_a.path());
+    names.retain(|n| n != "small.txt");
+    assert_eq!(names, [name]);
+}
+
+/// One nap-server request (each part followed by a NUL) and its answer.
+fn nap_ask(addr: &str, parts: &[&str]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for p in parts {
+        bytes.extend_from_slice(p.as_bytes());
+        bytes.push(0);
+    }
+    RawClient::connect(addr).send(&bytes).read_to_close()
+}
+
+/// The nap-server's state file on a full disk: a change that cannot be
+/// saved is refused (its FAIL code) and undone, the error names the state
+/// file, no temporary file is left, the server serves on from what it
+/// holds, and the same change succeeds once space is freed.
+#[test]
+fn nap_server_state_on_a_full_disk_refuses_the_change_and_serves_on() {
+    const DT: &str = "21/11/2026 10:00:00";
+    let dir = TempDir::new("disk-nap");
+    let Some(storage) = Tmpfs::mount(&dir.path().join("state"), "1m") else {
+        return;
+    };
+    let s = cmd(bin!("nap-server"))
+        .args(["--listen", "127.0.0.1:0", "--storage"])
+        .arg(storage.path())
+        .daemon();
+    assert_eq!(nap_ask(&s.addr, &["REGISTER", DT, "ana"]), b"0\0");
+    let filler = storage.path().join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        // The last partial block too: not one byte is left.
+        while f.write_all(&[0u8; 512]).is_ok() {}
+    }
+    let state = storage.path().join("directory.state");
+    let refused = nap_ask(&s.addr, &["REGISTER", DT, "bob"]);
+    assert_ne!(refused, b"0\0", "{}", s.dump());
+    s.wait_stderr(|l| {
+        l.contains("No space left on device") && l.contains(&format!("writing {}", state.display()))
+    });
+    assert_eq!(all_names(storage.path()), ["directory.state", "filler"]);
+    // Serving on: ana is known, bob was undone.
+    assert_eq!(nap_ask(&s.addr, &["REGISTER", DT, "ana"]), b"1\0");
+    fs::remove_file(&filler).unwrap();
+    assert_eq!(nap_ask(&s.addr, &["REGISTER", DT, "bob"]), b"0\0");
+    assert_eq!(all_names(storage.path()), ["directory.state"]);
+}
+
 /// A stand-in directory server: to every request, `answer(op name)`.
 fn fake_nap_server(answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> u16 {
     use std::io::{BufRead, BufReader, Write};

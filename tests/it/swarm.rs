@@ -378,6 +378,8 @@ enum Lie {
     /// Goes silent: keeps the connection open, reads on, answers nothing
     /// (a peer that vanished without closing).
     Mute,
+    /// Answers `Busy` for the piece, every time, and stays connected.
+    Busy,
 }
 
 /// A fake member of a swarm: registered with the tracker as holding every
@@ -385,7 +387,7 @@ enum Lie {
 /// connection, or goes silent, whenever a piece is asked for.
 struct Liar {
     addr: SocketAddr,
-    /// Piece requests it has hung up on.
+    /// Piece requests it has hung up on, gone silent on or answered `Busy`.
     hangups: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
@@ -466,12 +468,17 @@ fn liar_conn(stream: TcpStream, swarm: SwarmId, full: &Bitfield, hangups: &Atomi
                     return;
                 }
             }
-            PeerRequest::Piece { swarm: s, .. } => {
+            PeerRequest::Piece { swarm: s, index } => {
                 assert_eq!(s, swarm);
                 hangups.fetch_add(1, Ordering::SeqCst);
                 match lie {
                     Lie::HangUp => return,
                     Lie::Mute => mute = true,
+                    Lie::Busy => {
+                        if conn.send(&PeerResponse::Busy { index }).is_err() {
+                            return;
+                        }
+                    }
                 }
             }
         }
@@ -555,6 +562,41 @@ fn peers_that_go_silent_without_closing_do_not_stall_the_download() {
         "{}",
         p.dump()
     );
+}
+
+/// Peers that answer `Busy` to every piece request, and never send one,
+/// do not hold the download up: each piece goes to the seed, and the
+/// fetcher names the busy peer.
+#[test]
+fn peers_that_always_answer_busy_do_not_stall_the_download() {
+    let dir = TempDir::new("swarm-busy");
+    let src = dir.sub("seed").join("b.bin");
+    write_random_file(&src, 32 * 16 * 1024, 97);
+    let t = tracker(&[]);
+    let (_seed, id) = share(
+        &src,
+        &t.addr,
+        &["--piece-size", "16K", "--upload-limit", "256K"],
+    );
+    let swarm = SwarmId::from_hex(&id).unwrap();
+    let busy: Vec<Liar> = (0..3)
+        .map(|_| Liar::lying(&t.addr, swarm, Lie::Busy))
+        .collect();
+    let out = dir.sub("out");
+    let mut p = fetch(&id, &out, &t.addr, &["--verbose", "--exit-when-done"]);
+    finishes_with(&mut p, &out, &src);
+    let asked: usize = busy.iter().map(|l| l.hangups.load(Ordering::SeqCst)).sum();
+    assert!(
+        asked > 0,
+        "no busy peer was asked for a piece; the test proves nothing\n{}",
+        p.dump()
+    );
+    let named = busy.iter().any(|l| {
+        p.stdout_lines()
+            .iter()
+            .any(|s| s.contains(&format!("{} is busy with piece", l.addr)))
+    });
+    assert!(named, "no busy peer named\n{}", p.dump());
 }
 
 /// With IPv6 loopback, two "hosts" on one machine: the tracker sees the

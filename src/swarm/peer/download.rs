@@ -649,6 +649,10 @@ impl Node {
                                 fetching.set_bit(index.slot(), true);
                                 st.set_remote_have(addr, have, fetching);
                             }
+                            drop(st);
+                            self.detail(&format!(
+                                "{addr} is busy with piece {index}; it goes to another holder"
+                            ));
                         }
                         other => {
                             return Err(frame::unexpected(
@@ -797,10 +801,19 @@ impl Node {
             self.detail(&format!("piece {i} again from {from} (a duplicate)"));
             return Ok(());
         }
-        self.store
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .write_piece(i, data)?;
+        let written = {
+            let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
+            store.write_piece(i, data).map_err(|e| {
+                let why = crate::error::describe_io(&e);
+                format!("writing {}: {why}", store.path().display())
+            })
+        };
+        if let Err(why) = written {
+            // Our disk (full, or failing), not the remote: the download
+            // ends, and the claim gives the piece back.
+            self.fail_locally(why.clone());
+            return Err(Error::Local(why));
+        }
         let counted = claim.live;
         claim.settle();
         let mut st = self.lock();

@@ -161,6 +161,9 @@ pub(crate) struct Node {
     bar: Option<ProgressBar>,
     /// The live view's counters, events and transfers.
     pub(crate) watch: watch::Watch,
+    /// A local failure that ends the download (a piece that could not be
+    /// written: the disk is full): the fetch's error, not a remote's.
+    failed: Mutex<Option<String>>,
 }
 
 impl Node {
@@ -207,7 +210,28 @@ impl Node {
             local,
             bar,
             watch: watch::Watch::new(),
+            failed: Mutex::new(None),
         })
+    }
+
+    /// Ends the download for a local reason (`why`, said once): no remote
+    /// is to blame, so none is retried.
+    pub(crate) fn fail_locally(&self, why: String) {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        if failed.is_none() {
+            *failed = Some(why);
+        }
+        drop(failed);
+        self.shutdown.trigger();
+        self.changed.notify_all();
+    }
+
+    /// Why the download ended locally, if it did.
+    pub(crate) fn local_failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
