@@ -593,3 +593,29 @@ fn hostile_peers_lose_their_connection_only() {
     // 100 KB in 16 KiB pieces: 7 pieces, so the last bit of the byte is spare.
     hostile_peer(&[0, 0, 0, 2, 5, 0xff], "spare bits");
 }
+
+#[test]
+fn a_torrent_fetch_stopped_before_complete_exits_130() {
+    // No seed: the fetch can only wait, so the signal always comes first.
+    let dir = TempDir::new("bt-interrupt");
+    let data = dir.sub("data").join("i.bin");
+    write_random_file(&data, 256 << 10, 21);
+    let (_t, url) = bt_tracker();
+    let torrent = dir.path().join("i.torrent");
+    bt_torrent(&data, &torrent, &url, "16K");
+    for how in ["Ctrl-C", "SIGTERM"] {
+        for mode in [&["--exit-when-done"][..], &[][..]] {
+            let out = dir.sub(&format!("out-{}-{}", how, mode.len()));
+            let mut p = bt_fetch(torrent.to_str().unwrap(), &out, mode).daemon();
+            p.wait_stdout(|l| l.starts_with("fetching "));
+            if how == "Ctrl-C" {
+                p.interrupt();
+            } else {
+                p.terminate();
+            }
+            let status = p.wait_exit();
+            assert_eq!(status.code(), Some(130), "{how} {mode:?}\n{}", p.dump());
+            p.wait_stderr(|l| l.contains("interrupted: stopped with 0 of 16 pieces"));
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::thread;
 
 use anyhow::Context;
 
-use crate::cli::Refused;
+use crate::cli::{Interrupted, Refused};
 use crate::server::Server;
 
 use super::engine::{self, Config, Torrent};
@@ -180,12 +180,16 @@ pub(crate) fn fetch(what: &str, out: &Path, listen: &str, cfg: Config) -> anyhow
         }
     }
     run(t.clone(), server)?;
-    if exit_when_done && !t.is_complete() {
-        anyhow::bail!(
-            "interrupted with {} of {} pieces; run again with the same --out to resume",
+    if !t.is_complete() {
+        // Stopped before the file was complete: not what was asked for,
+        // whether it was to exit or to seed once complete (exit 130, as
+        // on the own wire).
+        return Err(Interrupted(format!(
+            "interrupted: stopped with {} of {} pieces; run again with the same --out to resume",
             t.pieces_held(),
             t.info.piece_count()
-        );
+        ))
+        .into());
     }
     Ok(())
 }
