@@ -458,14 +458,15 @@ group_dht() {
             "exit 2 within 13 s, a 'p2p-get: ...' line naming $s2" \
             eval 'exited_within "$PID_get1" 13 && [ "$RC" = 2 ] && grep -q "^p2p-get: .*$(ere "$s2")" "$RUN/get1.err" ||
                   { GOT="exit ${RC:-(still running)}: $(tr "\n" " " <"$RUN/get1.err")"; false; }'
-        check dht "no partial file left by the failed download" "no big.bin nor .big.bin.part in the client folder" \
-            eval 'no_partial "$d/client" && [ ! -e "$d/client/big.bin" ]'
+        check dht "the failed download keeps its partial file and says how to resume" \
+            ".big.bin.part kept, no big.bin, the resume command (p2p-get -c ...) on stderr" \
+            eval '[ -s "$d/client/.big.bin.part" ] && [ ! -e "$d/client/big.bin" ] && grep -q "p2p-get -c " "$RUN/get1.err" ||
+                  { GOT="$(ls -A "$d/client" | tr "\n" " ")/ $(tr "\n" " " <"$RUN/get1.err")"; false; }'
         restore_link 2
         check dht "after the restore supernode 2 rejoins the ring" "a second 'joined $s2' on the index" \
             wait_count "$RUN/index.out" "^joined $(ere "$s2")\$" 2 $((3 * HB + 10))
-        rm -f "$d/client/big.bin"
-        check dht "after the restore big.bin downloads intact from supernode 2" "exit 0, same bytes" \
-            eval 'on 4 p2p-get --timeout 5 "$s2" big.bin -o "$d/client/big.bin" 2>"$d/get2.err" && same "$d/repo2/big.bin" "$d/client/big.bin" ||
+        check dht "after the restore p2p-get -c resumes big.bin intact from supernode 2" "exit 0, same bytes, no .part left" \
+            eval 'on 4 p2p-get -c --timeout 5 "$s2" big.bin -o "$d/client/big.bin" 2>"$d/get2.err" && same "$d/repo2/big.bin" "$d/client/big.bin" && no_partial "$d/client" ||
                   { GOT="${GOT:-$(cat "$d/get2.err")}"; false; }'
     else
         check dht "a download from supernode 2 starts" "a growing .big.bin.part" false
@@ -473,13 +474,13 @@ group_dht() {
 
     note "DHT: the fetcher's link (host 4) cut mid-transfer"
     rm -f "$d/client/big.bin"
-    spawn_on get3 4 p2p-get --timeout 3 "$s2" big.bin -o "$d/client/big.bin"
+    spawn_on get3 4 p2p-get --no-keep-partial --timeout 3 "$s2" big.bin -o "$d/client/big.bin"
     if part_reaches "$d/client/.big.bin.part" $((6 << 20)) 20; then
         cut_link 4
         check dht "p2p-get on the cut host fails with a clear error" "exit 2 within 13 s, a 'p2p-get: ...' line" \
             eval 'exited_within "$PID_get3" 13 && [ "$RC" = 2 ] && grep -q "^p2p-get: " "$RUN/get3.err" ||
                   { GOT="exit ${RC:-(still running)}: $(tr "\n" " " <"$RUN/get3.err")"; false; }'
-        check dht "no partial file left on the cut host" "no big.bin nor .big.bin.part" \
+        check dht "with --no-keep-partial no partial file is left on the cut host" "no big.bin nor .big.bin.part" \
             eval 'no_partial "$d/client" && [ ! -e "$d/client/big.bin" ]'
         restore_link 4
         check dht "after the restore host 4 downloads big.bin intact" "exit 0, same bytes" \
