@@ -1,5 +1,10 @@
 //! The parsers the `fuzz/` crate's targets reach that the library does not
 //! otherwise make public. Not an API: for fuzzing only.
+//!
+//! The round-trip checks below panic on purpose: a panic is how a fuzz
+//! target reports a finding. Every `expect` in them decodes bytes our own
+//! encoder just wrote from a value the parser accepted, never the fuzzer's
+//! input itself, so it fails only if the parser and encoder disagree.
 
 pub use crate::flood::kvfile::KvStore;
 pub use crate::flood::wire::{Message as FloodMessage, read_message as read_flood_message};
