@@ -23,11 +23,11 @@
 # at least as fast), and the peak memory of every process.
 #
 #   scripts/bench-transfer.sh            (RUNS=7 SMALL_MIB=512 BIG_MIB=1024)
-#   VIEW=1 scripts/bench-transfer.sh     every daemon with its live view (--http) and
-#                                        the index's and the serving supernodes' pages
-#                                        open (their /events held, state.json asked every
-#                                        second); compare the ratios to nc with a run
-#                                        without VIEW
+#   VIEW=1 scripts/bench-transfer.sh     every daemon with its live view (--http); each
+#                                        run times p2p-get once more with the index's and
+#                                        the serving supernodes' pages open (their /events
+#                                        held, state.json asked every second), order
+#                                        alternating, and prints open/closed per case
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need nc netcat-openbsd
@@ -50,14 +50,26 @@ if [ -n "$VIEW" ]; then
     HTTP=(--http 127.0.0.1:0)
 fi
 # watch NAME: what an open page of NAME's view does, in the background:
-# its event stream held open, its state.json asked every second.
+# its event stream held open, its state.json asked every second. The
+# watchers' PIDs go to WATCHERS (stopped by unwatch) and PIDS (cleanup).
+WATCHERS=()
 watch() {
     local view
     view=$(sed -n 's/^view on //p' "$RUN/$1.out")
     curl -sN "${view}events" >/dev/null 2>&1 &
+    WATCHERS+=($!)
     PIDS+=($!)
     (while :; do curl -s "${view}state.json" >/dev/null 2>&1; sleep 1; done) &
+    WATCHERS+=($!)
     PIDS+=($!)
+}
+unwatch() {
+    local pid
+    for pid in "${WATCHERS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    WATCHERS=()
 }
 start index p2p-index --listen 127.0.0.1:0 "${HTTP[@]}"
 for i in 1 2 3; do
@@ -67,10 +79,7 @@ done
 start index1 p2p-index --listen 127.0.0.1:0 "${HTTP[@]}"
 start solo p2p-superd "$RUN/solo" --index "$ADDR_index1" --listen 127.0.0.1:0 --sync-interval 3600 \
     "${HTTP[@]}"
-if [ -n "$VIEW" ]; then
-    note "live views on, pages open on the index, s1 and the lone supernode"
-    for v in index s1 index1 solo; do watch "$v"; done
-fi
+[ -n "$VIEW" ] && note "live views on; each run also times p2p-get with the pages of the index and the serving supernode open"
 
 now() { date +%s.%N; }
 best() { printf '%s\n' "$@" | sort -g | head -1; }
@@ -130,7 +139,52 @@ fresh_name() {
     return 1
 }
 
-declare -A GET NC
+# viewed CASE VIEWS... -- timed_get ARGS: with VIEW, one more p2p-get with
+# the pages of VIEWS open, into VIEWED[CASE].
+viewed() {
+    local case=$1
+    shift
+    local views=()
+    while [ "$1" != -- ]; do
+        views+=("$1")
+        shift
+    done
+    shift
+    local v
+    for v in "${views[@]}"; do watch "$v"; done
+    VIEWED[$case]+=" $(timed_get "$@")"
+    unwatch
+}
+
+# new_run PREFIX [VIEWS...]: the first download of a name just added to s1
+# and owned elsewhere, into GET[new] (or, with VIEWS, into VIEWED[new]
+# with those pages open); then waits for the copy to its owner and removes
+# the name everywhere.
+new_run() {
+    local prefix=$1 name
+    shift
+    name=$(fresh_name "$ADDR_s1" "$prefix")
+    if [ $# -gt 0 ]; then
+        viewed new "$@" -- "$ADDR_s1" "$name" "$RUN/src/small.bin" "$RUN/r1/$name"
+    else
+        GET[new]+=" $(timed_get "$ADDR_s1" "$name" "$RUN/src/small.bin" "$RUN/r1/$name")"
+        # Did the synchronizer start copying it to its owner before the
+        # download ended?
+        if cat "$RUN"/s2.out "$RUN"/s3.out | grep -q "receiving $name from"; then
+            overlapped=$((overlapped + 1))
+        fi
+    fi
+    # Let the copy finish, so it does not slow the runs after this one.
+    for _ in $(seq 1200); do
+        [ -e "$RUN/r2/$name" ] || [ -e "$RUN/r3/$name" ] && break
+        sleep 0.05
+    done
+    # Gone everywhere, so copies do not pile up in the page cache run
+    # after run (nor get made again).
+    rm -f "$RUN/r1/$name" "$RUN/r2/$name" "$RUN/r3/$name"
+}
+
+declare -A GET NC VIEWED
 overlapped=0
 # Warm up the warm case: its digest cached, its bytes read once.
 p2p-get -q "$ADDR_s1" warm.bin -o "$RUN/out/warmup.bin"
@@ -139,26 +193,16 @@ rm -f "$RUN/out/warmup.bin"
 for i in $(seq "$RUNS"); do
     # Odd runs: nc first; even runs: p2p-get first.
     [ $((i % 2)) = 1 ] && NC[warm]+=" $(timed_nc "$RUN/src/small.bin")"
+    [ -n "$VIEW" ] && [ $((i % 2)) = 0 ] && viewed warm index s1 -- "$ADDR_s1" warm.bin "$RUN/src/small.bin"
     GET[warm]+=" $(timed_get "$ADDR_s1" warm.bin "$RUN/src/small.bin")"
+    [ -n "$VIEW" ] && [ $((i % 2)) = 1 ] && viewed warm index s1 -- "$ADDR_s1" warm.bin "$RUN/src/small.bin"
     [ $((i % 2)) = 0 ] && NC[warm]+=" $(timed_nc "$RUN/src/small.bin")"
 
-    name=$(fresh_name "$ADDR_s1" "new$i")
     [ $((i % 2)) = 1 ] && NC[new]+=" $(timed_nc "$RUN/src/small.bin")"
-    GET[new]+=" $(timed_get "$ADDR_s1" "$name" "$RUN/src/small.bin" "$RUN/r1/$name")"
-    # Did the synchronizer start copying it to its owner before the
-    # download ended?
-    if cat "$RUN"/s2.out "$RUN"/s3.out | grep -q "receiving $name from"; then
-        overlapped=$((overlapped + 1))
-    fi
-    # Let the copy finish, so it does not slow the runs after this one.
-    for _ in $(seq 1200); do
-        [ -e "$RUN/r2/$name" ] || [ -e "$RUN/r3/$name" ] && break
-        sleep 0.05
-    done
+    [ -n "$VIEW" ] && [ $((i % 2)) = 0 ] && new_run "new$i-v" index s1
+    new_run "new$i"
+    [ -n "$VIEW" ] && [ $((i % 2)) = 1 ] && new_run "new$i-v" index s1
     [ $((i % 2)) = 0 ] && NC[new]+=" $(timed_nc "$RUN/src/small.bin")"
-    # Gone everywhere, so copies do not pile up in the page cache run
-    # after run (nor get made again).
-    rm -f "$RUN/r1/$name" "$RUN/r2/$name" "$RUN/r3/$name"
     say "run $i of $RUNS (seconds, p2p-get/nc):$(for c in warm new; do
         printf ' %s %s/%s' "$c" "${GET[$c]##* }" "${NC[$c]##* }"
     done)"
@@ -177,9 +221,13 @@ rm -rf "$RUN/r1" "$RUN/r2" "$RUN/r3"
 
 for i in $(seq "$RUNS"); do
     [ $((i % 2)) = 1 ] && NC[one]+=" $(timed_nc "$RUN/src/big.bin")"
+    [ -n "$VIEW" ] && [ $((i % 2)) = 0 ] &&
+        viewed one index1 solo -- "$ADDR_solo" "one$i-v.bin" "$RUN/src/big.bin" "$RUN/solo/one$i-v.bin"
     GET[one]+=" $(timed_get "$ADDR_solo" "one$i.bin" "$RUN/src/big.bin" "$RUN/solo/one$i.bin")"
+    [ -n "$VIEW" ] && [ $((i % 2)) = 1 ] &&
+        viewed one index1 solo -- "$ADDR_solo" "one$i-v.bin" "$RUN/src/big.bin" "$RUN/solo/one$i-v.bin"
     [ $((i % 2)) = 0 ] && NC[one]+=" $(timed_nc "$RUN/src/big.bin")"
-    rm -f "$RUN/solo/one$i.bin"
+    rm -f "$RUN/solo/one$i.bin" "$RUN/solo/one$i-v.bin"
     say "run $i of $RUNS (seconds, p2p-get/nc): one ${GET[one]##* }/${NC[one]##* }"
 done
 
@@ -201,6 +249,18 @@ row() {
 row warm "${SMALL_MIB} MiB, cached, three-supernode ring" "$((SMALL_MIB << 20))"
 row new "${SMALL_MIB} MiB, first download, sync running" "$((SMALL_MIB << 20))"
 row one "${BIG_MIB} MiB, first download, one supernode" "$((BIG_MIB << 20))"
+if [ -n "$VIEW" ]; then
+    note "p2p-get with pages open against closed, same daemons, same run (MiB/s, median; ratio >= 0.97 meets the 3 % goal)"
+    printf '%-6s %10s %10s %8s\n' case closed open "open/closed"
+    for c in warm new one; do
+        bytes=$((SMALL_MIB << 20))
+        [ "$c" = one ] && bytes=$((BIG_MIB << 20))
+        # shellcheck disable=SC2086
+        gm=$(median ${GET[$c]}) vm=$(median ${VIEWED[$c]})
+        printf '%-6s %10s %10s %8.3f\n' "$c" "$(mibps "$bytes" "$gm")" "$(mibps "$bytes" "$vm")" \
+            "$(awk -v a="$gm" -v b="$vm" 'BEGIN { print a / b }')"
+    done
+fi
 say "new: the copy to the file's owner had begun before the download ended in $overlapped of $RUNS runs (a synchronizer holds back up to 1 s while a download is served)"
 for i in 0 1 2; do
     printf 'peak memory p2p-superd s%s    %6.1f MiB\n' $((i + 1)) "$(awk -v k="${ring_peaks[$i]}" 'BEGIN { print k / 1024 }')"

@@ -11,7 +11,9 @@
 # Every pane title carries the address its process listens on; each servent
 # pane starts with the addresses its links show up as in its log (a link it
 # accepted shows the neighbour's ephemeral port), and kv-query (-v) prints
-# the port answers come to, which servents log as "answers to".
+# the port answers come to, which servents log as "answers to". The
+# servents run with --answer-id, so kv-query names each answer by the
+# listening address of the servent that sent it.
 set -uo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 demo_init flood-tmux
@@ -20,7 +22,7 @@ TOPO=${FLOOD_TOPO:-diamond}
 . "$ROOT/scripts/flood-topology.sh"
 
 # Start the servents in file order, each linked to its running neighbours.
-SERVENT_ARGS=("${HTTP[@]}")
+SERVENT_ARGS=("${HTTP[@]}" --answer-id)
 [ -n "${FLOOD_TTL:-}" ] && SERVENT_ARGS+=(--ttl "$FLOOD_TTL")
 start_topology "$TOPO" t || exit 1
 

@@ -12,6 +12,10 @@ set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$ROOT/scripts/flood-topology.sh"
 demo_init flood
+# Every servent sends an ID with its listening port before each answer, so
+# kv-query names an answer by the servent that sent it (its listening
+# address), not by the answer connection's source port.
+SERVENT_ARGS+=(--answer-id)
 # kv-query's quiet time (seconds), longer than the demo: each wait for
 # answers is ended with SIGTERM once the servents' own lines show the flood
 # is over, so a slow machine makes the demo slower, never wrong.
@@ -132,6 +136,8 @@ O=$(origin_of imap)
 # The two copies meet at s4, or at s2/s3 when the copy round through s4 wins.
 step "diamond: the second copy was dropped as a duplicate" eventually 30 dropped_somewhere d "$O"
 step "diamond: s4 answered once" test "$(grep -c "^answered $O seq [0-9]*$" "$RUN/d_s4.out")" -eq 1
+step "diamond: the answer is named by s4's listening address ($ADDR_d_s4)" \
+    test "$(awk '{print $NF}' "$RUN/imap.ans")" = "$ADDR_d_s4"
 
 ask http d s1 '?http' "$D" "s2 s3"
 step "diamond: ?http answered by s2 and by s3" \
@@ -188,7 +194,7 @@ note "chain, s1 restarted with --ttl 4: the write-up's five servents"
 kill "$PID_c_s1"
 wait "$PID_c_s1" 2>/dev/null
 links=$(grep -c '^link in ' "$RUN/c_s2.out")
-start c_s1 kv-servent --bind 127.0.0.1 --ttl 4 0 "$TD/chain/s1.kv" "$ADDR_c_s2" || exit 1
+start c_s1 kv-servent --bind 127.0.0.1 --answer-id --ttl 4 0 "$TD/chain/s1.kv" "$ADDR_c_s2" || exit 1
 wait_count "$RUN/c_s2.out" '^link in ' $((links + 1)) || exit 1
 C5="s1 s2 s3 s4 s5"
 ask reach4 c s1 '?servent' "$C5" "$C5"

@@ -452,16 +452,22 @@ impl Drop for Client {
     }
 }
 
-/// One incoming answer connection: an optional ID, then RESPs.
+/// One incoming answer connection: an optional ID, then RESPs. An ID with
+/// a port (`kv-servent --answer-id`) names the servent's listening address:
+/// the answers are reported from there rather than from the connection's
+/// source port.
 fn read_answers(session: Session, tx: &Sender<Event>) {
-    let peer = session.peer();
+    let mut peer = session.peer();
     let mut r = BufReader::new(session.stream());
     let mut first = true;
     loop {
         session.request();
         let event = match wire::read_message(&mut r) {
             Ok(None) => break,
-            Ok(Some(Message::Id { .. })) if first => {
+            Ok(Some(Message::Id { port })) if first => {
+                if port != 0 {
+                    peer.set_port(port);
+                }
                 first = false;
                 continue;
             }

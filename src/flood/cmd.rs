@@ -46,6 +46,12 @@ pub struct ServentArgs {
     /// Seconds an accepted neighbour link may stay silent before it is closed
     #[arg(long, value_name = "SECS", default_value = "86400", value_parser = cli::parse_period)]
     pub link_idle_timeout: Duration,
+    /// Send an ID with this servent's listening port before each answer
+    /// (RESP), so kv-query names the answer by the servent's address rather
+    /// than the answer connection's source port. Off by default: the course
+    /// wire sends the RESP alone, and a course client may not expect the ID
+    #[arg(long)]
+    pub answer_id: bool,
     #[command(flatten)]
     pub view: ViewArgs,
     #[command(flatten)]
@@ -71,6 +77,7 @@ pub fn servent(a: ServentArgs) -> anyhow::Result<()> {
         link_idle_timeout: a.link_idle_timeout,
         level: a.verbosity.level(),
         http: a.view.http,
+        answer_id: a.answer_id,
     };
     servent::run(config, &Shutdown::install()?)?;
     Ok(())

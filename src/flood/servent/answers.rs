@@ -72,8 +72,17 @@ impl Answers {
 }
 
 /// Connects to `origin` and writes one RESP, all within [`ANSWER_TIMEOUT`]
-/// (or the servent's own timeouts, if shorter).
-pub(super) fn send_answer(origin: SocketAddrV4, seq: u32, value: Text, t: &Timeouts) -> Result<()> {
+/// (or the servent's own timeouts, if shorter). With `id`, an ID carrying
+/// that port (the servent's listening port) goes first, so the client can
+/// name the answer by the servent's address; the course wire sends the
+/// RESP alone.
+pub(super) fn send_answer(
+    origin: SocketAddrV4,
+    id: Option<u16>,
+    seq: u32,
+    value: Text,
+    t: &Timeouts,
+) -> Result<()> {
     let deadline = Instant::now() + ANSWER_TIMEOUT.min(t.io);
     let connect = t.connect.min(ANSWER_TIMEOUT);
     let stream =
@@ -83,9 +92,12 @@ pub(super) fn send_answer(origin: SocketAddrV4, seq: u32, value: Text, t: &Timeo
         .max(Duration::from_millis(10));
     stream.set_write_timeout(Some(left))?;
     let _ = stream.set_nodelay(true);
-    (&stream)
-        .write_all(&Message::Resp { seq, value }.encode())
-        .doing(|| "sending")?;
+    let mut bytes = Vec::new();
+    if let Some(port) = id {
+        bytes.extend(Message::Id { port }.encode());
+    }
+    bytes.extend(Message::Resp { seq, value }.encode());
+    (&stream).write_all(&bytes).doing(|| "sending")?;
     // Half-close so the client sees the end of the answer; it may already
     // have closed its side, which is fine.
     let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -114,7 +126,8 @@ impl Servent {
         let spawned = thread::Builder::new()
             .name(format!("answer {origin}"))
             .spawn(move || {
-                let res = send_answer(origin, seq, value, &s.timeouts);
+                let id = s.answer_id.then_some(s.port);
+                let res = send_answer(origin, id, seq, value, &s.timeouts);
                 s.answers.done(origin);
                 match res {
                     Ok(()) => {

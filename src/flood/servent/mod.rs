@@ -125,6 +125,8 @@ pub(crate) struct Config {
     pub level: Level,
     /// Serve a live view at this address (`--http`).
     pub http: Option<String>,
+    /// `--answer-id`: send ID with our listening port before each RESP.
+    pub answer_id: bool,
 }
 
 /// `--http`'s address: `HOST:+N` is `(HOST, Some(N))`, the view at the
@@ -243,6 +245,8 @@ struct Servent {
     kv: KvStore,
     /// The listening port, reported in topology paths.
     port: u16,
+    /// Send ID with `port` before each RESP (`--answer-id`).
+    answer_id: bool,
     ttl: u16,
     timeouts: Timeouts,
     level: Level,
@@ -292,6 +296,7 @@ pub(super) fn run(config: Config, shutdown: &Arc<Shutdown>) -> Result<()> {
     let servent = Arc::new(Servent {
         kv,
         port,
+        answer_id: config.answer_id,
         ttl: config.ttl,
         timeouts: config.limits.io,
         level: config.level,

@@ -93,6 +93,39 @@ fn raw_protocol_bytes_by_hand() {
 }
 
 #[test]
+fn answer_id_names_the_answer_by_the_servents_listening_address() {
+    let dir = TempDir::new("flood-answer-id");
+    let kv = dir.path().join("s.kv");
+    std::fs::write(&kv, "ssh 22/tcp # SSH\n").unwrap();
+    let s = servent(&kv, &[], &["--answer-id"]);
+    let port = s.port();
+
+    // By hand: ID with the servent's listening port, then the RESP.
+    let answers = high_port_listener();
+    let cport = answers.local_addr().unwrap().port();
+    let [hi, lo] = cport.to_be_bytes();
+    let mut client = RawClient::connect(&s.addr);
+    client.send(&[0x00, 0x04, hi, lo]);
+    client.send(&[
+        0x00, 0x05, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x03, b's', b's', b'h',
+    ]);
+    let [p0, p1] = port.to_be_bytes();
+    let mut expect = vec![0x00, 0x04, p0, p1];
+    expect.extend_from_slice(b"\x00\x09\x00\x00\x00\x2a\x00\x0c22/tcp # SSH");
+    assert_eq!(accept_all(&answers), expect, "{}", s.dump());
+
+    // kv-query names the answer by that address, not the source port.
+    let q = Query::start(&s.addr, "?ssh");
+    let lines = q.finish_after(1);
+    assert_eq!(
+        value_set(&lines),
+        set(&[&format!("22/tcp # SSH 127.0.0.1:{port}")]),
+        "{}",
+        s.dump()
+    );
+}
+
+#[test]
 fn kv_query_speaks_the_protocol_to_a_servent() {
     // A stand-in servent written with raw bytes.
     let fake = TcpListener::bind("127.0.0.1:0").unwrap();
