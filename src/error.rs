@@ -34,7 +34,7 @@ pub enum Error {
     /// The version handshake failed.
     Handshake(String),
     /// The peer sent a well-formed message that makes no sense here.
-    Protocol(String),
+    Protocol { stage: Stage, detail: Detail },
     /// The peer answered with an error of its own.
     Remote(String),
     /// Something did not finish within its deadline (not one socket read:
@@ -56,6 +56,63 @@ pub enum Error {
     Context { what: String, source: Box<Error> },
 }
 
+/// Where in an exchange a protocol error was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// What the other side sent of its own accord: a client's request, a
+    /// peer's announcement (`have`, `request`).
+    Request,
+    /// The answer to a request of ours.
+    Reply,
+    /// The exchange that opens a connection before requests flow: a
+    /// BitTorrent bitfield, the extension handshake.
+    Opening,
+    /// A body after its header: a file, a piece, a torrent's metadata.
+    Body,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Request => "request",
+            Stage::Reply => "reply",
+            Stage::Opening => "opening exchange",
+            Stage::Body => "body",
+        })
+    }
+}
+
+/// What was wrong with a message (see [`Error::Protocol`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    /// Another message than the one that must come here.
+    Unexpected { expected: &'static str, got: String },
+    /// A number past what the protocol or the request allows; `limit` is
+    /// the largest value allowed.
+    OutOfRange {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
+    /// Something the exchange needs was not offered.
+    Missing(&'static str),
+    /// Anything else, in words.
+    Invalid(String),
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Detail::Unexpected { expected, got } => write!(f, "expected {expected}, got {got}"),
+            Detail::OutOfRange { what, value, limit } => {
+                write!(f, "{what} {value} is out of range (at most {limit})")
+            }
+            Detail::Missing(what) => write!(f, "no {what}"),
+            Detail::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -72,7 +129,7 @@ impl fmt::Display for Error {
                 write!(f, "BLAKE3 mismatch: expected {expected}, got {actual}")
             }
             Error::Handshake(why) => write!(f, "handshake failed: {why}"),
-            Error::Protocol(why) => write!(f, "protocol error: {why}"),
+            Error::Protocol { stage, detail } => write!(f, "protocol error in {stage}: {detail}"),
             Error::Remote(why) => write!(f, "{why}"),
             Error::TimedOut(what) => write!(f, "{what}: timed out"),
             Error::Stopped(what) => write!(f, "{what} has stopped"),
@@ -112,6 +169,16 @@ impl From<NameError> for Error {
 }
 
 impl Error {
+    /// A message that makes no sense at `stage`.
+    pub fn protocol(stage: Stage, detail: Detail) -> Error {
+        Error::Protocol { stage, detail }
+    }
+
+    /// A message that makes no sense at `stage`, in words.
+    pub fn invalid(stage: Stage, why: impl Into<String>) -> Error {
+        Error::protocol(stage, Detail::Invalid(why.into()))
+    }
+
     /// Wraps the error with what was being done when it happened.
     pub fn doing(self, what: impl Into<String>) -> Error {
         Error::Context {
@@ -221,5 +288,43 @@ mod tests {
         let r: std::result::Result<(), io::Error> = Err(io::Error::from_raw_os_error(98));
         let e = r.doing(|| "binding 0.0.0.0:1").unwrap_err();
         assert_eq!(e.to_string(), "binding 0.0.0.0:1: address already in use");
+    }
+
+    #[test]
+    fn protocol_errors_say_where_and_what() {
+        let e = Error::protocol(
+            Stage::Reply,
+            Detail::Unexpected {
+                expected: "Pair",
+                got: "Ping".into(),
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "protocol error in reply: expected Pair, got Ping"
+        );
+        let e = Error::protocol(
+            Stage::Request,
+            Detail::OutOfRange {
+                what: "piece index",
+                value: 9,
+                limit: 3,
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "protocol error in request: piece index 9 is out of range (at most 3)"
+        );
+        let e = Error::protocol(Stage::Opening, Detail::Missing("extension protocol"));
+        assert_eq!(
+            e.to_string(),
+            "protocol error in opening exchange: no extension protocol"
+        );
+        let e = Error::invalid(Stage::Body, "metadata does not hash to the info hash");
+        assert_eq!(
+            e.to_string(),
+            "protocol error in body: metadata does not hash to the info hash"
+        );
+        assert!(!e.is_disconnect() && !e.is_timeout());
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result, Stage};
 use crate::net::{self, SharedStream, Timeouts};
 use crate::server::Session;
 
@@ -151,10 +151,16 @@ pub trait Response: Serialize {
 }
 
 /// The error for an answer the client did not expect.
-pub fn unexpected<R: Response + std::fmt::Debug>(expected: &str, other: &R) -> Error {
+pub fn unexpected<R: Response + std::fmt::Debug>(expected: &'static str, other: &R) -> Error {
     match other.error_message() {
         Some(message) => Error::Remote(message.to_string()),
-        None => Error::Protocol(format!("expected {expected}, got {other:?}")),
+        None => Error::protocol(
+            Stage::Reply,
+            Detail::Unexpected {
+                expected,
+                got: format!("{other:?}"),
+            },
+        ),
     }
 }
 
@@ -334,7 +340,7 @@ impl Conn {
     pub fn call<R, T>(
         &mut self,
         req: &impl Serialize,
-        expected: &str,
+        expected: &'static str,
         pick: impl FnOnce(R) -> std::result::Result<T, R>,
     ) -> Result<T>
     where
@@ -351,7 +357,7 @@ impl Conn {
     /// what was `expected` and what came instead.
     pub fn answer<R, T>(
         &mut self,
-        expected: &str,
+        expected: &'static str,
         pick: impl FnOnce(R) -> std::result::Result<T, R>,
     ) -> Result<T>
     where
@@ -509,7 +515,18 @@ mod tests {
         ]);
         assert_eq!(conn.call(&Msg::Ping, "Pair", pair).unwrap(), 7);
         match conn.call(&Msg::Ping, "Pair", pair) {
-            Err(Error::Protocol(m)) => assert_eq!(m, "expected Pair, got Ping"),
+            Err(
+                e @ Error::Protocol {
+                    stage: Stage::Reply,
+                    detail:
+                        Detail::Unexpected {
+                            expected: "Pair", ..
+                        },
+                },
+            ) => assert_eq!(
+                e.to_string(),
+                "protocol error in reply: expected Pair, got Ping"
+            ),
             other => panic!("{other:?}"),
         }
         // The server's error reply is its word, not a protocol fault.

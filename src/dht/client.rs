@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 
 use crate::dht::proto::{SUPER_PROTOCOL, SuperRequest, SuperResponse};
 use crate::digest::{self, FileDigest, FileHasher};
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, Result, ResultExt, Stage};
 use crate::frame::{self, Conn};
 use crate::name::FileName;
 use crate::net::Timeouts;
@@ -252,15 +252,19 @@ pub(crate) fn get(
                 // Supernodes that disagree on who holds a name (or lie)
                 // could send a download round for ever.
                 if asked.contains(&next) {
-                    return Err(remote(Error::Protocol(format!(
-                        "redirected back to {next}, which was already asked: \
-                         the supernodes disagree on who holds it"
-                    ))));
+                    return Err(remote(Error::invalid(
+                        Stage::Reply,
+                        format!(
+                            "redirected back to {next}, which was already asked: \
+                             the supernodes disagree on who holds it"
+                        ),
+                    )));
                 }
                 if asked.len() > MAX_REDIRECTS {
-                    return Err(remote(Error::Protocol(format!(
-                        "redirected to {next} after {MAX_REDIRECTS} redirects; giving up"
-                    ))));
+                    return Err(remote(Error::invalid(
+                        Stage::Reply,
+                        format!("redirected to {next} after {MAX_REDIRECTS} redirects; giving up"),
+                    )));
                 }
                 step(Step::Redirect {
                     from: &at,

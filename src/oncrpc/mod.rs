@@ -112,8 +112,10 @@ impl From<Error> for crate::Error {
             }
             e @ Error::Rejected(_) => crate::Error::Remote(e.to_string()),
             e @ Error::Rpcbind(_) => crate::Error::Unavailable(e.to_string()),
+            // Only a client turns these into the library's error (the
+            // server logs its own): what is wrong is in a reply.
             e @ (Error::BadFragment(_) | Error::XidMismatch { .. }) => {
-                crate::Error::Protocol(e.to_string())
+                crate::Error::invalid(crate::error::Stage::Reply, e.to_string())
             }
         }
     }

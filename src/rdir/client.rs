@@ -16,7 +16,7 @@ use super::proto::{
 };
 use super::rpc::{self, Args, RDIR_READDIR, RDIRVERS};
 use super::{DEFAULT_PORT, Mode};
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result, Stage};
 use crate::frame::{self, Conn};
 use crate::net::{self, Timeouts};
 use crate::oncrpc::{self, Client, portmap};
@@ -104,39 +104,54 @@ impl Seen {
     fn batch(&mut self, names: &[Vec<u8>], asked: u32) -> Result<()> {
         use std::hash::BuildHasher;
         if names.len() > asked as usize {
-            return Err(Error::Protocol(format!(
-                "the server sent {} entries for a batch of {asked}",
-                names.len()
-            )));
+            return Err(Error::invalid(
+                Stage::Reply,
+                format!(
+                    "the server sent {} entries for a batch of {asked}",
+                    names.len()
+                ),
+            ));
         }
         for n in names {
             if n.len() > super::MAX_NAME as usize {
-                return Err(Error::Protocol(format!(
-                    "the server sent an entry of {} bytes (a name is at most {})",
-                    n.len(),
-                    super::MAX_NAME
-                )));
+                return Err(Error::invalid(
+                    Stage::Reply,
+                    format!(
+                        "the server sent an entry of {} bytes (a name is at most {})",
+                        n.len(),
+                        super::MAX_NAME
+                    ),
+                ));
             }
             if !self.names.insert(self.keys.hash_one(n)) {
-                return Err(Error::Protocol(format!(
-                    "the server sent {:?} twice: the listing goes round",
-                    String::from_utf8_lossy(n)
-                )));
+                return Err(Error::invalid(
+                    Stage::Reply,
+                    format!(
+                        "the server sent {:?} twice: the listing goes round",
+                        String::from_utf8_lossy(n)
+                    ),
+                ));
             }
         }
         if self.names.len() as u64 > MAX_LISTING {
-            return Err(Error::Protocol(format!(
-                "the listing goes past {MAX_LISTING} entries; giving up"
-            )));
+            return Err(Error::protocol(
+                Stage::Reply,
+                Detail::OutOfRange {
+                    what: "listing size",
+                    value: self.names.len() as u64,
+                    limit: MAX_LISTING,
+                },
+            ));
         }
         Ok(())
     }
 
     fn cookie(&mut self, cookie: u64) -> Result<()> {
         if !self.cookies.insert(cookie) {
-            return Err(Error::Protocol(format!(
-                "the server's cookie went back to {cookie}: the listing would never end"
-            )));
+            return Err(Error::invalid(
+                Stage::Reply,
+                format!("the server's cookie went back to {cookie}: the listing would never end"),
+            ));
         }
         Ok(())
     }

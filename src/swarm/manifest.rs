@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, Hasher};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::name::FileName;
 
 /// Smallest piece size a manifest may use (16 KiB).
@@ -176,9 +176,9 @@ impl Manifest {
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
         let piece_size = piece_size.unwrap_or_else(|| auto_piece_size(size));
-        check_piece_size(piece_size).map_err(Error::Protocol)?;
+        check_piece_size(piece_size).map_err(Error::Local)?;
         if count_pieces(size, piece_size) > u64::from(MAX_PIECES) {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Local(format!(
                 "{} is too large for {piece_size}-byte pieces (at most {MAX_PIECES} pieces)",
                 path.display()
             )));
@@ -389,14 +389,18 @@ impl Bitfield {
         self.count() == self.len
     }
 
-    /// Checks that this bitfield describes `m`'s pieces.
-    pub(crate) fn check_for(&self, m: &Manifest) -> Result<()> {
+    /// Checks that this bitfield, received at `stage`, describes `m`'s
+    /// pieces.
+    pub(crate) fn check_for(&self, m: &Manifest, stage: Stage) -> Result<()> {
         if self.len != m.piece_count() {
-            return Err(Error::Protocol(format!(
-                "bitfield of {} pieces for a swarm of {}",
-                self.len,
-                m.piece_count()
-            )));
+            return Err(Error::invalid(
+                stage,
+                format!(
+                    "bitfield of {} pieces for a swarm of {}",
+                    self.len,
+                    m.piece_count()
+                ),
+            ));
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::net::{self, Timeouts};
 
 use super::bencode::{self, Value};
@@ -128,7 +128,12 @@ fn get(host: &str, target: &str, timeouts: &Timeouts) -> Result<Vec<u8>> {
     let head = match r.parse(&raw) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Err(Error::Truncated),
-        Err(e) => return Err(Error::Protocol(format!("tracker reply: {e}"))),
+        Err(e) => {
+            return Err(Error::invalid(
+                Stage::Reply,
+                format!("bad HTTP from the tracker: {e}"),
+            ));
+        }
     };
     if r.code != Some(200) {
         return Err(Error::Remote(format!(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bendy::decoding::{Decoder, Object};
 
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result, Stage};
 use crate::net::{self, Timeouts};
 use crate::shutdown::Shutdown;
 
@@ -191,8 +191,9 @@ fn from_peer(
         return Err(Error::Handshake("another torrent".into()));
     }
     if !theirs.supports_extensions() {
-        return Err(Error::Protocol(
-            "no extension protocol: cannot ask for the metadata".into(),
+        return Err(Error::protocol(
+            Stage::Opening,
+            Detail::Missing("extension protocol to ask for the metadata with"),
         ));
     }
     wire::send(
@@ -217,7 +218,10 @@ fn from_peer(
         if id == 0 {
             let h = parse_ext_handshake(&payload)?;
             let (Some(ut), Some(size)) = (h.ut_metadata, h.metadata_size) else {
-                return Err(Error::Protocol("the peer does not serve metadata".into()));
+                return Err(Error::protocol(
+                    Stage::Opening,
+                    Detail::Missing("metadata (ut_metadata) offered in the extension handshake"),
+                ));
             };
             their_id = Some(ut);
             buf = vec![0; size as usize];
@@ -233,7 +237,10 @@ fn from_peer(
                     let start = piece as usize * BLOCK as usize;
                     let want = (buf.len().saturating_sub(start)).min(BLOCK as usize);
                     if total as usize != buf.len() || data.len() != want || want == 0 {
-                        return Err(Error::Protocol("a metadata piece of the wrong size".into()));
+                        return Err(Error::invalid(
+                            Stage::Body,
+                            "a metadata piece of the wrong size",
+                        ));
                     }
                     // A piece past the end has want == 0 and was refused
                     // above: piece < got.len() and the range is in buf.
@@ -241,8 +248,9 @@ fn from_peer(
                     got[piece as usize] = true;
                     if got.iter().all(|&g| g) {
                         if InfoHash::of(&buf) != hash {
-                            return Err(Error::Protocol(
-                                "metadata does not hash to the info hash".into(),
+                            return Err(Error::invalid(
+                                Stage::Body,
+                                "metadata does not hash to the info hash",
                             ));
                         }
                         return Info::parse(&buf);

@@ -7,7 +7,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 use super::metainfo::InfoHash;
 
@@ -293,14 +293,20 @@ pub(crate) fn encode(m: &Message, out: &mut Vec<u8>) {
 pub(crate) fn check_bitfield(b: &[u8], pieces: u32) -> Result<()> {
     let want = pieces.div_ceil(8) as usize;
     if b.len() != want {
-        return Err(Error::Protocol(format!(
-            "a bitfield of {} bytes for {pieces} pieces (want {want})",
-            b.len()
-        )));
+        return Err(Error::invalid(
+            Stage::Opening,
+            format!(
+                "a bitfield of {} bytes for {pieces} pieces (want {want})",
+                b.len()
+            ),
+        ));
     }
     let spare = (want * 8) as u32 - pieces;
     if spare > 0 && b[want - 1] & ((1u8 << spare) - 1) != 0 {
-        return Err(Error::Protocol("a bitfield with spare bits set".into()));
+        return Err(Error::invalid(
+            Stage::Opening,
+            "a bitfield with spare bits set",
+        ));
     }
     Ok(())
 }
