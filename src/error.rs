@@ -36,7 +36,7 @@ pub enum Error {
     /// The peer sent a well-formed message that makes no sense here.
     Protocol { stage: Stage, detail: Detail },
     /// The peer answered with an error of its own.
-    Remote(String),
+    Remote { from: Role, message: String },
     /// Something did not finish within its deadline (not one socket read:
     /// those are `Io` errors of kind `TimedOut`).
     TimedOut(String),
@@ -113,6 +113,36 @@ impl fmt::Display for Detail {
     }
 }
 
+/// Who answered with an error of its own (see [`Error::Remote`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A swarm or BitTorrent tracker.
+    Tracker,
+    /// The DHT's index server.
+    Index,
+    /// A DHT supernode.
+    Supernode,
+    /// A swarm or BitTorrent peer.
+    Peer,
+    /// A remote-directory server (its own protocol or ONC RPC).
+    Server,
+    /// The date-time web service nap asks for the time.
+    TimeService,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Tracker => "tracker",
+            Role::Index => "index",
+            Role::Supernode => "supernode",
+            Role::Peer => "peer",
+            Role::Server => "server",
+            Role::TimeService => "date-time service",
+        })
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -130,7 +160,7 @@ impl fmt::Display for Error {
             }
             Error::Handshake(why) => write!(f, "handshake failed: {why}"),
             Error::Protocol { stage, detail } => write!(f, "protocol error in {stage}: {detail}"),
-            Error::Remote(why) => write!(f, "{why}"),
+            Error::Remote { from, message } => write!(f, "{from}: {message}"),
             Error::TimedOut(what) => write!(f, "{what}: timed out"),
             Error::Stopped(what) => write!(f, "{what} has stopped"),
             Error::Unavailable(why) => write!(f, "{why}"),
@@ -177,6 +207,14 @@ impl Error {
     /// A message that makes no sense at `stage`, in words.
     pub fn invalid(stage: Stage, why: impl Into<String>) -> Error {
         Error::protocol(stage, Detail::Invalid(why.into()))
+    }
+
+    /// An error answer of `from`'s own.
+    pub fn remote(from: Role, message: impl Into<String>) -> Error {
+        Error::Remote {
+            from,
+            message: message.into(),
+        }
     }
 
     /// Wraps the error with what was being done when it happened.
@@ -326,5 +364,27 @@ mod tests {
             "protocol error in body: metadata does not hash to the info hash"
         );
         assert!(!e.is_disconnect() && !e.is_timeout());
+    }
+
+    #[test]
+    fn remote_errors_name_who_answered() {
+        let e = Error::remote(Role::Tracker, "no such swarm");
+        assert_eq!(e.to_string(), "tracker: no such swarm");
+        assert!(matches!(
+            e.doing("announcing").root(),
+            Error::Remote {
+                from: Role::Tracker,
+                ..
+            }
+        ));
+        for (role, text) in [
+            (Role::Index, "index"),
+            (Role::Supernode, "supernode"),
+            (Role::Peer, "peer"),
+            (Role::Server, "server"),
+            (Role::TimeService, "date-time service"),
+        ] {
+            assert_eq!(Error::remote(role, "no").to_string(), format!("{text}: no"));
+        }
     }
 }

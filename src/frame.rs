@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Detail, Error, Result, Stage};
+use crate::error::{Detail, Error, Result, Role, Stage};
 use crate::net::{self, SharedStream, Timeouts};
 use crate::server::Session;
 
@@ -140,6 +140,9 @@ pub trait Request: DeserializeOwned {
 
 /// A protocol's response type: it can carry an error message.
 pub trait Response: Serialize {
+    /// Who answers with this type: an error reply is this role's word.
+    const FROM: Role;
+
     /// The error reply to an invalid request.
     fn error(message: String) -> Self;
 
@@ -153,7 +156,7 @@ pub trait Response: Serialize {
 /// The error for an answer the client did not expect.
 pub fn unexpected<R: Response + std::fmt::Debug>(expected: &'static str, other: &R) -> Error {
     match other.error_message() {
-        Some(message) => Error::Remote(message.to_string()),
+        Some(message) => Error::remote(R::FROM, message),
         None => Error::protocol(
             Stage::Reply,
             Detail::Unexpected {
@@ -473,6 +476,8 @@ mod tests {
     }
 
     impl Response for Msg {
+        const FROM: Role = Role::Server;
+
         fn error(message: String) -> Self {
             Msg::Text(message)
         }
@@ -531,7 +536,10 @@ mod tests {
         }
         // The server's error reply is its word, not a protocol fault.
         match conn.call(&Msg::Ping, "Pair", pair) {
-            Err(Error::Remote(m)) => assert_eq!(m, "no such thing"),
+            Err(Error::Remote {
+                from: Role::Server,
+                message,
+            }) => assert_eq!(message, "no such thing"),
             other => panic!("{other:?}"),
         }
         // No answer at all: the peer closed.

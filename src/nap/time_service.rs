@@ -26,7 +26,7 @@ use quick_xml::events::Event;
 use quick_xml::name::{Namespace, ResolveResult};
 
 use super::wire::DateTime;
-use crate::error::{Error, Result, Stage};
+use crate::error::{Error, Result, Role, Stage};
 use crate::http;
 use crate::net::{self, Timeouts};
 use crate::server::{Limits, Server, Session};
@@ -310,10 +310,10 @@ pub(crate) fn fetch(url: &str, timeouts: &Timeouts) -> Result<DateTime> {
         }
     };
     if resp.code != Some(200) {
-        return Err(Error::Remote(format!(
-            "{url}: HTTP {}",
-            resp.code.unwrap_or_default()
-        )));
+        return Err(Error::remote(
+            Role::TimeService,
+            format!("HTTP {} from {url}", resp.code.unwrap_or_default()),
+        ));
     }
     let text = String::from_utf8_lossy(&got[body_at..]);
     DateTime::parse(text.trim()).ok_or_else(|| {

@@ -16,7 +16,7 @@ use super::proto::{
 };
 use super::rpc::{self, Args, RDIR_READDIR, RDIRVERS};
 use super::{DEFAULT_PORT, Mode};
-use crate::error::{Detail, Error, Result, Stage};
+use crate::error::{Detail, Error, Result, Role, Stage};
 use crate::frame::{self, Conn};
 use crate::net::{self, Timeouts};
 use crate::oncrpc::{self, Client, portmap};
@@ -190,10 +190,13 @@ impl dyn RemoteDir + '_ {
 
 /// A refusal from the server as the library's error.
 pub fn refused(path: &[u8], code: u32, message: &str) -> Error {
-    Error::Remote(format!(
-        "{}: {message} (status {code})",
-        String::from_utf8_lossy(path)
-    ))
+    Error::remote(
+        Role::Server,
+        format!(
+            "{}: {message} (status {code})",
+            String::from_utf8_lossy(path)
+        ),
+    )
 }
 
 /// Opens `path` on the server in `mode`.
@@ -608,5 +611,5 @@ impl<F: Fetch> RemoteDir for StatelessDir<F> {
 /// True when a listing error means the directory is not there or was
 /// refused (exit status 1), as opposed to a failure to talk (2).
 pub fn is_refusal(e: &Error) -> bool {
-    matches!(e.root(), Error::Remote(_))
+    matches!(e.root(), Error::Remote { .. })
 }

@@ -262,7 +262,7 @@ impl ControlLink {
                 });
                 match left {
                     Ok(()) => Ok(()),
-                    Err(e @ (Error::Remote(_) | Error::Protocol { .. })) => Err(e),
+                    Err(e @ (Error::Remote { .. } | Error::Protocol { .. })) => Err(e),
                     Err(e) if e.is_timeout() => {
                         self.conn = None;
                         Err(Error::TimedOut(format!(

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::error::{Error, Result, Stage};
+use crate::error::{Error, Result, Role, Stage};
 use crate::net::{self, Timeouts};
 
 use super::bencode::{self, Value};
@@ -136,11 +136,10 @@ fn get(host: &str, target: &str, timeouts: &Timeouts) -> Result<Vec<u8>> {
         }
     };
     if r.code != Some(200) {
-        return Err(Error::Remote(format!(
-            "tracker answered {} {}",
-            r.code.unwrap_or(0),
-            r.reason.unwrap_or("")
-        )));
+        return Err(Error::remote(
+            Role::Tracker,
+            format!("HTTP {} {}", r.code.unwrap_or(0), r.reason.unwrap_or("")),
+        ));
     }
     let mut body = raw[head..].to_vec();
     if let Some(len) = r
@@ -166,10 +165,7 @@ pub(crate) fn parse_reply(body: &[u8]) -> Result<Reply> {
     let v = bencode::decode(body)?;
     let d = bencode::as_dict(&v, "tracker reply")?;
     if let Ok(why) = bencode::bytes(d, "failure reason") {
-        return Err(Error::Remote(format!(
-            "tracker: {}",
-            String::from_utf8_lossy(why)
-        )));
+        return Err(Error::remote(Role::Tracker, String::from_utf8_lossy(why)));
     }
     let interval = bencode::int(d, "interval").unwrap_or(1800).clamp(1, 86_400) as u32;
     let mut peers = Vec::new();

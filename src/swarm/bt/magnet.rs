@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bendy::decoding::{Decoder, Object};
 
-use crate::error::{Detail, Error, Result, Stage};
+use crate::error::{Detail, Error, Result, Role, Stage};
 use crate::net::{self, Timeouts};
 use crate::shutdown::Shutdown;
 
@@ -257,9 +257,10 @@ fn from_peer(
                     }
                 }
                 Metadata::Reject(p) => {
-                    return Err(Error::Remote(format!(
-                        "the peer refused metadata piece {p}"
-                    )));
+                    return Err(Error::remote(
+                        Role::Peer,
+                        format!("refused metadata piece {p}"),
+                    ));
                 }
                 Metadata::Request(_) => {}
             }

@@ -135,7 +135,7 @@ impl Node {
                         }
                         Ok(_) => {}
                         // A tracker of another version: it goes without.
-                        Err(Error::Remote(_)) => stats_taken = false,
+                        Err(Error::Remote { .. }) => stats_taken = false,
                         Err(e) => self.tracker_trouble(&mut tracker_ok, client, &e),
                     }
                 }
