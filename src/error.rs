@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 
 use crate::digest::FileDigest;
 use crate::name::NameError;
@@ -46,8 +47,9 @@ pub enum Error {
     /// host, or the program is not registered with it (as a refused
     /// connection is for a socket server).
     Unavailable(String),
-    /// A local resource (a folder, a file) is not what it must be.
-    Local(String),
+    /// Something on this side is not what it must be: a path, a setting,
+    /// a part of the program that would not start.
+    Local(Local),
     /// A job of this program's own ran to its end but left part of its
     /// work undone (`final sync: 2 file(s) could not be placed`): not the
     /// answer of any one peer.
@@ -143,6 +145,34 @@ impl fmt::Display for Role {
     }
 }
 
+/// What is wrong on this side (see [`Error::Local`]).
+#[derive(Debug)]
+pub enum Local {
+    /// A path that is not what it must be (`x: is a folder`).
+    Path { path: PathBuf, problem: String },
+    /// A setting or argument that is not valid (a URL, a magnet link, a
+    /// piece size).
+    Setting(String),
+    /// The program could not start a part of itself (a thread, the signal
+    /// handler).
+    Start { part: &'static str, why: String },
+    /// A file being sent ended before the length announced for it.
+    Shrank { sent: u64, len: u64 },
+}
+
+impl fmt::Display for Local {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Local::Path { path, problem } => write!(f, "{}: {problem}", path.display()),
+            Local::Setting(why) => f.write_str(why),
+            Local::Start { part, why } => write!(f, "starting {part}: {why}"),
+            Local::Shrank { sent, len } => {
+                write!(f, "file shrank while sending: {sent} of {len} bytes")
+            }
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -164,7 +194,7 @@ impl fmt::Display for Error {
             Error::TimedOut(what) => write!(f, "{what}: timed out"),
             Error::Stopped(what) => write!(f, "{what} has stopped"),
             Error::Unavailable(why) => write!(f, "{why}"),
-            Error::Local(why) => write!(f, "{why}"),
+            Error::Local(local) => write!(f, "{local}"),
             Error::Unfinished(what) => write!(f, "{what}"),
             Error::Context { what, source } => write!(f, "{what}: {source}"),
         }
@@ -215,6 +245,27 @@ impl Error {
             from,
             message: message.into(),
         }
+    }
+
+    /// `path` is not what it must be.
+    pub fn local_path(path: impl Into<PathBuf>, problem: impl Into<String>) -> Error {
+        Error::Local(Local::Path {
+            path: path.into(),
+            problem: problem.into(),
+        })
+    }
+
+    /// A setting or argument that is not valid.
+    pub fn setting(why: impl Into<String>) -> Error {
+        Error::Local(Local::Setting(why.into()))
+    }
+
+    /// `part` of this program (`the listener`) could not start.
+    pub fn start(part: &'static str, why: impl fmt::Display) -> Error {
+        Error::Local(Local::Start {
+            part,
+            why: why.to_string(),
+        })
     }
 
     /// Wraps the error with what was being done when it happened.
@@ -386,5 +437,21 @@ mod tests {
         ] {
             assert_eq!(Error::remote(role, "no").to_string(), format!("{text}: no"));
         }
+    }
+
+    #[test]
+    fn local_errors_keep_their_shape() {
+        let e = Error::local_path("some/dir", "not a directory");
+        assert_eq!(e.to_string(), "some/dir: not a directory");
+        assert!(matches!(
+            &e,
+            Error::Local(Local::Path { path, .. }) if path.as_path() == std::path::Path::new("some/dir")
+        ));
+        let e = Error::setting("magnet link without xt=urn:btih:");
+        assert_eq!(e.to_string(), "magnet link without xt=urn:btih:");
+        let e = Error::start("the listener", "out of threads");
+        assert_eq!(e.to_string(), "starting the listener: out of threads");
+        let e = Error::Local(Local::Shrank { sent: 3, len: 10 });
+        assert_eq!(e.to_string(), "file shrank while sending: 3 of 10 bytes");
     }
 }

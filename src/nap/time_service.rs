@@ -277,7 +277,7 @@ fn wsdl(address: &str) -> String {
 pub(crate) fn fetch(url: &str, timeouts: &Timeouts) -> Result<DateTime> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| Error::Local(format!("{url}: only http:// URLs are supported")))?;
+        .ok_or_else(|| Error::setting(format!("{url}: only http:// URLs are supported")))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),

@@ -176,12 +176,12 @@ impl Manifest {
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
         let piece_size = piece_size.unwrap_or_else(|| auto_piece_size(size));
-        check_piece_size(piece_size).map_err(Error::Local)?;
+        check_piece_size(piece_size).map_err(Error::setting)?;
         if count_pieces(size, piece_size) > u64::from(MAX_PIECES) {
-            return Err(Error::Local(format!(
-                "{} is too large for {piece_size}-byte pieces (at most {MAX_PIECES} pieces)",
-                path.display()
-            )));
+            return Err(Error::local_path(
+                path,
+                format!("is too large for {piece_size}-byte pieces (at most {MAX_PIECES} pieces)"),
+            ));
         }
         let mut whole = Hasher::new();
         let mut pieces = Vec::new();
@@ -200,12 +200,9 @@ impl Manifest {
             }
         }
         if total != size {
-            return Err(Error::Local(format!(
-                "{} changed size while being hashed",
-                path.display()
-            )));
+            return Err(Error::local_path(path, "changed size while being hashed"));
         }
-        Manifest::new(name, size, piece_size, whole.finish(), pieces).map_err(Error::Local)
+        Manifest::new(name, size, piece_size, whole.finish(), pieces).map_err(Error::setting)
     }
 
     /// The swarm id: SHA-256 of the manifest's encoding.

@@ -73,13 +73,13 @@ pub(crate) fn url_decode(s: &str) -> Option<Vec<u8>> {
 pub(crate) fn split_url(url: &str) -> Result<(String, String)> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| Error::Local(format!("{url}: only http:// trackers are spoken")))?;
+        .ok_or_else(|| Error::setting(format!("{url}: only http:// trackers are spoken")))?;
     let (host, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     if host.is_empty() {
-        return Err(Error::Local(format!("{url}: no host")));
+        return Err(Error::setting(format!("{url}: no host")));
     }
     let host = if host
         .rsplit_once(':')

@@ -34,7 +34,7 @@ impl Magnet {
     pub(crate) fn parse(s: &str) -> Result<Magnet> {
         let q = s
             .strip_prefix("magnet:?")
-            .ok_or_else(|| Error::Local(format!("{s:?} is not a magnet link")))?;
+            .ok_or_else(|| Error::setting(format!("{s:?} is not a magnet link")))?;
         let mut hash = None;
         let mut name = None;
         let mut trackers = Vec::new();
@@ -42,12 +42,12 @@ impl Magnet {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             let v = url_decode(v)
                 .and_then(|v| String::from_utf8(v).ok())
-                .ok_or_else(|| Error::Local(format!("magnet link: bad escape in {k}")))?;
+                .ok_or_else(|| Error::setting(format!("magnet link: bad escape in {k}")))?;
             match k {
                 "xt" => {
                     if let Some(h) = v.strip_prefix("urn:btih:") {
                         hash = Some(InfoHash::parse(h).ok_or_else(|| {
-                            Error::Local(format!("magnet link: {h:?} is not an info hash"))
+                            Error::setting(format!("magnet link: {h:?} is not an info hash"))
                         })?);
                     }
                 }
@@ -56,7 +56,7 @@ impl Magnet {
                 _ => {}
             }
         }
-        let hash = hash.ok_or_else(|| Error::Local("magnet link without xt=urn:btih:".into()))?;
+        let hash = hash.ok_or_else(|| Error::setting("magnet link without xt=urn:btih:"))?;
         Ok(Magnet {
             hash,
             name,
@@ -281,9 +281,7 @@ pub(crate) fn fetch_info(
     mut log: impl FnMut(String),
 ) -> Result<Info> {
     if m.trackers.is_empty() {
-        return Err(Error::Local(
-            "the magnet link names no tracker (tr=)".into(),
-        ));
+        return Err(Error::setting("the magnet link names no tracker (tr=)"));
     }
     loop {
         for url in &m.trackers {

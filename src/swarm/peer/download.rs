@@ -805,16 +805,15 @@ impl Node {
         }
         let written = {
             let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
-            store.write_piece(i, data).map_err(|e| {
-                let why = crate::error::describe_io(&e);
-                format!("writing {}: {why}", store.path().display())
-            })
+            store
+                .write_piece(i, data)
+                .map_err(|e| Error::from(e).doing(format!("writing {}", store.path().display())))
         };
-        if let Err(why) = written {
+        if let Err(e) = written {
             // Our disk (full, or failing), not the remote: the download
             // ends, and the claim gives the piece back.
-            self.fail_locally(why.clone());
-            return Err(Error::Local(why));
+            self.fail_locally(e.to_string());
+            return Err(e);
         }
         let counted = claim.live;
         claim.settle();
