@@ -948,6 +948,17 @@ mod tests {
         assert!(read_code(&mut &b"12x"[..]).is_err());
         assert!(read_code(&mut &b"1"[..]).is_err());
         assert!(read_code(&mut &b"9999\0"[..]).is_err());
+        assert!(matches!(
+            read_code(&mut &b"300\0"[..]),
+            Err(Error::Protocol {
+                stage: Stage::Reply,
+                detail: Detail::OutOfRange {
+                    what: "result",
+                    value: 300,
+                    limit: 255
+                },
+            })
+        ));
         assert!(read_answer(&mut &b"0\0x\0"[..], Op::ListUsers).is_err());
     }
 
@@ -990,7 +1001,13 @@ mod tests {
             read_get_datetime(&mut r).unwrap(),
             Some(f("21/11/2026 10:00:00"))
         );
-        assert!(read_get_file_name(&mut &b"GET\0x\0"[..]).is_err());
+        assert!(matches!(
+            read_get_file_name(&mut &b"GET\0x\0"[..]),
+            Err(Error::Protocol {
+                stage: Stage::Request,
+                ..
+            })
+        ));
         assert!(matches!(
             read_get_file_name(&mut &b"GET_FILE\0x"[..]),
             Err(Error::Truncated)

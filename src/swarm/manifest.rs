@@ -596,5 +596,18 @@ mod tests {
             m.piece_hash(m.index(2).unwrap()),
             Digest::of(&data[32768..])
         );
+        // A piece size the user chose badly is theirs, not a peer's fault.
+        assert!(matches!(
+            Manifest::from_file(&path, Some(MIN_PIECE_SIZE + 1)),
+            Err(Error::Local(crate::error::Local::Setting(_)))
+        ));
+        // A bitfield of another length: a fault of whoever sent it, where.
+        for stage in [Stage::Request, Stage::Reply] {
+            assert!(matches!(
+                Bitfield::new(4).check_for(&m, stage),
+                Err(Error::Protocol { stage: s, .. }) if s == stage
+            ));
+        }
+        assert!(Bitfield::new(3).check_for(&m, Stage::Reply).is_ok());
     }
 }

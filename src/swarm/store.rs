@@ -208,7 +208,13 @@ mod tests {
         assert!(have.is_complete());
         // A different file under that name is refused, not overwritten.
         fs::write(out.join("f.bin"), b"something else").unwrap();
-        assert!(Store::open(&out, m).is_err());
+        match Store::open(&out, m) {
+            Err(Error::Local(crate::error::Local::Path { path, .. })) => {
+                assert_eq!(path, out.join("f.bin"));
+            }
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("a different file was taken"),
+        }
         assert_eq!(fs::read(out.join("f.bin")).unwrap(), b"something else");
     }
 }

@@ -221,9 +221,13 @@ mod tests {
         fs::write(dir.join("b.txt"), "b.txt, longer now").unwrap();
         let err = repo.digest(&out).unwrap_err();
         assert!(
-            err.to_string().contains("changed while being hashed"),
-            "{err}"
+            matches!(&err, Error::Local(crate::error::Local::Path { path, .. }) if path == Path::new("b.txt")),
+            "{err:?}"
         );
-        assert!(Repo::open(&dir.join("a.txt")).is_err());
+        assert_eq!(err.to_string(), "b.txt: changed while being hashed");
+        assert!(matches!(
+            Repo::open(&dir.join("a.txt")),
+            Err(Error::Local(crate::error::Local::Path { .. }))
+        ));
     }
 }

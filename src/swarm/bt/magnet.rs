@@ -336,9 +336,15 @@ mod tests {
         assert_eq!(m.hash, h);
         assert_eq!(m.name.as_deref(), Some("a b"));
         assert_eq!(m.trackers, vec!["http://127.0.0.1:1/announce"]);
-        assert!(Magnet::parse("magnet:?dn=x").is_err());
-        assert!(Magnet::parse("magnet:?xt=urn:btih:xyz").is_err());
-        assert!(Magnet::parse("http://x").is_err());
+        for bad in ["magnet:?dn=x", "magnet:?xt=urn:btih:xyz", "http://x"] {
+            assert!(
+                matches!(
+                    Magnet::parse(bad),
+                    Err(Error::Local(crate::error::Local::Setting(_)))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
