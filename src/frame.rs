@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result, Role, Stage};
 use crate::net::{self, SharedStream, Timeouts};
 use crate::server::Session;
 
@@ -140,6 +140,9 @@ pub trait Request: DeserializeOwned {
 
 /// A protocol's response type: it can carry an error message.
 pub trait Response: Serialize {
+    /// Who answers with this type: an error reply is this role's word.
+    const FROM: Role;
+
     /// The error reply to an invalid request.
     fn error(message: String) -> Self;
 
@@ -151,10 +154,16 @@ pub trait Response: Serialize {
 }
 
 /// The error for an answer the client did not expect.
-pub fn unexpected<R: Response + std::fmt::Debug>(expected: &str, other: &R) -> Error {
+pub fn unexpected<R: Response + std::fmt::Debug>(expected: &'static str, other: &R) -> Error {
     match other.error_message() {
-        Some(message) => Error::Remote(message.to_string()),
-        None => Error::Protocol(format!("expected {expected}, got {other:?}")),
+        Some(message) => Error::remote(R::FROM, message),
+        None => Error::protocol(
+            Stage::Reply,
+            Detail::Unexpected {
+                expected,
+                got: format!("{other:?}"),
+            },
+        ),
     }
 }
 
@@ -334,7 +343,7 @@ impl Conn {
     pub fn call<R, T>(
         &mut self,
         req: &impl Serialize,
-        expected: &str,
+        expected: &'static str,
         pick: impl FnOnce(R) -> std::result::Result<T, R>,
     ) -> Result<T>
     where
@@ -351,7 +360,7 @@ impl Conn {
     /// what was `expected` and what came instead.
     pub fn answer<R, T>(
         &mut self,
-        expected: &str,
+        expected: &'static str,
         pick: impl FnOnce(R) -> std::result::Result<T, R>,
     ) -> Result<T>
     where
@@ -467,6 +476,8 @@ mod tests {
     }
 
     impl Response for Msg {
+        const FROM: Role = Role::Server;
+
         fn error(message: String) -> Self {
             Msg::Text(message)
         }
@@ -509,12 +520,26 @@ mod tests {
         ]);
         assert_eq!(conn.call(&Msg::Ping, "Pair", pair).unwrap(), 7);
         match conn.call(&Msg::Ping, "Pair", pair) {
-            Err(Error::Protocol(m)) => assert_eq!(m, "expected Pair, got Ping"),
+            Err(
+                e @ Error::Protocol {
+                    stage: Stage::Reply,
+                    detail:
+                        Detail::Unexpected {
+                            expected: "Pair", ..
+                        },
+                },
+            ) => assert_eq!(
+                e.to_string(),
+                "protocol error in reply: expected Pair, got Ping"
+            ),
             other => panic!("{other:?}"),
         }
         // The server's error reply is its word, not a protocol fault.
         match conn.call(&Msg::Ping, "Pair", pair) {
-            Err(Error::Remote(m)) => assert_eq!(m, "no such thing"),
+            Err(Error::Remote {
+                from: Role::Server,
+                message,
+            }) => assert_eq!(message, "no such thing"),
             other => panic!("{other:?}"),
         }
         // No answer at all: the peer closed.

@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result, Stage};
 use crate::server::Session;
 
 /// Longest request head (request line and headers).
@@ -50,9 +50,14 @@ pub fn read_request<R: BufRead>(r: &mut R, max_body: usize) -> Result<Request> {
             return Err(Error::Truncated);
         }
         if head.len() > MAX_HEAD {
-            return Err(Error::Protocol(format!(
-                "request head over {MAX_HEAD} bytes"
-            )));
+            return Err(Error::protocol(
+                Stage::Request,
+                Detail::OutOfRange {
+                    what: "request head size",
+                    value: head.len() as u64,
+                    limit: MAX_HEAD as u64,
+                },
+            ));
         }
         let line = &head[before..];
         if line == b"\r\n" || line == b"\n" {
@@ -64,7 +69,12 @@ pub fn read_request<R: BufRead>(r: &mut R, max_body: usize) -> Result<Request> {
     match parsed.parse(&head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(Error::Truncated),
-        Err(e) => return Err(Error::Protocol(format!("bad HTTP request: {e}"))),
+        Err(e) => {
+            return Err(Error::invalid(
+                Stage::Request,
+                format!("bad HTTP request: {e}"),
+            ));
+        }
     }
     let all = |name: &str| {
         parsed
@@ -75,8 +85,9 @@ pub fn read_request<R: BufRead>(r: &mut R, max_body: usize) -> Result<Request> {
             .collect::<Vec<_>>()
     };
     if !all("transfer-encoding").is_empty() {
-        return Err(Error::Protocol(
-            "Transfer-Encoding is not supported; send a Content-Length".into(),
+        return Err(Error::invalid(
+            Stage::Request,
+            "Transfer-Encoding is not supported; send a Content-Length",
         ));
     }
     let len = content_length(&all("content-length"), max_body)?;
@@ -116,19 +127,25 @@ fn content_length(values: &[String], max: usize) -> Result<usize> {
         let n = (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
             .then(|| v.parse::<usize>().ok())
             .flatten()
-            .ok_or_else(|| Error::Protocol(format!("bad Content-Length {v:?}")))?;
+            .ok_or_else(|| Error::invalid(Stage::Request, format!("bad Content-Length {v:?}")))?;
         if len.is_some_and(|l| l != n) {
-            return Err(Error::Protocol(
-                "Content-Length headers that differ".to_string(),
+            return Err(Error::invalid(
+                Stage::Request,
+                "Content-Length headers that differ",
             ));
         }
         len = Some(n);
     }
     let len = len.unwrap_or(0);
     if len > max {
-        return Err(Error::Protocol(format!(
-            "a body of {len} bytes is over the {max}-byte limit"
-        )));
+        return Err(Error::protocol(
+            Stage::Request,
+            Detail::OutOfRange {
+                what: "body length",
+                value: len as u64,
+                limit: max as u64,
+            },
+        ));
     }
     Ok(len)
 }
@@ -280,7 +297,16 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n",
         ] {
             let e = read(bad).expect_err(&String::from_utf8_lossy(bad));
-            assert!(matches!(e, Error::Protocol(_)), "{e}");
+            assert!(
+                matches!(
+                    e,
+                    Error::Protocol {
+                        stage: Stage::Request,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
         }
     }
 
@@ -289,7 +315,13 @@ mod tests {
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
         big.resize(MAX_HEAD + 100, b'a');
         big.extend_from_slice(b"\r\n\r\n");
-        assert!(matches!(read(&big), Err(Error::Protocol(_))));
+        assert!(matches!(
+            read(&big),
+            Err(Error::Protocol {
+                detail: Detail::OutOfRange { .. },
+                ..
+            })
+        ));
         assert!(matches!(
             read(b"GET / HTTP/1.1\r\nHost: h"),
             Err(Error::Truncated)
@@ -300,7 +332,7 @@ mod tests {
         ));
         assert!(matches!(
             read(b"\x00\x01 garbage\r\n\r\n"),
-            Err(Error::Protocol(_))
+            Err(Error::Protocol { .. })
         ));
     }
 }

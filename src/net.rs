@@ -51,7 +51,7 @@ pub fn connect(addr: &str, timeouts: &Timeouts) -> Result<TcpStream> {
         .to_socket_addrs()
         .doing(|| format!("resolving {addr}"))?
         .collect();
-    let mut last = Error::Local(format!("{addr}: no address"));
+    let mut last = Error::setting(format!("{addr}: no address"));
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeouts.connect) {
             Ok(s) => {

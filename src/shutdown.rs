@@ -78,11 +78,11 @@ impl Shutdown {
             return PROCESS
                 .get()
                 .cloned()
-                .ok_or_else(|| Error::Local("the signal handler vanished".into()));
+                .ok_or_else(|| Error::start("the signal handler", "installed, then gone"));
         }
         let s = shutdown.clone();
         ctrlc::set_handler(move || s.signal())
-            .map_err(|e| Error::Local(format!("installing the signal handler: {e}")))?;
+            .map_err(|e| Error::start("the signal handler", e))?;
         Ok(shutdown)
     }
 

@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 
 use crate::dht::proto::{SUPER_PROTOCOL, SuperRequest, SuperResponse};
 use crate::digest::{self, FileDigest, FileHasher};
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, Result, ResultExt, Stage};
 use crate::frame::{self, Conn};
 use crate::name::FileName;
 use crate::net::Timeouts;
@@ -138,7 +138,7 @@ pub(crate) fn get(
         Dest::Stdout => None,
         Dest::Path(path) => match fs::metadata(path) {
             Ok(m) if m.is_dir() => {
-                return Err(Error::Local(format!("{} is a folder", path.display())));
+                return Err(Error::local_path(path, "is a folder"));
             }
             Ok(m) if !m.is_file() => Some((path, Target::Special)),
             Ok(_) if opts.overwrite == Overwrite::Never => {
@@ -151,8 +151,8 @@ pub(crate) fn get(
     let mut prefix: Option<(u64, FileHasher)> = None;
     if opts.resume {
         let Some((path, Target::File)) = target else {
-            return Err(Error::Local(
-                "only a download into a regular file can be resumed".into(),
+            return Err(Error::setting(
+                "only a download into a regular file can be resumed",
             ));
         };
         let partial = partial_path(path);
@@ -252,15 +252,19 @@ pub(crate) fn get(
                 // Supernodes that disagree on who holds a name (or lie)
                 // could send a download round for ever.
                 if asked.contains(&next) {
-                    return Err(remote(Error::Protocol(format!(
-                        "redirected back to {next}, which was already asked: \
-                         the supernodes disagree on who holds it"
-                    ))));
+                    return Err(remote(Error::invalid(
+                        Stage::Reply,
+                        format!(
+                            "redirected back to {next}, which was already asked: \
+                             the supernodes disagree on who holds it"
+                        ),
+                    )));
                 }
                 if asked.len() > MAX_REDIRECTS {
-                    return Err(remote(Error::Protocol(format!(
-                        "redirected to {next} after {MAX_REDIRECTS} redirects; giving up"
-                    ))));
+                    return Err(remote(Error::invalid(
+                        Stage::Reply,
+                        format!("redirected to {next} after {MAX_REDIRECTS} redirects; giving up"),
+                    )));
                 }
                 step(Step::Redirect {
                     from: &at,
@@ -450,10 +454,7 @@ pub(crate) fn put(
     let local = || format!("reading {}", path.display());
     let mut file = File::open(path).doing(local)?;
     if !file.metadata().doing(local)?.is_file() {
-        return Err(Error::Local(format!(
-            "{}: not a regular file",
-            path.display()
-        )));
+        return Err(Error::local_path(path, "not a regular file"));
     }
     note(&format!("hashing {}", path.display()));
     let (digest, size) = digest::hash_reader(&mut file).doing(local)?;

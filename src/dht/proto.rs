@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::FileDigest;
-use crate::error::Error;
+use crate::error::{Error, Role};
 use crate::frame::{self, Protocol, Request, Response};
 use crate::name::FileName;
 
@@ -226,6 +226,8 @@ impl Request for SuperRequest {
 }
 
 impl Response for IndexResponse {
+    const FROM: Role = Role::Index;
+
     fn error(message: String) -> Self {
         IndexResponse::Error { message }
     }
@@ -239,6 +241,8 @@ impl Response for IndexResponse {
 }
 
 impl Response for SuperResponse {
+    const FROM: Role = Role::Supernode;
+
     fn error(message: String) -> Self {
         SuperResponse::Error { message }
     }

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::wire::{self, Message, Text};
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, Result, ResultExt, Stage};
 use crate::log::Level;
 use crate::net::{self, Timeouts};
 use crate::server::{Limits, Server, Session};
@@ -414,10 +414,13 @@ impl Client {
                     // Each servent answers a query once: this many is a
                     // flood that would hold the wait open for ever.
                     if answers[k].len() > MAX_ANSWERS {
-                        return Err(Error::Protocol(format!(
-                            "over {MAX_ANSWERS} answers to one query, the last from {from}: \
-                             a flood; giving up"
-                        )));
+                        return Err(Error::invalid(
+                            Stage::Reply,
+                            format!(
+                                "over {MAX_ANSWERS} answers to one query, the last from {from}: \
+                                 a flood; giving up"
+                            ),
+                        ));
                     }
                 }
                 Ok(Event::Answer { seq: s, from, .. }) => {

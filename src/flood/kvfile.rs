@@ -75,7 +75,7 @@ impl KvStore {
     /// Reads and parses a key-value file.
     pub fn load(path: &Path) -> Result<KvStore> {
         let text = fs::read_to_string(path).doing(|| format!("reading {}", path.display()))?;
-        KvStore::parse(&text).map_err(|e| Error::Local(format!("in {}: {e}", path.display())))
+        KvStore::parse(&text).map_err(|e| Error::local_path(path, e.to_string()))
     }
 
     /// The value held for `key`.

@@ -223,7 +223,7 @@ impl Sender {
         thread::Builder::new()
             .name("log sender".into())
             .spawn(move || send_loop(&target, &rx, &d))
-            .map_err(|e| crate::Error::Local(format!("starting the log sender: {e}")))?;
+            .map_err(|e| crate::Error::start("the log sender", e))?;
         Ok(Sender { tx, dropped })
     }
 }

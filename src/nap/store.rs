@@ -337,7 +337,7 @@ fn parse_port(f: &Field) -> Option<u16> {
 fn decode(bytes: &[u8]) -> Result<State> {
     let body = bytes
         .strip_prefix(MAGIC)
-        .ok_or_else(|| Error::Local("not a nap-server state file".into()))?;
+        .ok_or_else(|| Error::Decode("not a nap-server state file".into()))?;
     let (state, rest): (State, &[u8]) =
         postcard::take_from_bytes(body).map_err(|e| Error::Decode(e.to_string()))?;
     if !rest.is_empty() {
@@ -352,7 +352,9 @@ fn decode(bytes: &[u8]) -> Result<State> {
 /// The state file's bytes.
 fn encode(state: &State) -> Result<Vec<u8>> {
     let mut bytes = MAGIC.to_vec();
-    bytes.extend(postcard::to_stdvec(state).map_err(|e| Error::Local(e.to_string()))?);
+    // Only a Serialize impl can fail postcard's encoding into a Vec, and
+    // State's are derived: this is for form's sake.
+    bytes.extend(postcard::to_stdvec(state).map_err(std::io::Error::other)?);
     Ok(bytes)
 }
 

@@ -26,7 +26,7 @@ use quick_xml::events::Event;
 use quick_xml::name::{Namespace, ResolveResult};
 
 use super::wire::DateTime;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Role, Stage};
 use crate::http;
 use crate::net::{self, Timeouts};
 use crate::server::{Limits, Server, Session};
@@ -277,7 +277,7 @@ fn wsdl(address: &str) -> String {
 pub(crate) fn fetch(url: &str, timeouts: &Timeouts) -> Result<DateTime> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| Error::Local(format!("{url}: only http:// URLs are supported")))?;
+        .ok_or_else(|| Error::setting(format!("{url}: only http:// URLs are supported")))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -302,17 +302,26 @@ pub(crate) fn fetch(url: &str, timeouts: &Timeouts) -> Result<DateTime> {
     let body_at = match resp.parse(&got) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Err(Error::Truncated),
-        Err(e) => return Err(Error::Protocol(format!("{url}: bad HTTP answer: {e}"))),
+        Err(e) => {
+            return Err(Error::invalid(
+                Stage::Reply,
+                format!("{url}: bad HTTP answer: {e}"),
+            ));
+        }
     };
     if resp.code != Some(200) {
-        return Err(Error::Remote(format!(
-            "{url}: HTTP {}",
-            resp.code.unwrap_or_default()
-        )));
+        return Err(Error::remote(
+            Role::TimeService,
+            format!("HTTP {} from {url}", resp.code.unwrap_or_default()),
+        ));
     }
     let text = String::from_utf8_lossy(&got[body_at..]);
-    DateTime::parse(text.trim())
-        .ok_or_else(|| Error::Protocol(format!("{url}: {:?} is not a date-time", text.trim())))
+    DateTime::parse(text.trim()).ok_or_else(|| {
+        Error::invalid(
+            Stage::Body,
+            format!("{url}: {:?} is not a date-time", text.trim()),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::fmt;
 use std::io::{self, BufRead, Read};
 
 pub use super::datetime::DateTime;
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result, Stage};
 
 /// The most bytes a field may hold before its NUL.
 pub const MAX_FIELD: usize = 256;
@@ -413,15 +413,16 @@ fn read_field<R: BufRead>(r: &mut R) -> Result<std::result::Result<Field, FieldE
 pub fn read_request<R: BufRead>(r: &mut R) -> Result<Incoming> {
     let op = match read_raw(r)? {
         Raw::Field(name) => Op::from_name(&name).ok_or_else(|| {
-            Error::Protocol(format!(
-                "unknown operation {:?}",
-                String::from_utf8_lossy(&name)
-            ))
+            Error::invalid(
+                Stage::Request,
+                format!("unknown operation {:?}", String::from_utf8_lossy(&name)),
+            )
         })?,
         Raw::TooLong => {
-            return Err(Error::Protocol(format!(
-                "unknown operation: name over {MAX_FIELD} bytes"
-            )));
+            return Err(Error::invalid(
+                Stage::Request,
+                format!("unknown operation: name over {MAX_FIELD} bytes"),
+            ));
         }
     };
     let refused = |why| Ok(Incoming::Refused { op, why });
@@ -562,10 +563,13 @@ pub fn read_code<R: BufRead>(r: &mut R) -> Result<u8> {
             0 => break,
             d if d.is_ascii_digit() && text.len() < 3 => text.push(d),
             _ => {
-                return Err(Error::Protocol(format!(
-                    "result {:?} is not a number",
-                    String::from_utf8_lossy(&text)
-                )));
+                return Err(Error::invalid(
+                    Stage::Reply,
+                    format!(
+                        "result {:?} is not a number",
+                        String::from_utf8_lossy(&text)
+                    ),
+                ));
             }
         }
     }
@@ -574,7 +578,16 @@ pub fn read_code<R: BufRead>(r: &mut R) -> Result<u8> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(u16::MAX);
-    u8::try_from(n).map_err(|_| Error::Protocol(format!("result {n} is out of range")))
+    u8::try_from(n).map_err(|_| {
+        Error::protocol(
+            Stage::Reply,
+            Detail::OutOfRange {
+                what: "result",
+                value: u64::from(n),
+                limit: u64::from(u8::MAX),
+            },
+        )
+    })
 }
 
 fn read_exact<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<()> {
@@ -594,17 +607,30 @@ fn read_count<R: BufRead>(r: &mut R) -> Result<usize> {
         .parse::<usize>()
         .ok()
         .filter(|n| *n <= MAX_ENTRIES)
-        .ok_or_else(|| Error::Protocol(format!("bad count {:?}", f.as_str())))
+        .ok_or_else(|| Error::invalid(Stage::Reply, format!("bad count {:?}", f.as_str())))
 }
 
 fn expect_field<R: BufRead>(r: &mut R) -> Result<Field> {
     match read_raw(r)? {
-        Raw::Field(b) => Field::from_bytes(b).map_err(|e| Error::Protocol(e.to_string())),
-        Raw::TooLong => Err(Error::Protocol(
-            FieldError::TooLong(MAX_FIELD + 1).to_string(),
-        )),
+        Raw::Field(b) => Field::from_bytes(b).map_err(|e| bad_field(Stage::Reply, e)),
+        Raw::TooLong => Err(bad_field(Stage::Reply, FieldError::TooLong(MAX_FIELD + 1))),
     }
     .map_err(midway)
+}
+
+/// A field that is not valid where one must come, as the library's error.
+fn bad_field(stage: Stage, e: FieldError) -> Error {
+    match e {
+        FieldError::TooLong(n) => Error::protocol(
+            stage,
+            Detail::OutOfRange {
+                what: "field length",
+                value: n as u64,
+                limit: MAX_FIELD as u64,
+            },
+        ),
+        e => Error::invalid(stage, e.to_string()),
+    }
 }
 
 /// Reads the server's whole answer to `op`.
@@ -668,12 +694,12 @@ pub fn read_get_file_name<R: BufRead>(r: &mut R) -> Result<std::result::Result<F
     match read_raw(r)? {
         Raw::Field(name) if name == b"GET_FILE" || name == b"GET_FILE " => {}
         Raw::Field(name) => {
-            return Err(Error::Protocol(format!(
-                "unknown request {:?}",
-                String::from_utf8_lossy(&name)
-            )));
+            return Err(Error::invalid(
+                Stage::Request,
+                format!("unknown request {:?}", String::from_utf8_lossy(&name)),
+            ));
         }
-        Raw::TooLong => return Err(Error::Protocol("unknown request".into())),
+        Raw::TooLong => return Err(Error::invalid(Stage::Request, "unknown request")),
     }
     read_field(r).map_err(midway)
 }
@@ -697,7 +723,7 @@ pub fn read_get_datetime<R: BufRead>(r: &mut R) -> Result<Option<Field>> {
     }
     match read_field(r).map_err(midway)? {
         Ok(f) => Ok(Some(f)),
-        Err(e) => Err(Error::Protocol(e.to_string())),
+        Err(e) => Err(bad_field(Stage::Request, e)),
     }
 }
 
@@ -814,10 +840,19 @@ mod tests {
 
     #[test]
     fn unknown_operations_and_bad_text_are_refused() {
-        assert!(matches!(read(b"HELLO\0ana\0"), Err(Error::Protocol(_))));
-        assert!(matches!(read(b"register\0ana\0"), Err(Error::Protocol(_))));
+        let unknown = |r| {
+            matches!(
+                r,
+                Err(Error::Protocol {
+                    stage: Stage::Request,
+                    ..
+                })
+            )
+        };
+        assert!(unknown(read(b"HELLO\0ana\0")));
+        assert!(unknown(read(b"register\0ana\0")));
         let long = vec![b'R'; 300];
-        assert!(matches!(read(&long), Err(Error::Protocol(_))));
+        assert!(unknown(read(&long)));
         assert_eq!(
             read(b"REGISTER\0\xff\xfe\0").unwrap(),
             Incoming::Refused {
@@ -913,6 +948,17 @@ mod tests {
         assert!(read_code(&mut &b"12x"[..]).is_err());
         assert!(read_code(&mut &b"1"[..]).is_err());
         assert!(read_code(&mut &b"9999\0"[..]).is_err());
+        assert!(matches!(
+            read_code(&mut &b"300\0"[..]),
+            Err(Error::Protocol {
+                stage: Stage::Reply,
+                detail: Detail::OutOfRange {
+                    what: "result",
+                    value: 300,
+                    limit: 255
+                },
+            })
+        ));
         assert!(read_answer(&mut &b"0\0x\0"[..], Op::ListUsers).is_err());
     }
 
@@ -955,7 +1001,13 @@ mod tests {
             read_get_datetime(&mut r).unwrap(),
             Some(f("21/11/2026 10:00:00"))
         );
-        assert!(read_get_file_name(&mut &b"GET\0x\0"[..]).is_err());
+        assert!(matches!(
+            read_get_file_name(&mut &b"GET\0x\0"[..]),
+            Err(Error::Protocol {
+                stage: Stage::Request,
+                ..
+            })
+        ));
         assert!(matches!(
             read_get_file_name(&mut &b"GET_FILE\0x"[..]),
             Err(Error::Truncated)

@@ -110,10 +110,14 @@ impl From<Error> for crate::Error {
             e @ (Error::Truncated { .. } | Error::TooLong { .. } | Error::Invalid { .. }) => {
                 crate::Error::Decode(e.to_string())
             }
-            e @ Error::Rejected(_) => crate::Error::Remote(e.to_string()),
+            e @ Error::Rejected(_) => {
+                crate::Error::remote(crate::error::Role::Server, e.to_string())
+            }
             e @ Error::Rpcbind(_) => crate::Error::Unavailable(e.to_string()),
+            // Only a client turns these into the library's error (the
+            // server logs its own): what is wrong is in a reply.
             e @ (Error::BadFragment(_) | Error::XidMismatch { .. }) => {
-                crate::Error::Protocol(e.to_string())
+                crate::Error::invalid(crate::error::Stage::Reply, e.to_string())
             }
         }
     }

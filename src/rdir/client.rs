@@ -16,7 +16,7 @@ use super::proto::{
 };
 use super::rpc::{self, Args, RDIR_READDIR, RDIRVERS};
 use super::{DEFAULT_PORT, Mode};
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result, Role, Stage};
 use crate::frame::{self, Conn};
 use crate::net::{self, Timeouts};
 use crate::oncrpc::{self, Client, portmap};
@@ -104,39 +104,54 @@ impl Seen {
     fn batch(&mut self, names: &[Vec<u8>], asked: u32) -> Result<()> {
         use std::hash::BuildHasher;
         if names.len() > asked as usize {
-            return Err(Error::Protocol(format!(
-                "the server sent {} entries for a batch of {asked}",
-                names.len()
-            )));
+            return Err(Error::invalid(
+                Stage::Reply,
+                format!(
+                    "the server sent {} entries for a batch of {asked}",
+                    names.len()
+                ),
+            ));
         }
         for n in names {
             if n.len() > super::MAX_NAME as usize {
-                return Err(Error::Protocol(format!(
-                    "the server sent an entry of {} bytes (a name is at most {})",
-                    n.len(),
-                    super::MAX_NAME
-                )));
+                return Err(Error::invalid(
+                    Stage::Reply,
+                    format!(
+                        "the server sent an entry of {} bytes (a name is at most {})",
+                        n.len(),
+                        super::MAX_NAME
+                    ),
+                ));
             }
             if !self.names.insert(self.keys.hash_one(n)) {
-                return Err(Error::Protocol(format!(
-                    "the server sent {:?} twice: the listing goes round",
-                    String::from_utf8_lossy(n)
-                )));
+                return Err(Error::invalid(
+                    Stage::Reply,
+                    format!(
+                        "the server sent {:?} twice: the listing goes round",
+                        String::from_utf8_lossy(n)
+                    ),
+                ));
             }
         }
         if self.names.len() as u64 > MAX_LISTING {
-            return Err(Error::Protocol(format!(
-                "the listing goes past {MAX_LISTING} entries; giving up"
-            )));
+            return Err(Error::protocol(
+                Stage::Reply,
+                Detail::OutOfRange {
+                    what: "listing size",
+                    value: self.names.len() as u64,
+                    limit: MAX_LISTING,
+                },
+            ));
         }
         Ok(())
     }
 
     fn cookie(&mut self, cookie: u64) -> Result<()> {
         if !self.cookies.insert(cookie) {
-            return Err(Error::Protocol(format!(
-                "the server's cookie went back to {cookie}: the listing would never end"
-            )));
+            return Err(Error::invalid(
+                Stage::Reply,
+                format!("the server's cookie went back to {cookie}: the listing would never end"),
+            ));
         }
         Ok(())
     }
@@ -175,10 +190,13 @@ impl dyn RemoteDir + '_ {
 
 /// A refusal from the server as the library's error.
 pub fn refused(path: &[u8], code: u32, message: &str) -> Error {
-    Error::Remote(format!(
-        "{}: {message} (status {code})",
-        String::from_utf8_lossy(path)
-    ))
+    Error::remote(
+        Role::Server,
+        format!(
+            "{}: {message} (status {code})",
+            String::from_utf8_lossy(path)
+        ),
+    )
 }
 
 /// Opens `path` on the server in `mode`.
@@ -593,5 +611,5 @@ impl<F: Fetch> RemoteDir for StatelessDir<F> {
 /// True when a listing error means the directory is not there or was
 /// refused (exit status 1), as opposed to a failure to talk (2).
 pub fn is_refusal(e: &Error) -> bool {
-    matches!(e.root(), Error::Remote(_))
+    matches!(e.root(), Error::Remote { .. })
 }

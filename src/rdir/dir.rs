@@ -259,10 +259,10 @@ impl Root {
             .canonicalize()
             .doing(|| format!("root folder {}", dir.display()))?;
         if !canonical.is_dir() {
-            return Err(Error::Local(format!(
-                "root folder {}: not a directory",
-                dir.display()
-            )));
+            return Err(Error::local_path(
+                dir,
+                "not a directory (the root folder must be one)",
+            ));
         }
         let abs = std::env::current_dir()
             .map(|cwd| cwd.join(dir))

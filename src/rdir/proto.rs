@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Role;
 use crate::frame::{self, Protocol};
 
 /// The stateful protocol.
@@ -79,6 +80,8 @@ impl frame::Request for StatelessRequest {
 }
 
 impl frame::Response for StatefulResponse {
+    const FROM: Role = Role::Server;
+
     fn error(message: String) -> Self {
         StatefulResponse::Error {
             status: super::dir::Status::Io.code(),
@@ -88,6 +91,8 @@ impl frame::Response for StatefulResponse {
 }
 
 impl frame::Response for StatelessResponse {
+    const FROM: Role = Role::Server;
+
     fn error(message: String) -> Self {
         StatelessResponse::Error {
             status: super::dir::Status::Io.code(),

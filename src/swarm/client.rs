@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Role};
 use crate::frame::Conn;
 use crate::net::Timeouts;
 
@@ -40,7 +40,7 @@ impl TrackerClient {
         let via = conn.local_addr()?.ip();
         conn.send(req)?;
         match conn.expect::<TrackerResponse>()? {
-            TrackerResponse::Error(why) => Err(Error::Remote(format!("tracker: {why}"))),
+            TrackerResponse::Error(why) => Err(Error::remote(Role::Tracker, why)),
             other => Ok((other, via)),
         }
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, Hasher};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::name::FileName;
 
 /// Smallest piece size a manifest may use (16 KiB).
@@ -176,12 +176,12 @@ impl Manifest {
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
         let piece_size = piece_size.unwrap_or_else(|| auto_piece_size(size));
-        check_piece_size(piece_size).map_err(Error::Protocol)?;
+        check_piece_size(piece_size).map_err(Error::setting)?;
         if count_pieces(size, piece_size) > u64::from(MAX_PIECES) {
-            return Err(Error::Protocol(format!(
-                "{} is too large for {piece_size}-byte pieces (at most {MAX_PIECES} pieces)",
-                path.display()
-            )));
+            return Err(Error::local_path(
+                path,
+                format!("is too large for {piece_size}-byte pieces (at most {MAX_PIECES} pieces)"),
+            ));
         }
         let mut whole = Hasher::new();
         let mut pieces = Vec::new();
@@ -200,12 +200,9 @@ impl Manifest {
             }
         }
         if total != size {
-            return Err(Error::Local(format!(
-                "{} changed size while being hashed",
-                path.display()
-            )));
+            return Err(Error::local_path(path, "changed size while being hashed"));
         }
-        Manifest::new(name, size, piece_size, whole.finish(), pieces).map_err(Error::Local)
+        Manifest::new(name, size, piece_size, whole.finish(), pieces).map_err(Error::setting)
     }
 
     /// The swarm id: SHA-256 of the manifest's encoding.
@@ -389,14 +386,18 @@ impl Bitfield {
         self.count() == self.len
     }
 
-    /// Checks that this bitfield describes `m`'s pieces.
-    pub(crate) fn check_for(&self, m: &Manifest) -> Result<()> {
+    /// Checks that this bitfield, received at `stage`, describes `m`'s
+    /// pieces.
+    pub(crate) fn check_for(&self, m: &Manifest, stage: Stage) -> Result<()> {
         if self.len != m.piece_count() {
-            return Err(Error::Protocol(format!(
-                "bitfield of {} pieces for a swarm of {}",
-                self.len,
-                m.piece_count()
-            )));
+            return Err(Error::invalid(
+                stage,
+                format!(
+                    "bitfield of {} pieces for a swarm of {}",
+                    self.len,
+                    m.piece_count()
+                ),
+            ));
         }
         Ok(())
     }
@@ -595,5 +596,18 @@ mod tests {
             m.piece_hash(m.index(2).unwrap()),
             Digest::of(&data[32768..])
         );
+        // A piece size the user chose badly is theirs, not a peer's fault.
+        assert!(matches!(
+            Manifest::from_file(&path, Some(MIN_PIECE_SIZE + 1)),
+            Err(Error::Local(crate::error::Local::Setting(_)))
+        ));
+        // A bitfield of another length: a fault of whoever sent it, where.
+        for stage in [Stage::Request, Stage::Reply] {
+            assert!(matches!(
+                Bitfield::new(4).check_for(&m, stage),
+                Err(Error::Protocol { stage: s, .. }) if s == stage
+            ));
+        }
+        assert!(Bitfield::new(3).check_for(&m, Stage::Reply).is_ok());
     }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Role;
 use crate::frame::{Protocol, Request, Response};
 use crate::name::FileName;
 
@@ -211,6 +212,8 @@ pub enum PeerResponse {
 impl Request for TrackerRequest {}
 
 impl Response for TrackerResponse {
+    const FROM: Role = Role::Tracker;
+
     fn error(message: String) -> Self {
         TrackerResponse::Error(message)
     }
@@ -228,6 +231,8 @@ impl Request for PeerRequest {
 }
 
 impl Response for PeerResponse {
+    const FROM: Role = Role::Peer;
+
     fn error(message: String) -> Self {
         PeerResponse::Error(message)
     }

@@ -53,12 +53,14 @@ impl Store {
             let file = File::open(&dest)?;
             let have = verify(&file, &manifest)?;
             if !have.is_complete() {
-                return Err(Error::Local(format!(
-                    "{} exists and is not this swarm's file ({} of {} pieces match); move it away",
-                    dest.display(),
-                    have.count(),
-                    have.len()
-                )));
+                return Err(Error::local_path(
+                    &dest,
+                    format!(
+                        "exists and is not this swarm's file ({} of {} pieces match); move it away",
+                        have.count(),
+                        have.len()
+                    ),
+                ));
             }
             let store = Store {
                 file,
@@ -118,10 +120,10 @@ impl Store {
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     self.partial = Some(partial);
-                    return Err(Error::Local(format!(
-                        "{} appeared during the download",
-                        self.dest.display()
-                    )));
+                    return Err(Error::local_path(
+                        &self.dest,
+                        "appeared during the download",
+                    ));
                 }
                 // File systems without hard links: a plain rename.
                 Err(_) => fs::rename(&partial, &self.dest)?,
@@ -206,7 +208,13 @@ mod tests {
         assert!(have.is_complete());
         // A different file under that name is refused, not overwritten.
         fs::write(out.join("f.bin"), b"something else").unwrap();
-        assert!(Store::open(&out, m).is_err());
+        match Store::open(&out, m) {
+            Err(Error::Local(crate::error::Local::Path { path, .. })) => {
+                assert_eq!(path, out.join("f.bin"));
+            }
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("a different file was taken"),
+        }
         assert_eq!(fs::read(out.join("f.bin")).unwrap(), b"something else");
     }
 }

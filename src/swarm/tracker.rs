@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use crate::error::{Result, Stage};
 use crate::events::Events;
 use crate::frame::Conn;
 use crate::metrics::Registry;
@@ -351,7 +351,7 @@ impl Tracker {
                 port,
                 have,
             } => {
-                if let Err(e) = have.check_for(&manifest) {
+                if let Err(e) = have.check_for(&manifest, Stage::Request) {
                     return TrackerResponse::Error(e.to_string());
                 }
                 let id = manifest.id();
@@ -425,7 +425,7 @@ impl Tracker {
                 let Some(s) = swarms.get_mut(&swarm) else {
                     return TrackerResponse::UnknownPeer;
                 };
-                if let Err(e) = have.check_for(&s.manifest) {
+                if let Err(e) = have.check_for(&s.manifest, Stage::Request) {
                     return TrackerResponse::Error(e.to_string());
                 }
                 let addr = SocketAddr::new(ip, port);
@@ -447,7 +447,7 @@ impl Tracker {
                 let Some(s) = swarms.get_mut(&swarm) else {
                     return TrackerResponse::UnknownPeer;
                 };
-                if let Err(e) = have.check_for(&s.manifest) {
+                if let Err(e) = have.check_for(&s.manifest, Stage::Request) {
                     return TrackerResponse::Error(e.to_string());
                 }
                 if stats.from.len() > MAX_STATS_SOURCES {

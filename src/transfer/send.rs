@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 
 use super::CHUNK;
-use crate::error::{Error, Result};
+use crate::error::{Error, Local, Result};
 use crate::net::SharedStream;
 
 /// Streams exactly `len` bytes of `file` to `w` (sendfile on Linux when `w`
@@ -13,9 +13,7 @@ use crate::net::SharedStream;
 pub(crate) fn send_body<W: Write>(file: File, len: u64, w: &mut W) -> Result<()> {
     let sent = io::copy(&mut file.take(len), w)?;
     if sent != len {
-        return Err(Error::Local(format!(
-            "file shrank while sending: {sent} of {len} bytes"
-        )));
+        return Err(Error::Local(Local::Shrank { sent, len }));
     }
     w.flush()?;
     Ok(())
@@ -54,10 +52,10 @@ pub(crate) fn send_body_paced(
         before();
         match sendfile::send(file, sock, left.min(piece)) {
             Ok(0) => {
-                return Err(Error::Local(format!(
-                    "file shrank while sending: {} of {len} bytes",
-                    len - left
-                )));
+                return Err(Error::Local(Local::Shrank {
+                    sent: len - left,
+                    len,
+                }));
             }
             Ok(n) => left -= n as u64,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -78,10 +76,10 @@ pub(crate) fn send_body_paced(
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             let n = match file.read(&mut buf[..want]) {
                 Ok(0) => {
-                    return Err(Error::Local(format!(
-                        "file shrank while sending: {} of {len} bytes",
-                        len - left
-                    )));
+                    return Err(Error::Local(Local::Shrank {
+                        sent: len - left,
+                        len,
+                    }));
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -60,7 +60,12 @@ pub(super) fn receive(
         let mut in_pipe = n;
         while in_pipe > 0 {
             match call(&rd, Some(&mut at), &*file, in_pipe) {
-                Ok(0) => return Err(local(Error::Local("the file took no bytes".into()))),
+                Ok(0) => {
+                    return Err(local(Error::from(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the file took no bytes",
+                    ))));
+                }
                 Ok(m) => in_pipe -= m,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if first && unsupported(&e) => {

@@ -234,7 +234,7 @@ impl ControlLink {
                 self.conn = Some(conn);
                 Ok(())
             }
-            Err(e @ Error::Protocol(_)) => Err(e),
+            Err(e @ Error::Protocol { .. }) => Err(e),
             Err(e) => Err(e.doing("control connection lost (re-opening it at the next heartbeat)")),
         }
     }
@@ -262,7 +262,7 @@ impl ControlLink {
                 });
                 match left {
                     Ok(()) => Ok(()),
-                    Err(e @ (Error::Remote(_) | Error::Protocol(_))) => Err(e),
+                    Err(e @ (Error::Remote { .. } | Error::Protocol { .. })) => Err(e),
                     Err(e) if e.is_timeout() => {
                         self.conn = None;
                         Err(Error::TimedOut(format!(

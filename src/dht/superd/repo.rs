@@ -57,10 +57,10 @@ impl Repo {
                     digests: DigestCache::default(),
                 })
             }
-            Ok(_) => Err(Error::Local(format!(
-                "repository {}: not a folder",
-                dir.display()
-            ))),
+            Ok(_) => Err(Error::local_path(
+                dir,
+                "not a folder (the repository must be one)",
+            )),
             Err(e) => Err(Error::from(e).doing(format!("repository {}", dir.display()))),
         }
     }
@@ -83,7 +83,7 @@ impl Repo {
                     let text = e.to_string();
                     return Err(match e.into_io_error() {
                         Some(io) => Error::from(io).doing(what),
-                        None => Error::Local(format!("{what}: {text}")),
+                        None => Error::local_path(&self.dir, text),
                     });
                 }
                 // An entry that vanished or cannot be read is not listed.
@@ -147,10 +147,10 @@ impl Repo {
         let (d, n) = digest::hash_file_at(&out.file)?;
         let meta = out.file.metadata()?;
         if n != out.len || meta.len() != out.len || meta.modified()? != out.mtime {
-            return Err(Error::Local(format!(
-                "{} changed while being hashed",
-                out.name
-            )));
+            return Err(Error::local_path(
+                out.name.as_str(),
+                "changed while being hashed",
+            ));
         }
         self.digests.put(&out.name, out.len, out.mtime, d);
         Ok(d)
@@ -221,9 +221,13 @@ mod tests {
         fs::write(dir.join("b.txt"), "b.txt, longer now").unwrap();
         let err = repo.digest(&out).unwrap_err();
         assert!(
-            err.to_string().contains("changed while being hashed"),
-            "{err}"
+            matches!(&err, Error::Local(crate::error::Local::Path { path, .. }) if path == Path::new("b.txt")),
+            "{err:?}"
         );
-        assert!(Repo::open(&dir.join("a.txt")).is_err());
+        assert_eq!(err.to_string(), "b.txt: changed while being hashed");
+        assert!(matches!(
+            Repo::open(&dir.join("a.txt")),
+            Err(Error::Local(crate::error::Local::Path { .. }))
+        ));
     }
 }

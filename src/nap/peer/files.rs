@@ -57,7 +57,7 @@ impl Listener {
         let thread = std::thread::Builder::new()
             .name("listener".into())
             .spawn(move || server.serve(move |s| serve_get(&s, &share)))
-            .map_err(|e| Error::Local(format!("starting the listener: {e}")))?;
+            .map_err(|e| Error::start("the listener", e))?;
         Ok(Listener {
             port,
             shutdown,
@@ -253,10 +253,10 @@ pub fn fetch_file(addr: &str, req: &GetFile, local: &Path, how: &Fetch<'_>) -> R
             };
             got += n as u64;
             if got > room {
-                return Err(Error::Local(format!(
-                    "writing {}: No space left on device: {addr} sent more than the {room} bytes free",
-                    local.display()
-                )));
+                return Err(Error::local_path(
+                    local,
+                    format!("No space left on device: {addr} sent more than the {room} bytes free"),
+                ));
             }
             tmp.file()
                 .write_all(&buf[..n])

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Role, Stage};
 use crate::net::{self, Timeouts};
 
 use super::bencode::{self, Value};
@@ -73,13 +73,13 @@ pub(crate) fn url_decode(s: &str) -> Option<Vec<u8>> {
 pub(crate) fn split_url(url: &str) -> Result<(String, String)> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| Error::Local(format!("{url}: only http:// trackers are spoken")))?;
+        .ok_or_else(|| Error::setting(format!("{url}: only http:// trackers are spoken")))?;
     let (host, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     if host.is_empty() {
-        return Err(Error::Local(format!("{url}: no host")));
+        return Err(Error::setting(format!("{url}: no host")));
     }
     let host = if host
         .rsplit_once(':')
@@ -128,14 +128,18 @@ fn get(host: &str, target: &str, timeouts: &Timeouts) -> Result<Vec<u8>> {
     let head = match r.parse(&raw) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Err(Error::Truncated),
-        Err(e) => return Err(Error::Protocol(format!("tracker reply: {e}"))),
+        Err(e) => {
+            return Err(Error::invalid(
+                Stage::Reply,
+                format!("bad HTTP from the tracker: {e}"),
+            ));
+        }
     };
     if r.code != Some(200) {
-        return Err(Error::Remote(format!(
-            "tracker answered {} {}",
-            r.code.unwrap_or(0),
-            r.reason.unwrap_or("")
-        )));
+        return Err(Error::remote(
+            Role::Tracker,
+            format!("HTTP {} {}", r.code.unwrap_or(0), r.reason.unwrap_or("")),
+        ));
     }
     let mut body = raw[head..].to_vec();
     if let Some(len) = r
@@ -161,10 +165,7 @@ pub(crate) fn parse_reply(body: &[u8]) -> Result<Reply> {
     let v = bencode::decode(body)?;
     let d = bencode::as_dict(&v, "tracker reply")?;
     if let Ok(why) = bencode::bytes(d, "failure reason") {
-        return Err(Error::Remote(format!(
-            "tracker: {}",
-            String::from_utf8_lossy(why)
-        )));
+        return Err(Error::remote(Role::Tracker, String::from_utf8_lossy(why)));
     }
     let interval = bencode::int(d, "interval").unwrap_or(1800).clamp(1, 86_400) as u32;
     let mut peers = Vec::new();
@@ -230,7 +231,11 @@ mod tests {
         let r = parse_reply(b"d8:intervali5e5:peersld2:ip9:127.0.0.17:peer id20:aaaaaaaaaaaaaaaaaaaa4:porti7000eeee").unwrap();
         assert_eq!(r.peers, vec!["127.0.0.1:7000".parse().unwrap()]);
         let e = parse_reply(b"d14:failure reason6:no waye").unwrap_err();
-        assert!(e.to_string().contains("no way"));
+        assert!(
+            matches!(&e, Error::Remote { from: Role::Tracker, message } if message == "no way"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "tracker: no way");
         assert!(parse_reply(b"d5:peers5:abcdee").is_err());
         assert!(parse_reply(b"garbage").is_err());
     }
@@ -245,7 +250,10 @@ mod tests {
             split_url("http://h/a?x=1").unwrap(),
             ("h:80".into(), "/a?x=1".into())
         );
-        assert!(split_url("udp://h:1").is_err());
+        assert!(matches!(
+            split_url("udp://h:1"),
+            Err(Error::Local(crate::error::Local::Setting(_)))
+        ));
         let raw = [0u8, b'a', 0xff, b'~', b' '];
         assert_eq!(url_encode(&raw), "%00a%FF~%20");
         assert_eq!(url_decode(&url_encode(&raw)).unwrap(), raw);

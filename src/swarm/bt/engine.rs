@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use sha1::{Digest as _, Sha1};
 
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result, Stage};
 use crate::log::Level;
 use crate::net::{self, Timeouts};
 use crate::rng::Rng;
@@ -475,7 +475,14 @@ impl Torrent {
             Message::NotInterested => c.peer_interested = false,
             Message::Have(i) => {
                 if i >= n {
-                    return Err(Error::Protocol(format!("have {i} of {n} pieces")));
+                    return Err(Error::protocol(
+                        Stage::Request,
+                        Detail::OutOfRange {
+                            what: "have: piece index",
+                            value: u64::from(i),
+                            limit: u64::from(n.saturating_sub(1)),
+                        },
+                    ));
                 }
                 if !c.bits[i as usize] {
                     c.bits[i as usize] = true;
@@ -519,9 +526,10 @@ impl Torrent {
                     || length > MAX_REQUEST
                     || u64::from(begin) + u64::from(length) > u64::from(self.info.piece_size(index))
                 {
-                    return Err(Error::Protocol(format!(
-                        "a request for {length} bytes at {begin} of piece {index}"
-                    )));
+                    return Err(Error::invalid(
+                        Stage::Request,
+                        format!("a request for {length} bytes at {begin} of piece {index}"),
+                    ));
                 }
                 if c.am_choking || !lock(&self.st).have[index as usize] {
                     return Ok(());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bendy::decoding::{Decoder, Object};
 
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result, Role, Stage};
 use crate::net::{self, Timeouts};
 use crate::shutdown::Shutdown;
 
@@ -34,7 +34,7 @@ impl Magnet {
     pub(crate) fn parse(s: &str) -> Result<Magnet> {
         let q = s
             .strip_prefix("magnet:?")
-            .ok_or_else(|| Error::Local(format!("{s:?} is not a magnet link")))?;
+            .ok_or_else(|| Error::setting(format!("{s:?} is not a magnet link")))?;
         let mut hash = None;
         let mut name = None;
         let mut trackers = Vec::new();
@@ -42,12 +42,12 @@ impl Magnet {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             let v = url_decode(v)
                 .and_then(|v| String::from_utf8(v).ok())
-                .ok_or_else(|| Error::Local(format!("magnet link: bad escape in {k}")))?;
+                .ok_or_else(|| Error::setting(format!("magnet link: bad escape in {k}")))?;
             match k {
                 "xt" => {
                     if let Some(h) = v.strip_prefix("urn:btih:") {
                         hash = Some(InfoHash::parse(h).ok_or_else(|| {
-                            Error::Local(format!("magnet link: {h:?} is not an info hash"))
+                            Error::setting(format!("magnet link: {h:?} is not an info hash"))
                         })?);
                     }
                 }
@@ -56,7 +56,7 @@ impl Magnet {
                 _ => {}
             }
         }
-        let hash = hash.ok_or_else(|| Error::Local("magnet link without xt=urn:btih:".into()))?;
+        let hash = hash.ok_or_else(|| Error::setting("magnet link without xt=urn:btih:"))?;
         Ok(Magnet {
             hash,
             name,
@@ -191,8 +191,9 @@ fn from_peer(
         return Err(Error::Handshake("another torrent".into()));
     }
     if !theirs.supports_extensions() {
-        return Err(Error::Protocol(
-            "no extension protocol: cannot ask for the metadata".into(),
+        return Err(Error::protocol(
+            Stage::Opening,
+            Detail::Missing("extension protocol to ask for the metadata with"),
         ));
     }
     wire::send(
@@ -217,7 +218,10 @@ fn from_peer(
         if id == 0 {
             let h = parse_ext_handshake(&payload)?;
             let (Some(ut), Some(size)) = (h.ut_metadata, h.metadata_size) else {
-                return Err(Error::Protocol("the peer does not serve metadata".into()));
+                return Err(Error::protocol(
+                    Stage::Opening,
+                    Detail::Missing("metadata (ut_metadata) offered in the extension handshake"),
+                ));
             };
             their_id = Some(ut);
             buf = vec![0; size as usize];
@@ -233,7 +237,10 @@ fn from_peer(
                     let start = piece as usize * BLOCK as usize;
                     let want = (buf.len().saturating_sub(start)).min(BLOCK as usize);
                     if total as usize != buf.len() || data.len() != want || want == 0 {
-                        return Err(Error::Protocol("a metadata piece of the wrong size".into()));
+                        return Err(Error::invalid(
+                            Stage::Body,
+                            "a metadata piece of the wrong size",
+                        ));
                     }
                     // A piece past the end has want == 0 and was refused
                     // above: piece < got.len() and the range is in buf.
@@ -241,17 +248,19 @@ fn from_peer(
                     got[piece as usize] = true;
                     if got.iter().all(|&g| g) {
                         if InfoHash::of(&buf) != hash {
-                            return Err(Error::Protocol(
-                                "metadata does not hash to the info hash".into(),
+                            return Err(Error::invalid(
+                                Stage::Body,
+                                "metadata does not hash to the info hash",
                             ));
                         }
                         return Info::parse(&buf);
                     }
                 }
                 Metadata::Reject(p) => {
-                    return Err(Error::Remote(format!(
-                        "the peer refused metadata piece {p}"
-                    )));
+                    return Err(Error::remote(
+                        Role::Peer,
+                        format!("refused metadata piece {p}"),
+                    ));
                 }
                 Metadata::Request(_) => {}
             }
@@ -272,9 +281,7 @@ pub(crate) fn fetch_info(
     mut log: impl FnMut(String),
 ) -> Result<Info> {
     if m.trackers.is_empty() {
-        return Err(Error::Local(
-            "the magnet link names no tracker (tr=)".into(),
-        ));
+        return Err(Error::setting("the magnet link names no tracker (tr=)"));
     }
     loop {
         for url in &m.trackers {
@@ -329,9 +336,15 @@ mod tests {
         assert_eq!(m.hash, h);
         assert_eq!(m.name.as_deref(), Some("a b"));
         assert_eq!(m.trackers, vec!["http://127.0.0.1:1/announce"]);
-        assert!(Magnet::parse("magnet:?dn=x").is_err());
-        assert!(Magnet::parse("magnet:?xt=urn:btih:xyz").is_err());
-        assert!(Magnet::parse("http://x").is_err());
+        for bad in ["magnet:?dn=x", "magnet:?xt=urn:btih:xyz", "http://x"] {
+            assert!(
+                matches!(
+                    Magnet::parse(bad),
+                    Err(Error::Local(crate::error::Local::Setting(_)))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

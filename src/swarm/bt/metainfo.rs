@@ -117,6 +117,17 @@ fn bad(why: impl Into<String>) -> Error {
     Error::Decode(format!("torrent: {}", why.into()))
 }
 
+/// A folder walk's error as the library's: an I/O error on the path it
+/// names, or (a link loop) that path is not what it must be.
+fn walk_error(e: walkdir::Error, root: &Path) -> Error {
+    let path = e.path().unwrap_or(root).to_path_buf();
+    let text = e.to_string();
+    match e.into_io_error() {
+        Some(io) => Error::from(io).doing(path.display().to_string()),
+        None => Error::local_path(path, text),
+    }
+}
+
 /// A path component from a torrent: a plain name.
 pub fn check_component(c: &[u8]) -> Result<String> {
     let s = std::str::from_utf8(c).map_err(|_| bad("a path component is not UTF-8"))?;
@@ -342,33 +353,33 @@ pub fn create(
     let name_os = path
         .canonicalize()?
         .file_name()
-        .ok_or_else(|| Error::Local(format!("{} has no name", path.display())))?
+        .ok_or_else(|| Error::local_path(path, "has no name"))?
         .to_owned();
-    let name =
-        check_component(name_os.as_encoded_bytes()).map_err(|e| Error::Local(e.to_string()))?;
+    let name = check_component(name_os.as_encoded_bytes())
+        .map_err(|e| Error::local_path(path, e.to_string()))?;
     let meta = std::fs::metadata(path)?;
     let mut files: Vec<(Vec<String>, PathBuf, u64)> = Vec::new();
     if meta.is_dir() {
         for e in walkdir::WalkDir::new(path).sort_by_file_name() {
-            let e = e.map_err(|e| Error::Local(e.to_string()))?;
+            let e = e.map_err(|e| walk_error(e, path))?;
             if !e.file_type().is_file() {
                 continue;
             }
             let rel = e
                 .path()
                 .strip_prefix(path)
-                .map_err(|e| Error::Local(e.to_string()))?;
+                .map_err(|why| Error::local_path(e.path(), why.to_string()))?;
             let comps = rel
                 .components()
                 .map(|c| {
                     check_component(c.as_os_str().as_encoded_bytes())
-                        .map_err(|e| Error::Local(e.to_string()))
+                        .map_err(|why| Error::local_path(e.path(), why.to_string()))
                 })
                 .collect::<Result<Vec<_>>>()?;
             files.push((
                 comps,
                 e.path().to_path_buf(),
-                e.metadata().map_err(|e| Error::Local(e.to_string()))?.len(),
+                e.metadata().map_err(|e| walk_error(e, path))?.len(),
             ));
         }
     } else {
@@ -376,13 +387,10 @@ pub fn create(
     }
     let total: u64 = files.iter().map(|f| f.2).sum();
     if total == 0 {
-        return Err(Error::Local(format!(
-            "{} holds no bytes to share",
-            path.display()
-        )));
+        return Err(Error::local_path(path, "holds no bytes to share"));
     }
     let piece_len = match piece_len {
-        Some(p) => check_piece_len(u64::from(p)).map_err(|e| Error::Local(e.to_string()))?,
+        Some(p) => check_piece_len(u64::from(p)).map_err(|e| Error::setting(e.to_string()))?,
         None => default_piece_len(total),
     };
     // Hash pieces across file boundaries, streaming.
@@ -412,10 +420,7 @@ pub fn create(
         pieces.extend_from_slice(&h.finalize_reset());
     }
     if hashed != total {
-        return Err(Error::Local(format!(
-            "{} changed while being read",
-            path.display()
-        )));
+        return Err(Error::local_path(path, "changed while being read"));
     }
     let mut info = vec![
         ("name", b(name)),

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use sha1::{Digest as _, Sha1};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ResultExt};
 use crate::name::TEMP_PREFIX;
 
 use super::metainfo::{Info, InfoHash};
@@ -41,14 +41,13 @@ impl Storage {
         let mut files = Vec::with_capacity(info.files.len());
         for f in &info.files {
             let p = info.file_path(root, f);
-            let h = File::open(&p).map_err(|e| Error::Local(format!("{}: {e}", p.display())))?;
+            let h = File::open(&p).doing(|| p.display().to_string())?;
             let len = h.metadata()?.len();
             if len != f.length {
-                return Err(Error::Local(format!(
-                    "{} holds {len} bytes, the torrent says {}",
-                    p.display(),
-                    f.length
-                )));
+                return Err(Error::local_path(
+                    p,
+                    format!("holds {len} bytes, the torrent says {}", f.length),
+                ));
             }
             files.push((h, f.offset, f.length));
         }
@@ -81,7 +80,7 @@ impl Storage {
                 .create(true)
                 .truncate(false)
                 .open(&p)
-                .map_err(|e| Error::Local(format!("{}: {e}", p.display())))?;
+                .doing(|| p.display().to_string())?;
             if h.metadata()?.len() != f.length {
                 h.set_len(f.length)?;
             }
@@ -186,9 +185,9 @@ impl Storage {
             let _ = f.sync_data();
         }
         if dest.exists() {
-            let why = format!("{} appeared during the download", dest.display());
+            let e = Error::local_path(&dest, "appeared during the download");
             *pending = Some((partial, dest));
-            return Err(Error::Local(why));
+            return Err(e);
         }
         fs::rename(&partial, &dest)?;
         Ok(Some(dest))

@@ -7,7 +7,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 use super::metainfo::InfoHash;
 
@@ -293,14 +293,20 @@ pub(crate) fn encode(m: &Message, out: &mut Vec<u8>) {
 pub(crate) fn check_bitfield(b: &[u8], pieces: u32) -> Result<()> {
     let want = pieces.div_ceil(8) as usize;
     if b.len() != want {
-        return Err(Error::Protocol(format!(
-            "a bitfield of {} bytes for {pieces} pieces (want {want})",
-            b.len()
-        )));
+        return Err(Error::invalid(
+            Stage::Opening,
+            format!(
+                "a bitfield of {} bytes for {pieces} pieces (want {want})",
+                b.len()
+            ),
+        ));
     }
     let spare = (want * 8) as u32 - pieces;
     if spare > 0 && b[want - 1] & ((1u8 << spare) - 1) != 0 {
-        return Err(Error::Protocol("a bitfield with spare bits set".into()));
+        return Err(Error::invalid(
+            Stage::Opening,
+            "a bitfield with spare bits set",
+        ));
     }
     Ok(())
 }
@@ -480,9 +486,15 @@ mod tests {
         assert!(decode(&[0, 0, 0, 1, 20]).is_err());
         // Bitfields: length and spare bits.
         assert!(check_bitfield(&[0xff, 0x80], 9).is_ok());
-        assert!(check_bitfield(&[0xff, 0xc0], 9).is_err());
-        assert!(check_bitfield(&[0xff], 9).is_err());
-        assert!(check_bitfield(&[0xff, 0x80, 0], 9).is_err());
+        for bad in [&[0xff, 0xc0][..], &[0xff], &[0xff, 0x80, 0]] {
+            assert!(matches!(
+                check_bitfield(bad, 9),
+                Err(Error::Protocol {
+                    stage: Stage::Opening,
+                    ..
+                })
+            ));
+        }
         assert!(check_bitfield(&[0xff], 8).is_ok());
         assert!(bit(&[0x40], 1) && !bit(&[0x40], 0) && !bit(&[0x40], 99));
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::frame;
 use crate::swarm::client::TrackerClient;
 use crate::swarm::proto::{MAX_PEERS_LISTED, PeerInfo, TrackerRequest, TrackerResponse};
@@ -135,7 +135,7 @@ impl Node {
                         }
                         Ok(_) => {}
                         // A tracker of another version: it goes without.
-                        Err(Error::Remote(_)) => stats_taken = false,
+                        Err(Error::Remote { .. }) => stats_taken = false,
                         Err(e) => self.tracker_trouble(&mut tracker_ok, client, &e),
                     }
                 }
@@ -224,7 +224,7 @@ impl Node {
         let mut st = self.lock();
         let listed: std::collections::HashSet<SocketAddr> = list.iter().map(|p| p.addr).collect();
         for p in list {
-            if p.have.check_for(&self.manifest).is_err() || self.is_me(p.addr) {
+            if p.have.check_for(&self.manifest, Stage::Reply).is_err() || self.is_me(p.addr) {
                 continue;
             }
             match st.remotes.get(&p.addr) {

@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::frame::{self, Conn};
 use crate::log::Level;
 use crate::net::{self, Timeouts};
@@ -458,9 +458,9 @@ impl Node {
                 mut fetching,
                 sending,
             } => {
-                have.check_for(&self.manifest)?;
-                fetching.check_for(&self.manifest)?;
-                sending.check_for(&self.manifest)?;
+                have.check_for(&self.manifest, Stage::Reply)?;
+                fetching.check_for(&self.manifest, Stage::Reply)?;
+                sending.check_for(&self.manifest, Stage::Reply)?;
                 // Either way a copy is on its way somewhere.
                 for i in 0..sending.len() as usize {
                     if sending.has(i) {
@@ -474,9 +474,10 @@ impl Node {
                 st.set_remote_have(addr, have, fetching);
                 Ok(())
             }
-            PeerResponse::UnknownSwarm => {
-                Err(Error::Protocol("the peer is not in this swarm".into()))
-            }
+            PeerResponse::UnknownSwarm => Err(Error::invalid(
+                Stage::Reply,
+                "the peer is not in this swarm",
+            )),
             other => Err(frame::unexpected("Have or UnknownSwarm", &other)),
         }
     }
@@ -601,9 +602,12 @@ impl Node {
                     match answer {
                         PeerResponse::Piece { index: got, len } if got == index.get() => {
                             if len != want {
-                                return Err(Error::Protocol(format!(
-                                    "piece {index} announced as {len} bytes, it has {want}"
-                                )));
+                                return Err(Error::invalid(
+                                    Stage::Body,
+                                    format!(
+                                        "piece {index} announced as {len} bytes, it has {want}"
+                                    ),
+                                ));
                             }
                             link.piece(index.get());
                             buf.resize(want as usize, 0);
@@ -655,10 +659,8 @@ impl Node {
                             ));
                         }
                         other => {
-                            return Err(frame::unexpected(
-                                &format!("Piece or Busy for piece {index}"),
-                                &other,
-                            ));
+                            return Err(frame::unexpected("Piece or Busy", &other)
+                                .doing(format!("piece {index}")));
                         }
                     }
                 }
@@ -803,16 +805,15 @@ impl Node {
         }
         let written = {
             let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
-            store.write_piece(i, data).map_err(|e| {
-                let why = crate::error::describe_io(&e);
-                format!("writing {}: {why}", store.path().display())
-            })
+            store
+                .write_piece(i, data)
+                .map_err(|e| Error::from(e).doing(format!("writing {}", store.path().display())))
         };
-        if let Err(why) = written {
+        if let Err(e) = written {
             // Our disk (full, or failing), not the remote: the download
             // ends, and the claim gives the piece back.
-            self.fail_locally(why.clone());
-            return Err(Error::Local(why));
+            self.fail_locally(e.to_string());
+            return Err(e);
         }
         let counted = claim.live;
         claim.settle();
