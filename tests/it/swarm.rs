@@ -99,21 +99,12 @@ fn fetch(what: &str, out: &Path, tracker: &str, extra: &[&str]) -> Proc {
         .daemon()
 }
 
-/// A temp dir tagged `tag` with `seed/NAME` of `len` random bytes (from
-/// `rng`), a tracker, and a seed sharing the file with `extra` flags:
-/// `(dir, src, tracker, seed, swarm id)`, in the order to bind them so
-/// that the daemons stop before their folder goes.
-fn seeded(
-    tag: &str,
-    name: &str,
-    len: u64,
-    rng: u64,
-    extra: &[&str],
-) -> (TempDir, PathBuf, Proc, Proc, String) {
-    let (dir, src) = seed_file(tag, name, len, rng);
+/// A tracker and a seed sharing `file` with `extra` flags: (tracker,
+/// seed, swarm id).
+fn tracked(file: &Path, extra: &[&str]) -> (Proc, Proc, String) {
     let t = tracker(&[]);
-    let (seed, id) = share(&src, &t.addr, extra);
-    (dir, src, t, seed, id)
+    let (seed, id) = share(file, &t.addr, extra);
+    (t, seed, id)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -168,13 +159,8 @@ fn piece_of(line: &str, prefix: &str) -> u32 {
 #[test]
 fn a_file_spreads_to_every_peer_and_peers_trade_pieces() {
     // A slow seed, so the fetchers must also trade pieces among themselves.
-    let (dir, src, t, seed, id) = seeded(
-        "swarm-basic",
-        "movie.bin",
-        3 << 20,
-        11,
-        &["--piece-size", "64K", "--upload-limit", "1M"],
-    );
+    let (dir, src) = seed_file("swarm-basic", "movie.bin", 3 << 20, 11);
+    let (t, seed, id) = tracked(&src, &["--piece-size", "64K", "--upload-limit", "1M"]);
     let outs: Vec<_> = (0..3).map(|i| dir.sub(&format!("peer{i}"))).collect();
     let mut peers: Vec<Proc> = outs
         .iter()
@@ -223,13 +209,8 @@ fn the_rarest_piece_is_requested_first() {
     let piece = 16 * 1024u64;
     // The seed uploads one 16 KiB piece per 8 s: requests to it stay
     // pending, so the partial peer cannot fill its gaps during the test.
-    let (dir, src, t, seed, id) = seeded(
-        "swarm-rarest",
-        "data.bin",
-        pieces * piece,
-        22,
-        &["--piece-size", "16K", "--upload-limit", "2K"],
-    );
+    let (dir, src) = seed_file("swarm-rarest", "data.bin", pieces * piece, 22);
+    let (t, seed, id) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "2K"]);
 
     // A partial peer resumes from a file whose pieces 7 and 23 are wrong.
     let partial_out = dir.sub("partial");
@@ -261,13 +242,8 @@ fn the_rarest_piece_is_requested_first() {
 
 #[test]
 fn a_corrupt_piece_is_refetched_and_its_peer_never_asked_again() {
-    let (dir, src, t, _seed, _) = seeded(
-        "swarm-corrupt",
-        "doc.bin",
-        512 * 1024,
-        33,
-        &["--piece-size", "16K", "--upload-limit", "256K"],
-    );
+    let (dir, src) = seed_file("swarm-corrupt", "doc.bin", 512 * 1024, 33);
+    let (t, _seed, _) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "256K"]);
 
     // A peer completes, then its copy is damaged on disk: every piece gets
     // one flipped byte. It keeps serving what it believes it holds.
@@ -321,13 +297,8 @@ fn a_corrupt_piece_is_refetched_and_its_peer_never_asked_again() {
 
 #[test]
 fn a_peer_killed_mid_download_does_not_stop_the_others() {
-    let (dir, src, t, _seed, _) = seeded(
-        "swarm-kill",
-        "big.bin",
-        2 << 20,
-        44,
-        &["--piece-size", "16K", "--upload-limit", "768K"],
-    );
+    let (dir, src) = seed_file("swarm-kill", "big.bin", 2 << 20, 44);
+    let (t, _seed, _) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "768K"]);
     let outs: Vec<_> = (0..3).map(|i| dir.sub(&format!("p{i}"))).collect();
     let mut victim = fetch("big.bin", &outs[0], &t.addr, &["-v"]);
     let mut others: Vec<Proc> = outs[1..]
@@ -354,13 +325,8 @@ fn a_peer_killed_mid_download_does_not_stop_the_others() {
 
 #[test]
 fn peers_register_again_with_a_restarted_tracker() {
-    let (dir, src, mut t, seed, id) = seeded(
-        "swarm-restart",
-        "set.bin",
-        1 << 20,
-        55,
-        &["--piece-size", "16K", "--upload-limit", "512K"],
-    );
+    let (dir, src) = seed_file("swarm-restart", "set.bin", 1 << 20, 55);
+    let (mut t, seed, id) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "512K"]);
     let addr = t.addr.clone();
     let a_out = dir.sub("a");
     let mut a = fetch(&id, &a_out, &addr, &["-v"]);
@@ -551,13 +517,8 @@ fn fetch_past_liars(lie: Lie, n: usize, pieces: u64, rng: u64, extra: &[&str]) -
         Lie::Mute => ("swarm-mute", "m.bin", "silent peer"),
         Lie::Busy => ("swarm-busy", "b.bin", "busy peer"),
     };
-    let (dir, src, t, seed, id) = seeded(
-        tag,
-        name,
-        pieces * 16 * 1024,
-        rng,
-        &["--piece-size", "16K", "--upload-limit", "256K"],
-    );
+    let (dir, src) = seed_file(tag, name, pieces * 16 * 1024, rng);
+    let (t, seed, id) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "256K"]);
     let swarm = SwarmId::from_hex(&id).unwrap();
     let liars: Vec<Liar> = (0..n).map(|_| Liar::lying(&t.addr, swarm, lie)).collect();
     let out = dir.sub("out");
@@ -682,7 +643,8 @@ fn open(addr: &str, protocol: peerkit::frame::Protocol) -> Conn {
 
 #[test]
 fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
-    let (_dir, _, t, seed, id) = seeded("swarm-bad", "b.bin", 100_000, 77, &[]);
+    let (_dir, src) = seed_file("swarm-bad", "b.bin", 100_000, 77);
+    let (t, seed, id) = tracked(&src, &[]);
     let swarm = SwarmId::from_hex(&id).unwrap();
 
     framed_battery(&t.addr, TRACKER, |b| match frame::decode(b) {
@@ -734,7 +696,8 @@ fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
 
 #[test]
 fn daemons_stop_cleanly_on_sigterm() {
-    let (dir, src, mut t, mut seed, _) = seeded("swarm-term", "t.bin", 10_000, 88, &[]);
+    let (dir, src) = seed_file("swarm-term", "t.bin", 10_000, 88);
+    let (mut t, mut seed, _) = tracked(&src, &[]);
     seed.terminate();
     assert!(seed.wait_exit().success(), "{}", seed.dump());
     // It said goodbye to the tracker.
@@ -778,13 +741,8 @@ fn probe_timeouts() -> Timeouts {
 fn the_tracker_and_a_seed_serve_real_clients_through_idle_and_trickling_floods() {
     // Long periods: the seed's own tracker connections stay out of the
     // descriptor counts.
-    let (dir, src, t, seed, id) = seeded(
-        "swarm-exhaust",
-        "x.bin",
-        200_000,
-        99,
-        &["--ping-interval", "30", "--report-interval", "30"],
-    );
+    let (dir, src) = seed_file("swarm-exhaust", "x.bin", 200_000, 99);
+    let (t, seed, id) = tracked(&src, &["--ping-interval", "30", "--report-interval", "30"]);
     let swarm = SwarmId::from_hex(&id).unwrap();
 
     let addr = t.addr.clone();
@@ -816,13 +774,8 @@ fn the_tracker_and_a_seed_serve_real_clients_through_idle_and_trickling_floods()
 
 #[test]
 fn fetch_prints_piece_lines_only_with_v_and_only_data_with_q() {
-    let (dir, src, t, _seed, _) = seeded(
-        "swarm-verbosity",
-        "v.bin",
-        256 << 10,
-        12,
-        &["--piece-size", "16K"],
-    );
+    let (dir, src) = seed_file("swarm-verbosity", "v.bin", 256 << 10, 12);
+    let (t, _seed, _) = tracked(&src, &["--piece-size", "16K"]);
     let is_step = |l: &String| l.starts_with("piece ") || l.starts_with("request piece ");
     // A completed fetch into `sub` with `flags`, and its stdout.
     let run = |sub: &str, flags: &[&str]| {
@@ -853,13 +806,8 @@ fn fetch_prints_piece_lines_only_with_v_and_only_data_with_q() {
 #[test]
 fn an_interrupted_exit_when_done_fetch_exits_non_zero() {
     // 16 s at this rate: the signals always come first.
-    let (dir, _, t, _seed, _) = seeded(
-        "swarm-interrupt",
-        "i.bin",
-        1 << 20,
-        13,
-        &["--piece-size", "16K", "--upload-limit", "64K"],
-    );
+    let (dir, src) = seed_file("swarm-interrupt", "i.bin", 1 << 20, 13);
+    let (t, _seed, _) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "64K"]);
     for (sig, how) in [("INT", "Ctrl-C"), ("TERM", "SIGTERM")] {
         let out = dir.sub(sig);
         let mut p = fetch("i.bin", &out, &t.addr, &["-v", "--exit-when-done"]);
@@ -971,13 +919,8 @@ fn the_progress_bar_leaves_no_stray_lines() {
         );
     }
     // About 2 s: the bar is drawn several times.
-    let (dir, src, t, _seed, _) = seeded(
-        "swarm-bar",
-        "p.bin",
-        1 << 20,
-        14,
-        &["--piece-size", "16K", "--upload-limit", "512K"],
-    );
+    let (dir, src) = seed_file("swarm-bar", "p.bin", 1 << 20, 14);
+    let (t, _seed, _) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "512K"]);
     let out = dir.sub("out");
     let fetch_cmd = format!(
         "TERM=xterm {} fetch p.bin --tracker {} --listen 127.0.0.1:0 --out {} --exit-when-done",
@@ -1013,13 +956,8 @@ fn the_progress_bar_leaves_no_stray_lines() {
 #[test]
 fn a_capped_peer_says_busy_for_a_piece_it_is_already_sending() {
     // 64 KiB pieces at 16 KiB/s: one piece takes about 3 s to send.
-    let (_dir, _, _t, seed, id) = seeded(
-        "swarm-busy",
-        "b.bin",
-        256 << 10,
-        15,
-        &["--piece-size", "64K", "--upload-limit", "16K"],
-    );
+    let (_dir, src) = seed_file("swarm-busy", "b.bin", 256 << 10, 15);
+    let (_t, seed, id) = tracked(&src, &["--piece-size", "64K", "--upload-limit", "16K"]);
     let swarm = SwarmId::from_hex(&id).unwrap();
     let mut a = open(&seed.addr, PEER_WIRE);
     a.send(&PeerRequest::Piece { swarm, index: 0 }).unwrap();
@@ -1165,7 +1103,8 @@ fn a_peer_only_on_loopback_with_a_remote_tracker_says_which_flag_fixes_it() {
 #[test]
 fn a_fetcher_that_reaches_no_peer_says_so_and_keeps_trying() {
     // Learn the manifest from a seed that then goes away for good...
-    let (dir, src, t, mut seed, id) = seeded("swarm-unreachable", "u.bin", 200_000, 33, &[]);
+    let (dir, src) = seed_file("swarm-unreachable", "u.bin", 200_000, 33);
+    let (t, mut seed, id) = tracked(&src, &[]);
     let swarm = SwarmId::from_hex(&id).unwrap();
     let mut c = open(&t.addr, TRACKER);
     c.send(&TrackerRequest::Lookup(Query::Id(swarm))).unwrap();
