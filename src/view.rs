@@ -32,10 +32,11 @@ use crate::shutdown::Shutdown;
 
 /// What a system shows.
 pub(crate) trait Site: Send + Sync + 'static {
-    /// The page (an HTML document, compiled in). Where its `<style>` and
-    /// `<script>` say `/* peerkit: prelude css */` and `/* peerkit: prelude
-    /// js */`, the view puts what every page shares (the base styles, `el`,
-    /// `live`).
+    /// The page (an HTML document, compiled in). Where it starts with
+    /// `<!-- peerkit: prelude head -->` and its `<style>` and `<script>` say
+    /// `/* peerkit: prelude css */` and `/* peerkit: prelude js */`, the view
+    /// puts what every page shares (the doctype and head, the base styles,
+    /// `el`, `live`, `rate`, `size`).
     fn page(&self) -> &'static str;
     /// The current state, as `state.json` gives it.
     fn state(&self) -> serde_json::Value;
@@ -47,14 +48,17 @@ pub(crate) trait Site: Send + Sync + 'static {
     }
 }
 
+/// The start of every page's head: doctype, charset, viewport, no icon.
+const PRELUDE_HEAD: &str = include_str!("view/prelude-head.html");
 /// The styles every page shares.
 const PRELUDE_CSS: &str = include_str!("view/prelude.css");
-/// The script every page shares: `el` and `live`.
+/// The script every page shares: `el`, `live`, `rate` and `size`.
 const PRELUDE_JS: &str = include_str!("view/prelude.js");
 
 /// `page` with the shared styles and script in place.
 fn assemble(page: &str) -> String {
-    page.replacen("/* peerkit: prelude css */", PRELUDE_CSS, 1)
+    page.replacen("<!-- peerkit: prelude head -->", PRELUDE_HEAD.trim_end(), 1)
+        .replacen("/* peerkit: prelude css */", PRELUDE_CSS, 1)
         .replacen("/* peerkit: prelude js */", PRELUDE_JS, 1)
 }
 
