@@ -15,6 +15,7 @@
 //! [`Registry`] and [`Events`] its data path already updates, so serving a
 //! view adds no work there.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -297,6 +298,43 @@ fn stream_events(shared: &Shared, session: &Session) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a view lists as in progress (transfers, say), each under a
+/// number of its own, in the order they began.
+pub(crate) struct InProgress<T> {
+    next: u64,
+    items: BTreeMap<u64, T>,
+}
+
+impl<T> InProgress<T> {
+    pub(crate) fn new() -> InProgress<T> {
+        InProgress {
+            next: 0,
+            items: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `item` under the next number, which it returns.
+    pub(crate) fn add(&mut self, item: T) -> u64 {
+        self.next += 1;
+        self.items.insert(self.next, item);
+        self.next
+    }
+
+    /// Takes out the item numbered `id`, if it is still there.
+    pub(crate) fn remove(&mut self, id: u64) -> Option<T> {
+        self.items.remove(&id)
+    }
+
+    /// The items, oldest first.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &T> {
+        self.items.values()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
 }
 
 #[cfg(test)]
