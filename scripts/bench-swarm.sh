@@ -91,6 +91,54 @@ stop_all() {
     RUN_PIDS=()
 }
 
+# leecher_started PID: a leecher started in the background, to stop and
+# measure with the others.
+leecher_started() {
+    PIDS+=("$1")
+    RUN_PIDS+=("$1")
+    PEER_PIDS+=("$1")
+}
+
+# completed DIR/pI: leecher I said it is complete.
+completed() { grep -q '^complete: ' "$1.out" 2>/dev/null; }
+
+# wait_leechers DIR N WHAT DONE: waits (up to 30 min) until `DONE DIR/pI`
+# holds for every leecher I in 1..N; WHAT names them in the message.
+wait_leechers() {
+    local dir=$1 n=$2 what=$3 done=$4 i left=$2 deadline=$(($(date +%s) + 1800))
+    while [ "$left" -gt 0 ]; do
+        left=0
+        for i in $(seq 1 "$n"); do
+            "$done" "$dir/p$i" || left=$((left + 1))
+        done
+        if [ "$(date +%s)" -gt "$deadline" ]; then
+            say "timed out with $left $what unfinished" >&2
+            return 1
+        fi
+        [ "$left" -gt 0 ] && sleep 0.05
+    done
+    return 0
+}
+
+# bt_leechers DIR N FILE FETCH...: N leechers, the Ith running
+# `FETCH... --out DIR/pI` in the background; waits until each is
+# complete; sets ELAPSED (from the first start) and PEER_PIDS and
+# compares every copy with FILE.
+bt_leechers() {
+    local dir=$1 n=$2 file=$3 i t0
+    shift 3
+    PEER_PIDS=()
+    t0=$(now)
+    for i in $(seq 1 "$n"); do
+        mkdir -p "$dir/p$i"
+        "$@" --out "$dir/p$i" >"$dir/p$i.out" 2>"$dir/p$i.err" &
+        leecher_started $!
+    done
+    wait_leechers "$dir" "$n" leechers completed || return 1
+    ELAPSED=$(echo "$(now) - $t0" | bc -l)
+    copies_match "$dir" "$n" "$(basename "$file")" "$file"
+}
+
 # watch VIEW_URL: what an open page does, in the background: the event
 # stream held open, state.json asked every second.
 # VIEW_WATCH="events state" (the default) picks what it does.
@@ -114,7 +162,7 @@ watch_view() {
 # WITH_VIEW set, every daemon serves its view and the tracker's and the
 # seed's are watched.
 run_peerkit() {
-    local name=$1 file=$2 n=$3 cap=${4:-} limit=() i http=()
+    local name=$1 file=$2 n=$3 cap=${4:-} limit=() http=()
     [ -n "$cap" ] && limit=(--upload-limit "$cap")
     [ -n "${WITH_VIEW:-}" ] && http=(--http 127.0.0.1:0)
     local dir="$RUN/$name"
@@ -132,40 +180,17 @@ run_peerkit() {
         watch_view "$(sed -n 's/^view on //p' "$dir/seed.out")"
     fi
     SEED_PID=$PID_seed
-    PEER_PIDS=()
-    local t0
-    t0=$(now)
-    for i in $(seq 1 "$n"); do
-        mkdir -p "$dir/p$i"
-        # shellcheck disable=SC2086 # FETCH_FLAGS is a list of flags
-        "$BIN/bt-peer" fetch "$(basename "$file")" --tracker "$ADDR_tracker" --out "$dir/p$i" \
-            --listen 127.0.0.1:0 "${limit[@]}" "${PERIODS[@]}" "${http[@]}" ${FETCH_FLAGS:-} \
-            >"$dir/p$i.out" 2>"$dir/p$i.err" &
-        PIDS+=($!)
-        RUN_PIDS+=($!)
-        PEER_PIDS+=($!)
-    done
-    local left=$n deadline=$(($(date +%s) + 1800))
-    while [ "$left" -gt 0 ]; do
-        left=0
-        for i in $(seq 1 "$n"); do
-            grep -q '^complete: ' "$dir/p$i.out" 2>/dev/null || left=$((left + 1))
-        done
-        if [ "$(date +%s)" -gt "$deadline" ]; then
-            say "timed out with $left leechers unfinished" >&2
-            return 1
-        fi
-        [ "$left" -gt 0 ] && sleep 0.05
-    done
-    ELAPSED=$(echo "$(now) - $t0" | bc -l)
-    copies_match "$dir" "$n" "$(basename "$file")" "$file"
+    # shellcheck disable=SC2086 # FETCH_FLAGS is a list of flags
+    bt_leechers "$dir" "$n" "$file" "$BIN/bt-peer" fetch "$(basename "$file")" \
+        --tracker "$ADDR_tracker" --listen 127.0.0.1:0 "${limit[@]}" "${PERIODS[@]}" \
+        "${http[@]}" ${FETCH_FLAGS:-}
 }
 
 # run_btwire NAME FILE N [CAP]: as run_peerkit, on the BitTorrent wire:
 # bt-tracker --announce, bt-peer torrent, a seeder sharing with --torrent,
 # N leechers fetching the .torrent.
 run_btwire() {
-    local name=$1 file=$2 n=$3 cap=${4:-} limit=() i
+    local name=$1 file=$2 n=$3 cap=${4:-} limit=()
     [ -n "$cap" ] && limit=(--upload-limit "$cap")
     local dir="$RUN/$name" base url
     base=$(basename "$file")
@@ -186,33 +211,9 @@ run_btwire() {
     RUN_PIDS+=("$PID_seed")
     wait_line "$dir/seed.out" '^seeding ' 600 || return 1
     SEED_PID=$PID_seed
-    PEER_PIDS=()
-    local t0
-    t0=$(now)
-    for i in $(seq 1 "$n"); do
-        mkdir -p "$dir/p$i"
-        # shellcheck disable=SC2086 # FETCH_FLAGS is a list of flags
-        "$BIN/bt-peer" fetch "$dir/$base.torrent" --out "$dir/p$i" \
-            --listen 127.0.0.1:0 "${limit[@]}" ${FETCH_FLAGS:-} \
-            >"$dir/p$i.out" 2>"$dir/p$i.err" &
-        PIDS+=($!)
-        RUN_PIDS+=($!)
-        PEER_PIDS+=($!)
-    done
-    local left=$n deadline=$(($(date +%s) + 1800))
-    while [ "$left" -gt 0 ]; do
-        left=0
-        for i in $(seq 1 "$n"); do
-            grep -q '^complete: ' "$dir/p$i.out" 2>/dev/null || left=$((left + 1))
-        done
-        if [ "$(date +%s)" -gt "$deadline" ]; then
-            say "timed out with $left leechers unfinished" >&2
-            return 1
-        fi
-        [ "$left" -gt 0 ] && sleep 0.05
-    done
-    ELAPSED=$(echo "$(now) - $t0" | bc -l)
-    copies_match "$dir" "$n" "$base" "$file"
+    # shellcheck disable=SC2086 # FETCH_FLAGS is a list of flags
+    bt_leechers "$dir" "$n" "$file" "$BIN/bt-peer" fetch "$dir/$base.torrent" \
+        --listen 127.0.0.1:0 "${limit[@]}" ${FETCH_FLAGS:-}
 }
 
 # run_aria NAME FILE N [CAP]: opentracker, an aria2c seeder and N aria2c
@@ -278,27 +279,17 @@ run_aria() {
         chmod +x "$dir/p$i.hook"
         aria2c "${common[@]}" --dir="$dir/p$i" --on-bt-download-complete="$dir/p$i.hook" \
             "$dir/$base.torrent" >"$dir/p$i.out" 2>&1 &
-        PIDS+=($!)
-        RUN_PIDS+=($!)
-        PEER_PIDS+=($!)
+        leecher_started $!
     done
-    local left=$n deadline=$(($(date +%s) + 1800))
-    while [ "$left" -gt 0 ]; do
-        left=0
-        for i in $(seq 1 "$n"); do
-            [ -s "$dir/p$i.done" ] || left=$((left + 1))
-        done
-        if [ "$(date +%s)" -gt "$deadline" ]; then
-            say "timed out with $left aria2c leechers unfinished" >&2
-            return 1
-        fi
-        [ "$left" -gt 0 ] && sleep 0.05
-    done
+    wait_leechers "$dir" "$n" "aria2c leechers" hooked || return 1
     local last
     last=$(cat "$dir"/p*.done | sort -n | tail -1)
     ELAPSED=$(echo "$last - $t0" | bc -l)
     copies_match "$dir" "$n" "$base" "$file"
 }
+
+# hooked DIR/pI: aria2c leecher I ran its completion hook.
+hooked() { [ -s "$1.done" ]; }
 
 # nc_copy FILE: sets ELAPSED to the time nc takes to copy FILE over
 # loopback into a file.
@@ -396,48 +387,39 @@ bench_view() {
         "$(echo "$b / $a" | bc -l)" "${off[*]}" "${on[*]}")"
 }
 
-if [ -n "$VIEW" ]; then
-    mkdir -p "$RUN/src"
-    F=$((F_MIB << 20))
-    U=$((RATE_MIB << 20))
-    note "live views: peerkit without and with --http and a watching page; medians of $REPEAT runs"
-    printf '%-22s %8s %10s %10s %7s\n' case bound without with ratio
+# each_case BENCH: `BENCH CASE FILE N CAP BOUND` for every case: capped
+# with each N of NS, then (unless BIG_MIB=0) uncapped with 4 leechers.
+each_case() {
+    local bench=$1 n bound
     head -c "$F" /dev/urandom >"$RUN/src/capped.bin"
     for n in $NS; do
         bound=$(echo "a = $F / $U; b = $n * $F / ($U + $n * $U); if (a > b) a else b" | bc -l)
-        bench_view "capped N=$n" "$RUN/src/capped.bin" "$n" "${RATE_MIB}M" "$bound"
+        "$bench" "capped N=$n" "$RUN/src/capped.bin" "$n" "${RATE_MIB}M" "$bound"
     done
     rm -f "$RUN/src/capped.bin"
-    if [ "$BIG_MIB" -gt 0 ]; then
-        head -c "$((BIG_MIB << 20))" /dev/urandom >"$RUN/src/big.bin"
-        nc_copy "$RUN/src/big.bin" || { say "nc copy failed" >&2; exit 2; }
-        bench_view "uncapped 4 leechers" "$RUN/src/big.bin" 4 "" "$ELAPSED"
-        rm -f "$RUN/src/big.bin"
-    fi
-    say "logs: $RUN"
-    exit 0
-fi
+    [ "$BIG_MIB" -gt 0 ] || return 0
+    head -c "$((BIG_MIB << 20))" /dev/urandom >"$RUN/src/big.bin"
+    nc_copy "$RUN/src/big.bin" || { say "nc copy failed" >&2; exit 2; }
+    "$bench" "uncapped 4 leechers" "$RUN/src/big.bin" 4 "" "$ELAPSED"
+    rm -f "$RUN/src/big.bin"
+}
 
 MEM_NOTES=()
 mkdir -p "$RUN/src"
 F=$((F_MIB << 20))
 U=$((RATE_MIB << 20))
-note "pieces of $PIECE_KIB KiB; capped: F = $F_MIB MiB, every peer's upload capped at $RATE_MIB MiB/s"
-printf '%-22s %8s %10s %7s %10s %7s %10s %7s %8s\n' case "bound" "own wire" ratio "bt wire" ratio \
-    "aria2c" ratio "bt/own"
-head -c "$F" /dev/urandom >"$RUN/src/capped.bin"
-for n in $NS; do
-    bound=$(echo "a = $F / $U; b = $n * $F / ($U + $n * $U); if (a > b) a else b" | bc -l)
-    bench "capped N=$n" "$RUN/src/capped.bin" "$n" "${RATE_MIB}M" "$bound"
-done
-rm -f "$RUN/src/capped.bin"
-
-if [ "$BIG_MIB" -gt 0 ]; then
-    head -c "$((BIG_MIB << 20))" /dev/urandom >"$RUN/src/big.bin"
-    nc_copy "$RUN/src/big.bin" || { say "nc copy failed" >&2; exit 2; }
-    bench "uncapped 4 leechers" "$RUN/src/big.bin" 4 "" "$ELAPSED"
-    say "(uncapped: $BIG_MIB MiB; bound = one nc copy over loopback into a file)"
-    for m in "${MEM_NOTES[@]}"; do say "$m"; done
-    rm -f "$RUN/src/big.bin"
+if [ -n "$VIEW" ]; then
+    note "live views: peerkit without and with --http and a watching page; medians of $REPEAT runs"
+    printf '%-22s %8s %10s %10s %7s\n' case bound without with ratio
+    each_case bench_view
+else
+    note "pieces of $PIECE_KIB KiB; capped: F = $F_MIB MiB, every peer's upload capped at $RATE_MIB MiB/s"
+    printf '%-22s %8s %10s %7s %10s %7s %10s %7s %8s\n' case "bound" "own wire" ratio "bt wire" ratio \
+        "aria2c" ratio "bt/own"
+    each_case bench
+    if [ "$BIG_MIB" -gt 0 ]; then
+        say "(uncapped: $BIG_MIB MiB; bound = one nc copy over loopback into a file)"
+        for m in "${MEM_NOTES[@]}"; do say "$m"; done
+    fi
 fi
 say "logs: $RUN"

@@ -68,6 +68,22 @@ impl Verbosity {
     }
 }
 
+/// Flags shared by clients: the socket timeouts and how much to say.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+impl ClientArgs {
+    /// How much to say, and the socket timeouts.
+    pub fn level_and_timeouts(&self) -> (Level, Timeouts) {
+        (self.verbosity.level(), self.net.timeouts())
+    }
+}
+
 /// The server core's limits, as flags (every daemon has them).
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {

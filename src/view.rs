@@ -15,6 +15,7 @@
 //! [`Registry`] and [`Events`] its data path already updates, so serving a
 //! view adds no work there.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,10 +33,11 @@ use crate::shutdown::Shutdown;
 
 /// What a system shows.
 pub(crate) trait Site: Send + Sync + 'static {
-    /// The page (an HTML document, compiled in). Where its `<style>` and
-    /// `<script>` say `/* peerkit: prelude css */` and `/* peerkit: prelude
-    /// js */`, the view puts what every page shares (the base styles, `el`,
-    /// `live`).
+    /// The page (an HTML document, compiled in). Where it starts with
+    /// `<!-- peerkit: prelude head -->` and its `<style>` and `<script>` say
+    /// `/* peerkit: prelude css */` and `/* peerkit: prelude js */`, the view
+    /// puts what every page shares (the doctype and head, the base styles,
+    /// `el`, `live`, `rate`, `size`).
     fn page(&self) -> &'static str;
     /// The current state, as `state.json` gives it.
     fn state(&self) -> serde_json::Value;
@@ -47,14 +49,17 @@ pub(crate) trait Site: Send + Sync + 'static {
     }
 }
 
+/// The start of every page's head: doctype, charset, viewport, no icon.
+const PRELUDE_HEAD: &str = include_str!("view/prelude-head.html");
 /// The styles every page shares.
 const PRELUDE_CSS: &str = include_str!("view/prelude.css");
-/// The script every page shares: `el` and `live`.
+/// The script every page shares: `el`, `live`, `rate` and `size`.
 const PRELUDE_JS: &str = include_str!("view/prelude.js");
 
 /// `page` with the shared styles and script in place.
 fn assemble(page: &str) -> String {
-    page.replacen("/* peerkit: prelude css */", PRELUDE_CSS, 1)
+    page.replacen("<!-- peerkit: prelude head -->", PRELUDE_HEAD.trim_end(), 1)
+        .replacen("/* peerkit: prelude css */", PRELUDE_CSS, 1)
         .replacen("/* peerkit: prelude js */", PRELUDE_JS, 1)
 }
 
@@ -293,6 +298,43 @@ fn stream_events(shared: &Shared, session: &Session) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a view lists as in progress (transfers, say), each under a
+/// number of its own, in the order they began.
+pub(crate) struct InProgress<T> {
+    next: u64,
+    items: BTreeMap<u64, T>,
+}
+
+impl<T> InProgress<T> {
+    pub(crate) fn new() -> InProgress<T> {
+        InProgress {
+            next: 0,
+            items: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `item` under the next number, which it returns.
+    pub(crate) fn add(&mut self, item: T) -> u64 {
+        self.next += 1;
+        self.items.insert(self.next, item);
+        self.next
+    }
+
+    /// Takes out the item numbered `id`, if it is still there.
+    pub(crate) fn remove(&mut self, id: u64) -> Option<T> {
+        self.items.remove(&id)
+    }
+
+    /// The items, oldest first.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &T> {
+        self.items.values()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
 }
 
 #[cfg(test)]

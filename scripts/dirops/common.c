@@ -410,3 +410,96 @@ void dirops_names_free(struct dirops_names *n)
     n->payload = NULL;
     n->left = 0;
 }
+
+struct dirops_dir *dirops_new(const char *dirname, size_t size)
+{
+    struct dirops_dir *dir;
+
+    if (dirname == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    dir = calloc(1, size);
+    if (dir == NULL)
+        return NULL;
+    dir->path = strdup(dirname);
+    if (dir->path == NULL || dirops_register(dir) != 0) {
+        free(dir->path);
+        free(dir);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return dir;
+}
+
+void dirops_free_socket(struct dirops_dir *dir, int fd, struct dirops_names *names)
+{
+    if (fd >= 0)
+        close(fd);
+    dirops_names_free(names);
+    free(names->name);
+    free(dir->path);
+    free(dir);
+}
+
+RDIR *dirops_first(struct dirops_dir *dir, const struct dirops_design *design)
+{
+    if (design->fetch(dir) != 0)
+        return dirops_abandon(dir, design);
+    return (RDIR *)dir;
+}
+
+RDIR *dirops_abandon(struct dirops_dir *dir, const struct dirops_design *design)
+{
+    int e = errno;
+
+    dirops_forget(dir);
+    design->free(dir);
+    errno = e;
+    return NULL;
+}
+
+char *dirops_read(RDIR *d, const struct dirops_design *design)
+{
+    struct dirops_dir *dir;
+    char *name;
+
+    if (!dirops_known(d)) {
+        dirops_warn("r_readdir: %p is not an open directory", (void *)d);
+        errno = EBADF;
+        return NULL;
+    }
+    dir = (struct dirops_dir *)d;
+    for (;;) {
+        if (dir->failed) {
+            errno = dir->failed;
+            return NULL;
+        }
+        name = design->next(dir);
+        if (name != NULL)
+            return name;
+        if (dir->eof)
+            return NULL;
+        if (design->fetch(dir) != 0)
+            return NULL;
+    }
+}
+
+int dirops_close(RDIR *d, const struct dirops_design *design)
+{
+    struct dirops_dir *dir;
+    int rc;
+
+    if (!dirops_known(d)) {
+        dirops_warn("r_closedir: %p is not an open directory", (void *)d);
+        errno = EBADF;
+        return -1;
+    }
+    dirops_forget(d);
+    dir = (struct dirops_dir *)d;
+    rc = design->close != NULL ? design->close(dir) : 0;
+    design->free(dir);
+    if (rc != 0)
+        errno = EIO;
+    return rc;
+}

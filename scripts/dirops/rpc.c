@@ -21,14 +21,12 @@
 #define RETRY_SECS 20
 
 struct rdir {
+    struct dirops_dir dir;
     CLIENT *clnt;
-    char *path;
     u_quad_t cookie; /* where the next batch starts */
     rdir_res res;    /* the current batch, owned here */
     int have_res;
     u_int next;
-    int eof;
-    int failed;
     int started; /* a batch came: a lost server is tried again */
 };
 
@@ -95,9 +93,10 @@ static void pause_a_little(void)
 }
 
 /* One RDIR_READDIR from the kept cookie, retried while the server is
- * lost; 0 or -1 (d->failed set). */
-static int fetch(RDIR *d)
+ * lost; 0 or -1 (failed set). */
+static int fetch(struct dirops_dir *dir)
 {
+    RDIR *d = (RDIR *)dir;
     rdir_args args;
     rdir_res *res = NULL;
     char why[512] = "";
@@ -105,7 +104,7 @@ static int fetch(RDIR *d)
     int told = 0;
 
     drop_batch(d);
-    args.dirname = d->path;
+    args.dirname = d->dir.path;
     args.cookie = d->cookie;
     args.max_entries = dirops_batch();
     for (;;) {
@@ -120,115 +119,87 @@ static int fetch(RDIR *d)
             d->clnt = NULL;
         }
         if (!d->started) {
-            dirops_warn("%s: %s: %s", dirops_host(), d->path, why);
+            dirops_warn("%s: %s: %s", dirops_host(), d->dir.path, why);
             /* The system's reason when there is one (connection refused). */
-            d->failed = rpc_createerr.cf_error.re_errno ? rpc_createerr.cf_error.re_errno : EIO;
-            errno = d->failed;
+            d->dir.failed =
+                rpc_createerr.cf_error.re_errno ? rpc_createerr.cf_error.re_errno : EIO;
+            errno = d->dir.failed;
             return -1;
         }
         if (deadline == 0)
             deadline = time(NULL) + RETRY_SECS;
         if (time(NULL) >= deadline) {
-            dirops_warn("%s: %s: server lost for %d s; giving up (%s)", dirops_host(), d->path,
-                        RETRY_SECS, why);
-            d->failed = EIO;
+            dirops_warn("%s: %s: server lost for %d s; giving up (%s)", dirops_host(),
+                        d->dir.path, RETRY_SECS, why);
+            d->dir.failed = EIO;
             errno = EIO;
             return -1;
         }
         if (!told) {
-            dirops_warn("%s: %s: %s; asking again from cookie %#llx", dirops_host(), d->path,
-                        why, (unsigned long long)d->cookie);
+            dirops_warn("%s: %s: %s; asking again from cookie %#llx", dirops_host(),
+                        d->dir.path, why, (unsigned long long)d->cookie);
             told = 1;
         }
         pause_a_little();
     }
     if (told)
-        dirops_warn("%s: %s: going on from cookie %#llx", dirops_host(), d->path,
+        dirops_warn("%s: %s: going on from cookie %#llx", dirops_host(), d->dir.path,
                     (unsigned long long)d->cookie);
     /* The stub's result is static and cleared, not freed, by the next
      * call: take it over. */
     d->res = *res;
     d->have_res = 1;
     if (d->res.status != RDIR_OK) {
-        d->failed = dirops_errno_of((uint32_t)d->res.status);
-        dirops_warn("%s: %s: server status %d (%s)", dirops_host(), d->path, d->res.status,
-                    d->res.status == RDIR_EBADCOOKIE ? "stale cookie" : strerror(d->failed));
+        d->dir.failed = dirops_errno_of((uint32_t)d->res.status);
+        dirops_warn("%s: %s: server status %d (%s)", dirops_host(), d->dir.path,
+                    d->res.status,
+                    d->res.status == RDIR_EBADCOOKIE ? "stale cookie"
+                                                     : strerror(d->dir.failed));
         drop_batch(d);
-        errno = d->failed;
+        errno = d->dir.failed;
         return -1;
     }
     d->cookie = d->res.rdir_res_u.batch.cookie;
-    d->eof = d->res.rdir_res_u.batch.eof;
+    d->dir.eof = d->res.rdir_res_u.batch.eof;
     d->started = 1;
     return 0;
 }
 
-static void free_dir(RDIR *d)
+static void free_dir(struct dirops_dir *dir)
 {
+    RDIR *d = (RDIR *)dir;
+
     drop_batch(d);
     if (d->clnt != NULL)
         clnt_destroy(d->clnt);
-    free(d->path);
+    free(d->dir.path);
     free(d);
 }
 
+static char *next(struct dirops_dir *dir)
+{
+    RDIR *d = (RDIR *)dir;
+
+    if (d->have_res && d->next < d->res.rdir_res_u.batch.entries.entries_len)
+        return d->res.rdir_res_u.batch.entries.entries_val[d->next++];
+    return NULL;
+}
+
+static const struct dirops_design design = {next, fetch, free_dir, NULL};
+
 RDIR *r_opendir(char *dirname)
 {
-    RDIR *d;
+    RDIR *d = (RDIR *)dirops_new(dirname, sizeof(RDIR));
 
-    if (dirname == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    d = calloc(1, sizeof *d);
-    if (d == NULL)
-        return NULL;
-    d->path = strdup(dirname);
-    if (d->path == NULL || dirops_register(d) != 0) {
-        free_dir(d);
-        errno = ENOMEM;
-        return NULL;
-    }
-    /* opendir's errors belong to opendir: the first batch is read now. */
-    if (fetch(d) != 0) {
-        int e = errno;
-        dirops_forget(d);
-        free_dir(d);
-        errno = e;
-        return NULL;
-    }
-    return d;
+    return d == NULL ? NULL : dirops_first(&d->dir, &design);
 }
 
 char *r_readdir(RDIR *d)
 {
-    if (!dirops_known(d)) {
-        dirops_warn("r_readdir: %p is not an open directory", (void *)d);
-        errno = EBADF;
-        return NULL;
-    }
-    for (;;) {
-        if (d->failed) {
-            errno = d->failed;
-            return NULL;
-        }
-        if (d->have_res && d->next < d->res.rdir_res_u.batch.entries.entries_len)
-            return d->res.rdir_res_u.batch.entries.entries_val[d->next++];
-        if (d->eof)
-            return NULL;
-        if (fetch(d) != 0)
-            return NULL;
-    }
+    return dirops_read(d, &design);
 }
 
 int r_closedir(RDIR *d)
 {
-    if (!dirops_known(d)) {
-        dirops_warn("r_closedir: %p is not an open directory", (void *)d);
-        errno = EBADF;
-        return -1;
-    }
-    dirops_forget(d);
-    free_dir(d);
-    return 0;
+    return dirops_close(d, &design);
 }

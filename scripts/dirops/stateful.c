@@ -21,12 +21,10 @@ enum { REQ_OPEN, REQ_READ, REQ_CLOSE };
 enum { RESP_OPENED, RESP_ENTRIES, RESP_CLOSED, RESP_ERROR };
 
 struct rdir {
+    struct dirops_dir dir;
     int fd;
     uint64_t handle;
-    char *path;
     struct dirops_names names;
-    int eof;
-    int failed; /* errno of a failure that ends the listing, or 0 */
 };
 
 /* Sends `req`, receives the answer into *payload with *r after its
@@ -48,17 +46,17 @@ static int exchange(RDIR *d, const struct dirops_buf *req, unsigned char **paylo
                 return 0;
             free(*payload);
             dirops_warn("%s: %s: a reply that is not a stateful response", dirops_server(),
-                        d->path);
+                        d->dir.path);
             errno = EPROTO;
             return -1;
         }
         if (attempt == 0)
             dirops_warn("%s: %s: connection lost (%s); reconnecting", dirops_server(),
-                        d->path, strerror(errno));
+                        d->dir.path, strerror(errno));
         close(d->fd);
         d->fd = -1;
     }
-    dirops_warn("%s: %s: %s", dirops_server(), d->path, strerror(errno));
+    dirops_warn("%s: %s: %s", dirops_server(), d->dir.path, strerror(errno));
     return -1;
 }
 
@@ -71,19 +69,82 @@ static void refused(RDIR *d, struct dirops_rd *r)
 
     if (dirops_get_varint(r, &status) != 0 || dirops_get_bytes(r, &msg, &n) != 0)
         msg = (const unsigned char *)"(unreadable refusal)", n = strlen((const char *)msg);
-    dirops_warn("%s: %s: %.*s", dirops_server(), d->path, (int)n, (const char *)msg);
+    dirops_warn("%s: %s: %.*s", dirops_server(), d->dir.path, (int)n, (const char *)msg);
     errno = dirops_errno_of((uint32_t)status);
 }
 
-static void free_dir(RDIR *d)
+static void free_dir(struct dirops_dir *dir)
 {
-    if (d->fd >= 0)
-        close(d->fd);
-    dirops_names_free(&d->names);
-    free(d->names.name);
-    free(d->path);
-    free(d);
+    RDIR *d = (RDIR *)dir;
+
+    dirops_free_socket(dir, d->fd, &d->names);
 }
+
+/* One Read through the handle; 0 or -1 (failed set). */
+static int fetch(struct dirops_dir *dir)
+{
+    RDIR *d = (RDIR *)dir;
+    struct dirops_buf req = {0};
+    struct dirops_rd r;
+    unsigned char *payload;
+    uint64_t variant;
+
+    dirops_put_varint(&req, REQ_READ);
+    dirops_put_varint(&req, d->handle);
+    dirops_put_varint(&req, dirops_batch());
+    if (exchange(d, &req, &payload, &r, &variant) != 0) {
+        dirops_buf_free(&req);
+        d->dir.failed = errno ? errno : EIO;
+        return -1;
+    }
+    dirops_buf_free(&req);
+    if (variant == RESP_ENTRIES && dirops_names_take(&d->names, payload, &r) == 0 &&
+        r.p + 1 == r.end && *r.p <= 1) {
+        d->dir.eof = *r.p;
+        return 0;
+    }
+    if (variant == RESP_ERROR)
+        refused(d, &r);
+    else {
+        dirops_warn("%s: %s: unexpected answer to read", dirops_server(), d->dir.path);
+        errno = EPROTO;
+    }
+    if (d->names.payload != payload)
+        free(payload);
+    dirops_names_free(&d->names);
+    d->dir.failed = errno;
+    return -1;
+}
+
+static char *next(struct dirops_dir *dir)
+{
+    return dirops_names_next(&((RDIR *)dir)->names);
+}
+
+/* Releases the handle on this connection (closing the connection would
+ * too); no reconnecting: a new connection cannot close it, nor can a
+ * handle the server already refused be closed. */
+static int release(struct dirops_dir *dir)
+{
+    RDIR *d = (RDIR *)dir;
+    struct dirops_buf req = {0};
+    unsigned char *payload = NULL;
+    size_t len;
+    int rc = 0;
+
+    if (d->fd >= 0 && !d->dir.failed) {
+        dirops_put_varint(&req, REQ_CLOSE);
+        dirops_put_varint(&req, d->handle);
+        if (dirops_send(d->fd, &req) != 0 || dirops_recv(d->fd, &payload, &len) != 0 ||
+            len != 1 || payload[0] != RESP_CLOSED)
+            rc = -1;
+        free(payload);
+        dirops_buf_free(&req);
+    }
+    return rc;
+}
+
+static const struct dirops_design design = {next, fetch, free_dir, release};
 
 RDIR *r_opendir(char *dirname)
 {
@@ -91,30 +152,17 @@ RDIR *r_opendir(char *dirname)
     struct dirops_rd r;
     unsigned char *payload;
     uint64_t variant;
-    RDIR *d;
+    RDIR *d = (RDIR *)dirops_new(dirname, sizeof(RDIR));
 
-    if (dirname == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    d = calloc(1, sizeof *d);
     if (d == NULL)
         return NULL;
     d->fd = -1;
-    d->path = strdup(dirname);
-    if (d->path == NULL || dirops_register(d) != 0) {
-        free_dir(d);
-        errno = ENOMEM;
-        return NULL;
-    }
     dirops_put_varint(&req, REQ_OPEN);
     dirops_put_varint(&req, strlen(dirname));
     dirops_put_bytes(&req, dirname, strlen(dirname));
     if (exchange(d, &req, &payload, &r, &variant) != 0) {
         dirops_buf_free(&req);
-        dirops_forget(d);
-        free_dir(d);
-        return NULL;
+        return dirops_abandon(&d->dir, &design);
     }
     dirops_buf_free(&req);
     if (variant == RESP_OPENED && dirops_get_varint(&r, &d->handle) == 0 && r.p == r.end) {
@@ -127,102 +175,16 @@ RDIR *r_opendir(char *dirname)
         dirops_warn("%s: %s: unexpected answer to open", dirops_server(), dirname);
         errno = EPROTO;
     }
-    {
-        int e = errno;
-        free(payload);
-        dirops_forget(d);
-        free_dir(d);
-        errno = e;
-    }
-    return NULL;
-}
-
-/* One Read through the handle; 0 or -1 (d->failed set). */
-static int fetch(RDIR *d)
-{
-    struct dirops_buf req = {0};
-    struct dirops_rd r;
-    unsigned char *payload;
-    uint64_t variant;
-
-    dirops_put_varint(&req, REQ_READ);
-    dirops_put_varint(&req, d->handle);
-    dirops_put_varint(&req, dirops_batch());
-    if (exchange(d, &req, &payload, &r, &variant) != 0) {
-        dirops_buf_free(&req);
-        d->failed = errno ? errno : EIO;
-        return -1;
-    }
-    dirops_buf_free(&req);
-    if (variant == RESP_ENTRIES && dirops_names_take(&d->names, payload, &r) == 0 &&
-        r.p + 1 == r.end && *r.p <= 1) {
-        d->eof = *r.p;
-        return 0;
-    }
-    if (variant == RESP_ERROR)
-        refused(d, &r);
-    else {
-        dirops_warn("%s: %s: unexpected answer to read", dirops_server(), d->path);
-        errno = EPROTO;
-    }
-    if (d->names.payload != payload)
-        free(payload);
-    dirops_names_free(&d->names);
-    d->failed = errno;
-    return -1;
+    free(payload);
+    return dirops_abandon(&d->dir, &design);
 }
 
 char *r_readdir(RDIR *d)
 {
-    char *name;
-
-    if (!dirops_known(d)) {
-        dirops_warn("r_readdir: %p is not an open directory", (void *)d);
-        errno = EBADF;
-        return NULL;
-    }
-    for (;;) {
-        if (d->failed) {
-            errno = d->failed;
-            return NULL;
-        }
-        name = dirops_names_next(&d->names);
-        if (name != NULL)
-            return name;
-        if (d->eof)
-            return NULL;
-        if (fetch(d) != 0)
-            return NULL;
-    }
+    return dirops_read(d, &design);
 }
 
 int r_closedir(RDIR *d)
 {
-    struct dirops_buf req = {0};
-    unsigned char *payload = NULL;
-    size_t len;
-    int rc = 0;
-
-    if (!dirops_known(d)) {
-        dirops_warn("r_closedir: %p is not an open directory", (void *)d);
-        errno = EBADF;
-        return -1;
-    }
-    dirops_forget(d);
-    /* Release the handle on this connection (closing the connection would
-     * too); no reconnecting: a new connection cannot close it, nor can a
-     * handle the server already refused be closed. */
-    if (d->fd >= 0 && !d->failed) {
-        dirops_put_varint(&req, REQ_CLOSE);
-        dirops_put_varint(&req, d->handle);
-        if (dirops_send(d->fd, &req) != 0 || dirops_recv(d->fd, &payload, &len) != 0 ||
-            len != 1 || payload[0] != RESP_CLOSED)
-            rc = -1;
-        free(payload);
-        dirops_buf_free(&req);
-    }
-    free_dir(d);
-    if (rc != 0)
-        errno = EIO;
-    return rc;
+    return dirops_close(d, &design);
 }

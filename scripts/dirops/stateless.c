@@ -20,12 +20,10 @@
 enum { RESP_BATCH, RESP_ERROR };
 
 struct rdir {
+    struct dirops_dir dir;
     int fd;
-    char *path;
     uint64_t cookie; /* where the next batch starts */
     struct dirops_names names;
-    int eof;
-    int failed;
     int started; /* a batch came: a lost server is tried again */
 };
 
@@ -36,8 +34,9 @@ static void pause_a_little(void)
 }
 
 /* ReadDir { path, cookie, max } until an answer arrives; 0 or -1. */
-static int fetch(RDIR *d)
+static int fetch(struct dirops_dir *dir)
 {
+    RDIR *d = (RDIR *)dir;
     struct dirops_buf req = {0};
     struct dirops_rd r;
     unsigned char *payload = NULL;
@@ -49,8 +48,8 @@ static int fetch(RDIR *d)
     int told = 0;
 
     dirops_put_varint(&req, 0);
-    dirops_put_varint(&req, strlen(d->path));
-    dirops_put_bytes(&req, d->path, strlen(d->path));
+    dirops_put_varint(&req, strlen(d->dir.path));
+    dirops_put_bytes(&req, d->dir.path, strlen(d->dir.path));
     dirops_put_varint(&req, d->cookie);
     dirops_put_varint(&req, dirops_batch());
     for (;;) {
@@ -62,34 +61,34 @@ static int fetch(RDIR *d)
         if (d->fd >= 0) {
             /* dirops_open said why it failed; this is the exchange. */
             if (!d->started)
-                dirops_warn("%s: %s: %s", dirops_server(), d->path, strerror(errno));
+                dirops_warn("%s: %s: %s", dirops_server(), d->dir.path, strerror(errno));
             close(d->fd);
             d->fd = -1;
         }
         if (!d->started) {
             dirops_buf_free(&req);
-            d->failed = errno ? errno : EIO;
+            d->dir.failed = errno ? errno : EIO;
             return -1;
         }
         if (deadline == 0)
             deadline = time(NULL) + RETRY_SECS;
         if (time(NULL) >= deadline) {
-            dirops_warn("%s: %s: server lost for %d s; giving up", dirops_server(), d->path,
+            dirops_warn("%s: %s: server lost for %d s; giving up", dirops_server(), d->dir.path,
                         RETRY_SECS);
             dirops_buf_free(&req);
-            d->failed = EIO;
+            d->dir.failed = EIO;
             return -1;
         }
         if (!told) {
             dirops_warn("%s: %s: connection lost; asking again from cookie %#llx",
-                        dirops_server(), d->path, (unsigned long long)d->cookie);
+                        dirops_server(), d->dir.path, (unsigned long long)d->cookie);
             told = 1;
         }
         pause_a_little();
     }
     dirops_buf_free(&req);
     if (told)
-        dirops_warn("%s: %s: going on from cookie %#llx", dirops_server(), d->path,
+        dirops_warn("%s: %s: going on from cookie %#llx", dirops_server(), d->dir.path,
                     (unsigned long long)d->cookie);
     r.p = payload;
     r.end = payload + len;
@@ -99,7 +98,7 @@ static int fetch(RDIR *d)
         if (dirops_names_take(&d->names, payload, &r) == 0) {
             if (dirops_get_varint(&r, &cookie) == 0 && r.p + 1 == r.end && *r.p <= 1) {
                 d->cookie = cookie;
-                d->eof = *r.p;
+                d->dir.eof = *r.p;
                 d->started = 1;
                 return 0;
             }
@@ -107,94 +106,53 @@ static int fetch(RDIR *d)
         } else {
             free(payload);
         }
-        d->failed = EPROTO;
+        d->dir.failed = EPROTO;
     } else if (variant == RESP_ERROR && dirops_get_varint(&r, &status) == 0 &&
                dirops_get_bytes(&r, &msg, &n) == 0) {
-        dirops_warn("%s: %s: %.*s", dirops_server(), d->path, (int)n, (const char *)msg);
-        d->failed = dirops_errno_of((uint32_t)status);
+        dirops_warn("%s: %s: %.*s", dirops_server(), d->dir.path, (int)n, (const char *)msg);
+        d->dir.failed = dirops_errno_of((uint32_t)status);
         free(payload);
     } else {
-        d->failed = EPROTO;
+        d->dir.failed = EPROTO;
         free(payload);
     }
-    if (d->failed == EPROTO)
+    if (d->dir.failed == EPROTO)
         dirops_warn("%s: %s: a reply that is not a stateless response", dirops_server(),
-                    d->path);
-    errno = d->failed;
+                    d->dir.path);
+    errno = d->dir.failed;
     return -1;
 }
 
-static void free_dir(RDIR *d)
+static void free_dir(struct dirops_dir *dir)
 {
-    if (d->fd >= 0)
-        close(d->fd);
-    dirops_names_free(&d->names);
-    free(d->names.name);
-    free(d->path);
-    free(d);
+    RDIR *d = (RDIR *)dir;
+
+    dirops_free_socket(dir, d->fd, &d->names);
 }
+
+static char *next(struct dirops_dir *dir)
+{
+    return dirops_names_next(&((RDIR *)dir)->names);
+}
+
+static const struct dirops_design design = {next, fetch, free_dir, NULL};
 
 RDIR *r_opendir(char *dirname)
 {
-    RDIR *d;
+    RDIR *d = (RDIR *)dirops_new(dirname, sizeof(RDIR));
 
-    if (dirname == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    d = calloc(1, sizeof *d);
     if (d == NULL)
         return NULL;
     d->fd = -1;
-    d->path = strdup(dirname);
-    if (d->path == NULL || dirops_register(d) != 0) {
-        free_dir(d);
-        errno = ENOMEM;
-        return NULL;
-    }
-    /* opendir's errors belong to opendir: the first batch is read now. */
-    if (fetch(d) != 0) {
-        int e = errno;
-        dirops_forget(d);
-        free_dir(d);
-        errno = e;
-        return NULL;
-    }
-    return d;
+    return dirops_first(&d->dir, &design);
 }
 
 char *r_readdir(RDIR *d)
 {
-    char *name;
-
-    if (!dirops_known(d)) {
-        dirops_warn("r_readdir: %p is not an open directory", (void *)d);
-        errno = EBADF;
-        return NULL;
-    }
-    for (;;) {
-        if (d->failed) {
-            errno = d->failed;
-            return NULL;
-        }
-        name = dirops_names_next(&d->names);
-        if (name != NULL)
-            return name;
-        if (d->eof)
-            return NULL;
-        if (fetch(d) != 0)
-            return NULL;
-    }
+    return dirops_read(d, &design);
 }
 
 int r_closedir(RDIR *d)
 {
-    if (!dirops_known(d)) {
-        dirops_warn("r_closedir: %p is not an open directory", (void *)d);
-        errno = EBADF;
-        return -1;
-    }
-    dirops_forget(d);
-    free_dir(d);
-    return 0;
+    return dirops_close(d, &design);
 }

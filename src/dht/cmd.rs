@@ -12,7 +12,7 @@ use indicatif::HumanBytes;
 
 use clap::Args;
 
-use crate::cli::{self, DaemonArgs, Interrupted, Level, NetArgs, Refused, Verbosity, ViewArgs};
+use crate::cli::{self, ClientArgs, DaemonArgs, Interrupted, Level, Refused, Verbosity, ViewArgs};
 use crate::dht::client::{self, Dest, Fetched, GetOptions, Put, Step};
 use crate::dht::proto::MAX_HEARTBEAT;
 use crate::dht::{index, superd};
@@ -138,17 +138,16 @@ pub struct LsArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub net: NetArgs,
-    #[command(flatten)]
-    pub verbosity: Verbosity,
+    pub client: ClientArgs,
 }
 
 /// `p2p-ls HOST:PORT` / `p2p-ls HOST PORT`: prints the names of one
 /// supernode's repository, escaped (see `shell_escape`) unless `json`.
 pub fn ls(a: LsArgs) -> anyhow::Result<()> {
     let addr = address(&a.server, a.port.as_deref())?.to_string();
-    let verbose = a.verbosity.level() == Level::Verbose;
-    let names = client::list_noting(&addr, &a.net.timeouts(), |line| {
+    let (level, timeouts) = a.client.level_and_timeouts();
+    let verbose = level == Level::Verbose;
+    let names = client::list_noting(&addr, &timeouts, |line| {
         if verbose {
             eprintln!("{line}");
         }
@@ -210,9 +209,7 @@ pub struct GetArgs {
     #[arg(long, hide = true)]
     pub keep_partial: bool,
     #[command(flatten)]
-    pub net: NetArgs,
-    #[command(flatten)]
-    pub verbosity: Verbosity,
+    pub client: ClientArgs,
 }
 
 /// `p2p-get HOST:PORT NAME` / `p2p-get HOST PORT NAME`: downloads NAME to
@@ -221,8 +218,7 @@ pub struct GetArgs {
 /// unless asked not to; one that fails verification leaves nothing.
 pub fn get(args: GetArgs) -> anyhow::Result<()> {
     let (addr, name) = address_and(&args.server, &args.name, args.name_after_port.as_ref())?;
-    let level = args.verbosity.level();
-    let timeouts = args.net.timeouts();
+    let (level, timeouts) = args.client.level_and_timeouts();
     let name = FileName::new(name.as_str())?;
     let dest = match &args.output {
         Some(p) if p == Path::new("-") => Dest::Stdout,
@@ -365,17 +361,14 @@ pub struct PutArgs {
     #[arg(value_name = "PATH", hide = true)]
     pub path_after_port: Option<String>,
     #[command(flatten)]
-    pub net: NetArgs,
-    #[command(flatten)]
-    pub verbosity: Verbosity,
+    pub client: ClientArgs,
 }
 
 /// `p2p-put HOST:PORT PATH` / `p2p-put HOST PORT PATH`: uploads a local
 /// file under its own name.
 pub fn put(a: PutArgs) -> anyhow::Result<()> {
     let (addr, path) = address_and(&a.server, &a.path, a.path_after_port.as_ref())?;
-    let level = a.verbosity.level();
-    let timeouts = a.net.timeouts();
+    let (level, timeouts) = a.client.level_and_timeouts();
     let path = Path::new(path.as_str());
     let name =
         FileName::from_path(path).map_or_else(|_| path.display().to_string(), |n| n.to_string());

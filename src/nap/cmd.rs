@@ -74,6 +74,34 @@ pub struct PlainDaemonArgs {
     pub view: ViewArgs,
 }
 
+/// The whole binary of a daemon that takes only [`PlainDaemonArgs`]: its
+/// doc comment (the help's description) and the `cmd` function it runs,
+/// as uutils' `bin!` does for its tools:
+///
+/// ```ignore
+/// peerkit::plain_daemon_main! {
+///     /// Gives the date-time.
+///     peerkit::nap::cmd::time
+/// }
+/// ```
+#[macro_export]
+macro_rules! plain_daemon_main {
+    ($(#[doc = $doc:literal])* $run:path) => {
+        $(#[doc = $doc])*
+        #[derive(clap::Parser)]
+        #[command(name = env!("CARGO_BIN_NAME"), version)]
+        struct Args {
+            #[command(flatten)]
+            daemon: $crate::nap::cmd::PlainDaemonArgs,
+        }
+
+        fn main() -> std::process::ExitCode {
+            let a: Args = $crate::cli::parse();
+            $crate::cli::run(env!("CARGO_BIN_NAME"), || $run(a.daemon))
+        }
+    };
+}
+
 /// `nap-time`: serves the date-time until Ctrl-C or SIGTERM.
 pub fn time(a: PlainDaemonArgs) -> anyhow::Result<()> {
     time_service::run(

@@ -376,14 +376,13 @@ enum Failure {
     Fatal(Error),
 }
 
+/// What one stateless request gives: a batch, the server's refusal
+/// (status and message), or a failure.
+type Fetched = Result<Result<Batch, (u32, String)>, Failure>;
+
 /// One stateless request over some transport.
 trait Fetch {
-    fn fetch(
-        &mut self,
-        path: &[u8],
-        cookie: u64,
-        max: u32,
-    ) -> Result<Result<Batch, (u32, String)>, Failure>;
+    fn fetch(&mut self, path: &[u8], cookie: u64, max: u32) -> Fetched;
     /// Drops the connection; the next fetch connects anew.
     fn reset(&mut self);
     fn timeouts(&self) -> Timeouts;
@@ -402,12 +401,7 @@ impl Fetch for SocketFetch {
         self.addr.clone()
     }
 
-    fn fetch(
-        &mut self,
-        path: &[u8],
-        cookie: u64,
-        max: u32,
-    ) -> Result<Result<Batch, (u32, String)>, Failure> {
+    fn fetch(&mut self, path: &[u8], cookie: u64, max: u32) -> Fetched {
         let conn = match &mut self.conn {
             Some(c) => c,
             None => self
@@ -466,12 +460,7 @@ impl Fetch for RpcFetch {
         }
     }
 
-    fn fetch(
-        &mut self,
-        path: &[u8],
-        cookie: u64,
-        max: u32,
-    ) -> Result<Result<Batch, (u32, String)>, Failure> {
+    fn fetch(&mut self, path: &[u8], cookie: u64, max: u32) -> Fetched {
         let client = match &mut self.client {
             Some(c) => c,
             None => self.client.insert(self.connect().map_err(Failure::Retry)?),

@@ -35,4 +35,15 @@ function live(draw, every, onEvent) {
   setInterval(refresh, every);
   return refresh;
 }
+// A rate and a size, in B, KiB or MiB.
+function rate(b) {
+  if (b >= 1048576) return (b / 1048576).toFixed(1) + " MiB/s";
+  if (b >= 1024) return (b / 1024).toFixed(0) + " KiB/s";
+  return b + " B/s";
+}
+function size(b) {
+  if (b >= 1048576) return (b / 1048576).toFixed(1) + " MiB";
+  if (b >= 1024) return (b / 1024).toFixed(0) + " KiB";
+  return b + " B";
+}
 // The page's own.

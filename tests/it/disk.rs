@@ -62,6 +62,74 @@ fn all_names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Creates `path` and writes zeros to it until the disk is full, in blocks
+/// of each size of `blocks` in turn.
+fn fill(path: &Path, blocks: &[usize]) {
+    use std::io::Write;
+    let mut f = fs::File::create(path).unwrap();
+    for &size in blocks {
+        let block = vec![0u8; size];
+        while f.write_all(&block).is_ok() {}
+    }
+}
+
+/// Asserts that `dir` holds nothing, not even a hidden partial file.
+fn assert_empty(dir: &Path) {
+    let names = all_names(dir);
+    assert!(names.is_empty(), "{names:?}");
+}
+
+/// A p2p-superd serving `repo` in the ring of `index`, with `extra`
+/// flags, once it has joined.
+fn superd(repo: &Path, index: &str, extra: &[&str]) -> Proc {
+    let mut p = cmd(bin!("p2p-superd"))
+        .arg(repo)
+        .args(["--index", index, "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .daemon();
+    p.wait_stdout(|l| l.starts_with("joined the ring as "));
+    p
+}
+
+/// Peer periods short enough for tests.
+const PERIODS: [&str; 4] = ["--ping-interval", "0.2", "--report-interval", "0.5"];
+
+/// A bt-tracker and a seed sharing DIR/src/NAME, `len` bytes from `rng`,
+/// with `extra` flags, once it has said its swarm: (tracker, seed, file).
+fn seeded(
+    dir: &TempDir,
+    name: &str,
+    len: usize,
+    rng: u64,
+    extra: &[&str],
+) -> (Proc, Proc, PathBuf) {
+    let src = dir.sub("src").join(name);
+    fs::write(&src, pseudo_random_bytes(len, rng)).unwrap();
+    let t = cmd(bin!("bt-tracker"))
+        .args(["--listen", "127.0.0.1:0"])
+        .daemon();
+    let mut seed = cmd(bin!("bt-peer"))
+        .arg("share")
+        .arg(&src)
+        .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
+        .args(PERIODS)
+        .args(extra)
+        .daemon();
+    seed.wait_stdout(|l| l.starts_with("swarm "));
+    (t, seed, src)
+}
+
+/// `bt-peer fetch NAME --exit-when-done` through `tracker` into `out`,
+/// not started.
+fn fetch_cmd(name: &str, tracker: &str, out: &Path) -> Spawn {
+    cmd(bin!("bt-peer"))
+        .args(["fetch", name, "--tracker", tracker])
+        .args(["--listen", "127.0.0.1:0", "--exit-when-done"])
+        .args(PERIODS)
+        .arg("--out")
+        .arg(out)
+}
+
 #[test]
 fn dht_uploads_and_downloads_onto_a_full_disk_fail_cleanly_and_succeed_after() {
     let dir = TempDir::new("disk-dht");
@@ -74,11 +142,7 @@ fn dht_uploads_and_downloads_onto_a_full_disk_fail_cleanly_and_succeed_after() {
     let index = cmd(bin!("p2p-index"))
         .args(["--listen", "127.0.0.1:0"])
         .daemon();
-    let mut s = cmd(bin!("p2p-superd"))
-        .arg(repo.path())
-        .args(["--index", &index.addr, "--listen", "127.0.0.1:0"])
-        .daemon();
-    s.wait_stdout(|l| l.starts_with("joined the ring as "));
+    let s = superd(repo.path(), &index.addr, &[]);
     let small = dir.path().join("small.txt");
     fs::write(&small, b"fits\n").unwrap();
     let big = dir.path().join("big.bin");
@@ -111,28 +175,21 @@ fn dht_uploads_and_downloads_onto_a_full_disk_fail_cleanly_and_succeed_after() {
 
     // The client's disk is full: an error naming the path, no partial file.
     let out = dest.path().join("big.bin");
-    cmd(bin!("p2p-get"))
-        .arg(&s.addr)
-        .arg("big.bin")
-        .arg("-o")
-        .arg(&out)
-        .run()
+    let get = || {
+        cmd(bin!("p2p-get"))
+            .arg(&s.addr)
+            .arg("big.bin")
+            .arg("-o")
+            .arg(&out)
+            .run()
+    };
+    get()
         .code(2)
         .stderr_has(&format!("writing {}", out.display()))
         .stderr_has("No space left on device");
-    assert!(
-        all_names(dest.path()).is_empty(),
-        "{:?}",
-        all_names(dest.path())
-    );
+    assert_empty(dest.path());
     dest.resize("8m");
-    cmd(bin!("p2p-get"))
-        .arg(&s.addr)
-        .arg("big.bin")
-        .arg("-o")
-        .arg(&out)
-        .run()
-        .ok();
+    get().ok();
     assert!(fs::read(&out).unwrap() == body);
 }
 
@@ -142,36 +199,13 @@ fn a_bt_peer_fetch_onto_a_full_disk_fails_cleanly_and_succeeds_after() {
     let Some(out) = Tmpfs::mount(&dir.path().join("out"), "1m") else {
         return;
     };
-    let src = dir.sub("src").join("big.bin");
-    fs::write(&src, pseudo_random_bytes(3 << 20, 8)).unwrap();
-    let t = cmd(bin!("bt-tracker"))
-        .args(["--listen", "127.0.0.1:0"])
-        .daemon();
-    let mut seed = cmd(bin!("bt-peer"))
-        .arg("share")
-        .arg(&src)
-        .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
-        .args(["--ping-interval", "0.2", "--report-interval", "0.5"])
-        .daemon();
-    seed.wait_stdout(|l| l.starts_with("swarm "));
-    let fetch = || {
-        cmd(bin!("bt-peer"))
-            .args(["fetch", "big.bin", "--tracker", &t.addr])
-            .args(["--listen", "127.0.0.1:0", "--exit-when-done"])
-            .args(["--ping-interval", "0.2", "--report-interval", "0.5"])
-            .arg("--out")
-            .arg(out.path())
-            .run()
-    };
+    let (t, _seed, src) = seeded(&dir, "big.bin", 3 << 20, 8, &[]);
+    let fetch = || fetch_cmd("big.bin", &t.addr, out.path()).run();
     fetch()
         .code(2)
         .stderr_has("No space left on device")
         .stderr_has(&out.path().display().to_string());
-    assert!(
-        all_names(out.path()).is_empty(),
-        "{:?}",
-        all_names(out.path())
-    );
+    assert_empty(out.path());
     out.resize("8m");
     fetch().ok();
     assert!(fs::read(out.path().join("big.bin")).unwrap() == fs::read(&src).unwrap());
@@ -187,27 +221,14 @@ fn a_bt_peer_fetch_whose_disk_fills_midway_fails_and_resumes_after() {
     let Some(out) = Tmpfs::mount(&dir.path().join("out"), "3m") else {
         return;
     };
-    let src = dir.sub("src").join("mid.bin");
-    fs::write(&src, pseudo_random_bytes(2 << 20, 9)).unwrap();
-    let t = cmd(bin!("bt-tracker"))
-        .args(["--listen", "127.0.0.1:0"])
-        .daemon();
-    let mut seed = cmd(bin!("bt-peer"))
-        .arg("share")
-        .arg(&src)
-        .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
-        .args(["--ping-interval", "0.2", "--report-interval", "0.5"])
-        .args(["--piece-size", "64K", "--upload-limit", "256K"])
-        .daemon();
-    seed.wait_stdout(|l| l.starts_with("swarm "));
-    let fetch = || {
-        cmd(bin!("bt-peer"))
-            .args(["fetch", "mid.bin", "--tracker", &t.addr])
-            .args(["--listen", "127.0.0.1:0", "--exit-when-done"])
-            .args(["--ping-interval", "0.2", "--report-interval", "0.5"])
-            .arg("--out")
-            .arg(out.path())
-    };
+    let (t, seed, src) = seeded(
+        &dir,
+        "mid.bin",
+        2 << 20,
+        9,
+        &["--piece-size", "64K", "--upload-limit", "256K"],
+    );
+    let fetch = || fetch_cmd("mid.bin", &t.addr, out.path());
     let mut p = fetch().start();
     let partial = wait_until(
         "the partial file",
@@ -222,12 +243,7 @@ fn a_bt_peer_fetch_whose_disk_fills_midway_fails_and_resumes_after() {
     );
     // Another file takes every byte left.
     let filler = dir.path().join("out").join("filler");
-    {
-        use std::io::Write;
-        let mut f = fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        while f.write_all(&block).is_ok() {}
-    }
+    fill(&filler, &[64 * 1024]);
     let st = p.wait_exit();
     assert_eq!(st.code(), Some(2), "{}", p.dump());
     let err = p.stderr_lines().join("\n");
@@ -267,15 +283,7 @@ fn a_supernode_receiving_a_sync_copy_onto_a_full_disk_refuses_it_and_takes_it_af
     let index = cmd(bin!("p2p-index"))
         .args(["--listen", "127.0.0.1:0"])
         .daemon();
-    let superd = |repo: &Path| {
-        let mut p = cmd(bin!("p2p-superd"))
-            .arg(repo)
-            .args(["--index", &index.addr, "--listen", "127.0.0.1:0"])
-            .args(["--sync-interval", "0.2"])
-            .daemon();
-        p.wait_stdout(|l| l.starts_with("joined the ring as "));
-        p
-    };
+    let superd = |repo: &Path| superd(repo, &index.addr, &["--sync-interval", "0.2"]);
     let a = superd(repo_a.path());
     // A file B holds that A is responsible for, in the ring of the two.
     let b = superd(&repo_b);
@@ -295,11 +303,7 @@ fn a_supernode_receiving_a_sync_copy_onto_a_full_disk_refuses_it_and_takes_it_af
             repo_a.path().display()
         )) && l.contains("No space left on device")
     });
-    assert!(
-        all_names(repo_a.path()).is_empty(),
-        "{:?}",
-        all_names(repo_a.path())
-    );
+    assert_empty(repo_a.path());
     // A serves on: an upload that fits is taken.
     let small = dir.path().join("small.txt");
     fs::write(&small, b"fits\n").unwrap();
@@ -342,14 +346,8 @@ fn nap_server_state_on_a_full_disk_refuses_the_change_and_serves_on() {
         .daemon();
     assert_eq!(nap_ask(&s.addr, &["REGISTER", DT, "ana"]), b"0\0");
     let filler = storage.path().join("filler");
-    {
-        use std::io::Write;
-        let mut f = fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        while f.write_all(&block).is_ok() {}
-        // The last partial block too: not one byte is left.
-        while f.write_all(&[0u8; 512]).is_ok() {}
-    }
+    // The last partial block too: not one byte is left.
+    fill(&filler, &[64 * 1024, 512]);
     let state = storage.path().join("directory.state");
     let refused = nap_ask(&s.addr, &["REGISTER", DT, "bob"]);
     assert_ne!(refused, b"0\0", "{}", s.dump());

@@ -7,7 +7,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use peerkit::frame::Conn;
@@ -83,15 +83,22 @@ fn rdird_on(mode: Mode, root: &Path, prog_n: u32, listen: &str, extra: &[&str]) 
     )
 }
 
-/// Runs rls against `d` and returns (exit code, stdout bytes, stderr).
-fn rls(d: &Proc, mode: Mode, prog_n: u32, args: &[&OsStr]) -> (Option<i32>, Vec<u8>, String) {
-    let out = Command::new(bin!("rls"))
-        .env_remove("SERVIDOR")
+/// `rls --mode MODE --server 127.0.0.1`, the environment's server left
+/// out.
+fn rls_cmd(mode: Mode) -> Command {
+    let mut c = Command::new(bin!("rls"));
+    c.env_remove("SERVIDOR")
         .env_remove("PUERTO")
         .arg("--mode")
         .arg(mode.to_string())
         .arg("--server")
-        .arg("127.0.0.1")
+        .arg("127.0.0.1");
+    c
+}
+
+/// Runs rls against `d` and returns (exit code, stdout bytes, stderr).
+fn rls(d: &Proc, mode: Mode, prog_n: u32, args: &[&OsStr]) -> (Option<i32>, Vec<u8>, String) {
+    let out = rls_cmd(mode)
         .arg("--port")
         .arg(d.port().to_string())
         .arg("--prog")
@@ -300,6 +307,42 @@ fn stateful_ask(conn: &mut Conn, req: StatefulRequest) -> StatefulResponse {
     conn.expect().unwrap()
 }
 
+/// Opens `path` on `conn`.
+fn stateful_open(conn: &mut Conn, path: &[u8]) -> StatefulResponse {
+    stateful_ask(
+        conn,
+        StatefulRequest::Open {
+            path: path.to_vec(),
+        },
+    )
+}
+
+/// Reads up to `max` names through `handle` on `conn`.
+fn stateful_read(conn: &mut Conn, handle: u64, max: u32) -> StatefulResponse {
+    stateful_ask(conn, StatefulRequest::Read { handle, max })
+}
+
+/// A new stateful connection to `d` with `.` open on it: the connection
+/// and the handle.
+fn opened(d: &Proc) -> (Conn, u64) {
+    let mut c = Conn::open(&d.addr, &Timeouts::secs(20), STATEFUL).unwrap();
+    let StatefulResponse::Opened { handle } = stateful_open(&mut c, b".") else {
+        panic!("open failed\n{}", d.dump());
+    };
+    (c, handle)
+}
+
+/// A temp dir tagged `tag` whose `root` holds the empty files f0..f`n`;
+/// the dir and the root.
+fn root_with_files(tag: &str, n: usize) -> (TempDir, PathBuf) {
+    let t = TempDir::new(tag);
+    let root = t.sub("root");
+    for i in 0..n {
+        fs::File::create(root.join(format!("f{i}"))).unwrap();
+    }
+    (t, root)
+}
+
 fn assert_bad_handle(resp: StatefulResponse) {
     match resp {
         StatefulResponse::Error { status: 9, message } => {
@@ -311,45 +354,23 @@ fn assert_bad_handle(resp: StatefulResponse) {
 
 #[test]
 fn bogus_stateful_handles_get_clear_errors_and_the_server_serves_on() {
-    let t = TempDir::new("rdir-handles");
-    let root = t.sub("root");
-    for i in 0..10 {
-        fs::File::create(root.join(format!("f{i}"))).unwrap();
-    }
+    let (_t, root) = root_with_files("rdir-handles", 10);
     let d = rdird(Mode::Stateful, &root, 30, &["--max-open", "3"]);
-    let tm = Timeouts::secs(20);
-    let mut a = Conn::open(&d.addr, &tm, STATEFUL).unwrap();
-    let mut b = Conn::open(&d.addr, &tm, STATEFUL).unwrap();
-    let StatefulResponse::Opened { handle } = stateful_ask(
-        &mut a,
-        StatefulRequest::Open {
-            path: b".".to_vec(),
-        },
-    ) else {
-        panic!("open failed\n{}", d.dump());
-    };
+    let (mut a, handle) = opened(&d);
+    let mut b = Conn::open(&d.addr, &Timeouts::secs(20), STATEFUL).unwrap();
     let mut rng = peerkit::rng::Rng::seeded(42);
     for bogus in [0, u64::MAX, handle ^ 1, rng.next_u64(), rng.next_u64()] {
-        assert_bad_handle(stateful_ask(
-            &mut a,
-            StatefulRequest::Read {
-                handle: bogus,
-                max: 5,
-            },
-        ));
+        assert_bad_handle(stateful_read(&mut a, bogus, 5));
         assert_bad_handle(stateful_ask(
             &mut a,
             StatefulRequest::Close { handle: bogus },
         ));
     }
     // Another connection's handle.
-    assert_bad_handle(stateful_ask(
-        &mut b,
-        StatefulRequest::Read { handle, max: 5 },
-    ));
+    assert_bad_handle(stateful_read(&mut b, handle, 5));
     assert_bad_handle(stateful_ask(&mut b, StatefulRequest::Close { handle }));
     // Still good for its owner; then closed, it is refused.
-    match stateful_ask(&mut a, StatefulRequest::Read { handle, max: 5 }) {
+    match stateful_read(&mut a, handle, 5) {
         StatefulResponse::Entries { names, eof: false } => assert_eq!(names.len(), 5),
         other => panic!("{other:?}"),
     }
@@ -357,18 +378,10 @@ fn bogus_stateful_handles_get_clear_errors_and_the_server_serves_on() {
         stateful_ask(&mut a, StatefulRequest::Close { handle }),
         StatefulResponse::Closed
     );
-    assert_bad_handle(stateful_ask(
-        &mut a,
-        StatefulRequest::Read { handle, max: 5 },
-    ));
+    assert_bad_handle(stateful_read(&mut a, handle, 5));
     // max 0 and garbage frames: typed errors, the connection goes on.
     assert!(matches!(
-        stateful_ask(
-            &mut a,
-            StatefulRequest::Open {
-                path: b".".to_vec()
-            }
-        ),
+        stateful_open(&mut a, b"."),
         StatefulResponse::Opened { .. }
     ));
     harness::framed_battery(&d.addr, STATEFUL, |p| {
@@ -380,12 +393,7 @@ fn bogus_stateful_handles_get_clear_errors_and_the_server_serves_on() {
     // The share: a client that never closes cannot take more than its
     // share of the table (3 / 8, so 1).
     let refusal = loop {
-        match stateful_ask(
-            &mut b,
-            StatefulRequest::Open {
-                path: b".".to_vec(),
-            },
-        ) {
+        match stateful_open(&mut b, b".") {
             StatefulResponse::Opened { .. } => {}
             StatefulResponse::Error { status, message } => break (status, message),
             other => panic!("{other:?}"),
@@ -405,12 +413,7 @@ fn hoard(addr: &str, tries: usize) -> (Conn, Vec<u64>, String) {
     let mut handles = Vec::new();
     let mut refused = String::new();
     for _ in 0..tries {
-        match stateful_ask(
-            &mut c,
-            StatefulRequest::Open {
-                path: b".".to_vec(),
-            },
-        ) {
+        match stateful_open(&mut c, b".") {
             StatefulResponse::Opened { handle } => handles.push(handle),
             StatefulResponse::Error {
                 status: 24,
@@ -424,11 +427,7 @@ fn hoard(addr: &str, tries: usize) -> (Conn, Vec<u64>, String) {
 
 #[test]
 fn stateful_hoarders_cannot_lock_out_a_normal_rls() {
-    let t = TempDir::new("rdir-hoard");
-    let root = t.sub("root");
-    for i in 0..300 {
-        fs::File::create(root.join(format!("f{i}"))).unwrap();
-    }
+    let (_t, root) = root_with_files("rdir-hoard", 300);
     let want = {
         let mut v = local_listing(&root);
         v.sort();
@@ -474,7 +473,7 @@ fn stateful_hoarders_cannot_lock_out_a_normal_rls() {
     for (c, handles) in &mut held {
         let mut live = 0;
         for &handle in handles.iter() {
-            match stateful_ask(c, StatefulRequest::Read { handle, max: 1 }) {
+            match stateful_read(c, handle, 1) {
                 StatefulResponse::Entries { .. } => live += 1,
                 other => {
                     assert_bad_handle(other);
@@ -505,16 +504,7 @@ fn unused_stateful_handles_expire() {
         31,
         &["--max-open", "1", "--dir-idle", "1"],
     );
-    let tm = Timeouts::secs(20);
-    let mut a = Conn::open(&d.addr, &tm, STATEFUL).unwrap();
-    let StatefulResponse::Opened { handle } = stateful_ask(
-        &mut a,
-        StatefulRequest::Open {
-            path: b".".to_vec(),
-        },
-    ) else {
-        panic!()
-    };
+    let (mut a, handle) = opened(&d);
     // Another client gets the only slot once a's handle has gone unused
     // for a second.
     harness::wait_until(
@@ -522,10 +512,7 @@ fn unused_stateful_handles_expire() {
         || (rls(&d, Mode::Stateful, 31, &[".".as_ref()]).0 == Some(0)).then_some(()),
         || d.dump(),
     );
-    assert_bad_handle(stateful_ask(
-        &mut a,
-        StatefulRequest::Read { handle, max: 5 },
-    ));
+    assert_bad_handle(stateful_read(&mut a, handle, 5));
 }
 
 #[test]
@@ -534,42 +521,30 @@ fn a_stateful_handle_is_refused_after_a_restart() {
     let root = t.sub("root");
     let mut d = rdird(Mode::Stateful, &root, 32, &[]);
     let listen = d.addr.clone();
-    let tm = Timeouts::secs(20);
-    let mut a = Conn::open(&listen, &tm, STATEFUL).unwrap();
-    let StatefulResponse::Opened { handle } = stateful_ask(
-        &mut a,
-        StatefulRequest::Open {
-            path: b".".to_vec(),
-        },
-    ) else {
-        panic!()
-    };
+    let (_a, handle) = opened(&d);
     d.kill();
     let d2 = rdird_on(Mode::Stateful, &root, 32, &listen, &[]);
-    let mut a = Conn::open(&d2.addr, &tm, STATEFUL).unwrap();
-    assert_bad_handle(stateful_ask(
-        &mut a,
-        StatefulRequest::Read { handle, max: 5 },
-    ));
+    let mut a = Conn::open(&d2.addr, &Timeouts::secs(20), STATEFUL).unwrap();
+    assert_bad_handle(stateful_read(&mut a, handle, 5));
 }
 
 #[test]
 fn the_fd_count_stays_constant_over_ten_thousand_stateless_requests() {
-    let t = TempDir::new("rdir-fds");
-    let root = t.sub("root");
-    for i in 0..20 {
-        fs::File::create(root.join(format!("f{i}"))).unwrap();
-    }
+    let (_t, root) = root_with_files("rdir-fds", 20);
     let d = rdird(Mode::Stateless, &root, 40, &["-q"]);
     let mut conn = Conn::open(&d.addr, &Timeouts::secs(20), STATELESS).unwrap();
-    let mut ask = |cookie: u64| -> (u64, bool) {
+    // Three names of `.` from `cookie`.
+    let read3 = |conn: &mut Conn, cookie: u64| -> StatelessResponse {
         conn.send(&StatelessRequest::ReadDir {
             path: b".".to_vec(),
             cookie,
             max: 3,
         })
         .unwrap();
-        match conn.expect::<StatelessResponse>().unwrap() {
+        conn.expect().unwrap()
+    };
+    let mut ask = |cookie: u64| -> (u64, bool) {
+        match read3(&mut conn, cookie) {
             StatelessResponse::Batch { cookie, eof, .. } => (cookie, eof),
             other => panic!("{other:?}"),
         }
@@ -586,13 +561,7 @@ fn the_fd_count_stays_constant_over_ten_thousand_stateless_requests() {
     }
     assert_eq!(usage(d.pid()).fds, before, "after 10000 requests");
     // A cookie no position can have: status 10003.
-    conn.send(&StatelessRequest::ReadDir {
-        path: b".".to_vec(),
-        cookie: u64::MAX,
-        max: 3,
-    })
-    .unwrap();
-    match conn.expect::<StatelessResponse>().unwrap() {
+    match read3(&mut conn, u64::MAX) {
         StatelessResponse::Error { status, message } => {
             assert_eq!(status, 10003, "{message}")
         }
@@ -894,11 +863,7 @@ fn the_rpcgen_built_c_client_lists_through_rpcbind() {
 
 #[test]
 fn every_rdird_mode_serves_real_clients_through_idle_and_trickling_floods() {
-    let t = TempDir::new("rdir-exhaust");
-    let root = t.sub("root");
-    for i in 0..50 {
-        fs::File::create(root.join(format!("f{i}"))).unwrap();
-    }
+    let (_t, root) = root_with_files("rdir-exhaust", 50);
     let quick = Timeouts {
         connect: SERVED_WITHIN,
         io: SERVED_WITHIN,
@@ -1010,13 +975,7 @@ fn rls_takes_the_server_as_host_port_and_in_every_older_form() {
 
 /// `rls` against `args` with no server behind them: exit 2 and the reason.
 fn rls_unreachable(mode: Mode, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(bin!("rls"))
-        .env_remove("SERVIDOR")
-        .env_remove("PUERTO")
-        .arg("--mode")
-        .arg(mode.to_string())
-        .arg("--server")
-        .arg("127.0.0.1")
+    let out = rls_cmd(mode)
         .args(["--timeout", "5"])
         .args(args)
         .arg("docs")
@@ -1081,12 +1040,7 @@ fn the_rdird_view_shows_handles_in_stateful_mode_and_nothing_in_stateless() {
             (mode == Mode::Stateful).then(|| Conn::open(&d.addr, &tm, STATEFUL).unwrap());
         if mode == Mode::Stateful {
             let conn = held.as_mut().unwrap();
-            let StatefulResponse::Opened { handle } = stateful_ask(
-                conn,
-                StatefulRequest::Open {
-                    path: b"docs".to_vec(),
-                },
-            ) else {
+            let StatefulResponse::Opened { handle } = stateful_open(conn, b"docs") else {
                 panic!("open failed\n{}", d.dump());
             };
             let state: serde_json::Value =

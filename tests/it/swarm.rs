@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,19 +32,39 @@ fn periods(extra: &[&str]) -> Vec<&'static str> {
         .collect()
 }
 
-fn tracker(extra: &[&str]) -> Proc {
+/// Starts `bt-tracker --listen LISTEN`.
+fn tracker_at(listen: &str, extra: &[&str]) -> Proc {
     cmd(bin!("bt-tracker"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .args(extra)
         .daemon()
 }
 
-/// Starts `bt-peer share` and returns it with the swarm id it printed.
-fn share(file: &Path, tracker: &str, extra: &[&str]) -> (Proc, String) {
-    let mut p = cmd(bin!("bt-peer"))
+fn tracker(extra: &[&str]) -> Proc {
+    tracker_at("127.0.0.1:0", extra)
+}
+
+/// A temp dir tagged `tag` holding `seed/NAME`, `len` random bytes from
+/// `rng`; the dir and the file's path.
+fn seed_file(tag: &str, name: &str, len: u64, rng: u64) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(tag);
+    let src = dir.sub("seed").join(name);
+    write_random_file(&src, len, rng);
+    (dir, src)
+}
+
+/// `bt-peer share FILE --tracker TRACKER --listen LISTEN`, not started.
+fn share_cmd(file: &Path, tracker: &str, listen: &str) -> Spawn {
+    cmd(bin!("bt-peer"))
         .arg("share")
         .arg(file)
-        .args(["--tracker", tracker, "--listen", "127.0.0.1:0"])
+        .args(["--tracker", tracker, "--listen", listen])
+}
+
+/// Starts `bt-peer share` listening on `listen` and returns it with the
+/// swarm id it printed.
+fn share_at(file: &Path, tracker: &str, listen: &str, extra: &[&str]) -> (Proc, String) {
+    let mut p = share_cmd(file, tracker, listen)
         .args(periods(extra))
         .args(extra)
         .daemon();
@@ -53,21 +73,38 @@ fn share(file: &Path, tracker: &str, extra: &[&str]) -> (Proc, String) {
     (p, id)
 }
 
-fn fetch(what: &str, out: &Path, tracker: &str, extra: &[&str]) -> Proc {
+/// Starts `bt-peer share` on 127.0.0.1 port 0; see `share_at`.
+fn share(file: &Path, tracker: &str, extra: &[&str]) -> (Proc, String) {
+    share_at(file, tracker, "127.0.0.1:0", extra)
+}
+
+/// `bt-peer fetch WHAT --tracker TRACKER --listen LISTEN --out OUT`, not
+/// started.
+fn fetch_at(what: &str, tracker: &str, listen: &str, out: &Path) -> Spawn {
     cmd(bin!("bt-peer"))
-        .args([
-            "fetch",
-            what,
-            "--tracker",
-            tracker,
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["fetch", what, "--tracker", tracker, "--listen", listen])
         .arg("--out")
         .arg(out)
+}
+
+/// `fetch_at` listening on 127.0.0.1 port 0.
+fn fetch_cmd(what: &str, tracker: &str, out: &Path) -> Spawn {
+    fetch_at(what, tracker, "127.0.0.1:0", out)
+}
+
+fn fetch(what: &str, out: &Path, tracker: &str, extra: &[&str]) -> Proc {
+    fetch_cmd(what, tracker, out)
         .args(periods(extra))
         .args(extra)
         .daemon()
+}
+
+/// A tracker and a seed sharing `file` with `extra` flags: (tracker,
+/// seed, swarm id).
+fn tracked(file: &Path, extra: &[&str]) -> (Proc, Proc, String) {
+    let t = tracker(&[]);
+    let (seed, id) = share(file, &t.addr, extra);
+    (t, seed, id)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -93,6 +130,13 @@ fn finishes_with(p: &mut Proc, out: &Path, original: &Path) {
     );
 }
 
+/// Fetches with `fetch` and waits as `finishes_with`; the finished peer.
+fn fetched(what: &str, out: &Path, tracker: &str, extra: &[&str], original: &Path) -> Proc {
+    let mut p = fetch(what, out, tracker, extra);
+    finishes_with(&mut p, out, original);
+    p
+}
+
 fn signal(p: &Proc, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -114,16 +158,9 @@ fn piece_of(line: &str, prefix: &str) -> u32 {
 
 #[test]
 fn a_file_spreads_to_every_peer_and_peers_trade_pieces() {
-    let dir = TempDir::new("swarm-basic");
-    let src = dir.sub("seed").join("movie.bin");
-    write_random_file(&src, 3 << 20, 11);
-    let t = tracker(&[]);
     // A slow seed, so the fetchers must also trade pieces among themselves.
-    let (seed, id) = share(
-        &src,
-        &t.addr,
-        &["--piece-size", "64K", "--upload-limit", "1M"],
-    );
+    let (dir, src) = seed_file("swarm-basic", "movie.bin", 3 << 20, 11);
+    let (t, seed, id) = tracked(&src, &["--piece-size", "64K", "--upload-limit", "1M"]);
     let outs: Vec<_> = (0..3).map(|i| dir.sub(&format!("peer{i}"))).collect();
     let mut peers: Vec<Proc> = outs
         .iter()
@@ -155,17 +192,7 @@ fn a_file_spreads_to_every_peer_and_peers_trade_pieces() {
 fn fetching_an_unknown_swarm_exits_1() {
     let dir = TempDir::new("swarm-unknown");
     let t = tracker(&[]);
-    cmd(bin!("bt-peer"))
-        .args([
-            "fetch",
-            "nothing.bin",
-            "--tracker",
-            &t.addr,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--out")
-        .arg(dir.path())
+    fetch_cmd("nothing.bin", &t.addr, dir.path())
         .run()
         .code(1)
         .stderr_has("knows no swarm nothing.bin");
@@ -178,19 +205,12 @@ fn fetching_an_unknown_swarm_exits_1() {
 
 #[test]
 fn the_rarest_piece_is_requested_first() {
-    let dir = TempDir::new("swarm-rarest");
-    let src = dir.sub("seed").join("data.bin");
     let pieces = 40u64;
     let piece = 16 * 1024u64;
-    write_random_file(&src, pieces * piece, 22);
-    let t = tracker(&[]);
     // The seed uploads one 16 KiB piece per 8 s: requests to it stay
     // pending, so the partial peer cannot fill its gaps during the test.
-    let (seed, id) = share(
-        &src,
-        &t.addr,
-        &["--piece-size", "16K", "--upload-limit", "2K"],
-    );
+    let (dir, src) = seed_file("swarm-rarest", "data.bin", pieces * piece, 22);
+    let (t, seed, id) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "2K"]);
 
     // A partial peer resumes from a file whose pieces 7 and 23 are wrong.
     let partial_out = dir.sub("partial");
@@ -222,15 +242,8 @@ fn the_rarest_piece_is_requested_first() {
 
 #[test]
 fn a_corrupt_piece_is_refetched_and_its_peer_never_asked_again() {
-    let dir = TempDir::new("swarm-corrupt");
-    let src = dir.sub("seed").join("doc.bin");
-    write_random_file(&src, 512 * 1024, 33);
-    let t = tracker(&[]);
-    let (_seed, _id) = share(
-        &src,
-        &t.addr,
-        &["--piece-size", "16K", "--upload-limit", "256K"],
-    );
+    let (dir, src) = seed_file("swarm-corrupt", "doc.bin", 512 * 1024, 33);
+    let (t, _seed, _) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "256K"]);
 
     // A peer completes, then its copy is damaged on disk: every piece gets
     // one flipped byte. It keeps serving what it believes it holds.
@@ -250,8 +263,13 @@ fn a_corrupt_piece_is_refetched_and_its_peer_never_asked_again() {
     }
 
     let out = dir.sub("victim");
-    let mut victim = fetch("doc.bin", &out, &t.addr, &["--verbose", "--exit-when-done"]);
-    finishes_with(&mut victim, &out, &src);
+    let victim = fetched(
+        "doc.bin",
+        &out,
+        &t.addr,
+        &["--verbose", "--exit-when-done"],
+        &src,
+    );
     let lines = victim.stdout_lines();
     let banned = format!("failed its check; not asking {} again", bad.addr);
     let at = lines
@@ -279,15 +297,8 @@ fn a_corrupt_piece_is_refetched_and_its_peer_never_asked_again() {
 
 #[test]
 fn a_peer_killed_mid_download_does_not_stop_the_others() {
-    let dir = TempDir::new("swarm-kill");
-    let src = dir.sub("seed").join("big.bin");
-    write_random_file(&src, 2 << 20, 44);
-    let t = tracker(&[]);
-    let (_seed, _id) = share(
-        &src,
-        &t.addr,
-        &["--piece-size", "16K", "--upload-limit", "768K"],
-    );
+    let (dir, src) = seed_file("swarm-kill", "big.bin", 2 << 20, 44);
+    let (t, _seed, _) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "768K"]);
     let outs: Vec<_> = (0..3).map(|i| dir.sub(&format!("p{i}"))).collect();
     let mut victim = fetch("big.bin", &outs[0], &t.addr, &["-v"]);
     let mut others: Vec<Proc> = outs[1..]
@@ -314,16 +325,9 @@ fn a_peer_killed_mid_download_does_not_stop_the_others() {
 
 #[test]
 fn peers_register_again_with_a_restarted_tracker() {
-    let dir = TempDir::new("swarm-restart");
-    let src = dir.sub("seed").join("set.bin");
-    write_random_file(&src, 1 << 20, 55);
-    let mut t = tracker(&[]);
+    let (dir, src) = seed_file("swarm-restart", "set.bin", 1 << 20, 55);
+    let (mut t, seed, id) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "512K"]);
     let addr = t.addr.clone();
-    let (seed, id) = share(
-        &src,
-        &addr,
-        &["--piece-size", "16K", "--upload-limit", "512K"],
-    );
     let a_out = dir.sub("a");
     let mut a = fetch(&id, &a_out, &addr, &["-v"]);
     a.wait_stdout(|l| l.starts_with("piece "));
@@ -366,8 +370,7 @@ fn peers_register_again_with_a_restarted_tracker() {
 
     // A newcomer finds the swarm through the new tracker.
     let b_out = dir.sub("b");
-    let mut b = fetch("set.bin", &b_out, &addr, &["--exit-when-done"]);
-    finishes_with(&mut b, &b_out, &src);
+    fetched("set.bin", &b_out, &addr, &["--exit-when-done"], &src);
 }
 
 /// What a `Liar` does when asked for a piece.
@@ -394,10 +397,6 @@ struct Liar {
 }
 
 impl Liar {
-    fn start(tracker: &str, swarm: SwarmId) -> Liar {
-        Liar::lying(tracker, swarm, Lie::HangUp)
-    }
-
     fn lying(tracker: &str, swarm: SwarmId, lie: Lie) -> Liar {
         let mut c = open(tracker, TRACKER);
         c.send(&TrackerRequest::Lookup(Query::Id(swarm))).unwrap();
@@ -496,32 +495,57 @@ impl Drop for Liar {
     }
 }
 
-#[test]
-fn peers_that_hang_up_on_piece_requests_do_not_stall_the_download() {
-    let dir = TempDir::new("swarm-hangup");
-    let src = dir.sub("seed").join("h.bin");
-    write_random_file(&src, 48 * 16 * 1024, 99);
-    let t = tracker(&[]);
-    // A slow honest seed, so the download is still running when the liars
-    // hang up (each on a piece it was asked for).
-    let (_seed, id) = share(
-        &src,
-        &t.addr,
-        &["--piece-size", "16K", "--upload-limit", "256K"],
-    );
+/// A finished fetch past lying peers, with what it ran against. Fields
+/// drop in order: the fetcher, the liars, then the daemons and their
+/// folder.
+struct LiarRun {
+    p: Proc,
+    liars: Vec<Liar>,
+    _seed: Proc,
+    _t: Proc,
+    _dir: TempDir,
+}
+
+/// Fetches a file of `pieces` 16 KiB pieces (random from `rng`) from a
+/// slow honest seed, so the download is still running when `n` peers
+/// telling `lie` are asked for pieces, with `--verbose --exit-when-done`
+/// and `extra`. Asserts that it completes and that a liar was asked for a
+/// piece (else the test proves nothing).
+fn fetch_past_liars(lie: Lie, n: usize, pieces: u64, rng: u64, extra: &[&str]) -> LiarRun {
+    let (tag, name, who) = match lie {
+        Lie::HangUp => ("swarm-hangup", "h.bin", "liar"),
+        Lie::Mute => ("swarm-mute", "m.bin", "silent peer"),
+        Lie::Busy => ("swarm-busy", "b.bin", "busy peer"),
+    };
+    let (dir, src) = seed_file(tag, name, pieces * 16 * 1024, rng);
+    let (t, seed, id) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "256K"]);
     let swarm = SwarmId::from_hex(&id).unwrap();
-    // More liars than the end-game allowance for seeds: a piece lost with
-    // each of them would stop the download for good.
-    let liars: Vec<Liar> = (0..4).map(|_| Liar::start(&t.addr, swarm)).collect();
+    let liars: Vec<Liar> = (0..n).map(|_| Liar::lying(&t.addr, swarm, lie)).collect();
     let out = dir.sub("out");
-    let mut p = fetch(&id, &out, &t.addr, &["--verbose", "--exit-when-done"]);
-    finishes_with(&mut p, &out, &src);
-    let hangups: usize = liars.iter().map(|l| l.hangups.load(Ordering::SeqCst)).sum();
+    let mut flags = vec!["--verbose", "--exit-when-done"];
+    flags.extend_from_slice(extra);
+    let p = fetched(&id, &out, &t.addr, &flags, &src);
+    let asked: usize = liars.iter().map(|l| l.hangups.load(Ordering::SeqCst)).sum();
     assert!(
-        hangups > 0,
-        "no liar was asked for a piece; the test proves nothing\n{}",
+        asked > 0,
+        "no {who} was asked for a piece; the test proves nothing\n{}",
         p.dump()
     );
+    LiarRun {
+        p,
+        liars,
+        _seed: seed,
+        _t: t,
+        _dir: dir,
+    }
+}
+
+/// Peers that close the connection on a piece request do not stop the
+/// download: more of them than the end-game allowance for seeds, so a
+/// piece lost with each of them would stop it for good.
+#[test]
+fn peers_that_hang_up_on_piece_requests_do_not_stall_the_download() {
+    fetch_past_liars(Lie::HangUp, 4, 48, 99, &[]);
 }
 
 /// Peers that go silent on a piece request, without closing, cost the
@@ -530,37 +554,14 @@ fn peers_that_hang_up_on_piece_requests_do_not_stall_the_download() {
 /// take longer than the harness deadline.
 #[test]
 fn peers_that_go_silent_without_closing_do_not_stall_the_download() {
-    let dir = TempDir::new("swarm-mute");
-    let src = dir.sub("seed").join("m.bin");
-    write_random_file(&src, 32 * 16 * 1024, 98);
-    let t = tracker(&[]);
-    let (_seed, id) = share(
-        &src,
-        &t.addr,
-        &["--piece-size", "16K", "--upload-limit", "256K"],
-    );
-    let swarm = SwarmId::from_hex(&id).unwrap();
-    let mutes: Vec<Liar> = (0..3)
-        .map(|_| Liar::lying(&t.addr, swarm, Lie::Mute))
-        .collect();
-    let out = dir.sub("out");
-    let mut p = fetch(
-        &id,
-        &out,
-        &t.addr,
-        &["--verbose", "--exit-when-done", "--timeout", "300"],
-    );
-    finishes_with(&mut p, &out, &src);
-    let asked: usize = mutes.iter().map(|l| l.hangups.load(Ordering::SeqCst)).sum();
+    let run = fetch_past_liars(Lie::Mute, 3, 32, 98, &["--timeout", "300"]);
     assert!(
-        asked > 0,
-        "no silent peer was asked for a piece; the test proves nothing\n{}",
-        p.dump()
-    );
-    assert!(
-        p.stdout_lines().iter().any(|l| l.contains(" is late; ")),
+        run.p
+            .stdout_lines()
+            .iter()
+            .any(|l| l.contains(" is late; ")),
         "{}",
-        p.dump()
+        run.p.dump()
     );
 }
 
@@ -569,34 +570,14 @@ fn peers_that_go_silent_without_closing_do_not_stall_the_download() {
 /// fetcher names the busy peer.
 #[test]
 fn peers_that_always_answer_busy_do_not_stall_the_download() {
-    let dir = TempDir::new("swarm-busy");
-    let src = dir.sub("seed").join("b.bin");
-    write_random_file(&src, 32 * 16 * 1024, 97);
-    let t = tracker(&[]);
-    let (_seed, id) = share(
-        &src,
-        &t.addr,
-        &["--piece-size", "16K", "--upload-limit", "256K"],
-    );
-    let swarm = SwarmId::from_hex(&id).unwrap();
-    let busy: Vec<Liar> = (0..3)
-        .map(|_| Liar::lying(&t.addr, swarm, Lie::Busy))
-        .collect();
-    let out = dir.sub("out");
-    let mut p = fetch(&id, &out, &t.addr, &["--verbose", "--exit-when-done"]);
-    finishes_with(&mut p, &out, &src);
-    let asked: usize = busy.iter().map(|l| l.hangups.load(Ordering::SeqCst)).sum();
-    assert!(
-        asked > 0,
-        "no busy peer was asked for a piece; the test proves nothing\n{}",
-        p.dump()
-    );
-    let named = busy.iter().any(|l| {
-        p.stdout_lines()
+    let run = fetch_past_liars(Lie::Busy, 3, 32, 97, &[]);
+    let named = run.liars.iter().any(|l| {
+        run.p
+            .stdout_lines()
             .iter()
             .any(|s| s.contains(&format!("{} is busy with piece", l.addr)))
     });
-    assert!(named, "no busy peer named\n{}", p.dump());
+    assert!(named, "no busy peer named\n{}", run.p.dump());
 }
 
 /// With IPv6 loopback, two "hosts" on one machine: the tracker sees the
@@ -607,29 +588,15 @@ fn a_peer_on_another_address_with_the_same_port_is_not_taken_for_oneself() {
     if TcpListener::bind("[::1]:0").is_err() {
         return skip("swarm same-port peer over IPv6", "no IPv6 loopback here");
     }
-    let dir = TempDir::new("swarm-sameport");
-    let src = dir.sub("seed").join("s.bin");
-    write_random_file(&src, 200_000, 12);
-    let t = cmd(bin!("bt-tracker"))
-        .args(["--listen", "[::]:0"])
-        .daemon();
+    let (dir, src) = seed_file("swarm-sameport", "s.bin", 200_000, 12);
+    let t = tracker_at("[::]:0", &[]);
     let port = t.port();
-    let mut seed = cmd(bin!("bt-peer"))
-        .arg("share")
-        .arg(&src)
-        .args(["--tracker", &format!("[::1]:{port}"), "--listen", "[::1]:0"])
-        .args(periods(&[]))
-        .daemon();
-    let id = seed.wait_stdout(|l| l.starts_with("swarm "))["swarm ".len()..].to_string();
+    let (seed, id) = share_at(&src, &format!("[::1]:{port}"), "[::1]:0", &[]);
     let out = dir.sub("out");
-    let mut p = cmd(bin!("bt-peer"))
-        .args(["fetch", &id, "--exit-when-done", "--tracker"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--listen")
-        .arg(format!("0.0.0.0:{}", seed.port()))
-        .arg("--out")
-        .arg(&out)
+    let listen = format!("0.0.0.0:{}", seed.port());
+    let mut p = fetch_at(&id, &format!("127.0.0.1:{port}"), &listen, &out)
         .args(periods(&[]))
+        .arg("--exit-when-done")
         .start();
     let status = p.wait_exit();
     assert!(
@@ -645,9 +612,7 @@ fn a_peer_on_another_address_with_the_same_port_is_not_taken_for_oneself() {
 
 #[test]
 fn a_peer_that_stops_pinging_is_evicted() {
-    let dir = TempDir::new("swarm-evict");
-    let src = dir.sub("seed").join("e.bin");
-    write_random_file(&src, 100_000, 66);
+    let (_dir, src) = seed_file("swarm-evict", "e.bin", 100_000, 66);
     // Evicted after 3 silent ping intervals (0.6 s) plus at most 0.2 s.
     let t = tracker(&["--ping-interval", "0.2"]);
     let (seed, _id) = share(&src, &t.addr, &["--ping-interval", "0.1"]);
@@ -678,11 +643,8 @@ fn open(addr: &str, protocol: peerkit::frame::Protocol) -> Conn {
 
 #[test]
 fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
-    let dir = TempDir::new("swarm-bad");
-    let src = dir.sub("seed").join("b.bin");
-    write_random_file(&src, 100_000, 77);
-    let t = tracker(&[]);
-    let (seed, id) = share(&src, &t.addr, &[]);
+    let (_dir, src) = seed_file("swarm-bad", "b.bin", 100_000, 77);
+    let (t, seed, id) = tracked(&src, &[]);
     let swarm = SwarmId::from_hex(&id).unwrap();
 
     framed_battery(&t.addr, TRACKER, |b| match frame::decode(b) {
@@ -734,11 +696,8 @@ fn bad_input_gets_a_clear_error_and_daemons_keep_serving() {
 
 #[test]
 fn daemons_stop_cleanly_on_sigterm() {
-    let dir = TempDir::new("swarm-term");
-    let src = dir.sub("seed").join("t.bin");
-    write_random_file(&src, 10_000, 88);
-    let mut t = tracker(&[]);
-    let (mut seed, _) = share(&src, &t.addr, &[]);
+    let (dir, src) = seed_file("swarm-term", "t.bin", 10_000, 88);
+    let (mut t, mut seed, _) = tracked(&src, &[]);
     seed.terminate();
     assert!(seed.wait_exit().success(), "{}", seed.dump());
     // It said goodbye to the tracker.
@@ -752,13 +711,7 @@ fn daemons_stop_cleanly_on_sigterm() {
     let mut quick = vec![tracker(&[])];
     let t = tracker(&[]);
     let (_seed, _) = share(&src, &t.addr, &[]);
-    quick.push(
-        cmd(bin!("bt-peer"))
-            .arg("share")
-            .arg(&src)
-            .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
-            .daemon(),
-    );
+    quick.push(share_cmd(&src, &t.addr, "127.0.0.1:0").daemon());
     let mut fetcher = fetch("t.bin", &dir.sub("quick"), &t.addr, &[]);
     for p in &quick {
         p.terminate();
@@ -786,17 +739,10 @@ fn probe_timeouts() -> Timeouts {
 
 #[test]
 fn the_tracker_and_a_seed_serve_real_clients_through_idle_and_trickling_floods() {
-    let dir = TempDir::new("swarm-exhaust");
-    let src = dir.sub("seed").join("x.bin");
-    write_random_file(&src, 200_000, 99);
-    let t = tracker(&[]);
     // Long periods: the seed's own tracker connections stay out of the
     // descriptor counts.
-    let (seed, id) = share(
-        &src,
-        &t.addr,
-        &["--ping-interval", "30", "--report-interval", "30"],
-    );
+    let (dir, src) = seed_file("swarm-exhaust", "x.bin", 200_000, 99);
+    let (t, seed, id) = tracked(&src, &["--ping-interval", "30", "--report-interval", "30"]);
     let swarm = SwarmId::from_hex(&id).unwrap();
 
     let addr = t.addr.clone();
@@ -823,46 +769,34 @@ fn the_tracker_and_a_seed_serve_real_clients_through_idle_and_trickling_floods()
 
     // After both floods the swarm still works end to end.
     let out = dir.sub("after");
-    let mut p = fetch(&id, &out, &t.addr, &["--exit-when-done"]);
-    finishes_with(&mut p, &out, &src);
+    fetched(&id, &out, &t.addr, &["--exit-when-done"], &src);
 }
 
 #[test]
 fn fetch_prints_piece_lines_only_with_v_and_only_data_with_q() {
-    let dir = TempDir::new("swarm-verbosity");
-    let src = dir.sub("seed").join("v.bin");
-    write_random_file(&src, 256 << 10, 12);
-    let t = tracker(&[]);
-    let (_seed, _) = share(&src, &t.addr, &["--piece-size", "16K"]);
+    let (dir, src) = seed_file("swarm-verbosity", "v.bin", 256 << 10, 12);
+    let (t, _seed, _) = tracked(&src, &["--piece-size", "16K"]);
     let is_step = |l: &String| l.starts_with("piece ") || l.starts_with("request piece ");
+    // A completed fetch into `sub` with `flags`, and its stdout.
+    let run = |sub: &str, flags: &[&str]| {
+        let mut flags = flags.to_vec();
+        flags.push("--exit-when-done");
+        let p = fetched("v.bin", &dir.sub(sub), &t.addr, &flags, &src);
+        let lines = p.stdout_lines();
+        (p, lines)
+    };
+    let starts = |lines: &[String], prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
 
-    let out = dir.sub("normal");
-    let mut p = fetch("v.bin", &out, &t.addr, &["--exit-when-done"]);
-    finishes_with(&mut p, &out, &src);
-    let lines = p.stdout_lines();
+    let (p, lines) = run("normal", &[]);
     assert!(!lines.iter().any(is_step), "{}", p.dump());
-    assert!(
-        lines.iter().any(|l| l.starts_with("fetching v.bin")),
-        "{}",
-        p.dump()
-    );
+    assert!(starts(&lines, "fetching v.bin"), "{}", p.dump());
 
-    let out = dir.sub("verbose");
-    let mut p = fetch("v.bin", &out, &t.addr, &["-v", "--exit-when-done"]);
-    finishes_with(&mut p, &out, &src);
-    let lines = p.stdout_lines();
+    let (p, lines) = run("verbose", &["-v"]);
     let received = lines.iter().filter(|l| l.starts_with("piece ")).count();
     assert_eq!(received, 16, "{}", p.dump());
-    assert!(
-        lines.iter().any(|l| l.starts_with("request piece ")),
-        "{}",
-        p.dump()
-    );
+    assert!(starts(&lines, "request piece "), "{}", p.dump());
 
-    let out = dir.sub("quiet");
-    let mut p = fetch("v.bin", &out, &t.addr, &["-q", "--exit-when-done"]);
-    finishes_with(&mut p, &out, &src);
-    let lines = p.stdout_lines();
+    let (p, lines) = run("quiet", &["-q"]);
     assert_eq!(lines.len(), 2, "{}", p.dump());
     assert!(lines[0].starts_with("listening on "), "{}", p.dump());
     assert!(lines[1].starts_with("complete: v.bin "), "{}", p.dump());
@@ -871,16 +805,9 @@ fn fetch_prints_piece_lines_only_with_v_and_only_data_with_q() {
 
 #[test]
 fn an_interrupted_exit_when_done_fetch_exits_non_zero() {
-    let dir = TempDir::new("swarm-interrupt");
-    let src = dir.sub("seed").join("i.bin");
-    write_random_file(&src, 1 << 20, 13);
-    let t = tracker(&[]);
     // 16 s at this rate: the signals always come first.
-    let (_seed, _) = share(
-        &src,
-        &t.addr,
-        &["--piece-size", "16K", "--upload-limit", "64K"],
-    );
+    let (dir, src) = seed_file("swarm-interrupt", "i.bin", 1 << 20, 13);
+    let (t, _seed, _) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "64K"]);
     for (sig, how) in [("INT", "Ctrl-C"), ("TERM", "SIGTERM")] {
         let out = dir.sub(sig);
         let mut p = fetch("i.bin", &out, &t.addr, &["-v", "--exit-when-done"]);
@@ -911,18 +838,12 @@ fn share_and_fetch_check_their_paths_before_listening_and_take_short_ids() {
     let t = tracker(&[]);
     // A file that is not there: the error, and no readiness line.
     let missing = dir.path().join("missing.bin");
-    let out = cmd(bin!("bt-peer"))
-        .arg("share")
-        .arg(&missing)
-        .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
+    let out = share_cmd(&missing, &t.addr, "127.0.0.1:0")
         .run()
         .code(2)
         .stderr_has("missing.bin: no such file or directory");
     assert!(out.stdout.is_empty(), "{}", out.dump());
-    cmd(bin!("bt-peer"))
-        .args(["share"])
-        .arg(dir.path())
-        .args(["--tracker", &t.addr, "--listen", "127.0.0.1:0"])
+    share_cmd(dir.path(), &t.addr, "127.0.0.1:0")
         .run()
         .code(2)
         .stderr_has("not a regular file");
@@ -932,17 +853,7 @@ fn share_and_fetch_check_their_paths_before_listening_and_take_short_ids() {
     let (_seed, id) = share(&src, &t.addr, &["--piece-size", "16K"]);
     // --out under a folder that does not exist: refused, nothing made.
     let nowhere = dir.path().join("nonexistent").join("x");
-    let out = cmd(bin!("bt-peer"))
-        .args([
-            "fetch",
-            "s.bin",
-            "--tracker",
-            &t.addr,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--out")
-        .arg(&nowhere)
+    let out = fetch_cmd("s.bin", &t.addr, &nowhere)
         .run()
         .code(1)
         .stderr_has("does not exist (create it first)");
@@ -952,24 +863,12 @@ fn share_and_fetch_check_their_paths_before_listening_and_take_short_ids() {
     // logs (12 digits and "...") finds the swarm.
     let short = format!("{}...", &id[..12]);
     let fresh = dir.path().join("fresh");
-    let mut p = fetch(&short, &fresh, &t.addr, &["--exit-when-done"]);
-    finishes_with(&mut p, &fresh, &src);
+    let p = fetched(&short, &fresh, &t.addr, &["--exit-when-done"], &src);
     p.wait_stderr(|l| l.contains("created folder") && l.contains("fresh"));
     // Any longer start of it too.
     let again = dir.sub("again");
-    let mut p = fetch(&id[..20], &again, &t.addr, &["--exit-when-done"]);
-    finishes_with(&mut p, &again, &src);
-    cmd(bin!("bt-peer"))
-        .args([
-            "fetch",
-            "0000000000",
-            "--tracker",
-            &t.addr,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--out")
-        .arg(dir.path())
+    fetched(&id[..20], &again, &t.addr, &["--exit-when-done"], &src);
+    fetch_cmd("0000000000", &t.addr, dir.path())
         .run()
         .code(1)
         .stderr_has("knows no swarm 0000000000");
@@ -1019,16 +918,9 @@ fn the_progress_bar_leaves_no_stray_lines() {
             "no script(1) to give bt-peer a terminal (util-linux)",
         );
     }
-    let dir = TempDir::new("swarm-bar");
-    let src = dir.sub("seed").join("p.bin");
-    write_random_file(&src, 1 << 20, 14);
-    let t = tracker(&[]);
     // About 2 s: the bar is drawn several times.
-    let (_seed, _) = share(
-        &src,
-        &t.addr,
-        &["--piece-size", "16K", "--upload-limit", "512K"],
-    );
+    let (dir, src) = seed_file("swarm-bar", "p.bin", 1 << 20, 14);
+    let (t, _seed, _) = tracked(&src, &["--piece-size", "16K", "--upload-limit", "512K"]);
     let out = dir.sub("out");
     let fetch_cmd = format!(
         "TERM=xterm {} fetch p.bin --tracker {} --listen 127.0.0.1:0 --out {} --exit-when-done",
@@ -1063,16 +955,9 @@ fn the_progress_bar_leaves_no_stray_lines() {
 
 #[test]
 fn a_capped_peer_says_busy_for_a_piece_it_is_already_sending() {
-    let dir = TempDir::new("swarm-busy");
-    let src = dir.sub("seed").join("b.bin");
-    write_random_file(&src, 256 << 10, 15);
-    let t = tracker(&[]);
     // 64 KiB pieces at 16 KiB/s: one piece takes about 3 s to send.
-    let (seed, id) = share(
-        &src,
-        &t.addr,
-        &["--piece-size", "64K", "--upload-limit", "16K"],
-    );
+    let (_dir, src) = seed_file("swarm-busy", "b.bin", 256 << 10, 15);
+    let (_t, seed, id) = tracked(&src, &["--piece-size", "64K", "--upload-limit", "16K"]);
     let swarm = SwarmId::from_hex(&id).unwrap();
     let mut a = open(&seed.addr, PEER_WIRE);
     a.send(&PeerRequest::Piece { swarm, index: 0 }).unwrap();
@@ -1135,6 +1020,16 @@ fn non_loopback_ipv4() -> Option<std::net::IpAddr> {
         })
 }
 
+/// `non_loopback_ipv4`, or `None` once the test `what` is reported as
+/// skipped for want of one.
+fn non_loopback_ipv4_or_skip(what: &str) -> Option<std::net::IpAddr> {
+    let ip = non_loopback_ipv4();
+    if ip.is_none() {
+        skip(what, "no non-loopback IPv4 address here");
+    }
+    ip
+}
+
 /// The peers a raw client gets when it reaches the tracker at `addr`.
 fn peers_via(addr: &str, swarm: SwarmId) -> Vec<SocketAddr> {
     let mut c = open(addr, TRACKER);
@@ -1151,31 +1046,14 @@ fn peers_via(addr: &str, swarm: SwarmId) -> Vec<SocketAddr> {
 /// 127.0.0.1.
 #[test]
 fn a_member_registered_over_loopback_is_handed_out_at_the_address_the_asker_reached() {
-    let Some(ip) = non_loopback_ipv4() else {
-        return skip(
-            "swarm member handed out at the reached address",
-            "no non-loopback IPv4 address here",
-        );
+    let Some(ip) = non_loopback_ipv4_or_skip("swarm member handed out at the reached address")
+    else {
+        return;
     };
-    let dir = TempDir::new("swarm-reachable");
-    let src = dir.sub("seed").join("r.bin");
-    write_random_file(&src, 300_000, 31);
-    let t = cmd(bin!("bt-tracker"))
-        .args(["--listen", "0.0.0.0:0"])
-        .daemon();
+    let (dir, src) = seed_file("swarm-reachable", "r.bin", 300_000, 31);
+    let t = tracker_at("0.0.0.0:0", &[]);
     let port = t.port();
-    let mut seed = cmd(bin!("bt-peer"))
-        .arg("share")
-        .arg(&src)
-        .args([
-            "--tracker",
-            &format!("127.0.0.1:{port}"),
-            "--listen",
-            "0.0.0.0:0",
-        ])
-        .args(periods(&[]))
-        .daemon();
-    let id = seed.wait_stdout(|l| l.starts_with("swarm "))["swarm ".len()..].to_string();
+    let (seed, id) = share_at(&src, &format!("127.0.0.1:{port}"), "0.0.0.0:0", &[]);
     let swarm = SwarmId::from_hex(&id).unwrap();
     let seed_port = seed.port();
     t.wait_stdout_any(|l| l.starts_with(&format!("registered 127.0.0.1:{seed_port} ")));
@@ -1190,13 +1068,9 @@ fn a_member_registered_over_loopback_is_handed_out_at_the_address_the_asker_reac
         vec![SocketAddr::new([127, 0, 0, 1].into(), seed_port)]
     );
     let out = dir.sub("out");
-    let mut p = cmd(bin!("bt-peer"))
-        .args(["fetch", &id, "--exit-when-done", "-v", "--tracker"])
-        .arg(format!("{ip}:{port}"))
-        .args(["--listen", &format!("{ip}:0")])
-        .arg("--out")
-        .arg(&out)
+    let mut p = fetch_at(&id, &format!("{ip}:{port}"), &format!("{ip}:0"), &out)
         .args(periods(&[]))
+        .args(["--exit-when-done", "-v"])
         .start();
     finishes_with(&mut p, &out, &src);
     let from = format!(" from {ip}:{seed_port} ");
@@ -1215,18 +1089,11 @@ fn a_member_registered_over_loopback_is_handed_out_at_the_address_the_asker_reac
 /// says at start-up which flag makes it reachable.
 #[test]
 fn a_peer_only_on_loopback_with_a_remote_tracker_says_which_flag_fixes_it() {
-    let Some(ip) = non_loopback_ipv4() else {
-        return skip(
-            "swarm loopback-only peer advice",
-            "no non-loopback IPv4 address here",
-        );
+    let Some(ip) = non_loopback_ipv4_or_skip("swarm loopback-only peer advice") else {
+        return;
     };
-    let dir = TempDir::new("swarm-loopback-only");
-    let src = dir.sub("seed").join("l.bin");
-    write_random_file(&src, 10_000, 32);
-    let t = cmd(bin!("bt-tracker"))
-        .args(["--listen", &format!("{ip}:0")])
-        .daemon();
+    let (_dir, src) = seed_file("swarm-loopback-only", "l.bin", 10_000, 32);
+    let t = tracker_at(&format!("{ip}:0"), &[]);
     let (seed, _id) = share(&src, &t.addr, &[]);
     seed.wait_stderr(|l| l.contains("other hosts cannot fetch") && l.contains("--listen"));
 }
@@ -1235,12 +1102,9 @@ fn a_peer_only_on_loopback_with_a_remote_tracker_says_which_flag_fixes_it() {
 /// trying: once the peer is there, the download completes.
 #[test]
 fn a_fetcher_that_reaches_no_peer_says_so_and_keeps_trying() {
-    let dir = TempDir::new("swarm-unreachable");
-    let src = dir.sub("seed").join("u.bin");
-    write_random_file(&src, 200_000, 33);
-    let t = tracker(&[]);
     // Learn the manifest from a seed that then goes away for good...
-    let (mut seed, id) = share(&src, &t.addr, &[]);
+    let (dir, src) = seed_file("swarm-unreachable", "u.bin", 200_000, 33);
+    let (t, mut seed, id) = tracked(&src, &[]);
     let swarm = SwarmId::from_hex(&id).unwrap();
     let mut c = open(&t.addr, TRACKER);
     c.send(&TrackerRequest::Lookup(Query::Id(swarm))).unwrap();
@@ -1278,9 +1142,7 @@ fn a_peer_on_every_interface_names_itself_by_the_address_the_tracker_hands_out()
     // The readiness line says 0.0.0.0:PORT, which no one can reach; the
     // registration line gives the address others fetch from (what a pane
     // title or a log reader can match against the tracker's lines).
-    let dir = TempDir::new("swarm-me");
-    let src = dir.sub("seed").join("me.bin");
-    write_random_file(&src, 64 << 10, 5);
+    let (_dir, src) = seed_file("swarm-me", "me.bin", 64 << 10, 5);
     let t = tracker(&[]);
     let mut p = cmd(bin!("bt-peer"))
         .arg("share")

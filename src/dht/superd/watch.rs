@@ -4,7 +4,7 @@
 //! the synchronizer's rounds; with their counters, and a live view of it
 //! all (`superd.html`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ use super::Node;
 use crate::events::Events;
 use crate::metrics::{Counter, Histogram, Registry};
 use crate::name::FileName;
-use crate::view::Site;
+use crate::view::{InProgress, Site};
 
 /// Finished transfers and sync rounds the view remembers.
 const RECENT: usize = 50;
@@ -60,7 +60,7 @@ struct Running {
 /// The transfers, the rounds and their counters.
 pub(super) struct Watch {
     pub(super) events: Arc<Events>,
-    running: Mutex<(u64, BTreeMap<u64, Running>)>,
+    running: Mutex<InProgress<Running>>,
     finished: Mutex<VecDeque<Value>>,
     rounds: Mutex<VecDeque<Value>>,
     counts: Vec<(Arc<Counter>, Arc<Histogram>)>,
@@ -82,7 +82,7 @@ pub(super) struct Ticket<'a> {
 impl Ticket<'_> {
     /// Ends the transfer: counted and remembered with its rate if `ok`.
     pub(super) fn end(self, ok: bool) {
-        let Some(r) = lock(&self.watch.running).1.remove(&self.id) else {
+        let Some(r) = lock(&self.watch.running).remove(self.id) else {
             return;
         };
         let secs = r.started.elapsed().as_secs_f64();
@@ -159,7 +159,7 @@ impl Watch {
             .collect();
         Watch {
             events,
-            running: Mutex::new((0, BTreeMap::new())),
+            running: Mutex::new(InProgress::new()),
             finished: Mutex::new(VecDeque::new()),
             rounds: Mutex::new(VecDeque::new()),
             counts,
@@ -190,23 +190,14 @@ impl Watch {
         size: u64,
         done: Option<ProgressBar>,
     ) -> Ticket<'_> {
-        let id = {
-            let mut r = lock(&self.running);
-            r.0 += 1;
-            let id = r.0;
-            r.1.insert(
-                id,
-                Running {
-                    kind,
-                    peer: peer.to_string(),
-                    name: name.to_string(),
-                    size,
-                    started: Instant::now(),
-                    done,
-                },
-            );
-            id
-        };
+        let id = lock(&self.running).add(Running {
+            kind,
+            peer: peer.to_string(),
+            name: name.to_string(),
+            size,
+            started: Instant::now(),
+            done,
+        });
         self.events.publish("started", |m| {
             m.insert("transfer".into(), kind.name().into());
             m.insert("peer".into(), peer.into());
@@ -238,7 +229,6 @@ impl Watch {
 
     fn running_json(&self) -> Vec<Value> {
         lock(&self.running)
-            .1
             .values()
             .map(|r| {
                 json!({

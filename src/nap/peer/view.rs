@@ -3,7 +3,7 @@
 //! finished; with the counters behind its `/metrics`. The file paths count
 //! their bytes in an atomic per chunk, never waiting for the view.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -16,7 +16,7 @@ use crate::events::Events;
 use crate::metrics::{Counter, Histogram, Registry};
 use crate::net::Timeouts;
 use crate::shutdown::Shutdown;
-use crate::view::Site;
+use crate::view::{InProgress, Site};
 
 /// Finished transfers the view remembers.
 const RECENT: usize = 50;
@@ -57,7 +57,7 @@ struct Running {
 pub(super) struct Watch {
     metrics: Arc<Registry>,
     events: Arc<Events>,
-    running: Mutex<(u64, BTreeMap<u64, Running>)>,
+    running: Mutex<InProgress<Running>>,
     finished: Mutex<VecDeque<Value>>,
     published: Mutex<Option<Published>>,
     /// `ok`, `no_file`, `fail` answers to GET_FILE.
@@ -118,7 +118,7 @@ impl Watch {
             ),
             metrics,
             events: Events::new(),
-            running: Mutex::new((0, BTreeMap::new())),
+            running: Mutex::new(InProgress::new()),
             finished: Mutex::new(VecDeque::new()),
             published: Mutex::new(None),
             answered,
@@ -146,24 +146,15 @@ impl Watch {
         file: Option<File>,
     ) -> Ticket {
         let done = Arc::new(AtomicU64::new(0));
-        let id = {
-            let mut r = lock(&self.running);
-            r.0 += 1;
-            let id = r.0;
-            r.1.insert(
-                id,
-                Running {
-                    dir,
-                    peer: peer.to_string(),
-                    name: name.to_string(),
-                    size,
-                    started: Instant::now(),
-                    done: done.clone(),
-                    file,
-                },
-            );
-            id
-        };
+        let id = lock(&self.running).add(Running {
+            dir,
+            peer: peer.to_string(),
+            name: name.to_string(),
+            size,
+            started: Instant::now(),
+            done: done.clone(),
+            file,
+        });
         self.events.publish("started", |m| {
             m.insert("direction".into(), dir.name().into());
             m.insert("peer".into(), peer.into());
@@ -175,7 +166,7 @@ impl Watch {
 
     /// Ends a transfer: counted and remembered with its rate.
     pub(super) fn end(&self, ticket: Ticket, ok: bool) {
-        let Some(r) = lock(&self.running).1.remove(&ticket.id) else {
+        let Some(r) = lock(&self.running).remove(ticket.id) else {
             return;
         };
         let secs = r.started.elapsed().as_secs_f64();
@@ -244,7 +235,6 @@ impl Site for PeerSite {
             })
             .unwrap_or_default();
         let running: Vec<Value> = lock(&w.running)
-            .1
             .values()
             .map(|r| {
                 let secs = r.started.elapsed().as_secs_f64();
@@ -281,7 +271,7 @@ pub fn serve_view(listen: &str, io: Timeouts) -> crate::Result<()> {
         "nap_peer_transfers",
         "Transfers in progress now.",
         &[],
-        || lock(&watch().running).1.len() as f64,
+        || lock(&watch().running).len() as f64,
     );
     m.gauge_fn("nap_peer_files", "Files this peer serves.", &[], || {
         lock(&watch().published)

@@ -60,10 +60,7 @@ fn programs_have_help_and_version_and_clear_errors() {
 
 #[test]
 fn clients_take_host_colon_port_or_host_and_port() {
-    let dir = TempDir::new("dht-addr");
-    let repo = dir.sub("repo");
-    let index = start_index();
-    let s = start_superd(&index, &repo);
+    let (dir, _repo, _index, s) = lone_superd("dht-addr");
     let (h, p) = host_port(&s);
     let work = dir.sub("work");
     fs::write(work.join("one.txt"), b"1").unwrap();
@@ -296,10 +293,7 @@ fn a_reader_that_stops_early_is_success() {
 
 #[test]
 fn with_v_the_clients_print_a_line_per_step_on_stderr() {
-    let dir = TempDir::new("dht-steps");
-    let repo = dir.sub("repo");
-    let index = start_index();
-    let s = start_superd(&index, &repo);
+    let (dir, _repo, _index, s) = lone_superd("dht-steps");
     let work = dir.sub("work");
     fs::write(work.join("step.txt"), b"steps").unwrap();
     // Each program's -v lines, in order, as the course's client prints

@@ -47,6 +47,22 @@ fn start_superd(index: &Proc, repo: &Path) -> Proc {
     p
 }
 
+/// A temp dir tagged `tag` with one supernode over its `repo` folder, in
+/// the ring of an index of its own: (dir, repo, index, supernode).
+fn lone_superd(tag: &str) -> (TempDir, PathBuf, Proc, Proc) {
+    let dir = TempDir::new(tag);
+    let repo = dir.sub("repo");
+    let index = start_index();
+    let s = start_superd(&index, &repo);
+    (dir, repo, index, s)
+}
+
+/// Runs `p2p-put HOST PORT LOCAL` (host and port apart) to `s`.
+fn put(s: &Proc, local: &Path) -> Output {
+    let (h, port) = host_port(s);
+    cmd(bin!("p2p-put")).arg(&h).arg(&port).arg(local).run()
+}
+
 fn ring_of(nodes: &[&Proc]) -> Ring {
     let mut r = Ring::new();
     for n in nodes {

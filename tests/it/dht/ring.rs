@@ -46,13 +46,7 @@ fn balancing_puts_every_file_on_its_responsible_supernode() {
     let probe = name_owned_by(&ring, &s2.addr, "probe");
     let local = dir.path().join(&probe);
     fs::write(&local, b"probe").unwrap();
-    let (h, port) = host_port(&s1);
-    cmd(bin!("p2p-put"))
-        .arg(&h)
-        .arg(&port)
-        .arg(&local)
-        .run()
-        .ok();
+    put(&s1, &local).ok();
     wait_until(
         "the probe on supernode 2",
         || r2.join(&probe).exists().then_some(()),
@@ -85,18 +79,12 @@ fn graceful_leave_loses_no_file() {
     let ring = ring_of(&[&a, &b, &c]);
 
     // Files only B holds (uploaded to it, and it is their owner).
-    let (bh, bp) = host_port(&b);
     let mut held = Vec::new();
     for i in 0..8 {
         let name = name_owned_by(&ring, &b.addr, &format!("leave{i}"));
         let local = dir.path().join(&name);
         fs::write(&local, format!("content of {name}\n")).unwrap();
-        cmd(bin!("p2p-put"))
-            .arg(&bh)
-            .arg(&bp)
-            .arg(&local)
-            .run()
-            .ok();
+        put(&b, &local).ok();
         held.push(name);
     }
 

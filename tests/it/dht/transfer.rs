@@ -95,19 +95,10 @@ fn download_redirects_and_reports_missing_names() {
 
 #[test]
 fn duplicate_upload_is_refused_and_nothing_is_overwritten() {
-    let dir = TempDir::new("dht-dup");
-    let repo = dir.sub("repo");
-    let index = start_index();
-    let s = start_superd(&index, &repo);
-    let (h, port) = host_port(&s);
+    let (dir, repo, _index, s) = lone_superd("dht-dup");
     let local = dir.path().join("notes.txt");
     fs::write(&local, b"first version\n").unwrap();
-    cmd(bin!("p2p-put"))
-        .arg(&h)
-        .arg(&port)
-        .arg(&local)
-        .run()
-        .ok();
+    put(&s, &local).ok();
     assert_eq!(
         fs::read(repo.join("notes.txt")).unwrap(),
         b"first version\n"
@@ -115,11 +106,7 @@ fn duplicate_upload_is_refused_and_nothing_is_overwritten() {
     s.wait_stdout_any(|l| l.starts_with("receiving notes.txt from 127.0.0.1:"));
 
     fs::write(&local, b"second version, longer\n").unwrap();
-    cmd(bin!("p2p-put"))
-        .arg(&h)
-        .arg(&port)
-        .arg(&local)
-        .run()
+    put(&s, &local)
         .code(1)
         .stderr_has(&format!("notes.txt already exists at {}", s.addr));
     assert_eq!(
@@ -127,27 +114,20 @@ fn duplicate_upload_is_refused_and_nothing_is_overwritten() {
         b"first version\n"
     );
     assert_eq!(ls(&s), ["notes.txt"]);
+    let (h, port) = host_port(&s);
     let json = cmd(bin!("p2p-ls")).args([&h, &port, "--json"]).run().ok();
     assert_eq!(json.stdout.trim(), "[\"notes.txt\"]");
 }
 
 #[test]
 fn hundred_megabyte_transfer_keeps_its_hash() {
-    let dir = TempDir::new("dht-big");
-    let repo = dir.sub("repo");
-    let index = start_index();
-    let s = start_superd(&index, &repo);
+    let (dir, repo, _index, s) = lone_superd("dht-big");
     let (h, port) = host_port(&s);
     let local = dir.path().join("big.bin");
     write_random_file(&local, 100 << 20, 7);
     let (want, len) = hash_file(&local).unwrap();
     assert_eq!(len, 100 << 20);
-    cmd(bin!("p2p-put"))
-        .arg(&h)
-        .arg(&port)
-        .arg(&local)
-        .run()
-        .ok();
+    put(&s, &local).ok();
     assert_eq!(hash_file(&repo.join("big.bin")).unwrap(), (want, len));
     let out = dir.path().join("back.bin");
     cmd(bin!("p2p-get"))

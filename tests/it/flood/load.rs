@@ -134,6 +134,23 @@ fn the_servent_serves_real_clients_through_idle_trickling_and_client_floods() {
         drop(silent);
     }
     wait_for_baseline(&s, baseline, "kv-servent after connections without an ID");
+    // Once `who` fill the client places (200 more than `before`): the
+    // probe's and kv-query's times and the peak usage, said of `doing`.
+    let report_full = |before: usize, who: &str, doing: &str| {
+        wait_until(
+            &format!("the {who} to fill the client places"),
+            || (client_lines(&s).len() >= before + 200).then_some(()),
+            || s.dump(),
+        );
+        let peak = usage(s.pid());
+        let waited = timed(&probe);
+        let by_kv_query = kv_query_timed(&s.addr, "ssh", SSH);
+        eprintln!(
+            "kv-servent, {ATTACKERS} {doing}: probe served in {waited:?}, kv-query answered \
+             in {by_kv_query:?}; fds {} threads {}",
+            peak.fds, peak.threads
+        );
+    };
 
     // Clients that send their ID and then idle: the client places (200)
     // and the core's (256) are full; the idlest make room.
@@ -145,20 +162,7 @@ fn the_servent_serves_real_clients_through_idle_trickling_and_client_floods() {
             c
         })
         .collect();
-    let s_ref = &s;
-    wait_until(
-        "the idle clients to fill the client places",
-        || (client_lines(s_ref).len() >= before + 200).then_some(()),
-        || s_ref.dump(),
-    );
-    let peak = usage(s.pid());
-    let waited = timed(&probe);
-    let by_kv_query = kv_query_timed(&s.addr, "ssh", SSH);
-    eprintln!(
-        "kv-servent, {ATTACKERS} clients idle after their ID: probe served in {waited:?}, \
-         kv-query answered in {by_kv_query:?}; fds {} threads {}",
-        peak.fds, peak.threads
-    );
+    report_full(before, "idle clients", "clients idle after their ID");
     drop(idle);
     wait_for_baseline(&s, baseline, "kv-servent after idle clients");
     s.wait_stderr(|l| l.contains("already 200 client connections open and"));
@@ -175,19 +179,10 @@ fn the_servent_serves_real_clients_through_idle_trickling_and_client_floods() {
         &[&id_bytes(40_001)[..], &[0x00, 0x05]].concat(),
         0x01,
     );
-    let s_ref = &s;
-    wait_until(
-        "the trickling clients to fill the client places",
-        || (client_lines(s_ref).len() >= before + 200).then_some(()),
-        || s_ref.dump(),
-    );
-    let peak = usage(s.pid());
-    let waited = timed(&probe);
-    let by_kv_query = kv_query_timed(&s.addr, "ssh", SSH);
-    eprintln!(
-        "kv-servent, {ATTACKERS} clients trickling a KEYREQ after their ID: probe served in \
-         {waited:?}, kv-query answered in {by_kv_query:?}; fds {} threads {}",
-        peak.fds, peak.threads
+    report_full(
+        before,
+        "trickling clients",
+        "clients trickling a KEYREQ after their ID",
     );
     drop(trickle);
     wait_for_baseline(&s, baseline, "kv-servent after trickling clients");
