@@ -29,7 +29,6 @@ demo_init soak
 note "soak: $MINUTES minutes, seed $SEED (SEED=$SEED $0 --minutes $MINUTES repeats it)"
 
 T="--timeout 5"
-pick() { echo $((RANDOM % $1)); }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 # signal SIG PID NAME: sends SIG only to our own child PID still running
 # NAME (a pid that ended may have been given to another process since).
@@ -39,7 +38,7 @@ signal() {
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name" || return 1
     kill "-$sig" "$pid" 2>/dev/null
 }
-log() { printf '%5ss %s\n' "$(($(date +%s) - START))" "$*" >>"$RUN/events.log"; }
+log() { printf '%5ss %s\n' "$((EPOCHSECONDS - START))" "$*" >>"$RUN/events.log"; }
 
 # ---- DHT: an index and 5 supernodes; sn1 is never killed (it is measured).
 start idx p2p-index --listen 127.0.0.1:0 || exit 1
@@ -56,8 +55,21 @@ sn_start() {
     SN_DOWN[$i]=0
 }
 for i in 1 2 3 4 5; do sn_start "$i" || exit 1; done
-up_sn() { local i; for i in 1 2 3 4 5; do [ "${SN_DOWN[$i]}" = 0 ] && echo "$i"; done; }
-rand_up_sn() { local u; mapfile -t u < <(up_sn); echo "${u[$(pick ${#u[@]})]}"; }
+# up_sn: UP lists the supernodes up now. rand_up_sn: I is one of them.
+# The churn loop forks only the programs it runs: no command or process
+# substitution there (bash 5.2 can lose a foreground child's exit when a
+# process substitution's PID is reused, which the loop's thousands of
+# processes make likely, and then waits forever), and RANDOM is drawn in
+# this shell, so SEED repeats the run.
+up_sn() {
+    local i
+    UP=()
+    for i in 1 2 3 4 5; do [ "${SN_DOWN[$i]}" = 0 ] && UP+=("$i"); done
+}
+rand_up_sn() {
+    up_sn
+    I=${UP[$((RANDOM % ${#UP[@]}))]}
+}
 
 # ---- Swarm: a tracker, a seed, 8 fetchers that stay on to share.
 
@@ -108,14 +120,15 @@ sample() {
 }
 
 # ---- The run.
-START=$(date +%s)
+START=$EPOCHSECONDS
 END=$((START + MINUTES * 60))
 NEXT_SAMPLE=$START
 N=0 PUT_OK=0 PUT_FAIL=0 GET_OK=0 GET_MISS=0 BAD=0 Q_OK=0 Q_MISS=0 KILLS=0 LEAVES=0
 : >"$RUN/acked"
+ACKED=()
 declare -A RESTART_AT
-while [ "$(date +%s)" -lt "$END" ]; do
-    now=$(date +%s)
+while [ "$EPOCHSECONDS" -lt "$END" ]; do
+    now=$EPOCHSECONDS
     if [ "$now" -ge "$NEXT_SAMPLE" ]; then
         sample $((now - START))
         NEXT_SAMPLE=$((now + 10))
@@ -130,24 +143,27 @@ while [ "$(date +%s)" -lt "$END" ]; do
             esac
         fi
     done
-    r=$(pick 100)
+    r=$((RANDOM % 100))
     if [ "$r" -lt 45 ]; then
         # Upload a new file to a random supernode.
         N=$((N + 1))
         f="$RUN/src/f$N.bin"
         mkdir -p "$RUN/src"
         head -c $(((RANDOM % 256 + 1) * 1024)) /dev/urandom >"$f"
-        i=$(rand_up_sn)
+        rand_up_sn
+        i=$I
         if p2p-put "${SN_ADDR[$i]}" "$f" $T >/dev/null 2>>"$RUN/put.err"; then
-            echo "f$N.bin $(sha "$f")" >>"$RUN/acked"
+            ACKED+=("f$N.bin $(sha "$f")")
+            echo "${ACKED[-1]}" >>"$RUN/acked"
             PUT_OK=$((PUT_OK + 1))
         else
             PUT_FAIL=$((PUT_FAIL + 1))
         fi
-    elif [ "$r" -lt 65 ] && [ -s "$RUN/acked" ]; then
+    elif [ "$r" -lt 65 ] && [ "${#ACKED[@]}" -gt 0 ]; then
         # Download an acknowledged file from a random supernode.
-        read -r name want < <(shuf -n1 --random-source=<(yes "$RANDOM") "$RUN/acked")
-        i=$(rand_up_sn)
+        read -r name want <<<"${ACKED[$(((RANDOM * 32768 + RANDOM) % ${#ACKED[@]}))]}"
+        rand_up_sn
+        i=$I
         rm -f "$RUN/dl.bin"
         if p2p-get "${SN_ADDR[$i]}" "$name" -o "$RUN/dl.bin" --force $T >/dev/null 2>>"$RUN/get.err"; then
             if [ "$(sha "$RUN/dl.bin")" = "$want" ]; then
@@ -167,39 +183,39 @@ while [ "$(date +%s)" -lt "$END" ]; do
         fi
     elif [ "$r" -lt 80 ]; then
         # SIGKILL or SIGTERM a supernode other than sn1, keeping three up.
-        mapfile -t u < <(up_sn)
-        if [ "${#u[@]}" -gt 3 ]; then
-            i=${u[$((1 + $(pick $((${#u[@]} - 1)))))]}
-            if [ "$(pick 2)" = 0 ]; then
+        up_sn
+        if [ "${#UP[@]}" -gt 3 ]; then
+            i=${UP[$((1 + RANDOM % (${#UP[@]} - 1)))]}
+            if [ $((RANDOM % 2)) = 0 ]; then
                 signal KILL "${SN_PID[$i]}" p2p-superd; KILLS=$((KILLS + 1)); how=SIGKILL
             else
                 signal TERM "${SN_PID[$i]}" p2p-superd; LEAVES=$((LEAVES + 1)); how=SIGTERM
             fi
             wait "${SN_PID[$i]}" 2>/dev/null
             SN_DOWN[$i]=1
-            RESTART_AT[sn$i]=$((now + 2 + $(pick 6)))
+            RESTART_AT[sn$i]=$((now + 2 + RANDOM % 6))
             log "$how supernode $i"
         fi
     elif [ "$r" -lt 85 ]; then
         # SIGKILL a fetcher; it resumes (or, one time in three, starts over).
-        i=$((1 + $(pick 8)))
+        i=$((1 + RANDOM % 8))
         if [ -z "${RESTART_AT[bt$i]:-}" ]; then
             signal KILL "${BT_PID[$i]}" bt-peer; wait "${BT_PID[$i]}" 2>/dev/null
             KILLS=$((KILLS + 1))
-            if [ "$(pick 3)" = 0 ]; then rm -rf "${RUN:?}/peer$i"; how="and wiped"; else how=""; fi
-            RESTART_AT[bt$i]=$((now + 1 + $(pick 4)))
+            if [ $((RANDOM % 3)) = 0 ]; then rm -rf "${RUN:?}/peer$i"; how="and wiped"; else how=""; fi
+            RESTART_AT[bt$i]=$((now + 1 + RANDOM % 4))
             log "SIGKILL peer $i $how"
         fi
     elif [ "$r" -lt 87 ] && [ "${S3_DOWN:-0}" = 0 ]; then
         signal KILL "$S3_PID" kv-servent; wait "$S3_PID" 2>/dev/null
         KILLS=$((KILLS + 1)); S3_DOWN=1
-        RESTART_AT[s3]=$((now + 2 + $(pick 4)))
+        RESTART_AT[s3]=$((now + 2 + RANDOM % 4))
         log "SIGKILL servent s3"
     else
         sleep 0.2
     fi
 done
-sample $(($(date +%s) - START))
+sample $((EPOCHSECONDS - START))
 
 # ---- Everything back, then the checks.
 for k in "${!RESTART_AT[@]}"; do
