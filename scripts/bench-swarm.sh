@@ -86,7 +86,7 @@ copies_match() {
 RUN_PIDS=()
 stop_all() {
     local pid
-    for pid in "${RUN_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${RUN_PIDS[@]}"; do ours "$pid" && kill "$pid" 2>/dev/null; done
     for pid in "${RUN_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
     RUN_PIDS=()
 }

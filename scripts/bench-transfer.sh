@@ -66,7 +66,7 @@ watch() {
 unwatch() {
     local pid
     for pid in "${WATCHERS[@]}"; do
-        kill "$pid" 2>/dev/null || true
+        ours "$pid" && kill "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null || true
     done
     WATCHERS=()

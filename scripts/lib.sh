@@ -42,10 +42,22 @@ demo_init() {
     trap cleanup EXIT
 }
 
+# ours PID: PID is still a running child of this shell. A PID whose
+# process ended is given out again once the counter wraps (at 32768 by
+# default, minutes into a long soak), so a PID remembered from earlier
+# may by now be someone else's process: signal only what this checks.
+ours() {
+    local stat state ppid
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    # The fields after the command name (which may hold spaces): state, ppid.
+    read -r state ppid _ <<<"${stat##*) }"
+    [ "$ppid" = "$$" ] && [ "$state" != Z ]
+}
+
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
+        ours "$pid" && kill "$pid" 2>/dev/null
     done
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
