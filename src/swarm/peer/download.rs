@@ -29,8 +29,8 @@ use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 use super::state::State;
 use super::watch::{Dir, Trouble};
 use super::{
-    ENDGAME, FIRST_OVERDUE, HAVE_POLL_TIMEOUT, HAVE_REFRESH, IDLE_HAVE_REFRESH, KEEP_ALIVE,
-    MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE, Node, OVERDUE_FACTOR, OVERDUE_GRACE, PIPELINE,
+    ENDGAME, ENDGAME_PATIENCE, FIRST_OVERDUE, HAVE_POLL_TIMEOUT, HAVE_REFRESH, IDLE_HAVE_REFRESH,
+    KEEP_ALIVE, MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE, Node, OVERDUE_FACTOR, OVERDUE_GRACE, PIPELINE,
     PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK,
 };
 
@@ -755,14 +755,18 @@ impl Node {
         } else {
             picker::rarest_by(n, rank, first, &mut rng)
         };
-        let endgame = st.unrequested == 0 && st.missing <= ENDGAME;
+        let endgame = st.unrequested == 0
+            && st.missing <= ENDGAME
+            && st.last_piece.elapsed() >= ENDGAME_PATIENCE;
         if choice.is_none() && endgame && (!from_seed || idle) {
             let mine = |i: usize| {
                 pending
                     .iter()
                     .any(|p| matches!(p, Pending::Piece { index, .. } if index.slot() == i))
             };
-            choice = picker::rarest_by(n, rank, |i| lacks(i) && !mine(i), &mut rng);
+            // One second request per piece at most.
+            let once = |i: usize| in_flight.get(i).is_some_and(|&c| c < 2);
+            choice = picker::rarest_by(n, rank, |i| lacks(i) && once(i) && !mine(i), &mut rng);
         }
         st.rng = rng;
         let Some(i) = choice.and_then(|i| self.manifest.index(i as u32)) else {

@@ -67,11 +67,16 @@ const FIRST_OVERDUE: Duration = Duration::from_secs(3);
 /// Most remote peers downloaded from at once.
 const MAX_WORKERS: usize = 32;
 /// In the end game (every missing piece requested and at most this many
-/// missing), a second request for a piece goes to another peer at once,
-/// but to a seed only after `SEED_PATIENCE` with nothing coming: the
-/// seed's upload is the swarm's bottleneck, and a duplicate earlier costs
-/// every fetcher.
+/// missing), a piece already requested is asked of a second peer (never a
+/// seed in its first pass) once nothing has come for `ENDGAME_PATIENCE`.
 const ENDGAME: u32 = 4;
+/// How long a fetcher in the end game waits for the pieces it requested
+/// before asking a second holder. Not at once: in a capped swarm every
+/// peer's upload is busy to the end, and a second copy of a piece that
+/// was coming anyway takes a whole piece time from a holder that others
+/// are waiting on (with every fetcher doing so, most of the swarm's
+/// upload in its last second went to copies nobody needed).
+const ENDGAME_PATIENCE: Duration = Duration::from_millis(500);
 /// A `Have` poll on its own connection must be answered within this long,
 /// or the poller gives up (the download connection then asks itself).
 const HAVE_POLL_TIMEOUT: Duration = Duration::from_secs(3);
