@@ -21,7 +21,7 @@ pub const TRACKER: Protocol = Protocol {
 /// Peer <-> peer.
 pub const PEER_WIRE: Protocol = Protocol {
     name: "peerkit-bt-peer",
-    version: 2,
+    version: 3,
 };
 
 /// Largest peer-wire request frame; requests are a swarm id and an index.
@@ -206,6 +206,12 @@ pub enum PeerResponse {
     UnknownSwarm,
     /// The request was malformed or made no sense.
     Error(String),
+    /// The serving peer's upload is capped and already has as many pieces
+    /// waiting to go out as it keeps queued: ask another holder, and this
+    /// peer again after its next `Have` answer. A request queued behind
+    /// many others would hold its piece for a second or more while other
+    /// holders may have upload to spare.
+    Full { index: u32 },
 }
 
 impl Request for TrackerRequest {}
@@ -372,6 +378,7 @@ mod tests {
                 any::<u32>().prop_map(|index| PeerResponse::Busy { index }),
                 Just(PeerResponse::UnknownSwarm),
                 any::<String>().prop_map(PeerResponse::Error),
+                any::<u32>().prop_map(|index| PeerResponse::Full { index }),
             ]
         }
 

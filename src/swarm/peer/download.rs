@@ -4,7 +4,8 @@
 //! rarest first; a seed is asked only for what nobody else can give; the
 //! end game asks a second peer for the last pieces. A piece a remote
 //! answers `Busy` for is counted as on its way and not asked of that remote
-//! again until its next `Have` answer.
+//! again until its next `Have` answer; a remote that answers `Full` is
+//! asked for nothing until then, and the piece goes to another holder.
 //!
 //! However a worker ends (an error, a ban, a panic), its `Slot` and `Claim`
 //! guards give its pieces back to the pool.
@@ -468,10 +469,17 @@ impl Node {
                     }
                 }
                 let mut st = self.lock();
+                let mut was_full = false;
                 if let Some(r) = st.remotes.get_mut(&addr) {
                     r.busy = self.manifest.empty_bitfield();
+                    was_full = std::mem::take(&mut r.full);
                 }
                 st.set_remote_have(addr, have, fetching);
+                drop(st);
+                if was_full {
+                    // Its worker may be waiting to ask it again.
+                    self.changed.notify_all();
+                }
                 Ok(())
             }
             PeerResponse::UnknownSwarm => {
@@ -654,9 +662,20 @@ impl Node {
                                 "{addr} is busy with piece {index}; it goes to another holder"
                             ));
                         }
+                        PeerResponse::Full { index: got } if got == index.get() => {
+                            pace.done(&next, false);
+                            late = false;
+                            claim.give_back();
+                            if let Some(r) = self.lock().remotes.get_mut(&addr) {
+                                r.full = true;
+                            }
+                            self.detail(&format!(
+                                "{addr} has a full upload queue; piece {index} goes to another holder"
+                            ));
+                        }
                         other => {
                             return Err(frame::unexpected(
-                                &format!("Piece or Busy for piece {index}"),
+                                &format!("Piece, Busy or Full for piece {index}"),
                                 &other,
                             ));
                         }
@@ -714,6 +733,9 @@ impl Node {
         let Some(remote) = st.remotes.get(&addr) else {
             return Pick::Wait(TICK);
         };
+        if remote.full {
+            return Pick::Wait(HAVE_REFRESH);
+        }
         let n = st.avail.len();
         let (have, in_flight, rhave) = (&st.have, &st.in_flight, &remote.have);
         let busy = &remote.busy;
@@ -959,6 +981,7 @@ mod tests {
                     have: Bitfield::new(4),
                     fetching: Bitfield::new(4),
                     busy: Bitfield::new(4),
+                    full: false,
                     connected: true,
                     banned: false,
                     retry_at: None,

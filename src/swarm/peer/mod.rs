@@ -57,6 +57,12 @@ const OVERDUE_GRACE: Duration = Duration::from_secs(1);
 /// In a seed's first pass, a piece that went out less than this long ago
 /// is answered `Busy` (others hear of its new holder within this time).
 const FIRST_PASS_HOLD: Duration = Duration::from_millis(1500);
+/// A capped peer answers `Full` to a piece request while this many
+/// uploads already wait for their turn at its upload bucket: a few piece
+/// times of work queued keep its upload busy until the asker's next `Have`
+/// poll, and a request is not parked for a second behind a long queue
+/// while other holders have upload to spare.
+const UPLOAD_QUEUE: usize = 2;
 /// An upload whose downloader takes nothing for this long fails (it
 /// vanished without closing), freeing its piece for the seed's first pass.
 const SEND_STALL: Duration = Duration::from_secs(3);
