@@ -181,6 +181,11 @@ pub enum PeerRequest {
     /// One piece: answered by `PeerResponse::Piece` and then exactly `len`
     /// raw bytes, or by `Missing`.
     Piece { swarm: SwarmId, index: u32 },
+    /// As `Have`, but answered only once the serving peer holds a number
+    /// of pieces other than `held`, or after a short wait (50 ms) if it
+    /// does not: asked in a loop, it tells the asker of a new piece as
+    /// soon as it is there.
+    HaveChange { swarm: SwarmId, held: u32 },
 }
 
 /// A peer's answer to one `PeerRequest`.
@@ -358,6 +363,8 @@ mod tests {
         fn peer_request() -> impl Strategy<Value = PeerRequest> {
             prop_oneof![
                 swarm().prop_map(|swarm| PeerRequest::Have { swarm }),
+                (swarm(), any::<u32>())
+                    .prop_map(|(swarm, held)| PeerRequest::HaveChange { swarm, held }),
                 (swarm(), any::<u32>())
                     .prop_map(|(swarm, index)| PeerRequest::Piece { swarm, index }),
             ]

@@ -30,9 +30,9 @@ use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 use super::state::State;
 use super::watch::{Dir, Trouble};
 use super::{
-    ENDGAME, ENDGAME_PATIENCE, FIRST_OVERDUE, HAVE_POLL_TIMEOUT, HAVE_REFRESH, IDLE_HAVE_REFRESH,
-    KEEP_ALIVE, MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE, Node, OVERDUE_FACTOR, OVERDUE_GRACE, PIPELINE,
-    PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK,
+    ENDGAME, ENDGAME_PATIENCE, FIRST_OVERDUE, HAVE_MIN_GAP, HAVE_POLL_TIMEOUT, HAVE_REFRESH,
+    IDLE_HAVE_REFRESH, KEEP_ALIVE, MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE, Node, OVERDUE_FACTOR,
+    OVERDUE_GRACE, PIPELINE, PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK,
 };
 
 /// What a download connection ended with.
@@ -438,15 +438,34 @@ impl Node {
             return;
         }
         polling.store(true, Ordering::SeqCst);
+        // The remote answers once it holds another number of pieces than
+        // it did last time (at once the first time), or after
+        // `HAVE_REFRESH`: a piece it gets is heard of at once.
+        let mut held = u32::MAX;
+        let mut last = Instant::now();
         while !stop.load(Ordering::SeqCst) && !self.shutdown.is_triggered() && !self.is_complete() {
             let asked = conn
-                .send(&PeerRequest::Have { swarm: self.id })
+                .send(&PeerRequest::HaveChange {
+                    swarm: self.id,
+                    held,
+                })
                 .and_then(|()| conn.expect::<PeerResponse>())
-                .and_then(|resp| self.take_have(addr, resp));
+                .and_then(|resp| {
+                    if let PeerResponse::Have { have, .. } = &resp {
+                        held = have.count();
+                    }
+                    self.take_have(addr, resp)
+                });
             if asked.is_err() {
                 break;
             }
-            thread::sleep(HAVE_REFRESH);
+            // A remote taking in pieces faster than this (uncapped) is
+            // asked no more often.
+            let since = last.elapsed();
+            if since < HAVE_MIN_GAP {
+                thread::sleep(HAVE_MIN_GAP - since);
+            }
+            last = Instant::now();
         }
         polling.store(false, Ordering::SeqCst);
     }
@@ -469,17 +488,11 @@ impl Node {
                     }
                 }
                 let mut st = self.lock();
-                let mut was_full = false;
                 if let Some(r) = st.remotes.get_mut(&addr) {
                     r.busy = self.manifest.empty_bitfield();
-                    was_full = std::mem::take(&mut r.full);
+                    r.full = false;
                 }
                 st.set_remote_have(addr, have, fetching);
-                drop(st);
-                if was_full {
-                    // Its worker may be waiting to ask it again.
-                    self.changed.notify_all();
-                }
                 Ok(())
             }
             PeerResponse::UnknownSwarm => {
@@ -872,6 +885,7 @@ impl Node {
         // the last piece's line.
         self.detail(&format!("piece {i} from {from} (holders {holders})"));
         self.changed.notify_all();
+        self.have_changed.notify_all();
         let done = total - missing;
         let peers = format!("{peers} peer{}", if peers == 1 { "" } else { "s" });
         if let Some(bar) = &self.bar {

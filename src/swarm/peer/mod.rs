@@ -89,8 +89,11 @@ const HAVE_POLL_TIMEOUT: Duration = Duration::from_secs(3);
 /// A download connection whose `Have` polls go through the poller still
 /// asks itself this often, so the remote's idle timeout never closes it.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
-/// How often a connection asks its remote which pieces it holds now.
+/// How often a connection asks its remote which pieces it holds now; the
+/// longest a `HaveChange` waits for a new piece before it is answered.
 const HAVE_REFRESH: Duration = Duration::from_millis(50);
+/// Shortest time between two `HaveChange` answers a poller takes in.
+const HAVE_MIN_GAP: Duration = Duration::from_millis(10);
 /// How often a connection with no request in flight asks its remote which
 /// pieces it holds now.
 const IDLE_HAVE_REFRESH: Duration = Duration::from_millis(100);
@@ -161,6 +164,8 @@ pub(crate) struct Node {
     store: RwLock<Store>,
     state: Mutex<State>,
     changed: Condvar,
+    /// Woken (with `state`) when a piece is stored: `HaveChange` waits on it.
+    have_changed: Condvar,
     bucket: Option<TokenBucket>,
     /// Capped uploads waiting for their turn at the bucket.
     gate: Mutex<Gate>,
@@ -213,6 +218,7 @@ impl Node {
             store: RwLock::new(store),
             state: Mutex::new(state),
             changed: Condvar::new(),
+            have_changed: Condvar::new(),
             bucket: cfg.upload_limit.map(TokenBucket::new),
             gate: Mutex::default(),
             gate_turn: Condvar::new(),

@@ -1,5 +1,6 @@
-//! Serving other peers: `Have` (what this peer holds, fetches and sends)
-//! and `Piece` (a header, then the bytes read from disk in chunks, paced by
+//! Serving other peers: `Have` (what this peer holds, fetches and sends;
+//! with `HaveChange`, once it holds another number of pieces, or after
+//! `HAVE_REFRESH`) and `Piece` (a header, then the bytes read from disk in chunks, paced by
 //! the upload bucket, whole piece by whole piece). A capped peer answers
 //! `Busy` for a piece it is already sending to someone else; so does a
 //! seed, in its first pass, for a piece it is sending or sent a moment ago.
@@ -18,7 +19,7 @@ use crate::swarm::manifest::PieceIndex;
 use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
 use super::watch::{Dir, LinkGuard, Served, Trouble};
-use super::{Node, SEND_STALL, TICK, UPLOAD_QUEUE};
+use super::{HAVE_REFRESH, Node, SEND_STALL, TICK, UPLOAD_QUEUE};
 use crate::swarm::bucket::{Reservation, TokenBucket};
 
 impl Node {
@@ -74,6 +75,30 @@ impl Node {
             PeerRequest::Have { swarm } if swarm == self.id => {
                 self.watch.served(Served::Have);
                 let st = self.lock();
+                PeerResponse::Have {
+                    have: st.have.clone(),
+                    fetching: st.fetching(),
+                    sending: st.sending(),
+                }
+            }
+            PeerRequest::HaveChange { swarm, held } if swarm == self.id => {
+                self.watch.served(Served::Have);
+                // Every piece stored wakes `have_changed` (no socket I/O
+                // is done with the state locked: the wait releases it).
+                let until = Instant::now() + HAVE_REFRESH;
+                let total = self.manifest.piece_count();
+                let mut st = self.lock();
+                while total - st.missing == held && !self.shutdown.is_triggered() {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    st = self
+                        .have_changed
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
                 PeerResponse::Have {
                     have: st.have.clone(),
                     fetching: st.fetching(),
