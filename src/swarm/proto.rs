@@ -22,7 +22,7 @@ pub const TRACKER: Protocol = Protocol {
 /// Peer <-> peer.
 pub const PEER_WIRE: Protocol = Protocol {
     name: "peerkit-bt-peer",
-    version: 2,
+    version: 3,
 };
 
 /// Largest peer-wire request frame; requests are a swarm id and an index.
@@ -182,6 +182,11 @@ pub enum PeerRequest {
     /// One piece: answered by `PeerResponse::Piece` and then exactly `len`
     /// raw bytes, or by `Missing`.
     Piece { swarm: SwarmId, index: u32 },
+    /// As `Have`, but answered only once the serving peer holds a number
+    /// of pieces other than `held`, or after a short wait (50 ms) if it
+    /// does not: asked in a loop, it tells the asker of a new piece as
+    /// soon as it is there.
+    HaveChange { swarm: SwarmId, held: u32 },
 }
 
 /// A peer's answer to one `PeerRequest`.
@@ -207,6 +212,12 @@ pub enum PeerResponse {
     UnknownSwarm,
     /// The request was malformed or made no sense.
     Error(String),
+    /// The serving peer's upload is capped and already has as many pieces
+    /// waiting to go out as it keeps queued: ask another holder, and this
+    /// peer again after its next `Have` answer. A request queued behind
+    /// many others would hold its piece for a second or more while other
+    /// holders may have upload to spare.
+    Full { index: u32 },
 }
 
 impl Request for TrackerRequest {}
@@ -358,6 +369,8 @@ mod tests {
             prop_oneof![
                 swarm().prop_map(|swarm| PeerRequest::Have { swarm }),
                 (swarm(), any::<u32>())
+                    .prop_map(|(swarm, held)| PeerRequest::HaveChange { swarm, held }),
+                (swarm(), any::<u32>())
                     .prop_map(|(swarm, index)| PeerRequest::Piece { swarm, index }),
             ]
         }
@@ -377,6 +390,7 @@ mod tests {
                 any::<u32>().prop_map(|index| PeerResponse::Busy { index }),
                 Just(PeerResponse::UnknownSwarm),
                 any::<String>().prop_map(PeerResponse::Error),
+                any::<u32>().prop_map(|index| PeerResponse::Full { index }),
             ]
         }
 

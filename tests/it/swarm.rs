@@ -456,7 +456,7 @@ fn liar_conn(stream: TcpStream, swarm: SwarmId, full: &Bitfield, hangups: &Atomi
             continue;
         }
         match req {
-            PeerRequest::Have { .. } => {
+            PeerRequest::Have { .. } | PeerRequest::HaveChange { .. } => {
                 let empty = Bitfield::new(full.len());
                 let answer = PeerResponse::Have {
                     have: full.clone(),

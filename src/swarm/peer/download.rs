@@ -4,7 +4,8 @@
 //! rarest first; a seed is asked only for what nobody else can give; the
 //! end game asks a second peer for the last pieces. A piece a remote
 //! answers `Busy` for is counted as on its way and not asked of that remote
-//! again until its next `Have` answer.
+//! again until its next `Have` answer; a remote that answers `Full` is
+//! asked for nothing until then, and the piece goes to another holder.
 //!
 //! However a worker ends (an error, a ban, a panic), its `Slot` and `Claim`
 //! guards give its pieces back to the pool.
@@ -29,9 +30,9 @@ use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 use super::state::State;
 use super::watch::{Dir, Trouble};
 use super::{
-    ENDGAME, FIRST_OVERDUE, HAVE_POLL_TIMEOUT, HAVE_REFRESH, IDLE_HAVE_REFRESH, KEEP_ALIVE,
-    MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE, Node, OVERDUE_FACTOR, OVERDUE_GRACE, PIPELINE,
-    PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK,
+    ENDGAME, ENDGAME_PATIENCE, FIRST_OVERDUE, HAVE_MIN_GAP, HAVE_POLL_TIMEOUT, HAVE_REFRESH,
+    IDLE_HAVE_REFRESH, KEEP_ALIVE, MAX_BACKOFF_DOUBLINGS, MAX_PIPELINE, Node, OVERDUE_FACTOR,
+    OVERDUE_GRACE, PIPELINE, PIPELINE_TIME, RETRY_AFTER, SEED_PATIENCE, TICK,
 };
 
 /// What a download connection ended with.
@@ -437,15 +438,34 @@ impl Node {
             return;
         }
         polling.store(true, Ordering::SeqCst);
+        // The remote answers once it holds another number of pieces than
+        // it did last time (at once the first time), or after
+        // `HAVE_REFRESH`: a piece it gets is heard of at once.
+        let mut held = u32::MAX;
+        let mut last = Instant::now();
         while !stop.load(Ordering::SeqCst) && !self.shutdown.is_triggered() && !self.is_complete() {
             let asked = conn
-                .send(&PeerRequest::Have { swarm: self.id })
+                .send(&PeerRequest::HaveChange {
+                    swarm: self.id,
+                    held,
+                })
                 .and_then(|()| conn.expect::<PeerResponse>())
-                .and_then(|resp| self.take_have(addr, resp));
+                .and_then(|resp| {
+                    if let PeerResponse::Have { have, .. } = &resp {
+                        held = have.count();
+                    }
+                    self.take_have(addr, resp)
+                });
             if asked.is_err() {
                 break;
             }
-            thread::sleep(HAVE_REFRESH);
+            // A remote taking in pieces faster than this (uncapped) is
+            // asked no more often.
+            let since = last.elapsed();
+            if since < HAVE_MIN_GAP {
+                thread::sleep(HAVE_MIN_GAP - since);
+            }
+            last = Instant::now();
         }
         polling.store(false, Ordering::SeqCst);
     }
@@ -470,6 +490,7 @@ impl Node {
                 let mut st = self.lock();
                 if let Some(r) = st.remotes.get_mut(&addr) {
                     r.busy = self.manifest.empty_bitfield();
+                    r.full = false;
                 }
                 st.set_remote_have(addr, have, fetching);
                 Ok(())
@@ -658,8 +679,19 @@ impl Node {
                                 "{addr} is busy with piece {index}; it goes to another holder"
                             ));
                         }
+                        PeerResponse::Full { index: got } if got == index.get() => {
+                            pace.done(&next, false);
+                            late = false;
+                            claim.give_back();
+                            if let Some(r) = self.lock().remotes.get_mut(&addr) {
+                                r.full = true;
+                            }
+                            self.detail(&format!(
+                                "{addr} has a full upload queue; piece {index} goes to another holder"
+                            ));
+                        }
                         other => {
-                            return Err(frame::unexpected("Piece or Busy", &other)
+                            return Err(frame::unexpected("Piece, Busy or Full", &other)
                                 .doing(format!("piece {index}")));
                         }
                     }
@@ -716,6 +748,9 @@ impl Node {
         let Some(remote) = st.remotes.get(&addr) else {
             return Pick::Wait(TICK);
         };
+        if remote.full {
+            return Pick::Wait(HAVE_REFRESH);
+        }
         let n = st.avail.len();
         let (have, in_flight, rhave) = (&st.have, &st.in_flight, &remote.have);
         let busy = &remote.busy;
@@ -757,14 +792,18 @@ impl Node {
         } else {
             picker::rarest_by(n, rank, first, &mut rng)
         };
-        let endgame = st.unrequested == 0 && st.missing <= ENDGAME;
+        let endgame = st.unrequested == 0
+            && st.missing <= ENDGAME
+            && st.last_piece.elapsed() >= ENDGAME_PATIENCE;
         if choice.is_none() && endgame && (!from_seed || idle) {
             let mine = |i: usize| {
                 pending
                     .iter()
                     .any(|p| matches!(p, Pending::Piece { index, .. } if index.slot() == i))
             };
-            choice = picker::rarest_by(n, rank, |i| lacks(i) && !mine(i), &mut rng);
+            // One second request per piece at most.
+            let once = |i: usize| in_flight.get(i).is_some_and(|&c| c < 2);
+            choice = picker::rarest_by(n, rank, |i| lacks(i) && once(i) && !mine(i), &mut rng);
         }
         st.rng = rng;
         let Some(i) = choice.and_then(|i| self.manifest.index(i as u32)) else {
@@ -847,6 +886,7 @@ impl Node {
         // the last piece's line.
         self.detail(&format!("piece {i} from {from} (holders {holders})"));
         self.changed.notify_all();
+        self.have_changed.notify_all();
         let done = total - missing;
         let peers = format!("{peers} peer{}", if peers == 1 { "" } else { "s" });
         if let Some(bar) = &self.bar {
@@ -956,6 +996,7 @@ mod tests {
                     have: Bitfield::new(4),
                     fetching: Bitfield::new(4),
                     busy: Bitfield::new(4),
+                    full: false,
                     connected: true,
                     banned: false,
                     retry_at: None,

@@ -57,6 +57,12 @@ const OVERDUE_GRACE: Duration = Duration::from_secs(1);
 /// In a seed's first pass, a piece that went out less than this long ago
 /// is answered `Busy` (others hear of its new holder within this time).
 const FIRST_PASS_HOLD: Duration = Duration::from_millis(1500);
+/// A capped peer answers `Full` to a piece request while this many
+/// uploads already wait for their turn at its upload bucket: a few piece
+/// times of work queued keep its upload busy until the asker's next `Have`
+/// poll, and a request is not parked for a second behind a long queue
+/// while other holders have upload to spare.
+const UPLOAD_QUEUE: usize = 2;
 /// An upload whose downloader takes nothing for this long fails (it
 /// vanished without closing), freeing its piece for the seed's first pass.
 const SEND_STALL: Duration = Duration::from_secs(3);
@@ -67,19 +73,27 @@ const FIRST_OVERDUE: Duration = Duration::from_secs(3);
 /// Most remote peers downloaded from at once.
 const MAX_WORKERS: usize = 32;
 /// In the end game (every missing piece requested and at most this many
-/// missing), a second request for a piece goes to another peer at once,
-/// but to a seed only after `SEED_PATIENCE` with nothing coming: the
-/// seed's upload is the swarm's bottleneck, and a duplicate earlier costs
-/// every fetcher.
+/// missing), a piece already requested is asked of a second peer (never a
+/// seed in its first pass) once nothing has come for `ENDGAME_PATIENCE`.
 const ENDGAME: u32 = 4;
+/// How long a fetcher in the end game waits for the pieces it requested
+/// before asking a second holder. Not at once: in a capped swarm every
+/// peer's upload is busy to the end, and a second copy of a piece that
+/// was coming anyway takes a whole piece time from a holder that others
+/// are waiting on (with every fetcher doing so, most of the swarm's
+/// upload in its last second went to copies nobody needed).
+const ENDGAME_PATIENCE: Duration = Duration::from_millis(500);
 /// A `Have` poll on its own connection must be answered within this long,
 /// or the poller gives up (the download connection then asks itself).
 const HAVE_POLL_TIMEOUT: Duration = Duration::from_secs(3);
 /// A download connection whose `Have` polls go through the poller still
 /// asks itself this often, so the remote's idle timeout never closes it.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
-/// How often a connection asks its remote which pieces it holds now.
+/// How often a connection asks its remote which pieces it holds now; the
+/// longest a `HaveChange` waits for a new piece before it is answered.
 const HAVE_REFRESH: Duration = Duration::from_millis(50);
+/// Shortest time between two `HaveChange` answers a poller takes in.
+const HAVE_MIN_GAP: Duration = Duration::from_millis(10);
 /// How often a connection with no request in flight asks its remote which
 /// pieces it holds now.
 const IDLE_HAVE_REFRESH: Duration = Duration::from_millis(100);
@@ -150,6 +164,8 @@ pub(crate) struct Node {
     store: RwLock<Store>,
     state: Mutex<State>,
     changed: Condvar,
+    /// Woken (with `state`) when a piece is stored: `HaveChange` waits on it.
+    have_changed: Condvar,
     bucket: Option<TokenBucket>,
     /// Capped uploads waiting for their turn at the bucket.
     gate: Mutex<Gate>,
@@ -202,6 +218,7 @@ impl Node {
             store: RwLock::new(store),
             state: Mutex::new(state),
             changed: Condvar::new(),
+            have_changed: Condvar::new(),
             bucket: cfg.upload_limit.map(TokenBucket::new),
             gate: Mutex::default(),
             gate_turn: Condvar::new(),

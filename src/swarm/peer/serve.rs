@@ -1,8 +1,11 @@
-//! Serving other peers: `Have` (what this peer holds, fetches and sends)
-//! and `Piece` (a header, then the bytes read from disk in chunks, paced by
+//! Serving other peers: `Have` (what this peer holds, fetches and sends;
+//! with `HaveChange`, once it holds another number of pieces, or after
+//! `HAVE_REFRESH`) and `Piece` (a header, then the bytes read from disk in chunks, paced by
 //! the upload bucket, whole piece by whole piece). A capped peer answers
 //! `Busy` for a piece it is already sending to someone else; so does a
 //! seed, in its first pass, for a piece it is sending or sent a moment ago.
+//! A capped peer with `UPLOAD_QUEUE` uploads already waiting answers `Full`
+//! unless the piece asked for is rarer than all of them.
 
 use std::io::Write;
 use std::sync::{Arc, PoisonError};
@@ -16,7 +19,7 @@ use crate::swarm::manifest::PieceIndex;
 use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 
 use super::watch::{Dir, LinkGuard, Served, Trouble};
-use super::{Node, SEND_STALL, TICK};
+use super::{HAVE_REFRESH, Node, SEND_STALL, TICK, UPLOAD_QUEUE};
 use crate::swarm::bucket::{Reservation, TokenBucket};
 
 impl Node {
@@ -78,6 +81,30 @@ impl Node {
                     sending: st.sending(),
                 }
             }
+            PeerRequest::HaveChange { swarm, held } if swarm == self.id => {
+                self.watch.served(Served::Have);
+                // Every piece stored wakes `have_changed` (no socket I/O
+                // is done with the state locked: the wait releases it).
+                let until = Instant::now() + HAVE_REFRESH;
+                let total = self.manifest.piece_count();
+                let mut st = self.lock();
+                while total - st.missing == held && !self.shutdown.is_triggered() {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    st = self
+                        .have_changed
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                PeerResponse::Have {
+                    have: st.have.clone(),
+                    fetching: st.fetching(),
+                    sending: st.sending(),
+                }
+            }
             PeerRequest::Piece { swarm, index } if swarm == self.id => {
                 self.watch.served(Served::Piece);
                 match self.manifest.index(index) {
@@ -88,7 +115,9 @@ impl Node {
                     Some(i) => match self.start_upload(i) {
                         Err(refusal) => {
                             self.watch.trouble(match refusal {
-                                PeerResponse::Busy { .. } => Trouble::Busy,
+                                PeerResponse::Busy { .. } | PeerResponse::Full { .. } => {
+                                    Trouble::Busy
+                                }
                                 _ => Trouble::Missing,
                             });
                             refusal
@@ -110,9 +139,17 @@ impl Node {
     /// Counts an upload of piece `i` in, or says why there is none: the
     /// piece is not held, or (upload capped) it is already on its way to
     /// another peer, who can pass it on; the cap is better spent on a piece
-    /// nobody else is getting.
+    /// nobody else is getting. Capped, it also refuses (`Full`) while
+    /// `UPLOAD_QUEUE` uploads already wait for their turn, unless this
+    /// piece would go before all of them.
     fn start_upload(&self, i: PieceIndex) -> std::result::Result<(), PeerResponse> {
         let index = i.get();
+        // The gate is never taken with the state locked.
+        let queued = self.bucket.is_some().then(|| {
+            let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = gate.waiting.iter().map(|w| w.0).min();
+            (gate.waiting.len(), first.unwrap_or(u32::MAX))
+        });
         let mut st = self.lock();
         let slot = i.slot();
         if !st.have.has(slot) {
@@ -120,6 +157,12 @@ impl Node {
         }
         if self.bucket.is_some() && st.sending[slot] > 0 {
             return Err(PeerResponse::Busy { index });
+        }
+        // A piece rarer than every waiting one goes next anyway (see
+        // `turn`): it is never refused.
+        let rank = st.rank(slot);
+        if queued.is_some_and(|(n, first)| n >= UPLOAD_QUEUE && rank >= first) {
+            return Err(PeerResponse::Full { index });
         }
         let now = Instant::now();
         if let Some(f) = st.first_pass.as_mut() {
@@ -234,5 +277,74 @@ impl Node {
             left -= n;
         }
         conn.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Level;
+    use crate::server::Limits;
+    use crate::shutdown::Shutdown;
+    use crate::swarm::manifest::{Bitfield, Manifest};
+    use crate::swarm::peer::PeerConfig;
+    use crate::swarm::peer::state::Remote;
+    use crate::swarm::store::Store;
+
+    /// A seed of a 4-piece file, its upload capped. The folder goes when
+    /// the returned guard is dropped.
+    fn capped_seed() -> (Arc<Node>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.bin");
+        std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
+        let manifest = Arc::new(Manifest::from_file(&file, Some(16 * 1024)).unwrap());
+        let store = Store::shared(&file, manifest.clone()).unwrap();
+        let cfg = PeerConfig {
+            tracker: "127.0.0.1:1".into(),
+            limits: Limits::default(),
+            ping_interval: TICK,
+            report_interval: TICK,
+            request_interval: Duration::ZERO,
+            upload_limit: Some(64 * 1024),
+            level: Level::Normal,
+            http: None,
+        };
+        let local = "127.0.0.1:1".parse().unwrap();
+        let node = Node::new(
+            manifest,
+            store,
+            Bitfield::full(4),
+            cfg,
+            Shutdown::new(),
+            local,
+        );
+        (node, dir)
+    }
+
+    #[test]
+    fn a_full_upload_queue_refuses_all_but_a_piece_rarer_than_every_waiting_one() {
+        let (node, _dir) = capped_seed();
+        // One remote holds piece 1 (rank 1); the others are held by none.
+        {
+            let mut st = node.lock();
+            let addr = "127.0.0.1:2".parse().unwrap();
+            st.remotes.insert(addr, Remote::new(Bitfield::new(4)));
+            let mut one = Bitfield::new(4);
+            one.set_bit(1, true);
+            st.set_remote_have(addr, one, Bitfield::new(4));
+        }
+        let piece = |i| node.manifest.index(i).unwrap();
+        // Two uploads wait for their turn, ranked 1 and 1.
+        node.gate.lock().unwrap().waiting = vec![(1, 0), (1, 1)];
+        assert_eq!(
+            node.start_upload(piece(1)),
+            Err(PeerResponse::Full { index: 1 })
+        );
+        // Piece 2 (rank 0) would go before both: taken.
+        assert_eq!(node.start_upload(piece(2)), Ok(()));
+        // One waiting: there is room.
+        node.gate.lock().unwrap().waiting = vec![(0, 2)];
+        assert_eq!(node.start_upload(piece(3)), Ok(()));
+        drop(node);
     }
 }

@@ -22,6 +22,9 @@ pub(super) struct Remote {
     /// Pieces it answered `Busy` for since its last `Have` answer: not
     /// asked for again until then.
     pub(super) busy: Bitfield,
+    /// It answered `Full` since its last `Have` answer: asked for nothing
+    /// until then.
+    pub(super) full: bool,
     /// A download worker is talking to it.
     pub(super) connected: bool,
     /// It served a corrupt piece: never asked again.
@@ -44,6 +47,7 @@ impl Remote {
             have: empty.clone(),
             fetching: empty.clone(),
             busy: empty,
+            full: false,
             connected: false,
             banned: false,
             retry_at: None,
