@@ -23,6 +23,8 @@ BIN=${BIN:-$ROOT/target/release}
 PASSED=0
 FAILED=0
 PIDS=()
+# When each started process began (see ours): PID -> start time.
+declare -A STARTED=()
 
 say() { printf '%s\n' "$*"; }
 note() { printf '\033[1m== %s\033[0m\n' "$*"; }
@@ -42,16 +44,34 @@ demo_init() {
     trap cleanup EXIT
 }
 
-# ours PID: PID is still a running child of this shell. A PID whose
+# remember PID: notes when PID's process started, for ours.
+remember() {
+    local stat f
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 0
+    read -r -a f <<<"${stat##*) }"
+    STARTED[$1]=${f[19]}
+}
+
+# ours PID: PID is still the process this script started. A PID whose
 # process ended is given out again once the counter wraps (at 32768 by
 # default, minutes into a long soak), so a PID remembered from earlier
 # may by now be someone else's process: signal only what this checks.
+# The check is the process's start time (field 22 of /proc/PID/stat, the
+# one thing a later process with the same PID cannot share) where
+# remember noted it, else that it is a child of this shell; a zombie is
+# not running.
 ours() {
-    local stat state ppid
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    # The fields after the command name (which may hold spaces): state, ppid.
-    read -r state ppid _ <<<"${stat##*) }"
-    [ "$ppid" = "$$" ] && [ "$state" != Z ]
+    local stat f
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+    # The fields after the command name (which may hold spaces), from
+    # field 3 (state) on: f[1] is the parent, f[19] the start time.
+    read -r -a f <<<"${stat##*) }"
+    [ "${f[0]}" != Z ] || return 1
+    if [ -n "${STARTED[$1]:-}" ]; then
+        [ "${f[19]}" = "${STARTED[$1]}" ]
+    else
+        [ "${f[1]}" = "$$" ]
+    fi
 }
 
 cleanup() {
@@ -109,6 +129,7 @@ start() {
         "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
     fi
     PIDS+=($!)
+    remember $!
     eval "PID_$name=$!"
     if ! wait_line "$RUN/$name.out" '^listening on ' 30; then
         say "$name failed to start; stderr:" >&2
