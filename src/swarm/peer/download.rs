@@ -911,41 +911,12 @@ mod tests {
     use std::thread;
 
     use super::*;
-    use crate::server::Limits;
-    use crate::shutdown::Shutdown;
-    use crate::swarm::manifest::{Bitfield, Manifest};
-    use crate::swarm::peer::PeerConfig;
+    use crate::swarm::manifest::Bitfield;
     use crate::swarm::peer::state::Remote;
-    use crate::swarm::store::Store;
-
-    /// A node fetching a 4-piece file that it holds none of.
-    /// The folder goes when the returned guard is dropped.
-    fn fetching_node() -> (Arc<Node>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f.bin");
-        std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
-        let manifest = Arc::new(Manifest::from_file(&file, Some(16 * 1024)).unwrap());
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let (store, have) = Store::open(&out, manifest.clone()).unwrap();
-        let cfg = PeerConfig {
-            tracker: "127.0.0.1:1".into(),
-            limits: Limits::default(),
-            ping_interval: TICK,
-            report_interval: TICK,
-            request_interval: Duration::ZERO,
-            upload_limit: None,
-            level: Level::Normal,
-            http: None,
-        };
-        let local = "127.0.0.1:1".parse().unwrap();
-        let node = Node::new(manifest, store, have, cfg, Shutdown::new(), local);
-        (node, dir)
-    }
 
     #[test]
     fn deadlines_and_pipeline_depth_follow_what_a_remote_delivered() {
-        let (node, _dir) = fetching_node();
+        let (node, _dir) = super::super::test_node(false, None);
         let io = Duration::from_secs(30);
         let mut pace = Pace::new();
         let t0 = pace.last_done;
@@ -985,7 +956,7 @@ mod tests {
 
     #[test]
     fn a_panicking_worker_gives_back_its_pieces_and_its_place() {
-        let (node, _dir) = fetching_node();
+        let (node, _dir) = super::super::test_node(false, None);
         let addr: SocketAddr = "127.0.0.1:2".parse().unwrap();
         {
             let mut st = node.lock();

@@ -22,6 +22,45 @@ mod serve;
 mod state;
 mod watch;
 
+/// A node of a 4-piece file for unit tests, in a folder that goes when the
+/// returned guard is dropped: a seed holding every piece, or a fetcher
+/// holding none; its upload capped at `upload_limit`.
+#[cfg(test)]
+fn test_node(seed: bool, upload_limit: Option<u64>) -> (Arc<Node>, tempfile::TempDir) {
+    use crate::log::Level;
+    use crate::server::Limits;
+    use crate::swarm::manifest::{Bitfield, Manifest};
+    use crate::swarm::store::Store;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.bin");
+    std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
+    let manifest = Arc::new(Manifest::from_file(&file, Some(16 * 1024)).unwrap());
+    let (store, have) = if seed {
+        (
+            Store::shared(&file, manifest.clone()).unwrap(),
+            Bitfield::full(4),
+        )
+    } else {
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        Store::open(&out, manifest.clone()).unwrap()
+    };
+    let cfg = PeerConfig {
+        tracker: "127.0.0.1:1".into(),
+        limits: Limits::default(),
+        ping_interval: TICK,
+        report_interval: TICK,
+        request_interval: Duration::ZERO,
+        upload_limit,
+        level: Level::Normal,
+        http: None,
+    };
+    let local = "127.0.0.1:1".parse().unwrap();
+    let node = Node::new(manifest, store, have, cfg, Shutdown::new(), local);
+    (node, dir)
+}
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;

@@ -283,47 +283,12 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::Level;
-    use crate::server::Limits;
-    use crate::shutdown::Shutdown;
-    use crate::swarm::manifest::{Bitfield, Manifest};
-    use crate::swarm::peer::PeerConfig;
+    use crate::swarm::manifest::Bitfield;
     use crate::swarm::peer::state::Remote;
-    use crate::swarm::store::Store;
-
-    /// A seed of a 4-piece file, its upload capped. The folder goes when
-    /// the returned guard is dropped.
-    fn capped_seed() -> (Arc<Node>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f.bin");
-        std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
-        let manifest = Arc::new(Manifest::from_file(&file, Some(16 * 1024)).unwrap());
-        let store = Store::shared(&file, manifest.clone()).unwrap();
-        let cfg = PeerConfig {
-            tracker: "127.0.0.1:1".into(),
-            limits: Limits::default(),
-            ping_interval: TICK,
-            report_interval: TICK,
-            request_interval: Duration::ZERO,
-            upload_limit: Some(64 * 1024),
-            level: Level::Normal,
-            http: None,
-        };
-        let local = "127.0.0.1:1".parse().unwrap();
-        let node = Node::new(
-            manifest,
-            store,
-            Bitfield::full(4),
-            cfg,
-            Shutdown::new(),
-            local,
-        );
-        (node, dir)
-    }
 
     #[test]
     fn a_full_upload_queue_refuses_all_but_a_piece_rarer_than_every_waiting_one() {
-        let (node, _dir) = capped_seed();
+        let (node, _dir) = super::super::test_node(true, Some(64 * 1024));
         // One remote holds piece 1 (rank 1); the others are held by none.
         {
             let mut st = node.lock();
