@@ -99,8 +99,9 @@ leecher_started() {
     PEER_PIDS+=("$1")
 }
 
-# completed DIR/pI: leecher I said it is complete.
-completed() { grep -q '^complete: ' "$1.out" 2>/dev/null; }
+# completed DIR/pI: leecher I said it is complete (bt-peer's `complete: `
+# line, stamped as it came by stamp_complete; aria2c's completion hook).
+completed() { [ -s "$1.done" ]; }
 
 # wait_leechers DIR N WHAT DONE: waits (up to 30 min) until `DONE DIR/pI`
 # holds for every leecher I in 1..N; WHAT names them in the message.
@@ -122,7 +123,8 @@ wait_leechers() {
 
 # bt_leechers DIR N FILE FETCH...: N leechers, the Ith running
 # `FETCH... --out DIR/pI` in the background; waits until each is
-# complete; sets ELAPSED (from the first start) and PEER_PIDS and
+# complete; sets ELAPSED (from the first start to the last completion line)
+# and PEER_PIDS and
 # compares every copy with FILE.
 bt_leechers() {
     local dir=$1 n=$2 file=$3 i t0
@@ -131,11 +133,11 @@ bt_leechers() {
     t0=$(now)
     for i in $(seq 1 "$n"); do
         mkdir -p "$dir/p$i"
-        "$@" --out "$dir/p$i" >"$dir/p$i.out" 2>"$dir/p$i.err" &
+        "$@" --out "$dir/p$i" 2>"$dir/p$i.err" > >(stamp_complete "$dir/p$i") &
         leecher_started $!
     done
     wait_leechers "$dir" "$n" leechers completed || return 1
-    ELAPSED=$(echo "$(now) - $t0" | bc -l)
+    ELAPSED=$(last_done "$t0" "$dir/p" "$n")
     copies_match "$dir" "$n" "$(basename "$file")" "$file"
 }
 
@@ -281,15 +283,10 @@ run_aria() {
             "$dir/$base.torrent" >"$dir/p$i.out" 2>&1 &
         leecher_started $!
     done
-    wait_leechers "$dir" "$n" "aria2c leechers" hooked || return 1
-    local last
-    last=$(cat "$dir"/p*.done | sort -n | tail -1)
-    ELAPSED=$(echo "$last - $t0" | bc -l)
+    wait_leechers "$dir" "$n" "aria2c leechers" completed || return 1
+    ELAPSED=$(last_done "$t0" "$dir/p" "$n")
     copies_match "$dir" "$n" "$base" "$file"
 }
-
-# hooked DIR/pI: aria2c leecher I ran its completion hook.
-hooked() { [ -s "$1.done" ]; }
 
 # nc_copy FILE: sets ELAPSED to the time nc takes to copy FILE over
 # loopback into a file.

@@ -173,11 +173,17 @@ start_on() {
     start "$name" ip netns exec "$(ns_of "$n")" "$@"
 }
 
-# spawn_on NAME N CMD...: a process on host N, not waited for.
+# spawn_on NAME N CMD...: a process on host N, not waited for. With
+# STAMP=1, its stdout goes through stamp_complete (RUN/NAME.done: when it
+# said `complete: `).
 spawn_on() {
     local name=$1 n=$2
     shift 2
-    ip netns exec "$(ns_of "$n")" "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    if [ -n "${STAMP:-}" ]; then
+        ip netns exec "$(ns_of "$n")" "$@" 2>"$RUN/$name.err" > >(stamp_complete "$RUN/$name") &
+    else
+        ip netns exec "$(ns_of "$n")" "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    fi
     PIDS+=($!)
     eval "PID_$name=$!"
 }
@@ -1074,24 +1080,26 @@ group_sigterm() {
 
 # ---------------------------------------------------------------- bench
 
-# bench_once N CUT: one run of N fetchers (CUT=1: the last one's link is cut
-# at 30% of its pieces and restored once the others are done); prints the
-# seconds from the first fetcher's start to the last (other) completion.
+# bench_once N CUT: one run of N fetchers with default flags (each keeps
+# seeding once complete, as the bound assumes; CUT=1: the last one's link is
+# cut at 30% of its pieces and restored once the others are done); prints
+# the seconds from the first fetcher's start to the last (other) fetcher's
+# `complete: ` line.
 bench_once() {
-    local n=$1 cutting=$2 d=$RUN/bench i t0 pids=() left tr
+    local n=$1 cutting=$2 d=$RUN/bench i t0 left tr
     tr="$(ip_of 1):6969"
     rm -rf "$d/out"
     mkdir -p "$d/out"
     start_on btr 1 bt-tracker -q >&2 || return 1
     start_on bseed 2 bt-peer share "$d/file.bin" --tracker "$tr" -q >&2 || return 1
     line_within "$RUN/bseed.out" '^swarm ' 60 || return 1
+    for ((i = 1; i <= n; i++)); do rm -f "$RUN/bf$i.done" "$RUN/bf$i.out"; done
     t0=$(date +%s.%N)
     for ((i = 1; i <= n; i++)); do
         mkdir -p "$d/out/$i"
         local extra=(-q)
         [ "$cutting" = 1 ] && [ "$i" = "$n" ] && extra=(-v)
-        spawn_on "bf$i" $((i + 2)) bt-peer fetch file.bin --tracker "$tr" --out "$d/out/$i" --exit-when-done "${extra[@]}"
-        pids+=("$(eval echo "\$PID_bf$i")")
+        STAMP=1 spawn_on "bf$i" $((i + 2)) bt-peer fetch file.bin --tracker "$tr" --out "$d/out/$i" "${extra[@]}"
     done
     local watch=$n
     if [ "$cutting" = 1 ]; then
@@ -1101,24 +1109,91 @@ bench_once() {
     # At most 120 s (a stalled swarm is reported, not waited for).
     for ((left = 0; left < 2400; left++)); do
         local running=0
-        for ((i = 0; i < watch; i++)); do
-            alive "${pids[i]}" && running=1 && break
+        for ((i = 1; i <= watch; i++)); do
+            [ -s "$RUN/bf$i.done" ] || { running=1 && break; }
         done
         [ "$running" = 0 ] && break
         sleep 0.05
     done
-    since "$t0"
-    echo
-    [ "$left" -ge 2400 ] && say "bench: N=$n: not every fetcher done after 120 s (stalled); 120 s counted" >&2
-    [ "$cutting" = 1 ] && restore_link $((n + 2)) && exited_within "${pids[n - 1]}" 120
-    for ((i = 1; i <= watch; i++)); do
+    if [ "$left" -ge 2400 ]; then
+        say "bench: N=$n: not every fetcher done after 120 s (stalled); 120 s counted" >&2
+        echo 120
+    else
+        last_done "$t0" "$RUN/bf" "$watch"
+    fi
+    if [ "$cutting" = 1 ]; then
+        restore_link $((n + 2))
+        for ((left = 0; left < 2400; left++)); do
+            [ -s "$RUN/bf$n.done" ] && break
+            sleep 0.05
+        done
+        [ -s "$RUN/bf$n.done" ] || say "bench: the cut fetcher did not complete within 120 s of its link's return" >&2
+    fi
+    for ((i = 1; i <= n; i++)); do
         cmp -s "$d/file.bin" "$d/out/$i/file.bin" || say "bench: fetcher $i's copy differs" >&2
     done
     stop_all
 }
 
+# streams_once N: N nc streams at once, fetcher host I sending the file to
+# fetcher host I+1 (the last to the first), each into a file; prints the
+# seconds until the last is written. Every fetcher host sends and receives
+# F, the bytes each moves in a perfect swarm: what this machine's kernel
+# can forward through the bridge and the shaped links in that time is a
+# bound the swarm cannot beat here, whatever its algorithm.
+streams_once() {
+    local n=$1 d=$RUN/bench i to port t0 senders=()
+    port=$((20000 + RANDOM % 40000))
+    rm -rf "$d/streams"
+    mkdir -p "$d/streams"
+    for ((i = 1; i <= n; i++)); do
+        spawn_on "bs$i" $((i + 2)) sh -c "exec nc -l $(ip_of $((i + 2))) $port >$d/streams/$i"
+    done
+    for ((i = 1; i <= n; i++)); do
+        for ((t0 = 0; t0 < 100; t0++)); do
+            on $((i + 2)) ss -ltnH "sport = :$port" | grep -q . && break
+            sleep 0.05
+        done
+    done
+    t0=$(date +%s.%N)
+    for ((i = 1; i <= n; i++)); do
+        to=$((i % n + 1))
+        on $((i + 2)) nc -N "$(ip_of $((to + 2)))" "$port" <"$d/file.bin" &
+        senders+=($!)
+        PIDS+=($!)
+    done
+    for ((i = 0; i < n; i++)); do wait "${senders[i]}"; done
+    for ((i = 1; i <= n; i++)); do
+        local pid
+        pid=$(eval echo "\$PID_bs$i")
+        exited_within "$pid" 120 || say "bench: stream $i did not end" >&2
+    done
+    since "$t0"
+    echo
+    for ((i = 1; i <= n; i++)); do
+        cmp -s "$d/file.bin" "$d/streams/$i" || say "bench: stream $i's copy differs" >&2
+    done
+    rm -rf "$d/streams"
+}
+
 # stats FILE: best and median of the numbers in FILE.
 stats() { sort -g "$1" | awk '{ v[NR] = $1 } END { printf "%.2f %.2f", v[1], (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# ratio A B: A / B to two places.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# row LABEL BOUND TIMES [REF_TIMES REF_NAME]: one line of the table: best
+# and median of TIMES, each over BOUND, and the median over REF_TIMES's.
+row() {
+    local best med rb rm ref=-
+    read -r best med <<<"$(stats "$3")"
+    if [ -n "${4:-}" ]; then
+        read -r rb rm <<<"$(stats "$4")"
+        ref="$(ratio "$med" "$rm") ($5)"
+    fi
+    printf '%-26s %7s %7s %7s %7s %7s  %s\n' "$1" "$2" "$best" "$med" \
+        "$(ratio "$best" "$2")" "$(ratio "$med" "$2")" "$ref"
+}
 
 bench() {
     local runs=${RUNS:-1} f_mib=${F_MIB:-128} rate=${RATE_MBIT:-200} ns=${NS:-6 16} n r d=$RUN/bench max=0 port
@@ -1148,30 +1223,28 @@ bench() {
         echo >>"$d/nc.times"
     done
     bound=$(awk -v f="$bytes" -v u="$u" 'BEGIN { printf "%.2f", f / u }')
-    say "reference: one TCP stream (nc) host 2 -> host 4, best/median $(stats "$d/nc.times") s; F/u = $bound s"
-    printf '%-28s %8s %8s %8s %8s %8s\n' case bound best median "best/b" "med/b"
+    say "lower bound max(F/u_s, N*F/(u_s + N*u)) = F/u = $bound s for every N; references: one nc"
+    say "stream, and N nc streams at once (each fetcher host sending F and receiving F, the bytes a"
+    say "perfect swarm moves: where that takes longer than the bound, the machine, not the swarm,"
+    say "sets the pace; the last column is the swarm's median over it)"
+    printf '%-26s %7s %7s %7s %7s %7s  %s\n' case bound best median "best/b" "med/b" "med/reference"
+    row "nc, one stream" "$bound" "$d/nc.times"
     for n in $ns; do
+        : >"$d/s$n"
         : >"$d/t$n"
-        for ((r = 0; r < runs; r++)); do bench_once "$n" 0 >>"$d/t$n"; done
-        bound=$(awk -v f="$bytes" -v u="$u" -v n="$n" 'BEGIN { a = f / u; b = n * f / (u + n * u); printf "%.2f", (a > b) ? a : b }')
-        read -r best med <<<"$(stats "$d/t$n")"
-        printf '%-28s %8s %8s %8s %8.2f %8.2f\n' "N=$n" "$bound" "$best" "$med" \
-            "$(awk -v a="$best" -v b="$bound" 'BEGIN { print a / b }')" "$(awk -v a="$med" -v b="$bound" 'BEGIN { print a / b }')"
+        for ((r = 0; r < runs; r++)); do
+            streams_once "$n" >>"$d/s$n"
+            bench_once "$n" 0 >>"$d/t$n"
+        done
+        row "nc, $n streams at once" "$bound" "$d/s$n"
+        row "swarm, N=$n" "$bound" "$d/t$n" "$d/s$n" "$n streams"
     done
-    read -r best med <<<"$(stats "$d/nc.times")"
-    bound=$(awk -v f="$bytes" -v u="$u" 'BEGIN { printf "%.2f", f / u }')
-    printf '%-28s %8s %8s %8s %8.2f %8.2f\n' "nc, one stream" "$bound" "$best" "$med" \
-        "$(awk -v a="$best" -v b="$bound" 'BEGIN { print a / b }')" "$(awk -v a="$med" -v b="$bound" 'BEGIN { print a / b }')"
     if [ "${CUT:-1}" = 1 ]; then
         n=$(echo "$ns" | awk '{ print $1 }')
         : >"$d/cut$n"
         for ((r = 0; r < runs; r++)); do bench_once "$n" 1 >>"$d/cut$n"; done
-        read -r best med <<<"$(stats "$d/cut$n")"
-        local ub um
-        read -r ub um <<<"$(stats "$d/t$n")"
-        printf '%-28s %8s %8s %8s %8.2f %8.2f\n' "N=$n, one cut at 30%" "(uncut)" "$best" "$med" \
-            "$(awk -v a="$best" -v b="$ub" 'BEGIN { print a / b }')" "$(awk -v a="$med" -v b="$um" 'BEGIN { print a / b }')"
-        say "(the cut row: time for the $((n - 1)) others; its ratios are against the uncut N=$n run)"
+        row "swarm, N=$n, one cut at 30%" "$bound" "$d/cut$n" "$d/t$n" uncut
+        say "(the cut row: the time for the $((n - 1)) others)"
     fi
 }
 

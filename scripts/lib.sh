@@ -247,6 +247,32 @@ nc_seconds() {
     awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 
+# stamp_complete BASE: copies stdin (a fetcher's stdout) to BASE.out and,
+# when the first line starting with `complete: ` arrives, writes the time it
+# was read (seconds since the epoch) to BASE.done: the fetcher's own
+# completion time, as aria2c's completion hook gives it, without the delay
+# of a poll. Run it as `FETCH... > >(stamp_complete BASE) &`, so that $! is
+# the fetcher.
+stamp_complete() {
+    local line at stamped=
+    while IFS= read -r line; do
+        at=$EPOCHREALTIME
+        printf '%s\n' "$line"
+        if [ -z "$stamped" ] && [[ $line == 'complete: '* ]]; then
+            printf '%s\n' "${at/,/.}" >"$1.done"
+            stamped=1
+        fi
+    done >"$1.out"
+}
+
+# last_done T0 PREFIX N: seconds from T0 to the latest of PREFIX1.done ..
+# PREFIXN.done (stamp_complete's times).
+last_done() {
+    local t0=$1 prefix=$2 n=$3 i files=()
+    for ((i = 1; i <= n; i++)); do files+=("$prefix$i.done"); done
+    awk -v t0="$t0" '$1 > m { m = $1 } END { printf "%.3f\n", m - t0 }' "${files[@]}"
+}
+
 # skipped WHAT WHY: says "SKIPPED: WHAT: WHY" and adds the line to the skip
 # list .ci/run prints at the end ($PEERKIT_SKIPPED, when set).
 skipped() {
