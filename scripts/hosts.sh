@@ -1094,6 +1094,8 @@ bench_once() {
     start_on bseed 2 bt-peer share "$d/file.bin" --tracker "$tr" -q >&2 || return 1
     line_within "$RUN/bseed.out" '^swarm ' 60 || return 1
     for ((i = 1; i <= n; i++)); do rm -f "$RUN/bf$i.done" "$RUN/bf$i.out"; done
+    local cpu0
+    cpu0=$(cpu_ticks)
     t0=$(date +%s.%N)
     for ((i = 1; i <= n; i++)); do
         mkdir -p "$d/out/$i"
@@ -1121,6 +1123,7 @@ bench_once() {
     else
         last_done "$t0" "$RUN/bf" "$watch"
     fi
+    [ -n "${BUSY_FILE:-}" ] && busy_since "$cpu0" >>"$BUSY_FILE"
     if [ "$cutting" = 1 ]; then
         restore_link $((n + 2))
         for ((left = 0; left < 2400; left++)); do
@@ -1133,6 +1136,17 @@ bench_once() {
         cmp -s "$d/file.bin" "$d/out/$i/file.bin" || say "bench: fetcher $i's copy differs" >&2
     done
     stop_all
+}
+
+# cpu_ticks: "BUSY TOTAL", the machine's CPU ticks so far (/proc/stat).
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+
+# busy_since "BUSY TOTAL": the percentage of CPU time busy since then.
+busy_since() {
+    local b0 t0 b1 t1
+    read -r b0 t0 <<<"$1"
+    read -r b1 t1 <<<"$(cpu_ticks)"
+    awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" 'BEGIN { printf "%.0f\n", (t > 0) ? 100 * b / t : 0 }'
 }
 
 # streams_once N: N nc streams at once, fetcher host I sending the file to
@@ -1155,6 +1169,8 @@ streams_once() {
             sleep 0.05
         done
     done
+    local cpu0
+    cpu0=$(cpu_ticks)
     t0=$(date +%s.%N)
     for ((i = 1; i <= n; i++)); do
         to=$((i % n + 1))
@@ -1168,6 +1184,7 @@ streams_once() {
         pid=$(eval echo "\$PID_bs$i")
         exited_within "$pid" 120 || say "bench: stream $i did not end" >&2
     done
+    [ -n "${BUSY_FILE:-}" ] && busy_since "$cpu0" >>"$BUSY_FILE"
     since "$t0"
     echo
     for ((i = 1; i <= n; i++)); do
@@ -1191,8 +1208,14 @@ row() {
         read -r rb rm <<<"$(stats "$4")"
         ref="$(ratio "$med" "$rm") ($5)"
     fi
-    printf '%-26s %7s %7s %7s %7s %7s  %s\n' "$1" "$2" "$best" "$med" \
-        "$(ratio "$best" "$2")" "$(ratio "$med" "$2")" "$ref"
+    printf '%-26s %7s %7s %7s %7s %7s %5s  %s\n' "$1" "$2" "$best" "$med" \
+        "$(ratio "$best" "$2")" "$(ratio "$med" "$2")" "$(busy_median "$3.busy")" "$ref"
+}
+
+# busy_median FILE: the median of the CPU percentages in FILE, or -.
+busy_median() {
+    [ -s "$1" ] || { echo -; return; }
+    sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%d%%", v[int((NR + 1) / 2)] }'
 }
 
 bench() {
@@ -1226,15 +1249,18 @@ bench() {
     say "lower bound max(F/u_s, N*F/(u_s + N*u)) = F/u = $bound s for every N; references: one nc"
     say "stream, and N nc streams at once (each fetcher host sending F and receiving F, the bytes a"
     say "perfect swarm moves: where that takes longer than the bound, the machine, not the swarm,"
-    say "sets the pace; the last column is the swarm's median over it)"
-    printf '%-26s %7s %7s %7s %7s %7s  %s\n' case bound best median "best/b" "med/b" "med/reference"
+    say "sets the pace; the last column is the swarm's median over it; cpu: the median share of"
+    say "both cores busy during the runs, everything on the machine included)"
+    printf '%-26s %7s %7s %7s %7s %7s %5s  %s\n' case bound best median "best/b" "med/b" cpu "med/reference"
     row "nc, one stream" "$bound" "$d/nc.times"
     for n in $ns; do
         : >"$d/s$n"
         : >"$d/t$n"
+        : >"$d/s$n.busy"
+        : >"$d/t$n.busy"
         for ((r = 0; r < runs; r++)); do
-            streams_once "$n" >>"$d/s$n"
-            bench_once "$n" 0 >>"$d/t$n"
+            BUSY_FILE=$d/s$n.busy streams_once "$n" >>"$d/s$n"
+            BUSY_FILE=$d/t$n.busy bench_once "$n" 0 >>"$d/t$n"
         done
         row "nc, $n streams at once" "$bound" "$d/s$n"
         row "swarm, N=$n" "$bound" "$d/t$n" "$d/s$n" "$n streams"
@@ -1242,7 +1268,8 @@ bench() {
     if [ "${CUT:-1}" = 1 ]; then
         n=$(echo "$ns" | awk '{ print $1 }')
         : >"$d/cut$n"
-        for ((r = 0; r < runs; r++)); do bench_once "$n" 1 >>"$d/cut$n"; done
+        : >"$d/cut$n.busy"
+        for ((r = 0; r < runs; r++)); do BUSY_FILE=$d/cut$n.busy bench_once "$n" 1 >>"$d/cut$n"; done
         row "swarm, N=$n, one cut at 30%" "$bound" "$d/cut$n" "$d/t$n" uncut
         say "(the cut row: the time for the $((n - 1)) others)"
     fi
