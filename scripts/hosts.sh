@@ -22,7 +22,8 @@
 #
 # Knobs: LOSS (percent, 3), HB (supernode heartbeat, 1 s), PING (peer ping
 # interval, 1 s). The benchmark: RUNS (1), F_MIB (128), RATE_MBIT (200),
-# NS ("6 16"), CUT (1: also the "one fetcher cut at 30%" case).
+# NS ("6 16"), CUT (1: also the "one fetcher cut at 30%" case), BENCH_OUT
+# (a folder for the fetchers' copies, e.g. /dev/shm; default the run folder).
 #
 # Checks are written as `check SYSTEM CASE EXPECTED CMD...`; many CMDs are
 # `eval '...'` strings, single-quoted on purpose so they expand when the
@@ -259,6 +260,7 @@ teardown() {
     local i
     trap - INT TERM
     stop_all
+    [ -n "${BENCH_OUT:-}" ] && rm -rf "${BENCH_OUT:?}/$PFX-copies" "${BENCH_OUT:?}/$PFX-copies-streams"
     for ((i = ${#NAMESPACES[@]} - 1; i >= 0; i--)); do
         ip netns del "${NAMESPACES[i]}" 2>/dev/null ||
             say "hosts.sh: could not delete namespace ${NAMESPACES[i]}" >&2
@@ -1086,10 +1088,11 @@ group_sigterm() {
 # the seconds from the first fetcher's start to the last (other) fetcher's
 # `complete: ` line.
 bench_once() {
-    local n=$1 cutting=$2 d=$RUN/bench i t0 left tr
+    local n=$1 cutting=$2 d=$RUN/bench i t0 left tr out
     tr="$(ip_of 1):6969"
-    rm -rf "$d/out"
-    mkdir -p "$d/out"
+    out=$(bench_out)
+    rm -rf "$out"
+    mkdir -p "$out"
     start_on btr 1 bt-tracker -q >&2 || return 1
     start_on bseed 2 bt-peer share "$d/file.bin" --tracker "$tr" -q >&2 || return 1
     line_within "$RUN/bseed.out" '^swarm ' 60 || return 1
@@ -1098,10 +1101,10 @@ bench_once() {
     cpu0=$(cpu_ticks)
     t0=$(date +%s.%N)
     for ((i = 1; i <= n; i++)); do
-        mkdir -p "$d/out/$i"
+        mkdir -p "$out/$i"
         local extra=(-q)
         [ "$cutting" = 1 ] && [ "$i" = "$n" ] && extra=(-v)
-        STAMP=1 spawn_on "bf$i" $((i + 2)) bt-peer fetch file.bin --tracker "$tr" --out "$d/out/$i" "${extra[@]}"
+        STAMP=1 spawn_on "bf$i" $((i + 2)) bt-peer fetch file.bin --tracker "$tr" --out "$out/$i" "${extra[@]}"
     done
     local watch=$n
     if [ "$cutting" = 1 ]; then
@@ -1133,9 +1136,21 @@ bench_once() {
         [ -s "$RUN/bf$n.done" ] || say "bench: the cut fetcher did not complete within 120 s of its link's return" >&2
     fi
     for ((i = 1; i <= n; i++)); do
-        cmp -s "$d/file.bin" "$d/out/$i/file.bin" || say "bench: fetcher $i's copy differs" >&2
+        cmp -s "$d/file.bin" "$out/$i/file.bin" || say "bench: fetcher $i's copy differs" >&2
     done
     stop_all
+    rm -rf "$out"
+}
+
+# bench_out: where the benchmark's fetchers write their copies: under
+# BENCH_OUT (e.g. /dev/shm, to leave the disk's file system out of the
+# figures) if set, else in the run folder.
+bench_out() {
+    if [ -n "${BENCH_OUT:-}" ]; then
+        echo "$BENCH_OUT/$PFX-copies"
+    else
+        echo "$RUN/bench/out"
+    fi
 }
 
 # cpu_ticks: "BUSY TOTAL", the machine's CPU ticks so far (/proc/stat).
@@ -1156,12 +1171,13 @@ busy_since() {
 # can forward through the bridge and the shaped links in that time is a
 # bound the swarm cannot beat here, whatever its algorithm.
 streams_once() {
-    local n=$1 d=$RUN/bench i to port t0 senders=()
+    local n=$1 d=$RUN/bench i to port t0 senders=() out
     port=$((20000 + RANDOM % 40000))
-    rm -rf "$d/streams"
-    mkdir -p "$d/streams"
+    out="$(bench_out)-streams"
+    rm -rf "$out"
+    mkdir -p "$out"
     for ((i = 1; i <= n; i++)); do
-        spawn_on "bs$i" $((i + 2)) sh -c "exec nc -l $(ip_of $((i + 2))) $port >$d/streams/$i"
+        spawn_on "bs$i" $((i + 2)) sh -c "exec nc -l $(ip_of $((i + 2))) $port >$out/$i"
     done
     for ((i = 1; i <= n; i++)); do
         for ((t0 = 0; t0 < 100; t0++)); do
@@ -1188,9 +1204,9 @@ streams_once() {
     since "$t0"
     echo
     for ((i = 1; i <= n; i++)); do
-        cmp -s "$d/file.bin" "$d/streams/$i" || say "bench: stream $i's copy differs" >&2
+        cmp -s "$d/file.bin" "$out/$i" || say "bench: stream $i's copy differs" >&2
     done
-    rm -rf "$d/streams"
+    rm -rf "$out"
 }
 
 # stats FILE: best and median of the numbers in FILE.
@@ -1251,6 +1267,7 @@ bench() {
     say "perfect swarm moves: where that takes longer than the bound, the machine, not the swarm,"
     say "sets the pace; the last column is the swarm's median over it; cpu: the median share of"
     say "both cores busy during the runs, everything on the machine included)"
+    say "fetchers' and streams' copies in $(bench_out)* (BENCH_OUT sets the folder)"
     printf '%-26s %7s %7s %7s %7s %7s %5s  %s\n' case bound best median "best/b" "med/b" cpu "med/reference"
     row "nc, one stream" "$bound" "$d/nc.times"
     for n in $ns; do
