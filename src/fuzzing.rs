@@ -2,9 +2,11 @@
 //! otherwise make public. Not an API: for fuzzing only.
 //!
 //! The round-trip checks below panic on purpose: a panic is how a fuzz
-//! target reports a finding. Every `expect` in them decodes bytes our own
-//! encoder just wrote from a value the parser accepted, never the fuzzer's
-//! input itself, so it fails only if the parser and encoder disagree.
+//! target reports a finding. Every `expect` in them decodes either bytes
+//! our own encoder just wrote from a value the parser accepted, or (the
+//! raw `info` entry) a slice of an input the decoder has just accepted
+//! whole; it fails only if two of our own paths disagree, which is the
+//! bug the target exists to find. None runs in the programs.
 
 pub use crate::flood::kvfile::KvStore;
 pub use crate::flood::wire::{Message as FloodMessage, read_message as read_flood_message};

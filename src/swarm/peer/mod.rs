@@ -22,16 +22,29 @@ mod serve;
 mod state;
 mod watch;
 
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::Result;
+use crate::log::Level;
+use crate::output;
+use crate::server::Limits;
+use crate::shutdown::Shutdown;
+
+use super::bucket::TokenBucket;
+use super::manifest::{Bitfield, Manifest, SwarmId};
+use super::store::Store;
+
+use state::State;
+
 /// A node of a 4-piece file for unit tests, in a folder that goes when the
 /// returned guard is dropped: a seed holding every piece, or a fetcher
 /// holding none; its upload capped at `upload_limit`.
 #[cfg(test)]
 fn test_node(seed: bool, upload_limit: Option<u64>) -> (Arc<Node>, tempfile::TempDir) {
-    use crate::log::Level;
-    use crate::server::Limits;
-    use crate::swarm::manifest::{Bitfield, Manifest};
-    use crate::swarm::store::Store;
-
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("f.bin");
     std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
@@ -60,24 +73,6 @@ fn test_node(seed: bool, upload_limit: Option<u64>) -> (Arc<Node>, tempfile::Tem
     let node = Node::new(manifest, store, have, cfg, Shutdown::new(), local);
     (node, dir)
 }
-
-use std::net::SocketAddr;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Duration;
-
-use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::error::Result;
-use crate::log::Level;
-use crate::output;
-use crate::server::Limits;
-use crate::shutdown::Shutdown;
-
-use super::bucket::TokenBucket;
-use super::manifest::{Bitfield, Manifest, SwarmId};
-use super::store::Store;
-
-use state::State;
 
 /// Piece requests kept in flight on one connection at least (and before
 /// its remote has delivered a piece).

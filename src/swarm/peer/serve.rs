@@ -74,12 +74,7 @@ impl Node {
         let resp = match req {
             PeerRequest::Have { swarm } if swarm == self.id => {
                 self.watch.served(Served::Have);
-                let st = self.lock();
-                PeerResponse::Have {
-                    have: st.have.clone(),
-                    fetching: st.fetching(),
-                    sending: st.sending(),
-                }
+                self.lock().have_answer()
             }
             PeerRequest::HaveChange { swarm, held } if swarm == self.id => {
                 self.watch.served(Served::Have);
@@ -99,11 +94,7 @@ impl Node {
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
                 }
-                PeerResponse::Have {
-                    have: st.have.clone(),
-                    fetching: st.fetching(),
-                    sending: st.sending(),
-                }
+                st.have_answer()
             }
             PeerRequest::Piece { swarm, index } if swarm == self.id => {
                 self.watch.served(Served::Piece);

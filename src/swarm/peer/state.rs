@@ -11,6 +11,7 @@ use crate::rng::Rng;
 use super::FIRST_PASS_HOLD;
 use crate::swarm::manifest::{Bitfield, PieceIndex};
 use crate::swarm::picker::Availability;
+use crate::swarm::proto::PeerResponse;
 
 /// What this peer knows about another one.
 #[derive(Debug)]
@@ -225,6 +226,16 @@ impl State {
     /// Rarity for the picker: holders plus peers already fetching.
     pub(super) fn rank(&self, i: usize) -> u32 {
         u32::from(self.avail.holders(i)) + u32::from(self.coming.holders(i))
+    }
+
+    /// The answer to `Have` and `HaveChange`: what this peer holds,
+    /// fetches and sends now.
+    pub(super) fn have_answer(&self) -> PeerResponse {
+        PeerResponse::Have {
+            have: self.have.clone(),
+            fetching: self.fetching(),
+            sending: self.sending(),
+        }
     }
 
     /// Pieces with requests in flight (the `fetching` part of `Have`).
