@@ -289,24 +289,10 @@ run_aria() {
 }
 
 # nc_copy FILE: sets ELAPSED to the time nc takes to copy FILE over
-# loopback into a file.
+# loopback into a file (lib.sh's nc_seconds), and checks the copy.
 nc_copy() {
-    local file=$1 port out="$RUN/nc.bin"
-    port=$(free_port)
-    rm -f "$out"
-    nc -l 127.0.0.1 "$port" >"$out" &
-    local rx=$!
-    local tries=0
-    until ss -ltnH "sport = :$port" | grep -q .; do
-        tries=$((tries + 1))
-        [ "$tries" -gt 200 ] && return 1
-        sleep 0.02
-    done
-    local t0
-    t0=$(now)
-    nc -N 127.0.0.1 "$port" <"$file"
-    wait "$rx"
-    ELAPSED=$(echo "$(now) - $t0" | bc -l)
+    local file=$1 out="$RUN/nc.bin"
+    ELAPSED=$(nc_seconds "$file" "$out") || return 1
     cmp -s "$file" "$out" || return 1
     rm -f "$out"
 }

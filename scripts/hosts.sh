@@ -189,45 +189,24 @@ spawn_on() {
     eval "PID_$name=$!"
 }
 
-# stat_of PID: "STATE PPID" of PID, from /proc (fails if there is none).
-stat_of() {
-    local s st pp
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    read -r st pp _ <<<"${s##*) }"
-    echo "$st $pp"
-}
-
-# mine PID: PID exists and is a child of this script (a reused PID is not).
-mine() {
-    local st pp
-    read -r st pp <<<"$(stat_of "$1")" || return 1
-    [ "$pp" = "$$" ]
-}
-
-# alive PID: mine and not a zombie.
-alive() {
-    local st pp
-    read -r st pp <<<"$(stat_of "$1")" || return 1
-    [ "$pp" = "$$" ] && [ "$st" != Z ]
-}
-
 # stop_all: SIGTERM to every process started, SIGKILL to those left after
-# 3 s; all reaped. Only PIDs this script started, one by one.
+# 3 s; all reaped. Only PIDs that are still the processes this script
+# started (lib.sh's ours), one by one.
 stop_all() {
     local pid i any
     for pid in "${PIDS[@]}"; do
-        mine "$pid" && kill -TERM "$pid" 2>/dev/null
+        ours "$pid" && kill -TERM "$pid" 2>/dev/null
     done
     for ((i = 0; i < 60; i++)); do
         any=
         for pid in "${PIDS[@]}"; do
-            alive "$pid" && any=1 && break
+            ours "$pid" && any=1 && break
         done
         [ -z "$any" ] && break
         sleep 0.05
     done
     for pid in "${PIDS[@]}"; do
-        alive "$pid" && kill -KILL "$pid" 2>/dev/null
+        ours "$pid" && kill -KILL "$pid" 2>/dev/null
     done
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null
@@ -247,7 +226,7 @@ exited_within() {
 exited_by() {
     local pid=$1 end=$2
     RC=
-    while alive "$pid"; do
+    while ours "$pid"; do
         awk -v e="$end" -v t="$(date +%s.%N)" 'BEGIN { exit !(t < e) }' || return 1
         sleep 0.02
     done
@@ -767,7 +746,7 @@ rpcbind_on() {
     pid=$(eval echo "\$PID_rpcbind$n")
     for ((i = 0; i < 100; i++)); do
         [ -S "/proc/$pid/root/run/rpcbind.sock" ] && on "$n" ss -ltn | grep -q ':111 ' && return 0
-        alive "$pid" || break
+        ours "$pid" || break
         sleep 0.05
     done
     GOT="rpcbind did not start: $(cat "$RUN/rpcbind$n.err")"
@@ -1088,7 +1067,7 @@ group_sigterm() {
 # the seconds from the first fetcher's start to the last (other) fetcher's
 # `complete: ` line.
 bench_once() {
-    local n=$1 cutting=$2 d=$RUN/bench i t0 left tr out
+    local n=$1 cutting=$2 d=$RUN/bench i t0 tr out
     tr="$(ip_of 1):6969"
     out=$(bench_out)
     rm -rf "$out"
@@ -1112,34 +1091,38 @@ bench_once() {
         wait_pieces "bf$n" $((PIECES * 3 / 10)) 300 && cut_link $((n + 2))
     fi
     # At most 120 s (a stalled swarm is reported, not waited for).
-    for ((left = 0; left < 2400; left++)); do
-        local running=0
-        for ((i = 1; i <= watch; i++)); do
-            [ -s "$RUN/bf$i.done" ] || { running=1 && break; }
-        done
-        [ "$running" = 0 ] && break
-        sleep 0.05
-    done
-    if [ "$left" -ge 2400 ]; then
+    if stamped_within 120 1 "$watch"; then
+        last_done "$t0" "$RUN/bf" "$watch"
+    else
         say "bench: N=$n: not every fetcher done after 120 s (stalled); 120 s counted" >&2
         echo 120
-    else
-        last_done "$t0" "$RUN/bf" "$watch"
     fi
     [ -n "${BUSY_FILE:-}" ] && busy_since "$cpu0" >>"$BUSY_FILE"
     if [ "$cutting" = 1 ]; then
         restore_link $((n + 2))
-        for ((left = 0; left < 2400; left++)); do
-            [ -s "$RUN/bf$n.done" ] && break
-            sleep 0.05
-        done
-        [ -s "$RUN/bf$n.done" ] || say "bench: the cut fetcher did not complete within 120 s of its link's return" >&2
+        stamped_within 120 "$n" "$n" ||
+            say "bench: the cut fetcher did not complete within 120 s of its link's return" >&2
     fi
     for ((i = 1; i <= n; i++)); do
         cmp -s "$d/file.bin" "$out/$i/file.bin" || say "bench: fetcher $i's copy differs" >&2
     done
     stop_all
     rm -rf "$out"
+}
+
+# stamped_within SECS FIRST LAST: waits up to SECS until fetchers bfFIRST
+# .. bfLAST have each said `complete: ` (their stamp_complete .done files).
+stamped_within() {
+    local tries i left
+    for ((tries = 0; tries < $1 * 20; tries++)); do
+        left=
+        for ((i = $2; i <= $3; i++)); do
+            [ -s "$RUN/bf$i.done" ] || { left=1 && break; }
+        done
+        [ -z "$left" ] && return 0
+        sleep 0.05
+    done
+    return 1
 }
 
 # bench_out: where the benchmark's fetchers write their copies: under
@@ -1171,7 +1154,7 @@ busy_since() {
 # can forward through the bridge and the shaped links in that time is a
 # bound the swarm cannot beat here, whatever its algorithm.
 streams_once() {
-    local n=$1 d=$RUN/bench i to port t0 senders=() out
+    local n=$1 d=$RUN/bench i to port t0 tries senders=() out
     port=$((20000 + RANDOM % 40000))
     out="$(bench_out)-streams"
     rm -rf "$out"
@@ -1180,7 +1163,7 @@ streams_once() {
         spawn_on "bs$i" $((i + 2)) sh -c "exec nc -l $(ip_of $((i + 2))) $port >$out/$i"
     done
     for ((i = 1; i <= n; i++)); do
-        for ((t0 = 0; t0 < 100; t0++)); do
+        for ((tries = 0; tries < 100; tries++)); do
             on $((i + 2)) ss -ltnH "sport = :$port" | grep -q . && break
             sleep 0.05
         done
@@ -1230,8 +1213,10 @@ row() {
 
 # busy_median FILE: the median of the CPU percentages in FILE, or -.
 busy_median() {
+    local best med
     [ -s "$1" ] || { echo -; return; }
-    sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%d%%", v[int((NR + 1) / 2)] }'
+    read -r best med <<<"$(stats "$1")"
+    printf '%.0f%%' "$med"
 }
 
 bench() {

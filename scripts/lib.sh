@@ -44,12 +44,20 @@ demo_init() {
     trap cleanup EXIT
 }
 
+# proc_stat PID: sets PSTAT to the fields of /proc/PID/stat after the
+# command name (which may hold spaces), from field 3 on: PSTAT[0] is the
+# state, PSTAT[1] the parent, PSTAT[19] the start time. Fails if there is
+# no such process.
+proc_stat() {
+    local stat
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+    read -r -a PSTAT <<<"${stat##*) }"
+}
+
 # remember PID: notes when PID's process started, for ours.
 remember() {
-    local stat f
-    read -r stat 2>/dev/null <"/proc/$1/stat" || return 0
-    read -r -a f <<<"${stat##*) }"
-    STARTED[$1]=${f[19]}
+    proc_stat "$1" || return 0
+    STARTED[$1]=${PSTAT[19]}
 }
 
 # ours PID: PID is still the process this script started. A PID whose
@@ -61,16 +69,12 @@ remember() {
 # remember noted it, else that it is a child of this shell; a zombie is
 # not running.
 ours() {
-    local stat f
-    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
-    # The fields after the command name (which may hold spaces), from
-    # field 3 (state) on: f[1] is the parent, f[19] the start time.
-    read -r -a f <<<"${stat##*) }"
-    [ "${f[0]}" != Z ] || return 1
+    proc_stat "$1" || return 1
+    [ "${PSTAT[0]}" != Z ] || return 1
     if [ -n "${STARTED[$1]:-}" ]; then
-        [ "${f[19]}" = "${STARTED[$1]}" ]
+        [ "${PSTAT[19]}" = "${STARTED[$1]}" ]
     else
-        [ "${f[1]}" = "$$" ]
+        [ "${PSTAT[1]}" = "$$" ]
     fi
 }
 
