@@ -18,7 +18,7 @@ mod send;
 mod splice;
 mod temp;
 
-pub(crate) use send::{send_body, send_body_paced, send_body_to_socket};
+pub(crate) use send::{send_body, send_body_paced, send_body_to_socket, send_range_to_socket};
 pub(crate) use temp::{Overwrite, TempFile, receive_file, remove_stale};
 
 /// Size of the buffer used to move file bytes.
@@ -269,7 +269,7 @@ pub(crate) fn receive_into(
 mod tests {
     use super::*;
     use std::fs::{self, OpenOptions};
-    use std::io::{BufWriter, Seek};
+    use std::io::{BufWriter, Seek, SeekFrom};
 
     fn scratch() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()
@@ -337,11 +337,20 @@ mod tests {
         send_body_to_socket(&File::open(&path).unwrap(), 1_000_000, &mut w).unwrap();
         let err = send_body_to_socket(&File::open(&path).unwrap(), 4_000_000, &mut w).unwrap_err();
         assert!(err.to_string().contains("file shrank"), "{err}");
+        // A range, positioned: the file's own offset is left where it was.
+        let mut shared = File::open(&path).unwrap();
+        shared.seek(SeekFrom::Start(7)).unwrap();
+        w.write_all(b"range").unwrap();
+        send_range_to_socket(&shared, 2_000_000, 500_000, &mut w).unwrap();
+        assert_eq!(shared.stream_position().unwrap(), 7);
         drop(w);
         let got = reader.join().unwrap();
         assert_eq!(&got[..4], b"head");
         assert_eq!(&got[4..1_000_004], &data[..1_000_000]);
-        assert_eq!(&got[1_000_004..], &data[..]);
+        let rest = &got[1_000_004..];
+        assert_eq!(&rest[..3_000_000], &data[..]);
+        assert_eq!(&rest[3_000_000..3_000_005], b"range");
+        assert_eq!(&rest[3_000_005..], &data[2_000_000..2_500_000]);
     }
 
     /// A connection's reader whose peer sends `data` and then closes.

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 
 use super::CHUNK;
 use crate::error::{Error, Local, Result};
@@ -41,6 +42,31 @@ pub(crate) fn send_body_paced(
     len: u64,
     w: &mut BufWriter<SharedStream>,
     piece: u64,
+    before: impl FnMut(),
+) -> Result<()> {
+    send_paced(file, None, len, w, piece, before)
+}
+
+/// `send_body_to_socket` for the `len` bytes at offset `at`, read where
+/// they are (positioned): the file's own offset is neither used nor
+/// moved, so any number of threads send from one shared `File`.
+pub(crate) fn send_range_to_socket(
+    file: &File,
+    at: u64,
+    len: u64,
+    w: &mut BufWriter<SharedStream>,
+) -> Result<()> {
+    send_paced(file, Some(at), len, w, u64::MAX, || {})
+}
+
+/// The send loop behind the above: from offset `at` (positioned), or
+/// from the file's own offset, which it then advances.
+fn send_paced(
+    file: &File,
+    mut at: Option<u64>,
+    len: u64,
+    w: &mut BufWriter<SharedStream>,
+    piece: u64,
     mut before: impl FnMut(),
 ) -> Result<()> {
     w.flush()?;
@@ -50,7 +76,7 @@ pub(crate) fn send_body_paced(
     #[cfg(target_os = "linux")]
     while left > 0 {
         before();
-        match sendfile::send(file, sock, left.min(piece)) {
+        match sendfile::send(file, at.as_mut(), sock, left.min(piece)) {
             Ok(0) => {
                 return Err(Error::Local(Local::Shrank {
                     sent: len - left,
@@ -64,7 +90,7 @@ pub(crate) fn send_body_paced(
         }
     }
     if left > 0 {
-        // sendfile advanced the file offset by what it sent.
+        // sendfile advanced the offset (`at` or the file's) by what it sent.
         let mut file = file;
         let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
         let mut since = 0u64;
@@ -74,7 +100,13 @@ pub(crate) fn send_body_paced(
                 since = 0;
             }
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match file.read(&mut buf[..want]) {
+            let read = match at.as_mut() {
+                Some(at) => file
+                    .read_at(&mut buf[..want], *at)
+                    .inspect(|&n| *at += n as u64),
+                None => file.read(&mut buf[..want]),
+            };
+            let n = match read {
                 Ok(0) => {
                     return Err(Error::Local(Local::Shrank {
                         sent: len - left,
@@ -105,12 +137,17 @@ mod sendfile {
     /// Most bytes asked of one sendfile call.
     const MAX_CALL: u64 = 1 << 30;
 
-    /// One sendfile(2) call from the file's current offset (which it
-    /// advances) to the socket; the byte count sent.
-    pub(super) fn send(file: &File, sock: &TcpStream, left: u64) -> io::Result<usize> {
+    /// One sendfile(2) call from offset `at` (or, if `None`, the file's
+    /// current offset), which it advances, to the socket; the byte count
+    /// sent.
+    pub(super) fn send(
+        file: &File,
+        at: Option<&mut u64>,
+        sock: &TcpStream,
+        left: u64,
+    ) -> io::Result<usize> {
         let count = left.min(MAX_CALL) as usize;
-        // No offset: use and advance the file's own.
-        Ok(rustix::fs::sendfile(sock, file, None, count)?)
+        Ok(rustix::fs::sendfile(sock, file, at, count)?)
     }
 
     /// Errors meaning "sendfile cannot do this here", not "the copy failed".

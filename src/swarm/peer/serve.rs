@@ -1,13 +1,13 @@
 //! Serving other peers: `Have` (what this peer holds, fetches and sends;
 //! with `HaveChange`, once it holds another number of pieces, or after
-//! `HAVE_REFRESH`) and `Piece` (a header, then the bytes read from disk in chunks, paced by
-//! the upload bucket, whole piece by whole piece). A capped peer answers
-//! `Busy` for a piece it is already sending to someone else; so does a
-//! seed, in its first pass, for a piece it is sending or sent a moment ago.
-//! A capped peer with `UPLOAD_QUEUE` uploads already waiting answers `Full`
-//! unless the piece asked for is rarer than all of them.
+//! `HAVE_REFRESH`) and `Piece` (a header, then the bytes straight from the
+//! file with sendfile, in chunks paced by the upload bucket if capped,
+//! whole piece by whole piece). A capped peer answers `Busy` for a piece
+//! it is already sending to someone else; so does a seed, in its first
+//! pass, for a piece it is sending or sent a moment ago. A capped peer
+//! with `UPLOAD_QUEUE` uploads already waiting answers `Full` unless the
+//! piece asked for is rarer than all of them.
 
-use std::io::Write;
 use std::sync::{Arc, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -21,6 +21,9 @@ use crate::swarm::proto::{PEER_WIRE, PeerRequest, PeerResponse};
 use super::watch::{Dir, LinkGuard, Served, Trouble};
 use super::{HAVE_REFRESH, Node, SEND_STALL, TICK, UPLOAD_QUEUE};
 use crate::swarm::bucket::{Reservation, TokenBucket};
+
+/// Bytes a capped peer sends per step of the upload bucket.
+const CAPPED_CHUNK: u64 = 16 * 1024;
 
 impl Node {
     /// Serves other peers until shutdown, on its own thread.
@@ -54,10 +57,8 @@ impl Node {
         // Counted as a transfer once it asks for a piece (a connection
         // that only polls `Have` moves none).
         let mut link: Option<LinkGuard<'_>> = None;
-        let chunk = if self.bucket.is_some() { 16 } else { 64 } * 1024;
-        let mut buf = vec![0u8; chunk];
         conn.serve_requests::<PeerRequest, PeerResponse>(|conn, req| {
-            self.answer(conn, req, &mut buf, &mut link, peer)
+            self.answer(conn, req, &mut link, peer)
         });
     }
 
@@ -67,7 +68,6 @@ impl Node {
         &'a self,
         conn: &mut Conn,
         req: PeerRequest,
-        buf: &mut [u8],
         link: &mut Option<LinkGuard<'a>>,
         peer: std::net::SocketAddr,
     ) -> Result<()> {
@@ -116,7 +116,7 @@ impl Node {
                         Ok(()) => {
                             let link = link.get_or_insert_with(|| self.watch.open(Dir::Up, peer));
                             return self
-                                .send_piece(conn, i, buf, link)
+                                .send_piece(conn, i, link)
                                 .map_err(|e| e.doing(format!("sending piece {i}")));
                         }
                     },
@@ -210,15 +210,9 @@ impl Node {
     }
 
     /// Sends piece `i` (counted in by `start_upload`), then counts it out.
-    fn send_piece(
-        &self,
-        conn: &mut Conn,
-        i: PieceIndex,
-        buf: &mut [u8],
-        link: &LinkGuard<'_>,
-    ) -> Result<()> {
+    fn send_piece(&self, conn: &mut Conn, i: PieceIndex, link: &LinkGuard<'_>) -> Result<()> {
         link.piece(i.get());
-        let sent = self.send_piece_body(conn, i, buf);
+        let sent = self.send_piece_body(conn, i);
         if sent.is_ok() {
             link.moved(i.get(), self.manifest.piece_len(i), None);
         }
@@ -232,14 +226,17 @@ impl Node {
         sent
     }
 
-    fn send_piece_body(&self, conn: &mut Conn, i: PieceIndex, buf: &mut [u8]) -> Result<()> {
+    /// The piece's header, then its bytes straight from the file to the
+    /// socket (sendfile); a capped peer sends `CAPPED_CHUNK` bytes at a
+    /// time, each when the bucket allows.
+    fn send_piece_body(&self, conn: &mut Conn, i: PieceIndex) -> Result<()> {
         let len = self.manifest.piece_len(i);
         conn.queue(&PeerResponse::Piece {
             index: i.get(),
             len,
         })?;
         let mut off = self.manifest.offset(i);
-        let mut left = len as usize;
+        let mut left = u64::from(len);
         // The whole piece is paid for at once, behind the pieces reserved
         // before it, so a capped peer completes its uploads one after
         // another: each piece can be passed on as soon as possible. Which
@@ -252,22 +249,25 @@ impl Node {
             None => None,
         };
         while left > 0 {
-            let n = left.min(buf.len());
-            if let Some(paid) = &paid {
-                paid.wait(left - n, &self.shutdown);
-                if self.shutdown.is_triggered() {
-                    return Err(Error::Closed);
+            let n = match &paid {
+                Some(paid) => {
+                    let n = left.min(CAPPED_CHUNK);
+                    paid.wait((left - n) as usize, &self.shutdown);
+                    if self.shutdown.is_triggered() {
+                        return Err(Error::Closed);
+                    }
+                    n
                 }
-            }
+                None => left,
+            };
             self.store
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
-                .read_at(off, &mut buf[..n])?;
-            conn.writer().write_all(&buf[..n])?;
-            off += n as u64;
+                .send_at(off, n, conn.writer())?;
+            off += n;
             left -= n;
         }
-        conn.flush()
+        Ok(())
     }
 }
 
