@@ -127,10 +127,9 @@ impl Store {
     /// Writes a verified piece in place, `WRITE_CHUNK` bytes per call.
     pub(super) fn write_piece(&self, i: PieceIndex, data: &[u8]) -> io::Result<()> {
         let start = self.manifest.offset(i);
-        let mut at = 0;
-        for chunk in data.chunks(WRITE_CHUNK) {
-            self.file.write_all_at(chunk, start + at)?;
-            at += chunk.len() as u64;
+        for (k, chunk) in data.chunks(WRITE_CHUNK).enumerate() {
+            self.file
+                .write_all_at(chunk, start + (k * WRITE_CHUNK) as u64)?;
         }
         Ok(())
     }

@@ -22,7 +22,9 @@ use super::watch::{Dir, LinkGuard, Served, Trouble};
 use super::{HAVE_REFRESH, Node, SEND_STALL, TICK, UPLOAD_QUEUE};
 use crate::swarm::bucket::{Reservation, TokenBucket};
 
-/// Bytes a capped peer sends per step of the upload bucket.
+/// Bytes a piece is sent in per sendfile call; a capped peer sends
+/// `CAPPED_CHUNK` per step of the upload bucket.
+const CHUNK: u64 = 64 * 1024;
 const CAPPED_CHUNK: u64 = 16 * 1024;
 
 impl Node {
@@ -227,8 +229,8 @@ impl Node {
     }
 
     /// The piece's header, then its bytes straight from the file to the
-    /// socket (sendfile); a capped peer sends `CAPPED_CHUNK` bytes at a
-    /// time, each when the bucket allows.
+    /// socket (sendfile), `CHUNK` bytes at a time; a capped peer sends
+    /// `CAPPED_CHUNK` bytes at a time, each when the bucket allows.
     fn send_piece_body(&self, conn: &mut Conn, i: PieceIndex) -> Result<()> {
         let len = self.manifest.piece_len(i);
         conn.queue(&PeerResponse::Piece {
@@ -248,18 +250,17 @@ impl Node {
             },
             None => None,
         };
+        let chunk = if paid.is_some() { CAPPED_CHUNK } else { CHUNK };
         while left > 0 {
-            let n = match &paid {
-                Some(paid) => {
-                    let n = left.min(CAPPED_CHUNK);
-                    paid.wait((left - n) as usize, &self.shutdown);
-                    if self.shutdown.is_triggered() {
-                        return Err(Error::Closed);
-                    }
-                    n
+            let n = left.min(chunk);
+            if let Some(paid) = &paid {
+                paid.wait((left - n) as usize, &self.shutdown);
+                if self.shutdown.is_triggered() {
+                    return Err(Error::Closed);
                 }
-                None => left,
-            };
+            }
+            // Locked a chunk at a time, never for a whole piece: the
+            // download's final rename waits for one chunk at most.
             self.store
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
