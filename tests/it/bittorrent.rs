@@ -527,6 +527,7 @@ fn hostile_torrents_are_refused_and_nothing_is_written_outside_out() {
                 "d8:announce22:http://127.0.0.1:1/a4:infod6:lengthi99999e4:name1:f12:piece lengthi16384e6:pieces20:{pieces}ee"
             ),
         ),
+        ("not-bencode", "<html>not found</html>".to_string()),
     ];
     for (name, body) in cases {
         let t = d.path().join(format!("{name}.torrent"));
@@ -534,7 +535,16 @@ fn hostile_torrents_are_refused_and_nothing_is_written_outside_out() {
         let o = bt_fetch(t.to_str().unwrap(), &out, &["--exit-when-done"])
             .run()
             .code(2);
-        assert!(o.stderr.contains("torrent:"), "{name}: {}", o.dump());
+        // The user's own file is at fault, said as such, and it is read
+        // before anything listens.
+        let want = format!("bt-peer: reading {}: not a valid torrent: ", t.display());
+        assert!(o.stderr.starts_with(&want), "{name}: {}", o.dump());
+        assert!(
+            !o.stderr.contains("malformed message"),
+            "{name}: {}",
+            o.dump()
+        );
+        assert!(!o.stdout.contains("listening on"), "{name}: {}", o.dump());
     }
     assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
     assert!(!d.path().join("evil").exists());

@@ -72,9 +72,10 @@ fn run(t: Arc<Torrent>, server: Server) -> anyhow::Result<()> {
 /// `bt-peer share`: seeds `data` (the file, or the torrent's folder) of
 /// the torrent at `torrent` over the BitTorrent wire.
 pub(crate) fn share(torrent: &Path, data: &Path, listen: &str, cfg: Config) -> anyhow::Result<()> {
+    // The torrent is read before listening: a bad one is the only line.
+    let m = Metainfo::read(torrent).with_context(|| format!("reading {}", torrent.display()))?;
     let server = Server::start(listen, crate::server::Limits::default())?;
     let local = server.announce()?;
-    let m = Metainfo::read(torrent).with_context(|| format!("reading {}", torrent.display()))?;
     let storage =
         Storage::existing(data, &m.info).with_context(|| format!("opening {}", data.display()))?;
     let have = storage.verify(&m.info)?;
@@ -111,11 +112,20 @@ pub(crate) fn share(torrent: &Path, data: &Path, listen: &str, cfg: Config) -> a
 
 /// `bt-peer fetch NAME.torrent|MAGNET --out DIR`.
 pub(crate) fn fetch(what: &str, out: &Path, listen: &str, cfg: Config) -> anyhow::Result<()> {
+    // A torrent file is read before listening: a bad one is the only line.
+    let torrent = if what.starts_with("magnet:") {
+        None
+    } else {
+        Some(Metainfo::read(Path::new(what)).with_context(|| format!("reading {what}"))?)
+    };
     let server = Server::start(listen, crate::server::Limits::default())?;
     let local = server.announce()?;
     let shutdown = server.shutdown().clone();
     let peer_id = engine::new_peer_id();
-    let (info, trackers) = if what.starts_with("magnet:") {
+    let (info, trackers) = if let Some(m) = torrent {
+        crate::event!("info hash {}", m.hash);
+        (m.info, m.trackers)
+    } else {
         let m = Magnet::parse(what)?;
         crate::event!("info hash {}", m.hash);
         let level = cfg.level;
@@ -125,10 +135,6 @@ pub(crate) fn fetch(what: &str, out: &Path, listen: &str, cfg: Config) -> anyhow
             }
         })?;
         (info, m.trackers)
-    } else {
-        let m = Metainfo::read(Path::new(what)).with_context(|| format!("reading {what}"))?;
-        crate::event!("info hash {}", m.hash);
-        (m.info, m.trackers)
     };
     if trackers.is_empty() {
         return Err(Refused(format!("{what} names no tracker to find peers through")).into());

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use sha1::{Digest as _, Sha1};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Local, Result};
 
 use super::bencode::{self, Value, b, dict};
 
@@ -323,12 +323,21 @@ impl Metainfo {
         })
     }
 
-    /// Reads and parses a `.torrent` file.
+    /// Reads and parses a `.torrent` file. A file that is not a valid
+    /// torrent is this side's bad input (`not a valid torrent: ...`), not
+    /// a malformed message from a peer.
     pub fn read(path: &Path) -> Result<Metainfo> {
         let f = File::open(path)?;
         let mut bytes = Vec::new();
         f.take(MAX_TORRENT_LEN as u64 + 1).read_to_end(&mut bytes)?;
-        Metainfo::parse(&bytes)
+        Metainfo::parse(&bytes).map_err(|e| match e {
+            Error::Decode(why) => {
+                let why = why.strip_prefix("torrent: ").unwrap_or(&why);
+                let why = why.strip_prefix("bencode: ").unwrap_or(why);
+                Error::Local(Local::Setting(format!("not a valid torrent: {why}")))
+            }
+            other => other,
+        })
     }
 }
 
