@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -27,15 +27,18 @@ use super::manifest::{Bitfield, Manifest, PieceIndex, SwarmId};
 /// 1.9-2.9 s). A few more calls per piece cost little anywhere else.
 const WRITE_CHUNK: usize = 16 * 1024;
 
-/// Where a swarm's file lives on disk. Reads and writes are positioned
-/// (`pread`/`pwrite`), so any number of threads share one `Store`, and the
-/// open handle keeps working across the final rename.
+/// Where a swarm's file lives on disk. Reads, writes and sends are
+/// positioned (`pread`/`pwrite`/`sendfile` at an offset), so any number of
+/// threads share one `Store` with no lock around them, and the open handle
+/// keeps working across the final rename: an upload blocked on a peer that
+/// vanished never holds up the download's end.
 #[derive(Debug)]
 pub(super) struct Store {
     file: File,
     manifest: Arc<Manifest>,
-    /// The partial file while downloading; `None` once complete.
-    partial: Option<PathBuf>,
+    /// The partial file while downloading; `None` once complete. Locked
+    /// only to read or take it, never across I/O on the file.
+    partial: Mutex<Option<PathBuf>>,
     dest: PathBuf,
 }
 
@@ -50,7 +53,7 @@ impl Store {
         Ok(Store {
             file: File::open(path)?,
             manifest,
-            partial: None,
+            partial: Mutex::new(None),
             dest: path.to_path_buf(),
         })
     }
@@ -77,7 +80,7 @@ impl Store {
             let store = Store {
                 file,
                 manifest,
-                partial: None,
+                partial: Mutex::new(None),
                 dest,
             };
             return Ok((store, have));
@@ -101,7 +104,7 @@ impl Store {
         let store = Store {
             file,
             manifest,
-            partial: Some(partial),
+            partial: Mutex::new(Some(partial)),
             dest,
         };
         Ok((store, have))
@@ -120,8 +123,15 @@ impl Store {
     }
 
     /// Where pieces are written: the partial file, or the complete one.
-    pub(super) fn path(&self) -> &Path {
-        self.partial.as_deref().unwrap_or(&self.dest)
+    pub(super) fn path(&self) -> PathBuf {
+        self.partial_path().unwrap_or_else(|| self.dest.clone())
+    }
+
+    fn partial_path(&self) -> Option<PathBuf> {
+        self.partial
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Writes a verified piece in place, `WRITE_CHUNK` bytes per call.
@@ -136,22 +146,26 @@ impl Store {
 
     /// Renames the partial file to `DIR/NAME` (refusing to replace a file
     /// that appeared meanwhile) and returns the final path.
-    pub(super) fn finish(&mut self) -> Result<PathBuf> {
-        if let Some(partial) = self.partial.take() {
-            match fs::hard_link(&partial, &self.dest) {
+    ///
+    /// Uploads keep sending from the open handle meanwhile: the link and
+    /// the rename move names, not the file.
+    pub(super) fn finish(&self) -> Result<PathBuf> {
+        let mut partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(from) = partial.as_ref() {
+            match fs::hard_link(from, &self.dest) {
                 Ok(()) => {
-                    let _ = fs::remove_file(&partial);
+                    let _ = fs::remove_file(from);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    self.partial = Some(partial);
                     return Err(Error::local_path(
                         &self.dest,
                         "appeared during the download",
                     ));
                 }
                 // File systems without hard links: a plain rename.
-                Err(_) => fs::rename(&partial, &self.dest)?,
+                Err(_) => fs::rename(from, &self.dest)?,
             }
+            *partial = None;
         }
         Ok(self.dest.clone())
     }
@@ -207,7 +221,7 @@ mod tests {
         drop(store);
 
         // A restarted peer finds pieces 0 and 2 and nothing else.
-        let (mut store, have) = Store::open(&out, m.clone()).unwrap();
+        let (store, have) = Store::open(&out, m.clone()).unwrap();
         assert_eq!(
             (have.has(0), have.has(1), have.has(2), have.has(3)),
             (true, false, true, false)

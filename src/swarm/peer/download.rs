@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -842,12 +842,10 @@ impl Node {
             self.detail(&format!("piece {i} again from {from} (a duplicate)"));
             return Ok(());
         }
-        let written = {
-            let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
-            store
-                .write_piece(i, data)
-                .map_err(|e| Error::from(e).doing(format!("writing {}", store.path().display())))
-        };
+        let written = self
+            .store
+            .write_piece(i, data)
+            .map_err(|e| Error::from(e).doing(format!("writing {}", self.store.path().display())));
         if let Err(e) = written {
             // Our disk (full, or failing), not the remote: the download
             // ends, and the claim gives the piece back.

@@ -12,9 +12,9 @@
 //! - [`watch`]: the peer's live view, counters and the traffic it tells
 //!   the tracker.
 //!
-//! Locks: `Node::state` and `Node::store` are never held together, and
-//! neither is held during socket I/O nor while logging. `Node::gate` is
-//! taken alone, or before the bucket's own lock.
+//! Locks: `Node::state` is never held during socket or file I/O nor while
+//! logging; `Node::store` needs no lock (positioned I/O on one shared
+//! handle). `Node::gate` is taken alone, or before the bucket's own lock.
 
 mod announce;
 mod download;
@@ -23,7 +23,7 @@ mod state;
 mod watch;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -195,7 +195,7 @@ pub(crate) struct Gate {
 pub(crate) struct Node {
     manifest: Arc<Manifest>,
     id: SwarmId,
-    store: RwLock<Store>,
+    store: Store,
     state: Mutex<State>,
     changed: Condvar,
     /// Woken (with `state`) when a piece is stored: `HaveChange` waits on it.
@@ -249,7 +249,7 @@ impl Node {
         Arc::new(Node {
             id: manifest.id(),
             manifest,
-            store: RwLock::new(store),
+            store,
             state: Mutex::new(state),
             changed: Condvar::new(),
             have_changed: Condvar::new(),
@@ -369,9 +369,7 @@ impl Node {
     /// SHA-256 is the manifest's: it is not read and hashed once more.
     pub(crate) fn finish(&self) -> Result<()> {
         self.clear_bar();
-        let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
-        let path = store.finish()?;
-        drop(store);
+        let path = self.store.finish()?;
         self.watch.events.publish("complete", |m| {
             m.insert("name".into(), self.manifest.name().as_str().into());
             m.insert("pieces".into(), self.manifest.piece_count().into());

@@ -259,12 +259,9 @@ impl Node {
                     return Err(Error::Closed);
                 }
             }
-            // Locked a chunk at a time, never for a whole piece: the
-            // download's final rename waits for one chunk at most.
-            self.store
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .send_at(off, n, conn.writer())?;
+            // No lock: a send blocked on a downloader that vanished
+            // holds up nothing else (the final rename included).
+            self.store.send_at(off, n, conn.writer())?;
             off += n;
             left -= n;
         }
@@ -277,6 +274,85 @@ mod tests {
     use super::*;
     use crate::swarm::manifest::Bitfield;
     use crate::swarm::peer::state::Remote;
+    use std::io::{ErrorKind, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::mpsc;
+
+    #[test]
+    fn the_download_finishes_while_an_upload_is_blocked_on_a_peer_that_stopped_reading() {
+        // A fetcher holding its pieces, uploading piece 0 to a downloader
+        // that never reads (it vanished without closing).
+        let (node, dir) = super::super::test_node(false, None);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let reader = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (upload, _) = listener.accept().unwrap();
+        // The socket's buffers are filled first, so the piece's send blocks.
+        upload.set_nonblocking(true).unwrap();
+        let mut filler = &upload;
+        let block = [0u8; 64 * 1024];
+        loop {
+            match filler.write(&block) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the socket: {e}"),
+            }
+        }
+        upload.set_nonblocking(false).unwrap();
+        let mut conn = Conn::new(upload).unwrap();
+        let piece = node.manifest.index(0).unwrap();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let sender = {
+            let node = node.clone();
+            thread::spawn(move || {
+                let _ = tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get());
+                node.send_piece_body(&mut conn, piece)
+            })
+        };
+        // Waits (with a deadline) until the sender is blocked writing to
+        // the socket (the piece's header, or its bytes).
+        let tid = tid_rx.recv().unwrap();
+        let writing = [
+            libc::SYS_write,
+            libc::SYS_sendto,
+            libc::SYS_sendmsg,
+            libc::SYS_sendfile,
+        ]
+        .map(|n| n.to_string());
+        let blocked = || {
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+                .is_ok_and(|s| writing.iter().any(|w| s.split(' ').next() == Some(w)))
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !blocked() {
+            assert!(
+                Instant::now() < deadline,
+                "the upload never blocked on the socket"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        // The download's end (the rename into place) must not wait for
+        // that upload: it is done on a thread of its own, with a deadline
+        // far longer than it takes, so a regression fails instead of hanging.
+        let (done_tx, done_rx) = mpsc::channel();
+        {
+            let node = node.clone();
+            thread::spawn(move || done_tx.send(node.finish().map_err(|e| e.to_string())));
+        }
+        let finished = done_rx.recv_timeout(Duration::from_secs(30));
+        assert!(
+            !sender.is_finished(),
+            "the upload was expected to still be blocked"
+        );
+        // Ends the upload: the downloader goes away for good.
+        reader.shutdown(Shutdown::Both).unwrap();
+        drop(reader);
+        assert!(sender.join().unwrap().is_err());
+        assert_eq!(
+            finished.expect("the download's end waited for a blocked upload"),
+            Ok(())
+        );
+        assert!(dir.path().join("out/f.bin").exists());
+    }
 
     #[test]
     fn a_full_upload_queue_refuses_all_but_a_piece_rarer_than_every_waiting_one() {
