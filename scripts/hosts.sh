@@ -1076,8 +1076,8 @@ bench_once() {
     start_on bseed 2 bt-peer share "$d/file.bin" --tracker "$tr" -q >&2 || return 1
     line_within "$RUN/bseed.out" '^swarm ' 60 || return 1
     for ((i = 1; i <= n; i++)); do rm -f "$RUN/bf$i.done" "$RUN/bf$i.out"; done
-    local cpu0
-    cpu0=$(cpu_ticks)
+    local m0
+    m0=$(meter_now)
     t0=$(date +%s.%N)
     for ((i = 1; i <= n; i++)); do
         mkdir -p "$out/$i"
@@ -1097,7 +1097,7 @@ bench_once() {
         say "bench: N=$n: not every fetcher done after 120 s (stalled); 120 s counted" >&2
         echo 120
     fi
-    [ -n "${BUSY_FILE:-}" ] && busy_since "$cpu0" >>"$BUSY_FILE"
+    meter_since "$m0"
     if [ "$cutting" = 1 ]; then
         restore_link $((n + 2))
         stamped_within 120 "$n" "$n" ||
@@ -1136,15 +1136,37 @@ bench_out() {
     fi
 }
 
-# cpu_ticks: "BUSY TOTAL", the machine's CPU ticks so far (/proc/stat).
-cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+# meter_now: "BUSY SOFTIRQ TOTAL FRAMES BYTES": the machine's CPU ticks so
+# far (/proc/stat: busy, in network softirqs, all) and the frames and bytes
+# the switch has passed to the hosts (each frame counted once, at its last
+# hop).
+meter_now() {
+    local frames=0 bytes=0 f
+    for f in $(ip netns exec "$SW" sh -c 'cat /sys/class/net/h*/statistics/tx_packets'); do
+        frames=$((frames + f))
+    done
+    for f in $(ip netns exec "$SW" sh -c 'cat /sys/class/net/h*/statistics/tx_bytes'); do
+        bytes=$((bytes + f))
+    done
+    awk -v fr="$frames" -v by="$bytes" '/^cpu / {
+        print $2 + $3 + $4 + $7 + $8 + $9, $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, fr, by }' /proc/stat
+}
 
-# busy_since "BUSY TOTAL": the percentage of CPU time busy since then.
-busy_since() {
-    local b0 t0 b1 t1
-    read -r b0 t0 <<<"$1"
-    read -r b1 t1 <<<"$(cpu_ticks)"
-    awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" 'BEGIN { printf "%.0f\n", (t > 0) ? 100 * b / t : 0 }'
+# meter_since "BUSY SOFTIRQ TOTAL FRAMES BYTES": with METER=PREFIX set,
+# appends since then the share of CPU time busy (PREFIX.busy) and in
+# softirqs (PREFIX.sirq, the kernel's per-packet work: on these links most
+# of it is forwarding through the veths, the bridge and the HTB qdiscs),
+# and the frames per MiB the switch passed (PREFIX.fpm).
+meter_since() {
+    [ -n "${METER:-}" ] || return 0
+    local b0 q0 t0 f0 y0 b1 q1 t1 f1 y1
+    read -r b0 q0 t0 f0 y0 <<<"$1"
+    read -r b1 q1 t1 f1 y1 <<<"$(meter_now)"
+    awk -v b="$((b1 - b0))" -v q="$((q1 - q0))" -v t="$((t1 - t0))" \
+        -v f="$((f1 - f0))" -v y="$((y1 - y0))" -v p="$METER" 'BEGIN {
+        printf "%.0f\n", (t > 0) ? 100 * b / t : 0 >>(p ".busy")
+        printf "%.0f\n", (t > 0) ? 100 * q / t : 0 >>(p ".sirq")
+        printf "%.0f\n", (y > 0) ? f / (y / 1048576) : 0 >>(p ".fpm") }'
 }
 
 # streams_once N: N nc streams at once, fetcher host I sending the file to
@@ -1168,8 +1190,8 @@ streams_once() {
             sleep 0.05
         done
     done
-    local cpu0
-    cpu0=$(cpu_ticks)
+    local m0
+    m0=$(meter_now)
     t0=$(date +%s.%N)
     for ((i = 1; i <= n; i++)); do
         to=$((i % n + 1))
@@ -1183,7 +1205,7 @@ streams_once() {
         pid=$(eval echo "\$PID_bs$i")
         exited_within "$pid" 120 || say "bench: stream $i did not end" >&2
     done
-    [ -n "${BUSY_FILE:-}" ] && busy_since "$cpu0" >>"$BUSY_FILE"
+    meter_since "$m0"
     since "$t0"
     echo
     for ((i = 1; i <= n; i++)); do
@@ -1207,16 +1229,17 @@ row() {
         read -r rb rm <<<"$(stats "$4")"
         ref="$(ratio "$med" "$rm") ($5)"
     fi
-    printf '%-26s %7s %7s %7s %7s %7s %5s  %s\n' "$1" "$2" "$best" "$med" \
-        "$(ratio "$best" "$2")" "$(ratio "$med" "$2")" "$(busy_median "$3.busy")" "$ref"
+    printf '%-26s %7s %7s %7s %7s %7s %5s %5s %6s  %s\n' "$1" "$2" "$best" "$med" \
+        "$(ratio "$best" "$2")" "$(ratio "$med" "$2")" "$(median_of "$3.busy" %)" \
+        "$(median_of "$3.sirq" %)" "$(median_of "$3.fpm")" "$ref"
 }
 
-# busy_median FILE: the median of the CPU percentages in FILE, or -.
-busy_median() {
+# median_of FILE [UNIT]: the median of the numbers in FILE, then UNIT; or -.
+median_of() {
     local best med
     [ -s "$1" ] || { echo -; return; }
     read -r best med <<<"$(stats "$1")"
-    printf '%.0f%%' "$med"
+    printf '%.0f%s' "$med" "${2:-}"
 }
 
 bench() {
@@ -1250,28 +1273,30 @@ bench() {
     say "lower bound max(F/u_s, N*F/(u_s + N*u)) = F/u = $bound s for every N; references: one nc"
     say "stream, and N nc streams at once (each fetcher host sending F and receiving F, the bytes a"
     say "perfect swarm moves: where that takes longer than the bound, the machine, not the swarm,"
-    say "sets the pace; the last column is the swarm's median over it; cpu: the median share of"
-    say "both cores busy during the runs, everything on the machine included)"
+    say "sets the pace; the last column is the swarm's median over it); medians over the runs of:"
+    say "cpu, the share of both cores busy, everything on the machine included; sirq, the share in"
+    say "network softirqs (forwarding through the veths, the bridge and the HTB qdiscs: per-frame"
+    say "work, so it follows fr/MiB); fr/MiB, the frames the switch passed per MiB"
     say "fetchers' and streams' copies in $(bench_out)* (BENCH_OUT sets the folder)"
-    printf '%-26s %7s %7s %7s %7s %7s %5s  %s\n' case bound best median "best/b" "med/b" cpu "med/reference"
+    printf '%-26s %7s %7s %7s %7s %7s %5s %5s %6s  %s\n' case bound best median "best/b" "med/b" \
+        cpu sirq fr/MiB "med/reference"
     row "nc, one stream" "$bound" "$d/nc.times"
     for n in $ns; do
+        rm -f "$d/s$n"* "$d/t$n"*
         : >"$d/s$n"
         : >"$d/t$n"
-        : >"$d/s$n.busy"
-        : >"$d/t$n.busy"
         for ((r = 0; r < runs; r++)); do
-            BUSY_FILE=$d/s$n.busy streams_once "$n" >>"$d/s$n"
-            BUSY_FILE=$d/t$n.busy bench_once "$n" 0 >>"$d/t$n"
+            METER=$d/s$n streams_once "$n" >>"$d/s$n"
+            METER=$d/t$n bench_once "$n" 0 >>"$d/t$n"
         done
         row "nc, $n streams at once" "$bound" "$d/s$n"
         row "swarm, N=$n" "$bound" "$d/t$n" "$d/s$n" "$n streams"
     done
     if [ "${CUT:-1}" = 1 ]; then
         n=$(echo "$ns" | awk '{ print $1 }')
+        rm -f "$d/cut$n"*
         : >"$d/cut$n"
-        : >"$d/cut$n.busy"
-        for ((r = 0; r < runs; r++)); do BUSY_FILE=$d/cut$n.busy bench_once "$n" 1 >>"$d/cut$n"; done
+        for ((r = 0; r < runs; r++)); do METER=$d/cut$n bench_once "$n" 1 >>"$d/cut$n"; done
         row "swarm, N=$n, one cut at 30%" "$bound" "$d/cut$n" "$d/t$n" uncut
         say "(the cut row: the time for the $((n - 1)) others)"
     fi
