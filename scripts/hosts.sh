@@ -1209,7 +1209,8 @@ streams_once() {
     since "$t0"
     echo
     for ((i = 1; i <= n; i++)); do
-        cmp -s "$d/file.bin" "$out/$i" || say "bench: stream $i's copy differs" >&2
+        cmp -s "$d/file.bin" "$out/$i" ||
+            say "bench: stream $i's copy differs ($(stat -c %s "$out/$i" 2>/dev/null || echo no) of $(stat -c %s "$d/file.bin") bytes; its time is not a stream's)" >&2
     done
     rm -rf "$out"
 }
