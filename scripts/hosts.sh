@@ -1141,15 +1141,12 @@ bench_out() {
 # the switch has passed to the hosts (each frame counted once, at its last
 # hop).
 meter_now() {
-    local frames=0 bytes=0 f
-    for f in $(ip netns exec "$SW" sh -c 'cat /sys/class/net/h*/statistics/tx_packets'); do
-        frames=$((frames + f))
-    done
-    for f in $(ip netns exec "$SW" sh -c 'cat /sys/class/net/h*/statistics/tx_bytes'); do
-        bytes=$((bytes + f))
-    done
-    awk -v fr="$frames" -v by="$bytes" '/^cpu / {
-        print $2 + $3 + $4 + $7 + $8 + $9, $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, fr, by }' /proc/stat
+    local link
+    link=$(ip netns exec "$SW" sh -c 'for s in /sys/class/net/h*/statistics; do
+        echo "$(cat "$s/tx_packets") $(cat "$s/tx_bytes")"; done' |
+        awk '{ f += $1; b += $2 } END { print f + 0, b + 0 }')
+    awk -v link="$link" '/^cpu / {
+        print $2 + $3 + $4 + $7 + $8 + $9, $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, link }' /proc/stat
 }
 
 # meter_since "BUSY SOFTIRQ TOTAL FRAMES BYTES": with METER=PREFIX set,
@@ -1205,9 +1202,11 @@ streams_once() {
         pid=$(eval echo "\$PID_bs$i")
         exited_within "$pid" 120 || say "bench: stream $i did not end" >&2
     done
+    # The time first: reading the meters is not the streams' work.
+    local took
+    took=$(since "$t0")
     meter_since "$m0"
-    since "$t0"
-    echo
+    echo "$took"
     for ((i = 1; i <= n; i++)); do
         cmp -s "$d/file.bin" "$out/$i" ||
             say "bench: stream $i's copy differs ($(stat -c %s "$out/$i" 2>/dev/null || echo no) of $(stat -c %s "$d/file.bin") bytes; its time is not a stream's)" >&2

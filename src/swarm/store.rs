@@ -37,7 +37,8 @@ pub(super) struct Store {
     file: File,
     manifest: Arc<Manifest>,
     /// The partial file while downloading; `None` once complete. Locked
-    /// only to read or take it, never across I/O on the file.
+    /// to read it, and by `finish` for the link or rename; never across
+    /// I/O on the file.
     partial: Mutex<Option<PathBuf>>,
     dest: PathBuf,
 }
@@ -124,14 +125,8 @@ impl Store {
 
     /// Where pieces are written: the partial file, or the complete one.
     pub(super) fn path(&self) -> PathBuf {
-        self.partial_path().unwrap_or_else(|| self.dest.clone())
-    }
-
-    fn partial_path(&self) -> Option<PathBuf> {
-        self.partial
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
+        partial.clone().unwrap_or_else(|| self.dest.clone())
     }
 
     /// Writes a verified piece in place, `WRITE_CHUNK` bytes per call.
