@@ -1139,14 +1139,15 @@ bench_out() {
 # meter_now: "BUSY SOFTIRQ TOTAL FRAMES BYTES": the machine's CPU ticks so
 # far (/proc/stat: busy, in network softirqs, all) and the frames and bytes
 # the switch has passed to the hosts (each frame counted once, at its last
-# hop).
+# hop). Printed with %.0f: mawk prints a plain sum past 2^31 as 2.28747e+09,
+# which bash arithmetic refuses.
 meter_now() {
     local link
     link=$(ip netns exec "$SW" sh -c 'for s in /sys/class/net/h*/statistics; do
         echo "$(cat "$s/tx_packets") $(cat "$s/tx_bytes")"; done' |
-        awk '{ f += $1; b += $2 } END { print f + 0, b + 0 }')
+        awk '{ f += $1; b += $2 } END { printf "%.0f %.0f\n", f, b }')
     awk -v link="$link" '/^cpu / {
-        print $2 + $3 + $4 + $7 + $8 + $9, $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, link }' /proc/stat
+        printf "%.0f %.0f %.0f %s\n", $2 + $3 + $4 + $7 + $8 + $9, $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, link }' /proc/stat
 }
 
 # meter_since "BUSY SOFTIRQ TOTAL FRAMES BYTES": with METER=PREFIX set,

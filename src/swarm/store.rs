@@ -29,9 +29,14 @@ const WRITE_CHUNK: usize = 16 * 1024;
 
 /// Where a swarm's file lives on disk. Reads, writes and sends are
 /// positioned (`pread`/`pwrite`/`sendfile` at an offset), so any number of
-/// threads share one `Store` with no lock around them, and the open handle
-/// keeps working across the final rename: an upload blocked on a peer that
-/// vanished never holds up the download's end.
+/// threads share one `Store` with no lock around reads and sends, and the
+/// open handle keeps working across the final rename: an upload blocked on
+/// a peer that vanished never holds up the download's end.
+///
+/// Piece writes go one at a time (`writing`): each `pwrite` takes the
+/// file's inode lock in the kernel, whose waiters spin while its holder
+/// copies. With 16 download connections per peer, that spinning was ~4 %
+/// of a 16-fetcher swarm's CPU time (`perf`); waiting on a mutex sleeps.
 #[derive(Debug)]
 pub(super) struct Store {
     file: File,
@@ -40,6 +45,8 @@ pub(super) struct Store {
     /// to read it, and by `finish` for the link or rename; never across
     /// I/O on the file.
     partial: Mutex<Option<PathBuf>>,
+    /// Held for the whole of a piece's write, never for anything else.
+    writing: Mutex<()>,
     dest: PathBuf,
 }
 
@@ -55,6 +62,7 @@ impl Store {
             file: File::open(path)?,
             manifest,
             partial: Mutex::new(None),
+            writing: Mutex::new(()),
             dest: path.to_path_buf(),
         })
     }
@@ -82,6 +90,7 @@ impl Store {
                 file,
                 manifest,
                 partial: Mutex::new(None),
+                writing: Mutex::new(()),
                 dest,
             };
             return Ok((store, have));
@@ -106,6 +115,7 @@ impl Store {
             file,
             manifest,
             partial: Mutex::new(Some(partial)),
+            writing: Mutex::new(()),
             dest,
         };
         Ok((store, have))
@@ -129,9 +139,11 @@ impl Store {
         partial.clone().unwrap_or_else(|| self.dest.clone())
     }
 
-    /// Writes a verified piece in place, `WRITE_CHUNK` bytes per call.
+    /// Writes a verified piece in place, `WRITE_CHUNK` bytes per call,
+    /// while no other piece is being written.
     pub(super) fn write_piece(&self, i: PieceIndex, data: &[u8]) -> io::Result<()> {
         let start = self.manifest.offset(i);
+        let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         for (k, chunk) in data.chunks(WRITE_CHUNK).enumerate() {
             self.file
                 .write_all_at(chunk, start + (k * WRITE_CHUNK) as u64)?;
