@@ -22,8 +22,10 @@
 #
 # Knobs: LOSS (percent, 3), HB (supernode heartbeat, 1 s), PING (peer ping
 # interval, 1 s). The benchmark: RUNS (1), F_MIB (128), RATE_MBIT (200),
-# NS ("6 16"), CUT (1: also the "one fetcher cut at 30%" case), BENCH_OUT
-# (a folder for the fetchers' copies, e.g. /dev/shm; default the run folder).
+# NS ("6 16"), CUT (1: also the "one fetcher cut at 30%" case), WIRE
+# ("btwire aria2c": the same swarm on the BitTorrent wire, by bt-peer and by
+# aria2c with opentracker; "" leaves them out), BENCH_OUT (a folder for the
+# fetchers' copies, e.g. /dev/shm; default the run folder).
 #
 # Checks are written as `check SYSTEM CASE EXPECTED CMD...`; many CMDs are
 # `eval '...'` strings, single-quoted on purpose so they expand when the
@@ -1110,6 +1112,78 @@ bench_once() {
     rm -rf "$out"
 }
 
+# wire_once N SYSTEM: one run of N fetchers on the BitTorrent wire, with
+# the file's .torrent (256 KiB pieces, like the own wire): SYSTEM btwire is
+# bt-tracker --announce, a bt-peer seeder and bt-peer fetchers; aria2c is
+# opentracker, an aria2c seeder and aria2c leechers, nothing of peerkit's
+# (each leecher's completion hook stamps its time). Same hosts, links and
+# meters as bench_once; prints the seconds until the last fetcher is done.
+wire_once() {
+    local n=$1 sys=$2 d=$RUN/bench i t0 m0 out url tries
+    out=$(bench_out)
+    rm -rf "$out" "$d/wire"
+    mkdir -p "$out" "$d/wire"
+    for ((i = 1; i <= n; i++)); do rm -f "$RUN/bf$i.done" "$RUN/bf$i.out"; done
+    if [ "$sys" = btwire ]; then
+        start_on wtr 1 bt-tracker --listen "$(ip_of 1):6968" --announce "$(ip_of 1):6881" -q >&2 || return 1
+        line_within "$RUN/wtr.out" '^announce on ' 30 || return 1
+        url=$(sed -n 's/^announce on //p' "$RUN/wtr.out" | head -n1)
+        bt-peer torrent "$d/file.bin" -o "$d/wire/file.torrent" --tracker "$url" \
+            --piece-size 256K >"$d/wire/torrent.out" 2>&1 || return 1
+        start_on wseed 2 bt-peer share "$d/file.bin" --torrent "$d/wire/file.torrent" -q >&2 || return 1
+        line_within "$RUN/wseed.out" '^seeding ' 60 || return 1
+    else
+        url="http://$(ip_of 1):6881/announce"
+        mktorrent -l 18 -a "$url" -o "$d/wire/file.torrent" "$d/file.bin" >"$d/wire/mktorrent.out" 2>&1 || return 1
+        aria2c -S "$d/wire/file.torrent" | sed -n 's/^Info Hash: //p' >"$d/wire/whitelist"
+        printf 'access.whitelist %s\n' "$d/wire/whitelist" >"$d/wire/opentracker.conf"
+        spawn_on wtr 1 sh -c "cd '$d/wire' && exec opentracker -i $(ip_of 1) -p 6881 -P 6881 -A $(ip_of 1) -f '$d/wire/opentracker.conf'"
+        mkdir -p "$d/wire/seed"
+        ln -f "$d/file.bin" "$d/wire/seed/file.bin"
+        local common=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false
+            --enable-peer-exchange=false --bt-require-crypto=false --bt-min-crypto-level=plain
+            --disable-ipv6=true --seed-ratio=0.0 --file-allocation=none
+            --summary-interval=0 --console-log-level=warn --bt-max-peers=0)
+        for ((tries = 0; tries < 200; tries++)); do
+            on 1 ss -ltn | grep -q "$(ip_of 1):6881 " && break
+            sleep 0.05
+        done
+        spawn_on wseed 2 aria2c "${common[@]}" --dir="$d/wire/seed" --check-integrity=true \
+            --bt-seed-unverified=true "$d/wire/file.torrent"
+        # Ready once the tracker counts it as a seeder.
+        for ((tries = 0; tries < 600; tries++)); do
+            [ "$(on 1 curl -s "http://$(ip_of 1):6881/stats?mode=peer" | sed -n 2p)" = 1 ] && break
+            sleep 0.05
+        done
+        [ "$tries" -lt 600 ] || { say "bench: the aria2c seeder never announced" >&2; return 1; }
+    fi
+    m0=$(meter_now)
+    t0=$(date +%s.%N)
+    for ((i = 1; i <= n; i++)); do
+        mkdir -p "$out/$i"
+        if [ "$sys" = btwire ]; then
+            STAMP=1 spawn_on "bf$i" $((i + 2)) bt-peer fetch "$d/wire/file.torrent" --out "$out/$i" -q
+        else
+            printf '#!/bin/sh\ndate +%%s.%%N >"%s"\n' "$RUN/bf$i.done" >"$d/wire/bf$i.hook"
+            chmod +x "$d/wire/bf$i.hook"
+            spawn_on "bf$i" $((i + 2)) aria2c "${common[@]}" --dir="$out/$i" \
+                --on-bt-download-complete="$d/wire/bf$i.hook" "$d/wire/file.torrent"
+        fi
+    done
+    if stamped_within 120 1 "$n"; then
+        last_done "$t0" "$RUN/bf" "$n"
+    else
+        say "bench: $sys, N=$n: not every fetcher done after 120 s (stalled); 120 s counted" >&2
+        echo 120
+    fi
+    meter_since "$m0"
+    for ((i = 1; i <= n; i++)); do
+        cmp -s "$d/file.bin" "$out/$i/file.bin" || say "bench: $sys fetcher $i's copy differs" >&2
+    done
+    stop_all
+    rm -rf "$out"
+}
+
 # stamped_within SECS FIRST LAST: waits up to SECS until fetchers bfFIRST
 # .. bfLAST have each said `complete: ` (their stamp_complete .done files).
 stamped_within() {
@@ -1282,16 +1356,32 @@ bench() {
     printf '%-26s %7s %7s %7s %7s %7s %5s %5s %6s  %s\n' case bound best median "best/b" "med/b" \
         cpu sirq fr/MiB "med/reference"
     row "nc, one stream" "$bound" "$d/nc.times"
+    local wire=${WIRE-btwire aria2c} w
+    case " $wire " in *" aria2c "*)
+        need aria2c aria2
+        need opentracker opentracker
+        need mktorrent mktorrent
+        need curl curl
+        ;;
+    esac
     for n in $ns; do
-        rm -f "$d/s$n"* "$d/t$n"*
+        rm -f "$d/s$n"* "$d/t$n"* "$d/w"*"$n"*
         : >"$d/s$n"
         : >"$d/t$n"
+        for w in $wire; do : >"$d/w$w$n"; done
         for ((r = 0; r < runs; r++)); do
             METER=$d/s$n streams_once "$n" >>"$d/s$n"
             METER=$d/t$n bench_once "$n" 0 >>"$d/t$n"
+            for w in $wire; do METER=$d/w$w$n wire_once "$n" "$w" >>"$d/w$w$n"; done
         done
         row "nc, $n streams at once" "$bound" "$d/s$n"
         row "swarm, N=$n" "$bound" "$d/t$n" "$d/s$n" "$n streams"
+        for w in $wire; do
+            case $w in
+            btwire) row "BitTorrent wire, N=$n" "$bound" "$d/w$w$n" "$d/t$n" "own wire" ;;
+            aria2c) row "aria2c, N=$n" "$bound" "$d/w$w$n" "$d/t$n" "own wire" ;;
+            esac
+        done
     done
     if [ "${CUT:-1}" = 1 ]; then
         n=$(echo "$ns" | awk '{ print $1 }')
