@@ -1365,10 +1365,13 @@ bench() {
         ;;
     esac
     for n in $ns; do
-        rm -f "$d/s$n"* "$d/t$n"* "$d/w"*"$n"*
+        rm -f "$d/s$n"* "$d/t$n"*
         : >"$d/s$n"
         : >"$d/t$n"
-        for w in $wire; do : >"$d/w$w$n"; done
+        for w in $wire; do
+            rm -f "$d/w$w$n"*
+            : >"$d/w$w$n"
+        done
         for ((r = 0; r < runs; r++)); do
             METER=$d/s$n streams_once "$n" >>"$d/s$n"
             METER=$d/t$n bench_once "$n" 0 >>"$d/t$n"
