@@ -3,6 +3,7 @@
 //! whose tool is missing says SKIPPED (and CI lists it) and passes
 //! (scripts/install-deps.sh bittorrent installs them).
 
+use std::cell::RefCell;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -27,11 +28,20 @@ fn tools(test: &str, needed: &[&str]) -> bool {
 }
 
 /// A port free right now on 127.0.0.1 (for tools that cannot take port 0).
+/// Another test may take it before the tool binds it: where the tool
+/// cannot be given several, the caller retries with another.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    free_ports(1)[0]
+}
+
+/// `n` different ports free right now on 127.0.0.1.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound address").port())
+        .collect()
 }
 
 /// bt-tracker with its HTTP announce listener; returns it and the URL.
@@ -51,33 +61,51 @@ fn bt_tracker() -> (Proc, String) {
     (t, url)
 }
 
-/// opentracker on `port` serving `hash` (Debian's build serves
-/// whitelisted torrents only).
-fn opentracker(dir: &Path, port: u16, hash: &str) -> Proc {
+/// opentracker serving `hash` (Debian's build serves whitelisted torrents
+/// only) on a free port, and the port. It takes a port number, not port 0:
+/// if another test took the port first, it exits, and another is tried.
+fn opentracker(dir: &Path, hash: &str) -> (Proc, u16) {
     fs::write(dir.join("whitelist"), format!("{hash}\n")).unwrap();
     fs::write(
         dir.join("opentracker.conf"),
         format!("access.whitelist {}\n", dir.join("whitelist").display()),
     )
     .unwrap();
-    let p = cmd("opentracker")
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-P",
-            &port.to_string(),
-        ])
-        .args(["-A", "127.0.0.1", "-f"])
-        .arg(dir.join("opentracker.conf"))
-        .start();
-    wait_until(
-        "opentracker to listen",
-        || TcpStream::connect(("127.0.0.1", port)).ok(),
-        || p.dump(),
-    );
-    p
+    let mut tried = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let p = cmd("opentracker")
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-P",
+                &port.to_string(),
+            ])
+            .args(["-A", "127.0.0.1", "-f"])
+            .arg(dir.join("opentracker.conf"))
+            .start();
+        // Borrowed by both closures below: one polls for its exit.
+        let p = RefCell::new(p);
+        let up = wait_until(
+            "opentracker to listen or exit",
+            || {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    Some(true)
+                } else {
+                    p.borrow_mut().exited().then_some(false)
+                }
+            },
+            || p.borrow().dump(),
+        );
+        let p = p.into_inner();
+        if up {
+            return (p, port);
+        }
+        tried.push_str(&p.dump());
+    }
+    panic!("opentracker never listened\n{tried}");
 }
 
 fn aria2(dir: &Path, extra: &[&str]) -> Spawn {
@@ -95,7 +123,16 @@ fn aria2(dir: &Path, extra: &[&str]) -> Spawn {
             "--console-log-level=warn",
             "--check-certificate=false",
         ])
-        .arg(format!("--listen-port={}", free_port()))
+        // Several ports: aria2c binds the first it can, so a port another
+        // test took meanwhile is passed over.
+        .arg(format!(
+            "--listen-port={}",
+            free_ports(4)
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ))
         .args(extra)
 }
 
@@ -213,9 +250,16 @@ fn bt_peer_fetches_from_aria2c_through_opentracker_by_torrent_and_magnet() {
     let seed = d.sub("seed");
     let file = seed.join("movie.bin");
     write_random_file(&file, 2_500_000, 2);
-    // mktorrent needs the URL first: announce to a port chosen now.
+    // The info hash does not depend on the announce URL: opentracker's
+    // whitelist is written before its port, and so the URL, is known.
+    let hash = bt_torrent(
+        &file,
+        &d.path().join("unannounced.torrent"),
+        "http://127.0.0.1:1/announce",
+        "64K",
+    );
+    let (_ot, port) = opentracker(d.path(), &hash);
     let torrent = d.path().join("movie.torrent");
-    let port = free_port();
     let url = format!("http://127.0.0.1:{port}/announce");
     let o = Command::new("mktorrent")
         .args(["-l", "16", "-a", &url, "-o"])
@@ -224,12 +268,14 @@ fn bt_peer_fetches_from_aria2c_through_opentracker_by_torrent_and_magnet() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
-    let hash = bt_torrent(&file, &d.path().join("ours.torrent"), &url, "64K");
+    assert_eq!(
+        bt_torrent(&file, &d.path().join("ours.torrent"), &url, "64K"),
+        hash
+    );
     // Both torrents have the same info dict: the same hash.
     if have("transmission-show") {
         assert_eq!(transmission_hash(&torrent), hash);
     }
-    let _ot = opentracker(d.path(), port, &hash);
     let _aria = aria2(&seed, &["--check-integrity=true", "--seed-ratio=0.0"])
         .arg(&torrent)
         .start();

@@ -405,6 +405,14 @@ impl Proc {
         w.flush().expect("flush stdin");
     }
 
+    /// Whether the child has exited (reaped if so).
+    pub fn exited(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status.is_some()
+    }
+
     /// Sends SIGTERM (a graceful stop).
     pub fn terminate(&self) {
         signal(self.child.id(), "TERM");
