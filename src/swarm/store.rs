@@ -58,13 +58,22 @@ pub fn partial_path(dir: &Path, id: SwarmId) -> PathBuf {
 impl Store {
     /// A complete file shared in place, opened read-only.
     pub(super) fn shared(path: &Path, manifest: Arc<Manifest>) -> Result<Store> {
-        Ok(Store {
-            file: File::open(path)?,
+        Ok(Store::new(
+            File::open(path)?,
             manifest,
-            partial: Mutex::new(None),
+            None,
+            path.to_path_buf(),
+        ))
+    }
+
+    fn new(file: File, manifest: Arc<Manifest>, partial: Option<PathBuf>, dest: PathBuf) -> Store {
+        Store {
+            file,
+            manifest,
+            partial: Mutex::new(partial),
             writing: Mutex::new(()),
-            dest: path.to_path_buf(),
-        })
+            dest,
+        }
     }
 
     /// Opens the download of `manifest` into `dir` and returns the pieces
@@ -86,14 +95,7 @@ impl Store {
                     ),
                 ));
             }
-            let store = Store {
-                file,
-                manifest,
-                partial: Mutex::new(None),
-                writing: Mutex::new(()),
-                dest,
-            };
-            return Ok((store, have));
+            return Ok((Store::new(file, manifest, None, dest), have));
         }
         let partial = partial_path(dir, manifest.id());
         let existed = partial.exists();
@@ -111,14 +113,7 @@ impl Store {
         } else {
             manifest.empty_bitfield()
         };
-        let store = Store {
-            file,
-            manifest,
-            partial: Mutex::new(Some(partial)),
-            writing: Mutex::new(()),
-            dest,
-        };
-        Ok((store, have))
+        Ok((Store::new(file, manifest, Some(partial), dest), have))
     }
 
     /// Sends the `len` bytes at `offset` in the file to the socket behind
