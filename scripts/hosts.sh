@@ -1071,13 +1071,10 @@ group_sigterm() {
 bench_once() {
     local n=$1 cutting=$2 d=$RUN/bench i t0 tr out
     tr="$(ip_of 1):6969"
-    out=$(bench_out)
-    rm -rf "$out"
-    mkdir -p "$out"
+    out=$(fresh_fetchers "$n")
     start_on btr 1 bt-tracker -q >&2 || return 1
     start_on bseed 2 bt-peer share "$d/file.bin" --tracker "$tr" -q >&2 || return 1
     line_within "$RUN/bseed.out" '^swarm ' 60 || return 1
-    for ((i = 1; i <= n; i++)); do rm -f "$RUN/bf$i.done" "$RUN/bf$i.out"; done
     local m0
     m0=$(meter_now)
     t0=$(date +%s.%N)
@@ -1092,21 +1089,47 @@ bench_once() {
         watch=$((n - 1))
         wait_pieces "bf$n" $((PIECES * 3 / 10)) 300 && cut_link $((n + 2))
     fi
-    # At most 120 s (a stalled swarm is reported, not waited for).
-    if stamped_within 120 1 "$watch"; then
-        last_done "$t0" "$RUN/bf" "$watch"
-    else
-        say "bench: N=$n: not every fetcher done after 120 s (stalled); 120 s counted" >&2
-        echo 120
-    fi
+    last_fetcher "$t0" "$watch" "N=$n"
     meter_since "$m0"
     if [ "$cutting" = 1 ]; then
         restore_link $((n + 2))
         stamped_within 120 "$n" "$n" ||
             say "bench: the cut fetcher did not complete within 120 s of its link's return" >&2
     fi
-    for ((i = 1; i <= n; i++)); do
-        cmp -s "$d/file.bin" "$out/$i/file.bin" || say "bench: fetcher $i's copy differs" >&2
+    end_fetchers "$n" ""
+}
+
+# fresh_fetchers N: an empty folder for the fetchers' copies (printed) and
+# no .done or .out left from a previous run of fetchers bf1 .. bfN.
+fresh_fetchers() {
+    local out i
+    out=$(bench_out)
+    rm -rf "$out"
+    mkdir -p "$out"
+    for ((i = 1; i <= $1; i++)); do rm -f "$RUN/bf$i.done" "$RUN/bf$i.out"; done
+    echo "$out"
+}
+
+# last_fetcher T0 N WHAT: the seconds from T0 until the last of fetchers
+# bf1 .. bfN was done; at most 120 (a stalled swarm is reported, not
+# waited for).
+last_fetcher() {
+    if stamped_within 120 1 "$2"; then
+        last_done "$1" "$RUN/bf" "$2"
+    else
+        say "bench: $3: not every fetcher done after 120 s (stalled); 120 s counted" >&2
+        echo 120
+    fi
+}
+
+# end_fetchers N WHO: says which of the N fetchers' copies differ from the
+# file (WHO names the system in the message), stops every process and
+# removes the copies.
+end_fetchers() {
+    local d=$RUN/bench out i
+    out=$(bench_out)
+    for ((i = 1; i <= $1; i++)); do
+        cmp -s "$d/file.bin" "$out/$i/file.bin" || say "bench: ${2:+$2 }fetcher $i's copy differs" >&2
     done
     stop_all
     rm -rf "$out"
@@ -1120,10 +1143,9 @@ bench_once() {
 # meters as bench_once; prints the seconds until the last fetcher is done.
 wire_once() {
     local n=$1 sys=$2 d=$RUN/bench i t0 m0 out url tries
-    out=$(bench_out)
-    rm -rf "$out" "$d/wire"
-    mkdir -p "$out" "$d/wire"
-    for ((i = 1; i <= n; i++)); do rm -f "$RUN/bf$i.done" "$RUN/bf$i.out"; done
+    out=$(fresh_fetchers "$n")
+    rm -rf "$d/wire"
+    mkdir -p "$d/wire"
     if [ "$sys" = btwire ]; then
         start_on wtr 1 bt-tracker --listen "$(ip_of 1):6968" --announce "$(ip_of 1):6881" -q >&2 || return 1
         line_within "$RUN/wtr.out" '^announce on ' 30 || return 1
@@ -1170,18 +1192,9 @@ wire_once() {
                 --on-bt-download-complete="$d/wire/bf$i.hook" "$d/wire/file.torrent"
         fi
     done
-    if stamped_within 120 1 "$n"; then
-        last_done "$t0" "$RUN/bf" "$n"
-    else
-        say "bench: $sys, N=$n: not every fetcher done after 120 s (stalled); 120 s counted" >&2
-        echo 120
-    fi
+    last_fetcher "$t0" "$n" "$sys, N=$n"
     meter_since "$m0"
-    for ((i = 1; i <= n; i++)); do
-        cmp -s "$d/file.bin" "$out/$i/file.bin" || say "bench: $sys fetcher $i's copy differs" >&2
-    done
-    stop_all
-    rm -rf "$out"
+    end_fetchers "$n" "$sys"
 }
 
 # stamped_within SECS FIRST LAST: waits up to SECS until fetchers bfFIRST
